@@ -1,0 +1,15 @@
+"""PSPNet (Zhao et al., CVPR 2017) exactly as published.
+
+    import pspnet
+    model = pspnet.PSPNet(num_classes=150, backbone="resnet50")
+    model = pspnet.load("pspnet50_ade20k.safetensors")   # settings, classes and mean/std come with the file
+"""
+
+from pspnet.checkpoint import load, save
+from pspnet.data.info import DatasetInfo
+from pspnet.errors import PSPNetError
+from pspnet.model.config import ModelConfig
+from pspnet.model.pspnet import PSPNet
+
+__version__ = "0.1.0"
+__all__ = ["PSPNet", "ModelConfig", "DatasetInfo", "PSPNetError", "load", "save", "__version__"]

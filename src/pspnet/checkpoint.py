@@ -1,0 +1,132 @@
+"""Our checkpoint format: safetensors weights plus the metadata that rebuilds the model (settings, classes, colours,
+normalisation). Reading never unpickles arbitrary objects: torch files go through `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from pspnet.convert.semseg import convert_semseg_state
+from pspnet.data.info import DatasetInfo
+from pspnet.errors import PSPNetError
+from pspnet.model.config import ModelConfig
+from pspnet.model.pspnet import PSPNet
+from pspnet.model.state import load_state_strict
+
+FORMAT = "pspnet"
+FORMAT_VERSION = "1"
+
+
+def save(model: PSPNet, path: str | Path) -> Path:
+    """Write `model` to `path` (safetensors). The file is replaced atomically: a crash leaves the old one intact."""
+    path = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in unwrap(model).state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": json.dumps(unwrap(model).config.to_dict()),
+        "info": json.dumps(info_to_dict(unwrap(model).info)),
+    }
+    write_atomically(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    return path
+
+
+def write_atomically(path: Path, write: Any) -> None:
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
+    """Rebuild a model from one of our checkpoints, or from an official hszhao/semseg `.pth`, in eval mode."""
+    path = Path(path)
+    kind = file_kind(path)
+    if kind == "safetensors":
+        model = load_safetensors(path)
+    else:
+        model = convert_semseg_state(read_torch_file(path), source=str(path))
+    return model.to(map_location).eval()
+
+
+def load_safetensors(path: Path) -> PSPNet:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise PSPNetError(f"{path}: cannot read it as a safetensors file ({e})") from None
+    if metadata.get("format") != FORMAT:
+        raise PSPNetError(
+            f"{path}: a safetensors file without pspnet metadata (format={metadata.get('format')!r}); "
+            "expected a checkpoint written by pspnet"
+        )
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["model"]), source=str(path))
+        info = DatasetInfo(**json.loads(metadata["info"]))
+    except (KeyError, json.JSONDecodeError, TypeError) as e:
+        raise PSPNetError(f"{path}: damaged pspnet metadata ({e})") from None
+    model = PSPNet.from_config(config, info)
+    load_state_strict(model, state, str(path))
+    return model
+
+
+def file_kind(path: Path) -> str:
+    """"safetensors", "torch-zip" or "torch-pickle"; anything else is an error naming the file."""
+    if not path.is_file():
+        raise PSPNetError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if zipfile.is_zipfile(path):
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "torch-pickle"
+    raise PSPNetError(f"{path}: not a checkpoint (expected a pspnet .safetensors file or a PyTorch .pth file)")
+
+
+def read_torch_file(path: Path) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only; anything else is refused, unrun."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        raise PSPNetError(
+            f"{path}: refused to load: it holds Python objects other than tensors, which could run code "
+            f"({first}). Only weight files are accepted."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise PSPNetError(f"{path}: cannot read it as a PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def info_to_dict(info: DatasetInfo) -> dict[str, Any]:
+    return {"name": info.name, "classes": info.classes, "palette": [list(c) for c in info.palette],
+            "mean": list(info.mean), "std": list(info.std)}
+
+
+def unwrap(model: nn.Module) -> PSPNet:
+    """The PSPNet inside a DDP or torch.compile wrapper."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    assert isinstance(model, PSPNet), f"expected a PSPNet, got {type(model).__name__}"
+    return model

@@ -1,0 +1,36 @@
+"""`pspnet convert --from semseg SRC DST`: an official hszhao/semseg checkpoint → a pspnet checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pspnet.checkpoint import file_kind, read_torch_file, save
+from pspnet.convert.semseg import convert_semseg_state
+from pspnet.data.info import KNOWN, known_dataset
+from pspnet.errors import PSPNetError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="source_format", choices=["semseg"], required=True,
+                   help="layout of SRC: 'semseg' = the authors' PyTorch release (train_epoch_N.pth)")
+    p.add_argument("src", type=Path, help="the checkpoint to convert")
+    p.add_argument("dst", type=Path, help="where to write the pspnet checkpoint (.safetensors)")
+    p.add_argument("--dataset", choices=sorted(KNOWN),
+                   help="class names and colours to attach (default: inferred from the class count: "
+                        "150 ade20k, 21 voc2012, 19 cityscapes)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if file_kind(args.src) == "safetensors":
+        raise PSPNetError(f"{args.src}: already a safetensors file; expected an official .pth checkpoint")
+    info = known_dataset(args.dataset) if args.dataset else None
+    model = convert_semseg_state(read_torch_file(args.src), source=str(args.src), info=info)
+    if info is not None and info.num_classes != model.config.num_classes:
+        raise PSPNetError(f"--dataset {args.dataset} has {info.num_classes} classes; {args.src} has "
+                          f"{model.config.num_classes}")
+    save(model, args.dst)
+    c = model.config
+    print(f"{args.dst}: PSPNet {c.backbone}, {c.num_classes} classes ({model.info.name}), "
+          f"aux head {'kept' if c.aux else 'absent'}")
+    return 0

@@ -1,0 +1,44 @@
+"""`pspnet <command>`: dispatch to the subcommand modules; user mistakes print one line, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pspnet.errors import PSPNetError
+
+# (command, module under pspnet.cli, one-line help). Modules are imported only when their command runs.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("convert", "convert", "convert an official checkpoint into a pspnet checkpoint"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pspnet import __version__
+
+    parser = argparse.ArgumentParser(prog="pspnet", description="PSPNet: train, evaluate, predict, export.")
+    parser.add_argument("--version", action="version", version=f"pspnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(module=module)
+        importlib.import_module(f"pspnet.cli.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
+    except PSPNetError as e:
+        print(f"pspnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pspnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

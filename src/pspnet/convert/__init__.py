@@ -1,0 +1,1 @@
+"""Weights from elsewhere: the official hszhao/semseg checkpoints and ImageNet backbones."""

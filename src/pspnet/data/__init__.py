@@ -1,0 +1,1 @@
+"""Datasets, their class names and palettes, preparation, checks and augmentation."""

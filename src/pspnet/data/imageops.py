@@ -1,0 +1,72 @@
+"""The one place that reads images and labels, resizes and normalises them.
+
+Resizes follow the official code's OpenCV calls: images bilinear with half-pixel centres and no antialiasing
+(`INTER_LINEAR`), labels nearest neighbour (`INTER_NEAREST`, never a blend of two classes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from pspnet.errors import PSPNetError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An RGB image as uint8 H×W×3; an unreadable file raises PSPNetError naming it."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise PSPNetError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise PSPNetError(f"{path}: cannot read it as an image ({e})") from None
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A label map as uint8 H×W (palette PNGs give their indices); an unreadable file raises PSPNetError."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise PSPNetError(f"{path}: label image has mode {im.mode}; expected a single-channel PNG of indices")
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise PSPNetError(f"{path}: no such label file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise PSPNetError(f"{path}: cannot read it as a label image ({e})") from None
+    if arr.max(initial=0) > 255:
+        raise PSPNetError(f"{path}: label value {int(arr.max())} does not fit 0..255")
+    return arr.astype(np.uint8)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 H×W×3 → uint8 3×H×W (no copy of values, no scaling)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """RGB in 0..255 (uint8 or float), N×3×H×W or 3×H×W → float32 `(x / 255 - mean) / std`."""
+    x = images.float()
+    shape = (3, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(shape) * 255.0
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(shape) * 255.0
+    return (x - m) / s
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float N×C×H×W → N×C×size, as OpenCV INTER_LINEAR (half-pixel centres, no antialiasing)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+
+
+def resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Integer N×H×W labels → N×size by nearest neighbour, as OpenCV INTER_NEAREST."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].to(labels.dtype)

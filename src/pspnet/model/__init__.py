@@ -1,0 +1,1 @@
+"""The network: dilated ResNet backbone, pyramid pooling module, heads."""

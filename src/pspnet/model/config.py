@@ -1,0 +1,56 @@
+"""The architecture settings of a PSPNet: what a checkpoint needs to rebuild its model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pspnet.errors import PSPNetError
+from pspnet.model.norm import NORM_NAMES
+from pspnet.model.resnet import DEPTHS, DILATION_PATTERNS, OUTPUT_STRIDES
+
+
+@dataclass
+class ModelConfig:
+    num_classes: int
+    backbone: str = "resnet50"
+    deep_stem: bool = True  # the official 3×3 64-64-128 stem; False: torchvision's 7×7 stem
+    output_stride: int = 8
+    dilation: str = "official"  # or "contracted" (first block of a dilated stage keeps the previous dilation)
+    bins: tuple[int, ...] = (1, 2, 3, 6)
+    align_corners: bool = True
+    norm: str = "batch"  # "batch", "syncbatch" (DDP) or "group" (tiny batches)
+    aux: bool = True  # the auxiliary head on stage 3, used in training only
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.bins = tuple(int(b) for b in self.bins)
+        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise PSPNetError(f"num_classes must be a positive integer, got {self.num_classes!r}")
+        if self.backbone not in DEPTHS:
+            raise PSPNetError(f"unknown backbone {self.backbone!r}; expected one of {', '.join(DEPTHS)}")
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise PSPNetError(f"output_stride must be one of {OUTPUT_STRIDES}, got {self.output_stride!r}")
+        if self.dilation not in DILATION_PATTERNS:
+            raise PSPNetError(f"unknown dilation {self.dilation!r}; expected one of {', '.join(DILATION_PATTERNS)}")
+        if self.norm not in NORM_NAMES:
+            raise PSPNetError(f"unknown norm {self.norm!r}; expected one of {', '.join(NORM_NAMES)}")
+        if not self.bins or any(b < 1 for b in self.bins):
+            raise PSPNetError(f"bins must be positive integers, got {self.bins!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise PSPNetError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bins"] = list(self.bins)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "model settings") -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PSPNetError(f"{source}: unknown model setting(s) {', '.join(unknown)}; expected {', '.join(known)}")
+        if "num_classes" not in d:
+            raise PSPNetError(f"{source}: missing model setting num_classes")
+        return cls(**d)

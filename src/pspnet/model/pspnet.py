@@ -1,0 +1,80 @@
+"""PSPNet: dilated ResNet → pyramid pooling → 3×3 head, plus the auxiliary head on stage 3, upsampled to the input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pspnet.data.info import DatasetInfo
+from pspnet.errors import PSPNetError
+from pspnet.model.config import ModelConfig
+from pspnet.model.head import SegmentationHead
+from pspnet.model.pyramid_pooling import PyramidPooling
+from pspnet.model.resnet import DilatedResNet
+
+HEAD_CHANNELS = 512
+AUX_CHANNELS = 256
+AUX_WEIGHT = 0.4  # loss = main + 0.4 × aux, as the paper
+
+
+class PSPNet(nn.Module):
+    """The published PSPNet.
+
+    `PSPNet(num_classes=150, backbone="resnet50")` builds it; every setting of `ModelConfig` is a keyword.
+
+    Input: a normalised float tensor N×3×H×W (RGB, `(x / 255 - info.mean) / info.std`), any H and W.
+    Eval mode: returns the logits N×C×H×W, bilinearly upsampled from 1/8 resolution to exactly H×W.
+    Training mode: returns `(logits, aux_logits)`, both N×C×H×W; `aux_logits` is None without the aux head.
+    """
+
+    def __init__(self, num_classes: int, *, info: DatasetInfo | None = None, **settings: Any) -> None:
+        super().__init__()
+        try:
+            config = ModelConfig(num_classes=num_classes, **settings)
+        except TypeError as e:
+            raise PSPNetError(f"PSPNet: {e}") from None
+        self.config = config
+        self.info = info or DatasetInfo.generic(num_classes)
+        if self.info.num_classes != num_classes:
+            raise PSPNetError(f"PSPNet: {self.info.num_classes} class names given for {num_classes} classes")
+        self.backbone = DilatedResNet(
+            config.backbone, deep_stem=config.deep_stem, output_stride=config.output_stride,
+            dilation=config.dilation, norm=config.norm,
+        )
+        self.ppm = PyramidPooling(self.backbone.stage4_channels, config.bins, config.norm, config.align_corners)
+        self.head = SegmentationHead(self.ppm.out_channels, HEAD_CHANNELS, num_classes, config.norm, config.dropout)
+        self.aux_head = (
+            SegmentationHead(self.backbone.stage3_channels, AUX_CHANNELS, num_classes, config.norm, config.dropout)
+            if config.aux
+            else None
+        )
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, info: DatasetInfo | None = None) -> PSPNet:
+        settings = config.to_dict()
+        return cls(settings.pop("num_classes"), info=info, **settings)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        check_input(x)
+        size = x.shape[-2:]
+        c3, c4 = self.backbone(x)
+        logits = self.upsample(self.head(self.ppm(c4)), size)
+        if not self.training:
+            return logits
+        aux = self.upsample(self.aux_head(c3), size) if self.aux_head is not None else None
+        return logits, aux
+
+    def upsample(self, logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        return F.interpolate(logits, size, mode="bilinear", align_corners=self.config.align_corners)
+
+
+def check_input(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise PSPNetError(f"PSPNet expects a tensor N×3×H×W, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise PSPNetError(f"PSPNet expects a normalised float tensor N×3×H×W (RGB), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise PSPNetError(f"PSPNet expects a normalised float tensor, got dtype {x.dtype}; normalise the image first")

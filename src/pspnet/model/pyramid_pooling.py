@@ -1,0 +1,47 @@
+"""The pyramid pooling module: pool the stage-4 map to b×b bins, reduce, upsample back, concatenate with the input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pspnet.model.norm import batch_norm_without_batch_stats, make_norm, needs_batch_stats_fallback
+
+
+class PoolBranch(nn.Module):
+    """Adaptive average pooling to bins×bins → 1×1 conv (no bias) → norm → ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, bins: int, norm: str) -> None:
+        super().__init__()
+        self.bins = bins
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.norm = make_norm(norm, out_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(F.adaptive_avg_pool2d(x, self.bins))
+        # The 1×1 bin at batch size 1 has one value per channel: BatchNorm cannot take statistics of it.
+        y = batch_norm_without_batch_stats(self.norm, y) if needs_batch_stats_fallback(self.norm, y) else self.norm(y)
+        return self.relu(y)
+
+
+class PyramidPooling(nn.Module):
+    """Concatenates `[x, branch(b) for b in bins]`; each branch reduces to in_channels / len(bins) channels."""
+
+    def __init__(self, in_channels: int, bins: Sequence[int], norm: str, align_corners: bool) -> None:
+        super().__init__()
+        reduced = in_channels // len(bins)
+        self.align_corners = align_corners
+        self.branches = nn.ModuleList(PoolBranch(in_channels, reduced, b, norm) for b in bins)
+        self.out_channels = in_channels + reduced * len(bins)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pooled = [
+            F.interpolate(branch(x), size, mode="bilinear", align_corners=self.align_corners)
+            for branch in self.branches
+        ]
+        return torch.cat([x, *pooled], dim=1)
