@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 NormName = Literal["batch", "syncbatch", "group"]
 NORM_NAMES: tuple[str, ...] = ("batch", "syncbatch", "group")
-GROUPS = 32  # every channel count in the network is a multiple of 32
+GROUPS = 32  # at most; fewer when the channel count is not a multiple of 32 (e.g. 3 pyramid bins)
 
 
 def make_norm(name: str, channels: int) -> nn.Module:
@@ -19,7 +20,7 @@ def make_norm(name: str, channels: int) -> nn.Module:
     if name == "syncbatch":
         return nn.SyncBatchNorm(channels)
     if name == "group":
-        return nn.GroupNorm(min(GROUPS, channels), channels)
+        return nn.GroupNorm(math.gcd(GROUPS, channels), channels)
     raise ValueError(f"unknown norm {name!r}; expected one of {', '.join(NORM_NAMES)}")
 
 

@@ -158,6 +158,8 @@ class DilatedResNet(nn.Module):
         if depth not in DEPTHS:
             raise ValueError(f"unknown backbone {depth!r}; expected one of {', '.join(DEPTHS)}")
         spec = DEPTHS[depth]
+        self.depth = depth
+        self.deep_stem = deep_stem
         block = Bottleneck if spec.block == "bottleneck" else BasicBlock
         self.stem = DeepStem(norm) if deep_stem else ClassicStem(norm)
         cin = self.stem.out_channels

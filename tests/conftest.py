@@ -1,0 +1,27 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def official_fixture() -> dict:
+    """The official model's outputs for reproducible weights (../shared/fixtures), with the weights rebuilt."""
+    path = FIXTURES / "semseg_pspnet50_c19.pt"
+    if not path.is_file():
+        pytest.fail(f"missing {path}: the official fixtures must sit beside the repository in ../shared")
+    sys.path.insert(0, str(FIXTURES))
+    from official_weights import fill
+
+    fx = torch.load(path, weights_only=True)
+    fx["state"] = fill(fx["shapes"], fx["seed"])
+    return fx

@@ -1,0 +1,109 @@
+import os
+import pickle
+import zipfile
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import pspnet
+from pspnet import PSPNet, PSPNetError
+from pspnet.data.info import CAMVID
+
+
+def test_save_then_load_rebuilds_the_model_with_no_other_argument(tmp_path):
+    model = PSPNet(11, info=CAMVID, backbone="resnet18", bins=(1, 2, 4), norm="group", aux=False).eval()
+    path = pspnet.save(model, tmp_path / "m.safetensors")
+    loaded = pspnet.load(path)
+    assert loaded.config == model.config
+    assert loaded.info == CAMVID
+    assert not loaded.training
+    x = torch.randn(1, 3, 41, 33)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_save_replaces_the_file_atomically_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "m.safetensors"
+    pspnet.save(PSPNet(2, backbone="resnet18"), path)
+    pspnet.save(PSPNet(3, backbone="resnet18"), path)
+    assert pspnet.load(path).config.num_classes == 3
+    assert os.listdir(tmp_path) == ["m.safetensors"]
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    RunsCode.marker = marker
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": RunsCode()}, evil)
+    with pytest.raises(PSPNetError, match="refused to load"):
+        pspnet.load(evil)
+    assert not marker.exists()
+
+
+def test_a_legacy_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    RunsCode.marker = marker
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump(RunsCode(), f, protocol=2)
+    with pytest.raises(PSPNetError, match="refused to load"):
+        pspnet.load(evil)
+    assert not marker.exists()
+
+
+def test_mismatched_weights_list_missing_unexpected_and_misshaped_keys(tmp_path):
+    model = PSPNet(2, backbone="resnet18")
+    state = model.state_dict()
+    state.pop("head.classifier.bias")
+    state["extra.weight"] = torch.zeros(1)
+    state["head.classifier.weight"] = torch.zeros(5, 512, 1, 1)
+    from pspnet.checkpoint import load_state_strict
+
+    with pytest.raises(PSPNetError) as e:
+        load_state_strict(model, state, "f.safetensors")
+    msg = str(e.value)
+    assert "1 missing: head.classifier.bias" in msg
+    assert "1 unexpected: extra.weight" in msg
+    assert "head.classifier.weight (file (5, 512, 1, 1), model (2, 512, 1, 1))" in msg
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello")
+    with pytest.raises(PSPNetError, match="not a checkpoint"):
+        pspnet.load(path)
+
+
+def test_a_missing_file_names_the_path(tmp_path):
+    with pytest.raises(PSPNetError, match="no such checkpoint file"):
+        pspnet.load(tmp_path / "nope.safetensors")
+
+
+def test_a_foreign_safetensors_file_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(PSPNetError, match="without pspnet metadata"):
+        pspnet.load(path)
+
+
+def test_a_truncated_checkpoint_gives_a_clear_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    pspnet.save(PSPNet(2, backbone="resnet18"), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PSPNetError, match="m.safetensors"):
+        pspnet.load(path)
+
+
+def test_a_foreign_torch_file_is_not_taken_for_a_pspnet(tmp_path):
+    path = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, path)
+    assert zipfile.is_zipfile(path)
+    with pytest.raises(PSPNetError, match="not an official semseg PSPNet checkpoint"):
+        pspnet.load(path)
