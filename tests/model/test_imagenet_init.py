@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from pspnet import PSPNet, PSPNetError
+from pspnet.convert.imagenet import load_imagenet_backbone
+from pspnet.model.resnet import DilatedResNet
+
+
+def imagenet_file(tmp_path, deep_stem: bool, name: str) -> tuple[dict, str]:
+    """A ResNet-18 ImageNet state dict in torchvision's layout (7×7 stem) or the resnet*_v2.pth one (deep stem)."""
+    source = DilatedResNet("resnet18", deep_stem=deep_stem)
+    state = {k.removeprefix("stem."): v for k, v in source.state_dict().items()}
+    state["fc.weight"], state["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)
+    path = tmp_path / name
+    torch.save(state, path)
+    return source.state_dict(), str(path)
+
+
+def test_torchvision_weights_initialise_a_classic_stem_backbone(tmp_path):
+    expected, path = imagenet_file(tmp_path, deep_stem=False, name="resnet18-f37072fd.pth")
+    model = PSPNet(3, backbone="resnet18", deep_stem=False)
+    load_imagenet_backbone(model.backbone, path)
+    assert all(torch.equal(v, expected[k]) for k, v in model.backbone.state_dict().items())
+
+
+def test_deep_stem_v2_weights_initialise_the_official_backbone(tmp_path):
+    expected, path = imagenet_file(tmp_path, deep_stem=True, name="resnet18_v2.pth")
+    model = PSPNet(3, backbone="resnet18")
+    load_imagenet_backbone(model.backbone, path)
+    assert torch.equal(model.backbone.stem.conv3.weight, expected["stem.conv3.weight"])
+
+
+def test_torchvision_weights_on_a_deep_stem_model_say_which_setting_to_change(tmp_path):
+    _, path = imagenet_file(tmp_path, deep_stem=False, name="resnet18.pth")
+    with pytest.raises(PSPNetError, match="torchvision's 7×7 stem; set deep_stem: false"):
+        load_imagenet_backbone(PSPNet(3, backbone="resnet18").backbone, path)
+
+
+def test_weights_of_another_depth_list_the_mismatched_keys(tmp_path):
+    _, path = imagenet_file(tmp_path, deep_stem=True, name="resnet18_v2.pth")
+    with pytest.raises(PSPNetError, match="weights do not match the model"):
+        load_imagenet_backbone(PSPNet(3, backbone="resnet34").backbone, path)
+
+
+def test_a_missing_local_file_is_named(tmp_path):
+    with pytest.raises(PSPNetError, match="no such ImageNet weights file"):
+        load_imagenet_backbone(PSPNet(3, backbone="resnet18").backbone, str(tmp_path / "resnet50_v2.pth"))
