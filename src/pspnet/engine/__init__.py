@@ -1,0 +1,1 @@
+"""Evaluation, prediction and the test protocol: metrics, the sliding-window inference routine, reports."""
