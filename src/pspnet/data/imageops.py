@@ -70,3 +70,17 @@ def resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].to(labels.dtype)
+
+
+def pad_center(x: torch.Tensor, size: tuple[int, int], value: float = 0.0) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad N×C×H×W (or C×H×W) around its centre to at least `size` with `value`, as the official test code does.
+
+    Returns the padded tensor and the (top, left) offset of the original inside it; the extra pixel of an odd
+    padding goes to the bottom/right. A normalised image padded with 0 equals the raw image padded with the mean.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = max(size[0] - h, 0), max(size[1] - w, 0)
+    if pad_h == 0 and pad_w == 0:
+        return x, (0, 0)
+    top, left = pad_h // 2, pad_w // 2
+    return F.pad(x, (left, pad_w - left, top, pad_h - top), value=value), (top, left)

@@ -1,0 +1,215 @@
+"""The one inference routine of the paper's test protocol, used by `eval`, `predict` and the export checks.
+
+For each image and scale s: resize (bilinear, no antialiasing, as OpenCV INTER_LINEAR) so that the long side is
+round(s · base_size); pad around it with the mean to the crop size; slide crop-sized windows with stride
+ceil(2/3 · crop), the last one aligned to the border; average the softmax of each window and of its horizontal
+flip; average overlapping windows; cut the padding; resize the probabilities to the original size. Probabilities
+are averaged over scales, and argmax gives the label.
+
+Windows of all images and scales handed over together go through the network in batches of `batch_size`
+inputs; each window's result does not depend on what else is in its batch, so the output equals the
+one-window-at-a-time computation (up to float rounding inside the network).
+
+The network is any callable mapping a normalised float N×3×h×w batch to N×C×h×w logits — a PSPNet, or an
+ONNX Runtime session wrapped in a function — so every backend is scored by the same protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from pspnet.data.imageops import normalize, pad_center, resize_bilinear
+from pspnet.errors import PSPNetError
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+SINGLE_SCALE: tuple[float, ...] = (1.0,)
+MULTI_SCALE: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+PRESETS: dict[str, tuple[float, ...]] = {"ss": SINGLE_SCALE, "ms": MULTI_SCALE}
+STRIDE_RATE = 2.0 / 3.0
+
+# Official test settings per dataset: (base size, crop). CamVid has no official setting: its 360×480 images are
+# kept at their size (long side 480) with 361×361 windows (8n+1, as the official sizes), two across each image.
+DATASET_SETTINGS: dict[str, tuple[int, tuple[int, int]]] = {
+    "ade20k": (512, (473, 473)),
+    "voc2012": (512, (473, 473)),
+    "cityscapes": (2048, (713, 713)),
+    "camvid": (480, (361, 361)),
+}
+
+
+@dataclass
+class InferenceSettings:
+    """How to turn an image into a label map. The defaults are the official single-scale ADE20K/VOC protocol.
+
+    base_size: long side of the image at scale 1.0; None keeps each image's own size at scale 1.0.
+    crop_size: (height, width) of the sliding window (and the minimum padded size).
+    scales: the long side is round(scale · base_size) for each; probabilities are averaged over them.
+    flip: also run each window mirrored left-right and average the two.
+    mode: "slide" (crop-sized windows) or "whole" (the resized image in one piece, no padding).
+    batch_size: network inputs per forward call (a window and its flip count as two).
+    """
+
+    base_size: int | None = 512
+    crop_size: tuple[int, int] = (473, 473)
+    scales: tuple[float, ...] = SINGLE_SCALE
+    flip: bool = True
+    mode: str = "slide"
+    batch_size: int = 8
+    stride_rate: float = field(default=STRIDE_RATE, repr=False)
+
+    def __post_init__(self) -> None:
+        self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
+        self.scales = tuple(float(s) for s in self.scales)
+        if self.mode not in ("slide", "whole"):
+            raise PSPNetError(f"mode {self.mode!r}: expected 'slide' or 'whole'")
+        if min(self.crop_size) < 1:
+            raise PSPNetError(f"crop size {self.crop_size}: expected positive height and width")
+        if self.base_size is not None and self.base_size < 1:
+            raise PSPNetError(f"base size {self.base_size}: expected a positive number of pixels")
+        if not self.scales or min(self.scales) <= 0:
+            raise PSPNetError(f"scales {list(self.scales)}: expected one or more positive numbers")
+        if self.batch_size < 1:
+            raise PSPNetError(f"batch size {self.batch_size}: expected at least 1")
+
+    @classmethod
+    def for_dataset(cls, name: str, preset: str = "ss", **overrides: object) -> InferenceSettings:
+        """The official settings of a known dataset (unknown names: keep image size, 473 crop), ss or ms."""
+        base, crop = DATASET_SETTINGS.get(name, (None, (473, 473)))
+        if preset not in PRESETS:
+            raise PSPNetError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
+        values: dict[str, object] = {"base_size": base, "crop_size": crop, "scales": PRESETS[preset]}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def scaled_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) with the long side `long_side` and the aspect kept, rounded as the official code does."""
+    if height > width:
+        return long_side, round(long_side / height * width)
+    return round(long_side / width * height), long_side
+
+
+def window_starts(length: int, crop: int, stride: int) -> list[int]:
+    """Start offsets of crop-long windows over `length` (≥ crop) with `stride`; the last one ends at the border."""
+    if length <= crop:
+        return [0]
+    count = math.ceil((length - crop) / stride) + 1
+    return [min(i * stride, length - crop) for i in range(count)]
+
+
+def window_positions(height: int, width: int, crop: tuple[int, int], stride_rate: float = STRIDE_RATE
+                     ) -> list[tuple[int, int]]:
+    """(top, left) of every window over a (padded) height × width image, row by row."""
+    stride_h, stride_w = math.ceil(crop[0] * stride_rate), math.ceil(crop[1] * stride_rate)
+    rows, cols = window_starts(height, crop[0], stride_h), window_starts(width, crop[1], stride_w)
+    return [(top, left) for top in rows for left in cols]
+
+
+@dataclass
+class _ScaleJob:
+    """One image at one scale: the windows still to come and the probabilities summed so far."""
+
+    image: int
+    original: tuple[int, int]  # the image's size
+    scaled: tuple[int, int]  # its size at this scale
+    offset: tuple[int, int]  # (top, left) of the scaled image inside the padded one
+    size: tuple[int, int]  # the padded size
+    remaining: int
+    probs: torch.Tensor | None = None
+    count: torch.Tensor | None = None
+
+
+@dataclass
+class _Input:
+    job: _ScaleJob
+    tensor: torch.Tensor  # 3×h×w, normalised
+    top: int
+    left: int
+    flipped: bool
+
+
+def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
+                        mean: Sequence[float], std: Sequence[float],
+                        device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Class probabilities C×H×W (on `device`) for each uint8 3×H×W RGB image, by the test protocol."""
+    totals: list[torch.Tensor | None] = [None] * len(images)
+    pending: dict[tuple[int, ...], list[_Input]] = {}
+
+    def run(inputs: list[_Input]) -> None:
+        batch = torch.stack([i.tensor for i in inputs])
+        with torch.inference_mode():
+            logits = forward(batch)
+        logits = torch.as_tensor(logits).to(device)
+        if logits.dim() != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
+            raise PSPNetError(f"the network returned logits of shape {tuple(logits.shape)} for an input of shape "
+                              f"{tuple(batch.shape)}; expected N×C×{batch.shape[2]}×{batch.shape[3]}")
+        probs = torch.softmax(logits.float(), dim=1)
+        for inp, p in zip(inputs, probs, strict=True):
+            job = inp.job
+            if job.probs is None:
+                job.probs = torch.zeros((p.shape[0], *job.size), dtype=torch.float32, device=device)
+                job.count = torch.zeros(job.size, dtype=torch.float32, device=device)
+            h, w = p.shape[1:]
+            job.probs[:, inp.top:inp.top + h, inp.left:inp.left + w] += p.flip(-1) if inp.flipped else p
+            job.count[inp.top:inp.top + h, inp.left:inp.left + w] += 1.0
+            job.remaining -= 1
+            if job.remaining == 0:
+                finish(job)
+
+    def finish(job: _ScaleJob) -> None:
+        assert job.probs is not None and job.count is not None
+        probs = job.probs / job.count
+        (top, left), (h, w) = job.offset, job.scaled
+        probs = resize_bilinear(probs[None, :, top:top + h, left:left + w], job.original)[0]
+        i = job.image
+        totals[i] = probs if totals[i] is None else totals[i] + probs  # type: ignore[operator]
+        job.probs = job.count = None
+
+    for inp in _inputs(images, settings, mean, std, device):
+        key = tuple(inp.tensor.shape)
+        pending.setdefault(key, []).append(inp)
+        if len(pending[key]) >= settings.batch_size:
+            run(pending.pop(key))
+    for inputs in pending.values():
+        run(inputs)
+    return [t / len(settings.scales) for t in totals]  # type: ignore[operator]
+
+
+def segment(forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
+            mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Label maps H×W (int64, on `device`) for each uint8 3×H×W RGB image, by the test protocol."""
+    return [p.argmax(dim=0) for p in infer_probabilities(forward, images, settings, mean, std, device)]
+
+
+def _inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: Sequence[float],
+            std: Sequence[float], device: torch.device | str) -> Iterator[_Input]:
+    """Network inputs for every image, scale, window and flip, built lazily so memory stays bounded."""
+    for index, image in enumerate(images):
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise PSPNetError(f"image {index}: shape {tuple(image.shape)}; expected 3×H×W RGB")
+        height, width = image.shape[1:]
+        raw = image.to(device).float()[None]
+        for scale in settings.scales:
+            long_side = round(scale * (settings.base_size or max(height, width)))
+            size = scaled_size(height, width, long_side)
+            # The official code resizes the uint8 image with OpenCV, which rounds to integers; so do we.
+            scaled = resize_bilinear(raw, size).round_().clamp_(0, 255) if size != (height, width) else raw
+            x = normalize(scaled, mean, std)
+            if settings.mode == "whole":
+                positions, crop, offset = [(0, 0)], size, (0, 0)
+            else:
+                x, offset = pad_center(x, settings.crop_size, value=0.0)
+                crop = settings.crop_size
+                positions = window_positions(x.shape[2], x.shape[3], crop, settings.stride_rate)
+            copies = 2 if settings.flip else 1
+            job = _ScaleJob(index, (height, width), size, offset, (x.shape[2], x.shape[3]), len(positions) * copies)
+            for top, left in positions:
+                window = x[0, :, top:top + crop[0], left:left + crop[1]]
+                yield _Input(job, window, top, left, False)
+                if settings.flip:
+                    yield _Input(job, window.flip(-1), top, left, True)
