@@ -1,0 +1,92 @@
+"""Find every problem in a dataset before compute is spent: `pspnet data check` and the trainer's start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pspnet.data.config import DataConfig
+from pspnet.data.datasets import build_dataset
+from pspnet.data.imageops import read_image, read_label
+from pspnet.data.lists import Pair
+from pspnet.errors import PSPNetError
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def _message(e: PSPNetError, path: Path) -> str:
+    # imageops errors start with the path; drop it since Problem carries it separately
+    text = str(e)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def check_pair(pair: Pair, num_classes: int, ignore_index: int) -> list[Problem]:
+    """The problems of one pair: missing or unreadable files, sizes that differ, label values out of range."""
+    problems = []
+    image = label = None
+    for path, kind in ((pair.image, "image"), (pair.label, "label")):
+        if not path.is_file():
+            problems.append(Problem(str(path), f"{kind} file named in the list is missing"))
+            continue
+        try:
+            if kind == "image":
+                image = read_image(path)
+            else:
+                label = read_label(path)
+        except PSPNetError as e:
+            problems.append(Problem(str(path), f"unreadable {kind}: {_message(e, path)}"))
+    if image is not None and label is not None:
+        if image.shape[:2] != label.shape:
+            problems.append(Problem(str(pair.label), f"label is {label.shape[1]}×{label.shape[0]} but its image "
+                                                     f"{pair.image.name} is {image.shape[1]}×{image.shape[0]}"))
+        values = np.unique(label)
+        bad = values[(values >= num_classes) & (values != ignore_index)]
+        if bad.size:
+            shown = ", ".join(str(int(v)) for v in bad[:8]) + (", ..." if bad.size > 8 else "")
+            problems.append(Problem(str(pair.label), f"label values {shown} out of range; expected 0..{num_classes - 1}"
+                                                     f" or {ignore_index} (ignore)"))
+    return problems
+
+
+def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255, *, progress: bool = False,
+                desc: str = "checking", threads: int | None = None) -> list[Problem]:
+    """check_pair over all pairs, decoding in threads (PIL releases the GIL), problems in list order."""
+    threads = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) as pool:
+        results = pool.map(lambda p: check_pair(p, num_classes, ignore_index), pairs)
+        results = tqdm(results, total=len(pairs), desc=desc, unit="pair", disable=not progress, leave=False)
+        return [problem for found in results for problem in found]
+
+
+def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, progress: bool = False
+                  ) -> list[Problem]:
+    """Every problem of the configured splits: missing list files or folders, empty splits, and check_pair's."""
+    problems = []
+    for split in splits:
+        try:
+            dataset = build_dataset(cfg, split)
+        except PSPNetError as e:
+            text = str(e)
+            path, _, reason = text.partition(": ")
+            problems.append(Problem(path, reason) if reason else Problem(f"{split} split", text))
+            continue
+        if len(dataset) == 0:
+            problems.append(Problem(dataset.source, f"the {split} split is empty; expected at least one pair"))
+            continue
+        problems += check_pairs(dataset.pairs, dataset.info.num_classes, cfg.ignore_index, progress=progress,
+                                desc=f"checking {split}")
+    return problems

@@ -1,0 +1,66 @@
+"""The data settings of a training run: which dataset, where, and the augmentation recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pspnet.data.info import IGNORE_INDEX, KNOWN
+from pspnet.errors import PSPNetError
+
+DATASET_KINDS = (*KNOWN, "lists", "folders")
+
+
+@dataclass
+class DataConfig:
+    """Defaults are the official recipe (ADE20K/VOC crop 473; use 713 for Cityscapes).
+
+    `dataset`: a known benchmark prepared by `pspnet data prepare` (lists `ROOT/{split}.txt`), `lists` (your own
+    list files, `image label` per line, paths relative to `root`) or `folders` (`root/images/{split}/NAME.*` with
+    `root/labels/{split}/NAME.png`). Labels hold class indices 0..num_classes-1 and `ignore_index`.
+    """
+
+    dataset: str = "lists"
+    root: Path = Path("data")
+    train_list: Path | None = None  # relative to root; default {split}.txt for the known datasets
+    val_list: Path | None = None
+    image_dir: str = "images/{split}"  # for dataset: folders
+    label_dir: str = "labels/{split}"
+    num_classes: int | None = None  # required for lists/folders; known datasets bring their own
+    class_names: list[str] | None = None
+    ignore_index: int = IGNORE_INDEX
+    crop_size: tuple[int, int] = (473, 473)  # (height, width)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    rotate: tuple[float, float] = (-10.0, 10.0)  # degrees
+    rotate_p: float = 0.5
+    blur: float = 0.5  # probability of the 5×5 Gaussian blur
+    flip: float = 0.5  # probability of the horizontal flip
+    workers: int = 4
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
+        if self.dataset not in DATASET_KINDS:
+            raise PSPNetError(f"data.dataset = {self.dataset!r}; expected one of {', '.join(DATASET_KINDS)}")
+        if self.dataset in KNOWN and self.num_classes not in (None, KNOWN[self.dataset].num_classes):
+            raise PSPNetError(f"data.num_classes = {self.num_classes} but {self.dataset} has "
+                              f"{KNOWN[self.dataset].num_classes} classes; leave it out")
+        if self.dataset not in KNOWN and self.num_classes is None and self.class_names is None:
+            raise PSPNetError(f"data.dataset = {self.dataset}: set data.num_classes (or data.class_names)")
+        if self.class_names is not None and self.num_classes not in (None, len(self.class_names)):
+            raise PSPNetError(f"data.num_classes = {self.num_classes} but data.class_names has "
+                              f"{len(self.class_names)} names")
+        if not 0 <= self.ignore_index <= 255:
+            raise PSPNetError(f"data.ignore_index = {self.ignore_index}; expected 0..255 (labels are 8-bit)")
+        if min(self.crop_size) < 1:
+            raise PSPNetError(f"data.crop_size = {self.crop_size}; expected two positive sizes (height, width)")
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise PSPNetError(f"data.scale_range = {self.scale_range}; expected 0 < min <= max")
+        if self.rotate[0] > self.rotate[1]:
+            raise PSPNetError(f"data.rotate = {self.rotate}; expected (min degrees, max degrees)")
+        for name in ("rotate_p", "blur", "flip"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise PSPNetError(f"data.{name} = {getattr(self, name)}; expected a probability in [0, 1]")
+        if self.workers < 0:
+            raise PSPNetError(f"data.workers = {self.workers}; expected 0 or more")

@@ -1,0 +1,81 @@
+"""A segmentation dataset is a list of (image, label) file pairs; items are decoded uint8 tensors, nothing more.
+
+Augmentation happens later, batched on the training device (pspnet.data.augment), so loader workers only decode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from pspnet.data.config import DataConfig
+from pspnet.data.imageops import read_image, read_label, to_tensor
+from pspnet.data.info import KNOWN, DatasetInfo
+from pspnet.data.lists import Pair, pair_folders, read_list
+from pspnet.errors import PSPNetError
+
+SPLITS = ("train", "val", "test")
+
+
+class SegmentationDataset(Dataset):
+    """`dataset[i]` → {"image": uint8 3×H×W, "label": uint8 H×W (255 = ignore), "name": stem, "image_path": str}."""
+
+    def __init__(self, pairs: list[Pair], info: DatasetInfo, split: str = "train", source: str = "") -> None:
+        self.pairs = list(pairs)
+        self.info = info
+        self.split = split
+        self.source = source  # the list file or folder the pairs came from, for messages
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        pair = self.pairs[i]
+        image = read_image(pair.image)
+        label = read_label(pair.label)
+        if image.shape[:2] != label.shape:
+            raise PSPNetError(f"{pair.label}: label is {label.shape[1]}×{label.shape[0]} but its image {pair.image} "
+                              f"is {image.shape[1]}×{image.shape[0]}; expected the same size")
+        return {"image": to_tensor(image), "label": torch.from_numpy(label), "name": pair.name,
+                "image_path": str(pair.image)}
+
+    def __repr__(self) -> str:
+        return f"SegmentationDataset({self.info.name} {self.split}: {len(self)} pairs from {self.source})"
+
+
+def dataset_info(cfg: DataConfig) -> DatasetInfo:
+    """Class names and palette: a known dataset's own, or generic/user names for lists and folders."""
+    if cfg.dataset in KNOWN:
+        return KNOWN[cfg.dataset]
+    if cfg.class_names is not None:
+        return DatasetInfo(cfg.dataset, list(cfg.class_names))
+    assert cfg.num_classes is not None  # DataConfig checks it
+    return DatasetInfo.generic(cfg.num_classes)
+
+
+def list_path(cfg: DataConfig, split: str) -> Path:
+    """The list file of a split: train_list/val_list when set, else ROOT/{split}.txt."""
+    given = {"train": cfg.train_list, "val": cfg.val_list}.get(split)
+    if given is None and cfg.dataset == "lists":
+        raise PSPNetError(f"data.dataset = lists: set data.{split}_list (a file of 'image label' lines)")
+    return cfg.root / (given if given is not None else f"{split}.txt")
+
+
+def build_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
+    """The `split` ("train", "val" or "test") of the configured dataset. Missing files are not checked here (that is
+    check_dataset's job, which reports all of them at once); a missing list file or folder raises PSPNetError."""
+    if split not in SPLITS:
+        raise PSPNetError(f"split {split!r}; expected one of {', '.join(SPLITS)}")
+    info = dataset_info(cfg)
+    if cfg.dataset == "folders":
+        image_dir = cfg.root / cfg.image_dir.format(split=split)
+        label_dir = cfg.root / cfg.label_dir.format(split=split)
+        return SegmentationDataset(pair_folders(image_dir, label_dir), info, split, f"{image_dir} + {label_dir}")
+    path = list_path(cfg, split)
+    if not path.exists() and cfg.dataset in KNOWN:
+        raise PSPNetError(f"{path}: no such list file; run `pspnet data prepare {cfg.dataset} --root {cfg.root}` "
+                          "first, or set data.root to where you prepared it")
+    return SegmentationDataset(read_list(path, cfg.root), info, split, str(path))

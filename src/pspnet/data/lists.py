@@ -1,0 +1,59 @@
+"""List files (`image label` per line, the official format) and folder pairs: where each sample's files are."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pspnet.errors import PSPNetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: Path
+    label: Path
+
+    @property
+    def name(self) -> str:
+        return self.image.stem
+
+
+def read_list(path: Path, root: Path) -> list[Pair]:
+    """Pairs from a list file; relative paths are taken relative to `root`. A malformed line raises PSPNetError."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        raise PSPNetError(f"{path}: no such list file") from None
+    except OSError as e:
+        raise PSPNetError(f"{path}: cannot read the list file ({e.strerror})") from None
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise PSPNetError(f"{path}:{n}: expected 'IMAGE LABEL' (two paths), got {line.strip()!r}")
+        pairs.append(Pair(root / parts[0], root / parts[1]))
+    return pairs
+
+
+def write_list(path: Path, pairs: list[Pair], root: Path) -> None:
+    """Write pairs with paths relative to `root`, atomically (a crash never leaves half a list)."""
+    text = "".join(f"{p.image.relative_to(root).as_posix()} {p.label.relative_to(root).as_posix()}\n" for p in pairs)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def pair_folders(image_dir: Path, label_dir: Path) -> list[Pair]:
+    """Images `NAME.<image suffix>` matched with labels `NAME.png`, sorted by name. An image without its label is
+    still listed (the check reports the missing file); labels without an image are ignored."""
+    if not image_dir.is_dir():
+        raise PSPNetError(f"{image_dir}: no such image folder")
+    if not label_dir.is_dir():
+        raise PSPNetError(f"{label_dir}: no such label folder")
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [Pair(p, label_dir / f"{p.stem}.png") for p in images]
