@@ -110,6 +110,19 @@ def window_positions(height: int, width: int, crop: tuple[int, int], stride_rate
     return [(top, left) for top in rows for left in cols]
 
 
+def inputs_per_image(height: int, width: int, settings: InferenceSettings) -> int:
+    """How many network inputs (windows × flips, over all scales) one height × width image makes."""
+    total = 0
+    for scale in settings.scales:
+        h, w = scaled_size(height, width, round(scale * (settings.base_size or max(height, width))))
+        if settings.mode == "slide":
+            h, w = max(h, settings.crop_size[0]), max(w, settings.crop_size[1])
+            total += len(window_positions(h, w, settings.crop_size, settings.stride_rate))
+        else:
+            total += 1
+    return total * (2 if settings.flip else 1)
+
+
 @dataclass
 class _ScaleJob:
     """One image at one scale: the windows still to come and the probabilities summed so far."""

@@ -1,0 +1,122 @@
+"""Evaluation over a whole split: the test protocol on every image, one confusion matrix, the scores.
+
+Unreadable samples are reported and skipped, never fatal: the caller gets their messages in `failures`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from pspnet.data.info import IGNORE_INDEX, DatasetInfo
+from pspnet.engine.inference import Forward, InferenceSettings, inputs_per_image, segment
+from pspnet.engine.metrics import ConfusionMatrix, Scores
+from pspnet.errors import PSPNetError
+
+
+@dataclass
+class Sample:
+    """One evaluated image kept for the report: RGB H×W×3, ground truth and prediction H×W."""
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray
+    pred: np.ndarray
+
+
+@dataclass
+class Evaluation:
+    scores: Scores
+    matrix: torch.Tensor  # C×C, rows ground truth, columns prediction
+    images: int  # how many were scored
+    samples: list[Sample] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+class _Guarded(Dataset):
+    """Items of `dataset`, with a PSPNetError turned into {"error": message} so one bad file stops nothing."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        try:
+            return self.dataset[i]
+        except PSPNetError as e:
+            return {"error": str(e)}
+
+
+def _groups(loader: Any, settings: InferenceSettings) -> Iterator[list[dict[str, Any]]]:
+    """Items grouped until they fill at least one network batch, so that their windows are batched together."""
+    group: list[dict[str, Any]] = []
+    inputs = 0
+    for item in loader:
+        group.append(item)
+        if "error" not in item:
+            inputs += inputs_per_image(item["image"].shape[1], item["image"].shape[2], settings)
+        if inputs >= settings.batch_size:
+            yield group
+            group, inputs = [], 0
+    if group:
+        yield group
+
+
+def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: DatasetInfo,
+             device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX, workers: int = 0,
+             num_samples: int = 0, on_prediction: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None,
+             progress: bool = True) -> Evaluation:
+    """Score `forward` on every item of `dataset` ({"image": uint8 3×H×W, "label": H×W, "name": str}).
+
+    `on_prediction(name, image, pred)` is called for each image (e.g. to save PNGs); the first `num_samples`
+    images are kept for the report.
+    """
+    cm = ConfusionMatrix(info.num_classes, ignore_index, device)
+    result = Evaluation(cm.compute(), cm.matrix, 0)
+    loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
+    bar = tqdm(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
+    for group in _groups(loader, settings):
+        good = [item for item in group if "error" not in item]
+        result.failures.extend(item["error"] for item in group if "error" in item)
+        preds = segment(forward, [item["image"] for item in good], settings, info.mean, info.std, device)
+        for item, pred in zip(good, preds, strict=True):
+            label = item["label"]
+            try:
+                cm.update(pred, label, source=item.get("image_path", item["name"]))
+            except PSPNetError as e:
+                result.failures.append(str(e))
+                continue
+            result.images += 1
+            if on_prediction is not None:
+                on_prediction(item["name"], item["image"], pred)
+            if len(result.samples) < num_samples:
+                result.samples.append(Sample(item["name"], item["image"].permute(1, 2, 0).numpy(),
+                                             label.numpy().astype(np.uint8), pred.cpu().numpy().astype(np.uint8)))
+        bar.update(len(group))
+    bar.close()
+    result.scores = cm.compute()
+    result.matrix = cm.matrix.cpu()
+    return result
+
+
+def format_table(scores: Scores, class_names: list[str]) -> str:
+    """The per-class table and the summary line, as printed by `pspnet eval` and `pspnet score`."""
+    width = max([len(n) for n in class_names] + [5])
+    lines = [f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}"]
+    for name, iou, acc in zip(class_names, scores.iou, scores.acc, strict=True):
+        lines.append(f"{name:<{width}}  {_pct(iou)}  {_pct(acc)}")
+    lines.append(f"mIoU {_pct(scores.miou).strip()}  mAcc {_pct(scores.macc).strip()}  "
+                 f"allAcc {_pct(scores.allacc).strip()}")
+    return "\n".join(lines)
+
+
+def _pct(v: float) -> str:
+    return f"{'n/a':>6}" if v != v else f"{100 * v:6.2f}"

@@ -1,0 +1,175 @@
+"""Prediction on files, folders, globs and videos: finding the inputs and writing label, colour and overlay images.
+
+Per image `NAME`: `NAME.png` (class index per pixel, at the input size), `NAME_color.png` (the dataset palette) and
+`NAME_overlay.png` (the colours blended over the image). Per video `NAME.ext`: `NAME_overlay.mp4`.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pspnet.data.imageops import to_tensor
+from pspnet.engine.inference import Forward, InferenceSettings, segment
+from pspnet.errors import PSPNetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+OVERLAY_ALPHA = 0.5
+
+Color = tuple[int, int, int]
+
+
+@dataclass
+class Inputs:
+    """What the command-line arguments name: files to process and one message per argument that names nothing."""
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def expand_inputs(specs: Sequence[str]) -> Inputs:
+    """Files as given; folders → their image and video files (sorted, not recursive); globs → their matches."""
+    found = Inputs()
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            if not files:
+                found.problems.append(f"{spec}: folder holds no image or video files")
+            found.files.extend(files)
+        elif path.is_file():
+            found.files.append(path)
+        elif glob.has_magic(spec):
+            matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+            if not matches:
+                found.problems.append(f"{spec}: pattern matches no file")
+            found.files.extend(matches)
+        else:
+            found.problems.append(f"{spec}: no such file or folder")
+    return found
+
+
+def colorize(labels: np.ndarray, palette: Sequence[Color]) -> np.ndarray:
+    """H×W class indices → H×W×3 uint8 colours; indices without a colour (e.g. ignore) are black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    return lut[labels.astype(np.uint8)]
+
+
+def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The colour map blended over the RGB image (both H×W×3 uint8)."""
+    return (image.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha).round().astype(np.uint8)
+
+
+def save_label_png(path: Path, labels: np.ndarray) -> None:
+    """Class indices as an 8-bit greyscale PNG (what `pspnet score` reads)."""
+    if labels.max(initial=0) > 255:
+        raise PSPNetError(f"{path}: class index {int(labels.max())} does not fit an 8-bit PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(labels.astype(np.uint8), mode="L").save(path)
+
+
+def save_rgb_png(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb, mode="RGB").save(path)
+
+
+def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, labels: np.ndarray,
+                        palette: Sequence[Color]) -> None:
+    """`stem.png` (indices), `stem_color.png` and `stem_overlay.png` in `out_dir`."""
+    color = colorize(labels, palette)
+    save_label_png(out_dir / f"{stem}.png", labels)
+    save_rgb_png(out_dir / f"{stem}_color.png", color)
+    save_rgb_png(out_dir / f"{stem}_overlay.png", overlay(image, color))
+
+
+def _av() -> ModuleType:
+    try:
+        import av
+    except ImportError:
+        raise PSPNetError("video needs PyAV: pip install 'pspnet[video]'") from None
+    return av
+
+
+def read_video_frames(path: Path) -> Iterator[np.ndarray]:
+    """RGB uint8 H×W×3 frames of a video file; an unreadable one raises PSPNetError naming it."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise PSPNetError(f"{path}: holds no video stream")
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as e:
+        raise PSPNetError(f"{path}: cannot read it as a video ({e})") from None
+
+
+def video_rate(path: Path) -> float:
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise PSPNetError(f"{path}: holds no video stream")
+            rate = container.streams.video[0].average_rate
+    except av.FFmpegError as e:
+        raise PSPNetError(f"{path}: cannot read it as a video ({e})") from None
+    return float(rate) if rate else 25.0
+
+
+def predict_video(forward: Forward, path: Path, out_path: Path, settings: InferenceSettings,
+                  mean: Sequence[float], std: Sequence[float], palette: Sequence[Color],
+                  device: torch.device | str = "cpu", frames_per_step: int = 4,
+                  on_frames: Callable[[int], None] | None = None) -> int:
+    """Write `out_path` (H.264 MP4): every frame of `path` with its predicted colours blended in. Returns the frame
+    count. Frames are segmented `frames_per_step` at a time so that their windows share network batches."""
+    av = _av()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    rate = Fraction(video_rate(path)).limit_denominator(1000)
+    count = 0
+    with av.open(str(out_path), mode="w") as container:
+        stream = None
+        chunk: list[np.ndarray] = []
+
+        def flush() -> None:
+            nonlocal stream
+            labels = segment(forward, [to_tensor(f) for f in chunk], settings, mean, std, device)
+            for frame, lab in zip(chunk, labels, strict=True):
+                blended = overlay(frame, colorize(lab.cpu().numpy(), palette))
+                h, w = blended.shape[:2]
+                blended = np.ascontiguousarray(blended[: h - h % 2, : w - w % 2])  # yuv420p needs even sizes
+                if stream is None:
+                    stream = container.add_stream("libx264", rate=rate)
+                    stream.height, stream.width = blended.shape[:2]
+                    stream.pix_fmt = "yuv420p"
+                for packet in stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")):
+                    container.mux(packet)
+            if on_frames is not None:
+                on_frames(len(chunk))
+            chunk.clear()
+
+        for frame in read_video_frames(path):
+            chunk.append(frame)
+            count += 1
+            if len(chunk) >= frames_per_step:
+                flush()
+        if chunk:
+            flush()
+        if stream is None:
+            raise PSPNetError(f"{path}: video has no frames")
+        for packet in stream.encode():
+            container.mux(packet)
+    return count

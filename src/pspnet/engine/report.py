@@ -1,0 +1,116 @@
+"""`eval --report DIR`: a per-class IoU bar chart, a confusion-matrix heatmap and sample grids, with an index.html."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pspnet.engine.evaluate import Sample
+from pspnet.engine.metrics import Scores
+from pspnet.engine.predict import colorize
+from pspnet.errors import PSPNetError
+
+Color = tuple[int, int, int]
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib is optional
+    try:
+        import matplotlib
+    except ImportError:
+        raise PSPNetError("--report needs matplotlib: pip install 'pspnet[report]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_report(out_dir: Path, scores: Scores, matrix: torch.Tensor, class_names: Sequence[str],
+                 palette: Sequence[Color], samples: Sequence[Sample], title: str = "pspnet eval") -> Path:
+    """Write iou.png, confusion.png, samples.png and index.html into `out_dir`; returns the index.html path."""
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _iou_chart(plt, out_dir / "iou.png", scores, class_names, palette)
+    _confusion(plt, out_dir / "confusion.png", matrix, class_names)
+    figures = [("Per-class IoU", "iou.png"), ("Confusion matrix (rows: ground truth, normalised per row)",
+                                               "confusion.png")]
+    if samples:
+        _samples(plt, out_dir / "samples.png", samples, palette)
+        figures.append(("Samples: image | ground truth | prediction", "samples.png"))
+    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{_pct(i)}</td><td>{_pct(a)}</td></tr>"
+                   for n, i, a in zip(class_names, scores.iou, scores.acc, strict=True))
+    body = "".join(f"<h2>{html.escape(t)}</h2><img src='{f}' style='max-width:100%'>" for t, f in figures)
+    index = out_dir / "index.html"
+    index.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>mIoU {_pct(scores.miou)} · mAcc {_pct(scores.macc)} · "
+        f"allAcc {_pct(scores.allacc)}</p>{body}<h2>Per-class scores</h2>"
+        f"<table border='1' cellpadding='3'><tr><th>class</th><th>IoU %</th><th>Acc %</th></tr>{rows}</table>"
+        "</body></html>\n")
+    return index
+
+
+def _pct(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{100 * v:.2f}"
+
+
+def _iou_chart(plt, path: Path, scores: Scores, names: Sequence[str], palette: Sequence[Color]) -> None:  # noqa: ANN001
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * n + 2), 4.5))
+    values = [0.0 if math.isnan(v) else 100 * v for v in scores.iou]
+    colors = [tuple(c / 255 for c in palette[i]) for i in range(n)]
+    ax.bar(range(n), values, color=colors, edgecolor="black", linewidth=0.5)
+    if not math.isnan(scores.miou):
+        ax.axhline(100 * scores.miou, color="red", linestyle="--", label=f"mIoU {100 * scores.miou:.2f}")
+        ax.legend(loc="upper right")
+    ax.set_xticks(range(n), names, rotation=60 if n > 8 else 0, ha="right" if n > 8 else "center", fontsize=8)
+    ax.set_ylabel("IoU %")
+    ax.set_ylim(0, 100)
+    ax.set_title("Per-class IoU (n/a classes drawn as 0)" if any(math.isnan(v) for v in scores.iou)
+                 else "Per-class IoU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _confusion(plt, path: Path, matrix: torch.Tensor, names: Sequence[str]) -> None:  # noqa: ANN001
+    m = matrix.double().cpu().numpy()
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    n = len(names)
+    size = max(5.0, 0.3 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ticks = n <= 60
+    if ticks:
+        ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), names, fontsize=7)
+    if n <= 25:
+        for r in range(n):
+            for c in range(n):
+                if norm[r, c] >= 0.005:
+                    ax.text(c, r, f"{norm[r, c]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if norm[r, c] > 0.5 else "black")
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color]) -> None:  # noqa: ANN001
+    fig, axes = plt.subplots(len(samples), 3, figsize=(9, 2.6 * len(samples)), squeeze=False)
+    for row, s in zip(axes, samples, strict=True):
+        for ax, img, title in zip(row, (s.image, colorize(s.label, palette), colorize(s.pred, palette)),
+                                  (s.name, "ground truth", "prediction"), strict=True):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
