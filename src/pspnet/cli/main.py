@@ -11,6 +11,7 @@ from pspnet.errors import PSPNetError
 # (command, module under pspnet.cli, one-line help). Modules are imported only when their command runs.
 COMMANDS: list[tuple[str, str, str]] = [
     ("convert", "convert", "convert an official checkpoint into a pspnet checkpoint"),
+    ("data", "data", "prepare and check datasets"),
 ]
 
 

@@ -1,0 +1,89 @@
+"""`pspnet data prepare NAME --root DIR [--source S]` and `pspnet data check`: datasets ready before training."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pspnet.configfile import from_dict, load_yaml
+from pspnet.data.check import check_dataset
+from pspnet.data.config import DATASET_KINDS, DataConfig
+from pspnet.data.datasets import build_dataset
+from pspnet.data.prepare import PREPARERS, prepare_dataset
+from pspnet.errors import PSPNetError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="{prepare,check}", required=True)
+    prep = sub.add_parser("prepare", help="download or copy a benchmark, convert labels, write list files, check",
+                          description="Fetch a benchmark, convert its labels to train ids (255 = ignore), write "
+                                      "ROOT/{train,val,test}.txt and check every pair. Safe to run again.")
+    prep.add_argument("dataset", choices=list(PREPARERS))
+    prep.add_argument("--root", type=Path, required=True, help="where to put the prepared dataset")
+    prep.add_argument("--source", help="a local folder or mirror URL laid out like the upstream source, or the "
+                                       "downloaded archive(s); default: the public download (not for cityscapes)")
+    prep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    chk = sub.add_parser("check", help="report every unreadable, missing, mismatched or out-of-range file",
+                         description="Check a dataset as the trainer will at start-up: every problem, with its file.")
+    chk.add_argument("--config", type=Path, help="a YAML config; its `data:` section (or the whole file) is used")
+    chk.add_argument("--dataset", choices=list(DATASET_KINDS), help="dataset kind (instead of --config)")
+    chk.add_argument("--root", type=Path, help="dataset root (instead of --config)")
+    chk.add_argument("--train-list", type=Path, help="train list file, relative to --root")
+    chk.add_argument("--val-list", type=Path, help="val list file, relative to --root")
+    chk.add_argument("--num-classes", type=int, help="for lists/folders")
+    chk.add_argument("--splits", default="train,val", help="comma-separated splits to check (default: train,val)")
+    chk.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_prepare(args) if args.data_command == "prepare" else run_check(args)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    result = prepare_dataset(args.dataset, args.root, args.source, progress=not args.no_progress)
+    counts = ", ".join(f"{split} {n}" for split, n in result.splits.items())
+    if result.already:
+        print(f"{args.root}: {args.dataset} already prepared ({counts} pairs); nothing to do")
+        return 0
+    for note in result.notes:
+        print(f"note: {note}")
+    for problem in result.problems:
+        print(problem)
+    if result.problems:
+        print(f"{args.dataset}: {len(result.problems)} problem(s) in {args.root}; fix the source and run again "
+              "(finished files are kept)")
+        return 1
+    lists = ", ".join(str(args.root / f"{split}.txt") for split in result.splits)
+    print(f"{args.root}: {args.dataset} prepared and checked ({counts} pairs); lists {lists}")
+    return 0
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    if args.config is not None:
+        data = load_yaml(args.config)
+        section = data.get("data", data) if isinstance(data.get("data"), dict) else data
+        return from_dict(DataConfig, section, str(args.config), "data." if section is not data else "")
+    if args.dataset is None or args.root is None:
+        raise PSPNetError("data check: give --config FILE, or --dataset and --root")
+    return DataConfig(dataset=args.dataset, root=args.root, train_list=args.train_list, val_list=args.val_list,
+                      num_classes=args.num_classes)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    cfg = data_config(args)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    problems = check_dataset(cfg, splits, progress=not args.no_progress)
+    for problem in problems:
+        print(problem)
+    counts = []
+    for split in splits:
+        try:
+            counts.append(f"{split} {len(build_dataset(cfg, split))}")
+        except PSPNetError:
+            counts.append(f"{split} -")
+    summary = f"{cfg.root}: {cfg.dataset}, {', '.join(counts)} pairs"
+    if problems:
+        print(f"{summary}: {len(problems)} problem(s)")
+        return 1
+    print(f"{summary}: no problems")
+    return 0

@@ -1,0 +1,202 @@
+"""What every `pspnet data prepare` shares: where the source files come from, placing and converting them, the list
+files, the final check and the stamp that makes a second run a no-op."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import urllib.parse
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pspnet.data.check import Problem, check_pairs
+from pspnet.data.imageops import read_label
+from pspnet.data.lists import Pair, read_list, write_list
+from pspnet.download import NotFoundError, download, file_digest
+from pspnet.errors import PSPNetError
+
+STAMP = "pspnet-prepared.json"
+
+
+@dataclass
+class Prepared:
+    """What a prepare run did: pairs per split, problems found, notes for the user (e.g. a skipped split)."""
+
+    dataset: str
+    root: Path
+    splits: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    already: bool = False
+
+
+class Source:
+    """A local folder or a base URL laid out like the upstream source; `fetch` returns a local path."""
+
+    def __init__(self, spec: str | Path, cache: Path, progress: bool = False) -> None:
+        spec = str(spec)
+        self.is_url = spec.startswith(("http://", "https://"))
+        self.base = (spec if spec.endswith("/") else spec + "/") if self.is_url else spec
+        self.cache = cache
+        self.progress = progress
+        if not self.is_url and not Path(spec).exists():
+            raise PSPNetError(f"--source {spec}: no such folder or file; expected a local copy of the dataset or an "
+                              "http(s):// URL")
+
+    def describe(self, rel: str) -> str:
+        return self.base + rel if self.is_url else str(Path(self.base) / rel)
+
+    def fetch(self, rel: str, optional: bool = False, progress: bool | None = None) -> Path | None:
+        """The file `rel` (a path relative to the source); None if it is absent and `optional`."""
+        if not self.is_url:
+            path = Path(self.base) / rel
+            if path.exists():
+                return path
+            if optional:
+                return None
+            raise PSPNetError(f"{path}: not found; expected the upstream layout under {self.base}")
+        url = self.base + urllib.parse.quote(rel)
+        try:
+            return download(url, self.cache / rel, progress=self.progress if progress is None else progress)
+        except NotFoundError:
+            if optional:
+                return None
+            raise
+
+
+def place(src: Path, dst: Path) -> None:
+    """Put `src` at `dst`: a hard link when possible (no extra disk), else a copy. An existing `dst` is kept."""
+    if dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def write_label(label: np.ndarray, dst: Path) -> None:
+    """Save train ids as an 8-bit greyscale PNG, atomically."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp.png")
+    Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8), mode="L").save(tmp)
+    os.replace(tmp, dst)
+
+
+def convert_label(src: Path, dst: Path, convert: Callable[[np.ndarray], np.ndarray] | None) -> None:
+    """Write `src`'s labels converted to train ids at `dst` (skipped when `dst` exists: resumable)."""
+    if dst.exists():
+        return
+    if convert is None:
+        place(src, dst)
+        return
+    write_label(convert(read_label(src)), dst)
+
+
+def extract(archive: Path, dest: Path, md5: str | None = None) -> Path:
+    """Unpack a .zip/.tar(.gz) once into `dest` (a marker file records that it finished). Checks `md5` first."""
+    marker = dest / f".{archive.name}.extracted"
+    if marker.exists():
+        return dest
+    if md5 is not None:
+        got = file_digest(archive, "md5")
+        if got != md5:
+            raise PSPNetError(f"{archive}: md5 {got}, expected {md5}; the file is damaged or not the published one — "
+                              "delete it and run again")
+    print(f"extracting {archive.name} ...", flush=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(dest)
+        else:
+            with tarfile.open(archive) as t:
+                t.extractall(dest, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(dest)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+        raise PSPNetError(f"{archive}: cannot unpack it ({e}); delete it and run again") from None
+    marker.touch()
+    return dest
+
+
+def already_prepared(root: Path, dataset: str) -> Prepared | None:
+    """The stamp of an earlier complete run, if every list file it names is still there with its pairs."""
+    stamp = root / STAMP
+    if not stamp.exists():
+        return None
+    try:
+        data = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("dataset") != dataset:
+        raise PSPNetError(f"{root} already holds a prepared {data.get('dataset')!r}; use another --root for {dataset}")
+    splits = data.get("splits", {})
+    for split, count in splits.items():
+        path = root / f"{split}.txt"
+        try:
+            pairs = read_list(path, root)
+        except PSPNetError:
+            return None
+        if len(pairs) != count or not all(p.image.exists() and p.label.exists() for p in pairs):
+            return None
+    return Prepared(dataset, root, dict(splits), already=True)
+
+
+def finish(result: Prepared, pairs: dict[str, list[Pair]], num_classes: int, progress: bool) -> Prepared:
+    """Write the list files, check every pair, and stamp the root when nothing is wrong."""
+    root = result.root
+    for split, split_pairs in pairs.items():
+        if not split_pairs:
+            result.problems.append(Problem(str(root / f"{split}.txt"), f"the {split} split is empty"))
+            continue
+        write_list(root / f"{split}.txt", split_pairs, root)
+        result.splits[split] = len(split_pairs)
+        result.problems += check_pairs(split_pairs, num_classes, progress=progress, desc=f"checking {split}")
+    if not result.problems:
+        (root / STAMP).write_text(json.dumps({"dataset": result.dataset, "splits": result.splits}, indent=1) + "\n")
+    return result
+
+
+def find_or_fetch(source: str | None, root: Path, folder: str, archive: str, url: str | None, md5: str | None,
+                  progress: bool, optional: bool = False) -> Path | None:
+    """A folder P with P/`folder` (the unpacked upstream layout), found or made from `archive`.
+
+    `source`: None (download `url`), a base URL or the archive's URL, a folder holding `folder` or `archive`, or
+    the archive itself. Archives are unpacked into ROOT/raw. None when `optional` and the source lacks it."""
+    raw = root / "raw"
+    if (raw / folder).exists() and (raw / f".{archive}.extracted").exists():
+        return raw
+    if source is None or source.startswith(("http://", "https://")):
+        if source is None and url is None:
+            raise PSPNetError(f"no --source given and {archive} cannot be downloaded without a login")
+        if source is not None:
+            url = source if source.endswith(archive) else source.rstrip("/") + "/" + archive
+        assert url is not None
+        try:
+            path = download(url, root / "downloads" / archive, progress=progress)
+        except NotFoundError:
+            if optional:
+                return None
+            raise
+        return extract(path, raw, md5)
+    src = Path(source)
+    if src.is_file() and src.name == archive:
+        return extract(src, raw, md5)
+    if (src / folder).exists():
+        return src
+    first = Path(folder).parts[0]
+    if src.name == first:
+        return src.parent
+    if (src / archive).is_file():
+        return extract(src / archive, raw, md5)
+    if optional:
+        return None
+    raise PSPNetError(f"--source {source}: holds neither {folder}/ nor {archive}; expected the upstream layout")
