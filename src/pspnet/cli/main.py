@@ -11,6 +11,9 @@ from pspnet.errors import PSPNetError
 # (command, module under pspnet.cli, one-line help). Modules are imported only when their command runs.
 COMMANDS: list[tuple[str, str, str]] = [
     ("convert", "convert", "convert an official checkpoint into a pspnet checkpoint"),
+    ("eval", "eval", "evaluate a checkpoint by the paper's test protocol (mIoU, mAcc, allAcc)"),
+    ("predict", "predict", "segment images, folders, globs and videos"),
+    ("score", "score", "score saved label PNGs against ground truth"),
     ("data", "data", "prepare and check datasets"),
 ]
 

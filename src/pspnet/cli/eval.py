@@ -1,0 +1,126 @@
+"""`pspnet eval CHECKPOINT --config F | --images DIR --labels DIR | --list FILE`: the paper's test protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pspnet.checkpoint import load
+from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.data.info import IGNORE_INDEX
+from pspnet.device import resolve_device
+from pspnet.engine.evaluate import evaluate, format_table
+from pspnet.engine.predict import colorize, save_label_png, save_rgb_png
+from pspnet.errors import PSPNetError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official semseg .pth")
+    src = p.add_argument_group("data (one of --config, --images/--labels, --list)")
+    src.add_argument("--config", type=Path, help="a YAML file with the data settings (top level or under 'data:')")
+    src.add_argument("--split", default="val", help="split of --config to evaluate (default val)")
+    src.add_argument("--images", type=Path, help="a folder of images NAME.*, with --labels")
+    src.add_argument("--labels", type=Path, help="a folder of label PNGs NAME.png (class indices)")
+    src.add_argument("--list", type=Path, help="a list file of 'IMAGE LABEL' lines")
+    src.add_argument("--root", type=Path, default=Path("."), help="what --list paths are relative to (default .)")
+    src.add_argument("--ignore-index", type=int, help="label value to ignore (default: the config's, else 255)")
+    src.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images (a quick check)")
+    src.add_argument("--workers", type=int, default=2, help="image-reading processes (default 2; 0 = none)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--json", type=Path, metavar="FILE", help="write the scores and confusion matrix as JSON")
+    out.add_argument("--out", type=Path, metavar="DIR",
+                     help="write scores.json and confusion.csv here (and predictions with --save-predictions)")
+    out.add_argument("--save-predictions", action="store_true",
+                     help="save DIR/pred/NAME.png (class indices) and DIR/color/NAME.png (palette colours)")
+    out.add_argument("--report", type=Path, metavar="DIR", help="write charts, sample grids and index.html here")
+    out.add_argument("--samples", type=int, default=6, help="images in the report's sample grid (default 6)")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_inference_arguments(p)
+
+
+def build_eval_dataset(args: argparse.Namespace, num_classes: int) -> tuple[Any, int]:
+    """The dataset the arguments name, and the ignore index to use."""
+    from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
+    from pspnet.data.info import DatasetInfo
+    from pspnet.data.lists import pair_folders, read_list
+
+    given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
+                                  ("--list", args.list)) if v is not None]
+    if len(given) != 1:
+        raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
+                          f"{', '.join(given) or 'none'})")
+    ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
+    info = DatasetInfo.generic(num_classes)
+    if args.config is not None:
+        from pspnet.configfile import from_dict, load_yaml
+        from pspnet.data.config import DataConfig
+
+        raw = load_yaml(args.config)
+        cfg = from_dict(DataConfig, raw.get("data", raw) if isinstance(raw, dict) else raw, str(args.config))
+        dataset = build_dataset(cfg, args.split)
+        if dataset_info(cfg).num_classes != num_classes:
+            raise PSPNetError(f"{args.config}: the data has {dataset_info(cfg).num_classes} classes but "
+                              f"{args.checkpoint} predicts {num_classes}")
+        ignore = cfg.ignore_index if args.ignore_index is None else args.ignore_index
+    elif args.list is not None:
+        dataset = SegmentationDataset(read_list(args.list, args.root), info, "eval", str(args.list))
+    else:
+        if args.images is None or args.labels is None:
+            raise PSPNetError("--images and --labels go together: the image folder and the label folder")
+        dataset = SegmentationDataset(pair_folders(args.images, args.labels), info, "eval",
+                                      f"{args.images} + {args.labels}")
+    if args.limit is not None:
+        dataset.pairs = dataset.pairs[: args.limit]
+    if len(dataset) == 0:
+        raise PSPNetError(f"{dataset.source}: no images to evaluate")
+    return dataset, ignore
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model = load(args.checkpoint, map_location=device)
+    info = model.info
+    settings = settings_from_args(args, info.name)
+    dataset, ignore = build_eval_dataset(args, info.num_classes)
+    if args.save_predictions and args.out is None:
+        raise PSPNetError("--save-predictions needs --out DIR to save them in")
+
+    def save(name: str, image: torch.Tensor, pred: torch.Tensor) -> None:
+        labels = pred.cpu().numpy().astype(np.uint8)
+        save_label_png(args.out / "pred" / f"{name}.png", labels)
+        save_rgb_png(args.out / "color" / f"{name}.png", colorize(labels, info.palette))
+
+    print(f"{args.checkpoint}: {len(dataset)} images, {settings}, device {device}", file=sys.stderr)
+    result = evaluate(model, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
+                      num_samples=args.samples if args.report else 0,
+                      on_prediction=save if args.save_predictions else None, progress=not args.quiet)
+    for message in result.failures:
+        print(f"pspnet eval: skipped {message}", file=sys.stderr)
+    print(format_table(result.scores, info.classes))
+    print(f"{result.images} of {len(dataset)} images scored")
+    doc = result.scores.to_dict(info.classes) | {
+        "images": result.images, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
+        "ignore_index": ignore, "confusion_matrix": result.matrix.tolist(), "failures": result.failures}
+    targets = [args.json] if args.json else []
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        targets.append(args.out / "scores.json")
+        np.savetxt(args.out / "confusion.csv", result.matrix.numpy(), fmt="%d", delimiter=",",
+                   header=",".join(info.classes) + "  (rows: ground truth, columns: prediction)")
+    for path in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    if args.report is not None:
+        from pspnet.engine.report import write_report
+
+        index = write_report(args.report, result.scores, result.matrix, info.classes, info.palette, result.samples,
+                             title=f"pspnet eval {args.checkpoint.name}")
+        print(f"report: {index}", file=sys.stderr)
+    return 1 if result.failures else 0

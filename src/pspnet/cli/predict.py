@@ -1,0 +1,102 @@
+"""`pspnet predict CHECKPOINT INPUT... --out DIR`: label, colour and overlay PNGs for images; overlay videos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pspnet.checkpoint import load
+from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.data.imageops import read_image, to_tensor
+from pspnet.device import resolve_device
+from pspnet.engine.inference import inputs_per_image, segment
+from pspnet.engine.predict import expand_inputs, is_video, predict_video, write_image_outputs
+from pspnet.errors import PSPNetError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official semseg .pth")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="writes NAME.png (class indices), NAME_color.png, NAME_overlay.png; videos NAME_overlay.mp4")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_inference_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    found = expand_inputs(args.inputs)
+    failures = list(found.problems)
+    for message in found.problems:
+        print(f"pspnet predict: {message}", file=sys.stderr)
+    device = resolve_device(args.device)
+    model = load(args.checkpoint, map_location=device)
+    info = model.info
+    settings = settings_from_args(args, info.name)
+    files, stems = [], set()
+    for path in found.files:  # every output name must be unique, else one input would overwrite another
+        if path.stem in stems:
+            failures.append(f"{path}: another input already writes {path.stem}.png; rename one of them")
+            print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
+            continue
+        stems.add(path.stem)
+        files.append(path)
+
+    images = [p for p in files if not is_video(p)]
+    bar = tqdm(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)
+    group: list[tuple[Path, np.ndarray]] = []
+    inputs = written = 0
+
+    def flush() -> None:
+        nonlocal written
+        labels = segment(model, [to_tensor(im) for _, im in group], settings, info.mean, info.std, device)
+        for (path, image), lab in zip(group, labels, strict=True):
+            write_image_outputs(args.out, path.stem, image, lab.cpu().numpy(), info.palette)
+        bar.update(len(group))
+        written += len(group)
+        group.clear()
+
+    for path in images:
+        try:
+            image = read_image(path)
+            if image.size == 0:
+                raise PSPNetError(f"{path}: image has no pixels")
+        except PSPNetError as e:
+            failures.append(str(e))
+            tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
+            bar.update(1)
+            continue
+        group.append((path, image))
+        inputs += inputs_per_image(image.shape[0], image.shape[1], settings)
+        if inputs >= settings.batch_size:  # several images share network batches
+            flush()
+            inputs = 0
+    if group:
+        flush()
+    bar.close()
+
+    for path in (p for p in files if is_video(p)):
+        out_path = args.out / f"{path.stem}_overlay.mp4"
+        vbar = tqdm(desc=path.name, unit="frame", disable=args.quiet, leave=False)
+        try:
+            frames = predict_video(model, path, out_path, settings, info.mean, info.std, info.palette, device,
+                                   on_frames=vbar.update)
+        except PSPNetError as e:
+            failures.append(str(e))
+            tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
+            out_path.unlink(missing_ok=True)
+            continue
+        finally:
+            vbar.close()
+        written += 1
+        print(f"{path}: {frames} frames → {out_path}", file=sys.stderr)
+
+    print(f"{written} of {len(files)} inputs written to {args.out}", file=sys.stderr)
+    if failures:
+        print(f"pspnet predict: {len(failures)} input(s) failed (see above)", file=sys.stderr)
+        return 1
+    return 0
+
