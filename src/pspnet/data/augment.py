@@ -7,8 +7,8 @@ flip, and a centred crop (the official validation crop).
 
 Scale, rotation, flip and crop are one affine map per sample, so each pixel is resampled once (image bilinear with
 OpenCV's half-pixel convention, label nearest) instead of twice as in the official OpenCV code: without rotation the
-result is the same as cv2.resize followed by crop; with rotation it is slightly sharper. The blur acts on the crop,
-so at the crop border it reflects the crop instead of seeing the pixels just outside it.
+result is cv2.resize followed by the crop (edges included); with rotation it is slightly sharper. The blur acts on
+the crop, so at the crop border it reflects the crop instead of seeing the pixels just outside it.
 """
 
 from __future__ import annotations
@@ -42,32 +42,38 @@ class WarpParams:
 
 
 def stack_padded(images: list[torch.Tensor], labels: list[torch.Tensor], device: torch.device
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Variable-size uint8 images (3×H×W) and labels (H×W) → float N×3×Hm×Wm, N×Hm×Wm and the validity mask."""
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Variable-size uint8 images (3×H×W) and labels (H×W) → float N×3×Hm×Wm and uint8 N×Hm×Wm on `device`
+    (zero padding at the bottom/right, never sampled: sampling_grid keeps each sample inside its own size)."""
     if len(images) != len(labels) or not images:
         raise PSPNetError(f"augmentation got {len(images)} images and {len(labels)} labels; expected equal, non-zero")
     hm = max(int(im.shape[-2]) for im in images)
     wm = max(int(im.shape[-1]) for im in images)
-    n = len(images)
-    x = torch.zeros(n, 3, hm, wm, dtype=torch.float32, device=device)
-    y = torch.zeros(n, hm, wm, dtype=torch.uint8, device=device)
-    valid = torch.zeros(n, 1, hm, wm, dtype=torch.float32, device=device)
+    x = torch.zeros(len(images), 3, hm, wm, dtype=torch.float32, device=device)
+    y = torch.zeros(len(images), hm, wm, dtype=torch.uint8, device=device)
     for i, (im, lb) in enumerate(zip(images, labels, strict=True)):
         h, w = im.shape[-2:]
         if tuple(lb.shape) != (h, w):
             raise PSPNetError(f"sample {i} of the batch: label {tuple(lb.shape)} vs image {(h, w)}; expected equal")
         x[i, :, :h, :w] = im.to(device, non_blocking=True)
         y[i, :h, :w] = lb.to(device, non_blocking=True)
-        valid[i, :, :h, :w] = 1.0
-    return x, y, valid
+    return x, y
+
+
+def _coverage(u: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    # bilinear weight that falls inside [0, size) pixels, for a point at continuous coordinate u
+    return (u + 0.5).clamp(0.0, 1.0) * (size + 0.5 - u).clamp(0.0, 1.0)
 
 
 def sampling_grid(params: WarpParams, sizes: torch.Tensor, out_size: tuple[int, int], padded: tuple[int, int],
-                  device: torch.device) -> torch.Tensor:
-    """For each output pixel, where to read it in the source image (grid_sample coordinates on the padded stack).
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each output pixel reads its source: (grid N×h×w×2 for grid_sample on the padded stack, image coverage
+    N×1×h×w, label inside-mask N×h×w).
 
     Coordinates are continuous with pixel i covering [i, i+1). Output pixel centre → crop offset → (un)flip →
-    inverse rotation about the scaled image's centre → divide by the scale → source."""
+    inverse rotation about the centre of the scaled image (the "frame") → divide by the scale → source. As in the
+    official code, the frame is the resized image with its edge pixels extended (cv2.resize), and outside the frame
+    the rotation/crop fills in the mean (bilinear blend at the edge) or ignore (nearest)."""
     n = sizes.shape[0]
     h, w = out_size
     f32 = dict(dtype=torch.float32, device=device)
@@ -85,9 +91,16 @@ def sampling_grid(params: WarpParams, sizes: torch.Tensor, out_size: tuple[int, 
     # cv2.warpAffine reads dst(p) = src(M⁻¹ p); M⁻¹'s linear part for getRotationMatrix2D(angle) is [[c, -s], [s, c]]
     u = cos * du - sin * dv + ws / 2
     v = sin * du + cos * dv + hs / 2
+    coverage = (_coverage(u, ws) * _coverage(v, hs))[:, None]
+    inside = (u >= 0) & (u < ws) & (v >= 0) & (v < hs)
     s = params.scale.to(**f32).view(n, 1, 1)
-    u, v = u / s, v / s
-    return torch.stack([2.0 * u / padded[1] - 1.0, 2.0 * v / padded[0] - 1.0], dim=-1)
+    src_h = sizes[:, 0].to(**f32).view(n, 1, 1)
+    src_w = sizes[:, 1].to(**f32).view(n, 1, 1)
+    # inside the frame, clamp to the frame's edge pixels, then to the source's (cv2.resize replicates the border)
+    u = (u.clamp(min=0.5).minimum(ws - 0.5) / s).clamp(min=0.5).minimum(src_w - 0.5)
+    v = (v.clamp(min=0.5).minimum(hs - 0.5) / s).clamp(min=0.5).minimum(src_h - 0.5)
+    grid = torch.stack([2.0 * u / padded[1] - 1.0, 2.0 * v / padded[0] - 1.0], dim=-1)
+    return grid, coverage, inside
 
 
 def gaussian_blur(images: torch.Tensor) -> torch.Tensor:
@@ -118,12 +131,14 @@ class Augment:
         self.crop_size = crop_size if crop_size is not None else cfg.crop_size
         self.fill = [m * 255.0 for m in info.mean]
 
-    def sample(self, sizes: torch.Tensor, generator: torch.Generator | None) -> WarpParams:
+    def sample(self, sizes: torch.Tensor, generator: torch.Generator | None, first: int = 0) -> WarpParams:
+        """Random parameters for rows first..first+n-1 of the draws: a process of a DDP run takes its own rows of
+        the global batch, so the augmentation is the same whatever the number of processes."""
         n = sizes.shape[0]
         ch, cw = self.crop_size
         cfg = self.cfg
         if self.random:
-            u = torch.rand(n, 7, generator=generator, dtype=torch.float64)
+            u = torch.rand(first + n, 7, generator=generator, dtype=torch.float64)[first:]
             lo, hi = cfg.scale_range
             scale = lo + (hi - lo) * u[:, 0]
             rotated = u[:, 1] < cfg.rotate_p
@@ -145,14 +160,14 @@ class Augment:
         return WarpParams(scale, angle, flip, blur, start - pad_before, scaled)
 
     def __call__(self, images: list[torch.Tensor], labels: list[torch.Tensor],
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.device or images[0].device
         sizes = torch.tensor([[int(im.shape[-2]), int(im.shape[-1])] for im in images])
-        params = self.sample(sizes, generator)
-        x, y, valid = stack_padded(images, labels, device)
-        grid = sampling_grid(params, sizes, self.crop_size, (x.shape[-2], x.shape[-1]), device)
-        out = warp_bilinear(x, valid, grid, self.fill)
-        lab = warp_nearest(y, valid, grid, self.cfg.ignore_index)
+        params = self.sample(sizes, generator, first)
+        x, y = stack_padded(images, labels, device)
+        grid, coverage, inside = sampling_grid(params, sizes, self.crop_size, (x.shape[-2], x.shape[-1]), device)
+        out = warp_bilinear(x, grid, coverage, self.fill)
+        lab = warp_nearest(y, grid, inside, self.cfg.ignore_index)
         if bool(params.blur.any()):
             mask = params.blur.to(device).view(-1, 1, 1, 1)
             out = torch.where(mask, gaussian_blur(out), out)

@@ -86,23 +86,20 @@ def pad_center(x: torch.Tensor, size: tuple[int, int], value: float = 0.0) -> tu
     return F.pad(x, (left, pad_w - left, top, pad_h - top), value=value), (top, left)
 
 
-def warp_bilinear(images: torch.Tensor, valid: torch.Tensor, grid: torch.Tensor, fill: Sequence[float]) -> torch.Tensor:
+
+def warp_bilinear(images: torch.Tensor, grid: torch.Tensor, coverage: torch.Tensor, fill: Sequence[float]
+                  ) -> torch.Tensor:
     """Sample float N×C×H×W images at `grid` (N×h×w×2, grid_sample's normalised coordinates, align_corners=False)
-    with bilinear interpolation, as OpenCV warpAffine INTER_LINEAR with BORDER_CONSTANT = `fill` (one per channel).
-
-    `valid` (N×1×H×W, 1 inside each image, 0 in the padding that stacked images of different sizes) makes pixels
-    outside an image count as `fill`, both beyond the tensor and in that padding."""
-    x = torch.cat([images * valid, valid], dim=1)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    coverage = out[:, -1:]
+    bilinearly, then blend in `fill` (one value per channel) where `coverage` (N×1×h×w, 0..1) is below 1 — what
+    OpenCV's warpAffine does with INTER_LINEAR and BORDER_CONSTANT. Keep `grid` inside each image's pixel centres."""
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     f = torch.tensor(fill, dtype=out.dtype, device=out.device).view(1, -1, 1, 1)
-    return out[:, :-1] + (1.0 - coverage) * f
+    return out * coverage + (1.0 - coverage) * f
 
 
-def warp_nearest(labels: torch.Tensor, valid: torch.Tensor, grid: torch.Tensor, fill: int) -> torch.Tensor:
-    """Integer N×H×W labels sampled at `grid` by nearest neighbour (never a blend); outside each label map (see
-    warp_bilinear's `valid`) → `fill`. Returns int64 N×h×w."""
-    shifted = (labels.float() + 1.0)[:, None] * valid  # 0 marks "outside"; values up to 256 are exact in float32
-    out = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
-    out = out.round().long() - 1
-    return torch.where(out < 0, torch.full_like(out, fill), out)
+def warp_nearest(labels: torch.Tensor, grid: torch.Tensor, inside: torch.Tensor, fill: int) -> torch.Tensor:
+    """Integer N×H×W labels sampled at `grid` by nearest neighbour (never a blend of two classes); `fill` where
+    `inside` (bool N×h×w) is False. Returns int64 N×h×w."""
+    out = F.grid_sample(labels.float()[:, None], grid, mode="nearest", padding_mode="border", align_corners=False)
+    out = out[:, 0].round().long()
+    return torch.where(inside, out, torch.full_like(out, fill))
