@@ -1,0 +1,156 @@
+"""`pspnet predict`, `eval` and `score` as a user runs them, on a tiny model and tiny images."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pspnet
+from pspnet.cli.main import main
+from pspnet.data.info import DatasetInfo
+
+TINY = ["--crop-size", "33", "--base-size", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(3, backbone="resnet18", info=DatasetInfo("toy", ["a", "b", "c"]))
+    return pspnet.save(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+def write_image(path: Path, h: int = 33, w: int = 45, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def write_label(path: Path, h: int = 33, w: int = 45, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, 3, (h, w), dtype=np.uint8)
+    lab[0] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(lab, mode="L").save(path)
+    return path
+
+
+def test_predict_writes_labels_colours_and_overlays_at_input_size(checkpoint, tmp_path) -> None:
+    write_image(tmp_path / "in" / "one.png")
+    write_image(tmp_path / "in" / "two.jpg", 20, 31)
+    assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY]) == 0
+    label = Image.open(tmp_path / "out" / "two.png")
+    assert label.mode == "L" and label.size == (31, 20)
+    assert np.asarray(label).max() < 3
+    assert Image.open(tmp_path / "out" / "one_color.png").mode == "RGB"
+    assert (tmp_path / "out" / "one_overlay.png").is_file()
+
+
+def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
+    write_image(tmp_path / "a1.png")
+    write_image(tmp_path / "a2.png")
+    assert main(["predict", str(checkpoint), str(tmp_path / "a*.png"), "--out", str(tmp_path / "o"), *TINY]) == 0
+    assert (tmp_path / "o" / "a2.png").is_file()
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("corrupt.png", b"\x89PNG\r\n\x1a\nnot really", "cannot read it as an image"),
+    ("empty.jpg", b"", "cannot read it as an image"),
+    ("notes.txt", b"hello", "cannot read it as an image"),
+])
+def test_predict_reports_a_bad_file_in_one_line_and_processes_the_rest(checkpoint, tmp_path, capsys, name,
+                                                                         content, reason) -> None:
+    good = write_image(tmp_path / "good.png")
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    code = main(["predict", str(checkpoint), str(bad), str(good), "--out", str(tmp_path / "out"), *TINY])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert (tmp_path / "out" / "good.png").is_file()
+    lines = [line for line in err.splitlines() if str(bad) in line]
+    assert len(lines) == 1 and reason in lines[0]
+    assert "Traceback" not in err
+
+
+def test_predict_reports_a_missing_input(checkpoint, tmp_path, capsys) -> None:
+    good = write_image(tmp_path / "good.png")
+    code = main(["predict", str(checkpoint), str(tmp_path / "nope.png"), str(good), "--out", str(tmp_path / "o"),
+                 *TINY])
+    assert code != 0 and "nope.png: no such file or folder" in capsys.readouterr().err
+    assert (tmp_path / "o" / "good.png").is_file()
+
+
+def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
+    av = pytest.importorskip("av")
+    src = tmp_path / "clip.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=5)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        for i in range(3):
+            frame = np.full((32, 48, 3), 40 * i, dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), *TINY]) == 0
+    with av.open(str(tmp_path / "o" / "clip_overlay.mp4")) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 3 and (frames[0].height, frames[0].width) == (32, 48)
+
+
+def test_eval_then_score_give_the_same_numbers(checkpoint, tmp_path) -> None:
+    for i in range(3):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}.png", seed=i)
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--out", str(tmp_path / "ev"), "--save-predictions", "--workers", "0", *TINY])
+    assert code == 0
+    ev = json.loads((tmp_path / "ev" / "scores.json").read_text())
+    assert ev["images"] == 3 and ev["classes"] == ["a", "b", "c"] and len(ev["confusion_matrix"]) == 3
+    assert main(["score", "--pred", str(tmp_path / "ev" / "pred"), "--gt", str(tmp_path / "lab"),
+                 "--num-classes", "3", "--json", str(tmp_path / "score.json")]) == 0
+    sc = json.loads((tmp_path / "score.json").read_text())
+    assert sc["mIoU"] == pytest.approx(ev["mIoU"]) and sc["IoU"] == pytest.approx(ev["IoU"])
+    assert set(sc) >= {"mIoU", "mAcc", "allAcc", "IoU", "Acc"}
+
+
+def test_eval_report_writes_charts_and_index(checkpoint, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    write_image(tmp_path / "img" / "s.png")
+    write_label(tmp_path / "lab" / "s.png")
+    bad = tmp_path / "img" / "broken.png"
+    bad.write_bytes(b"")
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--report", str(tmp_path / "rep"), "--workers", "0", *TINY])
+    assert code == 1  # the broken image is reported, the other one scored
+    for name in ("iou.png", "confusion.png", "samples.png", "index.html"):
+        assert (tmp_path / "rep" / name).is_file()
+
+
+def test_score_names_a_file_whose_size_differs(tmp_path, capsys) -> None:
+    write_label(tmp_path / "gt" / "x.png")
+    write_label(tmp_path / "gt" / "y.png")
+    write_label(tmp_path / "pred" / "x.png", 10, 10)
+    write_label(tmp_path / "pred" / "y.png")
+    code = main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"])
+    err = capsys.readouterr().err
+    assert code != 0 and f"{tmp_path / 'pred' / 'x.png'}: prediction is 10×10" in err
+
+
+def test_score_names_a_missing_counterpart(tmp_path, capsys) -> None:
+    write_label(tmp_path / "gt" / "x.png")
+    write_label(tmp_path / "gt" / "y.png")
+    write_label(tmp_path / "pred" / "x.png")
+    code = main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"])
+    err = capsys.readouterr().err
+    assert code != 0 and f"{tmp_path / 'gt' / 'y.png'}: no prediction" in err
+
+
+def test_unknown_crop_size_form_is_a_one_line_error(checkpoint, tmp_path, capsys) -> None:
+    write_image(tmp_path / "a.png")
+    code = main(["predict", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
+                 "--crop-size", "1", "2", "3"])
+    assert code == 2 and "expected N or H W" in capsys.readouterr().err
