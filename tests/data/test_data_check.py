@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+from synthetic_data import save_image, save_label
+
+from pspnet.cli.main import main
+from pspnet.data.check import check_dataset
+from pspnet.data.config import DataConfig
+
+
+def lists_dataset(root, lines_train, lines_val=None):
+    (root / "train.txt").write_text("".join(f"{a} {b}\n" for a, b in lines_train))
+    (root / "val.txt").write_text("".join(f"{a} {b}\n" for a, b in (lines_val or lines_train)))
+    return DataConfig(dataset="lists", root=root, train_list="train.txt", val_list="val.txt", num_classes=3)
+
+
+def good_pair(root, name, h=8, w=10):
+    save_image(root / "img" / f"{name}.png", h, w)
+    save_label(root / "lab" / f"{name}.png", np.zeros((h, w)))
+    return f"img/{name}.png", f"lab/{name}.png"
+
+
+def problems_of(cfg, splits=("train",)):
+    return [(p.path, p.reason) for p in check_dataset(cfg, splits)]
+
+
+def test_a_clean_dataset_has_no_problems(tmp_path):
+    cfg = lists_dataset(tmp_path, [good_pair(tmp_path, "a"), good_pair(tmp_path, "b")])
+    assert check_dataset(cfg, ("train", "val")) == []
+
+
+def test_unreadable_image_is_reported_with_its_file(tmp_path):
+    pair = good_pair(tmp_path, "a")
+    (tmp_path / pair[0]).write_bytes(b"not a png")
+    [(path, reason)] = problems_of(lists_dataset(tmp_path, [pair]))
+    assert path == str(tmp_path / pair[0]) and "unreadable image" in reason
+
+
+def test_label_of_another_size_is_reported(tmp_path):
+    pair = good_pair(tmp_path, "a")
+    save_label(tmp_path / pair[1], np.zeros((5, 10)))
+    [(path, reason)] = problems_of(lists_dataset(tmp_path, [pair]))
+    assert path == str(tmp_path / pair[1]) and "label is 10×5 but its image a.png is 10×8" in reason
+
+
+def test_label_values_out_of_range_are_reported_but_ignore_is_fine(tmp_path):
+    pair = good_pair(tmp_path, "a")
+    save_label(tmp_path / pair[1], np.array([[0, 2, 3, 255, 7]]).repeat(8, 0).repeat(2, 1))
+    [(path, reason)] = problems_of(lists_dataset(tmp_path, [pair]))
+    assert path == str(tmp_path / pair[1]) and reason.startswith("label values 3, 7 out of range; expected 0..2")
+
+
+def test_file_named_in_the_list_but_missing_is_reported(tmp_path):
+    cfg = lists_dataset(tmp_path, [good_pair(tmp_path, "a"), ("img/gone.png", "lab/gone.png")])
+    found = problems_of(cfg)
+    assert found == [(str(tmp_path / "img/gone.png"), "image file named in the list is missing"),
+                     (str(tmp_path / "lab/gone.png"), "label file named in the list is missing")]
+
+
+def test_empty_split_is_reported(tmp_path):
+    cfg = lists_dataset(tmp_path, [good_pair(tmp_path, "a")])
+    (tmp_path / "val.txt").write_text("\n")
+    assert problems_of(cfg, ("val",)) == [(str(tmp_path / "val.txt"), "the val split is empty; expected at least "
+                                                                       "one pair")]
+
+
+def test_missing_list_file_is_reported(tmp_path):
+    cfg = DataConfig(dataset="lists", root=tmp_path, train_list="nope.txt", num_classes=3)
+    assert problems_of(cfg) == [(str(tmp_path / "nope.txt"), "no such list file")]
+
+
+def test_malformed_list_line_names_file_and_line(tmp_path):
+    (tmp_path / "train.txt").write_text("a.png b.png c.png\n")
+    cfg = DataConfig(dataset="lists", root=tmp_path, train_list="train.txt", num_classes=3)
+    [(path, reason)] = problems_of(cfg)
+    assert path == f"{tmp_path / 'train.txt'}:1" and "expected 'IMAGE LABEL'" in reason
+
+
+def test_folders_dataset_pairs_images_with_labels_by_name(tmp_path):
+    save_image(tmp_path / "images" / "train" / "x.jpg")
+    save_label(tmp_path / "labels" / "train" / "x.png", np.ones((12, 16)))
+    save_image(tmp_path / "images" / "train" / "y.png")  # its label is missing
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    assert problems_of(cfg) == [(str(tmp_path / "labels/train/y.png"), "label file named in the list is missing")]
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_cli_check_prints_each_problem_and_fails(tmp_path, capsys, bad):
+    pair = good_pair(tmp_path, "a")
+    if bad:
+        (tmp_path / pair[0]).unlink()
+    lists_dataset(tmp_path, [pair])
+    rc = main(["data", "check", "--dataset", "lists", "--root", str(tmp_path), "--train-list", "train.txt",
+               "--val-list", "val.txt", "--num-classes", "3", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == (1 if bad else 0)
+    assert ("image file named in the list is missing" in out) == bad
+    assert out.strip().endswith("2 problem(s)" if bad else "no problems")

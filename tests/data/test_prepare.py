@@ -1,0 +1,112 @@
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from synthetic_data import make_segnet_camvid, save_image, save_label
+
+from pspnet.cli.main import main
+from pspnet.data.config import DataConfig
+from pspnet.data.datasets import build_dataset
+from pspnet.data.imageops import read_label
+from pspnet.data.prepare import prepare_dataset
+from pspnet.errors import PSPNetError
+
+
+def test_prepare_camvid_from_a_mirror_url(tmp_path, serve, capsys):
+    url = serve(make_segnet_camvid(tmp_path / "mirror"))
+    root = tmp_path / "camvid"
+    assert main(["data", "prepare", "camvid", "--root", str(root), "--source", url, "--no-progress"]) == 0
+    assert "prepared and checked (train 2, val 2, test 2 pairs)" in capsys.readouterr().out
+    assert (root / "train.txt").read_text().splitlines()[0] == \
+        "images/train/0001TP_train00.png labels/train/0001TP_train00.png"
+    dataset = build_dataset(DataConfig(dataset="camvid", root=root), "val")
+    item = dataset[1]
+    assert item["name"] == "0001TP_val01" and item["image"].shape == (3, 12, 16)
+    assert set(item["label"].unique().tolist()) == set(range(11)) | {255}  # void 11 became ignore
+
+
+def test_prepare_twice_is_a_no_op_that_succeeds(tmp_path, capsys):
+    source = make_segnet_camvid(tmp_path / "src")
+    root = tmp_path / "camvid"
+    args = ["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]
+    assert main(args) == 0
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already prepared (train 2, val 2, test 2 pairs); nothing to do" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
+def test_missing_test_split_is_skipped_with_a_note(tmp_path, capsys):
+    source = make_segnet_camvid(tmp_path / "src", splits=("train", "val"))
+    assert main(["data", "prepare", "camvid", "--root", str(tmp_path / "r"), "--source", str(source),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "note: test split:" in out and "test.txt not found; skipped it" in out
+    assert "(train 2, val 2 pairs)" in out
+
+
+def test_file_missing_in_the_source_fails_the_check_and_names_it(tmp_path, capsys):
+    source = make_segnet_camvid(tmp_path / "src", splits=("train", "val"))
+    (source / "valannot" / "0001TP_val01.png").unlink()
+    root = tmp_path / "r"
+    assert main(["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"{root / 'labels/val/0001TP_val01.png'}: label file named in the list is missing" in out
+    assert not (root / "pspnet-prepared.json").exists()
+
+
+def test_prepare_ade20k_from_its_archive_shifts_labels(tmp_path):
+    data = tmp_path / "build" / "ADEChallengeData2016"
+    for upstream in ("training", "validation"):
+        save_image(data / "images" / upstream / "ADE_1.jpg")
+        save_label(data / "annotations" / upstream / "ADE_1.png", np.tile([0, 1, 150, 2], (12, 4)))
+    (tmp_path / "up").mkdir()
+    with zipfile.ZipFile(tmp_path / "up" / "ADEChallengeData2016.zip", "w") as z:
+        for path in data.rglob("*.*"):
+            z.write(path, path.relative_to(data.parent).as_posix())
+    result = prepare_dataset("ade20k", tmp_path / "ade", str(tmp_path / "up"), progress=False)
+    assert result.splits == {"train": 1, "val": 1} and not result.problems
+    label = read_label(tmp_path / "ade" / "labels" / "val" / "ADE_1.png")
+    assert label[0, :4].tolist() == [255, 0, 149, 1]
+
+
+def test_cityscapes_without_source_explains_the_login(tmp_path):
+    with pytest.raises(PSPNetError, match="Cityscapes needs a login.*leftImg8bit_trainvaltest.zip"):
+        prepare_dataset("cityscapes", tmp_path / "cs", None, progress=False)
+
+
+def test_prepare_cityscapes_converts_label_ids(tmp_path):
+    up = tmp_path / "up"
+    for split in ("train", "val"):
+        save_image(up / "leftImg8bit" / split / "aachen" / "aachen_000000_000019_leftImg8bit.png")
+        save_label(up / "gtFine" / split / "aachen" / "aachen_000000_000019_gtFine_labelIds.png",
+                   np.tile([7, 26, 0, 33], (12, 4)))
+    result = prepare_dataset("cityscapes", tmp_path / "cs", str(up), progress=False)
+    assert result.splits == {"train": 1, "val": 1} and not result.problems
+    label = read_label(tmp_path / "cs" / "labels" / "train" / "aachen_000000_000019.png")
+    assert label[0, :4].tolist() == [0, 13, 255, 18]
+
+
+def test_prepare_voc2012_builds_train_aug_from_voc_and_sbd(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    voc = tmp_path / "up" / "VOCdevkit" / "VOC2012"
+    sbd = tmp_path / "up" / "benchmark_RELEASE" / "dataset"
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("a\n")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("b\n")
+    for name in ("a", "b"):
+        save_image(voc / "JPEGImages" / f"{name}.jpg")
+        save_label(voc / "SegmentationClass" / f"{name}.png", np.tile([0, 15, 255, 20], (12, 4)))
+    (sbd / "cls").mkdir(parents=True)
+    (sbd / "train.txt").write_text("c\nb\n")  # b is VOC val: left out of train_aug
+    (sbd / "val.txt").write_text("")
+    save_image(sbd / "img" / "c.jpg")
+    scipy_io.savemat(sbd / "cls" / "c.mat", {"GTcls": {"Segmentation": np.full((12, 16), 3, np.uint8)}})
+    result = prepare_dataset("voc2012", tmp_path / "voc", str(tmp_path / "up"), progress=False)
+    assert result.splits == {"train": 2, "val": 1} and not result.problems
+    assert [line.split()[0] for line in (tmp_path / "voc" / "train.txt").read_text().splitlines()] == \
+        ["images/train/a.jpg", "images/train/c.jpg"]
+    assert (read_label(tmp_path / "voc" / "labels" / "train" / "c.png") == 3).all()
+    assert json.loads((tmp_path / "voc" / "pspnet-prepared.json").read_text())["dataset"] == "voc2012"
