@@ -77,6 +77,16 @@ def test_same_seed_same_batch_different_seed_different_batch():
     assert not torch.equal(runs[0][0], runs[2][0])
 
 
+def test_a_global_batch_split_over_ranks_gets_the_same_draws():
+    cfg = DataConfig(num_classes=5, crop_size=(48, 48), rotate_p=1.0)
+    images, labels = batch(torch.Generator().manual_seed(6))
+    whole = TrainAugment(cfg, INFO)(images, labels, torch.Generator().manual_seed(3))
+    rank0 = TrainAugment(cfg, INFO)(images[:2], labels[:2], torch.Generator().manual_seed(3), rows=[0, 1])
+    rank1 = TrainAugment(cfg, INFO)(images[2:], labels[2:], torch.Generator().manual_seed(3), rows=[2])
+    assert torch.equal(torch.cat([rank0[0], rank1[0]]), whole[0])
+    assert torch.equal(torch.cat([rank0[1], rank1[1]]), whole[1])
+
+
 def test_validation_is_deterministic_and_uses_no_generator():
     cfg = DataConfig(num_classes=5, crop_size=(48, 48))
     images, labels = batch(torch.Generator().manual_seed(4))

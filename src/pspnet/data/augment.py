@@ -131,14 +131,16 @@ class Augment:
         self.crop_size = crop_size if crop_size is not None else cfg.crop_size
         self.fill = [m * 255.0 for m in info.mean]
 
-    def sample(self, sizes: torch.Tensor, generator: torch.Generator | None, first: int = 0) -> WarpParams:
-        """Random parameters for rows first..first+n-1 of the draws: a process of a DDP run takes its own rows of
-        the global batch, so the augmentation is the same whatever the number of processes."""
+    def sample(self, sizes: torch.Tensor, generator: torch.Generator | None,
+               rows: list[int] | None = None) -> WarpParams:
+        """Random parameters for the images; with `rows`, image i takes row rows[i] of the draws for a whole global
+        batch, so that a sample is augmented alike whatever the number of processes and accumulation steps."""
         n = sizes.shape[0]
         ch, cw = self.crop_size
         cfg = self.cfg
         if self.random:
-            u = torch.rand(first + n, 7, generator=generator, dtype=torch.float64)[first:]
+            u = torch.rand(n if rows is None else max(rows) + 1, 7, generator=generator, dtype=torch.float64)
+            u = u if rows is None else u[rows]
             lo, hi = cfg.scale_range
             scale = lo + (hi - lo) * u[:, 0]
             rotated = u[:, 1] < cfg.rotate_p
@@ -160,10 +162,12 @@ class Augment:
         return WarpParams(scale, angle, flip, blur, start - pad_before, scaled)
 
     def __call__(self, images: list[torch.Tensor], labels: list[torch.Tensor],
-                 generator: torch.Generator | None = None, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, rows: list[int] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rows`: each image's row in the global batch (see `sample`); None: rows 0..N-1."""
         device = self.device or images[0].device
         sizes = torch.tensor([[int(im.shape[-2]), int(im.shape[-1])] for im in images])
-        params = self.sample(sizes, generator, first)
+        params = self.sample(sizes, generator, rows)
         x, y = stack_padded(images, labels, device)
         grid, coverage, inside = sampling_grid(params, sizes, self.crop_size, (x.shape[-2], x.shape[-1]), device)
         out = warp_bilinear(x, grid, coverage, self.fill)
