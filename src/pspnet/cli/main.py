@@ -10,6 +10,7 @@ from pspnet.errors import PSPNetError
 
 # (command, module under pspnet.cli, one-line help). Modules are imported only when their command runs.
 COMMANDS: list[tuple[str, str, str]] = [
+    ("train", "train", "train PSPNet by the paper's recipe (one process, or many under torchrun)"),
     ("convert", "convert", "convert an official checkpoint into a pspnet checkpoint"),
     ("eval", "eval", "evaluate a checkpoint by the paper's test protocol (mIoU, mAcc, allAcc)"),
     ("predict", "predict", "segment images, folders, globs and videos"),

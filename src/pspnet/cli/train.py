@@ -1,0 +1,23 @@
+"""`pspnet train --config FILE [key=value ...] [--resume [CHECKPOINT]]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from pspnet.train.config import load_train_config
+from pspnet.train.trainer import train
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="YAML file with model, data, train and val sections")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override any setting, e.g. train.lr=0.02 data.root=/data/camvid train.precision=bf16")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                   help="continue the run: from the latest checkpoint in train.out_dir, or from CHECKPOINT")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to metrics.jsonl)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_train_config(args.config, args.overrides)
+    train(cfg, resume=args.resume, progress=not args.no_progress)
+    return 0

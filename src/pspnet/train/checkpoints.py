@@ -1,0 +1,65 @@
+"""Training checkpoints: model, optimiser and progress, written atomically, the last K kept, loaded without pickle.
+
+The random state needs no saving: every iteration reseeds from (seed, rank, iteration), and the data order is a
+function of (seed, epoch), so the iteration count is enough to continue exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pspnet.checkpoint import info_to_dict, read_torch_file, unwrap, write_atomically
+from pspnet.errors import PSPNetError
+
+NAME = re.compile(r"iter_(\d+)\.pt")
+
+
+def checkpoint_path(directory: Path, iteration: int) -> Path:
+    return directory / f"iter_{iteration:07d}.pt"
+
+
+def save_training_checkpoint(
+    directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, iteration: int,
+    progress: dict[str, Any], keep_last: int,
+) -> Path:
+    """Write `iter_N.pt` atomically (a kill mid-write leaves the previous files intact), then prune to `keep_last`."""
+    net = unwrap(model)
+    payload = {
+        "format": "pspnet-training",
+        "iteration": iteration,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "progress": json.dumps(progress),
+        "model_config": json.dumps(net.config.to_dict()),
+        "info": json.dumps(info_to_dict(net.info)),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = checkpoint_path(directory, iteration)
+    write_atomically(path, lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
+    for old in list_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Training checkpoints in `directory`, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m[1]), p) for p in directory.iterdir() if (m := NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    obj = read_torch_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != "pspnet-training":
+        raise PSPNetError(f"{path}: not a pspnet training checkpoint (expected a file written by `pspnet train`)")
+    obj["progress"] = json.loads(obj["progress"])
+    obj["model_config"] = json.loads(obj["model_config"])
+    return obj

@@ -1,0 +1,81 @@
+"""A training run's settings: model, data, the recipe and the validation protocol, from one YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pspnet.configfile import apply_overrides, from_dict, load_yaml
+from pspnet.data.config import DataConfig
+from pspnet.data.datasets import dataset_info
+from pspnet.engine.inference import InferenceSettings
+from pspnet.errors import PSPNetError
+from pspnet.model.config import ModelConfig
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainSettings:
+    """The official recipe by default: SGD 0.9 / 1e-4, lr 0.01 (×10 on the new layers), poly 0.9, batch 16, aux 0.4."""
+
+    out_dir: Path = Path("runs/pspnet")
+    epochs: int = 0  # the run's length in epochs, or
+    iterations: int = 0  # in optimiser steps (wins when both are set)
+    batch_size: int = 16  # global: over all processes and accumulation steps
+    accumulate: int = 1  # gradient accumulation steps per optimiser step
+    lr: float = 0.01
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    power: float = 0.9
+    aux_weight: float = 0.4
+    precision: str = "fp32"  # or "bf16" (autocast on CUDA and CPU)
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = True  # SyncBatchNorm across GPUs under DDP (PyTorch's SyncBN is CUDA-only)
+    imagenet: str | None = None  # backbone init: a local .pth, a URL, or "torchvision"
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500  # iterations between training checkpoints
+    keep_last: int = 3
+    val_every: int = 0  # iterations between validations; 0: only at the end; -1: never
+    val_images: int = 0  # validate on the first N val images only (0: all)
+    log_every: int = 10
+    check_data: bool = True  # check every image/label pair before training
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.precision not in PRECISIONS:
+            raise PSPNetError(f"train.precision = {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        for name in ("batch_size", "accumulate", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise PSPNetError(f"train.{name} = {getattr(self, name)}; expected 1 or more")
+        if self.epochs < 0 or self.iterations < 0:
+            raise PSPNetError("train.epochs and train.iterations must not be negative")
+        if self.lr <= 0:
+            raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig
+    data: DataConfig
+    train: TrainSettings = field(default_factory=TrainSettings)
+    val: InferenceSettings = field(default_factory=InferenceSettings)  # the protocol of periodic validation
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML + `key=value` overrides → TrainConfig; `model.num_classes` defaults to the dataset's class count."""
+    raw: dict[str, Any] = load_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])
+    source = str(path) if path is not None else "command line"
+    if "data" not in raw:
+        raise PSPNetError(f"{source}: no data section; expected data.dataset and data.root at least")
+    model = raw.setdefault("model", {})
+    if isinstance(model, dict) and "num_classes" not in model:
+        data = from_dict(DataConfig, raw["data"], source, "data.")
+        model["num_classes"] = dataset_info(data).num_classes
+    return from_dict(TrainConfig, raw, source)

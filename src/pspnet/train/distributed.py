@@ -1,0 +1,64 @@
+"""torchrun integration: one process per device, NCCL on GPUs and gloo on CPUs; rank 0 writes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from pspnet.device import resolve_device
+from pspnet.errors import PSPNetError
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device_name: str) -> Distributed:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a single process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if world_size > 1:
+        if device.type == "cuda":
+            if local_rank >= torch.cuda.device_count():
+                raise PSPNetError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
+                                  "start at most one process per GPU (torchrun --nproc-per-node)")
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank, world_size, local_rank, device)
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(value: torch.Tensor, d: Distributed) -> torch.Tensor:
+    if d.enabled:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= d.world_size
+    return value
+
+
+def barrier(d: Distributed) -> None:
+    if d.enabled:
+        dist.barrier()

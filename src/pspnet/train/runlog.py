@@ -1,0 +1,39 @@
+"""What a run records: `metrics.jsonl` (one JSON object per line) and TensorBoard scalars when available."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+class RunLog:
+    def __init__(self, out_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self.writer: Any = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra: pip install pspnet[tensorboard]
+                SummaryWriter = None  # noqa: N806
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def scalars(self, iteration: int, values: dict[str, float], kind: str = "train") -> None:
+        if not self.enabled:
+            return
+        record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **values}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{kind}/{key}", value, iteration)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,287 @@
+"""The training loop: the paper's recipe on one process or many (DDP under torchrun), resumable to the bit."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from pspnet.checkpoint import save, unwrap
+from pspnet.configfile import to_dict
+from pspnet.convert.imagenet import load_imagenet_backbone
+from pspnet.data.augment import TrainAugment
+from pspnet.data.check import check_dataset
+from pspnet.data.datasets import build_dataset
+from pspnet.data.loader import build_loader, to_device
+from pspnet.engine.evaluate import evaluate
+from pspnet.errors import PSPNetError
+from pspnet.model.pspnet import PSPNet
+from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
+from pspnet.train.config import TrainConfig
+from pspnet.train.distributed import Distributed, all_reduce_mean, barrier, setup, teardown
+from pspnet.train.runlog import RunLog
+from pspnet.train.schedule import parameter_groups, set_poly_lr
+
+
+class NonFiniteLoss(PSPNetError):
+    pass
+
+
+@dataclass
+class Summary:
+    iterations: int
+    final_checkpoint: Path
+    best_checkpoint: Path | None
+    best_miou: float | None
+    seconds: float
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from several integers (seed, rank, iteration, ...), stable across runs and machines."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+def micro_batches(loader: Any, per_epoch: int, micro: int, start: int) -> Iterator[dict[str, list[Any]]]:
+    """The endless stream of this rank's micro-batches from stream position `start` (epoch = position // per_epoch)."""
+    epoch, offset = divmod(start, per_epoch)
+    while True:
+        loader.sampler.set_epoch(epoch, start_index=offset * micro)
+        yield from loader
+        epoch, offset = epoch + 1, 0
+
+
+def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: bool = True) -> Summary:
+    """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`."""
+    d = setup(cfg.train.device)
+    try:
+        return Trainer(cfg, d, progress).run(resume)
+    finally:
+        teardown()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, d: Distributed, progress: bool) -> None:
+        self.cfg, self.d, self.progress = cfg, d, progress
+        s = cfg.train
+        self.out = s.out_dir
+        self.ckpt_dir = self.out / "checkpoints"
+        if s.batch_size % (d.world_size * s.accumulate):
+            raise PSPNetError(f"train.batch_size = {s.batch_size} is not divisible by processes × accumulate = "
+                              f"{d.world_size} × {s.accumulate}; each step needs equal micro-batches")
+        self.micro = s.batch_size // (d.world_size * s.accumulate)
+        self.train_set = build_dataset(cfg.data, "train")
+        self.val_set = build_dataset(cfg.data, "val") if s.val_every >= 0 else None
+        if s.check_data and d.is_main:
+            splits = ("train", "val") if self.val_set is not None else ("train",)
+            problems = check_dataset(cfg.data, splits, progress=progress)
+            if problems:
+                shown = "\n  ".join(str(p) for p in problems[:20])
+                more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+                raise PSPNetError(f"the data has {len(problems)} problem(s); fix them before training "
+                                  f"(`pspnet data check` lists them):\n  {shown}{more}")
+        barrier(d)
+        self.loader = build_loader(self.train_set, self.micro, train=True, seed=s.seed, rank=d.rank,
+                                   world_size=d.world_size, workers=cfg.data.workers, device=d.device)
+        self.per_epoch = self.loader.sampler.shard_size // self.micro
+        if self.per_epoch == 0:
+            raise PSPNetError(f"the train split has {len(self.train_set)} images, fewer than one micro-batch of "
+                              f"{self.micro} per process; lower train.batch_size")
+        steps_per_epoch = self.per_epoch // s.accumulate or 1
+        self.max_iter = s.iterations or s.epochs * steps_per_epoch
+        if self.max_iter < 1:
+            raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
+        self.augment = TrainAugment(cfg.data, self.train_set.info, d.device)
+        self.model = self.build_model()
+        self.optimizer = torch.optim.SGD(
+            parameter_groups(unwrap(self.model), s.lr, s.head_lr_mult),
+            lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+        )
+        self.autocast = (
+            torch.autocast(d.device.type, dtype=torch.bfloat16) if s.precision == "bf16" else nullcontext()
+        )
+        self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+
+    def build_model(self) -> nn.Module:
+        cfg, d = self.cfg, self.d
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+        model = PSPNet.from_config(cfg.model, self.train_set.info)
+        if cfg.train.imagenet:
+            path = load_imagenet_backbone(model.backbone, cfg.train.imagenet)
+            self.note(f"backbone initialised from {path}")
+        if d.enabled and cfg.train.sync_bn and d.device.type == "cuda" and cfg.model.norm == "batch":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif d.enabled and cfg.model.norm == "syncbatch" and d.device.type != "cuda":
+            raise PSPNetError("model.norm = syncbatch needs CUDA GPUs (PyTorch's SyncBatchNorm is GPU-only); "
+                              "on CPUs use norm: batch (per-process statistics) or norm: group")
+        model = model.to(d.device, memory_format=torch.channels_last if cfg.train.channels_last else None)
+        if d.enabled:
+            model = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+        if cfg.train.compile:
+            model = torch.compile(model)
+        return model
+
+    def note(self, message: str) -> None:
+        if self.d.is_main:
+            tqdm.write(message)
+
+    def resume_from(self, resume: str | Path | bool | None) -> tuple[int, dict[str, Any]]:
+        if not resume:
+            return 0, {}
+        if resume is True:
+            found = list_checkpoints(self.ckpt_dir)
+            if not found:
+                self.note(f"no checkpoint in {self.ckpt_dir}: starting from the beginning")
+                return 0, {}
+            path = found[-1]
+        else:
+            path = Path(resume)
+        ckpt = load_training_checkpoint(path)
+        if ckpt["model_config"] != self.cfg.model.to_dict():
+            raise PSPNetError(f"{path}: written for model settings {ckpt['model_config']}, but the config has "
+                              f"{self.cfg.model.to_dict()}; resume with the run's own config")
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
+        return int(ckpt["iteration"]), ckpt["progress"]
+
+    def run(self, resume: str | Path | bool | None) -> Summary:
+        cfg, d, s = self.cfg, self.d, self.cfg.train
+        start, progress = self.resume_from(resume)
+        best = progress.get("best_miou")
+        log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
+        if d.is_main and start == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+        stream = micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate)
+        bar = tqdm(total=self.max_iter, initial=start, desc="train", unit="it",
+                   disable=not (self.progress and d.is_main), dynamic_ncols=True)
+        t0 = time.perf_counter()
+        window_start, window_images = time.perf_counter(), 0
+        last_saved: Path | None = list_checkpoints(self.ckpt_dir)[-1] if start else None
+        self.model.train()
+        try:
+            for iteration in range(start, self.max_iter):
+                lr = set_poly_lr(self.optimizer, iteration, self.max_iter, s.power)
+                losses = self.step(stream, iteration)
+                if not all(math.isfinite(v) for v in losses.values()):
+                    where = f"; the last good checkpoint is {last_saved}" if last_saved else ""
+                    raise NonFiniteLoss(f"the loss became {losses['loss']} at iteration {iteration + 1}; stopped "
+                                        f"without saving{where}. Lower train.lr or check the data")
+                done = iteration + 1
+                window_images += s.batch_size
+                bar.update(1)
+                if done % s.log_every == 0 or done == self.max_iter:
+                    rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                    bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+                    log.scalars(done, {**losses, "lr": lr, "images_per_s": rate})
+                    window_start, window_images = time.perf_counter(), 0
+                if done % s.checkpoint_every == 0 or done == self.max_iter:
+                    last_saved = self.save_checkpoint(done, {"best_miou": best})
+                if self.val_set is not None and (
+                    (s.val_every > 0 and done % s.val_every == 0) or done == self.max_iter
+                ):
+                    miou = self.validate(done, log)
+                    if miou is not None and (best is None or miou > best):
+                        best = miou
+                        if d.is_main:
+                            save(self.model, self.out / "best.safetensors")
+                        last_saved = self.save_checkpoint(done, {"best_miou": best})
+                    self.model.train()
+        except KeyboardInterrupt:
+            if not d.enabled and "done" in locals() and done > start:
+                path = self.save_checkpoint(done, {"best_miou": best})
+                self.note(f"interrupted: saved {path}; continue with --resume")
+            raise
+        finally:
+            bar.close()
+            log.close()
+        final = self.out / "final.safetensors"
+        if d.is_main:
+            save(self.model, final)
+        barrier(d)
+        seconds = time.perf_counter() - t0
+        best_path = self.out / "best.safetensors" if best is not None else None
+        summary = Summary(self.max_iter, final, best_path, best, seconds)
+        if d.is_main:
+            miou = f", best val mIoU {best:.4f}" if best is not None else ""
+            self.note(f"trained {self.max_iter - start} iterations in {seconds / 60:.1f} min{miou}; "
+                      f"model: {final}" + (f", best: {best_path}" if best_path else ""))
+        return summary
+
+    def step(self, stream: Iterator[dict[str, list[Any]]], iteration: int) -> dict[str, float]:
+        """One optimiser step over `accumulate` micro-batches; returns the mean losses over all processes."""
+        s, d = self.cfg.train, self.d
+        torch.manual_seed(mix_seed(s.seed, d.rank, iteration))  # dropout: a function of the iteration, resumable
+        totals = torch.zeros(3, device=d.device)
+        for micro_index in range(s.accumulate):
+            batch = to_device(next(stream), d.device)
+            generator = torch.Generator().manual_seed(mix_seed(s.seed, iteration))
+            # Each sample's row in the global batch, in the sampler's order (shard index j of rank r is global
+            # position j·W + r): its augmentation is then the same whatever the processes and accumulation steps.
+            rows = [(micro_index * self.micro + i) * d.world_size + d.rank for i in range(len(batch["image"]))]
+            images, labels = self.augment(batch["image"], batch["label"], generator, rows=rows)
+            images = images.contiguous(memory_format=self.memory_format)
+            sync = micro_index == s.accumulate - 1 or not d.enabled
+            with (nullcontext() if sync else self.model.no_sync()), self.autocast:
+                logits, aux = self.model(images)
+            main = F.cross_entropy(logits.float(), labels, ignore_index=self.cfg.data.ignore_index)
+            aux_loss = (
+                F.cross_entropy(aux.float(), labels, ignore_index=self.cfg.data.ignore_index)
+                if aux is not None else torch.zeros((), device=d.device)
+            )
+            loss = main + s.aux_weight * aux_loss
+            with nullcontext() if sync else self.model.no_sync():
+                (loss / s.accumulate).backward()
+            totals += torch.stack([loss.detach(), main.detach(), aux_loss.detach()]) / s.accumulate
+        totals = all_reduce_mean(totals, d)
+        loss_value, main_value, aux_value = totals.tolist()
+        if math.isfinite(loss_value):
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": loss_value, "loss_main": main_value, "loss_aux": aux_value}
+
+    def save_checkpoint(self, iteration: int, progress: dict[str, Any]) -> Path:
+        path = self.ckpt_dir / f"iter_{iteration:07d}.pt"
+        if self.d.is_main:
+            path = save_training_checkpoint(self.ckpt_dir, self.model, self.optimizer, iteration, progress,
+                                            self.cfg.train.keep_last)
+        barrier(self.d)
+        return path
+
+    def validate(self, iteration: int, log: RunLog) -> float | None:
+        """mIoU on the val split (rank 0 runs it; the others wait)."""
+        result = None
+        if self.d.is_main:
+            model = unwrap(self.model).eval()
+            dataset = self.val_set
+            if self.cfg.train.val_images:
+                dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
+            with torch.no_grad(), self.autocast:
+                ev = evaluate(lambda x: model(x).float(), dataset, self.cfg.val, self.train_set.info, self.d.device,
+                              self.cfg.data.ignore_index, progress=self.progress)
+            sc = ev.scores
+            log.scalars(iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc}, kind="val")
+            self.note(f"iteration {iteration}: val mIoU {sc.miou:.4f}  mAcc {sc.macc:.4f}  allAcc {sc.allacc:.4f}")
+            result = sc.miou
+        barrier(self.d)
+        return result
+
+
+def _yaml(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False)

@@ -1,0 +1,159 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pspnet.cli.main import main
+from pspnet.errors import PSPNetError
+from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint
+from pspnet.train.config import load_train_config
+from pspnet.train.trainer import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import config_dict, make_folders_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_folders_dataset(tmp_path_factory.mktemp("data"))
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def run(cfg_dict: dict, tmp_path: Path, resume=None):
+    cfg = load_train_config(write_config(tmp_path / f"cfg_{time.monotonic_ns()}.yaml", cfg_dict))
+    return train(cfg, resume=resume, progress=False)
+
+
+def test_a_run_writes_checkpoints_logs_and_the_final_model(data_root, tmp_path):
+    out = tmp_path / "run"
+    summary = run(config_dict(data_root, out, val_every=4, checkpoint_every=2, keep_last=1), tmp_path)
+    assert summary.iterations == 4 and summary.best_miou is not None
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["iter_0000004.pt"]  # keep_last: 1
+    assert (out / "final.safetensors").is_file() and (out / "best.safetensors").is_file()
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len([line for line in lines if '"kind": "train"' in line]) == 4
+    assert any('"val_mIoU"' in line for line in lines)
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["backbone"] == "resnet18"
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(data_root, tmp_path):
+    full = run(config_dict(data_root, tmp_path / "full"), tmp_path)
+    part = tmp_path / "part"
+    run(config_dict(data_root, part), tmp_path)
+    # Throw away everything after iteration 2, then continue from there.
+    (part / "checkpoints" / "iter_0000004.pt").unlink()
+    (part / "final.safetensors").unlink()
+    resumed = run(config_dict(data_root, part), tmp_path, resume=True)
+    a, b = weights(full.final_checkpoint), weights(resumed.final_checkpoint)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resume must continue bit for bit"
+
+
+def exact_config(data_root: Path, out: Path, **train: object) -> dict:
+    """GroupNorm (BatchNorm statistics depend on the micro-batch) and no ignore pixels (equal loss weights)."""
+    d = config_dict(data_root, out, iterations=2, batch_size=4, checkpoint_every=10, **train)
+    d["model"]["norm"] = "group"
+    d["data"].update({"scale_range": [1.0, 1.0], "rotate_p": 0.0})
+    return d
+
+
+def test_gradient_accumulation_matches_the_full_batch(data_root, tmp_path):
+    a = weights(run(exact_config(data_root, tmp_path / "whole"), tmp_path).final_checkpoint)
+    b = weights(run(exact_config(data_root, tmp_path / "acc", accumulate=2), tmp_path).final_checkpoint)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+
+
+def test_a_non_finite_loss_stops_with_the_iteration_and_keeps_the_last_checkpoint(data_root, tmp_path, capsys):
+    out = tmp_path / "nan"
+    cfg = config_dict(data_root, out, lr=1e30, iterations=6, checkpoint_every=1)
+    code = main(["train", "--config", str(write_config(tmp_path / "nan.yaml", cfg)), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the loss became" in err and "at iteration" in err and "last good checkpoint" in err
+    assert "Traceback" not in err
+    for path in list_checkpoints(out / "checkpoints"):
+        assert all(torch.isfinite(v).all() for v in load_training_checkpoint(path)["model"].values()
+                   if v.is_floating_point())
+    assert not (out / "final.safetensors").exists()
+
+
+def test_an_unknown_config_key_is_named(data_root, tmp_path, capsys):
+    cfg = config_dict(data_root, tmp_path / "x")
+    cfg["train"]["learning_rate"] = 0.1
+    assert main(["train", "--config", str(write_config(tmp_path / "bad.yaml", cfg))]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key train.learning_rate" in err and err.count("\n") == 1
+
+
+def test_a_wrong_type_names_the_key_and_the_value(data_root, tmp_path, capsys):
+    cfg = config_dict(data_root, tmp_path / "x")
+    path = write_config(tmp_path / "cfg.yaml", cfg)
+    assert main(["train", "--config", str(path), "train.batch_size=many"]) == 2
+    assert "train.batch_size = 'many'; expected an integer" in capsys.readouterr().err
+
+
+SAVE_LOOP = """
+import sys, torch
+from pathlib import Path
+from pspnet import PSPNet
+from pspnet.train.checkpoints import save_training_checkpoint
+model = PSPNet(3, backbone="resnet18")
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+for i in range(1, 10_000):
+    save_training_checkpoint(Path(sys.argv[1]), model, opt, i, {}, keep_last=2)
+    print(i, flush=True)
+"""
+
+
+def test_a_kill_during_checkpoint_writing_leaves_loadable_checkpoints(tmp_path):
+    directory = tmp_path / "ck"
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(directory)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "1"  # one checkpoint written; the next is being written
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    found = list_checkpoints(directory)
+    assert found, "the completed checkpoints must survive"
+    for path in found:
+        assert load_training_checkpoint(path)["iteration"] >= 1
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(data_root, tmp_path):
+    def cfg(out: Path) -> Path:
+        return write_config(tmp_path / f"{out.name}.yaml", exact_config(data_root, out))
+
+    one = tmp_path / "one"
+    assert main(["train", "--config", str(cfg(one)), "--no-progress"]) == 0
+    two = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "pspnet.cli.main", "train", "--config", str(cfg(two)), "train.device=cpu", "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = weights(one / "final.safetensors"), weights(two / "final.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+
+
+def test_the_global_batch_must_divide_over_processes_and_accumulation(data_root, tmp_path):
+    with pytest.raises(PSPNetError, match="not divisible"):
+        run(config_dict(data_root, tmp_path / "x", batch_size=3, accumulate=2), tmp_path)
