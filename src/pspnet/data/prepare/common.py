@@ -120,7 +120,10 @@ def extract(archive: Path, dest: Path, md5: str | None = None) -> Path:
                 z.extractall(dest)
         else:
             with tarfile.open(archive) as t:
-                t.extractall(dest, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(dest)
+                if hasattr(tarfile, "data_filter"):  # Python ≥ 3.12 (and security backports): refuse unsafe members
+                    t.extractall(dest, filter="data")
+                else:
+                    t.extractall(dest)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
         raise PSPNetError(f"{archive}: cannot unpack it ({e}); delete it and run again") from None
     marker.touch()
