@@ -18,6 +18,7 @@ from pspnet.data.lists import Pair, pair_folders, read_list
 from pspnet.errors import PSPNetError
 
 SPLITS = ("train", "val", "test")
+PREPARED_STAMP = "pspnet-prepared.json"  # written by `pspnet data prepare` once every pair checked out
 
 
 class SegmentationDataset(Dataset):
@@ -75,6 +76,9 @@ def build_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
         label_dir = cfg.root / cfg.label_dir.format(split=split)
         return SegmentationDataset(pair_folders(image_dir, label_dir), info, split, f"{image_dir} + {label_dir}")
     path = list_path(cfg, split)
+    if not path.exists() and cfg.dataset in KNOWN and (cfg.root / PREPARED_STAMP).exists():
+        raise PSPNetError(f"{path}: no such list file; the {split} split of {cfg.dataset} was not prepared here "
+                          "(its source had none)")
     if not path.exists() and cfg.dataset in KNOWN:
         raise PSPNetError(f"{path}: no such list file; run `pspnet data prepare {cfg.dataset} --root {cfg.root}` "
                           "first, or set data.root to where you prepared it")

@@ -17,12 +17,13 @@ import numpy as np
 from PIL import Image
 
 from pspnet.data.check import Problem, check_pairs
+from pspnet.data.datasets import PREPARED_STAMP
 from pspnet.data.imageops import read_label
 from pspnet.data.lists import Pair, read_list, write_list
 from pspnet.download import NotFoundError, download, file_digest
 from pspnet.errors import PSPNetError
 
-STAMP = "pspnet-prepared.json"
+STAMP = PREPARED_STAMP
 
 
 @dataclass
