@@ -154,3 +154,12 @@ def test_unknown_crop_size_form_is_a_one_line_error(checkpoint, tmp_path, capsys
     code = main(["predict", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
                  "--crop-size", "1", "2", "3"])
     assert code == 2 and "expected N or H W" in capsys.readouterr().err
+
+
+def test_eval_reads_the_data_settings_of_a_config_file(checkpoint, tmp_path, capsys) -> None:
+    write_image(tmp_path / "d" / "images" / "val" / "s.png")
+    write_label(tmp_path / "d" / "labels" / "val" / "s.png")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path / 'd'}\n  num_classes: 3\n")
+    assert main(["eval", str(checkpoint), "--config", str(config), "--workers", "0", *TINY]) == 0
+    assert "1 of 1 images scored" in capsys.readouterr().out
