@@ -1,0 +1,43 @@
+"""`pspnet export CHECKPOINT --format onnx|torchscript --out FILE`: a deployable file with the model's metadata."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pspnet.checkpoint import load
+from pspnet.device import resolve_device
+from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset, export_onnx, require_onnx
+from pspnet.export.torchscript import export_torchscript
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official .pth")
+    p.add_argument("--format", choices=["onnx", "torchscript"], required=True, help="what to write")
+    p.add_argument("--out", type=Path, required=True, help="the file to write (e.g. model.onnx, model.pt)")
+    p.add_argument("--argmax", action="store_true",
+                   help="add a second output 'labels': int64 N×H×W, the argmax of the logits")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
+    p.add_argument("--static-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="ONNX only: fix the input to 1×3×H×W (default: dynamic batch, height and width)")
+    p.add_argument("--device", default="cpu",
+                   help="device to trace on (default cpu); a TorchScript file runs on the device it was traced on")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format == "onnx":
+        require_onnx()  # fail before loading a large checkpoint
+        check_opset(args.opset)
+    model = load(args.checkpoint, map_location=resolve_device(args.device))
+    if args.format == "onnx":
+        static = tuple(args.static_size) if args.static_size else None
+        export_onnx(model, args.out, argmax=args.argmax, opset=args.opset, static_size=static)
+        shape = f"1×3×{static[0]}×{static[1]}" if static else "N×3×H×W (dynamic)"
+    else:
+        export_torchscript(model, args.out, argmax=args.argmax)
+        shape = "N×3×H×W"
+    outputs = "logits, labels" if args.argmax else "logits"
+    print(f"{args.out}: {args.format}, input {shape}, outputs {outputs}; PSPNet {model.config.backbone}, "
+          f"{model.config.num_classes} classes ({model.info.name})")
+    return 0

@@ -1,0 +1,95 @@
+"""Export a PSPNet to ONNX: dynamic batch, height and width; metadata in `metadata_props`.
+
+We use PyTorch's TorchScript-based exporter (`dynamo=False`): it needs no package beyond `onnx`, exports a
+PSPNet-18 in seconds, and our pyramid pooling (`pspnet.model.adaptive_pool`) traces into size-generic ops. The
+torch.export-based exporter gives the same graph numbers too, but needs `onnxscript` and is ~10× slower.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pspnet.checkpoint import write_atomically
+from pspnet.errors import PSPNetError
+from pspnet.export.graph import INPUT_NAME, ExportGraph, example_input, output_names, tracing_quietly
+from pspnet.export.metadata import model_metadata
+from pspnet.model.pspnet import PSPNet
+
+MIN_OPSET = 11  # Resize with align_corners and Range (the pooling matrices) arrive in opset 11
+MAX_OPSET = 20  # the highest the TorchScript-based exporter writes
+DEFAULT_OPSET = 17
+TRACE_SIZE = (97, 129)  # any size works; this one's 1/8 map (13×17) is divisible by no bin but 1
+
+
+def require_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise PSPNetError("ONNX export needs the onnx package: pip install 'pspnet[export]'") from None
+    return onnx
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise PSPNetError(f"ONNX opset {opset} is not supported; expected {MIN_OPSET} to {MAX_OPSET} "
+                          f"(default {DEFAULT_OPSET})")
+
+
+def export_onnx(
+    model: PSPNet,
+    path: str | Path,
+    *,
+    argmax: bool = False,
+    opset: int = DEFAULT_OPSET,
+    static_size: tuple[int, int] | None = None,
+) -> Path:
+    """Write `model` as an ONNX graph: input `input` (normalised float N×3×H×W), output `logits` (N×C×H×W) and,
+    with `argmax`, `labels` (int64 N×H×W). Batch, height and width are dynamic unless `static_size` = (H, W) fixes
+    a 1×3×H×W input. The file carries class names, palette, mean/std and the model settings as metadata."""
+    onnx = require_onnx()
+    check_opset(opset)
+    path = Path(path)
+    outputs = output_names(argmax)
+    dynamic_axes = None
+    if static_size is None:
+        dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, outputs[0]: {0: "batch", 2: "height",
+                                                                                       3: "width"}}
+        if argmax:
+            dynamic_axes[outputs[1]] = {0: "batch", 1: "height", 2: "width"}
+    x = example_input(model, static_size or TRACE_SIZE)
+    was_training = model.training
+    graph = ExportGraph(model, argmax).eval()
+
+    def write(tmp: str) -> None:
+        with tracing_quietly(), torch.no_grad():
+            torch.onnx.export(graph, (x,), tmp, input_names=[INPUT_NAME], output_names=outputs,
+                              opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+        proto = onnx.load(tmp)
+        for key, value in model_metadata(model, outputs).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+
+    try:
+        write_atomically(path, write)
+    finally:
+        model.train(was_training)
+    return path
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The `metadata_props` of an ONNX file, as a dict (the weights are not loaded)."""
+    onnx = require_onnx()
+    from google.protobuf.message import DecodeError  # protobuf comes with onnx
+
+    if not Path(path).is_file():
+        raise PSPNetError(f"{path}: no such ONNX file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (OSError, ValueError, DecodeError) as e:
+        raise PSPNetError(f"{path}: not an ONNX file ({type(e).__name__}: {e})") from None
+    return {p.key: p.value for p in proto.metadata_props}

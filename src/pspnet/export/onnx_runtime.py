@@ -1,0 +1,63 @@
+"""Run an ONNX file written by `pspnet export` with ONNX Runtime, behind the same interface as a PSPNet: a
+callable from a normalised float N×3×H×W batch to N×C×H×W logits, plus `info`. The inference protocol
+(`pspnet.engine.inference`) takes it in place of the PyTorch model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pspnet.data.info import DatasetInfo
+from pspnet.errors import PSPNetError
+from pspnet.export.graph import INPUT_NAME, LOGITS_NAME
+from pspnet.export.metadata import info_from_metadata
+
+
+def require_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise PSPNetError("the onnxruntime backend needs onnxruntime: pip install 'pspnet[export]'") from None
+    return onnxruntime
+
+
+def providers_for(device: torch.device) -> list[str]:
+    """ONNX Runtime execution providers for a torch device: CUDA first on a GPU (falling back to the CPU)."""
+    available = require_onnxruntime().get_available_providers()
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise PSPNetError("device cuda asked for, but this onnxruntime has no CUDA provider; install "
+                              "onnxruntime-gpu or use --device cpu")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeModel:
+    """An ONNX file written by `pspnet export`, run by ONNX Runtime: `model(x)` with a normalised float N×3×H×W
+    tensor returns the N×C×H×W logits as a torch tensor on x's device; `model.info` holds the class names, palette
+    and mean/std from the file's metadata."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+        ort = require_onnxruntime()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PSPNetError(f"{self.path}: no such ONNX file")
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=providers_for(torch.device(device)))
+        except Exception as e:  # onnxruntime's errors (Fail, InvalidProtobuf...) derive from Exception only
+            raise PSPNetError(f"{self.path}: ONNX Runtime cannot load it ({str(e).strip().splitlines()[0]})") from None
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.info: DatasetInfo = info_from_metadata(self.metadata, str(self.path))
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [INPUT_NAME] or outputs[0] != LOGITS_NAME:
+            raise PSPNetError(f"{self.path}: graph inputs {inputs} and outputs {outputs}; expected input "
+                              f"{INPUT_NAME!r} and first output {LOGITS_NAME!r}, as `pspnet export` writes")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array})
+        return torch.from_numpy(logits).to(x.device)

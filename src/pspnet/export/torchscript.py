@@ -1,0 +1,57 @@
+"""Export a PSPNet to TorchScript (traced; any batch, height and width), metadata in `_extra_files`, and load it.
+
+A traced module keeps the device it was traced on in its constants: export on the device it will run on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pspnet.checkpoint import write_atomically
+from pspnet.data.info import DatasetInfo
+from pspnet.errors import PSPNetError
+from pspnet.export.graph import ExportGraph, example_input, output_names, tracing_quietly
+from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata
+from pspnet.model.pspnet import PSPNet
+
+TRACE_SIZE = (97, 129)  # any size works; this one's 1/8 map (13×17) is divisible by no bin but 1
+
+
+def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False) -> Path:
+    """Write `model` traced to TorchScript: normalised float N×3×H×W in, logits N×C×H×W out (and, with `argmax`,
+    int64 labels N×H×W). Class names, palette, mean/std and settings travel in the archive's extra files."""
+    path = Path(path)
+    was_training = model.training
+    graph = ExportGraph(model, argmax).eval()
+    try:
+        with tracing_quietly(), torch.no_grad():
+            traced = torch.jit.trace(graph, example_input(model, TRACE_SIZE))
+        extra = model_metadata(model, output_names(argmax))
+        write_atomically(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
+    finally:
+        model.train(was_training)
+    return path
+
+
+class TorchScriptModel:
+    """A TorchScript file written by `export_torchscript`: call it with a normalised float N×3×H×W batch to get the
+    N×C×H×W logits; `info` holds the class names, palette and mean/std."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PSPNetError(f"{self.path}: no such TorchScript file")
+        extra = dict.fromkeys(KEYS, "")
+        try:
+            self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra)
+        except (RuntimeError, ValueError) as e:
+            raise PSPNetError(f"{self.path}: not a TorchScript file ({str(e).strip().splitlines()[0]})") from None
+        self.metadata = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+        self.info: DatasetInfo = info_from_metadata(self.metadata, str(self.path))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.module(x)
+        return out[0] if isinstance(out, tuple) else out
