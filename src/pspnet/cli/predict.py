@@ -19,7 +19,10 @@ from pspnet.errors import PSPNetError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official semseg .pth")
+    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official semseg .pth; "
+                   "with --backend onnxruntime, an .onnx file written by `pspnet export`")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="run the network with PyTorch (default) or ONNX Runtime (pip install 'pspnet[export]')")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="writes NAME.png (class indices), NAME_color.png, NAME_overlay.png; videos NAME_overlay.mp4")
@@ -33,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
     for message in found.problems:
         print(f"pspnet predict: {message}", file=sys.stderr)
     device = resolve_device(args.device)
-    model = load(args.checkpoint, map_location=device)
+    if args.backend == "onnxruntime":  # the same protocol and outputs, the network run by ONNX Runtime
+        from pspnet.export.onnx_runtime import OnnxRuntimeModel
+
+        model = OnnxRuntimeModel(args.checkpoint, device)
+    else:
+        model = load(args.checkpoint, map_location=device)
     info = model.info
     settings = settings_from_args(args, info.name)
     files, stems = [], set()

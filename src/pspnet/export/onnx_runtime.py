@@ -25,12 +25,9 @@ def require_onnxruntime() -> Any:
 
 
 def providers_for(device: torch.device) -> list[str]:
-    """ONNX Runtime execution providers for a torch device: CUDA first on a GPU (falling back to the CPU)."""
-    available = require_onnxruntime().get_available_providers()
-    if device.type == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise PSPNetError("device cuda asked for, but this onnxruntime has no CUDA provider; install "
-                              "onnxruntime-gpu or use --device cpu")
+    """ONNX Runtime execution providers for a torch device: CUDA first when the device is a GPU and this onnxruntime
+    build has CUDA (onnxruntime-gpu), else the CPU — so `--device auto` works with the plain CPU package too."""
+    if device.type == "cuda" and "CUDAExecutionProvider" in require_onnxruntime().get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
