@@ -45,8 +45,10 @@ def example_input(model: PSPNet, size: tuple[int, int]) -> torch.Tensor:
 @contextmanager
 def tracing_quietly() -> Iterator[None]:
     """Silence the warnings tracing always raises here: `check_input`'s shape test becomes a constant (harmless: the
-    traced graph needs N×3×H×W input anyway) and the TorchScript-based ONNX exporter announces its deprecation."""
+    traced graph needs N×3×H×W input anyway), and torch ≥ 2.9 announces that tracing and the TorchScript-based ONNX
+    exporter are deprecated (they still work; see pspnet.export.onnx for why we use them)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated.*")
         yield

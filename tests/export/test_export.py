@@ -1,0 +1,149 @@
+"""`pspnet export` as a user runs it, and the exported files run by ONNX Runtime and TorchScript."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+import pspnet
+from pspnet import PSPNetError
+from pspnet.cli.main import main
+from pspnet.data.info import DatasetInfo
+from pspnet.export import OnnxRuntimeModel, TorchScriptModel, read_onnx_metadata
+
+# Each size's 1/8 feature map (13×17, 15×20, 10×13) is not divisible by the 6-bin pooling.
+SIZES = [(97, 129), (120, 160), (75, 101)]
+INFO = DatasetInfo("toy", ["sky", "road", "car", "tree", "person"], [(1, 2, 3), (4, 5, 6), (7, 8, 9), (9, 9, 9),
+                                                                     (0, 0, 0)], mean=(0.4, 0.5, 0.6),
+                   std=(0.2, 0.3, 0.25))
+
+
+@pytest.fixture(scope="module")
+def model_and_files(tmp_path_factory) -> tuple[pspnet.PSPNet, Path, Path, Path]:
+    """A random resnet18 PSPNet with non-trivial BN statistics and logits of order 1, saved and exported by the CLI."""
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(5, backbone="resnet18", aux=False, info=INFO)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.nn.init.normal_(model.head.classifier.weight, std=1.0)
+    root = tmp_path_factory.mktemp("export")
+    checkpoint = pspnet.save(model, root / "tiny.safetensors")
+    onnx_file, ts_file = root / "tiny.onnx", root / "tiny.pt"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_file), "--argmax"]) == 0
+    assert main(["export", str(checkpoint), "--format", "torchscript", "--out", str(ts_file)]) == 0
+    return pspnet.load(checkpoint), checkpoint, onnx_file, ts_file
+
+
+def assert_close_to_pytorch(logits: torch.Tensor, expected: torch.Tensor) -> None:
+    assert logits.shape == expected.shape
+    assert (logits - expected).abs().max().item() <= 1e-3
+    assert (logits.argmax(1) == expected.argmax(1)).float().mean().item() >= 0.999
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_onnx_runtime_matches_pytorch_at_sizes_not_divisible_by_the_bins(model_and_files, size) -> None:
+    model, _, onnx_file, _ = model_and_files
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = model(x)
+    assert_close_to_pytorch(OnnxRuntimeModel(onnx_file)(x), expected)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_torchscript_matches_pytorch_at_sizes_not_divisible_by_the_bins(model_and_files, size) -> None:
+    model, _, _, ts_file = model_and_files
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = model(x)
+    assert_close_to_pytorch(TorchScriptModel(ts_file)(x), expected)
+
+
+def test_onnx_graph_has_dynamic_batch_height_and_width(model_and_files) -> None:
+    _, _, onnx_file, _ = model_and_files
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert inp.name == "input" and inp.shape[1] == 3
+    assert all(isinstance(d, str) for d in (inp.shape[0], inp.shape[2], inp.shape[3]))
+
+
+def test_argmax_adds_a_label_output_equal_to_the_argmax_of_the_logits(model_and_files) -> None:
+    _, _, onnx_file, _ = model_and_files
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "labels"]
+    x = torch.randn(1, 3, 75, 101).numpy()
+    logits, labels = session.run(None, {"input": x})
+    assert labels.dtype == np.int64 and labels.shape == (1, 75, 101)
+    assert np.array_equal(labels, logits.argmax(1))
+
+
+def test_metadata_round_trips_through_both_formats(model_and_files) -> None:
+    model, _, onnx_file, ts_file = model_and_files
+    assert OnnxRuntimeModel(onnx_file).info == INFO
+    assert TorchScriptModel(ts_file).info == INFO
+    meta = read_onnx_metadata(onnx_file)
+    assert meta["outputs"] == '["logits", "labels"]'
+    assert pspnet.ModelConfig.from_dict(__import__("json").loads(meta["model"])) == model.config
+
+
+def test_export_prints_what_it_wrote(model_and_files, tmp_path, capsys) -> None:
+    _, checkpoint, _, _ = model_and_files
+    out = tmp_path / "fixed.onnx"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(out), "--static-size", "65", "81",
+                 "--opset", "11"]) == 0
+    assert "input 1×3×65×81" in capsys.readouterr().out
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 3, 65, 81]
+
+
+def test_exporting_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path, capsys) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello")
+    assert main(["export", str(bogus), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a checkpoint" in err and str(bogus) in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("opset", ["9", "21"])
+def test_an_unsupported_opset_is_a_one_line_error(model_and_files, tmp_path, capsys, opset) -> None:
+    _, checkpoint, _, _ = model_and_files
+    assert main(["export", str(checkpoint), "--format", "onnx", "--opset", opset, "--out",
+                 str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"opset {opset} is not supported" in err and "11 to 20" in err
+
+
+def test_files_that_are_not_exports_are_refused_by_name(model_and_files, tmp_path) -> None:
+    _, checkpoint, _, _ = model_and_files
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(PSPNetError, match="bogus.onnx"):
+        OnnxRuntimeModel(bogus)
+    with pytest.raises(PSPNetError, match="not a TorchScript file"):
+        TorchScriptModel(checkpoint)
+    plain = tmp_path / "plain.onnx"  # an ONNX graph without our metadata
+    torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.randn(1, 3, 4, 4),), str(plain), input_names=["input"],
+                      output_names=["logits"], dynamo=False)
+    with pytest.raises(PSPNetError, match="no pspnet metadata"):
+        OnnxRuntimeModel(plain)
+
+
+def test_predict_with_onnxruntime_writes_the_same_pngs_as_pytorch(model_and_files, tmp_path) -> None:
+    _, checkpoint, onnx_file, _ = model_and_files
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(tmp_path / "street.png")
+    protocol = ["--crop-size", "65", "--base-size", "0", "--device", "cpu", "--quiet"]  # 2×2 windows, flipped
+    assert main(["predict", str(checkpoint), str(tmp_path / "street.png"), "--out", str(tmp_path / "torch"),
+                 *protocol]) == 0
+    assert main(["predict", "--backend", "onnxruntime", str(onnx_file), str(tmp_path / "street.png"), "--out",
+                 str(tmp_path / "ort"), *protocol]) == 0
+    for name in ("street.png", "street_color.png", "street_overlay.png"):
+        torch_png = np.asarray(Image.open(tmp_path / "torch" / name))
+        ort_png = np.asarray(Image.open(tmp_path / "ort" / name))
+        assert np.mean(torch_png == ort_png) >= 0.999, name
+    assert len(np.unique(np.asarray(Image.open(tmp_path / "torch" / "street.png")))) > 1
