@@ -8,10 +8,10 @@ from pspnet.model.adaptive_pool import adaptive_avg_pool2d, bin_averaging_matrix
 
 
 def test_equals_torch_adaptive_avg_pool2d_for_many_sizes_and_bins() -> None:
-    for h in range(1, 34):
-        for w in (1, 2, 7, 13, 17, 60, 61):
+    for h in (*range(1, 20), 33, 60, 61):
+        for w in (1, 7, 13, 17, 60):
             x = torch.randn(2, 3, h, w)
-            for bins in (1, 2, 3, 4, 6, 7, 8):
+            for bins in (1, 2, 3, 6, 7):
                 expected = F.adaptive_avg_pool2d(x, bins)
                 assert torch.allclose(adaptive_avg_pool2d(x, bins), expected, rtol=0, atol=1e-6), (h, w, bins)
 

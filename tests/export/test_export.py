@@ -1,5 +1,6 @@
 """`pspnet export` as a user runs it, and the exported files run by ONNX Runtime and TorchScript."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from pspnet import PSPNetError
 from pspnet.cli.main import main
 from pspnet.data.info import DatasetInfo
 from pspnet.export import OnnxRuntimeModel, TorchScriptModel, read_onnx_metadata
+from pspnet.export.graph import torchscript_quietly
 
 # Each size's 1/8 feature map (13×17, 15×20, 10×13) is not divisible by the 6-bin pooling.
 SIZES = [(97, 129), (120, 160), (75, 101)]
@@ -87,7 +89,7 @@ def test_metadata_round_trips_through_both_formats(model_and_files) -> None:
     assert TorchScriptModel(ts_file).info == INFO
     meta = read_onnx_metadata(onnx_file)
     assert meta["outputs"] == '["logits", "labels"]'
-    assert pspnet.ModelConfig.from_dict(__import__("json").loads(meta["model"])) == model.config
+    assert pspnet.ModelConfig.from_dict(json.loads(meta["model"])) == model.config
 
 
 def test_export_prints_what_it_wrote(model_and_files, tmp_path, capsys) -> None:
@@ -127,8 +129,9 @@ def test_files_that_are_not_exports_are_refused_by_name(model_and_files, tmp_pat
     with pytest.raises(PSPNetError, match="not a TorchScript file"):
         TorchScriptModel(checkpoint)
     plain = tmp_path / "plain.onnx"  # an ONNX graph without our metadata
-    torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.randn(1, 3, 4, 4),), str(plain), input_names=["input"],
-                      output_names=["logits"], dynamo=False)
+    with torchscript_quietly():
+        torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.randn(1, 3, 4, 4),), str(plain), input_names=["input"],
+                          output_names=["logits"], dynamo=False)
     with pytest.raises(PSPNetError, match="no pspnet metadata"):
         OnnxRuntimeModel(plain)
 

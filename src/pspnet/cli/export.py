@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pspnet.checkpoint import load
 from pspnet.device import resolve_device
+from pspnet.errors import PSPNetError
 from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset, export_onnx, require_onnx
 from pspnet.export.torchscript import export_torchscript
 
@@ -26,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.static_size and args.format != "onnx":
+        raise PSPNetError("--static-size applies to ONNX only; a TorchScript export takes any batch, height and width")
     if args.format == "onnx":
         require_onnx()  # fail before loading a large checkpoint
         check_opset(args.opset)

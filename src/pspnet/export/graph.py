@@ -43,7 +43,7 @@ def example_input(model: PSPNet, size: tuple[int, int]) -> torch.Tensor:
 
 
 @contextmanager
-def tracing_quietly() -> Iterator[None]:
+def torchscript_quietly() -> Iterator[None]:
     """Silence the warnings tracing always raises here: `check_input`'s shape test becomes a constant (harmless: the
     traced graph needs N×3×H×W input anyway), and torch ≥ 2.9 announces that tracing and the TorchScript-based ONNX
     exporter are deprecated (they still work; see pspnet.export.onnx for why we use them)."""
@@ -51,4 +51,5 @@ def tracing_quietly() -> Iterator[None]:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
         yield

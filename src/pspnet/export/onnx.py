@@ -14,7 +14,7 @@ import torch
 
 from pspnet.checkpoint import write_atomically
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import INPUT_NAME, ExportGraph, example_input, output_names, tracing_quietly
+from pspnet.export.graph import INPUT_NAME, ExportGraph, example_input, output_names, torchscript_quietly
 from pspnet.export.metadata import model_metadata
 from pspnet.model.pspnet import PSPNet
 
@@ -64,7 +64,7 @@ def export_onnx(
     graph = ExportGraph(model, argmax).eval()
 
     def write(tmp: str) -> None:
-        with tracing_quietly(), torch.no_grad():
+        with torchscript_quietly(), torch.no_grad():
             torch.onnx.export(graph, (x,), tmp, input_names=[INPUT_NAME], output_names=outputs,
                               opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
         proto = onnx.load(tmp)

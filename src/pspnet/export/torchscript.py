@@ -12,7 +12,7 @@ import torch
 from pspnet.checkpoint import write_atomically
 from pspnet.data.info import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import ExportGraph, example_input, output_names, tracing_quietly
+from pspnet.export.graph import ExportGraph, example_input, output_names, torchscript_quietly
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata
 from pspnet.model.pspnet import PSPNet
 
@@ -26,10 +26,10 @@ def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False)
     was_training = model.training
     graph = ExportGraph(model, argmax).eval()
     try:
-        with tracing_quietly(), torch.no_grad():
+        with torchscript_quietly(), torch.no_grad():
             traced = torch.jit.trace(graph, example_input(model, TRACE_SIZE))
-        extra = model_metadata(model, output_names(argmax))
-        write_atomically(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
+            extra = model_metadata(model, output_names(argmax))
+            write_atomically(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
     finally:
         model.train(was_training)
     return path
@@ -45,7 +45,8 @@ class TorchScriptModel:
             raise PSPNetError(f"{self.path}: no such TorchScript file")
         extra = dict.fromkeys(KEYS, "")
         try:
-            self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra)
+            with torchscript_quietly():
+                self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra)
         except (RuntimeError, ValueError) as e:
             raise PSPNetError(f"{self.path}: not a TorchScript file ({str(e).strip().splitlines()[0]})") from None
         self.metadata = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
