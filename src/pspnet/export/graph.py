@@ -14,6 +14,7 @@ from pspnet.model.pspnet import PSPNet
 INPUT_NAME = "input"  # normalised float N×3×H×W, RGB: (rgb / 255 - mean) / std
 LOGITS_NAME = "logits"  # float N×C×H×W, upsampled to the input size inside the graph
 LABELS_NAME = "labels"  # int64 N×H×W, argmax over classes (only with argmax=True)
+TRACE_SIZE = (97, 129)  # the example input's H×W; its 1/8 map (13×17) is divisible by none of the bins but 1
 
 
 class ExportGraph(nn.Module):
@@ -36,8 +37,8 @@ def output_names(argmax: bool) -> list[str]:
 
 
 def example_input(model: PSPNet, size: tuple[int, int]) -> torch.Tensor:
-    """A random input to trace with, on the model's device. Shapes are recorded symbolically, so the size only needs
-    to be valid; an odd, non-square default keeps the trace from matching any accidental coincidence of sizes."""
+    """A random 1×3×H×W input to trace with, on the model's device. Shapes are recorded symbolically, so any valid
+    size gives the same graph; an odd, non-square one keeps a coincidence of sizes from being baked in."""
     device = next(model.parameters()).device
     return torch.randn(1, 3, *size, device=device)
 

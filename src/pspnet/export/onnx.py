@@ -14,14 +14,13 @@ import torch
 
 from pspnet.checkpoint import write_atomically
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import INPUT_NAME, ExportGraph, example_input, output_names, torchscript_quietly
+from pspnet.export.graph import INPUT_NAME, TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
 from pspnet.export.metadata import model_metadata
 from pspnet.model.pspnet import PSPNet
 
 MIN_OPSET = 11  # Resize with align_corners and Range (the pooling matrices) arrive in opset 11
 MAX_OPSET = 20  # the highest the TorchScript-based exporter writes
 DEFAULT_OPSET = 17
-TRACE_SIZE = (97, 129)  # any size works; this one's 1/8 map (13×17) is divisible by no bin but 1
 
 
 def require_onnx() -> Any:

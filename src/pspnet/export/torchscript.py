@@ -12,11 +12,9 @@ import torch
 from pspnet.checkpoint import write_atomically
 from pspnet.data.info import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import ExportGraph, example_input, output_names, torchscript_quietly
+from pspnet.export.graph import TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata
 from pspnet.model.pspnet import PSPNet
-
-TRACE_SIZE = (97, 129)  # any size works; this one's 1/8 map (13×17) is divisible by no bin but 1
 
 
 def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False) -> Path:
