@@ -54,10 +54,10 @@ def export_onnx(
     outputs = output_names(argmax)
     dynamic_axes = None
     if static_size is None:
-        dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, outputs[0]: {0: "batch", 2: "height",
-                                                                                       3: "width"}}
+        image_axes = {0: "batch", 2: "height", 3: "width"}  # N×·×H×W: the input and the logits
+        dynamic_axes = {INPUT_NAME: image_axes, outputs[0]: image_axes}
         if argmax:
-            dynamic_axes[outputs[1]] = {0: "batch", 1: "height", 2: "width"}
+            dynamic_axes[outputs[1]] = {0: "batch", 1: "height", 2: "width"}  # labels N×H×W
     x = example_input(model, static_size or TRACE_SIZE)
     was_training = model.training
     graph = ExportGraph(model, argmax).eval()
