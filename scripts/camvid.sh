@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job: prepare CamVid, train PSPNet on it, evaluate the best checkpoint, predict a few images.
+# CAMVID_SOURCE: a local SegNet-layout CamVid/ folder or a mirror URL (default: ../shared/data/camvid when present,
+# else the upstream download). Extra arguments are passed to `pspnet train` as overrides (e.g. train.epochs=2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=${CAMVID_ROOT:-data/camvid}
+OUT=${CAMVID_OUT:-runs/camvid}
+SOURCE=${CAMVID_SOURCE:-}
+if [ -z "$SOURCE" ] && [ -d ../shared/data/camvid ]; then SOURCE=../shared/data/camvid; fi
+
+pspnet data prepare camvid --root "$ROOT" ${SOURCE:+--source "$SOURCE"}
+pspnet train --config configs/camvid.yaml data.root="$ROOT" train.out_dir="$OUT" "$@"
+MODEL="$OUT/best.safetensors"
+[ -f "$MODEL" ] || MODEL="$OUT/final.safetensors"  # no validation ran (train.val_every=-1)
+pspnet eval "$MODEL" --list "$ROOT/val.txt" --root "$ROOT" \
+  --base-size 240 --crop-size 180 240 --mode whole --json "$OUT/eval.json" --report "$OUT/report"
+pspnet predict "$MODEL" "$ROOT"/images/val/0016E5_07959.png "$ROOT"/images/val/0016E5_08*1.png \
+  --base-size 240 --crop-size 180 240 --mode whole --out "$OUT/predictions"
+echo "main job done: model $MODEL, scores $OUT/eval.json, report $OUT/report/index.html"
