@@ -56,7 +56,8 @@ def test_depth_classes_and_aux_head_are_inferred_from_the_state_dict():
     model = convert_semseg_state({"state_dict": official_layout(source)}, "r101.pth")
     assert model.config.backbone == "resnet101" and model.config.num_classes == 21 and not model.config.aux
     assert model.info.name == "voc2012"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values()))
+    ours, theirs = model.state_dict(), source.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_pspnet_load_accepts_an_official_checkpoint_file(tmp_path):
