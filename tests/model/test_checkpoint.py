@@ -107,3 +107,10 @@ def test_a_foreign_torch_file_is_not_taken_for_a_pspnet(tmp_path):
     assert zipfile.is_zipfile(path)
     with pytest.raises(PSPNetError, match="not an official semseg PSPNet checkpoint"):
         pspnet.load(path)
+
+
+def test_saved_checkpoints_get_the_usual_file_permissions(tmp_path):
+    path = pspnet.save(PSPNet(2, backbone="resnet18"), tmp_path / "m.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

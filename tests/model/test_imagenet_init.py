@@ -45,3 +45,49 @@ def test_weights_of_another_depth_list_the_mismatched_keys(tmp_path):
 def test_a_missing_local_file_is_named(tmp_path):
     with pytest.raises(PSPNetError, match="no such ImageNet weights file"):
         load_imagenet_backbone(PSPNet(3, backbone="resnet18").backbone, str(tmp_path / "resnet50_v2.pth"))
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A file server on 127.0.0.1 for `tmp_path/www`, stopped after the test."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_weights_given_by_url_are_downloaded_once_and_hash_checked(tmp_path, http_server, monkeypatch):
+    import hashlib
+    import shutil
+
+    www, base = http_server
+    expected, local = imagenet_file(tmp_path, deep_stem=False, name="r18.pth")
+    digest = hashlib.sha256(open(local, "rb").read()).hexdigest()
+    shutil.copy(local, www / f"resnet18-{digest[:8]}.pth")
+    monkeypatch.setenv("PSPNET_CACHE", str(tmp_path / "cache"))
+    model = PSPNet(3, backbone="resnet18", deep_stem=False)
+    path = load_imagenet_backbone(model.backbone, f"{base}/resnet18-{digest[:8]}.pth")
+    assert path.parent == tmp_path / "cache" / "imagenet"
+    assert torch.equal(model.backbone.layer4[1].conv2.weight, expected["layer4.1.conv2.weight"])
+
+
+def test_a_download_whose_hash_does_not_match_its_name_is_removed(tmp_path, http_server, monkeypatch):
+    import shutil
+
+    www, base = http_server
+    _, local = imagenet_file(tmp_path, deep_stem=False, name="r18.pth")
+    shutil.copy(local, www / "resnet18-00000000.pth")
+    monkeypatch.setenv("PSPNET_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(PSPNetError, match="does not start with 00000000"):
+        load_imagenet_backbone(PSPNet(3, backbone="resnet18", deep_stem=False).backbone,
+                               f"{base}/resnet18-00000000.pth")
+    assert not (tmp_path / "cache" / "imagenet" / "resnet18-00000000.pth").exists()

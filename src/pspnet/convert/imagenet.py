@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from pspnet.checkpoint import read_torch_file
+from pspnet.download import download
 from pspnet.errors import PSPNetError
 from pspnet.model.resnet import DilatedResNet
 from pspnet.model.state import load_state_strict
@@ -41,8 +42,6 @@ def resolve_source(source: str, depth: str) -> Path:
         if not path.is_file():
             raise PSPNetError(f"{path}: no such ImageNet weights file (give a local .pth, a URL, or 'torchvision')")
         return path
-    from pspnet.download import download
-
     name = source.rstrip("/").rsplit("/", 1)[-1]
     path = cache_dir() / "imagenet" / name
     if not path.is_file():
