@@ -114,3 +114,25 @@ def test_saved_checkpoints_get_the_usual_file_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["convert", "--from", "semseg", "{evil}", "{tmp}/out.safetensors"],
+        ["eval", "{evil}", "--images", "{tmp}", "--labels", "{tmp}"],
+        ["predict", "{evil}", "{tmp}/image.png", "--out", "{tmp}/out"],
+        ["export", "{evil}", "--format", "onnx", "--out", "{tmp}/m.onnx"],
+    ],
+)
+def test_every_command_refuses_a_pickle_that_would_run_code(tmp_path, capsys, command):
+    from pspnet.cli.main import main
+
+    marker = tmp_path / "pwned"
+    RunsCode.marker = marker
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": RunsCode()}, evil)
+    code = main([part.format(evil=evil, tmp=tmp_path) for part in command])
+    err = capsys.readouterr().err
+    assert code != 0 and "refused to load" in err and "Traceback" not in err
+    assert not marker.exists()
