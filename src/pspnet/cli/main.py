@@ -17,6 +17,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("predict", "predict", "segment images, folders, globs and videos"),
     ("score", "score", "score saved label PNGs against ground truth"),
     ("data", "data", "prepare and check datasets"),
+    ("bench", "bench", "measure speed and memory: reference vs fast, side by side"),
 ]
 
 

@@ -1,0 +1,110 @@
+"""What `pspnet bench` times: inference at batch 1 and batch N, the evaluation protocol, a training step and
+whole-image inference of a large image, each for one execution recipe; plus the synthetic inputs they use."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pspnet.bench.timing import Measurement, measure
+from pspnet.data.imageops import normalize
+from pspnet.engine.fast import Recipe, autocast, training_model
+from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities
+from pspnet.model.pspnet import AUX_WEIGHT
+
+IGNORE = 255
+
+
+@dataclass
+class Agreement:
+    """How closely a run reproduces the reference: the share of pixels with the same argmax class, and the
+    relative error ‖fast − reference‖ / ‖reference‖ of the logits (probabilities for the evaluation protocol)."""
+
+    argmax: float
+    relative_error: float
+
+
+def agreement(reference: torch.Tensor, other: torch.Tensor) -> Agreement:
+    """Agreement over N×C×H×W (or C×H×W) outputs, classes on dimension -3."""
+    reference, other = reference.float().cpu(), other.float().cpu()
+    same = (reference.argmax(dim=-3) == other.argmax(dim=-3)).float().mean().item()
+    error = (torch.linalg.vector_norm(other - reference) / torch.linalg.vector_norm(reference).clamp_min(1e-12))
+    return Agreement(same, error.item())
+
+
+def synthetic_images(count: int, height: int, width: int, seed: int) -> list[torch.Tensor]:
+    """uint8 3×H×W images of smooth random colour regions plus fine noise: something with structure to segment."""
+    g = torch.Generator().manual_seed(seed)
+    images = []
+    for _ in range(count):
+        coarse = torch.rand(1, 3, max(height // 32, 2), max(width // 32, 2), generator=g) * 255
+        smooth = F.interpolate(coarse, (height, width), mode="bilinear", align_corners=False)[0]
+        noise = torch.randn(3, height, width, generator=g) * 12
+        images.append((smooth + noise).round_().clamp_(0, 255).to(torch.uint8))
+    return images
+
+
+def synthetic_labels(count: int, height: int, width: int, num_classes: int, seed: int) -> torch.Tensor:
+    """int64 N×H×W label maps of blobs (argmax of a smooth random field), a few pixels ignored (255)."""
+    g = torch.Generator().manual_seed(seed)
+    field = torch.rand(count, num_classes, max(height // 16, 2), max(width // 16, 2), generator=g)
+    labels = F.interpolate(field, (height, width), mode="bilinear", align_corners=False).argmax(dim=1)
+    labels[:, :2] = IGNORE
+    return labels
+
+
+def normalized_batch(images: list[torch.Tensor], mean: tuple[float, ...] | list[float],
+                     std: tuple[float, ...] | list[float]) -> torch.Tensor:
+    return normalize(torch.stack(images).float(), mean, std)
+
+
+def time_inference(forward: Forward, batch: torch.Tensor, device: torch.device, repeats: int, warmup: int
+                   ) -> tuple[Measurement, torch.Tensor]:
+    """Forward passes on `batch` (N×3×h×w, normalised); the measurement counts N images per repetition."""
+    batch = batch.to(device)
+    return measure(lambda: forward(batch), device, repeats, warmup, items=batch.shape[0])
+
+
+def time_protocol(forward: Forward, images: list[torch.Tensor], settings: InferenceSettings,
+                  mean: tuple[float, ...] | list[float], std: tuple[float, ...] | list[float], device: torch.device,
+                  repeats: int, warmup: int) -> tuple[Measurement, torch.Tensor]:
+    """The whole test protocol (`infer_probabilities`) over `images`; returns their stacked probabilities."""
+
+    def work() -> torch.Tensor:
+        return torch.stack(infer_probabilities(forward, images, settings, mean, std, device))
+
+    return measure(work, device, repeats, warmup, items=len(images))
+
+
+def time_training(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor,
+                  device: torch.device, repeats: int, warmup: int, seed: int) -> tuple[Measurement, torch.Tensor]:
+    """SGD steps of a copy of `model` as the trainer takes them (poly schedule aside): forward in training mode,
+    cross-entropy on the main and (× 0.4) auxiliary logits at full resolution, backward, update. Returns the
+    measurement and the main logits of the first step (dropout masks come from `seed`; a compiled model draws
+    them with its own generator, so its logits differ by the dropped channels)."""
+    net = training_model(copy.deepcopy(model), recipe, device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+    images = images.to(device).contiguous(memory_format=memory_format)
+    labels = labels.to(device)
+    first: list[torch.Tensor] = []
+
+    def step() -> None:
+        torch.manual_seed(seed)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(recipe, device):
+            logits, aux = net(images)
+        loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
+        if aux is not None:
+            loss = loss + AUX_WEIGHT * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE)
+        loss.backward()
+        optimizer.step()
+        if not first:
+            first.append(logits.detach().float().cpu())
+
+    result, _ = measure(step, device, repeats, warmup, items=images.shape[0])
+    return result, first[0]

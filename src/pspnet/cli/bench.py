@@ -1,0 +1,134 @@
+"""`pspnet bench`: speed and memory of the reference execution and the fast recipe, side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from pspnet.bench.report import format_markdown, format_text, machine, recipes_line
+from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, run_bench
+from pspnet.device import resolve_device
+from pspnet.engine.fast import COMPILE_MODES, PRECISIONS, REFERENCE, Recipe, default_recipe
+from pspnet.errors import PSPNetError
+
+MIN_AGREEMENT = 0.995  # argmax agreement the fast recipe must keep (issue 6)
+
+ABLATION: tuple[tuple[str, Recipe], ...] = (
+    ("reference", REFERENCE),
+    ("+ BN folded", Recipe(fold_bn=True)),
+    ("+ channels_last", Recipe(fold_bn=True, channels_last=True)),
+    ("BN folded + compiled (NCHW)", Recipe(fold_bn=True, compile=True)),
+    ("BN folded + compiled + channels_last", Recipe(fold_bn=True, channels_last=True, compile=True)),
+    ("bf16 autocast", Recipe(precision="bf16")),
+    ("bf16 + BN folded + channels_last", Recipe(fold_bn=True, channels_last=True, precision="bf16")),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("what to measure")
+    m.add_argument("--backbones", nargs="+", default=["resnet50", "resnet101"], metavar="NAME",
+                   help="backbones of randomly initialised PSPNets (default resnet50 resnet101)")
+    m.add_argument("--sizes", nargs="+", type=int, default=[473, 713], metavar="N",
+                   help="square input sizes (default 473 713; smaller ones keep a CPU run short)")
+    m.add_argument("--classes", type=int, default=150, help="classes of the random models (default 150, ADE20K)")
+    m.add_argument("--checkpoint", type=Path, help="measure this trained model instead of random ones")
+    m.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
+                   help="infer1: latency at batch 1; inferN: throughput at --batch-size; eval: the test protocol "
+                        "(sliding window + flip); train: SGD steps (default: all)")
+    m.add_argument("--batch-size", type=int, default=8, help="inference and protocol batch (default 8)")
+    m.add_argument("--train-batch", type=int, default=2, help="images per training step (default 2)")
+    m.add_argument("--repeats", type=int, default=3, help="timed repetitions per figure (default 3)")
+    m.add_argument("--warmup", type=int, default=1, help="untimed first calls (compilation happens there; default 1)")
+    m.add_argument("--whole", type=int, nargs=2, metavar=("H", "W"),
+                   help="also segment one H×W image in one piece per recipe and report its peak memory")
+    m.add_argument("--whole-classes", type=int, default=19, help="classes of the whole-image model (default 19)")
+    m.add_argument("--ablation", action="store_true",
+                   help="also time inference at batch 1 for each optimisation separately")
+    m.add_argument("--smoke", action="store_true",
+                   help="a few seconds: tiny model and sizes, no compilation; checks that both recipes run and agree")
+    f = p.add_argument_group("the fast recipe (defaults: the measured best for the device type)")
+    f.add_argument("--precision", choices=list(PRECISIONS), help="fp32 turns autocast off")
+    f.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="fold BatchNorm into the convolutions (inference)")
+    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    f.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile (Inductor; frozen weights in inference)")
+    f.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile mode")
+    o = p.add_argument_group("output")
+    o.add_argument("--markdown", type=Path, metavar="FILE", help="write the command, machine and tables as Markdown")
+    o.add_argument("--json", type=Path, metavar="FILE", help="write every measurement as JSON")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+
+
+def recipe_from_args(args: argparse.Namespace, base: Recipe, training: bool) -> Recipe:
+    """`base` with every switch given on the command line applied (the same switches for training, except
+    BatchNorm folding, which only inference has)."""
+    changes: dict[str, object] = {}
+    for name in ("precision", "channels_last", "compile", "compile_mode") + (() if training else ("fold_bn",)):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    return replace(base, **changes)
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    device = resolve_device(args.device)
+    fast = recipe_from_args(args, default_recipe(device), training=False)
+    fast_train = recipe_from_args(args, default_recipe(device, training=True), training=True)
+    for name in ("batch_size", "train_batch", "repeats", "classes", "whole_classes"):
+        if getattr(args, name) < 1:
+            raise PSPNetError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at least 1")
+    if args.warmup < 0 or min(args.sizes) < 1:
+        raise PSPNetError("--warmup must be 0 or more and every --sizes value positive")
+    if args.smoke:
+        # A tiny model, sizes and classes; no compilation (it alone would take a minute).
+        return BenchConfig(device=device, fast=replace(fast, compile=False), fast_train=replace(fast_train,
+                           compile=False), backbones=("resnet18",), sizes=(65,), num_classes=5, batch_size=4,
+                           train_batch=2, repeats=1, warmup=1, whole_size=(96, 160), whole_classes=5,
+                           model_settings={"output_stride": 16}, seed=0)
+    return BenchConfig(
+        device=device, fast=fast, fast_train=fast_train, backbones=tuple(args.backbones), sizes=tuple(args.sizes),
+        num_classes=args.classes, checkpoint=args.checkpoint, workloads=tuple(args.workloads),
+        batch_size=args.batch_size, train_batch=args.train_batch, repeats=args.repeats, warmup=args.warmup,
+        whole_size=tuple(args.whole) if args.whole else None, whole_classes=args.whole_classes,
+        ablation=ABLATION if args.ablation else (),
+    )
+
+
+def disagreements(result: BenchResult) -> list[str]:
+    """Inference rows where the fast recipe changes more than 0.5% of the argmax (training rows differ by their
+    dropout masks once compiled, so they are reported, not checked)."""
+    return [f"{r.model} {r.size} {r.workload}: argmax agreement {100 * r.agreement.argmax:.2f}%"
+            for r in result.rows
+            if r.agreement is not None and not r.workload.startswith("training") and r.agreement.argmax < MIN_AGREEMENT]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = config_from_args(args)
+    recipes = recipes_line(config.fast, config.fast_train)
+    print(f"{machine(config.device)}\n{recipes}", file=sys.stderr)
+    result = run_bench(config, progress=lambda message: print(f"  {message}", file=sys.stderr, flush=True))
+    print(format_text(result, recipes))
+    command = "pspnet bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "pspnet bench"
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(format_markdown(result, command, config.device, recipes))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"command": command, "machine": machine(config.device), "fast": asdict(config.fast),
+               "fast_train": asdict(config.fast_train), "rows": [asdict(r) for r in result.rows],
+               "ablation": [asdict(r) for r in result.ablation]}
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+    bad = disagreements(result)
+    for line in bad:
+        print(f"pspnet bench: the fast recipe changes the answer: {line}", file=sys.stderr)
+    return 1 if bad else 0

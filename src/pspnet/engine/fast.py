@@ -1,0 +1,157 @@
+"""Execution recipes for the network: the reference (eager fp32 NCHW, as the official code) and the fast paths.
+
+A `Recipe` names how a PSPNet runs, never what it computes: BatchNorm folded into the preceding convolutions,
+channels_last memory format, autocast to bf16/fp16, `torch.compile` (with Inductor's weight freezing in inference).
+`inference_forward(model, recipe, device)` turns a model into the `Forward` callable that the test protocol
+(`pspnet.engine.inference`) takes; `training_model(...)` prepares a copy for training steps.
+
+Which switches pay off depends on the hardware; `default_recipe` holds the measured choice per device type, and
+`pspnet bench` measures every switch against the reference (figures and commands in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from pspnet.engine.inference import Forward
+from pspnet.errors import PSPNetError
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+# (convolution, normalisation) attribute pairs of our modules (resnet.py, pyramid_pooling.py, head.py); shortcut
+# branches are nn.Sequential(conv, norm) and are paired by their indices "0", "1".
+CONV_NORM_PAIRS: tuple[tuple[str, str], ...] = (
+    ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv", "norm"), ("0", "1"),
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the network is executed. `Recipe()` is the reference: eager, fp32, NCHW, BatchNorm as separate layers.
+
+    fold_bn: fold eval-mode BatchNorm into the preceding convolution's weight and bias (inference only).
+    channels_last: weights and inputs in NHWC memory order (oneDNN / cuDNN kernels without layout conversions).
+    precision: "fp32", or "bf16" / "fp16" autocast (logits are returned as fp32 either way).
+    compile: `torch.compile` the model (Inductor); in inference with `freezing`, which constant-folds the weights,
+        prepacks them for oneDNN on the CPU and fuses BN/ReLU/adds into the convolutions.
+    compile_mode: torch.compile's mode; "reduce-overhead" adds CUDA graphs for fixed-size inference on GPUs.
+    """
+
+    fold_bn: bool = False
+    channels_last: bool = False
+    precision: str = "fp32"
+    compile: bool = False
+    compile_mode: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise PSPNetError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise PSPNetError(f"compile mode {self.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
+
+    def describe(self) -> str:
+        parts = [self.precision]
+        if self.fold_bn:
+            parts.append("BN folded")
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.compile:
+            parts.append("compiled" + ("" if self.compile_mode == "default" else f" ({self.compile_mode})"))
+        return ", ".join(parts) if len(parts) > 1 else f"eager {parts[0]}"
+
+
+REFERENCE = Recipe()
+
+
+def default_recipe(device: torch.device | str, training: bool = False) -> Recipe:
+    """The fast recipe that keeps the answer on this device type.
+
+    CPU (measured on an AVX2 CPU without AVX-512/bf16 units, see BENCHMARKS.md): BatchNorm folding and compiled,
+    frozen inference; fp32, because bf16 is emulated there and several times slower. Training keeps the eager
+    fp32 reference: neither channels_last nor compilation measured faster there.
+    CUDA (written, not measured here): bf16 autocast, channels_last and compilation; `pspnet bench` on a GPU
+    measures whether it keeps the answer.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        if training:
+            return Recipe(channels_last=True, precision="bf16", compile=True)
+        return Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True)
+    if training:
+        return REFERENCE
+    return Recipe(fold_bn=True, compile=True)
+
+
+def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[object]:
+    dtype = PRECISIONS[recipe.precision]
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm that follows a convolution folded into it.
+
+    conv(x)·γ/σ + (β − μγ/σ) is one convolution with scaled weights and a bias: the same function, one pass over
+    the activations fewer. The model itself is left untouched (it may still be trained or saved).
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        for conv_name, norm_name in CONV_NORM_PAIRS:
+            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                if norm.track_running_stats and norm.running_mean is not None:
+                    setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+                    setattr(module, norm_name, nn.Identity())
+    return folded
+
+
+class CompiledForward:
+    """A model run by a recipe: batch N×3×h×w on any device → fp32 logits N×C×h×w on `device`."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe, device: torch.device | str) -> None:
+        self.recipe = recipe
+        self.device = torch.device(device)
+        net = fold_batchnorm(model) if recipe.fold_bn else model.eval()
+        net = net.to(self.device)
+        self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
+        if recipe.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.model = net
+        # Freezing turns the weights into constants of the graph: valid because inference never changes them.
+        self.net = (
+            torch.compile(net, mode=_mode(recipe), dynamic=False, options={"freezing": True})
+            if recipe.compile else net
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device).contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), autocast(self.recipe, self.device):
+            logits = self.net(x)
+        # CUDA graphs reuse their output buffers on the next call: hand out a copy.
+        return logits.float().clone() if self.recipe.compile_mode == "reduce-overhead" else logits.float()
+
+
+def inference_forward(model: nn.Module, recipe: Recipe, device: torch.device | str) -> Forward:
+    """The `Forward` callable running `model` (in eval mode) by `recipe`; the reference recipe runs it as it is."""
+    return CompiledForward(model, recipe, device)
+
+
+def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str) -> nn.Module:
+    """`model` moved to `device` and prepared for training by `recipe` (channels_last, compile; autocast is applied
+    around the forward by the caller with `autocast(recipe, device)`). BatchNorm is never folded in training."""
+    if recipe.fold_bn:
+        recipe = replace(recipe, fold_bn=False)
+    model = model.to(torch.device(device)).train()
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model, mode=_mode(recipe)) if recipe.compile else model  # type: ignore[return-value]
+
+
+def _mode(recipe: Recipe) -> str | None:
+    return None if recipe.compile_mode == "default" else recipe.compile_mode

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+
+from pspnet import PSPNet, PSPNetError
+from pspnet.bench.memory import PeakMemory, resident_bytes
+from pspnet.cli.main import main
+from pspnet.engine.fast import REFERENCE, Recipe, fold_batchnorm, inference_forward
+
+
+def tiny_model() -> PSPNet:
+    torch.manual_seed(0)
+    model = PSPNet(5, backbone="resnet18", output_stride=16)
+    for m in model.modules():  # non-trivial running statistics, as a trained model has
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def test_smoke_bench_runs_both_modes_and_they_agree(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--smoke", "--json", str(out), "--markdown", str(tmp_path / "bench.md")]) == 0
+    doc = json.loads(out.read_text())
+    workloads = [row["workload"] for row in doc["rows"]]
+    assert any(w.startswith("inference, batch 1") for w in workloads)
+    assert any(w.startswith("eval protocol") for w in workloads)
+    assert any(w.startswith("training step") for w in workloads)
+    assert any(w.startswith("whole image") for w in workloads)
+    for row in doc["rows"]:
+        assert row["agreement"]["argmax"] >= 0.995, row["workload"]
+        assert row["agreement"]["relative_error"] < 1e-4, row["workload"]
+        assert row["reference"]["seconds"] and row["fast"]["seconds"]
+    table = capsys.readouterr().out
+    assert "reference" in table and "fast" in table and "speed-up" in table
+    assert "| reference | fast |" in (tmp_path / "bench.md").read_text()
+
+
+def test_folding_batchnorm_keeps_the_logits():
+    model = tiny_model()
+    x = torch.randn(2, 3, 49, 57)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        got = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_forward_returns_fp32_logits_of_the_input_size():
+    forward = inference_forward(tiny_model(), Recipe(fold_bn=True, channels_last=True), "cpu")
+    reference = inference_forward(tiny_model(), REFERENCE, "cpu")
+    x = torch.randn(1, 3, 41, 41)
+    out = forward(x)
+    assert out.dtype == torch.float32 and out.shape == (1, 5, 41, 41)
+    torch.testing.assert_close(out, reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_recipe_rejects_an_unknown_precision():
+    with pytest.raises(PSPNetError, match="precision"):
+        Recipe(precision="int4")
+
+
+def test_peak_memory_is_at_least_what_was_resident_inside():
+    with PeakMemory(torch.device("cpu")) as peak:
+        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
+        inside = resident_bytes()
+        del block
+    if peak.bytes is None or inside is None:
+        pytest.skip("no /proc peak-memory counter on this platform")
+    # The kernel syncs its per-thread page counters in batches: the two readings may differ by a few pages.
+    assert peak.bytes >= inside - 4 * 1024 * 1024
+    assert inside >= 64 * 1024 * 1024
