@@ -168,8 +168,11 @@ def ablation_rows(config: BenchConfig, model: nn.Module, reference: Forward, siz
     x = normalized_batch(synthetic_images(1, size, size, config.seed), info.mean, info.std)
     rows: list[AblationRow] = []
     base: torch.Tensor | None = None
+    calibration = [normalized_batch(synthetic_images(1, size, size, config.seed + 10 + i), info.mean, info.std)
+                   for i in range(2)]  # int8 only; other images than the measured one
     for i, (step, recipe) in enumerate(config.ablation):
-        forward = reference if recipe == REFERENCE else inference_forward(model, recipe, config.device)
+        forward = (reference if recipe == REFERENCE
+                   else inference_forward(model, recipe, config.device, calibration if recipe.int8 else ()))
         progress(f"{name} {label} ablation {i + 1}/{len(config.ablation)}: {step}")
         m, out = time_inference(forward, x, config.device, config.repeats, config.warmup)
         base = out if base is None else base

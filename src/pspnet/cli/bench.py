@@ -13,8 +13,9 @@ import torch
 
 from pspnet.bench.report import format_markdown, format_text, machine, recipes_line
 from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, run_bench
+from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.device import resolve_device
-from pspnet.engine.fast import COMPILE_MODES, PRECISIONS, REFERENCE, Recipe, default_recipe
+from pspnet.engine.fast import REFERENCE, Recipe
 from pspnet.errors import PSPNetError
 
 MIN_AGREEMENT = 0.995  # argmax agreement the fast recipe must keep (issue 6)
@@ -28,6 +29,7 @@ ABLATION: tuple[tuple[str, Recipe], ...] = (
     ("bf16 autocast", Recipe(precision="bf16")),
     ("bf16 + BN folded + channels_last", Recipe(fold_bn=True, channels_last=True, precision="bf16")),
 )
+INT8_STEP = ("int8 PTQ (X86InductorQuantizer) + compiled", Recipe(compile=True, int8=True))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,16 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--whole-classes", type=int, default=19, help="classes of the whole-image model (default 19)")
     m.add_argument("--ablation", action="store_true",
                    help="also time inference at batch 1 for each optimisation separately")
+    m.add_argument("--int8", action="store_true",
+                   help="add int8 post-training quantisation to the ablation (needs torchao)")
+    m.add_argument("--ablation-steps", nargs="+", type=int, metavar="I",
+                   help="run only these steps of the ablation (1 = reference, which the others are compared to)")
     m.add_argument("--smoke", action="store_true",
                    help="a few seconds: tiny model and sizes, no compilation; checks that both recipes run and agree")
-    f = p.add_argument_group("the fast recipe (defaults: the measured best for the device type)")
-    f.add_argument("--precision", choices=list(PRECISIONS), help="fp32 turns autocast off")
-    f.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=None,
-                   help="fold BatchNorm into the convolutions (inference)")
-    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
-    f.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile (Inductor; frozen weights in inference)")
-    f.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile mode")
+    add_recipe_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--markdown", type=Path, metavar="FILE", help="write the command, machine and tables as Markdown")
     o.add_argument("--json", type=Path, metavar="FILE", help="write every measurement as JSON")
@@ -67,21 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
 
 
-def recipe_from_args(args: argparse.Namespace, base: Recipe, training: bool) -> Recipe:
-    """`base` with every switch given on the command line applied (the same switches for training, except
-    BatchNorm folding, which only inference has)."""
-    changes: dict[str, object] = {}
-    for name in ("precision", "channels_last", "compile", "compile_mode") + (() if training else ("fold_bn",)):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
-    return replace(base, **changes)
-
-
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     device = resolve_device(args.device)
-    fast = recipe_from_args(args, default_recipe(device), training=False)
-    fast_train = recipe_from_args(args, default_recipe(device, training=True), training=True)
+    fast = recipe_from_args(args, device)
+    fast_train = recipe_from_args(args, device, training=True)
     for name in ("batch_size", "train_batch", "repeats", "classes", "whole_classes"):
         if getattr(args, name) < 1:
             raise PSPNetError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at least 1")
@@ -98,8 +86,20 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         num_classes=args.classes, checkpoint=args.checkpoint, workloads=tuple(args.workloads),
         batch_size=args.batch_size, train_batch=args.train_batch, repeats=args.repeats, warmup=args.warmup,
         whole_size=tuple(args.whole) if args.whole else None, whole_classes=args.whole_classes,
-        ablation=ABLATION if args.ablation else (),
+        ablation=ablation_steps(args),
     )
+
+
+def ablation_steps(args: argparse.Namespace) -> tuple[tuple[str, Recipe], ...]:
+    if not (args.ablation or args.int8):
+        return ()
+    steps = (ABLATION if args.ablation else ABLATION[:1]) + ((INT8_STEP,) if args.int8 else ())
+    if args.ablation_steps:
+        chosen = sorted(set(args.ablation_steps) | {1})
+        if max(chosen) > len(steps):
+            raise PSPNetError(f"--ablation-steps {max(chosen)}: there are {len(steps)} steps")
+        steps = tuple(steps[i - 1] for i in chosen)
+    return steps
 
 
 def disagreements(result: BenchResult) -> list[str]:

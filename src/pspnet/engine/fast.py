@@ -12,6 +12,7 @@ Which switches pay off depends on the hardware; `default_recipe` holds the measu
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
@@ -42,6 +43,8 @@ class Recipe:
     compile: `torch.compile` the model (Inductor); in inference with `freezing`, which constant-folds the weights,
         prepacks them for oneDNN on the CPU and fuses BN/ReLU/adds into the convolutions.
     compile_mode: torch.compile's mode; "reduce-overhead" adds CUDA graphs for fixed-size inference on GPUs.
+    int8: post-training int8 quantisation (CPU inference, `pspnet.engine.quantize`; needs calibration inputs and
+        compilation, serves one input shape).
     """
 
     fold_bn: bool = False
@@ -49,15 +52,18 @@ class Recipe:
     precision: str = "fp32"
     compile: bool = False
     compile_mode: str = "default"
+    int8: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise PSPNetError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.compile_mode not in COMPILE_MODES:
             raise PSPNetError(f"compile mode {self.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
+        if self.int8 and (not self.compile or self.precision != "fp32"):
+            raise PSPNetError("int8 quantisation runs compiled and without autocast: use it with compile, fp32")
 
     def describe(self) -> str:
-        parts = [self.precision]
+        parts = ["int8" if self.int8 else self.precision]
         if self.fold_bn:
             parts.append("BN folded")
         if self.channels_last:
@@ -71,11 +77,11 @@ REFERENCE = Recipe()
 
 
 def default_recipe(device: torch.device | str, training: bool = False) -> Recipe:
-    """The fast recipe that keeps the answer on this device type.
+    """The fast recipe that keeps the answer, for this device type (the measurements: BENCHMARKS.md).
 
-    CPU (measured on an AVX2 CPU without AVX-512/bf16 units, see BENCHMARKS.md): BatchNorm folding and compiled,
-    frozen inference; fp32, because bf16 is emulated there and several times slower. Training keeps the eager
-    fp32 reference: neither channels_last nor compilation measured faster there.
+    CPU: BatchNorm folded into the convolutions; fp32, because on CPUs without bf16 units (AVX2, AVX-512 without
+    BF16) bf16 is emulated and several times slower; not compiled by default, because compiling costs minutes
+    before the first image (`--compile` where many images follow). Training: the eager fp32 reference.
     CUDA (written, not measured here): bf16 autocast, channels_last and compilation; `pspnet bench` on a GPU
     measures whether it keeps the answer.
     """
@@ -84,9 +90,7 @@ def default_recipe(device: torch.device | str, training: bool = False) -> Recipe
         if training:
             return Recipe(channels_last=True, precision="bf16", compile=True)
         return Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True)
-    if training:
-        return REFERENCE
-    return Recipe(fold_bn=True, compile=True)
+    return REFERENCE if training else Recipe(fold_bn=True)
 
 
 def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[object]:
@@ -114,7 +118,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 class CompiledForward:
     """A model run by a recipe: batch N×3×h×w on any device → fp32 logits N×C×h×w on `device`."""
 
-    def __init__(self, model: nn.Module, recipe: Recipe, device: torch.device | str) -> None:
+    def __init__(self, model: nn.Module, recipe: Recipe, device: torch.device | str,
+                 calibration: Sequence[torch.Tensor] = ()) -> None:
         self.recipe = recipe
         self.device = torch.device(device)
         net = fold_batchnorm(model) if recipe.fold_bn else model.eval()
@@ -122,6 +127,11 @@ class CompiledForward:
         self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         if recipe.channels_last:
             net = net.to(memory_format=torch.channels_last)
+        if recipe.int8:
+            from pspnet.engine.quantize import quantize_int8
+
+            net = quantize_int8(net, [x.to(self.device).contiguous(memory_format=self.memory_format)
+                                      for x in calibration])
         self.model = net
         # Freezing turns the weights into constants of the graph: valid because inference never changes them.
         self.net = (
@@ -137,9 +147,11 @@ class CompiledForward:
         return logits.float().clone() if self.recipe.compile_mode == "reduce-overhead" else logits.float()
 
 
-def inference_forward(model: nn.Module, recipe: Recipe, device: torch.device | str) -> Forward:
-    """The `Forward` callable running `model` (in eval mode) by `recipe`; the reference recipe runs it as it is."""
-    return CompiledForward(model, recipe, device)
+def inference_forward(model: nn.Module, recipe: Recipe, device: torch.device | str,
+                      calibration: Sequence[torch.Tensor] = ()) -> Forward:
+    """The `Forward` callable running `model` (in eval mode) by `recipe`; the reference recipe runs it as it is.
+    `calibration`: sample input batches, for int8 quantisation only."""
+    return CompiledForward(model, recipe, device, calibration)
 
 
 def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str) -> nn.Module:
