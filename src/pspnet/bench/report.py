@@ -95,8 +95,21 @@ def recipes_line(fast: Recipe, fast_train: Recipe) -> str:
     return f"reference: eager fp32 NCHW; fast (inference): {fast.describe()}; fast (training): {fast_train.describe()}"
 
 
+def roofline_lines(result: BenchResult) -> list[str]:
+    """Per model and size: its GFLOP per forward pass and, against this machine's matrix-product speed, the
+    shortest fp32 forward pass possible here."""
+    lines = []
+    if result.matmul_gflops is not None:
+        lines.append(f"fp32 matrix product on this machine: {result.matmul_gflops:.0f} GFLOP/s")
+    for key, gflop in result.gflop.items():
+        bound = f", at least {gflop / result.matmul_gflops:.2f} s per fp32 forward here" \
+            if result.matmul_gflops else ""
+        lines.append(f"{key}: {gflop:.1f} GFLOP per forward pass{bound}")
+    return lines
+
+
 def format_text(result: BenchResult, header_line: str) -> str:
-    parts = [header_line]
+    parts = [header_line, *roofline_lines(result)]
     if result.rows:
         parts.append(text_table(MAIN_HEADER, main_cells(result.rows)))
     if result.ablation:
@@ -107,6 +120,7 @@ def format_text(result: BenchResult, header_line: str) -> str:
 
 def format_markdown(result: BenchResult, command: str, device: torch.device, recipes: str) -> str:
     parts = [f"Command: `{command}`", f"Machine: {machine(device)}", f"Recipes: {recipes}"]
+    parts += [f"Arithmetic: {line}" for line in roofline_lines(result)]
     if result.rows:
         parts.append(markdown_table(MAIN_HEADER, main_cells(result.rows)))
     if result.ablation:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pspnet.bench.roofline import forward_gflop, matmul_gflops
 from pspnet.bench.timing import Measurement
 from pspnet.bench.workloads import (
     Agreement,
@@ -57,6 +58,7 @@ class BenchConfig:
     ablation: tuple[tuple[str, Recipe], ...] = ()  # (name, recipe) measured at batch 1, one row each
     model_settings: dict[str, object] = field(default_factory=dict)  # extra PSPNet keywords (tiny smoke models)
     seed: int = 0
+    roofline: bool = True  # count the forward pass's GFLOP and time a large matrix product
 
 
 @dataclass
@@ -90,6 +92,8 @@ class AblationRow:
 class BenchResult:
     rows: list[Row] = field(default_factory=list)
     ablation: list[AblationRow] = field(default_factory=list)
+    gflop: dict[str, float] = field(default_factory=dict)  # "PSPNet-50 473×473" → GFLOP of one forward pass
+    matmul_gflops: float | None = None  # this machine's fp32 matrix-product speed
 
 
 Progress = Callable[[str], None]
@@ -111,12 +115,17 @@ def model_name(model: nn.Module) -> str:
 
 def run_bench(config: BenchConfig, progress: Progress = lambda _: None) -> BenchResult:
     result = BenchResult()
+    if config.roofline:
+        result.matmul_gflops = matmul_gflops(config.device)
+        progress(f"fp32 matrix product: {result.matmul_gflops:.0f} GFLOP/s")
     backbones = ("checkpoint",) if config.checkpoint is not None else config.backbones
     for backbone in backbones:
         model = build_model(config, backbone, config.num_classes)
         reference = inference_forward(model, REFERENCE, config.device)
         fast = inference_forward(model, config.fast, config.device)
         for size in config.sizes:
+            if config.roofline:
+                result.gflop[f"{model_name(model)} {size}×{size}"] = forward_gflop(model, size, size)
             if config.ablation:
                 result.ablation.extend(ablation_rows(config, model, reference, size, progress))
             result.rows.extend(size_rows(config, model, reference, fast, size, progress))

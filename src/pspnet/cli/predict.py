@@ -11,8 +11,10 @@ from tqdm import tqdm
 
 from pspnet.checkpoint import load
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.device import resolve_device
+from pspnet.engine.fast import inference_forward
 from pspnet.engine.inference import inputs_per_image, segment
 from pspnet.engine.predict import expand_inputs, is_video, predict_video, write_image_outputs
 from pspnet.errors import PSPNetError
@@ -28,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="writes NAME.png (class indices), NAME_color.png, NAME_overlay.png; videos NAME_overlay.mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
+    add_recipe_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load(args.checkpoint, map_location=device)
     info = model.info
+    recipe = recipe_from_args(args, device)
+    forward = model if args.backend == "onnxruntime" else inference_forward(model, recipe, device)
     settings = settings_from_args(args, info.name)
     files, stems = [], set()
     for path in found.files:  # every output name must be unique, else one input would overwrite another
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     def flush() -> None:
         nonlocal written
-        labels = segment(model, [to_tensor(im) for _, im in group], settings, info.mean, info.std, device)
+        labels = segment(forward, [to_tensor(im) for _, im in group], settings, info.mean, info.std, device)
         for (path, image), lab in zip(group, labels, strict=True):
             write_image_outputs(args.out, path.stem, image, lab.cpu().numpy(), info.palette)
         bar.update(len(group))
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         out_path = args.out / f"{path.stem}_overlay.mp4"
         vbar = tqdm(desc=path.name, unit="frame", disable=args.quiet, leave=False)
         try:
-            frames = predict_video(model, path, out_path, settings, info.mean, info.std, info.palette, device,
+            frames = predict_video(forward, path, out_path, settings, info.mean, info.std, info.palette, device,
                                    on_frames=vbar.update)
         except PSPNetError as e:
             failures.append(str(e))
