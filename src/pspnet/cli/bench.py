@@ -40,9 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="square input sizes (default 473 713; smaller ones keep a CPU run short)")
     m.add_argument("--classes", type=int, default=150, help="classes of the random models (default 150, ADE20K)")
     m.add_argument("--checkpoint", type=Path, help="measure this trained model instead of random ones")
-    m.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
+    m.add_argument("--workloads", nargs="*", choices=WORKLOADS, default=list(WORKLOADS),
                    help="infer1: latency at batch 1; inferN: throughput at --batch-size; eval: the test protocol "
-                        "(sliding window + flip); train: SGD steps (default: all)")
+                        "(sliding window + flip); train: SGD steps (default: all; give none to run only --whole or "
+                        "--ablation)")
     m.add_argument("--batch-size", type=int, default=8, help="inference and protocol batch (default 8)")
     m.add_argument("--train-batch", type=int, default=2, help="images per training step (default 2)")
     m.add_argument("--repeats", type=int, default=3, help="timed repetitions per figure (default 3)")
@@ -80,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         return BenchConfig(device=device, fast=replace(fast, compile=False), fast_train=replace(fast_train,
                            compile=False), backbones=("resnet18",), sizes=(65,), num_classes=5, batch_size=4,
                            train_batch=2, repeats=1, warmup=1, whole_size=(96, 160), whole_classes=5,
-                           model_settings={"output_stride": 16}, seed=0)
+                           model_settings={"output_stride": 16}, seed=0, roofline=False)
     return BenchConfig(
         device=device, fast=fast, fast_train=fast_train, backbones=tuple(args.backbones), sizes=tuple(args.sizes),
         num_classes=args.classes, checkpoint=args.checkpoint, workloads=tuple(args.workloads),
