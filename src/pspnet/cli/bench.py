@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+import torch._dynamo
 
 from pspnet.bench.report import format_markdown, format_text, machine, recipes_line
 from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, run_bench
@@ -114,6 +115,8 @@ def disagreements(result: BenchResult) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.
+    torch._dynamo.config.recompile_limit = 64
     config = config_from_args(args)
     recipes = recipes_line(config.fast, config.fast_train)
     print(f"{machine(config.device)}\n{recipes}", file=sys.stderr)

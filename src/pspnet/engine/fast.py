@@ -133,15 +133,11 @@ class CompiledForward:
             net = quantize_int8(net, [x.to(self.device).contiguous(memory_format=self.memory_format)
                                       for x in calibration])
         self.model = net
-        # Freezing turns the weights into constants of the graph: valid because inference never changes them.
-        self.net = (
-            torch.compile(net, mode=_mode(recipe), dynamic=False, options={"freezing": True})
-            if recipe.compile else net
-        )
+        self.net = torch.compile(net, mode=_mode(recipe), dynamic=False) if recipe.compile else net
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), autocast(self.recipe, self.device):
+        with torch.inference_mode(), autocast(self.recipe, self.device), _freezing(self.recipe.compile):
             logits = self.net(x)
         # CUDA graphs reuse their output buffers on the next call: hand out a copy.
         return logits.float().clone() if self.recipe.compile_mode == "reduce-overhead" else logits.float()
@@ -163,6 +159,17 @@ def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return torch.compile(model, mode=_mode(recipe)) if recipe.compile else model  # type: ignore[return-value]
+
+
+def _freezing(enabled: bool) -> AbstractContextManager[object]:
+    """Inductor's weight freezing for the compilations started inside (they start at a new shape's first call):
+    the weights become constants of the graph, valid because inference never changes them. A context rather than
+    `torch.compile(options=...)`, which cannot be combined with a mode."""
+    if not enabled:
+        return nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(freezing=True)
 
 
 def _mode(recipe: Recipe) -> str | None:
