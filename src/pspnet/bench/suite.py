@@ -17,16 +17,17 @@ import torch
 from torch import nn
 
 from pspnet.bench.roofline import forward_gflop, matmul_gflops
-from pspnet.bench.timing import Measurement
+from pspnet.bench.timing import Measurement, measure, measure_interleaved
 from pspnet.bench.workloads import (
     Agreement,
+    Work,
     agreement,
+    inference_work,
     normalized_batch,
+    protocol_work,
     synthetic_images,
     synthetic_labels,
-    time_inference,
-    time_protocol,
-    time_training,
+    training_work,
 )
 from pspnet.data.info import DatasetInfo
 from pspnet.engine.fast import REFERENCE, Recipe, inference_forward
@@ -136,28 +137,28 @@ def run_bench(config: BenchConfig, progress: Progress = lambda _: None) -> Bench
 
 def size_rows(config: BenchConfig, model: nn.Module, reference: Forward, fast: Forward, size: int,
               progress: Progress) -> list[Row]:
-    """Every workload of `config` at one size, reference and fast recipe in turn."""
+    """Every workload of `config` at one size, the reference and the fast recipe timed in turns."""
     info: DatasetInfo = model.info  # type: ignore[assignment]
     name, label = model_name(model), f"{size}×{size}"
-    reps, warm, dev = config.repeats, config.warmup, config.device
-    jobs: list[tuple[str, str, Callable[[Forward], tuple[Measurement, torch.Tensor]]]] = []
+    dev = config.device
+    jobs: list[tuple[str, str, int, Callable[[Forward], Work]]] = []
     if "infer1" in config.workloads:
         x1 = normalized_batch(synthetic_images(1, size, size, config.seed), info.mean, info.std)
-        jobs.append(("inference, batch 1", "s/img", partial(_infer, x=x1, config=config)))
+        jobs.append(("inference, batch 1", "s/img", 1, partial(inference_work, batch=x1, device=dev)))
     if "inferN" in config.workloads:
         xn = normalized_batch(synthetic_images(config.batch_size, size, size, config.seed), info.mean, info.std)
-        jobs.append((f"inference, batch {config.batch_size}", "img/s", partial(_infer, x=xn, config=config)))
+        jobs.append((f"inference, batch {config.batch_size}", "img/s", config.batch_size,
+                     partial(inference_work, batch=xn, device=dev)))
     if "eval" in config.workloads:
         images, settings = protocol_inputs(size, config.batch_size, config.seed)
-        jobs.append((f"eval protocol ({settings_label(settings, images)})", "img/s",
-                     partial(time_protocol, images=images, settings=settings, mean=info.mean, std=info.std,
-                             device=dev, repeats=reps, warmup=warm)))
+        jobs.append((f"eval protocol ({settings_label(settings, images)})", "img/s", len(images),
+                     partial(protocol_work, images=images, settings=settings, mean=info.mean, std=info.std,
+                             device=dev)))
     rows = []
-    for workload, unit, run in jobs:
-        progress(f"{name} {label} {workload}: reference")
-        ref_m, ref_out = run(reference)
-        progress(f"{name} {label} {workload}: fast")
-        fast_m, fast_out = run(fast)
+    for workload, unit, items, make in jobs:
+        progress(f"{name} {label} {workload}: reference and fast in turns")
+        (ref_m, fast_m), (ref_out, fast_out) = measure_interleaved(
+            [make(reference), make(fast)], dev, config.repeats, config.warmup, items)
         rows.append(Row(name, label, workload, unit, ref_m, fast_m, agreement(ref_out, fast_out)))
         progress(f"{name} {label} {workload}: {rows[-1].speedup:.2f}× the reference")
     if "train" in config.workloads:
@@ -165,28 +166,27 @@ def size_rows(config: BenchConfig, model: nn.Module, reference: Forward, fast: F
     return rows
 
 
-def _infer(forward: Forward, x: torch.Tensor, config: BenchConfig) -> tuple[Measurement, torch.Tensor]:
-    return time_inference(forward, x, config.device, config.repeats, config.warmup)
-
-
 def ablation_rows(config: BenchConfig, model: nn.Module, reference: Forward, size: int, progress: Progress
                   ) -> list[AblationRow]:
-    """Inference at batch 1 for each (name, recipe) of `config.ablation`, compared with the first one's logits."""
+    """Inference at batch 1 for each (name, recipe) of `config.ablation`, timed in turns, compared with the first
+    one's logits."""
     info: DatasetInfo = model.info  # type: ignore[assignment]
     name, label = model_name(model), f"{size}×{size}"
     x = normalized_batch(synthetic_images(1, size, size, config.seed), info.mean, info.std)
-    rows: list[AblationRow] = []
-    base: torch.Tensor | None = None
     calibration = [normalized_batch(synthetic_images(1, size, size, config.seed + 10 + i), info.mean, info.std)
                    for i in range(2)]  # int8 only; other images than the measured one
-    for i, (step, recipe) in enumerate(config.ablation):
+    works = []
+    for step, recipe in config.ablation:
+        progress(f"{name} {label} ablation: preparing {step}")
         forward = (reference if recipe == REFERENCE
                    else inference_forward(model, recipe, config.device, calibration if recipe.int8 else ()))
-        progress(f"{name} {label} ablation {i + 1}/{len(config.ablation)}: {step}")
-        m, out = time_inference(forward, x, config.device, config.repeats, config.warmup)
-        base = out if base is None else base
-        rows.append(AblationRow(name, label, step, recipe, m, agreement(base, out)))
-        progress(f"{name} {label} ablation {step}: {m.per_item:.3f} s/img")
+        works.append(inference_work(forward, x, config.device))
+    progress(f"{name} {label} ablation: {len(works)} recipes in turns")
+    measurements, outputs = measure_interleaved(works, config.device, config.repeats, config.warmup)
+    rows = [AblationRow(name, label, step, recipe, m, agreement(outputs[0], out))
+            for (step, recipe), m, out in zip(config.ablation, measurements, outputs, strict=True)]
+    for row in rows:
+        progress(f"{name} {label} ablation {row.name}: {row.measurement.per_item:.3f} s/img")
     return rows
 
 
@@ -210,13 +210,12 @@ def training_row(config: BenchConfig, model: nn.Module, name: str, label: str, s
     images = normalized_batch(synthetic_images(n, size, size, config.seed + 2), info.mean, info.std)
     labels = synthetic_labels(n, size, size, info.num_classes, config.seed + 3)
     train_model = copy.deepcopy(model).train()
-    progress(f"{name} {label} training: reference")
-    ref_m, ref_out = time_training(train_model, REFERENCE, images, labels, config.device, config.repeats,
-                                   config.warmup, config.seed)
-    progress(f"{name} {label} training: fast")
-    fast_m, fast_out = time_training(train_model, config.fast_train, images, labels, config.device, config.repeats,
-                                     config.warmup, config.seed)
-    return Row(name, label, f"training step, batch {n}", "img/s", ref_m, fast_m, agreement(ref_out, fast_out))
+    ref_work, ref_first = training_work(train_model, REFERENCE, images, labels, config.device, config.seed)
+    fast_work, fast_first = training_work(train_model, config.fast_train, images, labels, config.device, config.seed)
+    progress(f"{name} {label} training: reference and fast in turns")
+    (ref_m, fast_m), _ = measure_interleaved([ref_work, fast_work], config.device, config.repeats, config.warmup, n)
+    return Row(name, label, f"training step, batch {n}", "img/s", ref_m, fast_m,
+               agreement(ref_first[0], fast_first[0]))
 
 
 def whole_image_row(config: BenchConfig, backbone: str, progress: Progress) -> Row:
@@ -234,7 +233,8 @@ def whole_image_row(config: BenchConfig, backbone: str, progress: Progress) -> R
     for recipe in (REFERENCE, replace(config.fast, compile=False)):
         progress(f"{name} whole image {h}×{w}: {recipe.describe()}")
         forward = inference_forward(model, recipe, config.device)
-        m, out = time_protocol(forward, image, settings, info.mean, info.std, config.device, 1, 0)
+        m, out = measure(protocol_work(forward, image, settings, info.mean, info.std, config.device),
+                         config.device, repeats=1, warmup=0)
         measurements.append(m)
         outputs.append(out)
         del forward

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,20 +50,34 @@ def synchronize(device: torch.device) -> None:
 def measure(work: Callable[[], Any], device: torch.device, repeats: int, warmup: int, items: int = 1
             ) -> tuple[Measurement, Any]:
     """Run `work` warmup + repeats times; returns the measurement and the last call's result."""
+    measurements, results = measure_interleaved([work], device, repeats, warmup, items)
+    return measurements[0], results[0]
+
+
+def measure_interleaved(works: Sequence[Callable[[], Any]], device: torch.device, repeats: int, warmup: int,
+                        items: int = 1) -> tuple[list[Measurement], list[Any]]:
+    """Time several pieces of work in turns (A B A B ...), so that a machine that speeds up or slows down during
+    the run (turbo, other processes, a noisy neighbour in a VM) shifts all of them alike and their ratios hold.
+    Each call's peak memory is taken apart; a work's peak is the largest over its repetitions."""
     if repeats < 1:
         raise ValueError(f"repeats {repeats}: expected at least 1")
-    result: Any = None
-    warm: list[float] = []
+    results: list[Any] = [None] * len(works)
+    warm: list[list[float]] = [[] for _ in works]
+    seconds: list[list[float]] = [[] for _ in works]
+    peaks: list[int | None] = [None] * len(works)
     for _ in range(warmup):
-        start = time.perf_counter()
-        result = work()
-        synchronize(device)
-        warm.append(time.perf_counter() - start)
-    seconds: list[float] = []
-    with PeakMemory(device) as peak:
-        for _ in range(repeats):
+        for i, work in enumerate(works):
             start = time.perf_counter()
-            result = work()
+            results[i] = work()
             synchronize(device)
-            seconds.append(time.perf_counter() - start)
-    return Measurement(seconds, warm, peak.bytes, items), result
+            warm[i].append(time.perf_counter() - start)
+    for _ in range(repeats):
+        for i, work in enumerate(works):
+            with PeakMemory(device) as peak:
+                start = time.perf_counter()
+                results[i] = work()
+                synchronize(device)
+                seconds[i].append(time.perf_counter() - start)
+            if peak.bytes is not None:
+                peaks[i] = max(peaks[i] or 0, peak.bytes)
+    return [Measurement(seconds[i], warm[i], peaks[i], items) for i in range(len(works))], results

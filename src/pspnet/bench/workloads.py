@@ -4,13 +4,13 @@ whole-image inference of a large image, each for one execution recipe; plus the 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pspnet.bench.timing import Measurement, measure
 from pspnet.data.imageops import normalize
 from pspnet.engine.fast import Recipe, autocast, training_model
 from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities
@@ -62,30 +62,28 @@ def normalized_batch(images: list[torch.Tensor], mean: tuple[float, ...] | list[
     return normalize(torch.stack(images).float(), mean, std)
 
 
-def time_inference(forward: Forward, batch: torch.Tensor, device: torch.device, repeats: int, warmup: int
-                   ) -> tuple[Measurement, torch.Tensor]:
-    """Forward passes on `batch` (N×3×h×w, normalised); the measurement counts N images per repetition."""
+Work = Callable[[], torch.Tensor]
+
+
+def inference_work(forward: Forward, batch: torch.Tensor, device: torch.device) -> Work:
+    """One forward pass on `batch` (N×3×h×w, normalised), returning the logits."""
     batch = batch.to(device)
-    return measure(lambda: forward(batch), device, repeats, warmup, items=batch.shape[0])
+    return lambda: forward(batch)
 
 
-def time_protocol(forward: Forward, images: list[torch.Tensor], settings: InferenceSettings,
-                  mean: tuple[float, ...] | list[float], std: tuple[float, ...] | list[float], device: torch.device,
-                  repeats: int, warmup: int) -> tuple[Measurement, torch.Tensor]:
-    """The whole test protocol (`infer_probabilities`) over `images`; returns their stacked probabilities."""
-
-    def work() -> torch.Tensor:
-        return torch.stack(infer_probabilities(forward, images, settings, mean, std, device))
-
-    return measure(work, device, repeats, warmup, items=len(images))
+def protocol_work(forward: Forward, images: list[torch.Tensor], settings: InferenceSettings,
+                  mean: tuple[float, ...] | list[float], std: tuple[float, ...] | list[float],
+                  device: torch.device) -> Work:
+    """The whole test protocol (`infer_probabilities`) over `images`, returning their stacked probabilities."""
+    return lambda: torch.stack(infer_probabilities(forward, images, settings, mean, std, device))
 
 
-def time_training(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor,
-                  device: torch.device, repeats: int, warmup: int, seed: int) -> tuple[Measurement, torch.Tensor]:
-    """SGD steps of a copy of `model` as the trainer takes them (poly schedule aside): forward in training mode,
-    cross-entropy on the main and (× 0.4) auxiliary logits at full resolution, backward, update. Returns the
-    measurement and the main logits of the first step (dropout masks come from `seed`; a compiled model draws
-    them with its own generator, so its logits differ by the dropped channels)."""
+def training_work(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor,
+                  device: torch.device, seed: int) -> tuple[Work, list[torch.Tensor]]:
+    """One SGD step of a copy of `model` as the trainer takes it (poly schedule aside): forward in training mode,
+    cross-entropy on the main and (× 0.4) auxiliary logits at full resolution, backward, update. The list receives
+    the main logits of the first step (dropout masks come from `seed`; a compiled model draws them with its own
+    generator, so its logits differ by the dropped channels)."""
     net = training_model(copy.deepcopy(model), recipe, device)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
@@ -93,7 +91,7 @@ def time_training(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels
     labels = labels.to(device)
     first: list[torch.Tensor] = []
 
-    def step() -> None:
+    def step() -> torch.Tensor:
         torch.manual_seed(seed)
         optimizer.zero_grad(set_to_none=True)
         with autocast(recipe, device):
@@ -105,6 +103,6 @@ def time_training(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels
         optimizer.step()
         if not first:
             first.append(logits.detach().float().cpu())
+        return loss.detach()
 
-    result, _ = measure(step, device, repeats, warmup, items=images.shape[0])
-    return result, first[0]
+    return step, first

@@ -29,9 +29,13 @@ def quantize_int8(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.M
         raise PSPNetError(f"int8 quantisation needs torchao ({e}); install it with `pip install torchao`") from None
     if not calibration:
         raise PSPNetError("int8 quantisation needs at least one calibration batch")
+    from pspnet.engine.fast import fold_batchnorm
+
     example = calibration[0]
     with torch.no_grad():
-        exported = torch.export.export(model.eval(), (example,)).module()
+        # BatchNorm folded first: the quantiser's conv + add + ReLU patterns do not match through an exported
+        # BatchNorm, whose node has several outputs ("Input partition has more than one output node").
+        exported = torch.export.export(fold_batchnorm(model), (example,)).module()
         quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
         prepared = prepare_pt2e(exported, quantizer)  # type: ignore[arg-type]
         for batch in calibration:
