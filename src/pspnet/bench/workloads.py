@@ -8,15 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from pspnet.data.imageops import normalize
+from pspnet.data.imageops import normalize, resize_bilinear
+from pspnet.data.info import IGNORE_INDEX
 from pspnet.engine.fast import Recipe, autocast, training_model
 from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities
 from pspnet.model.pspnet import AUX_WEIGHT
-
-IGNORE = 255
+from pspnet.train.loss import segmentation_loss
 
 
 @dataclass
@@ -42,7 +41,7 @@ def synthetic_images(count: int, height: int, width: int, seed: int) -> list[tor
     images = []
     for _ in range(count):
         coarse = torch.rand(1, 3, max(height // 32, 2), max(width // 32, 2), generator=g) * 255
-        smooth = F.interpolate(coarse, (height, width), mode="bilinear", align_corners=False)[0]
+        smooth = resize_bilinear(coarse, (height, width))[0]
         noise = torch.randn(3, height, width, generator=g) * 12
         images.append((smooth + noise).round_().clamp_(0, 255).to(torch.uint8))
     return images
@@ -52,8 +51,8 @@ def synthetic_labels(count: int, height: int, width: int, num_classes: int, seed
     """int64 N×H×W label maps of blobs (argmax of a smooth random field), a few pixels ignored (255)."""
     g = torch.Generator().manual_seed(seed)
     field = torch.rand(count, num_classes, max(height // 16, 2), max(width // 16, 2), generator=g)
-    labels = F.interpolate(field, (height, width), mode="bilinear", align_corners=False).argmax(dim=1)
-    labels[:, :2] = IGNORE
+    labels = resize_bilinear(field, (height, width)).argmax(dim=1)
+    labels[:, :2] = IGNORE_INDEX
     return labels
 
 
@@ -96,9 +95,7 @@ def training_work(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels
         optimizer.zero_grad(set_to_none=True)
         with autocast(recipe, device):
             logits, aux = net(images)
-        loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
-        if aux is not None:
-            loss = loss + AUX_WEIGHT * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE)
+        loss = segmentation_loss(logits, aux, labels, IGNORE_INDEX, AUX_WEIGHT)[0]
         loss.backward()
         optimizer.step()
         if not first:

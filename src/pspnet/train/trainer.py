@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -30,6 +29,7 @@ from pspnet.model.pspnet import PSPNet
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.config import TrainConfig
 from pspnet.train.distributed import Distributed, all_reduce_mean, barrier, setup, teardown
+from pspnet.train.loss import segmentation_loss
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
 
@@ -238,12 +238,7 @@ class Trainer:
             sync = micro_index == s.accumulate - 1 or not d.enabled
             with (nullcontext() if sync else self.model.no_sync()), self.autocast:
                 logits, aux = self.model(images)
-            main = F.cross_entropy(logits.float(), labels, ignore_index=self.cfg.data.ignore_index)
-            aux_loss = (
-                F.cross_entropy(aux.float(), labels, ignore_index=self.cfg.data.ignore_index)
-                if aux is not None else torch.zeros((), device=d.device)
-            )
-            loss = main + s.aux_weight * aux_loss
+            loss, main, aux_loss = segmentation_loss(logits, aux, labels, self.cfg.data.ignore_index, s.aux_weight)
             with nullcontext() if sync else self.model.no_sync():
                 (loss / s.accumulate).backward()
             totals += torch.stack([loss.detach(), main.detach(), aux_loss.detach()]) / s.accumulate
