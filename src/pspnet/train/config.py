@@ -31,6 +31,9 @@ class TrainSettings:
     weight_decay: float = 1e-4
     power: float = 0.9
     aux_weight: float = 0.4
+    # per-class cross-entropy weights: null (the paper), "median_frequency" or "sqrt_median_frequency" (computed from
+    # the train labels, pspnet.train.class_weights), or a list of one weight per class
+    class_weights: str | list[float] | None = None
     precision: str = "fp32"  # or "bf16" (autocast on CUDA and CPU)
     channels_last: bool = False
     compile: bool = False

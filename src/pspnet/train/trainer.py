@@ -27,6 +27,7 @@ from pspnet.engine.evaluate import evaluate
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
+from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig
 from pspnet.train.distributed import Distributed, all_reduce_mean, barrier, setup, teardown
 from pspnet.train.loss import segmentation_loss
@@ -105,6 +106,12 @@ class Trainer:
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
         self.augment = TrainAugment(cfg.data, self.train_set.info, d.device)
+        weights = resolve_class_weights(s.class_weights, self.train_set.pairs, cfg.model.num_classes,
+                                        cfg.data.ignore_index, progress=progress and d.is_main)
+        self.class_weights = torch.tensor(weights, device=d.device) if weights is not None else None
+        if weights is not None:
+            names = self.train_set.info.classes
+            self.note("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights, strict=False)))
         self.model = self.build_model()
         self.optimizer = torch.optim.SGD(
             parameter_groups(unwrap(self.model), s.lr, s.head_lr_mult),
@@ -238,7 +245,8 @@ class Trainer:
             sync = micro_index == s.accumulate - 1 or not d.enabled
             with (nullcontext() if sync else self.model.no_sync()), self.autocast:
                 logits, aux = self.model(images)
-            loss, main, aux_loss = segmentation_loss(logits, aux, labels, self.cfg.data.ignore_index, s.aux_weight)
+            loss, main, aux_loss = segmentation_loss(logits, aux, labels, self.cfg.data.ignore_index, s.aux_weight,
+                                                       self.class_weights)
             with nullcontext() if sync else self.model.no_sync():
                 (loss / s.accumulate).backward()
             totals += torch.stack([loss.detach(), main.detach(), aux_loss.detach()]) / s.accumulate
