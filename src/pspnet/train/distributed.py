@@ -59,6 +59,13 @@ def all_reduce_mean(value: torch.Tensor, d: Distributed) -> torch.Tensor:
     return value
 
 
+def broadcast_from_main(value: torch.Tensor, d: Distributed) -> torch.Tensor:
+    """Rank 0's `value` on every rank (in place)."""
+    if d.enabled:
+        dist.broadcast(value, src=0)
+    return value
+
+
 def barrier(d: Distributed) -> None:
     if d.enabled:
         dist.barrier()

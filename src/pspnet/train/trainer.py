@@ -29,7 +29,7 @@ from pspnet.model.pspnet import PSPNet
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig
-from pspnet.train.distributed import Distributed, all_reduce_mean, barrier, setup, teardown
+from pspnet.train.distributed import Distributed, all_reduce_mean, barrier, broadcast_from_main, setup, teardown
 from pspnet.train.loss import segmentation_loss
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
@@ -106,12 +106,7 @@ class Trainer:
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
         self.augment = TrainAugment(cfg.data, self.train_set.info, d.device)
-        weights = resolve_class_weights(s.class_weights, self.train_set.pairs, cfg.model.num_classes,
-                                        cfg.data.ignore_index, progress=progress and d.is_main)
-        self.class_weights = torch.tensor(weights, device=d.device) if weights is not None else None
-        if weights is not None:
-            names = self.train_set.info.classes
-            self.note("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights, strict=False)))
+        self.class_weights = self.loss_class_weights(progress)
         self.model = self.build_model()
         self.optimizer = torch.optim.SGD(
             parameter_groups(unwrap(self.model), s.lr, s.head_lr_mult),
@@ -140,6 +135,26 @@ class Trainer:
         if cfg.train.compile:
             model = torch.compile(model)
         return model
+
+    def loss_class_weights(self, progress: bool) -> torch.Tensor | None:
+        """train.class_weights as a tensor. Weights computed from the labels are counted by the main process only
+        (reading every train label once, not once per process) and broadcast to the others."""
+        cfg, d = self.cfg, self.d
+        setting = cfg.train.class_weights
+        if setting is None:
+            return None
+        counted = isinstance(setting, str)
+        weights = (
+            [0.0] * cfg.model.num_classes if counted and not d.is_main
+            else resolve_class_weights(setting, self.train_set.pairs, cfg.model.num_classes, cfg.data.ignore_index,
+                                       progress=progress)
+        )
+        tensor = torch.tensor(weights, device=d.device)
+        if counted:
+            tensor = broadcast_from_main(tensor, d)
+        names = self.train_set.info.classes
+        self.note("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(names, tensor.tolist(), strict=False)))
+        return tensor
 
     def note(self, message: str) -> None:
         if self.d.is_main:
