@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 import pspnet
+from pspnet.classes import CAMVID
 from pspnet.data.imageops import read_image, to_tensor
-from pspnet.data.info import CAMVID
 from pspnet.engine.inference import InferenceSettings, segment
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid" / "val"

@@ -6,7 +6,7 @@
 """
 
 from pspnet.checkpoint import load, save
-from pspnet.data.info import DatasetInfo
+from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet

@@ -5,9 +5,7 @@ normalisation). Reading never unpickles arbitrary objects: torch files go throug
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from pspnet.classes import DatasetInfo
 from pspnet.convert.semseg import convert_semseg_state
-from pspnet.data.info import DatasetInfo
 from pspnet.errors import PSPNetError
+from pspnet.files import write_atomically
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
@@ -31,37 +30,15 @@ FORMAT_VERSION = "1"
 def save(model: PSPNet, path: str | Path) -> Path:
     """Write `model` to `path` (safetensors). The file is replaced atomically: a crash leaves the old one intact."""
     path = Path(path)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in unwrap(model).state_dict().items()}
+    state = model_weights(model)
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": json.dumps(unwrap(model).config.to_dict()),
-        "info": json.dumps(info_to_dict(unwrap(model).info)),
+        "info": json.dumps(unwrap(model).info.to_dict()),
     }
     write_atomically(path, lambda tmp: save_file(state, tmp, metadata=metadata))
     return path
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
@@ -89,7 +66,7 @@ def load_safetensors(path: Path) -> PSPNet:
         )
     try:
         config = ModelConfig.from_dict(json.loads(metadata["model"]), source=str(path))
-        info = DatasetInfo(**json.loads(metadata["info"]))
+        info = DatasetInfo.from_dict(metadata["info"], str(path))
     except (KeyError, json.JSONDecodeError, TypeError) as e:
         raise PSPNetError(f"{path}: damaged pspnet metadata ({e})") from None
     model = PSPNet.from_config(config, info)
@@ -126,9 +103,9 @@ def read_torch_file(path: Path) -> Any:
         raise PSPNetError(f"{path}: cannot read it as a PyTorch checkpoint ({str(e).splitlines()[0]})") from None
 
 
-def info_to_dict(info: DatasetInfo) -> dict[str, Any]:
-    return {"name": info.name, "classes": info.classes, "palette": [list(c) for c in info.palette],
-            "mean": list(info.mean), "std": list(info.std)}
+def model_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of the PSPNet inside any wrapper, detached, contiguous, on the CPU: what every file stores."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in unwrap(model).state_dict().items()}
 
 
 def unwrap(model: nn.Module) -> PSPNet:

@@ -6,7 +6,8 @@ import torch
 from pspnet import PSPNet, PSPNetError
 from pspnet.bench.memory import PeakMemory, resident_bytes
 from pspnet.cli.main import main
-from pspnet.engine.fast import REFERENCE, Recipe, fold_batchnorm, inference_forward
+from pspnet.engine.recipe import REFERENCE, Recipe, inference_forward
+from pspnet.model.fold import fold_batchnorm
 
 
 def tiny_model() -> PSPNet:

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from pspnet.classes import DatasetInfo
 from pspnet.data.augment import TrainAugment, ValAugment, gaussian_blur
 from pspnet.data.config import DataConfig
 from pspnet.data.imageops import resize_bilinear
-from pspnet.data.info import DatasetInfo
 
 PALETTE = torch.tensor([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255]], dtype=torch.uint8)
 INFO = DatasetInfo.generic(5)

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 import pspnet
+from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
-from pspnet.data.info import DatasetInfo
 
 TINY = ["--crop-size", "33", "--base-size", "0", "--quiet"]
 

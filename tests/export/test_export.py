@@ -11,8 +11,8 @@ from PIL import Image
 
 import pspnet
 from pspnet import PSPNetError
+from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
-from pspnet.data.info import DatasetInfo
 from pspnet.export import OnnxRuntimeModel, TorchScriptModel, read_onnx_metadata
 from pspnet.export.graph import torchscript_quietly
 

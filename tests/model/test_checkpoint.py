@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 import pspnet
 from pspnet import PSPNet, PSPNetError
-from pspnet.data.info import CAMVID
+from pspnet.classes import CAMVID
 
 
 def test_save_then_load_rebuilds_the_model_with_no_other_argument(tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from pspnet.bench.suite import AblationRow, BenchResult, Row
 from pspnet.bench.timing import Measurement
-from pspnet.engine.fast import Recipe
+from pspnet.engine.recipe import Recipe
 
 MIB = 1024 * 1024
 

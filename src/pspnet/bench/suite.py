@@ -29,9 +29,9 @@ from pspnet.bench.workloads import (
     synthetic_labels,
     training_work,
 )
-from pspnet.data.info import DatasetInfo
-from pspnet.engine.fast import REFERENCE, Recipe, inference_forward
+from pspnet.classes import DatasetInfo
 from pspnet.engine.inference import Forward, InferenceSettings
+from pspnet.engine.recipe import REFERENCE, Recipe, inference_forward
 from pspnet.model.pspnet import PSPNet
 
 WORKLOADS = ("infer1", "inferN", "eval", "train")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pspnet.classes import IGNORE_INDEX
 from pspnet.data.imageops import normalize, resize_bilinear
-from pspnet.data.info import IGNORE_INDEX
-from pspnet.engine.fast import Recipe, autocast, training_model
 from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities
+from pspnet.engine.recipe import Recipe, autocast, training_model
 from pspnet.model.pspnet import AUX_WEIGHT
 from pspnet.train.loss import segmentation_loss
 

@@ -16,7 +16,7 @@ from pspnet.bench.report import format_markdown, format_text, machine, recipes_l
 from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, run_bench
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.device import resolve_device
-from pspnet.engine.fast import REFERENCE, Recipe
+from pspnet.engine.recipe import REFERENCE, Recipe
 from pspnet.errors import PSPNetError
 
 MIN_AGREEMENT = 0.995  # argmax agreement the fast recipe must keep (issue 6)

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from pspnet.checkpoint import file_kind, read_torch_file, save
+from pspnet.classes import KNOWN, known_dataset
 from pspnet.convert.semseg import convert_semseg_state
-from pspnet.data.info import KNOWN, known_dataset
 from pspnet.errors import PSPNetError
 
 

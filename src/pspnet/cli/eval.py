@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from pspnet.checkpoint import load
+from pspnet.classes import IGNORE_INDEX
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
-from pspnet.data.info import IGNORE_INDEX
 from pspnet.device import resolve_device
 from pspnet.engine.evaluate import evaluate, format_table
-from pspnet.engine.fast import inference_forward
 from pspnet.engine.predict import colorize, save_label_png, save_rgb_png
+from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
 
 
@@ -50,8 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_eval_dataset(args: argparse.Namespace, num_classes: int) -> tuple[Any, int]:
     """The dataset the arguments name, and the ignore index to use."""
+    from pspnet.classes import DatasetInfo
     from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
-    from pspnet.data.info import DatasetInfo
     from pspnet.data.lists import pair_folders, read_list
 
     given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),

@@ -14,9 +14,9 @@ from pspnet.cli.inference_options import add_inference_arguments, settings_from_
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.device import resolve_device
-from pspnet.engine.fast import inference_forward
 from pspnet.engine.inference import inputs_per_image, segment
 from pspnet.engine.predict import expand_inputs, is_video, predict_video, write_image_outputs
+from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
 
 

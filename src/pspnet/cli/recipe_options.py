@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from pspnet.engine.fast import COMPILE_MODES, PRECISIONS, Recipe, default_recipe
+from pspnet.engine.recipe import COMPILE_MODES, PRECISIONS, Recipe, default_recipe
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:

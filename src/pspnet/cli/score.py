@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.imageops import read_label
-from pspnet.data.info import IGNORE_INDEX, DatasetInfo
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.metrics import ConfusionMatrix
 from pspnet.errors import PSPNetError

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -12,10 +11,10 @@ from pathlib import Path
 import torch
 
 from pspnet.checkpoint import read_torch_file
-from pspnet.download import download
+from pspnet.download import download, file_digest
 from pspnet.errors import PSPNetError
 from pspnet.model.resnet import DilatedResNet
-from pspnet.model.state import load_state_strict
+from pspnet.model.state import load_state_strict, tensor_state
 
 TORCHVISION_URLS = {
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
@@ -47,7 +46,7 @@ def resolve_source(source: str, depth: str) -> Path:
     if not path.is_file():
         download(source, path)
     if m := re.search(r"-([0-9a-f]{8,})\.pth$", name):  # torchvision names carry a sha256 prefix
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_digest(path, "sha256")
         if not digest.startswith(m[1]):
             path.unlink()
             raise PSPNetError(f"{source}: downloaded file's sha256 {digest[:12]}… does not start with {m[1]}; removed")
@@ -56,7 +55,7 @@ def resolve_source(source: str, depth: str) -> Path:
 
 def backbone_state(state: dict[str, torch.Tensor], deep_stem: bool, source: str) -> dict[str, torch.Tensor]:
     """Rename an ImageNet ResNet state dict to our backbone's keys, checking that its stem is the model's."""
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     file_deep = "conv2.weight" in state and "conv3.weight" in state
     if file_deep != deep_stem:
         have = "the deep 3×3 stem (resnet*_v2.pth)" if file_deep else "torchvision's 7×7 stem"
@@ -75,8 +74,6 @@ def load_imagenet_backbone(backbone: DilatedResNet, source: str) -> Path:
     depth = backbone.depth
     path = resolve_source(source, depth)
     obj = read_torch_file(path)
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PSPNetError(f"{path}: not a ResNet state dict (expected a dict of tensors)")
+    state = tensor_state(obj, str(path), "a ResNet state dict")
     load_state_strict(backbone, backbone_state(state, backbone.deep_stem, str(path)), str(path))
     return path

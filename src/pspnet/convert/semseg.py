@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from pspnet.data.info import KNOWN, DatasetInfo
+from pspnet.classes import KNOWN, DatasetInfo
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict
+from pspnet.model.state import load_state_strict, tensor_state
 
 STEM = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
 HEAD = {"0": "conv", "1": "norm", "4": "classifier"}
@@ -32,17 +32,9 @@ def rename(key: str) -> str | None:
     return None
 
 
-def official_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
-    """The tensors of an official checkpoint file's content, without the `module.` prefix."""
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PSPNetError(f"{source}: not a PSPNet checkpoint (expected a dict of tensors, or one under 'state_dict')")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 def convert_semseg_state(obj: Any, source: str, info: DatasetInfo | None = None) -> PSPNet:
     """Build our PSPNet from an official checkpoint's content; depth, classes and aux head are inferred, strictly."""
-    state = official_state_dict(obj, source)
+    state = tensor_state(obj, source, "a PSPNet checkpoint")
     if "cls.4.weight" not in state or "layer0.0.weight" not in state:
         raise PSPNetError(
             f"{source}: not an official semseg PSPNet checkpoint (no 'cls.4.weight' / 'layer0.0.weight' keys); "

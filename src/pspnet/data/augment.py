@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pspnet.classes import DatasetInfo
 from pspnet.data.config import DataConfig
 from pspnet.data.imageops import normalize, warp_bilinear, warp_nearest
-from pspnet.data.info import DatasetInfo
 from pspnet.errors import PSPNetError
 
 BLUR_SIZE = 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pspnet.data.info import IGNORE_INDEX, KNOWN
+from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.errors import PSPNetError
 
 DATASET_KINDS = (*KNOWN, "lists", "folders")

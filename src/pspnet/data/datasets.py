@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from pspnet.classes import KNOWN, DatasetInfo
 from pspnet.data.config import DataConfig
 from pspnet.data.imageops import read_image, read_label, to_tensor
-from pspnet.data.info import KNOWN, DatasetInfo
 from pspnet.data.lists import Pair, pair_folders, read_list
 from pspnet.errors import PSPNetError
 

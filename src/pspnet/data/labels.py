@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pspnet.data.info import IGNORE_INDEX
+from pspnet.classes import IGNORE_INDEX
 from pspnet.errors import PSPNetError
 
 CAMVID_VOID = 11

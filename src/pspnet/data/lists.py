@@ -23,21 +23,27 @@ class Pair:
 
 def read_list(path: Path, root: Path) -> list[Pair]:
     """Pairs from a list file; relative paths are taken relative to `root`. A malformed line raises PSPNetError."""
+    return [Pair(root / image, root / label) for image, label in read_list_lines(path)]
+
+
+def read_list_lines(path: str | Path) -> list[tuple[str, str]]:
+    """The (image, label) path strings of a list file's 'IMAGE LABEL' lines, blank lines skipped; a missing file or
+    a malformed line raises PSPNetError naming the file and line."""
     try:
         lines = Path(path).read_text().splitlines()
     except FileNotFoundError:
         raise PSPNetError(f"{path}: no such list file") from None
     except OSError as e:
         raise PSPNetError(f"{path}: cannot read the list file ({e.strerror})") from None
-    pairs = []
+    entries = []
     for n, line in enumerate(lines, 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 2:
             raise PSPNetError(f"{path}:{n}: expected 'IMAGE LABEL' (two paths), got {line.strip()!r}")
-        pairs.append(Pair(root / parts[0], root / parts[1]))
-    return pairs
+        entries.append((parts[0], parts[1]))
+    return entries
 
 
 def write_list(path: Path, pairs: list[Pair], root: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pspnet.data.info import IGNORE_INDEX, DatasetInfo
+from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.engine.inference import Forward, InferenceSettings, inputs_per_image, segment
 from pspnet.engine.metrics import ConfusionMatrix, Scores
 from pspnet.errors import PSPNetError

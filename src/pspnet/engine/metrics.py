@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pspnet.data.info import IGNORE_INDEX
+from pspnet.classes import IGNORE_INDEX
 from pspnet.errors import PSPNetError
 
 

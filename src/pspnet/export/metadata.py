@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from pspnet.data.info import DatasetInfo
+from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
 
 FORMAT = "pspnet-export"
-FORMAT_VERSION = "1"
-KEYS = ("format", "format_version", "dataset", "classes", "palette", "mean", "std", "model", "outputs")
+FORMAT_VERSION = "2"  # 2: class names, palette and mean/std in one "info" entry
+KEYS = ("format", "format_version", "info", "model", "outputs")
 
 
 def model_metadata(model: PSPNet, outputs: list[str]) -> dict[str, str]:
@@ -23,11 +23,7 @@ def model_metadata(model: PSPNet, outputs: list[str]) -> dict[str, str]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "dataset": info.name,
-        "classes": json.dumps(info.classes),
-        "palette": json.dumps([list(c) for c in info.palette]),
-        "mean": json.dumps(list(info.mean)),
-        "std": json.dumps(list(info.std)),
+        "info": json.dumps(info.to_dict()),
         "model": json.dumps(model.config.to_dict()),
         "outputs": json.dumps(outputs),
     }
@@ -40,13 +36,6 @@ def info_from_metadata(metadata: Mapping[str, str], source: str) -> DatasetInfo:
             f"{source}: no pspnet metadata (format={metadata.get('format')!r}); expected a file written by "
             "`pspnet export`"
         )
-    try:
-        return DatasetInfo(
-            name=metadata["dataset"],
-            classes=list(json.loads(metadata["classes"])),
-            palette=[tuple(c) for c in json.loads(metadata["palette"])],
-            mean=tuple(json.loads(metadata["mean"])),
-            std=tuple(json.loads(metadata["std"])),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise PSPNetError(f"{source}: damaged pspnet metadata ({type(e).__name__}: {e})") from None
+    if "info" not in metadata:
+        raise PSPNetError(f"{source}: damaged pspnet metadata (no 'info' entry); export the model again")
+    return DatasetInfo.from_dict(metadata["info"], source)

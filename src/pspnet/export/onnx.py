@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from pspnet.checkpoint import write_atomically
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import INPUT_NAME, TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
 from pspnet.export.metadata import model_metadata
+from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
 MIN_OPSET = 11  # Resize with align_corners and Range (the pooling matrices) arrive in opset 11

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pspnet.data.info import DatasetInfo
+from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import INPUT_NAME, LOGITS_NAME
 from pspnet.export.metadata import info_from_metadata

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
-from pspnet.checkpoint import write_atomically
-from pspnet.data.info import DatasetInfo
+from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata
+from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pspnet.data.info import DatasetInfo
+from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.model.head import SegmentationHead

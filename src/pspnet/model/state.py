@@ -1,6 +1,10 @@
-"""Strict state-dict loading whose error lists what does not match."""
+"""State dicts: read out of a checkpoint file's content, and loaded strictly with an error that lists what does not
+match."""
+
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,3 +30,12 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     if problems:
         raise PSPNetError(f"{source}: weights do not match the model: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
+
+
+def tensor_state(obj: Any, source: str, what: str = "a state dict") -> dict[str, torch.Tensor]:
+    """The tensors of a loaded checkpoint: the dict itself or the one under 'state_dict' (the usual training
+    checkpoint layout), with DataParallel/DDP `module.` prefixes removed; anything else is an error naming `source`."""
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PSPNetError(f"{source}: not {what} (expected a dict of tensors, or one under 'state_dict')")
+    return {k.removeprefix("module."): v for k, v in state.items()}

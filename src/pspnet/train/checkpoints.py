@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from pspnet.checkpoint import info_to_dict, read_torch_file, unwrap, write_atomically
+from pspnet.checkpoint import model_weights, read_torch_file, unwrap
 from pspnet.errors import PSPNetError
+from pspnet.files import write_atomically
 
 NAME = re.compile(r"iter_(\d+)\.pt")
 
@@ -33,11 +34,11 @@ def save_training_checkpoint(
     payload = {
         "format": "pspnet-training",
         "iteration": iteration,
-        "model": net.state_dict(),
+        "model": model_weights(net),
         "optimizer": optimizer.state_dict(),
         "progress": json.dumps(progress),
         "model_config": json.dumps(net.config.to_dict()),
-        "info": json.dumps(info_to_dict(net.info)),
+        "info": json.dumps(net.info.to_dict()),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)

@@ -23,13 +23,13 @@ from pspnet.data.augment import TrainAugment
 from pspnet.data.check import check_dataset
 from pspnet.data.datasets import build_dataset
 from pspnet.data.loader import build_loader, to_device
+from pspnet.distributed import Distributed, all_reduce_mean, barrier, broadcast_from_main, setup, teardown
 from pspnet.engine.evaluate import evaluate
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig
-from pspnet.train.distributed import Distributed, all_reduce_mean, barrier, broadcast_from_main, setup, teardown
 from pspnet.train.loss import segmentation_loss
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr

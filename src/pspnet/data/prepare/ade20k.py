@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pspnet.data.info import ADE20K
+from pspnet.classes import ADE20K
 from pspnet.data.labels import ade20k_to_train_ids
 from pspnet.data.lists import Pair
 from pspnet.data.prepare.common import Prepared, convert_label, find_or_fetch, finish, place

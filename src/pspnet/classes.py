@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
+
+from pspnet.errors import PSPNetError
 
 IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,6 +56,22 @@ class DatasetInfo:
     @classmethod
     def generic(cls, num_classes: int) -> DatasetInfo:
         return cls("custom", [f"class_{i}" for i in range(num_classes)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; what checkpoints and exported files store (`from_dict` reads it back)."""
+        return {"name": self.name, "classes": list(self.classes), "palette": [list(c) for c in self.palette],
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> DatasetInfo:
+        """The inverse of `to_dict` (also given as a JSON string); damaged data is an error naming `source`."""
+        try:
+            if isinstance(data, str):
+                data = json.loads(data)
+            return cls(name=data["name"], classes=list(data["classes"]), palette=[tuple(c) for c in data["palette"]],
+                       mean=tuple(data["mean"]), std=tuple(data["std"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PSPNetError(f"{source}: damaged class metadata ({type(e).__name__}: {e})") from None
 
 
 CAMVID = DatasetInfo(

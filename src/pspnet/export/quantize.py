@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pspnet.errors import PSPNetError
+from pspnet.model.fold import fold_batchnorm
 
 
 def quantize_int8(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:
@@ -29,8 +30,6 @@ def quantize_int8(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.M
         raise PSPNetError(f"int8 quantisation needs torchao ({e}); install it with `pip install torchao`") from None
     if not calibration:
         raise PSPNetError("int8 quantisation needs at least one calibration batch")
-    from pspnet.engine.fast import fold_batchnorm
-
     example = calibration[0]
     with torch.no_grad():
         # BatchNorm folded first: the quantiser's conv + add + ReLU patterns do not match through an exported
