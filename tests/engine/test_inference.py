@@ -1,6 +1,7 @@
 """The test protocol: window positions, padding, flip, scales, and batching that does not change the result."""
 
-import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,9 @@ import pspnet
 from pspnet.engine.inference import InferenceSettings, infer_probabilities, segment, window_positions, window_starts
 from pspnet.errors import PSPNetError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from official_protocol import official_probabilities  # noqa: E402
+
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -17,34 +21,6 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def model() -> pspnet.PSPNet:
     torch.manual_seed(0)
     return pspnet.PSPNet(4, backbone="resnet18").eval()
-
-
-def official_one_at_a_time(net, image: torch.Tensor, s: InferenceSettings) -> torch.Tensor:
-    """The official test.py loops, transcribed: one window (and its flip) per forward call."""
-    h, w = image.shape[1:]
-    total = 0
-    for scale in s.scales:
-        long = round(scale * s.base_size)
-        nh, nw = (long, round(long / h * w)) if h > w else (round(long / w * h), long)
-        x = F.interpolate(image[None].float(), (nh, nw), mode="bilinear", align_corners=False).round().clamp(0, 255)
-        x = (x - torch.tensor(MEAN).view(3, 1, 1) * 255) / (torch.tensor(STD).view(3, 1, 1) * 255)
-        ch, cw = s.crop_size
-        ph, pw = max(ch - nh, 0), max(cw - nw, 0)
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        H, W = x.shape[2:]
-        sh, sw = math.ceil(ch * 2 / 3), math.ceil(cw * 2 / 3)
-        probs = torch.zeros(1, 4, H, W)
-        count = torch.zeros(H, W)
-        for ih in range(math.ceil((H - ch) / sh) + 1):
-            for iw in range(math.ceil((W - cw) / sw) + 1):
-                eh, ew = min(ih * sh + ch, H), min(iw * sw + cw, W)
-                crop = x[:, :, eh - ch:eh, ew - cw:ew]
-                out = net(torch.cat([crop, crop.flip(3)])).softmax(1)
-                probs[:, :, eh - ch:eh, ew - cw:ew] += (out[:1] + out[1:].flip(3)) / 2
-                count[eh - ch:eh, ew - cw:ew] += 1
-        probs = (probs / count)[:, :, ph // 2:ph // 2 + nh, pw // 2:pw // 2 + nw]
-        total = total + F.interpolate(probs, (h, w), mode="bilinear", align_corners=False)
-    return (total / len(s.scales))[0]
 
 
 def test_window_starts_cover_the_length_and_end_at_the_border() -> None:
@@ -61,13 +37,32 @@ def test_windows_of_an_image_larger_than_the_crop_slide_by_two_thirds() -> None:
     assert window_positions(60, 45, (33, 33)) == [(0, 0), (0, 12), (22, 0), (22, 12), (27, 0), (27, 12)]
 
 
-def test_protocol_matches_the_official_loop(model) -> None:
-    image = torch.randint(0, 256, (3, 27, 45), dtype=torch.uint8)  # shorter than the crop: padded
-    s = InferenceSettings(base_size=50, crop_size=(33, 33), scales=(0.75, 1.25), batch_size=5)
+@pytest.fixture(scope="module")
+def sharp_model() -> pspnet.PSPNet:
+    """A random PSPNet whose classifier weights are scaled up, so that its class map reacts to small input changes
+    (rounding the resized image to integers moves several of its pixels to another class)."""
+    torch.manual_seed(0)
+    net = pspnet.PSPNet(4, backbone="resnet18").eval()
+    with torch.no_grad():
+        net.head.classifier.weight.mul_(100.0)
+    return net
+
+
+def test_protocol_matches_an_independent_opencv_implementation_of_the_official_one_on_every_pixel(sharp_model
+                                                                                                    ) -> None:
+    """Scales below and above 1 (resized as float32: no rounding before normalising), windows sliding over the image
+    and padded beyond it, flips: probabilities to float rounding, the class map exactly."""
+    model = sharp_model
+    g = torch.Generator().manual_seed(1)
+    smooth = F.interpolate(torch.rand(1, 3, 6, 9, generator=g) * 255, (45, 70), mode="bilinear")[0]
+    image = (smooth + torch.randn(3, 45, 70, generator=g) * 20).round().clamp(0, 255).to(torch.uint8)
+    s = InferenceSettings(base_size=70, crop_size=(33, 33), scales=(0.5, 0.75, 1.25), batch_size=5)
     ours = infer_probabilities(model, [image], s, MEAN, STD)[0]
-    with torch.inference_mode():
-        ref = official_one_at_a_time(model, image, s)
-    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    official = official_probabilities(model, image.permute(1, 2, 0).numpy(), 4, s.base_size, s.crop_size, s.scales,
+                                      MEAN, STD)
+    official = torch.from_numpy(official).permute(2, 0, 1).float()
+    torch.testing.assert_close(ours, official, atol=1e-6, rtol=0)
+    assert torch.equal(ours.argmax(0), official.argmax(0))
 
 
 def test_batched_equals_one_window_at_a_time(model) -> None:

@@ -1,6 +1,7 @@
 """The one inference routine of the paper's test protocol, used by `eval`, `predict` and the export checks.
 
-For each image and scale s: resize (bilinear, no antialiasing, as OpenCV INTER_LINEAR) so that the long side is
+For each image and scale s: resize the float32 image (bilinear, no antialiasing, as OpenCV INTER_LINEAR; no rounding
+before normalising, as the official code converts to float first) so that the long side is
 round(s · base_size); pad around it with the mean to the crop size; slide crop-sized windows with stride
 ceil(2/3 · crop), the last one aligned to the border; average the softmax of each window and of its horizontal
 flip; average overlapping windows; cut the padding; resize the probabilities to the original size. Probabilities
@@ -210,8 +211,8 @@ def _inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: S
         for scale in settings.scales:
             long_side = round(scale * (settings.base_size or max(height, width)))
             size = scaled_size(height, width, long_side)
-            # The official code resizes the uint8 image with OpenCV, which rounds to integers; so do we.
-            scaled = resize_bilinear(raw, size).round_().clamp_(0, 255) if size != (height, width) else raw
+            # As the official code: the image is float32 before it is resized, and nothing rounds it afterwards.
+            scaled = resize_bilinear(raw, size)
             x = normalize(scaled, mean, std)
             if settings.mode == "whole":
                 positions, crop, offset = [(0, 0)], size, (0, 0)
