@@ -69,3 +69,39 @@ def broadcast_from_main(value: torch.Tensor, d: Distributed) -> torch.Tensor:
 def barrier(d: Distributed) -> None:
     if d.enabled:
         dist.barrier()
+
+
+def single_process(device: torch.device) -> Distributed:
+    """The one-process place (no process group): for code that takes a `Distributed` outside torchrun."""
+    return Distributed(0, 1, 0, device)
+
+
+def all_reduce_sum(value: torch.Tensor, d: Distributed) -> torch.Tensor:
+    """The sum of `value` over all processes, on every process (in place)."""
+    if d.enabled:
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def gather_lists(items: list[str], d: Distributed) -> list[str]:
+    """Every process's `items` (strings, e.g. messages), concatenated in rank order, on every process."""
+    if not d.enabled:
+        return list(items)
+    gathered: list[list[str] | None] = [None] * d.world_size
+    dist.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in (part or [])]
+
+
+def shard_indices(length: int, d: Distributed) -> range:
+    """This process's share of `length` items: every world_size-th from its rank on. Together the shards hold each
+    index exactly once, whatever the length (shards differ by at most one item; nothing is padded or dropped)."""
+    return range(d.rank, length, d.world_size)
+
+
+def broadcast_buffers(model: torch.nn.Module, d: Distributed) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every process. Without SyncBatchNorm each process last
+    updated its statistics from its own batch; DDP copies rank 0's buffers at the next training forward anyway, so
+    evaluating with them changes nothing in the run, and the weights saved by rank 0 are the ones evaluated."""
+    if d.enabled:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)

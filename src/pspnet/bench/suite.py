@@ -207,8 +207,8 @@ def settings_label(settings: InferenceSettings, images: list[torch.Tensor]) -> s
 def training_row(config: BenchConfig, model: nn.Module, name: str, label: str, size: int, progress: Progress) -> Row:
     info: DatasetInfo = model.info  # type: ignore[assignment]
     n = config.train_batch
-    images = normalized_batch(synthetic_images(n, size, size, config.seed + 2), info.mean, info.std)
-    labels = synthetic_labels(n, size, size, info.num_classes, config.seed + 3)
+    images = synthetic_images(n, size, size, config.seed + 2)
+    labels = list(synthetic_labels(n, size, size, info.num_classes, config.seed + 3).to(torch.uint8))
     train_model = copy.deepcopy(model).train()
     ref_work, ref_first = training_work(train_model, REFERENCE, images, labels, config.device, config.seed)
     fast_work, fast_first = training_work(train_model, config.fast_train, images, labels, config.device, config.seed)

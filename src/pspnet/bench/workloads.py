@@ -1,9 +1,11 @@
-"""What `pspnet bench` times: inference at batch 1 and batch N, the evaluation protocol, a training step and
-whole-image inference of a large image, each for one execution recipe; plus the synthetic inputs they use."""
+"""What `pspnet bench` times: inference at batch 1 and batch N, the evaluation protocol, the trainer's own training
+step and whole-image inference of a large image, each for one execution recipe; plus the synthetic inputs they
+use."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,10 +14,10 @@ from torch import nn
 
 from pspnet.classes import IGNORE_INDEX
 from pspnet.data.imageops import normalize, resize_bilinear
+from pspnet.distributed import single_process
 from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities
-from pspnet.engine.recipe import Recipe, autocast, training_model
+from pspnet.engine.recipe import Recipe, training_model
 from pspnet.model.pspnet import AUX_WEIGHT
-from pspnet.train.loss import segmentation_loss
 
 
 @dataclass
@@ -77,29 +79,35 @@ def protocol_work(forward: Forward, images: list[torch.Tensor], settings: Infere
     return lambda: torch.stack(infer_probabilities(forward, images, settings, mean, std, device))
 
 
-def training_work(model: nn.Module, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor,
+def training_work(model: nn.Module, recipe: Recipe, images: list[torch.Tensor], labels: list[torch.Tensor],
                   device: torch.device, seed: int) -> tuple[Work, list[torch.Tensor]]:
-    """One SGD step of a copy of `model` as the trainer takes it (poly schedule aside): forward in training mode,
-    cross-entropy on the main and (× 0.4) auxiliary logits at full resolution, backward, update. The list receives
-    the main logits of the first step (dropout masks come from `seed`; a compiled model draws them with its own
-    generator, so its logits differ by the dropped channels)."""
+    """The trainer's own optimiser step (`pspnet.train.step.TrainingStep`, as `pspnet train` runs it by `recipe`)
+    on a copy of `model`: the uint8 images and labels moved to the device, the official augmentation there (random
+    scale, rotation, blur, flip, crop to the image size), forward, main + 0.4 × aux cross-entropy at full
+    resolution, backward, SGD with the ×10 head learning rate. Every call is iteration 0 of the same seed: the same
+    augmentation and dropout masks each time. The list receives the main logits of the first step (a compiled model
+    draws its dropout masks with its own generator, so its logits differ by the dropped channels)."""
+    from pspnet.checkpoint import unwrap
+    from pspnet.data.augment import TrainAugment
+    from pspnet.data.config import DataConfig
+    from pspnet.train.schedule import parameter_groups
+    from pspnet.train.step import TrainingStep
+
     net = training_model(copy.deepcopy(model), recipe, device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    images = images.to(device).contiguous(memory_format=memory_format)
-    labels = labels.to(device)
+    info = model.info  # type: ignore[attr-defined]
+    optimizer = torch.optim.SGD(parameter_groups(unwrap(net), 1e-3, 10.0), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    height, width = images[0].shape[1:]
+    data = DataConfig(dataset="folders", num_classes=info.num_classes, crop_size=(height, width))
+    step = TrainingStep(net, optimizer, TrainAugment(data, info, device), recipe, single_process(device),
+                        micro=len(images), ignore_index=IGNORE_INDEX, aux_weight=AUX_WEIGHT, seed=seed,
+                        keep_logits=True)
+    stream = itertools.repeat({"image": images, "label": labels})
     first: list[torch.Tensor] = []
 
-    def step() -> torch.Tensor:
-        torch.manual_seed(seed)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(recipe, device):
-            logits, aux = net(images)
-        loss = segmentation_loss(logits, aux, labels, IGNORE_INDEX, AUX_WEIGHT)[0]
-        loss.backward()
-        optimizer.step()
-        if not first:
-            first.append(logits.detach().float().cpu())
-        return loss.detach()
+    def work() -> torch.Tensor:
+        loss = torch.tensor(step(stream, 0)["loss"])
+        if not first and step.logits is not None:
+            first.append(step.logits.cpu())
+        return loss
 
-    return step, first
+    return work, first

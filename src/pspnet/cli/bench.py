@@ -70,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     device = resolve_device(args.device)
+    args.fast = True  # the bench's "fast" column is the --fast recipe, with the options given applied
     fast = recipe_from_args(args, device)
     fast_train = recipe_from_args(args, device, training=True)
     for name in ("batch_size", "train_batch", "repeats", "classes", "whole_classes"):

@@ -7,27 +7,32 @@ from dataclasses import replace
 
 import torch
 
-from pspnet.engine.recipe import COMPILE_MODES, PRECISIONS, Recipe, default_recipe
+from pspnet.engine.recipe import COMPILE_MODES, PRECISIONS, Recipe, default_recipe, fast_recipe
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("execution (defaults: the fast recipe measured for the device type; "
-                             "--precision fp32 --no-fold-bn --no-channels-last --no-compile is the reference)")
+    g = p.add_argument_group("execution (default: fp32 with BatchNorm folded, on every device: the same answer as the "
+                             "reference, eager fp32 NCHW, which is --no-fold-bn)")
+    g.add_argument("--fast", action="store_true",
+                   help="the fastest recipe measured for the device type: on CUDA bf16 autocast + channels_last + "
+                        "torch.compile; on CPUs the fp32 default (nothing else measured faster there). It may move a "
+                        "few pixels: the printed and saved results name the recipe")
     g.add_argument("--precision", choices=list(PRECISIONS),
-                   help="fp32 (no autocast), bf16 or fp16 autocast (default: fp32 on CPUs, bf16 on CUDA)")
+                   help="fp32 (no autocast, TF32 off on GPUs), bf16 or fp16 autocast (default fp32)")
     g.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="fold BatchNorm into the convolutions (inference; default on)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory format (default: on CUDA)")
+                   help="NHWC memory format (default off; on with --fast on CUDA)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the network, weights frozen in inference (default: on CUDA; on an AVX2 CPU "
-                        "it measured no faster and costs ~40 s per input shape)")
+                   help="torch.compile the network, weights frozen in inference (default off; on with --fast on CUDA; "
+                        "on an AVX2 CPU it measured no faster and costs ~40 s per input shape)")
     g.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile mode (default: default)")
 
 
 def recipe_from_args(args: argparse.Namespace, device: torch.device, training: bool = False) -> Recipe:
-    """The device type's default recipe with every option given on the command line applied (BatchNorm folding
-    is an inference switch: training ignores it)."""
+    """The default (fp32) recipe, or the device type's fast one with --fast, with every option given on the command
+    line applied (BatchNorm folding is an inference switch: training ignores it)."""
     names = ("precision", "channels_last", "compile", "compile_mode") + (() if training else ("fold_bn",))
     changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    return replace(default_recipe(device, training), **changes)
+    base = fast_recipe if getattr(args, "fast", False) else default_recipe
+    return replace(base(device, training), **changes)

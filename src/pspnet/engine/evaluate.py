@@ -1,6 +1,8 @@
 """Evaluation over a whole split: the test protocol on every image, one confusion matrix, the scores.
 
 Unreadable samples are reported and skipped, never fatal: the caller gets their messages in `failures`.
+Under torchrun every process evaluates its own shard of the split (each image exactly once) and the confusion
+matrices are summed, so every process ends with the same scores.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
+from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, inputs_per_image, segment
 from pspnet.engine.metrics import ConfusionMatrix, Scores
 from pspnet.errors import PSPNetError
@@ -73,14 +76,18 @@ def _groups(loader: Any, settings: InferenceSettings) -> Iterator[list[dict[str,
 def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: DatasetInfo,
              device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX, workers: int = 0,
              num_samples: int = 0, on_prediction: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None,
-             progress: bool = True) -> Evaluation:
+             progress: bool = True, processes: Distributed | None = None) -> Evaluation:
     """Score `forward` on every item of `dataset` ({"image": uint8 3×H×W, "label": H×W, "name": str}).
 
-    `on_prediction(name, image, pred)` is called for each image (e.g. to save PNGs); the first `num_samples`
-    images are kept for the report.
+    `on_prediction(name, image, pred)` is called for each image this process evaluates (e.g. to save PNGs); the
+    first `num_samples` of them are kept for the report. With `processes` (under torchrun) this process evaluates
+    its shard only; the matrix, the image count and the failures are then those of the whole split, on every
+    process. Every process must call it (it ends with collective calls).
     """
     cm = ConfusionMatrix(info.num_classes, ignore_index, device)
     result = Evaluation(cm.compute(), cm.matrix, 0)
+    if processes is not None and processes.enabled:
+        dataset = Subset(dataset, shard_indices(len(dataset), processes))
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
     bar = tqdm(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
     for group in _groups(loader, settings):
@@ -102,6 +109,10 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
                                              label.numpy().astype(np.uint8), pred.cpu().numpy().astype(np.uint8)))
         bar.update(len(group))
     bar.close()
+    if processes is not None and processes.enabled:
+        all_reduce_sum(cm.matrix, processes)
+        result.images = int(all_reduce_sum(torch.tensor([result.images], device=cm.matrix.device), processes).item())
+        result.failures = gather_lists(result.failures, processes)
     result.scores = cm.compute()
     result.matrix = cm.matrix.cpu()
     return result

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from pspnet.classes import IGNORE_INDEX
 from pspnet.errors import PSPNetError
@@ -90,7 +89,6 @@ class ConfusionMatrix:
         cm = ConfusionMatrix(num_classes=19)
         for pred, label in batches:
             cm.update(pred, label)       # integer tensors of equal shape; label == ignore_index is skipped
-        cm.reduce()                      # sums over processes when torch.distributed is initialised
         scores = cm.compute()
     """
 
@@ -132,11 +130,6 @@ class ConfusionMatrix:
             bad_p = pred[(pred < 0) | (pred >= c)]
             raise PSPNetError(f"{where}predicted value {int(bad_p[0])} is not a class index 0..{c - 1}")
         self.matrix += torch.bincount(target * c + pred, minlength=c * c).view(c, c)
-
-    def reduce(self) -> None:
-        """Sum the matrix over all processes when torch.distributed is initialised; a no-op otherwise."""
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
 
     def compute(self) -> Scores:
         return scores_from_matrix(self.matrix)

@@ -5,14 +5,16 @@ channels_last memory format, autocast to bf16/fp16, `torch.compile` (with Induct
 `inference_forward(model, recipe, device)` turns a model into the `Forward` callable that the test protocol
 (`pspnet.engine.inference`) takes; `training_model(...)` prepares a copy for training steps.
 
-Which switches pay off depends on the hardware; `default_recipe` holds the measured choice per device type, and
-`pspnet bench` measures every switch against the reference (figures and commands in BENCHMARKS.md).
+`default_recipe` is what runs unless the user asks for more: fp32 everywhere (headline metrics are the fp32
+protocol's). `fast_recipe` (`--fast`) holds the measured fast choice per device type, and `pspnet bench` measures
+every switch against the reference (figures and commands in BENCHMARKS.md). The trainer runs its steps through the
+same `Recipe` (`training_model`, `autocast`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -69,21 +71,24 @@ REFERENCE = Recipe()
 
 
 def default_recipe(device: torch.device | str, training: bool = False) -> Recipe:
-    """The fast recipe that keeps the answer, for this device type (the measurements: BENCHMARKS.md).
+    """What runs unless the user asks for more: fp32 on every device, so that a headline mIoU is the fp32 protocol's.
+    Inference folds BatchNorm into the convolutions (the same function to ~1e-7, one pass fewer); training runs the
+    eager reference. `device` is accepted for symmetry with `fast_recipe`."""
+    return REFERENCE if training else Recipe(fold_bn=True)
 
-    CPU: BatchNorm folded into the convolutions (1.03× at batch 1 on a 2-core AVX2 CPU, the same argmax); fp32,
-    because on CPUs without bf16 units bf16 is emulated and far slower; not compiled and NCHW, because compiling
-    (40 s per input shape) and channels_last measured no faster there. Training: the eager fp32 reference
-    (compiled training measured 0.75×).
-    CUDA (written, not measured here): bf16 autocast, channels_last and compilation; `pspnet bench` on a GPU
-    measures whether it keeps the answer.
+
+def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:
+    """`--fast`: the fastest recipe measured for this device type (BENCHMARKS.md); it may move a few pixels.
+
+    CUDA: bf16 autocast, channels_last and compilation (inference: BatchNorm folded too).
+    CPU: the fp32 default: bf16 is emulated and far slower on CPUs without bf16 units, and compiling (40 s per input
+    shape) and channels_last measured no faster on a 2-core AVX2 CPU; compiled training measured 0.75×.
     """
-    device = torch.device(device)
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         if training:
             return Recipe(channels_last=True, precision="bf16", compile=True)
         return Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True)
-    return REFERENCE if training else Recipe(fold_bn=True)
+    return default_recipe(device, training)
 
 
 def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[object]:
@@ -113,7 +118,8 @@ class CompiledForward:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), autocast(self.recipe, self.device), _freezing(self.recipe.compile):
+        with torch.inference_mode(), autocast(self.recipe, self.device), _freezing(self.recipe.compile), \
+                _strict_fp32(self.recipe.precision == "fp32" and self.device.type == "cuda"):
             logits = self.net(x)
         # CUDA graphs reuse their output buffers on the next call: hand out a copy.
         return logits.float().clone() if self.recipe.compile_mode == "reduce-overhead" else logits.float()
@@ -126,15 +132,33 @@ def inference_forward(model: nn.Module, recipe: Recipe, device: torch.device | s
     return CompiledForward(model, recipe, device, calibration)
 
 
-def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str) -> nn.Module:
+def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str,
+                   wrap: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
     """`model` moved to `device` and prepared for training by `recipe` (channels_last, compile; autocast is applied
-    around the forward by the caller with `autocast(recipe, device)`). BatchNorm is never folded in training."""
+    around the forward by the caller with `autocast(recipe, device)`). BatchNorm is never folded in training.
+    `wrap` (e.g. DistributedDataParallel) is applied to the placed model, before compilation."""
     if recipe.fold_bn:
         recipe = replace(recipe, fold_bn=False)
     model = model.to(torch.device(device)).train()
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if wrap is not None:
+        model = wrap(model)
     return torch.compile(model, mode=_mode(recipe)) if recipe.compile else model  # type: ignore[return-value]
+
+
+@contextmanager
+def _strict_fp32(enabled: bool) -> Iterator[None]:
+    """fp32 means fp32 on GPUs too: TF32 (10-bit mantissa) convolutions and matrix products off while it runs."""
+    if not enabled:
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _freezing(enabled: bool) -> AbstractContextManager[object]:

@@ -10,6 +10,7 @@ from pspnet.configfile import apply_overrides, from_dict, load_yaml
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import dataset_info
 from pspnet.engine.inference import InferenceSettings
+from pspnet.engine.recipe import Recipe
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 
@@ -39,6 +40,7 @@ class TrainSettings:
     compile: bool = False
     sync_bn: bool = True  # SyncBatchNorm across GPUs under DDP (PyTorch's SyncBN is CUDA-only)
     imagenet: str | None = None  # backbone init: a local .pth, a URL, or "torchvision"
+    init: str | None = None  # start from these weights (any file pspnet.load reads); model settings must match
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 500  # iterations between training checkpoints
@@ -60,6 +62,10 @@ class TrainSettings:
             raise PSPNetError("train.epochs and train.iterations must not be negative")
         if self.lr <= 0:
             raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
+
+    def recipe(self) -> Recipe:
+        """How the training steps execute: the same `Recipe` that `pspnet bench` times."""
+        return Recipe(precision=self.precision, channels_last=self.channels_last, compile=self.compile)
 
 
 @dataclass

@@ -24,10 +24,12 @@ class RunLog:
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(str(out_dir / "tensorboard"))
 
-    def scalars(self, iteration: int, values: dict[str, float], kind: str = "train") -> None:
+    def scalars(self, iteration: int, values: dict[str, float], kind: str = "train",
+                notes: dict[str, Any] | None = None) -> None:
+        """One metrics.jsonl record; `values` also go to TensorBoard, `notes` (e.g. the recipe) to the file only."""
         if not self.enabled:
             return
-        record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **values}
+        record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **values, **(notes or {})}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.writer is not None:

@@ -6,7 +6,6 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,33 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from pspnet.checkpoint import save, unwrap
+from pspnet.checkpoint import load, save, unwrap
 from pspnet.configfile import to_dict
 from pspnet.convert.imagenet import load_imagenet_backbone
 from pspnet.data.augment import TrainAugment
 from pspnet.data.check import check_dataset
 from pspnet.data.datasets import build_dataset
-from pspnet.data.loader import build_loader, to_device
-from pspnet.distributed import Distributed, all_reduce_mean, barrier, broadcast_from_main, setup, teardown
+from pspnet.data.loader import build_loader
+from pspnet.distributed import (
+    Distributed,
+    barrier,
+    broadcast_buffers,
+    broadcast_from_main,
+    gather_lists,
+    setup,
+    teardown,
+)
 from pspnet.engine.evaluate import evaluate
+from pspnet.engine.recipe import default_recipe, inference_forward, training_model
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
+from pspnet.model.state import load_state_strict
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig
-from pspnet.train.loss import segmentation_loss
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
+from pspnet.train.step import TrainingStep
 
 
 class NonFiniteLoss(PSPNetError):
@@ -46,14 +55,6 @@ class Summary:
     best_checkpoint: Path | None
     best_miou: float | None
     seconds: float
-
-
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed from several integers (seed, rank, iteration, ...), stable across runs and machines."""
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
-    return h
 
 
 def micro_batches(loader: Any, per_epoch: int, micro: int, start: int) -> Iterator[dict[str, list[Any]]]:
@@ -105,17 +106,18 @@ class Trainer:
         self.max_iter = s.iterations or s.epochs * steps_per_epoch
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
-        self.augment = TrainAugment(cfg.data, self.train_set.info, d.device)
-        self.class_weights = self.loss_class_weights(progress)
+        self.recipe = s.recipe()
+        self.val_recipe = default_recipe(d.device)  # fp32: the headline metric's recipe, whatever the training's
         self.model = self.build_model()
         self.optimizer = torch.optim.SGD(
             parameter_groups(unwrap(self.model), s.lr, s.head_lr_mult),
             lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
         )
-        self.autocast = (
-            torch.autocast(d.device.type, dtype=torch.bfloat16) if s.precision == "bf16" else nullcontext()
+        self.step = TrainingStep(
+            self.model, self.optimizer, TrainAugment(cfg.data, self.train_set.info, d.device), self.recipe, d,
+            micro=self.micro, accumulate=s.accumulate, ignore_index=cfg.data.ignore_index, aux_weight=s.aux_weight,
+            class_weights=self.loss_class_weights(progress), seed=s.seed,
         )
-        self.memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
 
     def build_model(self) -> nn.Module:
         cfg, d = self.cfg, self.d
@@ -124,17 +126,19 @@ class Trainer:
         if cfg.train.imagenet:
             path = load_imagenet_backbone(model.backbone, cfg.train.imagenet)
             self.note(f"backbone initialised from {path}")
+        if cfg.train.init:
+            load_state_strict(model, load(cfg.train.init).state_dict(), f"train.init = {cfg.train.init}")
+            self.note(f"weights initialised from {cfg.train.init}")
         if d.enabled and cfg.train.sync_bn and d.device.type == "cuda" and cfg.model.norm == "batch":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif d.enabled and cfg.model.norm == "syncbatch" and d.device.type != "cuda":
             raise PSPNetError("model.norm = syncbatch needs CUDA GPUs (PyTorch's SyncBatchNorm is GPU-only); "
                               "on CPUs use norm: batch (per-process statistics) or norm: group")
-        model = model.to(d.device, memory_format=torch.channels_last if cfg.train.channels_last else None)
-        if d.enabled:
-            model = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-        if cfg.train.compile:
-            model = torch.compile(model)
-        return model
+
+        def ddp(net: nn.Module) -> nn.Module:
+            return DistributedDataParallel(net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+
+        return training_model(model, self.recipe, d.device, wrap=ddp if d.enabled else None)
 
     def loss_class_weights(self, progress: bool) -> torch.Tensor | None:
         """train.class_weights as a tensor. Weights computed from the labels are counted by the main process only
@@ -180,9 +184,20 @@ class Trainer:
         self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
         return int(ckpt["iteration"]), ckpt["progress"]
 
+    def check_same_start(self, start: int) -> None:
+        """Every process must continue from the same iteration (a node that cannot see the checkpoint would start
+        from 0 and wait forever in the first all_reduce)."""
+        if not self.d.enabled:
+            return
+        starts = [int(v) for v in gather_lists([str(start)], self.d)]
+        if len(set(starts)) > 1:
+            raise PSPNetError(f"the processes would continue from different iterations {starts} (by rank): every "
+                              f"node must see the same train.out_dir ({self.out}); put it on a shared filesystem")
+
     def run(self, resume: str | Path | bool | None) -> Summary:
         cfg, d, s = self.cfg, self.d, self.cfg.train
         start, progress = self.resume_from(resume)
+        self.check_same_start(start)
         best = progress.get("best_miou")
         log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
         if d.is_main and start == 0:
@@ -216,8 +231,8 @@ class Trainer:
                 if self.val_set is not None and (
                     (s.val_every > 0 and done % s.val_every == 0) or done == self.max_iter
                 ):
-                    miou = self.validate(done, log)
-                    if miou is not None and (best is None or miou > best):
+                    miou = self.validate(done, log)  # the same value on every process: they take the same branch
+                    if not math.isnan(miou) and (best is None or miou > best):
                         best = miou
                         if d.is_main:
                             save(self.model, self.out / "best.safetensors")
@@ -244,34 +259,6 @@ class Trainer:
                       f"model: {final}" + (f", best: {best_path}" if best_path else ""))
         return summary
 
-    def step(self, stream: Iterator[dict[str, list[Any]]], iteration: int) -> dict[str, float]:
-        """One optimiser step over `accumulate` micro-batches; returns the mean losses over all processes."""
-        s, d = self.cfg.train, self.d
-        torch.manual_seed(mix_seed(s.seed, d.rank, iteration))  # dropout: a function of the iteration, resumable
-        totals = torch.zeros(3, device=d.device)
-        for micro_index in range(s.accumulate):
-            batch = to_device(next(stream), d.device)
-            generator = torch.Generator().manual_seed(mix_seed(s.seed, iteration))
-            # Each sample's row in the global batch, in the sampler's order (shard index j of rank r is global
-            # position j·W + r): its augmentation is then the same whatever the processes and accumulation steps.
-            rows = [(micro_index * self.micro + i) * d.world_size + d.rank for i in range(len(batch["image"]))]
-            images, labels = self.augment(batch["image"], batch["label"], generator, rows=rows)
-            images = images.contiguous(memory_format=self.memory_format)
-            sync = micro_index == s.accumulate - 1 or not d.enabled
-            with (nullcontext() if sync else self.model.no_sync()), self.autocast:
-                logits, aux = self.model(images)
-            loss, main, aux_loss = segmentation_loss(logits, aux, labels, self.cfg.data.ignore_index, s.aux_weight,
-                                                       self.class_weights)
-            with nullcontext() if sync else self.model.no_sync():
-                (loss / s.accumulate).backward()
-            totals += torch.stack([loss.detach(), main.detach(), aux_loss.detach()]) / s.accumulate
-        totals = all_reduce_mean(totals, d)
-        loss_value, main_value, aux_value = totals.tolist()
-        if math.isfinite(loss_value):
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": loss_value, "loss_main": main_value, "loss_aux": aux_value}
-
     def save_checkpoint(self, iteration: int, progress: dict[str, Any]) -> Path:
         path = self.ckpt_dir / f"iter_{iteration:07d}.pt"
         if self.d.is_main:
@@ -280,23 +267,24 @@ class Trainer:
         barrier(self.d)
         return path
 
-    def validate(self, iteration: int, log: RunLog) -> float | None:
-        """mIoU on the val split (rank 0 runs it; the others wait)."""
-        result = None
-        if self.d.is_main:
-            model = unwrap(self.model).eval()
-            dataset = self.val_set
-            if self.cfg.train.val_images:
-                dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
-            with torch.no_grad(), self.autocast:
-                ev = evaluate(lambda x: model(x).float(), dataset, self.cfg.val, self.train_set.info, self.d.device,
-                              self.cfg.data.ignore_index, progress=self.progress)
-            sc = ev.scores
-            log.scalars(iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc}, kind="val")
-            self.note(f"iteration {iteration}: val mIoU {sc.miou:.4f}  mAcc {sc.macc:.4f}  allAcc {sc.allacc:.4f}")
-            result = sc.miou
-        barrier(self.d)
-        return result
+    def validate(self, iteration: int, log: RunLog) -> float:
+        """mIoU on the val split by the fp32 protocol; every process scores its shard and gets the same value."""
+        net = unwrap(self.model)
+        broadcast_buffers(net, self.d)  # the statistics rank 0 saves are the ones every process evaluates with
+        dataset = self.val_set
+        if self.cfg.train.val_images:
+            dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
+        forward = inference_forward(net, self.val_recipe, self.d.device)
+        ev = evaluate(forward, dataset, self.cfg.val, self.train_set.info, self.d.device, self.cfg.data.ignore_index,
+                      progress=self.progress and self.d.is_main, processes=self.d)
+        sc = ev.scores
+        log.scalars(iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc}, kind="val",
+                    notes={"recipe": self.val_recipe.describe(), "images": ev.images})
+        self.note(f"iteration {iteration}: val mIoU {sc.miou:.4f}  mAcc {sc.macc:.4f}  allAcc {sc.allacc:.4f} "
+                  f"({ev.images} images, {self.val_recipe.describe()})")
+        for message in ev.failures:
+            self.note(f"validation skipped {message}")
+        return sc.miou
 
 
 def _yaml(data: Any) -> str:
