@@ -1,4 +1,7 @@
-"""`pspnet eval CHECKPOINT --config F | --images DIR --labels DIR | --list FILE`: the paper's test protocol."""
+"""`pspnet eval CHECKPOINT --config F | --images DIR --labels DIR | --list FILE`: the paper's test protocol.
+
+Under `torchrun` every process evaluates its shard of the images and the confusion matrices are summed: the scores
+are those of one process, exactly. Rank 0 prints and writes the results; each process saves its own predictions."""
 
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from pspnet.checkpoint import load
 from pspnet.classes import IGNORE_INDEX
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
-from pspnet.device import resolve_device
+from pspnet.distributed import Distributed, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
+from pspnet.engine.inference import InferenceSettings
 from pspnet.engine.predict import colorize, save_label_png, save_rgb_png
 from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
@@ -26,7 +30,9 @@ from pspnet.errors import PSPNetError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official semseg .pth")
     src = p.add_argument_group("data (one of --config, --images/--labels, --list)")
-    src.add_argument("--config", type=Path, help="a YAML file with the data settings (top level or under 'data:')")
+    src.add_argument("--config", type=Path,
+                     help="a YAML file with the data settings (top level or under 'data:'); its 'val:' section, when "
+                          "present, is the protocol (as in training's validation), options given here win")
     src.add_argument("--split", default="val", help="split of --config to evaluate (default val)")
     src.add_argument("--images", type=Path, help="a folder of images NAME.*, with --labels")
     src.add_argument("--labels", type=Path, help="a folder of label PNGs NAME.png (class indices)")
@@ -48,8 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
 
 
-def build_eval_dataset(args: argparse.Namespace, num_classes: int) -> tuple[Any, int]:
-    """The dataset the arguments name, and the ignore index to use."""
+def build_eval_dataset(args: argparse.Namespace, num_classes: int
+                       ) -> tuple[Any, int, InferenceSettings | None]:
+    """The dataset the arguments name, the ignore index to use, and the protocol of --config's `val:` section."""
     from pspnet.classes import DatasetInfo
     from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
     from pspnet.data.lists import pair_folders, read_list
@@ -61,12 +68,15 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int) -> tuple[Any,
                           f"{', '.join(given) or 'none'})")
     ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
     info = DatasetInfo.generic(num_classes)
+    protocol = None
     if args.config is not None:
         from pspnet.configfile import from_dict, load_yaml
         from pspnet.data.config import DataConfig
 
         raw = load_yaml(args.config)
         cfg = from_dict(DataConfig, raw.get("data", raw) if isinstance(raw, dict) else raw, str(args.config))
+        if isinstance(raw, dict) and raw.get("val") is not None:
+            protocol = from_dict(InferenceSettings, raw["val"], str(args.config), "val.")
         dataset = build_dataset(cfg, args.split)
         if dataset_info(cfg).num_classes != num_classes:
             raise PSPNetError(f"{args.config}: the data has {dataset_info(cfg).num_classes} classes but "
@@ -83,15 +93,23 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int) -> tuple[Any,
         dataset.pairs = dataset.pairs[: args.limit]
     if len(dataset) == 0:
         raise PSPNetError(f"{dataset.source}: no images to evaluate")
-    return dataset, ignore
+    return dataset, ignore, protocol
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
+    processes = setup(args.device)
+    try:
+        return evaluate_command(args, processes)
+    finally:
+        teardown()
+
+
+def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
+    device, main = processes.device, processes.is_main
     model = load(args.checkpoint, map_location=device)
     info = model.info
-    settings = settings_from_args(args, info.name)
-    dataset, ignore = build_eval_dataset(args, info.num_classes)
+    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes)
+    settings = settings_from_args(args, info.name, protocol)
     if args.save_predictions and args.out is None:
         raise PSPNetError("--save-predictions needs --out DIR to save them in")
 
@@ -101,19 +119,26 @@ def run(args: argparse.Namespace) -> int:
         save_rgb_png(args.out / "color" / f"{name}.png", colorize(labels, info.palette))
 
     recipe = recipe_from_args(args, device)
-    print(f"{args.checkpoint}: {len(dataset)} images, {settings}, device {device}, {recipe.describe()}",
-          file=sys.stderr)
-    forward = inference_forward(model, recipe, device)  # BatchNorm folded etc.: the same answer, faster
+    shards = f", {processes.world_size} processes" if processes.enabled else ""
+    if main:
+        print(f"{args.checkpoint}: {len(dataset)} images, {settings}, device {device}{shards}, {recipe.describe()}",
+              file=sys.stderr)
+    forward = inference_forward(model, recipe, device)
     result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
-                      num_samples=args.samples if args.report else 0,
-                      on_prediction=save if args.save_predictions else None, progress=not args.quiet)
+                      num_samples=args.samples if args.report and main else 0,
+                      on_prediction=save if args.save_predictions else None, progress=main and not args.quiet,
+                      processes=processes)
+    if not main:
+        return 1 if result.failures else 0
     for message in result.failures:
         print(f"pspnet eval: skipped {message}", file=sys.stderr)
     print(format_table(result.scores, info.classes))
-    print(f"{result.images} of {len(dataset)} images scored")
+    print(f"{result.images} of {len(dataset)} images scored ({recipe.describe()})")
     doc = result.scores.to_dict(info.classes) | {
         "images": result.images, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
-        "ignore_index": ignore, "confusion_matrix": result.matrix.tolist(), "failures": result.failures}
+        "recipe": asdict(recipe) | {"description": recipe.describe()}, "processes": processes.world_size,
+        "device": str(device), "ignore_index": ignore, "confusion_matrix": result.matrix.tolist(),
+        "failures": result.failures}
     targets = [args.json] if args.json else []
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +152,6 @@ def run(args: argparse.Namespace) -> int:
         from pspnet.engine.report import write_report
 
         index = write_report(args.report, result.scores, result.matrix, info.classes, info.palette, result.samples,
-                             title=f"pspnet eval {args.checkpoint.name}")
+                             title=f"pspnet eval {args.checkpoint.name} ({recipe.describe()})")
         print(f"report: {index}", file=sys.stderr)
     return 1 if result.failures else 0

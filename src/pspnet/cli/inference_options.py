@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from pspnet.engine.inference import PRESETS, InferenceSettings
 from pspnet.errors import PSPNetError
@@ -10,36 +11,41 @@ from pspnet.errors import PSPNetError
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("test protocol (defaults: the official settings of the checkpoint's dataset)")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="ss",
-                   help="ss: scale 1.0; ms: scales 0.5 0.75 1.0 1.25 1.5 1.75 (default ss)")
+    g.add_argument("--preset", choices=sorted(PRESETS),
+                   help="ss: scale 1.0; ms: 0.5 0.75 1.0 1.25 1.5 1.75 (default ss, or the config's val: scales)")
     g.add_argument("--base-size", type=int, metavar="N",
                    help="long side at scale 1.0 (ADE20K/VOC 512, Cityscapes 2048, CamVid 480); 0 keeps each image's")
     g.add_argument("--crop-size", type=int, nargs="+", metavar="N",
                    help="sliding-window size: N or H W (ADE20K/VOC 473, Cityscapes 713, CamVid 361)")
     g.add_argument("--scales", type=float, nargs="+", metavar="S", help="scales to average (overrides --preset)")
-    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average each window with its mirror image (default: on)")
-    g.add_argument("--mode", choices=["slide", "whole"], default="slide",
+    g.add_argument("--mode", choices=["slide", "whole"],
                    help="slide: crop-sized windows (default); whole: the resized image in one piece")
-    g.add_argument("--batch-size", type=int, default=8, metavar="N",
+    g.add_argument("--batch-size", type=int, metavar="N",
                    help="network inputs per forward pass; windows of several images share them (default 8)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
-def settings_from_args(args: argparse.Namespace, dataset: str) -> InferenceSettings:
-    """The dataset's official settings for --preset, with every option given on the command line applied."""
+def settings_from_args(args: argparse.Namespace, dataset: str, base: InferenceSettings | None = None
+                       ) -> InferenceSettings:
+    """The protocol: `base` (a config file's `val:` section) when given, else the dataset's official settings for
+    --preset; then every option given on the command line applied."""
     crop = args.crop_size
     if crop is not None and len(crop) not in (1, 2):
         raise PSPNetError(f"--crop-size {' '.join(map(str, crop))}: expected N or H W")
     overrides: dict[str, object] = {
         "crop_size": None if crop is None else (crop[0], crop[-1]),
-        "scales": None if args.scales is None else tuple(args.scales),
+        "scales": PRESETS[args.preset] if args.scales is None and args.preset is not None else args.scales,
         "flip": args.flip,
         "mode": args.mode,
         "batch_size": args.batch_size,
     }
-    settings = InferenceSettings.for_dataset(dataset, args.preset, **overrides)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if base is None:
+        settings = InferenceSettings.for_dataset(dataset, args.preset or "ss", **overrides)
+    else:
+        settings = replace(base, **overrides)  # type: ignore[arg-type]
     if args.base_size is not None:
-        settings.base_size = args.base_size or None
-        settings.__post_init__()
+        settings = replace(settings, base_size=args.base_size or None)
     return settings

@@ -1,0 +1,144 @@
+"""Training and evaluation under torchrun (gloo on the CPU): validation on every process without a hang, sharded
+evaluation equal to one process, and two "nodes" on this machine equal to one node with two processes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pspnet.cli.main import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import config_dict, make_folders_dataset  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+
+HANG = 300  # seconds: a deadlock becomes a failure, not a stuck suite
+VAL_IMAGES = 5  # odd: the two shards differ in size
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_folders_dataset(tmp_path_factory.mktemp("data"), n_train=8, n_val=VAL_IMAGES)
+
+
+def ddp_config(data_root: Path, out: Path, path: Path) -> Path:
+    """BatchNorm without SyncBN (CPU processes each keep their own statistics), dropout on, validation every 2 of
+    6 iterations. One network input per val batch, so a shard's batches are those of one process (sharding, not
+    batch composition, is what is compared)."""
+    d = config_dict(data_root, out, iterations=6, batch_size=4, val_every=2, checkpoint_every=2)
+    d["model"]["dropout"] = 0.1
+    d["val"]["batch_size"] = 1
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+def torchrun(*args: str, nodes: tuple[int, int, int] | None = None, nproc: int = 2) -> list[str]:
+    """The torchrun command: one machine with `nproc` processes, or node (rank, count, port) meeting at 127.0.0.1."""
+    where = (["--standalone"] if nodes is None else
+             ["--nnodes", str(nodes[1]), "--node-rank", str(nodes[0]), "--master-addr", "127.0.0.1",
+              "--master-port", str(nodes[2])])
+    return [sys.executable, "-m", "torch.distributed.run", *where, "--nproc-per-node", str(nproc),
+            "-m", "pspnet.cli.main", *args]
+
+
+def start(command: list[str]) -> subprocess.Popen:
+    """torchrun in a session of its own, so that a hang can be ended with everything it started."""
+    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def finish(procs: list[subprocess.Popen]) -> list[str]:
+    """Wait for every process (HANG seconds at most, then kill their sessions and fail); their stderr."""
+    try:
+        errors = [proc.communicate(timeout=HANG)[1] for proc in procs]
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"torchrun still running after {HANG} s: a hang")
+    finally:
+        for proc in procs:  # SIGTERM first: torchrun then stops its workers (they run in sessions of their own)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+    for proc, err in zip(procs, errors, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    return errors
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(data_root, tmp_path_factory) -> tuple[Path, Path]:
+    """A 2-process training run with validation (the run's folder and its config)."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    cfg = ddp_config(data_root, tmp / "run", tmp / "run.yaml")
+    finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress"))])
+    return tmp / "run", cfg
+
+
+def val_records(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == "val"]
+
+
+def test_two_processes_validate_three_times_and_end(two_process_run) -> None:
+    run, _ = two_process_run
+    records = val_records(run)
+    assert [r["iteration"] for r in records] == [2, 4, 6]
+    assert all(r["images"] == VAL_IMAGES for r in records), "every val image counted once over the two shards"
+    assert (run / "final.safetensors").is_file() and (run / "best.safetensors").is_file()
+
+
+def test_the_last_validation_equals_a_one_process_eval_of_the_final_model(two_process_run, tmp_path) -> None:
+    run, cfg = two_process_run
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(run / "final.safetensors"), "--config", str(cfg), "--device", "cpu", "--quiet",
+                 "--workers", "0", "--json", str(out)]) == 0
+    single = json.loads(out.read_text())
+    assert single["images"] == VAL_IMAGES
+    assert abs(val_records(run)[-1]["val_mIoU"] - single["mIoU"]) <= 1e-6
+
+
+def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_process_run, tmp_path) -> None:
+    run, cfg = two_process_run
+    model = str(run / "final.safetensors")
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main(["eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
+                 "--json", str(one)]) == 0
+    finish([start(torchrun("eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
+                           "--json", str(two)))])
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert b["processes"] == 2 and a["processes"] == 1
+    assert a["images"] == b["images"] == VAL_IMAGES
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+    assert sum(map(sum, a["confusion_matrix"])) > 0
+
+
+def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_process_run, data_root, tmp_path) -> None:
+    """`torchrun --nnodes 2 --node-rank {0,1} --nproc-per-node 1` twice on this machine, meeting over 127.0.0.1:
+    each process has local rank 0, so anything keyed on the local rank instead of the global one shows here."""
+    single, _ = two_process_run
+    cfg = ddp_config(data_root, tmp_path / "run", tmp_path / "run.yaml")
+    port = free_port()
+    finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress", nodes=(rank, 2, port),
+                           nproc=1)) for rank in (0, 1)])
+    a, b = load_file(str(single / "final.safetensors")), load_file(str(tmp_path / "run" / "final.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["val_mIoU"] for r in val_records(single)] == [r["val_mIoU"] for r in val_records(tmp_path / "run")]
