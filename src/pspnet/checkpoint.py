@@ -25,6 +25,7 @@ from pspnet.model.state import load_state_strict
 
 FORMAT = "pspnet"
 FORMAT_VERSION = "1"
+TRAINING_FORMAT = "pspnet-training"  # checkpoints/iter_N.pt of `pspnet train` (pspnet.train.checkpoints writes them)
 
 
 def save(model: PSPNet, path: str | Path) -> Path:
@@ -42,14 +43,32 @@ def save(model: PSPNet, path: str | Path) -> Path:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
-    """Rebuild a model from one of our checkpoints, or from an official hszhao/semseg `.pth`, in eval mode."""
+    """Rebuild a model, in eval mode, from any file the project writes (a `.safetensors` model, a training
+    checkpoint `checkpoints/iter_N.pt`) or from an official hszhao/semseg `.pth`."""
     path = Path(path)
     kind = file_kind(path)
     if kind == "safetensors":
         model = load_safetensors(path)
     else:
-        model = convert_semseg_state(read_torch_file(path), source=str(path))
+        obj = read_torch_file(path)
+        if isinstance(obj, dict) and obj.get("format") == TRAINING_FORMAT:
+            model = model_from_training_checkpoint(obj, path)
+        else:
+            model = convert_semseg_state(obj, source=str(path))
     return model.to(map_location).eval()
+
+
+def model_from_training_checkpoint(obj: dict[str, Any], path: Path) -> PSPNet:
+    """The model of a training checkpoint: its settings and class metadata are stored as JSON beside the weights."""
+    try:
+        config = ModelConfig.from_dict(json.loads(obj["model_config"]), source=str(path))
+        info = DatasetInfo.from_dict(obj["info"], str(path))
+        state = obj["model"]
+    except (KeyError, json.JSONDecodeError, TypeError) as e:
+        raise PSPNetError(f"{path}: damaged pspnet training checkpoint ({type(e).__name__}: {e})") from None
+    model = PSPNet.from_config(config, info)
+    load_state_strict(model, state, str(path))
+    return model
 
 
 def load_safetensors(path: Path) -> PSPNet:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pspnet.checkpoint import model_weights, read_torch_file, unwrap
+from pspnet.checkpoint import TRAINING_FORMAT, file_kind, model_weights, read_torch_file, unwrap
 from pspnet.errors import PSPNetError
 from pspnet.files import write_atomically
 
@@ -32,7 +32,7 @@ def save_training_checkpoint(
     """Write `iter_N.pt` atomically (a kill mid-write leaves the previous files intact), then prune to `keep_last`."""
     net = unwrap(model)
     payload = {
-        "format": "pspnet-training",
+        "format": TRAINING_FORMAT,
         "iteration": iteration,
         "model": model_weights(net),
         "optimizer": optimizer.state_dict(),
@@ -58,9 +58,15 @@ def list_checkpoints(directory: Path) -> list[Path]:
 
 
 def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    """The content of `iter_N.pt`, for --resume; any other file is an error that says what --resume takes."""
+    if file_kind(path) == "safetensors":
+        raise PSPNetError(f"{path}: holds the weights only (no optimiser state, no iteration), so a run cannot resume "
+                          "from it; --resume takes a run's checkpoints/iter_N.pt. To start a new run from these "
+                          f"weights, set train.init={path}")
     obj = read_torch_file(path)
-    if not isinstance(obj, dict) or obj.get("format") != "pspnet-training":
-        raise PSPNetError(f"{path}: not a pspnet training checkpoint (expected a file written by `pspnet train`)")
+    if not isinstance(obj, dict) or obj.get("format") != TRAINING_FORMAT:
+        raise PSPNetError(f"{path}: not a pspnet training checkpoint (expected checkpoints/iter_N.pt written by "
+                          "`pspnet train`)")
     obj["progress"] = json.loads(obj["progress"])
     obj["model_config"] = json.loads(obj["model_config"])
     return obj

@@ -56,7 +56,6 @@ class TrainingStep:
 
     def __call__(self, stream: Iterator[Batch], iteration: int) -> dict[str, float]:
         d = self.d
-        torch.manual_seed(mix_seed(self.seed, d.rank, iteration))  # dropout: a function of the iteration
         totals = torch.zeros(3, device=d.device)
         for micro_index in range(self.accumulate):
             batch = to_device(next(stream), d.device)
@@ -66,6 +65,9 @@ class TrainingStep:
             rows = [(micro_index * self.micro + i) * d.world_size + d.rank for i in range(len(batch["image"]))]
             images, labels = self.augment(batch["image"], batch["label"], generator, rows=rows)
             images = images.contiguous(memory_format=self.memory_format)
+            # Dropout masks: a function of (seed, rank, iteration, micro-batch), drawn right before the forward, after
+            # everything else that may touch the global generator (a new epoch's DataLoader iterator draws from it).
+            torch.manual_seed(mix_seed(self.seed, d.rank, iteration, micro_index))
             sync = micro_index == self.accumulate - 1 or not d.enabled
             no_sync = nullcontext() if sync else self.model.no_sync()  # type: ignore[operator]
             with no_sync, autocast(self.recipe, d.device):
