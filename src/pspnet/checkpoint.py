@@ -5,8 +5,6 @@ normalisation). Reading never unpickles arbitrary objects: torch files go throug
 from __future__ import annotations
 
 import json
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from torch import nn
 from pspnet.classes import DatasetInfo
 from pspnet.convert.semseg import convert_semseg_state
 from pspnet.errors import PSPNetError
-from pspnet.files import write_atomically
+from pspnet.files import file_kind, read_torch_file, write_atomically
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
@@ -91,35 +89,6 @@ def load_safetensors(path: Path) -> PSPNet:
     model = PSPNet.from_config(config, info)
     load_state_strict(model, state, str(path))
     return model
-
-
-def file_kind(path: Path) -> str:
-    """"safetensors", "torch-zip" or "torch-pickle"; anything else is an error naming the file."""
-    if not path.is_file():
-        raise PSPNetError(f"{path}: no such checkpoint file")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    if zipfile.is_zipfile(path):
-        return "torch-zip"
-    if head[:1] == b"\x80":
-        return "torch-pickle"
-    raise PSPNetError(f"{path}: not a checkpoint (expected a pspnet .safetensors file or a PyTorch .pth file)")
-
-
-def read_torch_file(path: Path) -> Any:
-    """torch.load with weights_only=True: tensors and plain containers only; anything else is refused, unrun."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise PSPNetError(
-            f"{path}: refused to load: it holds Python objects other than tensors, which could run code "
-            f"({first}). Only weight files are accepted."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise PSPNetError(f"{path}: cannot read it as a PyTorch checkpoint ({str(e).splitlines()[0]})") from None
 
 
 def model_weights(model: nn.Module) -> dict[str, torch.Tensor]:

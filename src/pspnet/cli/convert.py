@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pspnet.checkpoint import file_kind, read_torch_file, save
+from pspnet.checkpoint import save
 from pspnet.classes import KNOWN, known_dataset
 from pspnet.convert.semseg import convert_semseg_state
 from pspnet.errors import PSPNetError
+from pspnet.files import file_kind, read_torch_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from pspnet.cli.inference_options import add_inference_arguments, settings_from_
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.device import resolve_device
-from pspnet.engine.inference import inputs_per_image, segment
+from pspnet.engine.inference import fill_batches, segment
 from pspnet.engine.predict import expand_inputs, is_video, predict_video, write_image_outputs
 from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
@@ -60,35 +61,27 @@ def run(args: argparse.Namespace) -> int:
 
     images = [p for p in files if not is_video(p)]
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)
-    group: list[tuple[Path, np.ndarray]] = []
-    inputs = written = 0
+    written = 0
 
-    def flush() -> None:
-        nonlocal written
+    def readable() -> Iterator[tuple[Path, np.ndarray]]:
+        for path in images:
+            try:
+                image = read_image(path)
+                if image.size == 0:
+                    raise PSPNetError(f"{path}: image has no pixels")
+            except PSPNetError as e:
+                failures.append(str(e))
+                tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
+                bar.update(1)
+                continue
+            yield path, image
+
+    for group in fill_batches(readable(), settings, lambda item: item[1].shape[:2]):  # images share batches
         labels = segment(forward, [to_tensor(im) for _, im in group], settings, info.mean, info.std, device)
         for (path, image), lab in zip(group, labels, strict=True):
             write_image_outputs(args.out, path.stem, image, lab.cpu().numpy(), info.palette)
         bar.update(len(group))
         written += len(group)
-        group.clear()
-
-    for path in images:
-        try:
-            image = read_image(path)
-            if image.size == 0:
-                raise PSPNetError(f"{path}: image has no pixels")
-        except PSPNetError as e:
-            failures.append(str(e))
-            tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
-            bar.update(1)
-            continue
-        group.append((path, image))
-        inputs += inputs_per_image(image.shape[0], image.shape[1], settings)
-        if inputs >= settings.batch_size:  # several images share network batches
-            flush()
-            inputs = 0
-    if group:
-        flush()
     bar.close()
 
     for path in (p for p in files if is_video(p)):
@@ -107,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         written += 1
         print(f"{path}: {frames} frames → {out_path}", file=sys.stderr)
 
-    print(f"{written} of {len(files)} inputs written to {args.out}", file=sys.stderr)
+    how = "ONNX Runtime" if args.backend == "onnxruntime" else recipe.describe()
+    print(f"{written} of {len(files)} inputs written to {args.out} ({how}, device {device})", file=sys.stderr)
     if failures:
         print(f"pspnet predict: {len(failures)} input(s) failed (see above)", file=sys.stderr)
         return 1

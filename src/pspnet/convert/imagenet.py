@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from pspnet.checkpoint import read_torch_file
 from pspnet.download import download, file_digest
 from pspnet.errors import PSPNetError
+from pspnet.files import read_torch_file
 from pspnet.model.resnet import DilatedResNet
 from pspnet.model.state import load_state_strict, tensor_state
 

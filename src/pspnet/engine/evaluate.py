@@ -7,7 +7,7 @@ matrices are summed, so every process ends with the same scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
-from pspnet.engine.inference import Forward, InferenceSettings, inputs_per_image, segment
+from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment
 from pspnet.engine.metrics import ConfusionMatrix, Scores
 from pspnet.errors import PSPNetError
 
@@ -58,21 +58,6 @@ class _Guarded(Dataset):
             return {"error": str(e)}
 
 
-def _groups(loader: Any, settings: InferenceSettings) -> Iterator[list[dict[str, Any]]]:
-    """Items grouped until they fill at least one network batch, so that their windows are batched together."""
-    group: list[dict[str, Any]] = []
-    inputs = 0
-    for item in loader:
-        group.append(item)
-        if "error" not in item:
-            inputs += inputs_per_image(item["image"].shape[1], item["image"].shape[2], settings)
-        if inputs >= settings.batch_size:
-            yield group
-            group, inputs = [], 0
-    if group:
-        yield group
-
-
 def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: DatasetInfo,
              device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX, workers: int = 0,
              num_samples: int = 0, on_prediction: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None,
@@ -90,7 +75,7 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
         dataset = Subset(dataset, shard_indices(len(dataset), processes))
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
     bar = tqdm(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
-    for group in _groups(loader, settings):
+    for group in fill_batches(loader, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
         good = [item for item in group if "error" not in item]
         result.failures.extend(item["error"] for item in group if "error" in item)
         preds = segment(forward, [item["image"] for item in good], settings, info.mean, info.std, device)

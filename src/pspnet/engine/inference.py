@@ -18,8 +18,9 @@ ONNX Runtime session wrapped in a function — so every backend is scored by the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -122,6 +123,27 @@ def inputs_per_image(height: int, width: int, settings: InferenceSettings) -> in
         else:
             total += 1
     return total * (2 if settings.flip else 1)
+
+
+T = TypeVar("T")
+
+
+def fill_batches(items: Iterable[T], settings: InferenceSettings, size: Callable[[T], tuple[int, int] | None]
+                 ) -> Iterator[list[T]]:
+    """`items` in groups whose network inputs fill at least one batch, so that the windows of several images share
+    forward passes; `size(item)` is the item's (height, width), or None for an item that makes no inputs."""
+    group: list[T] = []
+    inputs = 0
+    for item in items:
+        group.append(item)
+        hw = size(item)
+        if hw is not None:
+            inputs += inputs_per_image(hw[0], hw[1], settings)
+        if inputs >= settings.batch_size:
+            yield group
+            group, inputs = [], 0
+    if group:
+        yield group
 
 
 @dataclass

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from pspnet.checkpoint import TRAINING_FORMAT, file_kind, model_weights, read_torch_file, unwrap
+from pspnet.checkpoint import TRAINING_FORMAT, model_weights, unwrap
 from pspnet.errors import PSPNetError
-from pspnet.files import write_atomically
+from pspnet.files import file_kind, read_torch_file, write_atomically
 
 NAME = re.compile(r"iter_(\d+)\.pt")
 
