@@ -74,3 +74,23 @@ def test_peak_memory_is_at_least_what_was_resident_inside():
     # The kernel syncs its per-thread page counters in batches: the two readings may differ by a few pages.
     assert peak.bytes >= inside - 4 * 1024 * 1024
     assert inside >= 64 * 1024 * 1024
+
+
+def test_the_bench_training_workload_runs_the_trainers_own_step(monkeypatch):
+    from pspnet.bench.workloads import synthetic_images, synthetic_labels, training_work
+    from pspnet.train.step import TrainingStep
+
+    calls = []
+    original = TrainingStep.__call__
+
+    def counted(self, stream, iteration):
+        calls.append(iteration)
+        return original(self, stream, iteration)
+
+    monkeypatch.setattr(TrainingStep, "__call__", counted)
+    images = synthetic_images(2, 33, 33, seed=0)
+    labels = list(synthetic_labels(2, 33, 33, 5, seed=1).to(torch.uint8))
+    work, first = training_work(tiny_model().train(), REFERENCE, images, labels, torch.device("cpu"), seed=0)
+    loss = work()
+    assert calls == [0] and torch.isfinite(loss)
+    assert first[0].shape == (2, 5, 33, 33)

@@ -163,3 +163,19 @@ def test_eval_reads_the_data_settings_of_a_config_file(checkpoint, tmp_path, cap
     config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path / 'd'}\n  num_classes: 3\n")
     assert main(["eval", str(checkpoint), "--config", str(config), "--workers", "0", *TINY]) == 0
     assert "1 of 1 images scored" in capsys.readouterr().out
+
+
+def test_eval_with_a_config_uses_its_val_protocol_and_command_line_options_win(checkpoint, tmp_path) -> None:
+    write_image(tmp_path / "d" / "images" / "val" / "s.png")
+    write_label(tmp_path / "d" / "labels" / "val" / "s.png")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path / 'd'}\n  num_classes: 3\n"
+                      "val:\n  base_size: 40\n  crop_size: [24, 24]\n  mode: whole\n  flip: false\n")
+    out = tmp_path / "e.json"
+    assert main(["eval", str(checkpoint), "--config", str(config), "--workers", "0", "--json", str(out)]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert (settings["base_size"], settings["mode"], settings["flip"]) == (40, "whole", False)
+    assert main(["eval", str(checkpoint), "--config", str(config), "--workers", "0", "--json", str(out),
+                 "--flip", "--base-size", "30"]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert (settings["base_size"], settings["mode"], settings["flip"]) == (30, "whole", True)

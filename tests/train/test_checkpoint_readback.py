@@ -15,6 +15,7 @@ from pspnet.cli.main import main
 from pspnet.distributed import single_process
 from pspnet.train.checkpoints import load_training_checkpoint
 from pspnet.train.config import load_train_config
+from pspnet.train.step import TrainingStep
 from pspnet.train.trainer import Trainer, train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -93,6 +94,8 @@ def test_train_init_starts_from_the_given_weights(finished_run, data_root, tmp_p
     path = tmp_path / "cfg.yaml"
     init = str(finished_run / "final.safetensors")
     path.write_text(yaml.safe_dump(config_dict(data_root, tmp_path / "x", init=init)))
-    trainer = Trainer(load_train_config(path), single_process(torch.device("cpu")), progress=False)
+    cfg = load_train_config(path)
+    trainer = Trainer(cfg, single_process(torch.device("cpu")), progress=False)
+    assert isinstance(trainer.step, TrainingStep) and trainer.step.recipe == cfg.train.recipe()  # what bench times
     final = load_file(str(finished_run / "final.safetensors"))
     assert all(torch.equal(model_weights(trainer.model)[k], final[k]) for k in final)
