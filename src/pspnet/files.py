@@ -65,3 +65,49 @@ def read_torch_file(path: Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise PSPNetError(f"{path}: cannot read it as a PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def check_output_folder(path: Path, option: str) -> None:
+    """Before any compute: `path` is a folder, or can be made one, that this process can write in; else a one-line
+    PSPNetError naming the option, the path and what is wrong."""
+    if path.exists() and not path.is_dir():
+        raise PSPNetError(f"{option} {path}: exists and is not a folder; expected a folder for the outputs")
+    _check_creatable(path, option)
+
+
+def check_output_file(path: Path, option: str, overwrite: bool) -> None:
+    """Before any compute: `path` can be written, and is not an existing file unless `overwrite`."""
+    if path.is_dir():
+        raise PSPNetError(f"{option} {path}: is a folder; expected a file name")
+    if path.exists() and not overwrite:
+        raise PSPNetError(f"{option} {path}: exists; pass --overwrite to replace it, or choose another name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PSPNetError(f"{option} {path}: exists and is not writable")
+    _check_creatable(path.parent, option, path)
+
+
+def check_new_outputs(paths: list[Path], inputs: list[Path], overwrite: bool, option: str) -> None:
+    """Before any compute: none of `paths` is one of the `inputs` (never, whatever the options), and none exists
+    unless `overwrite` (outputs of an earlier run)."""
+    inputs_resolved = {p.resolve() for p in inputs}
+    clashes = [p for p in paths if p.resolve() in inputs_resolved]
+    if clashes:
+        raise PSPNetError(f"{option}: the output {clashes[0]} would replace an input of this run; choose an output "
+                          "folder that holds no inputs")
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise PSPNetError(f"{option}: {existing[0]} exists{more}, from an earlier run; pass --overwrite to replace "
+                          "such outputs, or choose another folder")
+
+
+def _check_creatable(folder: Path, option: str, target: Path | None = None) -> None:
+    """The nearest existing ancestor of `folder` is a folder this process can write in."""
+    named = target or folder
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PSPNetError(f"{option} {named}: {existing} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PSPNetError(f"{option} {named}: {existing} is not writable")

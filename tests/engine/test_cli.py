@@ -45,8 +45,8 @@ def test_predict_writes_labels_colours_and_overlays_at_input_size(checkpoint, tm
     label = Image.open(tmp_path / "out" / "two.png")
     assert label.mode == "L" and label.size == (31, 20)
     assert np.asarray(label).max() < 3
-    assert Image.open(tmp_path / "out" / "one_color.png").mode == "RGB"
-    assert (tmp_path / "out" / "one_overlay.png").is_file()
+    assert Image.open(tmp_path / "out" / "color" / "one.png").mode == "RGB"
+    assert (tmp_path / "out" / "overlay" / "one.png").is_file()
 
 
 def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
@@ -96,7 +96,7 @@ def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
         for p in s.encode():
             c.mux(p)
     assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), *TINY]) == 0
-    with av.open(str(tmp_path / "o" / "clip_overlay.mp4")) as c:
+    with av.open(str(tmp_path / "o" / "overlay" / "clip.mp4")) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 3 and (frames[0].height, frames[0].width) == (32, 48)
 
@@ -110,7 +110,7 @@ def test_eval_then_score_give_the_same_numbers(checkpoint, tmp_path) -> None:
     assert code == 0
     ev = json.loads((tmp_path / "ev" / "scores.json").read_text())
     assert ev["images"] == 3 and ev["classes"] == ["a", "b", "c"] and len(ev["confusion_matrix"]) == 3
-    assert main(["score", "--pred", str(tmp_path / "ev" / "pred"), "--gt", str(tmp_path / "lab"),
+    assert main(["score", "--pred", str(tmp_path / "ev"), "--gt", str(tmp_path / "lab"),
                  "--num-classes", "3", "--json", str(tmp_path / "score.json")]) == 0
     sc = json.loads((tmp_path / "score.json").read_text())
     assert sc["mIoU"] == pytest.approx(ev["mIoU"]) and sc["IoU"] == pytest.approx(ev["IoU"])
@@ -176,6 +176,6 @@ def test_eval_with_a_config_uses_its_val_protocol_and_command_line_options_win(c
     settings = json.loads(out.read_text())["settings"]
     assert (settings["base_size"], settings["mode"], settings["flip"]) == (40, "whole", False)
     assert main(["eval", str(checkpoint), "--config", str(config), "--workers", "0", "--json", str(out),
-                 "--flip", "--base-size", "30"]) == 0
+                 "--flip", "--base-size", "30", "--overwrite"]) == 0
     settings = json.loads(out.read_text())["settings"]
     assert (settings["base_size"], settings["mode"], settings["flip"]) == (30, "whole", True)

@@ -145,7 +145,7 @@ def test_predict_with_onnxruntime_writes_the_same_pngs_as_pytorch(model_and_file
                  *protocol]) == 0
     assert main(["predict", "--backend", "onnxruntime", str(onnx_file), str(tmp_path / "street.png"), "--out",
                  str(tmp_path / "ort"), *protocol]) == 0
-    for name in ("street.png", "street_color.png", "street_overlay.png"):
+    for name in ("street.png", "color/street.png", "overlay/street.png"):
         torch_png = np.asarray(Image.open(tmp_path / "torch" / name))
         ort_png = np.asarray(Image.open(tmp_path / "ort" / name))
         assert np.mean(torch_png == ort_png) >= 0.999, name

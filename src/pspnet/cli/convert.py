@@ -9,7 +9,7 @@ from pspnet.checkpoint import save
 from pspnet.classes import KNOWN, known_dataset
 from pspnet.convert.semseg import convert_semseg_state
 from pspnet.errors import PSPNetError
-from pspnet.files import file_kind, read_torch_file
+from pspnet.files import check_output_file, file_kind, read_torch_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,12 +17,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="layout of SRC: 'semseg' = the authors' PyTorch release (train_epoch_N.pth)")
     p.add_argument("src", type=Path, help="the checkpoint to convert")
     p.add_argument("dst", type=Path, help="where to write the pspnet checkpoint (.safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     p.add_argument("--dataset", choices=sorted(KNOWN),
                    help="class names and colours to attach (default: inferred from the class count: "
                         "150 ade20k, 21 voc2012, 19 cityscapes)")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.dst, "DST", args.overwrite)
+    if args.dst.resolve() == args.src.resolve():
+        raise PSPNetError(f"DST {args.dst}: is SRC; write the converted checkpoint to another file")
     if file_kind(args.src) == "safetensors":
         raise PSPNetError(f"{args.src}: already a safetensors file; expected an official .pth checkpoint")
     info = known_dataset(args.dataset) if args.dataset else None

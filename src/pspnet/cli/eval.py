@@ -22,9 +22,10 @@ from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.distributed import Distributed, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import InferenceSettings
-from pspnet.engine.predict import colorize, save_label_png, save_rgb_png
+from pspnet.engine.predict import PredictionLayout, write_image_outputs
 from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
+from pspnet.files import check_new_outputs, check_output_file, check_output_folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--out", type=Path, metavar="DIR",
                      help="write scores.json and confusion.csv here (and predictions with --save-predictions)")
     out.add_argument("--save-predictions", action="store_true",
-                     help="save DIR/pred/NAME.png (class indices) and DIR/color/NAME.png (palette colours)")
+                     help="save the predictions as `pspnet predict` does: DIR/NAME.png (class indices, what `pspnet "
+                          "score --pred DIR` reads), DIR/color/NAME.png and DIR/overlay/NAME.png")
+    out.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     out.add_argument("--report", type=Path, metavar="DIR", help="write charts, sample grids and index.html here")
     out.add_argument("--samples", type=int, default=6, help="images in the report's sample grid (default 6)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -96,6 +99,27 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     return dataset, ignore, protocol
 
 
+def check_outputs(args: argparse.Namespace, dataset: Any) -> None:
+    """Every output path, before any compute: writable, and no file of an earlier run replaced without --overwrite."""
+    if args.save_predictions and args.out is None:
+        raise PSPNetError("--save-predictions needs --out DIR to save them in")
+    inputs = [path for pair in dataset.pairs for path in (pair.image, pair.label)]
+    if args.json is not None:
+        check_output_file(args.json, "--json", args.overwrite)
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
+        layout = PredictionLayout(args.out)
+        planned = [args.out / "scores.json", args.out / "confusion.csv"]
+        if args.save_predictions:
+            planned += [f for pair in dataset.pairs for f in layout.image_files(pair.name)]
+        check_new_outputs(planned, inputs, args.overwrite, "--out")
+    if args.report is not None:
+        from pspnet.engine.report import REPORT_FILES
+
+        check_output_folder(args.report, "--report")
+        check_new_outputs([args.report / name for name in REPORT_FILES], inputs, args.overwrite, "--report")
+
+
 def run(args: argparse.Namespace) -> int:
     processes = setup(args.device)
     try:
@@ -110,13 +134,12 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     info = model.info
     dataset, ignore, protocol = build_eval_dataset(args, info.num_classes)
     settings = settings_from_args(args, info.name, protocol)
-    if args.save_predictions and args.out is None:
-        raise PSPNetError("--save-predictions needs --out DIR to save them in")
+    check_outputs(args, dataset)
+    layout = PredictionLayout(args.out) if args.out is not None else None
 
     def save(name: str, image: torch.Tensor, pred: torch.Tensor) -> None:
-        labels = pred.cpu().numpy().astype(np.uint8)
-        save_label_png(args.out / "pred" / f"{name}.png", labels)
-        save_rgb_png(args.out / "color" / f"{name}.png", colorize(labels, info.palette))
+        assert layout is not None
+        write_image_outputs(layout, name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy(), info.palette)
 
     recipe = recipe_from_args(args, device)
     shards = f", {processes.world_size} processes" if processes.enabled else ""

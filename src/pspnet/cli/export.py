@@ -10,12 +10,14 @@ from pspnet.device import resolve_device
 from pspnet.errors import PSPNetError
 from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset, export_onnx, require_onnx
 from pspnet.export.torchscript import export_torchscript
+from pspnet.files import check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official .pth")
     p.add_argument("--format", choices=["onnx", "torchscript"], required=True, help="what to write")
     p.add_argument("--out", type=Path, required=True, help="the file to write (e.g. model.onnx, model.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--argmax", action="store_true",
                    help="add a second output 'labels': int64 N×H×W, the argmax of the logits")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
@@ -27,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", args.overwrite)
+    if args.out.resolve() == args.checkpoint.resolve():
+        raise PSPNetError(f"--out {args.out}: is the checkpoint being exported; choose another file")
+    if args.static_size and min(args.static_size) < 1:
+        raise PSPNetError(f"--static-size {args.static_size[0]} {args.static_size[1]}: expected a positive height "
+                          "and width")
     if args.static_size and args.format != "onnx":
         raise PSPNetError("--static-size applies to ONNX only; a TorchScript export takes any batch, height and width")
     if args.format == "onnx":

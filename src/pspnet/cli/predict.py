@@ -16,9 +16,10 @@ from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.device import resolve_device
 from pspnet.engine.inference import fill_batches, segment
-from pspnet.engine.predict import expand_inputs, is_video, predict_video, write_image_outputs
+from pspnet.engine.predict import PredictionLayout, expand_inputs, is_video, predict_video, write_image_outputs
 from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
+from pspnet.files import check_new_outputs, check_output_folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the network with PyTorch (default) or ONNX Runtime (pip install 'pspnet[export]')")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="writes NAME.png (class indices), NAME_color.png, NAME_overlay.png; videos NAME_overlay.mp4")
+                   help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
+                        "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4. Not a folder that "
+                        "holds inputs")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
     add_recipe_arguments(p)
@@ -39,6 +43,20 @@ def run(args: argparse.Namespace) -> int:
     failures = list(found.problems)
     for message in found.problems:
         print(f"pspnet predict: {message}", file=sys.stderr)
+    layout = PredictionLayout(args.out)
+    check_output_folder(args.out, "--out")
+    files, stems = [], set()
+    for path in found.files:  # every output name must be unique, else one input would overwrite another
+        if path.stem in stems:
+            failures.append(f"{path}: another input already writes {path.stem}.png; rename one of them")
+            print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
+            continue
+        stems.add(path.stem)
+        files.append(path)
+
+    check_inputs_outside(args.out, found.files)
+    planned = [f for p in files for f in ([layout.video(p.stem)] if is_video(p) else layout.image_files(p.stem))]
+    check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
     device = resolve_device(args.device)
     if args.backend == "onnxruntime":  # the same protocol and outputs, the network run by ONNX Runtime
         from pspnet.export.onnx_runtime import OnnxRuntimeModel
@@ -50,15 +68,6 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args, device)
     forward = model if args.backend == "onnxruntime" else inference_forward(model, recipe, device)
     settings = settings_from_args(args, info.name)
-    files, stems = [], set()
-    for path in found.files:  # every output name must be unique, else one input would overwrite another
-        if path.stem in stems:
-            failures.append(f"{path}: another input already writes {path.stem}.png; rename one of them")
-            print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
-            continue
-        stems.add(path.stem)
-        files.append(path)
-
     images = [p for p in files if not is_video(p)]
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)
     written = 0
@@ -79,13 +88,13 @@ def run(args: argparse.Namespace) -> int:
     for group in fill_batches(readable(), settings, lambda item: item[1].shape[:2]):  # images share batches
         labels = segment(forward, [to_tensor(im) for _, im in group], settings, info.mean, info.std, device)
         for (path, image), lab in zip(group, labels, strict=True):
-            write_image_outputs(args.out, path.stem, image, lab.cpu().numpy(), info.palette)
+            write_image_outputs(layout, path.stem, image, lab.cpu().numpy(), info.palette)
         bar.update(len(group))
         written += len(group)
     bar.close()
 
     for path in (p for p in files if is_video(p)):
-        out_path = args.out / f"{path.stem}_overlay.mp4"
+        out_path = layout.video(path.stem)
         vbar = tqdm(desc=path.name, unit="frame", disable=args.quiet, leave=False)
         try:
             frames = predict_video(forward, path, out_path, settings, info.mean, info.std, info.palette, device,
@@ -107,3 +116,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
+
+
+def check_inputs_outside(out: Path, inputs: list[Path]) -> None:
+    """--out must not be a folder that holds inputs: outputs would mix with them (and a later run over the folder
+    would take them for inputs)."""
+    for path in inputs:
+        if path.parent.resolve() == out.resolve():
+            raise PSPNetError(f"--out {out}: holds the input {path}; choose another folder for the outputs "
+                              f"(e.g. {out / 'pspnet'})")

@@ -14,6 +14,7 @@ from pspnet.data.imageops import read_label
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.metrics import ConfusionMatrix
 from pspnet.errors import PSPNetError
+from pspnet.files import check_output_file
 
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, required=True, metavar="N", help="classes 0..N-1")
     p.add_argument("--ignore-index", type=int, default=IGNORE_INDEX, help="ground-truth value to skip (default 255)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
+    p.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
 
 
 def label_files(folder: Path, what: str) -> dict[str, Path]:
@@ -33,6 +35,8 @@ def label_files(folder: Path, what: str) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        check_output_file(args.json, "--json", args.overwrite)
     preds, gts = label_files(args.pred, "prediction"), label_files(args.gt, "ground-truth")
     if not gts:
         raise PSPNetError(f"{args.gt}: holds no label PNGs")

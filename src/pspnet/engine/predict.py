@@ -1,7 +1,9 @@
 """Prediction on files, folders, globs and videos: finding the inputs and writing label, colour and overlay images.
 
-Per image `NAME`: `NAME.png` (class index per pixel, at the input size), `NAME_color.png` (the dataset palette) and
-`NAME_overlay.png` (the colours blended over the image). Per video `NAME.ext`: `NAME_overlay.mp4`.
+One output layout for `predict` and `eval --save-predictions` (`PredictionLayout`): per image `NAME`, `OUT/NAME.png`
+(class index per pixel, at the input size: what `pspnet score --pred OUT` reads), `OUT/color/NAME.png` (the dataset
+palette) and `OUT/overlay/NAME.png` (the colours blended over the image); per video `NAME.ext`,
+`OUT/overlay/NAME.mp4`.
 """
 
 from __future__ import annotations
@@ -88,13 +90,35 @@ def save_rgb_png(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb, mode="RGB").save(path)
 
 
-def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, labels: np.ndarray,
+@dataclass(frozen=True)
+class PredictionLayout:
+    """Where the predictions of a run go (see the module docstring)."""
+
+    root: Path
+
+    def label(self, stem: str) -> Path:
+        return self.root / f"{stem}.png"
+
+    def color(self, stem: str) -> Path:
+        return self.root / "color" / f"{stem}.png"
+
+    def overlay(self, stem: str) -> Path:
+        return self.root / "overlay" / f"{stem}.png"
+
+    def video(self, stem: str) -> Path:
+        return self.root / "overlay" / f"{stem}.mp4"
+
+    def image_files(self, stem: str) -> list[Path]:
+        return [self.label(stem), self.color(stem), self.overlay(stem)]
+
+
+def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, labels: np.ndarray,
                         palette: Sequence[Color]) -> None:
-    """`stem.png` (indices), `stem_color.png` and `stem_overlay.png` in `out_dir`."""
+    """The class indices, the colour map and the overlay of one image, where `layout` puts them."""
     color = colorize(labels, palette)
-    save_label_png(out_dir / f"{stem}.png", labels)
-    save_rgb_png(out_dir / f"{stem}_color.png", color)
-    save_rgb_png(out_dir / f"{stem}_overlay.png", overlay(image, color))
+    save_label_png(layout.label(stem), labels)
+    save_rgb_png(layout.color(stem), color)
+    save_rgb_png(layout.overlay(stem), overlay(image, color))
 
 
 def _av() -> ModuleType:

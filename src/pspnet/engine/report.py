@@ -29,6 +29,9 @@ def _pyplot():  # noqa: ANN202 - matplotlib is optional
     return plt
 
 
+REPORT_FILES = ("iou.png", "confusion.png", "samples.png", "index.html")
+
+
 def write_report(out_dir: Path, scores: Scores, matrix: torch.Tensor, class_names: Sequence[str],
                  palette: Sequence[Color], samples: Sequence[Sample], title: str = "pspnet eval") -> Path:
     """Write iou.png, confusion.png, samples.png and index.html into `out_dir`; returns the index.html path."""

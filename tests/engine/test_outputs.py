@@ -1,0 +1,119 @@
+"""No command overwrites a file it did not create in this run (unless --overwrite), never an input, and output
+paths are checked before any compute: one line naming the path, exit status 2."""
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pspnet
+from pspnet.classes import DatasetInfo
+from pspnet.cli.main import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cli import TINY, write_image, write_label  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(3, backbone="resnet18", info=DatasetInfo("toy", ["a", "b", "c"]))
+    return pspnet.save(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line_error(capsys, code: int, *words: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_predict_into_the_input_folder_refuses_and_leaves_the_inputs_untouched(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_image(photos / "a.png")
+    write_image(photos / "b.png", seed=1)
+    before = digests(photos)
+    code = main(["predict", str(checkpoint), str(photos), "--out", str(photos), *TINY])
+    one_line_error(capsys, code, "--out", "holds the input")
+    code = main(["predict", str(checkpoint), str(photos), "--out", str(photos), "--overwrite", *TINY])
+    one_line_error(capsys, code, "holds the input")
+    assert digests(photos) == before
+
+
+def test_predict_never_replaces_an_input_even_with_overwrite(checkpoint, tmp_path, capsys):
+    write_image(tmp_path / "in" / "a.png")
+    write_image(tmp_path / "out" / "color" / "a.png", seed=3)  # an input where an output would go
+    before = digests(tmp_path / "out")
+    code = main(["predict", str(checkpoint), str(tmp_path / "in"), str(tmp_path / "out" / "color" / "a.png"),
+                 "--out", str(tmp_path / "out"), "--overwrite", *TINY])
+    one_line_error(capsys, code, "would replace an input")
+    assert digests(tmp_path / "out") == before
+
+
+def test_a_second_predict_into_the_same_folder_needs_overwrite(checkpoint, tmp_path, capsys):
+    write_image(tmp_path / "in" / "a.png")
+    args = ["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY]
+    assert main(args) == 0
+    first = digests(tmp_path / "out")
+    one_line_error(capsys, main(args), "exists", "--overwrite")
+    assert digests(tmp_path / "out") == first
+    assert main([*args, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("make", ["file", "under_a_file"])
+def test_predict_to_an_impossible_folder_fails_before_any_compute(checkpoint, tmp_path, capsys, make):
+    write_image(tmp_path / "in" / "a.png")
+    (tmp_path / "f").write_text("not a folder")
+    out = tmp_path / "f" if make == "file" else tmp_path / "f" / "sub"
+    code = main(["predict", str(tmp_path / "missing.safetensors"), str(tmp_path / "in"), "--out", str(out), *TINY])
+    one_line_error(capsys, code, str(out))  # the output is checked before the (missing) checkpoint is even read
+
+
+def test_predict_output_is_what_score_reads(checkpoint, tmp_path, capsys):
+    for i in range(2):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "gt" / f"s{i}.png", seed=i)
+    assert main(["predict", str(checkpoint), str(tmp_path / "img"), "--out", str(tmp_path / "out"), *TINY]) == 0
+    assert main(["score", "--pred", str(tmp_path / "out"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"]) == 0
+    assert "mIoU" in capsys.readouterr().out
+
+
+def test_eval_outputs_are_checked_before_it_evaluates(checkpoint, tmp_path, capsys):
+    write_image(tmp_path / "img" / "s.png")
+    write_label(tmp_path / "lab" / "s.png")
+    (tmp_path / "e.json").write_text("{}")
+    data = ["--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"), "--workers", "0", *TINY]
+    one_line_error(capsys, main(["eval", str(checkpoint), *data, "--json", str(tmp_path / "e.json")]), "--json",
+                   "exists")
+    assert (tmp_path / "e.json").read_text() == "{}"
+    assert main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev"), "--save-predictions"]) == 0
+    assert {"s.png", "color/s.png", "overlay/s.png", "scores.json", "confusion.csv"} <= set(digests(tmp_path / "ev"))
+    one_line_error(capsys, main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev")]), "exists")
+
+
+def test_export_score_and_convert_do_not_replace_files(checkpoint, tmp_path, capsys):
+    (tmp_path / "m.pt").write_text("keep")
+    code = main(["export", str(checkpoint), "--format", "torchscript", "--out", str(tmp_path / "m.pt")])
+    one_line_error(capsys, code, "--out", "exists", "--overwrite")
+    assert (tmp_path / "m.pt").read_text() == "keep"
+    code = main(["export", str(checkpoint), "--format", "onnx", "--out", str(checkpoint), "--overwrite"])
+    one_line_error(capsys, code, "is the checkpoint")
+    code = main(["export", str(checkpoint), "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                 "--static-size", "0", "64"])
+    one_line_error(capsys, code, "--static-size", "positive")
+    write_label(tmp_path / "gt" / "s.png")
+    (tmp_path / "s.json").write_text("keep")
+    code = main(["score", "--pred", str(tmp_path / "gt"), "--gt", str(tmp_path / "gt"), "--num-classes", "3",
+                 "--json", str(tmp_path / "s.json")])
+    one_line_error(capsys, code, "--json", "exists")
+    code = main(["convert", "--from", "semseg", str(checkpoint), str(checkpoint), "--overwrite"])
+    one_line_error(capsys, code, "is SRC")
