@@ -12,20 +12,66 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pspnet.errors import PSPNetError
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An RGB image as uint8 H×W×3; an unreadable file raises PSPNetError naming it."""
+    """An RGB image as uint8 H×W×3, as an image viewer shows it (see `to_rgb`); an unreadable file raises
+    PSPNetError naming it."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            return to_rgb(im)
     except FileNotFoundError:
         raise PSPNetError(f"{path}: no such image file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise PSPNetError(f"{path}: cannot read it as an image ({e})") from None
+
+
+def to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
+    """uint8 H×W×3 RGB of any image: EXIF orientation applied (phone photos upright, as viewers show them),
+    16-bit and 32-bit greyscale scaled (not clipped) to 0..255, float images in 0..1 scaled, palette, greyscale,
+    LA/RGBA (alpha dropped) and CMYK converted. Arrays: H×W (grey) or H×W×3/4, uint8, uint16 or float in 0..1.
+    Labels never go through here: a label map is used as stored, so it must match the image as displayed."""
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image)
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode.startswith("I;16"):
+        return _array_to_rgb(np.asarray(image), top=65535)  # a 16-bit file: scaled as such, however dark
+    if image.mode in ("I", "F"):
+        return _array_to_rgb(np.asarray(image))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
+    """`top`: the value that becomes 255 (default: 255 for values that fit 8 bits or uint8, else 65535)."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise PSPNetError(f"image array of shape {a.shape}; expected H×W or H×W×3 (or ×4)")
+    if a.dtype == np.uint8:
+        out = a
+    elif np.issubdtype(a.dtype, np.floating):
+        if a.size and (np.nanmin(a) < 0 or np.nanmax(a) > 1):
+            raise PSPNetError(f"float image with values {float(np.nanmin(a)):.3g}..{float(np.nanmax(a)):.3g}; "
+                              "expected 0..1 (or give uint8 0..255)")
+        out = np.round(np.nan_to_num(a) * 255).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.integer):
+        if a.size and a.min() < 0:
+            raise PSPNetError(f"integer image with negative values ({int(a.min())}); expected 0..255 or 0..65535")
+        if a.max(initial=0) > 65535:
+            raise PSPNetError(f"integer image with values up to {int(a.max())}; expected 8- or 16-bit values")
+        top = top or (65535 if a.dtype == np.uint16 or a.max(initial=0) > 255 else 255)
+        out = np.round(a.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+    else:
+        raise PSPNetError(f"image array of type {a.dtype}; expected uint8, uint16 or float")
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(out)
 
 
 def read_label(path: str | Path) -> np.ndarray:
