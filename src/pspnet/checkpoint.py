@@ -26,8 +26,10 @@ FORMAT_VERSION = "1"
 TRAINING_FORMAT = "pspnet-training"  # checkpoints/iter_N.pt of `pspnet train` (pspnet.train.checkpoints writes them)
 
 
-def save(model: PSPNet, path: str | Path) -> Path:
-    """Write `model` to `path` (safetensors). The file is replaced atomically: a crash leaves the old one intact."""
+def save(model: PSPNet, path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    """Write `model` to `path` (safetensors). The file is replaced atomically: a crash leaves the old one intact.
+    `provenance`: where the weights come from (a training run, a conversion), JSON-ready; `read_metadata` and
+    `pspnet info` show it."""
     path = Path(path)
     state = model_weights(model)
     metadata = {
@@ -36,6 +38,8 @@ def save(model: PSPNet, path: str | Path) -> Path:
         "model": json.dumps(unwrap(model).config.to_dict()),
         "info": json.dumps(unwrap(model).info.to_dict()),
     }
+    if provenance:
+        metadata["provenance"] = json.dumps(provenance)
     write_atomically(path, lambda tmp: save_file(state, tmp, metadata=metadata))
     return path
 
@@ -67,6 +71,31 @@ def model_from_training_checkpoint(obj: dict[str, Any], path: Path) -> PSPNet:
     model = PSPNet.from_config(config, info)
     load_state_strict(model, state, str(path))
     return model
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """What a checkpoint says about itself, without building the model: its kind, the model settings, the classes
+    and normalisation, and its provenance (training run, iteration, scores) where the file records one."""
+    path = Path(path)
+    kind = file_kind(path)
+    if kind == "safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise PSPNetError(f"{path}: cannot read it as a safetensors file ({e})") from None
+        if metadata.get("format") != FORMAT:
+            raise PSPNetError(f"{path}: a safetensors file without pspnet metadata; expected one written by pspnet")
+        return {"kind": "pspnet model (safetensors)", "model": json.loads(metadata["model"]),
+                "info": json.loads(metadata["info"]), "provenance": json.loads(metadata.get("provenance", "{}"))}
+    obj = read_torch_file(path)
+    if isinstance(obj, dict) and obj.get("format") == TRAINING_FORMAT:
+        return {"kind": "pspnet training checkpoint", "model": json.loads(obj["model_config"]),
+                "info": json.loads(obj["info"]),
+                "provenance": {"iteration": obj.get("iteration"), **json.loads(obj.get("progress", "{}"))}}
+    model = convert_semseg_state(obj, source=str(path))
+    return {"kind": "hszhao/semseg checkpoint (converted on load)", "model": model.config.to_dict(),
+            "info": model.info.to_dict(), "provenance": {"epoch": obj.get("epoch")} if isinstance(obj, dict) else {}}
 
 
 def load_safetensors(path: Path) -> PSPNet:

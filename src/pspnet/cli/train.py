@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pspnet.train.config import load_train_config
-from pspnet.train.trainer import train
+from pspnet.train.trainer import config_yaml, train
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,9 +15,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                    help="continue the run: from the latest checkpoint in train.out_dir, or from CHECKPOINT")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to metrics.jsonl)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the merged config (file, overrides, defaults) as YAML, to save and edit; then exit")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config, args.overrides)
+    if args.print_config:
+        print(config_yaml(cfg), end="")
+        return 0
     train(cfg, resume=args.resume, progress=not args.no_progress)
     return 0

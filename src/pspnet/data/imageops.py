@@ -71,7 +71,7 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
         raise PSPNetError(f"image array of type {a.dtype}; expected uint8, uint16 or float")
     if out.ndim == 2:
         out = np.repeat(out[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(out)
+    return np.array(out, dtype=np.uint8, order="C", copy=True)  # the caller's array is never shared or changed
 
 
 def read_label(path: str | Path) -> np.ndarray:

@@ -39,6 +39,29 @@ class Inputs:
     problems: list[str] = field(default_factory=list)
 
 
+def predict(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path,
+            settings: InferenceSettings | None = None, device: torch.device | str | None = None) -> np.ndarray:
+    """The label map (uint8 H×W class indices, at the image's size) of one image, in one call.
+
+        import pspnet
+        model = pspnet.load("best.safetensors")
+        labels = pspnet.predict(model, "street.jpg")     # or a PIL image, or an H×W×3 uint8 RGB array
+
+    The test protocol of the model's dataset (`InferenceSettings.for_dataset(model.info.name)`) unless `settings`
+    says otherwise; fp32 with BatchNorm folded, on `device` (default: where the model's weights are).
+    """
+    from pspnet.data.imageops import read_image, to_rgb
+    from pspnet.engine.recipe import default_recipe, inference_forward
+
+    info = model.info  # type: ignore[attr-defined]
+    rgb = read_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    settings = settings or InferenceSettings.for_dataset(info.name)
+    forward = inference_forward(model, default_recipe(device), device)
+    labels = segment(forward, [to_tensor(rgb)], settings, info.mean, info.std, device)[0]
+    return labels.cpu().numpy().astype(np.uint8)
+
+
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 

@@ -184,6 +184,18 @@ class Trainer:
         self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
         return int(ckpt["iteration"]), ckpt["progress"]
 
+    def provenance(self, iteration: int, val_miou: float | None) -> dict[str, Any]:
+        """What a saved model records of its training (shown by `pspnet info`)."""
+        from pspnet import __version__
+
+        cfg, s = self.cfg, self.cfg.train
+        return {"source": "pspnet train", "pspnet_version": __version__, "iteration": iteration,
+                "iterations": self.max_iter, "val_mIoU": val_miou, "val_protocol": to_dict(cfg.val),
+                "val_recipe": self.val_recipe.describe(), "dataset": cfg.data.dataset, "data_root": str(cfg.data.root),
+                "out_dir": str(self.out), "train_recipe": self.recipe.describe(), "processes": self.d.world_size,
+                "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed,
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
     def check_same_start(self, start: int) -> None:
         """Every process must continue from the same iteration (a node that cannot see the checkpoint would start
         from 0 and wait forever in the first all_reduce)."""
@@ -199,10 +211,11 @@ class Trainer:
         start, progress = self.resume_from(resume)
         self.check_same_start(start)
         best = progress.get("best_miou")
+        last_miou: float | None = None
         log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
         if d.is_main and start == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(_yaml(to_dict(cfg)))
+            (self.out / "config.yaml").write_text(config_yaml(cfg))
         stream = micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate)
         bar = tqdm(total=self.max_iter, initial=start, desc="train", unit="it",
                    disable=not (self.progress and d.is_main), dynamic_ncols=True)
@@ -231,11 +244,11 @@ class Trainer:
                 if self.val_set is not None and (
                     (s.val_every > 0 and done % s.val_every == 0) or done == self.max_iter
                 ):
-                    miou = self.validate(done, log)  # the same value on every process: they take the same branch
+                    miou = last_miou = self.validate(done, log)  # the same on every process: they take one branch
                     if not math.isnan(miou) and (best is None or miou > best):
                         best = miou
                         if d.is_main:
-                            save(self.model, self.out / "best.safetensors")
+                            save(self.model, self.out / "best.safetensors", self.provenance(done, best))
                         last_saved = self.save_checkpoint(done, {"best_miou": best})
                     self.model.train()
         except KeyboardInterrupt:
@@ -248,7 +261,7 @@ class Trainer:
             log.close()
         final = self.out / "final.safetensors"
         if d.is_main:
-            save(self.model, final)
+            save(self.model, final, self.provenance(self.max_iter, last_miou))
         barrier(d)
         seconds = time.perf_counter() - t0
         best_path = self.out / "best.safetensors" if best is not None else None
@@ -287,7 +300,8 @@ class Trainer:
         return sc.miou
 
 
-def _yaml(data: Any) -> str:
+def config_yaml(cfg: TrainConfig) -> str:
+    """The whole config as YAML (every default filled in): what `--print-config` prints and a run saves."""
     import yaml
 
-    return yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False)
+    return yaml.safe_dump(json.loads(json.dumps(to_dict(cfg))), sort_keys=False)

@@ -1,0 +1,50 @@
+"""`pspnet info CHECKPOINT [--json]`: what a checkpoint holds, read from its metadata."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pspnet.checkpoint import read_metadata
+from pspnet.classes import DatasetInfo
+from pspnet.model.config import ModelConfig
+from pspnet.model.pspnet import PSPNet
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="a .safetensors model, a training iter_N.pt, or a semseg .pth")
+    p.add_argument("--json", action="store_true", help="print everything as one JSON object")
+
+
+def parameter_count(model: dict[str, Any], info: dict[str, Any], source: str) -> int:
+    """Parameters of the model these settings build (on the meta device: nothing is allocated)."""
+    with torch.device("meta"):
+        net = PSPNet.from_config(ModelConfig.from_dict(model, source), DatasetInfo.from_dict(info, source))
+    return sum(p.numel() for p in net.parameters())
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = read_metadata(args.checkpoint)
+    meta["parameters"] = parameter_count(meta["model"], meta["info"], str(args.checkpoint))
+    if args.json:
+        print(json.dumps({"file": str(args.checkpoint), **meta}, indent=1))
+        return 0
+    m, info, prov = meta["model"], meta["info"], meta["provenance"]
+    settings = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("num_classes", "backbone"))
+    classes = info["classes"]
+    shown = ", ".join(classes[:12]) + (f", … ({len(classes) - 12} more)" if len(classes) > 12 else "")
+    lines = [
+        f"file: {args.checkpoint} ({meta['kind']})",
+        f"model: PSPNet {m['backbone']}, {m['num_classes']} classes, {meta['parameters']:,} parameters; {settings}",
+        f"classes ({info['name']}): {shown}",
+        f"input: RGB in [0, 1], mean {info['mean']}, std {info['std']}",
+    ]
+    if prov:
+        lines.append("provenance: " + ", ".join(f"{k} {json.dumps(v) if isinstance(v, dict) else v}"
+                                                 for k, v in prov.items() if v is not None))
+    print("\n".join(lines))
+    return 0

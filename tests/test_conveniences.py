@@ -1,0 +1,79 @@
+"""`python -m pspnet`, `train --print-config`, `pspnet info` and the one-call `pspnet.predict`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import pspnet
+from pspnet.cli.main import main
+from pspnet.engine.inference import InferenceSettings
+from pspnet.train.config import load_train_config
+from pspnet.train.trainer import train
+
+sys.path.insert(0, str(Path(__file__).parent / "train"))
+from synthetic import config_dict, make_folders_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    root = make_folders_dataset(tmp / "data")
+    (tmp / "cfg.yaml").write_text(yaml.safe_dump(config_dict(root, tmp / "run", iterations=2, val_every=2)))
+    train(load_train_config(tmp / "cfg.yaml"), progress=False)
+    return tmp
+
+
+def test_python_dash_m_pspnet_is_the_command(run_dir) -> None:
+    out = subprocess.run([sys.executable, "-m", "pspnet", "info", str(run_dir / "run" / "final.safetensors")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "PSPNet resnet18, 3 classes" in out.stdout
+
+
+def test_print_config_prints_the_merged_config_that_loads_back_the_same(run_dir, capsys) -> None:
+    assert main(["train", "--config", str(run_dir / "cfg.yaml"), "train.lr=0.02", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    saved = run_dir / "printed.yaml"
+    saved.write_text(printed)
+    again = load_train_config(saved)
+    assert again.train.lr == 0.02 and again.train.momentum == 0.9  # the override and a default
+    assert again == load_train_config(run_dir / "cfg.yaml", ["train.lr=0.02"])
+
+
+def test_info_shows_the_architecture_classes_and_training_provenance(run_dir, capsys) -> None:
+    final = run_dir / "run" / "final.safetensors"
+    assert main(["info", str(final)]) == 0
+    text = capsys.readouterr().out
+    assert "PSPNet resnet18, 3 classes" in text and "class_0" in text and "mean" in text
+    assert "source pspnet train" in text and "iteration 2" in text and "val_mIoU" in text
+    assert main(["info", str(final), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["parameters"] == sum(p.numel() for p in pspnet.load(final).parameters())
+    assert doc["provenance"]["val_mIoU"] is not None and doc["provenance"]["iterations"] == 2
+    assert main(["info", str(run_dir / "run" / "checkpoints" / "iter_0000002.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["provenance"]["iteration"] == 2
+
+
+def test_info_on_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "x.safetensors").write_bytes(b"not a checkpoint at all")
+    assert main(["info", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x.safetensors" in err
+
+
+def test_one_call_predict_takes_a_path_a_pil_image_or_an_array(run_dir) -> None:
+    model = pspnet.load(run_dir / "run" / "final.safetensors")
+    path = run_dir / "data" / "images" / "val" / "0.png"
+    settings = InferenceSettings(base_size=None, crop_size=(32, 32))
+    from_path = pspnet.predict(model, path, settings)
+    assert from_path.shape == (32, 40) and from_path.dtype == np.uint8 and from_path.max() < 3
+    assert np.array_equal(pspnet.predict(model, Image.open(path), settings), from_path)
+    assert np.array_equal(pspnet.predict(model, np.asarray(Image.open(path)), settings), from_path)
+    assert pspnet.predict(model, path, device=torch.device("cpu")).shape == (32, 40)  # the dataset's own protocol
