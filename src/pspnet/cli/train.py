@@ -14,6 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override any setting, e.g. train.lr=0.02 data.root=/data/camvid train.precision=bf16")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                    help="continue the run: from the latest checkpoint in train.out_dir, or from CHECKPOINT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a train.out_dir that holds an earlier run (its files are moved aside)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to metrics.jsonl)")
     p.add_argument("--print-config", action="store_true",
                    help="print the merged config (file, overrides, defaults) as YAML, to save and edit; then exit")
@@ -24,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_yaml(cfg), end="")
         return 0
-    train(cfg, resume=args.resume, progress=not args.no_progress)
+    train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     return 0

@@ -39,6 +39,7 @@ from pspnet.model.state import load_state_strict
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig
+from pspnet.train.outdir import check_out_dir, move_aside
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
 from pspnet.train.step import TrainingStep
@@ -66,10 +67,18 @@ def micro_batches(loader: Any, per_epoch: int, micro: int, start: int) -> Iterat
         epoch, offset = epoch + 1, 0
 
 
-def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: bool = True) -> Summary:
-    """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`."""
+def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: bool = True,
+          overwrite: bool = False) -> Summary:
+    """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`.
+    A folder holding an earlier run needs `resume` (continue) or `overwrite` (start afresh; old files moved aside)."""
+    check_out_dir(cfg.train.out_dir, resume, overwrite)
     d = setup(cfg.train.device)
     try:
+        if overwrite and d.is_main:
+            aside = move_aside(cfg.train.out_dir)
+            if aside is not None:
+                tqdm.write(f"the earlier run in {cfg.train.out_dir} was moved to {aside}")
+        barrier(d)
         return Trainer(cfg, d, progress).run(resume)
     finally:
         teardown()
@@ -210,6 +219,13 @@ class Trainer:
         cfg, d, s = self.cfg, self.d, self.cfg.train
         start, progress = self.resume_from(resume)
         self.check_same_start(start)
+        if start >= self.max_iter:
+            self.note(f"the run in {self.out} is finished (iteration {start} of {self.max_iter}): nothing to train. "
+                      "To train longer, raise train.iterations (or train.epochs) and --resume; to start afresh, "
+                      "--overwrite")
+            best_path = self.out / "best.safetensors"
+            return Summary(start, self.out / "final.safetensors", best_path if best_path.exists() else None,
+                           progress.get("best_miou"), 0.0)
         best = progress.get("best_miou")
         last_miou: float | None = None
         log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)

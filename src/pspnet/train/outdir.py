@@ -1,0 +1,43 @@
+"""A run's folder: never trained into twice by accident. A folder that holds a run is continued with --resume or
+started afresh with --overwrite (the old run's files moved aside, not deleted); otherwise the run refuses."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pspnet.errors import PSPNetError
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "tensorboard", "checkpoints", "best.safetensors", "final.safetensors")
+
+
+def run_files(out_dir: Path) -> list[Path]:
+    """The files and folders of an earlier run in `out_dir`."""
+    return [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
+
+
+def check_out_dir(out_dir: Path, resume: object, overwrite: bool) -> None:
+    """Before anything is computed: refuse to mix a new run into an old one (every process calls it)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PSPNetError(f"train.out_dir = {out_dir}: exists and is not a folder; expected a folder for the run")
+    if resume and overwrite:
+        raise PSPNetError("--resume continues the run in train.out_dir and --overwrite starts it afresh: choose one")
+    found = run_files(out_dir)
+    has_checkpoints = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").glob("iter_*.pt"))
+    if found and not overwrite and not (resume and (has_checkpoints or resume is not True)):
+        what = "continue it with --resume, or " if has_checkpoints else ""
+        raise PSPNetError(f"train.out_dir = {out_dir}: holds an earlier run ({', '.join(p.name for p in found)}); "
+                          f"{what}start afresh with --overwrite (its files are moved aside), or choose another "
+                          "train.out_dir")
+
+
+def move_aside(out_dir: Path) -> Path | None:
+    """--overwrite: the earlier run's files into `out_dir/replaced-<time>/`; returns that folder (None: nothing)."""
+    found = run_files(out_dir)
+    if not found:
+        return None
+    aside = out_dir / time.strftime("replaced-%Y%m%d-%H%M%S")
+    aside.mkdir()
+    for path in found:
+        path.rename(aside / path.name)
+    return aside

@@ -1,0 +1,61 @@
+"""A run's folder is never trained into twice by accident: --resume continues, --overwrite starts afresh with the
+old files moved aside, and a finished run is reported as finished."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pspnet.cli.main import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import config_dict, make_folders_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    """A finished 2-iteration run: (its config, its out_dir)."""
+    tmp = tmp_path_factory.mktemp("outdir")
+    root = make_folders_dataset(tmp / "data")
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(config_dict(root, tmp / "run", iterations=2, checkpoint_every=1)))
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    return cfg, tmp / "run"
+
+
+def test_training_into_a_folder_that_holds_a_run_refuses_and_says_what_to_do(finished, capsys) -> None:
+    cfg, out = finished
+    before = (out / "metrics.jsonl").read_text()
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds an earlier run" in err and "--resume" in err and "--overwrite" in err
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(finished, capsys) -> None:
+    cfg, out = finished
+    before = (out / "metrics.jsonl").read_text()
+    assert main(["train", "--config", str(cfg), "--no-progress", "--resume"]) == 0
+    assert "is finished (iteration 2 of 2)" in capsys.readouterr().out
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_resume_and_overwrite_together_are_refused(finished, capsys) -> None:
+    cfg, _ = finished
+    assert main(["train", "--config", str(cfg), "--resume", "--overwrite"]) == 2
+    assert "choose one" in capsys.readouterr().err
+
+
+def test_overwrite_moves_the_earlier_run_aside_and_starts_afresh(finished, tmp_path) -> None:
+    cfg, out = finished
+    copy = tmp_path / "cfg.yaml"
+    data = yaml.safe_load(cfg.read_text())
+    data["train"]["out_dir"] = str(tmp_path / "run")
+    copy.write_text(yaml.safe_dump(data))
+    assert main(["train", "--config", str(copy), "--no-progress"]) == 0
+    first = (tmp_path / "run" / "final.safetensors").read_bytes()
+    assert main(["train", "--config", str(copy), "--no-progress", "--overwrite"]) == 0
+    aside = [p for p in (tmp_path / "run").iterdir() if p.name.startswith("replaced-")]
+    assert len(aside) == 1 and (aside[0] / "final.safetensors").read_bytes() == first
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2  # the new run's lines only
