@@ -95,3 +95,14 @@ def test_cli_check_prints_each_problem_and_fails(tmp_path, capsys, bad):
     assert rc == (1 if bad else 0)
     assert ("image file named in the list is missing" in out) == bad
     assert out.strip().endswith("2 problem(s)" if bad else "no problems")
+
+
+def test_every_malformed_list_line_is_reported_and_the_good_pairs_still_checked(tmp_path):
+    good = good_pair(tmp_path, "a")
+    cfg = lists_dataset(tmp_path, [good])
+    with open(tmp_path / "train.txt", "a") as f:
+        f.write("only_one_path\nx y z\nimg/missing.png lab/missing.png\n")
+    found = problems_of(cfg)
+    assert [p for p, _ in found[:2]] == [f"{tmp_path / 'train.txt'}:2", f"{tmp_path / 'train.txt'}:3"]
+    assert all("expected 'IMAGE LABEL'" in reason for _, reason in found[:2])
+    assert any("missing.png" in path for path, _ in found[2:])

@@ -110,3 +110,16 @@ def test_prepare_voc2012_builds_train_aug_from_voc_and_sbd(tmp_path):
         ["images/train/a.jpg", "images/train/c.jpg"]
     assert (read_label(tmp_path / "voc" / "labels" / "train" / "c.png") == 3).all()
     assert json.loads((tmp_path / "voc" / "pspnet-prepared.json").read_text())["dataset"] == "voc2012"
+
+
+def test_a_source_with_the_wrong_layout_fails_marks_nothing_and_a_correct_rerun_works(tmp_path, capsys):
+    (tmp_path / "wrong" / "somewhere_else").mkdir(parents=True)
+    root = tmp_path / "camvid"
+    code = main(["data", "prepare", "camvid", "--root", str(root), "--source", str(tmp_path / "wrong"),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "found no image/label pairs" in err and "train.txt" in err
+    assert not any(root.glob("*prepared*"))
+    source = make_segnet_camvid(tmp_path / "src")
+    assert main(["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]) == 0
+    assert "prepared and checked (train 2, val 2, test 2 pairs)" in capsys.readouterr().out

@@ -69,16 +69,21 @@ def data_config(args: argparse.Namespace) -> DataConfig:
                       num_classes=args.num_classes)
 
 
+SHOWN_PROBLEMS = 200  # then a count: a broken dataset can have thousands
+
+
 def run_check(args: argparse.Namespace) -> int:
     cfg = data_config(args)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     problems = check_dataset(cfg, splits, progress=not args.no_progress)
-    for problem in problems:
+    for problem in problems[:SHOWN_PROBLEMS]:
         print(problem)
+    if len(problems) > SHOWN_PROBLEMS:
+        print(f"... and {len(problems) - SHOWN_PROBLEMS} more problem(s)")
     counts = []
     for split in splits:
         try:
-            counts.append(f"{split} {len(build_dataset(cfg, split))}")
+            counts.append(f"{split} {len(build_dataset(cfg, split, []))}")
         except PSPNetError:
             counts.append(f"{split} -")
     summary = f"{cfg.root}: {cfg.dataset}, {', '.join(counts)} pairs"

@@ -77,12 +77,18 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
     """Every problem of the configured splits: missing list files or folders, empty splits, and check_pair's."""
     problems = []
     for split in splits:
+        malformed: list[str] = []
         try:
-            dataset = build_dataset(cfg, split)
+            dataset = build_dataset(cfg, split, malformed)
         except PSPNetError as e:
             text = str(e)
             path, _, reason = text.partition(": ")
             problems.append(Problem(path, reason) if reason else Problem(f"{split} split", text))
+            continue
+        for message in malformed:
+            where, _, reason = message.partition(": ")
+            problems.append(Problem(where, reason))
+        if len(dataset) == 0 and malformed:
             continue
         if len(dataset) == 0:
             problems.append(Problem(dataset.source, f"the {split} split is empty; expected at least one pair"))

@@ -65,9 +65,10 @@ def list_path(cfg: DataConfig, split: str) -> Path:
     return cfg.root / (given if given is not None else f"{split}.txt")
 
 
-def build_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
+def build_dataset(cfg: DataConfig, split: str, malformed: list[str] | None = None) -> SegmentationDataset:
     """The `split` ("train", "val" or "test") of the configured dataset. Missing files are not checked here (that is
-    check_dataset's job, which reports all of them at once); a missing list file or folder raises PSPNetError."""
+    check_dataset's job, which reports all of them at once); a missing list file or folder raises PSPNetError, and
+    so does a malformed list line unless `malformed` collects them."""
     if split not in SPLITS:
         raise PSPNetError(f"split {split!r}; expected one of {', '.join(SPLITS)}")
     info = dataset_info(cfg)
@@ -82,4 +83,4 @@ def build_dataset(cfg: DataConfig, split: str) -> SegmentationDataset:
     if not path.exists() and cfg.dataset in KNOWN:
         raise PSPNetError(f"{path}: no such list file; run `pspnet data prepare {cfg.dataset} --root {cfg.root}` "
                           "first, or set data.root to where you prepared it")
-    return SegmentationDataset(read_list(path, cfg.root), info, split, str(path))
+    return SegmentationDataset(read_list(path, cfg.root, malformed), info, split, str(path))

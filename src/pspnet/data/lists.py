@@ -21,14 +21,16 @@ class Pair:
         return self.image.stem
 
 
-def read_list(path: Path, root: Path) -> list[Pair]:
-    """Pairs from a list file; relative paths are taken relative to `root`. A malformed line raises PSPNetError."""
-    return [Pair(root / image, root / label) for image, label in read_list_lines(path)]
+def read_list(path: Path, root: Path, malformed: list[str] | None = None) -> list[Pair]:
+    """Pairs from a list file; relative paths are taken relative to `root`. A malformed line raises PSPNetError
+    (with `malformed`: is reported there and skipped, see `read_list_lines`)."""
+    return [Pair(root / image, root / label) for image, label in read_list_lines(path, malformed)]
 
 
-def read_list_lines(path: str | Path) -> list[tuple[str, str]]:
+def read_list_lines(path: str | Path, malformed: list[str] | None = None) -> list[tuple[str, str]]:
     """The (image, label) path strings of a list file's 'IMAGE LABEL' lines, blank lines skipped; a missing file or
-    a malformed line raises PSPNetError naming the file and line."""
+    a malformed line raises PSPNetError naming the file and line. With `malformed`, each malformed line's message is
+    appended to it and the line skipped instead (to report every one)."""
     try:
         lines = Path(path).read_text().splitlines()
     except FileNotFoundError:
@@ -41,7 +43,11 @@ def read_list_lines(path: str | Path) -> list[tuple[str, str]]:
         if not parts:
             continue
         if len(parts) != 2:
-            raise PSPNetError(f"{path}:{n}: expected 'IMAGE LABEL' (two paths), got {line.strip()!r}")
+            message = f"{path}:{n}: expected 'IMAGE LABEL' (two paths), got {line.strip()!r}"
+            if malformed is None:
+                raise PSPNetError(message)
+            malformed.append(message)
+            continue
         entries.append((parts[0], parts[1]))
     return entries
 

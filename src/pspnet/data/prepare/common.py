@@ -157,6 +157,10 @@ def already_prepared(root: Path, dataset: str) -> Prepared | None:
 def finish(result: Prepared, pairs: dict[str, list[Pair]], num_classes: int, progress: bool) -> Prepared:
     """Write the list files, check every pair, and stamp the root when nothing is wrong."""
     root = result.root
+    if not any(pairs.values()):
+        looked = "; ".join(result.notes) or "every split was empty"
+        raise PSPNetError(f"{result.dataset}: found no image/label pairs ({looked}); expected the upstream layout "
+                          "(see docs/data.md); nothing was marked prepared")
     for split, split_pairs in pairs.items():
         if not split_pairs:
             result.problems.append(Problem(str(root / f"{split}.txt"), f"the {split} split is empty"))
