@@ -9,7 +9,7 @@ ROOT = Path(pspnet.__file__).parent
 
 # Bottom up. A module may import its own floor's modules and those below.
 FLOORS: list[tuple[str, ...]] = [
-    ("errors", "classes", "files"),
+    ("errors", "classes", "files", "progress"),
     ("configfile", "device", "download", "distributed", "model"),
     ("data", "convert", "export"),
     ("checkpoint", "engine"),

@@ -1,4 +1,5 @@
-"""Typed dataclass configs from YAML and `key=value` overrides; unknown keys and wrong types name the key."""
+"""Typed dataclass configs from YAML and `key=value` overrides; unknown keys and wrong types name the key and where
+its value came from: `file:line` for the YAML file, the override itself for the command line."""
 
 from __future__ import annotations
 
@@ -15,30 +16,54 @@ from pspnet.errors import PSPNetError
 T = TypeVar("T")
 
 
-def from_dict(cls: type[T], data: Any, source: str, prefix: str = "") -> T:
-    """Build dataclass `cls` from a mapping, recursing into nested dataclasses; every key and type is checked."""
+Origins = dict[str, str]  # dotted key → where its value came from ("run.yaml:12", "command line train.lr=x")
+
+
+def from_dict(cls: type[T], data: Any, source: str, prefix: str = "", origins: Origins | None = None) -> T:
+    """Build dataclass `cls` from a mapping, recursing into nested dataclasses; every key and type is checked, and
+    an error names the key and, with `origins`, where its value came from (else `source`)."""
+    origins = origins or {}
     if not isinstance(data, dict):
-        raise PSPNetError(f"{source}: {prefix or 'the file'} must be a mapping of settings, got {type(data).__name__}")
+        where = origin_of(prefix.rstrip("."), origins, source)
+        raise PSPNetError(f"{where}: {prefix or 'the file'} must be a mapping of settings, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise PSPNetError(f"{source}: unknown key {prefix}{unknown[0]}; expected one of {', '.join(sorted(fields))}")
+        where = origin_of(f"{prefix}{unknown[0]}", origins, source)
+        raise PSPNetError(f"{where}: unknown key {prefix}{unknown[0]}; expected one of {', '.join(sorted(fields))}")
     values = {}
     for name, value in data.items():
-        values[name] = coerce(hints[name], value, source, f"{prefix}{name}")
+        key = f"{prefix}{name}"
+        values[name] = coerce(hints[name], value, origin_of(key, origins, source), key, origins)
     try:
         return cls(**values)
     except TypeError as e:
-        raise PSPNetError(f"{source}: {prefix.rstrip('.') or 'config'}: {e}") from None
+        raise PSPNetError(f"{origin_of(prefix.rstrip('.'), origins, source)}: {prefix.rstrip('.') or 'config'}: "
+                          f"{e}") from None
+    except PSPNetError as e:  # a setting's own check (e.g. train.lr must be positive): say where it was set
+        named = [name for name in data if f"{prefix}{name}" in str(e) or str(e).startswith(f"{name} ")
+                 or f" {name} " in f" {e} "]
+        key = f"{prefix}{named[0]}" if named else prefix.rstrip(".")
+        where = origin_of(key, origins, source)
+        raise PSPNetError(f"{where}: {e}" if not key or key in str(e) else f"{where}: {key}: {e}") from None
 
 
-def coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+def origin_of(key: str, origins: Origins, source: str) -> str:
+    """Where `key`'s value came from: its own origin, else its nearest group's, else `source`."""
+    while key:
+        if key in origins:
+            return origins[key]
+        key = key.rpartition(".")[0]
+    return source
+
+
+def coerce(tp: Any, value: Any, source: str, key: str, origins: Origins | None = None) -> Any:
     """`value` as type `tp` (int, float, bool, str, Path, tuples/lists, Optional, Literal, dataclasses)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, source, f"{key}.")  # type: ignore[arg-type]
+        return from_dict(tp, value, source, f"{key}.", origins)  # type: ignore[arg-type]
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -100,14 +125,19 @@ def coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     raise PSPNetError(f"{source}: {key}: unsupported setting type {tp}")
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any]:
+    """The mapping in a YAML file; with `origins`, each dotted key's `file:line` is recorded there."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise PSPNetError(f"{path}: cannot read config ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise PSPNetError(f"{path}: not a text file; expected a YAML config (e.g. configs/camvid.yaml)") from None
     try:
         data = yaml.safe_load(text)
+        if origins is not None:
+            _record_lines(yaml.compose(text), "", str(path), origins)
     except yaml.YAMLError as e:
         raise PSPNetError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if data is None:
@@ -117,8 +147,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "command line") -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides (value parsed as YAML: numbers, booleans, lists) to a nested mapping."""
+def _record_lines(node: Any, prefix: str, path: str, origins: Origins) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            origins[key] = f"{path}:{key_node.start_mark.line + 1}"
+            _record_lines(value_node, f"{key}.", path, origins)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "command line",
+                    origins: Origins | None = None) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (value parsed as YAML: numbers, booleans, lists) to a nested mapping; with
+    `origins`, each overridden key is recorded as coming from the command line."""
     for item in overrides:
         if "=" not in item:
             raise PSPNetError(f"{source}: override {item!r} must look like key=value (e.g. train.lr=0.02)")
@@ -134,6 +174,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "c
             if not isinstance(node, dict):
                 raise PSPNetError(f"{source}: {key}: {part} is not a group of settings")
         node[parts[-1]] = value
+        if origins is not None:
+            origins[key] = f"{source} {item}"
     return data
 
 

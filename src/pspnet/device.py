@@ -23,3 +23,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise PSPNetError(f"unsupported device {name!r}; expected auto, cpu, cuda or cuda:N")
     return device
+
+
+def cpu_features() -> set[str]:
+    """The CPU's instruction-set flags that matter for speed (avx2, avx512f, avx512_bf16, avx512_vnni, amx_*),
+    read from /proc/cpuinfo; empty where it cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return {flag for flag in line.split(":", 1)[1].split()
+                            if flag in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or flag.startswith("amx")}
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_warning(device: torch.device, precision: str) -> str | None:
+    """A warning for bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX), where it is emulated and measured
+    ~50× slower than fp32 (BENCHMARKS.md); None when there is nothing to say."""
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    features = cpu_features()
+    if not features or features & {"avx512_bf16", "amx_bf16"}:
+        return None
+    return ("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX: it has " + (", ".join(sorted(features)) or "none")
+            + "), so it runs far slower than fp32 (~50× measured); use fp32 here")

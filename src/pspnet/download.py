@@ -8,9 +8,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pspnet.errors import PSPNetError
+from pspnet.progress import progress_bar
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -72,7 +71,7 @@ def download(url: str, dest: Path, sha256: str | None = None, progress: bool = T
                 have = 0  # the server sent the whole file
             length = response.headers.get("Content-Length")
             total = have + int(length) if length is not None else None
-            with open(part, "ab" if have else "wb") as f, tqdm(
+            with open(part, "ab" if have else "wb") as f, progress_bar(
                 total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
                 disable=not progress, leave=False,
             ) as bar:

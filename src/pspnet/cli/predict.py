@@ -20,6 +20,7 @@ from pspnet.engine.predict import PredictionLayout, expand_inputs, is_video, pre
 from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder
+from pspnet.progress import progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     forward = model if args.backend == "onnxruntime" else inference_forward(model, recipe, device)
     settings = settings_from_args(args, info.name)
     images = [p for p in files if not is_video(p)]
-    bar = tqdm(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)
+    bar = progress_bar(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)
     written = 0
 
     def readable() -> Iterator[tuple[Path, np.ndarray]]:
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     for path in (p for p in files if is_video(p)):
         out_path = layout.video(path.stem)
-        vbar = tqdm(desc=path.name, unit="frame", disable=args.quiet, leave=False)
+        vbar = progress_bar(desc=path.name, unit="frame", disable=args.quiet, leave=False)
         try:
             frames = predict_video(forward, path, out_path, settings, info.mean, info.std, info.palette, device,
                                    on_frames=vbar.update)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 
 import torch
 
+from pspnet.device import bf16_warning
 from pspnet.engine.recipe import COMPILE_MODES, PRECISIONS, Recipe, default_recipe, fast_recipe
 
 
@@ -35,4 +37,8 @@ def recipe_from_args(args: argparse.Namespace, device: torch.device, training: b
     names = ("precision", "channels_last", "compile", "compile_mode") + (() if training else ("fold_bn",))
     changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     base = fast_recipe if getattr(args, "fast", False) else default_recipe
-    return replace(base(device, training), **changes)
+    recipe = replace(base(device, training), **changes)
+    warning = bf16_warning(device, recipe.precision)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return recipe

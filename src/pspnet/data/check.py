@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset
 from pspnet.data.imageops import read_image, read_label
 from pspnet.data.lists import Pair
 from pspnet.errors import PSPNetError
+from pspnet.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255
     threads = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) as pool:
         results = pool.map(lambda p: check_pair(p, num_classes, ignore_index), pairs)
-        results = tqdm(results, total=len(pairs), desc=desc, unit="pair", disable=not progress, leave=False)
+        results = progress_bar(results, total=len(pairs), desc=desc, unit="pair", disable=not progress, leave=False)
         return [problem for found in results for problem in found]
 
 

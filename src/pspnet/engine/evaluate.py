@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment
 from pspnet.engine.metrics import ConfusionMatrix, Scores
 from pspnet.errors import PSPNetError
+from pspnet.progress import progress_bar
 
 
 @dataclass
@@ -74,7 +74,7 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     if processes is not None and processes.enabled:
         dataset = Subset(dataset, shard_indices(len(dataset), processes))
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
-    bar = tqdm(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
     for group in fill_batches(loader, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
         good = [item for item in group if "error" not in item]
         result.failures.extend(item["error"] for item in group if "error" in item)

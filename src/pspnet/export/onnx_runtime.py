@@ -53,8 +53,24 @@ class OnnxRuntimeModel:
         if inputs != [INPUT_NAME] or outputs[0] != LOGITS_NAME:
             raise PSPNetError(f"{self.path}: graph inputs {inputs} and outputs {outputs}; expected input "
                               f"{INPUT_NAME!r} and first output {LOGITS_NAME!r}, as `pspnet export` writes")
+        # Fixed dimensions are ints (an export with --static-size), dynamic ones names.
+        self.input_shape = [d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a normalised N×3×H×W batch. A graph exported for one input size takes that height and width
+        only; one exported for batch 1 is run image by image."""
+        _, _, fixed_h, fixed_w = self.input_shape
+        if (fixed_h, fixed_w) != (None, None) and (fixed_h, fixed_w) != tuple(x.shape[2:]):
+            raise PSPNetError(f"{self.path}: exported for {fixed_h}×{fixed_w} inputs (--static-size), but the test "
+                              f"protocol gives it {x.shape[2]}×{x.shape[3]}; choose settings that give {fixed_h}×"
+                              f"{fixed_w} windows (e.g. --crop-size {fixed_h} {fixed_w}) or export without "
+                              "--static-size")
+        if self.input_shape[0] == 1 and x.shape[0] > 1:
+            return torch.cat([self(item[None]) for item in x])
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array})
+        try:
+            (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array})
+        except Exception as e:  # onnxruntime's errors derive from Exception only
+            raise PSPNetError(f"{self.path}: ONNX Runtime failed on an input of shape {tuple(array.shape)} "
+                              f"({str(e).strip().splitlines()[0]})") from None
         return torch.from_numpy(logits).to(x.device)

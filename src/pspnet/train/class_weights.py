@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm import tqdm
 
 from pspnet.data.imageops import read_label
 from pspnet.data.lists import Pair
 from pspnet.errors import PSPNetError
+from pspnet.progress import progress_bar
 
 MEDIAN_FREQUENCY = "median_frequency"
 SQRT_MEDIAN_FREQUENCY = "sqrt_median_frequency"
@@ -40,7 +40,7 @@ def label_counts(pairs: Sequence[Pair], num_classes: int, ignore_index: int,
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = pool.map(count, pairs)
-        for counts, size in tqdm(results, total=len(pairs), desc="class weights", disable=not progress,
+        for counts, size in progress_bar(results, total=len(pairs), desc="class weights", disable=not progress,
                                  dynamic_ncols=True):
             pixels += counts
             present += np.where(counts > 0, size, 0)

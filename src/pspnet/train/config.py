@@ -78,13 +78,14 @@ class TrainConfig:
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """YAML + `key=value` overrides → TrainConfig; `model.num_classes` defaults to the dataset's class count."""
-    raw: dict[str, Any] = load_yaml(path) if path is not None else {}
-    raw = apply_overrides(raw, overrides or [])
+    origins: dict[str, str] = {}
+    raw: dict[str, Any] = load_yaml(path, origins) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [], origins=origins)
     source = str(path) if path is not None else "command line"
     if "data" not in raw:
         raise PSPNetError(f"{source}: no data section; expected data.dataset and data.root at least")
     model = raw.setdefault("model", {})
     if isinstance(model, dict) and "num_classes" not in model:
-        data = from_dict(DataConfig, raw["data"], source, "data.")
+        data = from_dict(DataConfig, raw["data"], source, "data.", origins)
         model["num_classes"] = dataset_info(data).num_classes
-    return from_dict(TrainConfig, raw, source)
+    return from_dict(TrainConfig, raw, source, origins=origins)

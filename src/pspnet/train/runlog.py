@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ class RunLog:
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is an optional extra: pip install pspnet[tensorboard]
+            except ImportError:  # tensorboard is an optional extra
                 SummaryWriter = None  # noqa: N806
+                print("warning: train.tensorboard is on but tensorboard is not installed (pip install "
+                      "'pspnet[tensorboard]'); the metrics still go to metrics.jsonl", file=sys.stderr)
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(str(out_dir / "tensorboard"))
 

@@ -22,6 +22,7 @@ from pspnet.data.augment import TrainAugment
 from pspnet.data.check import check_dataset
 from pspnet.data.datasets import build_dataset
 from pspnet.data.loader import build_loader
+from pspnet.device import bf16_warning
 from pspnet.distributed import (
     Distributed,
     barrier,
@@ -36,6 +37,7 @@ from pspnet.engine.recipe import default_recipe, inference_forward, training_mod
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
+from pspnet.progress import progress_bar
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig
@@ -116,6 +118,8 @@ class Trainer:
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
         self.recipe = s.recipe()
+        if (warning := bf16_warning(d.device, self.recipe.precision)) is not None:
+            self.note(f"warning: {warning}")
         self.val_recipe = default_recipe(d.device)  # fp32: the headline metric's recipe, whatever the training's
         self.model = self.build_model()
         self.optimizer = torch.optim.SGD(
@@ -233,7 +237,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(config_yaml(cfg))
         stream = micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate)
-        bar = tqdm(total=self.max_iter, initial=start, desc="train", unit="it",
+        bar = progress_bar(total=self.max_iter, initial=start, desc="train", unit="it",
                    disable=not (self.progress and d.is_main), dynamic_ncols=True)
         t0 = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0

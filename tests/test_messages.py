@@ -1,0 +1,69 @@
+"""Config mistakes name the key and where its value came from; warnings for settings that cannot pay off."""
+
+import sys
+
+import pytest
+import torch
+import yaml
+
+import pspnet.device as device_module
+from pspnet.device import bf16_warning
+from pspnet.errors import PSPNetError
+from pspnet.train.config import load_train_config
+from pspnet.train.runlog import RunLog
+
+CONFIG = {"model": {"backbone": "resnet18"}, "data": {"dataset": "folders", "root": "d", "num_classes": 3},
+          "train": {"lr": 0.01, "batch_size": 2}}
+
+
+def write(tmp_path, **changes) -> str:
+    data = yaml.safe_load(yaml.safe_dump(CONFIG))
+    for key, value in changes.items():
+        section, name = key.split("__")
+        data[section][name] = value
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def line_of(path: str, text: str) -> int:
+    return next(n for n, line in enumerate(open(path), 1) if text in line)
+
+
+def test_a_bad_value_in_the_file_names_the_file_and_line(tmp_path) -> None:
+    path = write(tmp_path, train__lr=-0.5)
+    with pytest.raises(PSPNetError, match=rf"^{path}:{line_of(path, 'lr:')}: train.lr = -0.5; expected a positive"):
+        load_train_config(path)
+
+
+def test_a_bad_override_names_the_override(tmp_path) -> None:
+    path = write(tmp_path)
+    with pytest.raises(PSPNetError, match=r"^command line train.batch_size=many: train.batch_size = 'many'"):
+        load_train_config(path, ["train.batch_size=many"])
+    with pytest.raises(PSPNetError, match=r"^command line model.backbone=resnet7: model.backbone: unknown backbone"):
+        load_train_config(path, ["model.backbone=resnet7"])
+
+
+def test_an_unknown_key_in_the_file_names_its_line(tmp_path) -> None:
+    path = write(tmp_path, train__learning_rate=0.1)
+    line = line_of(path, "learning_rate")
+    with pytest.raises(PSPNetError, match=rf"^{path}:{line}: unknown key train.learning_rate"):
+        load_train_config(path)
+
+
+def test_bf16_on_a_cpu_without_bf16_units_warns(monkeypatch) -> None:
+    monkeypatch.setattr(device_module, "cpu_features", lambda: {"avx2"})
+    assert "emulated" in bf16_warning(torch.device("cpu"), "bf16")
+    assert bf16_warning(torch.device("cpu"), "fp32") is None
+    monkeypatch.setattr(device_module, "cpu_features", lambda: {"avx2", "avx512_bf16"})
+    assert bf16_warning(torch.device("cpu"), "bf16") is None
+
+
+def test_tensorboard_asked_for_but_missing_warns_once(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    log = RunLog(tmp_path, tensorboard=True)
+    log.scalars(1, {"loss": 1.0})
+    log.close()
+    err = capsys.readouterr().err
+    assert err.count("tensorboard is not installed") == 1 and "metrics.jsonl" in err
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
