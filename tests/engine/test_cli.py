@@ -126,7 +126,7 @@ def test_eval_report_writes_charts_and_index(checkpoint, tmp_path) -> None:
     code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
                  "--report", str(tmp_path / "rep"), "--workers", "0", *TINY])
     assert code == 1  # the broken image is reported, the other one scored
-    for name in ("iou.png", "confusion.png", "samples.png", "index.html"):
+    for name in ("iou.png", "confusion.png", "samples.png", "worst.png", "index.html"):
         assert (tmp_path / "rep" / name).is_file()
 
 

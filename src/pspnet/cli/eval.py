@@ -51,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "score --pred DIR` reads), DIR/color/NAME.png and DIR/overlay/NAME.png")
     out.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     out.add_argument("--report", type=Path, metavar="DIR", help="write charts, sample grids and index.html here")
-    out.add_argument("--samples", type=int, default=6, help="images in the report's sample grid (default 6)")
+    out.add_argument("--samples", type=int, default=6,
+                     help="images in each of the report's grids: spread over the set, and the lowest per-image mIoU "
+                          "(default 6)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
     add_recipe_arguments(p)
@@ -175,6 +177,6 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         from pspnet.engine.report import write_report
 
         index = write_report(args.report, result.scores, result.matrix, info.classes, info.palette, result.samples,
-                             title=f"pspnet eval {args.checkpoint.name} ({recipe.describe()})")
+                             title=f"pspnet eval {args.checkpoint.name} ({recipe.describe()})", worst=result.worst)
         print(f"report: {index}", file=sys.stderr)
     return 1 if result.failures else 0

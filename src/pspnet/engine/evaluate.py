@@ -7,6 +7,8 @@ matrices are summed, so every process ends with the same scores.
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +27,13 @@ from pspnet.progress import progress_bar
 
 @dataclass
 class Sample:
-    """One evaluated image kept for the report: RGB H×W×3, ground truth and prediction H×W."""
+    """One evaluated image kept for the report: RGB H×W×3, ground truth and prediction H×W, its own mIoU."""
 
     name: str
     image: np.ndarray
     label: np.ndarray
     pred: np.ndarray
+    miou: float = float("nan")
 
 
 @dataclass
@@ -38,7 +41,8 @@ class Evaluation:
     scores: Scores
     matrix: torch.Tensor  # C×C, rows ground truth, columns prediction
     images: int  # how many were scored
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # spread evenly over the images (the report's grid)
+    worst: list[Sample] = field(default_factory=list)  # the lowest per-image mIoU, worst first
     failures: list[str] = field(default_factory=list)
 
 
@@ -58,14 +62,21 @@ class _Guarded(Dataset):
             return {"error": str(e)}
 
 
+def _with_gaps(group: list[dict[str, Any]], preds: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """The predictions of a group's readable items, None in the places of its unreadable ones."""
+    found = iter(preds)
+    return [None if "error" in item else next(found) for item in group]
+
+
 def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: DatasetInfo,
              device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX, workers: int = 0,
              num_samples: int = 0, on_prediction: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None,
              progress: bool = True, processes: Distributed | None = None) -> Evaluation:
     """Score `forward` on every item of `dataset` ({"image": uint8 3×H×W, "label": H×W, "name": str}).
 
-    `on_prediction(name, image, pred)` is called for each image this process evaluates (e.g. to save PNGs); the
-    first `num_samples` of them are kept for the report. With `processes` (under torchrun) this process evaluates
+    `on_prediction(name, image, pred)` is called for each image this process evaluates (e.g. to save PNGs). For the
+    report, `num_samples` images spread evenly over the set are kept, and the `num_samples` with the lowest
+    per-image mIoU. With `processes` (under torchrun) this process evaluates
     its shard only; the matrix, the image count and the failures are then those of the whole split, on every
     process. Every process must call it (it ends with collective calls).
     """
@@ -74,12 +85,18 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     if processes is not None and processes.enabled:
         dataset = Subset(dataset, shard_indices(len(dataset), processes))
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
+    picks = set(np.linspace(0, len(dataset) - 1, num_samples).round().astype(int).tolist()) if num_samples else set()
+    worst: list[tuple[float, int, Sample]] = []  # a max-heap on mIoU (negated), the num_samples lowest
+    position = -1
     bar = progress_bar(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
     for group in fill_batches(loader, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
         good = [item for item in group if "error" not in item]
         result.failures.extend(item["error"] for item in group if "error" in item)
         preds = segment(forward, [item["image"] for item in good], settings, info.mean, info.std, device)
-        for item, pred in zip(good, preds, strict=True):
+        for item, pred in zip(group, _with_gaps(group, preds), strict=True):
+            position += 1
+            if pred is None:
+                continue
             label = item["label"]
             try:
                 cm.update(pred, label, source=item.get("image_path", item["name"]))
@@ -89,11 +106,20 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
             result.images += 1
             if on_prediction is not None:
                 on_prediction(item["name"], item["image"], pred)
-            if len(result.samples) < num_samples:
-                result.samples.append(Sample(item["name"], item["image"].permute(1, 2, 0).numpy(),
-                                             label.numpy().astype(np.uint8), pred.cpu().numpy().astype(np.uint8)))
+            if num_samples:
+                own = ConfusionMatrix(info.num_classes, ignore_index, device)
+                own.update(pred, label)
+                sample = Sample(item["name"], item["image"].permute(1, 2, 0).numpy(), label.numpy().astype(np.uint8),
+                                pred.cpu().numpy().astype(np.uint8), own.compute().miou)
+                if position in picks:
+                    result.samples.append(sample)
+                if not math.isnan(sample.miou):
+                    heapq.heappush(worst, (-sample.miou, position, sample))
+                    if len(worst) > num_samples:
+                        heapq.heappop(worst)
         bar.update(len(group))
     bar.close()
+    result.worst = [sample for _, _, sample in sorted(worst, key=lambda entry: (-entry[0], entry[1]))]
     if processes is not None and processes.enabled:
         all_reduce_sum(cm.matrix, processes)
         result.images = int(all_reduce_sum(torch.tensor([result.images], device=cm.matrix.device), processes).item())

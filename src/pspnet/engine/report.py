@@ -29,12 +29,14 @@ def _pyplot():  # noqa: ANN202 - matplotlib is optional
     return plt
 
 
-REPORT_FILES = ("iou.png", "confusion.png", "samples.png", "index.html")
+REPORT_FILES = ("iou.png", "confusion.png", "samples.png", "worst.png", "index.html")
 
 
 def write_report(out_dir: Path, scores: Scores, matrix: torch.Tensor, class_names: Sequence[str],
-                 palette: Sequence[Color], samples: Sequence[Sample], title: str = "pspnet eval") -> Path:
-    """Write iou.png, confusion.png, samples.png and index.html into `out_dir`; returns the index.html path."""
+                 palette: Sequence[Color], samples: Sequence[Sample], title: str = "pspnet eval",
+                 worst: Sequence[Sample] = ()) -> Path:
+    """Write iou.png, confusion.png, samples.png (images spread over the set), worst.png (the lowest per-image
+    mIoU) and index.html into `out_dir`; returns the index.html path."""
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     _iou_chart(plt, out_dir / "iou.png", scores, class_names, palette)
@@ -43,7 +45,10 @@ def write_report(out_dir: Path, scores: Scores, matrix: torch.Tensor, class_name
                                                "confusion.png")]
     if samples:
         _samples(plt, out_dir / "samples.png", samples, palette)
-        figures.append(("Samples: image | ground truth | prediction", "samples.png"))
+        figures.append(("Samples spread over the set: image | ground truth | prediction", "samples.png"))
+    if worst:
+        _samples(plt, out_dir / "worst.png", worst, palette)
+        figures.append(("The lowest per-image mIoU: image | ground truth | prediction", "worst.png"))
     rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{_pct(i)}</td><td>{_pct(a)}</td></tr>"
                    for n, i, a in zip(class_names, scores.iou, scores.acc, strict=True))
     body = "".join(f"<h2>{html.escape(t)}</h2><img src='{f}' style='max-width:100%'>" for t, f in figures)
@@ -110,7 +115,7 @@ def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color
     fig, axes = plt.subplots(len(samples), 3, figsize=(9, 2.6 * len(samples)), squeeze=False)
     for row, s in zip(axes, samples, strict=True):
         for ax, img, title in zip(row, (s.image, colorize(s.label, palette), colorize(s.pred, palette)),
-                                  (s.name, "ground truth", "prediction"), strict=True):
+                                  (f"{s.name} · mIoU {_pct(s.miou)}", "ground truth", "prediction"), strict=True):
             ax.imshow(img, interpolation="nearest")
             ax.set_title(title, fontsize=8)
             ax.axis("off")
