@@ -67,3 +67,47 @@ def test_tensorboard_asked_for_but_missing_warns_once(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert err.count("tensorboard is not installed") == 1 and "metrics.jsonl" in err
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import numpy as np
+    from PIL import Image
+
+    import pspnet
+
+    tmp = tmp_path_factory.mktemp("mistakes")
+    torch.manual_seed(0)
+    pspnet.save(pspnet.PSPNet(3, backbone="resnet18", output_stride=16), tmp / "m.safetensors")
+    for folder in ("img", "lab"):
+        (tmp / folder).mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp / "img" / "a.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp / "lab" / "a.png")
+    (tmp / "binary.yaml").write_bytes(bytes(range(256)))
+    (tmp / "notes.txt").write_text("one path only\n")
+    return tmp
+
+
+MISTAKES = {
+    "a binary config": ["train", "--config", "{t}/binary.yaml"],
+    "a missing config": ["train", "--config", "{t}/none.yaml"],
+    "a malformed list": ["eval", "{t}/m.safetensors", "--list", "{t}/notes.txt"],
+    "a text file as checkpoint": ["eval", "{t}/notes.txt", "--images", "{t}/img", "--labels", "{t}/lab"],
+    "a negative sample count": ["eval", "{t}/m.safetensors", "--images", "{t}/img", "--labels", "{t}/lab",
+                                "--samples", "-1"],
+    "negative workers": ["eval", "{t}/m.safetensors", "--images", "{t}/img", "--labels", "{t}/lab", "--workers", "-2"],
+    "a zero batch size": ["predict", "{t}/m.safetensors", "{t}/img", "--out", "{t}/o", "--batch-size", "0"],
+    "an unknown device": ["predict", "{t}/m.safetensors", "{t}/img", "--out", "{t}/o", "--device", "tpu"],
+    "a text file for info": ["info", "{t}/notes.txt"],
+    "an unsupported opset": ["export", "{t}/m.safetensors", "--format", "onnx", "--out", "{t}/m.onnx", "--opset", "3"],
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_a_user_mistake_is_one_line_without_a_traceback(tiny, capsys, mistake) -> None:
+    from pspnet.cli.main import main
+
+    code = main([arg.format(t=tiny) for arg in MISTAKES[mistake]])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err and "\x1b" not in err, err

@@ -18,6 +18,7 @@ from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.device import resolve_device
 from pspnet.engine.recipe import REFERENCE, Recipe
 from pspnet.errors import PSPNetError
+from pspnet.files import check_output_file
 
 MIN_AGREEMENT = 0.995  # argmax agreement the fast recipe must keep (issue 6)
 
@@ -64,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--markdown", type=Path, metavar="FILE", help="write the command, machine and tables as Markdown")
     o.add_argument("--json", type=Path, metavar="FILE", help="write every measurement as JSON")
+    o.add_argument("--overwrite", action="store_true", help="replace --markdown / --json files that exist")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
 
@@ -119,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.
     torch._dynamo.config.recompile_limit = 64
     config = config_from_args(args)
+    for option, path in (("--markdown", args.markdown), ("--json", args.json)):
+        if path is not None:
+            check_output_file(path, option, args.overwrite)
     recipes = recipes_line(config.fast, config.fast_train)
     print(f"{machine(config.device)}\n{recipes}", file=sys.stderr)
     result = run_bench(config, progress=lambda message: print(f"  {message}", file=sys.stderr, flush=True))

@@ -101,6 +101,13 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     return dataset, ignore, protocol
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    for option, value, least in (("--samples", args.samples, 0), ("--workers", args.workers, 0),
+                                 ("--limit", args.limit, 1)):
+        if value is not None and value < least:
+            raise PSPNetError(f"{option} {value}: expected {least} or more")
+
+
 def check_outputs(args: argparse.Namespace, dataset: Any) -> None:
     """Every output path, before any compute: writable, and no file of an earlier run replaced without --overwrite."""
     if args.save_predictions and args.out is None:
@@ -131,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
+    check_counts(args)
     device, main = processes.device, processes.is_main
     model = load(args.checkpoint, map_location=device)
     info = model.info
@@ -146,8 +154,8 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     recipe = recipe_from_args(args, device)
     shards = f", {processes.world_size} processes" if processes.enabled else ""
     if main:
-        print(f"{args.checkpoint}: {len(dataset)} images, {settings}, device {device}{shards}, {recipe.describe()}",
-              file=sys.stderr)
+        print(f"{args.checkpoint}: {len(dataset)} images; protocol: {settings.describe()}; device {device}{shards}, "
+              f"{recipe.describe()}", file=sys.stderr)
     forward = inference_forward(model, recipe, device)
     result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
                       num_samples=args.samples if args.report and main else 0,

@@ -78,6 +78,13 @@ class InferenceSettings:
         if self.batch_size < 1:
             raise PSPNetError(f"batch size {self.batch_size}: expected at least 1")
 
+    def describe(self) -> str:
+        """One readable line: `long side 240, whole image, scales 1.0, flip, batch 8`."""
+        size = f"long side {self.base_size}" if self.base_size else "each image's own size"
+        how = "whole image" if self.mode == "whole" else f"{self.crop_size[0]}×{self.crop_size[1]} windows"
+        scales = " ".join(f"{s:g}" for s in self.scales)
+        return f"{size}, {how}, scales {scales}, {'flip' if self.flip else 'no flip'}, batch {self.batch_size}"
+
     @classmethod
     def for_dataset(cls, name: str, preset: str = "ss", **overrides: object) -> InferenceSettings:
         """The official settings of a known dataset (unknown names: keep image size, 473 crop), ss or ms."""
