@@ -89,5 +89,6 @@ def test_training_with_balanced_weights_runs_and_a_wrong_length_is_refused(tmp_p
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", "--config", str(path), "--no-progress"]) == 0
     assert "class weights: class_0" in capsys.readouterr().out
-    assert main(["train", "--config", str(path), "train.class_weights=[1, 2]"]) == 2
+    other = f"train.out_dir={tmp_path / 'run2'}"
+    assert main(["train", "--config", str(path), "train.class_weights=[1, 2]", other]) == 2
     assert "train.class_weights has 2 values; expected one per class (3)" in capsys.readouterr().err
