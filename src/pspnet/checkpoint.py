@@ -14,12 +14,13 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from pspnet.classes import DatasetInfo
+from pspnet.convert.mmseg import convert_mmseg_state, is_mmseg_state
 from pspnet.convert.semseg import convert_semseg_state
 from pspnet.errors import PSPNetError
 from pspnet.files import file_kind, read_torch_file, write_atomically
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict
+from pspnet.model.state import load_state_strict, tensor_state
 
 FORMAT = "pspnet"
 FORMAT_VERSION = "1"
@@ -46,7 +47,7 @@ def save(model: PSPNet, path: str | Path, provenance: dict[str, Any] | None = No
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
     """Rebuild a model, in eval mode, from any file the project writes (a `.safetensors` model, a training
-    checkpoint `checkpoints/iter_N.pt`) or from an official hszhao/semseg `.pth`."""
+    checkpoint `checkpoints/iter_N.pt`), an official hszhao/semseg `.pth` or an mmsegmentation zoo PSPNet."""
     path = Path(path)
     kind = file_kind(path)
     if kind == "safetensors":
@@ -56,8 +57,16 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
         if isinstance(obj, dict) and obj.get("format") == TRAINING_FORMAT:
             model = model_from_training_checkpoint(obj, path)
         else:
-            model = convert_semseg_state(obj, source=str(path))
+            model = convert_foreign(obj, path)[0]
     return model.to(map_location).eval()
+
+
+def convert_foreign(obj: Any, path: Path) -> tuple[PSPNet, str]:
+    """Another implementation's checkpoint content as our model, and which implementation it came from
+    (mmsegmentation when the keys say so, else the authors' hszhao/semseg layout)."""
+    if is_mmseg_state(tensor_state(obj, str(path), "a PSPNet checkpoint")):
+        return convert_mmseg_state(obj, source=str(path)), "mmsegmentation"
+    return convert_semseg_state(obj, source=str(path)), "hszhao/semseg"
 
 
 def model_from_training_checkpoint(obj: dict[str, Any], path: Path) -> PSPNet:
@@ -93,9 +102,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         return {"kind": "pspnet training checkpoint", "model": json.loads(obj["model_config"]),
                 "info": json.loads(obj["info"]),
                 "provenance": {"iteration": obj.get("iteration"), **json.loads(obj.get("progress", "{}"))}}
-    model = convert_semseg_state(obj, source=str(path))
-    return {"kind": "hszhao/semseg checkpoint (converted on load)", "model": model.config.to_dict(),
-            "info": model.info.to_dict(), "provenance": {"epoch": obj.get("epoch")} if isinstance(obj, dict) else {}}
+    model, origin = convert_foreign(obj, path)
+    epoch = obj.get("epoch") if isinstance(obj, dict) else None
+    return {"kind": f"{origin} checkpoint (converted on load)", "model": model.config.to_dict(),
+            "info": model.info.to_dict(), "provenance": {"epoch": epoch} if epoch is not None else {}}
 
 
 def load_safetensors(path: Path) -> PSPNet:

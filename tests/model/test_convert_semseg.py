@@ -44,7 +44,7 @@ def test_convert_command_writes_a_checkpoint_that_reproduces_the_official_logits
     torch.save({"epoch": 200, "state_dict": {"module." + k: v for k, v in official_fixture["state"].items()}}, src)
     dst = tmp_path / "pspnet50_cityscapes.safetensors"
     assert main(["convert", "--from", "semseg", str(src), str(dst)]) == 0
-    assert "resnet50, 19 classes (cityscapes)" in capsys.readouterr().out
+    assert "resnet50, deep stem 64-64-128, 19 classes (cityscapes)" in capsys.readouterr().out
     model = pspnet.load(dst)
     x, expected = official_fixture["inputs"][1], official_fixture["outputs"][1]
     with torch.no_grad():

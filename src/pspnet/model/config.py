@@ -15,6 +15,7 @@ class ModelConfig:
     num_classes: int
     backbone: str = "resnet50"
     deep_stem: bool = True  # the official 3×3 64-64-128 stem; False: torchvision's 7×7 stem
+    stem_channels: tuple[int, int, int] = (64, 64, 128)  # the deep stem's widths (mmsegmentation's ResNetV1c: 32-32-64)
     output_stride: int = 8
     dilation: str = "official"  # or "contracted" (first block of a dilated stage keeps the previous dilation)
     bins: tuple[int, ...] = (1, 2, 3, 6)
@@ -22,9 +23,20 @@ class ModelConfig:
     norm: str = "batch"  # "batch", "syncbatch" (DDP) or "group" (tiny batches)
     aux: bool = True  # the auxiliary head on stage 3, used in training only
     dropout: float = 0.1
+    head_channels: int = 512  # the head's 3×3 conv (mmsegmentation's ResNet-18 PSPNet: 128)
+    ppm_channels: int = 0  # each pyramid branch's; 0: stage-4 channels / len(bins), as the paper
+    aux_channels: int = 256  # the auxiliary head's 3×3 conv (mmsegmentation's ResNet-18: 64)
 
     def __post_init__(self) -> None:
         self.bins = tuple(int(b) for b in self.bins)
+        self.stem_channels = tuple(int(c) for c in self.stem_channels)  # type: ignore[assignment]
+        if len(self.stem_channels) != 3 or min(self.stem_channels) < 1:
+            raise PSPNetError(f"stem_channels must be three positive widths, got {list(self.stem_channels)}")
+        for name in ("head_channels", "aux_channels"):
+            if getattr(self, name) < 1:
+                raise PSPNetError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.ppm_channels < 0:
+            raise PSPNetError(f"ppm_channels must be 0 (in / len(bins)) or positive, got {self.ppm_channels}")
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise PSPNetError(f"num_classes must be a positive integer, got {self.num_classes!r}")
         if self.backbone not in DEPTHS:
@@ -43,6 +55,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["bins"] = list(self.bins)
+        d["stem_channels"] = list(self.stem_channels)
         return d
 
     @classmethod

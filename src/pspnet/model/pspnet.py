@@ -15,8 +15,6 @@ from pspnet.model.head import SegmentationHead
 from pspnet.model.pyramid_pooling import PyramidPooling
 from pspnet.model.resnet import DilatedResNet
 
-HEAD_CHANNELS = 512
-AUX_CHANNELS = 256
 AUX_WEIGHT = 0.4  # loss = main + 0.4 × aux, as the paper
 
 
@@ -42,12 +40,15 @@ class PSPNet(nn.Module):
             raise PSPNetError(f"PSPNet: {self.info.num_classes} class names given for {num_classes} classes")
         self.backbone = DilatedResNet(
             config.backbone, deep_stem=config.deep_stem, output_stride=config.output_stride,
-            dilation=config.dilation, norm=config.norm,
+            dilation=config.dilation, norm=config.norm, stem_channels=config.stem_channels,
         )
-        self.ppm = PyramidPooling(self.backbone.stage4_channels, config.bins, config.norm, config.align_corners)
-        self.head = SegmentationHead(self.ppm.out_channels, HEAD_CHANNELS, num_classes, config.norm, config.dropout)
+        self.ppm = PyramidPooling(self.backbone.stage4_channels, config.bins, config.norm, config.align_corners,
+                                  config.ppm_channels)
+        self.head = SegmentationHead(self.ppm.out_channels, config.head_channels, num_classes, config.norm,
+                                     config.dropout)
         self.aux_head = (
-            SegmentationHead(self.backbone.stage3_channels, AUX_CHANNELS, num_classes, config.norm, config.dropout)
+            SegmentationHead(self.backbone.stage3_channels, config.aux_channels, num_classes, config.norm,
+                             config.dropout)
             if config.aux
             else None
         )

@@ -32,11 +32,13 @@ class PoolBranch(nn.Module):
 
 
 class PyramidPooling(nn.Module):
-    """Concatenates `[x, branch(b) for b in bins]`; each branch reduces to in_channels / len(bins) channels."""
+    """Concatenates `[x, branch(b) for b in bins]`; each branch reduces to `channels`, by default (the paper)
+    in_channels / len(bins)."""
 
-    def __init__(self, in_channels: int, bins: Sequence[int], norm: str, align_corners: bool) -> None:
+    def __init__(self, in_channels: int, bins: Sequence[int], norm: str, align_corners: bool,
+                 channels: int = 0) -> None:
         super().__init__()
-        reduced = in_channels // len(bins)
+        reduced = channels or in_channels // len(bins)
         self.align_corners = align_corners
         self.branches = nn.ModuleList(PoolBranch(in_channels, reduced, b, norm) for b in bins)
         self.out_channels = in_channels + reduced * len(bins)

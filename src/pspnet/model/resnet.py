@@ -85,18 +85,19 @@ def shortcut(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential | Non
 
 
 class DeepStem(nn.Module):
-    """Three 3×3 convs 3→64 (stride 2) →64 →128, each with norm + ReLU, then a 3×3 max-pool with stride 2."""
+    """Three 3×3 convs 3→64 (stride 2) →64 →128, each with norm + ReLU, then a 3×3 max-pool with stride 2.
+    `widths`: the three convolutions' channels (the official 64-64-128; mmsegmentation's ResNetV1c 32-32-64)."""
 
-    out_channels = 128
-
-    def __init__(self, norm: str) -> None:
+    def __init__(self, norm: str, widths: tuple[int, int, int] = (64, 64, 128)) -> None:
         super().__init__()
-        self.conv1 = conv3x3(3, 64, stride=2)
-        self.bn1 = make_norm(norm, 64)
-        self.conv2 = conv3x3(64, 64)
-        self.bn2 = make_norm(norm, 64)
-        self.conv3 = conv3x3(64, 128)
-        self.bn3 = make_norm(norm, 128)
+        a, b, c = widths
+        self.out_channels = c
+        self.conv1 = conv3x3(3, a, stride=2)
+        self.bn1 = make_norm(norm, a)
+        self.conv2 = conv3x3(a, b)
+        self.bn2 = make_norm(norm, b)
+        self.conv3 = conv3x3(b, c)
+        self.bn3 = make_norm(norm, c)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
@@ -152,7 +153,7 @@ class DilatedResNet(nn.Module):
 
     def __init__(
         self, depth: str, *, deep_stem: bool = True, output_stride: int = 8, dilation: str = "official",
-        norm: str = "batch",
+        norm: str = "batch", stem_channels: tuple[int, int, int] = (64, 64, 128),
     ) -> None:
         super().__init__()
         if depth not in DEPTHS:
@@ -161,7 +162,7 @@ class DilatedResNet(nn.Module):
         self.depth = depth
         self.deep_stem = deep_stem
         block = Bottleneck if spec.block == "bottleneck" else BasicBlock
-        self.stem = DeepStem(norm) if deep_stem else ClassicStem(norm)
+        self.stem = DeepStem(norm, stem_channels) if deep_stem else ClassicStem(norm)
         cin = self.stem.out_channels
         stages = []
         plan = stage_plan(spec.blocks, output_stride, dilation)

@@ -35,6 +35,7 @@ from pspnet.distributed import (
 from pspnet.engine.evaluate import evaluate
 from pspnet.engine.recipe import default_recipe, inference_forward, training_model
 from pspnet.errors import PSPNetError
+from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
 from pspnet.progress import progress_bar
@@ -189,7 +190,7 @@ class Trainer:
         else:
             path = Path(resume)
         ckpt = load_training_checkpoint(path)
-        if ckpt["model_config"] != self.cfg.model.to_dict():
+        if ModelConfig.from_dict(ckpt["model_config"], str(path)) != self.cfg.model:
             raise PSPNetError(f"{path}: written for model settings {ckpt['model_config']}, but the config has "
                               f"{self.cfg.model.to_dict()}; resume with the run's own config")
         unwrap(self.model).load_state_dict(ckpt["model"])
