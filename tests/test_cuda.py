@@ -1,0 +1,60 @@
+"""The CUDA paths: skipped without a GPU; `benchmarks/gpu_check.sh` runs them on a lent one (`pytest -m cuda`).
+PSPNET_TEST_DEVICE=cpu rehearses them on the CPU (the script's dry run), where "cuda" below means that device."""
+
+import os
+
+import pytest
+import torch
+
+import pspnet
+from pspnet.bench.workloads import synthetic_images, synthetic_labels, training_work
+from pspnet.engine.inference import InferenceSettings, infer_probabilities
+from pspnet.engine.recipe import REFERENCE, Recipe, default_recipe, fast_recipe, inference_forward
+
+DEVICE = os.environ.get("PSPNET_TEST_DEVICE", "cuda")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(),
+                                                   reason="needs a CUDA GPU")]
+
+
+@pytest.fixture(scope="module")
+def model() -> pspnet.PSPNet:
+    torch.manual_seed(0)
+    return pspnet.PSPNet(19, backbone="resnet50").eval()
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float().cpu() - b.float().cpu()).norm() / b.float().cpu().norm()).item()
+
+
+def test_the_fp32_default_on_cuda_matches_the_cpu(model) -> None:
+    x = torch.randn(2, 3, 97, 129)
+    cpu = inference_forward(model, REFERENCE, "cpu")(x)
+    cuda = inference_forward(model, default_recipe(DEVICE), DEVICE)(x)  # TF32 off: fp32 means fp32
+    assert relative_error(cuda, cpu) < 1e-4
+    assert (cuda.argmax(1).cpu() == cpu.argmax(1)).float().mean() > 0.999
+
+
+def test_the_fast_recipe_on_cuda_keeps_the_answer(model) -> None:
+    x = torch.randn(2, 3, 129, 129)
+    reference = inference_forward(model, default_recipe(DEVICE), DEVICE)(x)
+    fast = inference_forward(model, fast_recipe(DEVICE), DEVICE)(x)
+    assert (fast.argmax(1) == reference.argmax(1)).float().mean() >= 0.995
+    assert relative_error(fast, reference) < 5e-2
+
+
+def test_the_protocol_runs_on_cuda_with_cuda_graphs(model) -> None:
+    forward = inference_forward(model, Recipe(fold_bn=True, compile=True, compile_mode="reduce-overhead"), DEVICE)
+    images = synthetic_images(2, 97, 129, seed=0)
+    settings = InferenceSettings(base_size=129, crop_size=(65, 65), batch_size=4)
+    probs = infer_probabilities(forward, images, settings, model.info.mean, model.info.std, DEVICE)
+    assert all(p.shape == (19, 97, 129) and p.device.type == DEVICE for p in probs)
+
+
+@pytest.mark.parametrize("recipe", [REFERENCE, fast_recipe(DEVICE, training=True)], ids=["fp32", "fast"])
+def test_the_trainers_step_runs_on_cuda(model, recipe) -> None:
+    images = synthetic_images(2, 129, 129, seed=1)
+    labels = list(synthetic_labels(2, 129, 129, 19, seed=2).to(torch.uint8))
+    work, first = training_work(model.train(), recipe, images, labels, torch.device(DEVICE), seed=0)
+    losses = [float(work()) for _ in range(3)]
+    model.eval()
+    assert all(torch.isfinite(torch.tensor(losses))) and first[0].shape == (2, 19, 129, 129)
