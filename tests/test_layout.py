@@ -11,7 +11,7 @@ ROOT = Path(pspnet.__file__).parent
 FLOORS: list[tuple[str, ...]] = [
     ("errors", "classes", "files", "progress"),
     ("configfile", "device", "download", "distributed", "model"),
-    ("data", "convert", "export"),
+    ("data", "convert", "export", "weights"),
     ("checkpoint", "engine"),
     ("train",),
     ("bench",),
@@ -40,7 +40,10 @@ def imports() -> dict[str, set[str]]:
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         targets = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pspnet"):
+            if isinstance(node, ast.ImportFrom) and node.module == "pspnet":  # from pspnet import weights
+                targets.update(f"pspnet.{a.name}" if (ROOT / f"{a.name}.py").exists() or (ROOT / a.name).is_dir()
+                               else "pspnet" for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pspnet"):
                 targets.add(node.module)
             elif isinstance(node, ast.Import):
                 targets.update(a.name for a in node.names if a.name.startswith("pspnet"))

@@ -21,6 +21,7 @@ from pspnet.files import file_kind, read_torch_file, write_atomically
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict, tensor_state
+from pspnet.weights import Weights, fetch, find
 
 FORMAT = "pspnet"
 FORMAT_VERSION = "1"
@@ -47,8 +48,11 @@ def save(model: PSPNet, path: str | Path, provenance: dict[str, Any] | None = No
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
     """Rebuild a model, in eval mode, from any file the project writes (a `.safetensors` model, a training
-    checkpoint `checkpoints/iter_N.pt`), an official hszhao/semseg `.pth` or an mmsegmentation zoo PSPNet."""
+    checkpoint `checkpoints/iter_N.pt`), an official hszhao/semseg `.pth`, an mmsegmentation zoo PSPNet, or the
+    name of a published model (`pspnet models` lists them), downloaded and converted once."""
     path = Path(path)
+    if not path.exists() and (named := find(str(path))) is not None:
+        path = named_checkpoint(named)
     kind = file_kind(path)
     if kind == "safetensors":
         model = load_safetensors(path)
@@ -59,6 +63,19 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
         else:
             model = convert_foreign(obj, path)[0]
     return model.to(map_location).eval()
+
+
+def named_checkpoint(named: Weights) -> Path:
+    """A catalogue model as a checkpoint of ours: downloaded once, converted once (cached beside the download, with
+    the catalogue entry as its provenance)."""
+    original = fetch(named)
+    converted = original.with_name(f"{named.name}.pspnet.safetensors")
+    if not converted.is_file():
+        model = convert_foreign(read_torch_file(original), original)[0]
+        save(model, converted, {"catalogue_name": named.name, "source": named.source, "url": named.url,
+                                "dataset": named.dataset, "published_mIoU": named.mIoU,
+                                "published_mIoU_ms_flip": named.mIoU_ms_flip, "license": named.license})
+    return converted
 
 
 def convert_foreign(obj: Any, path: Path) -> tuple[PSPNet, str]:
@@ -86,6 +103,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """What a checkpoint says about itself, without building the model: its kind, the model settings, the classes
     and normalisation, and its provenance (training run, iteration, scores) where the file records one."""
     path = Path(path)
+    if not path.exists() and (named := find(str(path))) is not None:
+        path = named_checkpoint(named)
     kind = file_kind(path)
     if kind == "safetensors":
         try:

@@ -87,7 +87,7 @@ def test_a_download_whose_hash_does_not_match_its_name_is_removed(tmp_path, http
     _, local = imagenet_file(tmp_path, deep_stem=False, name="r18.pth")
     shutil.copy(local, www / "resnet18-00000000.pth")
     monkeypatch.setenv("PSPNET_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(PSPNetError, match="does not start with 00000000"):
+    with pytest.raises(PSPNetError, match="expected 00000000…; deleted it"):
         load_imagenet_backbone(PSPNet(3, backbone="resnet18", deep_stem=False).backbone,
                                f"{base}/resnet18-00000000.pth")
     assert not (tmp_path / "cache" / "imagenet" / "resnet18-00000000.pth").exists()

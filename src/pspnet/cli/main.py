@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("score", "score", "score saved label PNGs against ground truth"),
     ("data", "data", "prepare and check datasets"),
     ("bench", "bench", "measure speed and memory: reference vs fast, side by side"),
+    ("models", "models", "the named published weights (pspnet.load(NAME) and every command take a name)"),
     ("info", "info", "what a checkpoint holds: architecture, classes, normalisation, training provenance"),
 ]
 

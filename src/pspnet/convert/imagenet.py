@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from pspnet.download import download, file_digest
+from pspnet.download import download
 from pspnet.errors import PSPNetError
 from pspnet.files import read_torch_file
 from pspnet.model.resnet import DilatedResNet
@@ -43,14 +43,8 @@ def resolve_source(source: str, depth: str) -> Path:
         return path
     name = source.rstrip("/").rsplit("/", 1)[-1]
     path = cache_dir() / "imagenet" / name
-    if not path.is_file():
-        download(source, path)
-    if m := re.search(r"-([0-9a-f]{8,})\.pth$", name):  # torchvision names carry a sha256 prefix
-        digest = file_digest(path, "sha256")
-        if not digest.startswith(m[1]):
-            path.unlink()
-            raise PSPNetError(f"{source}: downloaded file's sha256 {digest[:12]}… does not start with {m[1]}; removed")
-    return path
+    prefix = re.search(r"-([0-9a-f]{8,})\.pth$", name)  # torchvision names carry a sha256 prefix
+    return download(source, path, sha256=prefix[1] if prefix else None)
 
 
 def backbone_state(state: dict[str, torch.Tensor], deep_stem: bool, source: str) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""A local HTTP server (with Range support) for the download and prepare tests."""
+"""A local HTTP server (with Range support) for the download, prepare and named-weights tests (the `serve`
+fixture, registered in conftest.py)."""
 
 from __future__ import annotations
 

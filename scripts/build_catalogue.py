@@ -1,0 +1,75 @@
+"""Build src/pspnet/catalogue.json, the named weights `pspnet.load(NAME)` knows, from the sources' own metadata.
+
+mmsegmentation's PSPNet model zoo comes from its `configs/pspnet/metafile.yaml` (shipped in the mmsegmentation wheel
+as `mmseg/.mim/configs/pspnet/metafile.yaml`). Nothing here is typed by hand: every URL, score and setting is the
+metafile's; the file hash is the sha256 prefix in the weight file's name (the torch hub convention); entries whose
+architecture `pspnet convert --from mmseg` does not read (output stride 32) or whose URL is not on OpenMMLab's
+download host are left out and listed.
+
+    pip download --no-deps mmsegmentation==1.2.2 && unzip -o mmsegmentation-1.2.2-py3-none-any.whl \\
+        'mmseg/.mim/configs/pspnet/metafile.yaml'
+    python scripts/build_catalogue.py mmseg/.mim/configs/pspnet/metafile.yaml --source "mmsegmentation 1.2.2"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+HOST = "https://download.openmmlab.com/mmsegmentation/"
+ARCHITECTURES = {"R-18-D8": ("resnet18", "deep 32-32-64"), "R-50-D8": ("resnet50", "deep 32-32-64"),
+                 "R-101-D8": ("resnet101", "deep 32-32-64"), "R-18b-D8": ("resnet18", "7×7"),
+                 "R-50b-D8": ("resnet50", "7×7"), "R-101b-D8": ("resnet101", "7×7")}
+OUT = Path(__file__).resolve().parents[1] / "src" / "pspnet" / "catalogue.json"
+
+
+def entries(metafile: Path, source: str) -> tuple[list[dict], list[str]]:
+    data = yaml.safe_load(metafile.read_text())
+    license_ = data["Collections"][0]["License"]
+    kept, left_out = [], []
+    for m in data["Models"]:
+        arch = m["Metadata"]["Architecture"][0]
+        url = m["Weights"]
+        digest = re.search(r"-([0-9a-f]{8,})\.pth$", url)
+        if arch not in ARCHITECTURES:
+            left_out.append(f"{m['Name']}: architecture {arch} (the converter reads output stride 8 only)")
+            continue
+        if not url.startswith(HOST) or digest is None:
+            left_out.append(f"{m['Name']}: weights URL {url} is not on {HOST} with a hash-named file")
+            continue
+        crop = re.search(r"-(\d+)x(\d+)$", m["Name"])
+        iterations = re.search(r"-(\d+)k_", m["Name"])
+        metrics = m["Results"]["Metrics"]
+        backbone, stem = ARCHITECTURES[arch]
+        kept.append({
+            "name": m["Name"], "source": source, "url": url, "sha256_prefix": digest[1],
+            "dataset": m["Metadata"]["Training Data"], "architecture": arch, "backbone": backbone, "stem": stem,
+            "train": {"crop": [int(crop[1]), int(crop[2])] if crop else None,
+                      "iterations": int(iterations[1]) * 1000 if iterations else None,
+                      "batch_size": m["Metadata"].get("Batch Size")},
+            "mIoU": metrics.get("mIoU"), "mIoU_ms_flip": metrics.get("mIoU(ms+flip)"),
+            "config": m["Config"], "license": license_,
+        })
+    return kept, left_out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("metafile", type=Path, help="mmsegmentation's configs/pspnet/metafile.yaml")
+    p.add_argument("--source", default="mmsegmentation", help="what to record as the source (e.g. its version)")
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    kept, left_out = entries(args.metafile, args.source)
+    args.out.write_text(json.dumps({"built_from": f"{args.source} configs/pspnet/metafile.yaml", "models": kept},
+                                   indent=1, ensure_ascii=False) + "\n")
+    print(f"{args.out}: {len(kept)} models")
+    for line in left_out:
+        print(f"left out: {line}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""`pspnet models [--json] [FILTER]`: the named published weights that `pspnet.load(NAME)` and every command accept."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from pspnet import weights
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("filter", nargs="?", default="", help="only names containing this text (e.g. ade20k, r101)")
+    p.add_argument("--json", action="store_true", help="every field of every entry as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    chosen = [w for w in weights.list_models() if args.filter.lower() in w.name.lower()]
+    if args.json:
+        print(json.dumps([asdict(w) for w in chosen], indent=1, ensure_ascii=False))
+        return 0
+    width = max((len(w.name) for w in chosen), default=4)
+    print(f"{'name':<{width}}  {'dataset':<22}  {'mIoU':>6}  {'ms+flip':>7}  backbone")
+    for w in chosen:
+        ms = f"{w.mIoU_ms_flip:7.2f}" if w.mIoU_ms_flip is not None else f"{'-':>7}"
+        print(f"{w.name:<{width}}  {w.dataset:<22}  {w.mIoU:6.2f}  {ms}  {w.backbone} ({w.stem} stem)")
+    print(f"{len(chosen)} models; source and licence: `pspnet models --json`; use a name wherever a checkpoint goes")
+    return 0

@@ -1,0 +1,82 @@
+"""Named published weights: the catalogue (`catalogue.json`, built by scripts/build_catalogue.py from the sources'
+own metadata) and their download into the torch hub cache, hash-checked. `pspnet.load(NAME)` and every command that
+takes a checkpoint accept a name; the conversion to our format happens in `pspnet.checkpoint` and is cached too.
+
+PSPNET_WEIGHTS_URL replaces OpenMMLab's download host (`https://download.openmmlab.com/`) in every URL: a mirror,
+or a local server in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pspnet.download import download
+from pspnet.errors import PSPNetError
+
+CATALOGUE = Path(__file__).with_name("catalogue.json")
+URL_ENV = "PSPNET_WEIGHTS_URL"
+HOST = "https://download.openmmlab.com/"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One catalogue entry: where the file is, its hash, what it was trained on and what it scores (the source's
+    published single-scale and multi-scale + flip mIoU)."""
+
+    name: str
+    source: str
+    url: str
+    sha256_prefix: str
+    dataset: str
+    architecture: str
+    backbone: str
+    stem: str
+    train: dict[str, Any]
+    mIoU: float | None  # noqa: N815 (the source's name)
+    mIoU_ms_flip: float | None  # noqa: N815
+    config: str
+    license: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@cache
+def list_models() -> tuple[Weights, ...]:
+    """Every named model, in the catalogue's order."""
+    data = json.loads(CATALOGUE.read_text(encoding="utf-8"))
+    return tuple(Weights(**entry) for entry in data["models"])
+
+
+def find(name: str) -> Weights | None:
+    return next((w for w in list_models() if w.name == name), None)
+
+
+def cache_dir() -> Path:
+    """torch hub's checkpoint cache (TORCH_HOME, default ~/.cache/torch/hub/checkpoints)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def source_url(weights: Weights) -> str:
+    mirror = os.environ.get(URL_ENV)
+    if mirror and weights.url.startswith(HOST):
+        return mirror.rstrip("/") + "/" + weights.url.removeprefix(HOST)
+    return weights.url
+
+
+def fetch(weights: Weights, progress: bool = True) -> Path:
+    """The weight file in the cache, downloaded once (resumable, with a progress bar) and checked against the hash
+    in its name: a mismatch deletes the file and says so; no connection is a one-line error naming the URL."""
+    url = source_url(weights)
+    try:
+        return download(url, cache_dir() / weights.filename, sha256=weights.sha256_prefix, progress=progress)
+    except PSPNetError as e:
+        raise PSPNetError(f"{weights.name}: {e}") from None

@@ -1,0 +1,92 @@
+"""Named published weights: a well-formed catalogue, and download → hash check → conversion → cache, offline after
+the first time, against a server on 127.0.0.1."""
+
+import dataclasses
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pspnet
+import pspnet.weights as weights_module
+from pspnet import PSPNet, PSPNetError
+from pspnet.cli.main import main
+from pspnet.model.resnet import DEPTHS
+from pspnet.weights import HOST, Weights, list_models
+
+sys.path.insert(0, str(Path(__file__).parent / "model"))
+from test_convert_mmseg import mmseg_layout  # noqa: E402
+
+
+def test_the_catalogue_is_well_formed() -> None:
+    models = list_models()
+    assert len(models) >= 40
+    assert len({w.name for w in models}) == len(models), "names are unique"
+    for w in models:
+        assert w.url.startswith(HOST + "mmsegmentation/") and w.url.endswith(".pth"), w.name
+        assert re.fullmatch(r"[0-9a-f]{8,64}", w.sha256_prefix) and f"-{w.sha256_prefix}.pth" in w.url, w.name
+        assert w.backbone in DEPTHS and w.stem in ("deep 32-32-64", "7×7"), w.name  # the converter reads these
+        assert w.mIoU is not None and 10 < w.mIoU < 100 and w.license and w.dataset, w.name
+    assert any(w.dataset == "ADE20K" for w in models) and any(w.dataset == "Cityscapes" for w in models)
+
+
+@pytest.fixture()
+def published(tmp_path, monkeypatch, serve):
+    """A small mmseg-layout checkpoint served at an OpenMMLab-like path, and a catalogue holding only it."""
+    torch.manual_seed(0)
+    model = PSPNet(19, backbone="resnet18", deep_stem=False, dilation="contracted", align_corners=False,
+                   head_channels=32, ppm_channels=16, aux_channels=16).eval()
+    site = tmp_path / "site" / "mmsegmentation" / "v0.5" / "pspnet"
+    site.mkdir(parents=True)
+    raw = site / "tiny.pth"
+    torch.save({"meta": {}, "state_dict": mmseg_layout(model)}, raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    named = site / f"tiny_20201226-{digest[:8]}.pth"
+    raw.rename(named)
+    entry = Weights(name="pspnet_tiny_cityscapes", source="test", url=HOST + f"mmsegmentation/v0.5/pspnet/{named.name}",
+                    sha256_prefix=digest[:8], dataset="Cityscapes", architecture="R-18b-D8", backbone="resnet18",
+                    stem="7×7", train={}, mIoU=50.0, mIoU_ms_flip=None, config="-", license="Apache License 2.0")
+    monkeypatch.setattr(weights_module, "list_models", lambda: (entry,))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv(weights_module.URL_ENV, serve(tmp_path / "site"))
+    return entry, model, tmp_path / "torch_home" / "hub" / "checkpoints"
+
+
+def test_a_name_downloads_once_converts_and_then_works_offline(published, monkeypatch, capsys) -> None:
+    entry, original, cache = published
+    x = torch.randn(1, 3, 65, 81)
+    loaded = pspnet.load(entry.name)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), original(x))
+    assert (cache / entry.filename).is_file() and (cache / f"{entry.name}.pspnet.safetensors").is_file()
+    monkeypatch.setenv(weights_module.URL_ENV, "http://127.0.0.1:9/")  # nothing listens there: offline
+    assert main(["info", entry.name]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue_name pspnet_tiny_cityscapes" in out and "published_mIoU 50.0" in out
+
+
+def test_a_hash_mismatch_deletes_the_file_and_says_so(published, monkeypatch) -> None:
+    entry, _, cache = published
+    wrong = dataclasses.replace(entry, sha256_prefix="00000000")
+    monkeypatch.setattr(weights_module, "list_models", lambda: (wrong,))
+    with pytest.raises(PSPNetError, match=r"pspnet_tiny_cityscapes: .*expected 00000000…; deleted it"):
+        pspnet.load(entry.name)
+    assert not (cache / entry.filename).exists()
+
+
+def test_offline_without_a_cached_file_is_one_line_naming_the_url(published, monkeypatch, capsys) -> None:
+    entry, _, _ = published
+    monkeypatch.setenv(weights_module.URL_ENV, "http://127.0.0.1:9/")
+    code = main(["eval", entry.name, "--images", "x", "--labels", "y"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "http://127.0.0.1:9/mmsegmentation/v0.5/pspnet/" in err
+    assert "cannot download" in err
+
+
+def test_pspnet_models_lists_the_names(capsys) -> None:
+    assert main(["models", "ade20k"]) == 0
+    out = capsys.readouterr().out
+    assert "pspnet_r50-d8_4xb4-80k_ade20k-512x512" in out and "ADE20K" in out
