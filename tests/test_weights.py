@@ -90,3 +90,12 @@ def test_pspnet_models_lists_the_names(capsys) -> None:
     assert main(["models", "ade20k"]) == 0
     out = capsys.readouterr().out
     assert "pspnet_r50-d8_4xb4-80k_ade20k-512x512" in out and "ADE20K" in out
+
+
+def test_torch_hub_loads_from_a_clone(tmp_path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    model = torch.hub.load(str(root), "pspnet50", source="local", num_classes=3)
+    assert isinstance(model, PSPNet) and model.config.backbone == "resnet50" and model.config.num_classes == 3
+    saved = pspnet.save(PSPNet(4, backbone="resnet18"), tmp_path / "m.safetensors")
+    loaded = torch.hub.load(str(root), "pspnet", source="local", weights=str(saved))
+    assert loaded.config.num_classes == 4 and not loaded.training
