@@ -1,14 +1,17 @@
 """Build src/pspnet/catalogue.json, the named weights `pspnet.load(NAME)` knows, from the sources' own metadata.
 
 mmsegmentation's PSPNet model zoo comes from its `configs/pspnet/metafile.yaml` (shipped in the mmsegmentation wheel
-as `mmseg/.mim/configs/pspnet/metafile.yaml`). Nothing here is typed by hand: every URL, score and setting is the
-metafile's; the file hash is the sha256 prefix in the weight file's name (the torch hub convention); entries whose
-architecture `pspnet convert --from mmseg` does not read (output stride 32) or whose URL is not on OpenMMLab's
-download host are left out and listed.
+as `mmseg/.mim/configs/pspnet/metafile.yaml`); the ImageNet ResNetV1c backbones its PSPNets start from
+(`open-mmlab://resnet{18,50,101}_v1c`) from mmengine's `mmengine/hub/openmmlab.json`. Nothing here is typed by
+hand: every URL, score and setting is the sources'; the file hash is the sha256 prefix in the weight file's name
+(the torch hub convention); entries whose architecture `pspnet convert --from mmseg` does not read (output stride
+32) or whose URL is not on OpenMMLab's download host are left out and listed.
 
     pip download --no-deps mmsegmentation==1.2.2 && unzip -o mmsegmentation-1.2.2-py3-none-any.whl \\
         'mmseg/.mim/configs/pspnet/metafile.yaml'
-    python scripts/build_catalogue.py mmseg/.mim/configs/pspnet/metafile.yaml --source "mmsegmentation 1.2.2"
+    pip download --no-deps mmengine==0.10.7 && unzip -o mmengine-0.10.7-py3-none-any.whl 'mmengine/hub/openmmlab.json'
+    python scripts/build_catalogue.py mmseg/.mim/configs/pspnet/metafile.yaml --source "mmsegmentation 1.2.2" \
+        --hub mmengine/hub/openmmlab.json --hub-source "mmengine 0.10.7"
 """
 
 from __future__ import annotations
@@ -57,16 +60,37 @@ def entries(metafile: Path, source: str) -> tuple[list[dict], list[str]]:
     return kept, left_out
 
 
+BACKBONES = {"resnet18_v1c": "resnet18", "resnet50_v1c": "resnet50", "resnet101_v1c": "resnet101"}
+
+
+def backbones(hub: Path, source: str) -> list[dict]:
+    """The ImageNet ResNetV1c weights (deep stem 32-32-64) named in mmengine's hub list."""
+    urls = json.loads(hub.read_text())
+    out = []
+    for name, depth in BACKBONES.items():
+        url = urls[name]
+        digest = re.search(r"-([0-9a-f]{8,})\.pth$", url)
+        if not url.startswith("https://download.openmmlab.com/") or digest is None:
+            raise SystemExit(f"{hub}: {name} → {url}: not an OpenMMLab hash-named file")
+        out.append({"name": name, "source": source, "url": url, "sha256_prefix": digest[1], "backbone": depth,
+                    "stem": "deep 32-32-64", "license": "Apache License 2.0"})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("metafile", type=Path, help="mmsegmentation's configs/pspnet/metafile.yaml")
     p.add_argument("--source", default="mmsegmentation", help="what to record as the source (e.g. its version)")
+    p.add_argument("--hub", type=Path, required=True, help="mmengine's hub/openmmlab.json (ImageNet backbones)")
+    p.add_argument("--hub-source", default="mmengine", help="what to record as the backbones' source")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     kept, left_out = entries(args.metafile, args.source)
-    args.out.write_text(json.dumps({"built_from": f"{args.source} configs/pspnet/metafile.yaml", "models": kept},
-                                   indent=1, ensure_ascii=False) + "\n")
-    print(f"{args.out}: {len(kept)} models")
+    nets = backbones(args.hub, args.hub_source)
+    built_from = f"{args.source} configs/pspnet/metafile.yaml; {args.hub_source} hub/openmmlab.json"
+    args.out.write_text(json.dumps({"built_from": built_from, "models": kept, "backbones": nets}, indent=1,
+                                   ensure_ascii=False) + "\n")
+    print(f"{args.out}: {len(kept)} models, {len(nets)} ImageNet backbones")
     for line in left_out:
         print(f"left out: {line}")
 

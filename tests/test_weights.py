@@ -99,3 +99,47 @@ def test_torch_hub_loads_from_a_clone(tmp_path) -> None:
     saved = pspnet.save(PSPNet(4, backbone="resnet18"), tmp_path / "m.safetensors")
     loaded = torch.hub.load(str(root), "pspnet", source="local", weights=str(saved))
     assert loaded.config.num_classes == 4 and not loaded.training
+
+
+def test_train_imagenet_takes_a_backbone_name_and_the_stem_follows_the_weights(tmp_path, monkeypatch, serve) -> None:
+    """mmseg's ResNetV1c ImageNet layout (`stem.0/1/3/4/6/7`, `layerN`, `fc`), served as OpenMMLab serves it."""
+    import yaml
+
+    from pspnet.checkpoint import model_weights
+    from pspnet.distributed import single_process
+    from pspnet.model.resnet import DilatedResNet
+    from pspnet.train.config import load_train_config
+    from pspnet.train.trainer import Trainer
+    from pspnet.weights import Backbone
+
+    sys.path.insert(0, str(Path(__file__).parent / "train"))
+    from synthetic import config_dict, make_folders_dataset
+
+    torch.manual_seed(1)
+    net = DilatedResNet("resnet18", stem_channels=(32, 32, 64))
+    names = {"conv1": "0", "bn1": "1", "conv2": "3", "bn2": "4", "conv3": "6", "bn3": "7"}
+    state = {(f"stem.{names[k.split('.')[1]]}.{k.split('.', 2)[2]}" if k.startswith("stem.") else k): v
+             for k, v in net.state_dict().items()}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
+    site = tmp_path / "site" / "pretrain" / "third_party"
+    site.mkdir(parents=True)
+    torch.save({"state_dict": state}, site / "r18.pth")
+    digest = hashlib.sha256((site / "r18.pth").read_bytes()).hexdigest()[:8]
+    (site / "r18.pth").rename(site / f"resnet18_v1c-{digest}.pth")
+    entry = Backbone("resnet18_v1c", "test", HOST + f"pretrain/third_party/resnet18_v1c-{digest}.pth", digest,
+                     "resnet18", "deep 32-32-64", "Apache License 2.0")
+    monkeypatch.setattr(weights_module, "list_backbones", lambda: (entry,))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv(weights_module.URL_ENV, serve(tmp_path / "site"))
+    root = make_folders_dataset(tmp_path / "data")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config_dict(root, tmp_path / "run", imagenet="resnet18_v1c")))
+    cfg = load_train_config(tmp_path / "cfg.yaml")
+    assert cfg.model.stem_channels == (64, 64, 128)  # the paper's, until the weights say otherwise
+    trainer = Trainer(cfg, single_process(torch.device("cpu")), progress=False)
+    assert trainer.cfg.model.stem_channels == (32, 32, 64)
+    ours = model_weights(trainer.model)
+    assert all(torch.equal(ours[f"backbone.{k}"], v) for k, v in net.state_dict().items())
+    (tmp_path / "cfg50.yaml").write_text(yaml.safe_dump(config_dict(root, tmp_path / "r50", imagenet="resnet18_v1c")
+                                                         | {"model": {"backbone": "resnet50"}}))
+    with pytest.raises(PSPNetError, match="weights of a resnet18; the model is a resnet50"):
+        Trainer(load_train_config(tmp_path / "cfg50.yaml"), single_process(torch.device("cpu")), progress=False)

@@ -47,11 +47,40 @@ class Weights:
         return self.url.rsplit("/", 1)[-1]
 
 
+@dataclass(frozen=True)
+class Backbone:
+    """Named ImageNet weights of a backbone (`train.imagenet: NAME`)."""
+
+    name: str
+    source: str
+    url: str
+    sha256_prefix: str
+    backbone: str
+    stem: str
+    license: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
 @cache
+def _catalogue() -> dict[str, Any]:
+    return json.loads(CATALOGUE.read_text(encoding="utf-8"))
+
+
 def list_models() -> tuple[Weights, ...]:
     """Every named model, in the catalogue's order."""
-    data = json.loads(CATALOGUE.read_text(encoding="utf-8"))
-    return tuple(Weights(**entry) for entry in data["models"])
+    return tuple(Weights(**entry) for entry in _catalogue()["models"])
+
+
+def list_backbones() -> tuple[Backbone, ...]:
+    """Every named ImageNet backbone."""
+    return tuple(Backbone(**entry) for entry in _catalogue()["backbones"])
+
+
+def find_backbone(name: str) -> Backbone | None:
+    return next((b for b in list_backbones() if b.name == name), None)
 
 
 def find(name: str) -> Weights | None:
@@ -65,14 +94,14 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def source_url(weights: Weights) -> str:
+def source_url(weights: Weights | Backbone) -> str:
     mirror = os.environ.get(URL_ENV)
     if mirror and weights.url.startswith(HOST):
         return mirror.rstrip("/") + "/" + weights.url.removeprefix(HOST)
     return weights.url
 
 
-def fetch(weights: Weights, progress: bool = True) -> Path:
+def fetch(weights: Weights | Backbone, progress: bool = True) -> Path:
     """The weight file in the cache, downloaded once (resumable, with a progress bar) and checked against the hash
     in its name: a mismatch deletes the file and says so; no connection is a one-line error naming the URL."""
     url = source_url(weights)

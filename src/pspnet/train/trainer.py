@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from pspnet.checkpoint import load, save, unwrap
 from pspnet.configfile import to_dict
-from pspnet.convert.imagenet import load_imagenet_backbone
+from pspnet.convert.imagenet import backbone_state, imagenet_state
 from pspnet.data.augment import TrainAugment
 from pspnet.data.check import check_dataset
 from pspnet.data.datasets import build_dataset
@@ -135,10 +135,16 @@ class Trainer:
 
     def build_model(self) -> nn.Module:
         cfg, d = self.cfg, self.d
+        imagenet = imagenet_state(cfg.train.imagenet, cfg.model.backbone) if cfg.train.imagenet else None
+        if imagenet is not None and any(getattr(cfg.model, k) != v for k, v in imagenet[1].items()):
+            # The stem follows the backbone weights (e.g. ResNetV1c's 32-32-64): the run's model settings say so.
+            cfg.model = replace(cfg.model, **imagenet[1])
+            self.note(f"model stem set to {imagenet[1]} to match the ImageNet weights {imagenet[2]}")
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         model = PSPNet.from_config(cfg.model, self.train_set.info)
-        if cfg.train.imagenet:
-            path = load_imagenet_backbone(model.backbone, cfg.train.imagenet)
+        if imagenet is not None:
+            state, _, path = imagenet
+            load_state_strict(model.backbone, backbone_state(state, cfg.model.deep_stem, str(path)), str(path))
             self.note(f"backbone initialised from {path}")
         if cfg.train.init:
             load_state_strict(model, load(cfg.train.init).state_dict(), f"train.init = {cfg.train.init}")
