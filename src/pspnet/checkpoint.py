@@ -14,6 +14,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from pspnet.classes import DatasetInfo
+from pspnet.convert.caffe import convert_caffe
 from pspnet.convert.mmseg import convert_mmseg_state, is_mmseg_state
 from pspnet.convert.semseg import convert_semseg_state
 from pspnet.errors import PSPNetError
@@ -53,6 +54,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
     path = Path(path)
     if not path.exists() and (named := find(str(path))) is not None:
         path = named_checkpoint(named)
+    if path.suffix == ".caffemodel" and path.is_file():
+        return convert_caffe(path).to(map_location).eval()
     kind = file_kind(path)
     if kind == "safetensors":
         model = load_safetensors(path)
@@ -105,6 +108,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists() and (named := find(str(path))) is not None:
         path = named_checkpoint(named)
+    if path.suffix == ".caffemodel" and path.is_file():
+        model = convert_caffe(path)
+        return {"kind": "hszhao/PSPNet Caffe model (converted on load)", "model": model.config.to_dict(),
+                "info": model.info.to_dict(), "provenance": {}}
     kind = file_kind(path)
     if kind == "safetensors":
         try:

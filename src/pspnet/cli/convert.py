@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from pspnet.checkpoint import save
 from pspnet.classes import KNOWN, known_dataset
+from pspnet.convert.caffe import convert_caffe
 from pspnet.convert.mmseg import convert_mmseg_state
 from pspnet.convert.semseg import convert_semseg_state
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file, file_kind, read_torch_file
 
-# --from NAME → (the weights' origin recorded in the checkpoint, the converter)
-CONVERTERS = {"semseg": ("hszhao/semseg", convert_semseg_state), "mmseg": ("mmsegmentation", convert_mmseg_state)}
+# --from NAME → (the weights' origin recorded in the checkpoint, the converter of a torch file's content)
+CONVERTERS = {"semseg": ("hszhao/semseg", convert_semseg_state), "mmseg": ("mmsegmentation", convert_mmseg_state),
+              "caffe": ("hszhao/PSPNet (Caffe)", None)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source_format", choices=sorted(CONVERTERS), required=True,
                    help="layout of SRC: 'semseg' = the authors' PyTorch release (train_epoch_N.pth); 'mmseg' = an "
-                        "mmsegmentation model-zoo PSPNet (pspnet_r50-d8_*.pth, ResNetV1c or the r*b 7×7 stem)")
+                        "mmsegmentation model-zoo PSPNet (pspnet_r50-d8_*.pth, ResNetV1c or the r*b 7×7 stem); "
+                        "'caffe' = the authors' Caffe release (pspnet50_ADE20K.caffemodel ...), read without Caffe")
+    p.add_argument("--prototxt", type=Path, help="caffe only: the deploy .prototxt, to record its input size")
     p.add_argument("src", type=Path, help="the checkpoint to convert")
     p.add_argument("dst", type=Path, help="where to write the pspnet checkpoint (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
@@ -32,17 +37,37 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.dst, "DST", args.overwrite)
     if args.dst.resolve() == args.src.resolve():
         raise PSPNetError(f"DST {args.dst}: is SRC; write the converted checkpoint to another file")
-    if file_kind(args.src) == "safetensors":
-        raise PSPNetError(f"{args.src}: already a safetensors file; expected an official .pth checkpoint")
     info = known_dataset(args.dataset) if args.dataset else None
     source, convert = CONVERTERS[args.source_format]
-    model = convert(read_torch_file(args.src), source=str(args.src), info=info)
+    extra = {}
+    if convert is None:  # Caffe: a protobuf file, not a torch one
+        if not args.src.is_file():
+            raise PSPNetError(f"{args.src}: no such .caffemodel file")
+        model = convert_caffe(args.src, info)
+        if args.prototxt is not None:
+            extra["deploy_input"] = deploy_input(args.prototxt)
+    else:
+        if file_kind(args.src) == "safetensors":
+            raise PSPNetError(f"{args.src}: already a safetensors file; expected an official .pth checkpoint")
+        model = convert(read_torch_file(args.src), source=str(args.src), info=info)
     if info is not None and info.num_classes != model.config.num_classes:
         raise PSPNetError(f"--dataset {args.dataset} has {info.num_classes} classes; {args.src} has "
                           f"{model.config.num_classes}")
     c = model.config
     variant = f"{c.backbone}, {'deep stem ' + '-'.join(map(str, c.stem_channels)) if c.deep_stem else '7×7 stem'}"
-    save(model, args.dst, {"source": source, "converted_from": str(args.src), "variant": variant})
+    save(model, args.dst, {"source": source, "converted_from": str(args.src), "variant": variant, **extra})
     print(f"{args.dst}: PSPNet {variant}, {c.num_classes} classes ({model.info.name}), "
           f"aux head {'kept' if c.aux else 'absent'}")
     return 0
+
+
+def deploy_input(prototxt: Path) -> list[int]:
+    """The `input_dim`s of a deploy prototxt (e.g. [1, 3, 473, 473]): what size the fixed pooling kernels were for."""
+    try:
+        text = prototxt.read_text()
+    except OSError as e:
+        raise PSPNetError(f"--prototxt {prototxt}: cannot read it ({e.strerror})") from None
+    dims = [int(d) for d in re.findall(r"input_dim:\s*(\d+)", text)]
+    if len(dims) != 4:
+        raise PSPNetError(f"--prototxt {prototxt}: expected four input_dim lines (N, C, H, W), found {len(dims)}")
+    return dims

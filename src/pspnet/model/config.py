@@ -23,6 +23,8 @@ class ModelConfig:
     norm: str = "batch"  # "batch", "syncbatch" (DDP) or "group" (tiny batches)
     aux: bool = True  # the auxiliary head on stage 3, used in training only
     dropout: float = 0.1
+    stride_on_1x1: bool = False  # a bottleneck's stride on its first 1×1 conv, as the authors' Caffe models
+    ceil_pool: bool = False  # the stem's max-pool rounds its output size up, as Caffe
     head_channels: int = 512  # the head's 3×3 conv (mmsegmentation's ResNet-18 PSPNet: 128)
     ppm_channels: int = 0  # each pyramid branch's; 0: stage-4 channels / len(bins), as the paper
     aux_channels: int = 256  # the auxiliary head's 3×3 conv (mmsegmentation's ResNet-18: 64)

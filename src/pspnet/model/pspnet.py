@@ -41,6 +41,7 @@ class PSPNet(nn.Module):
         self.backbone = DilatedResNet(
             config.backbone, deep_stem=config.deep_stem, output_stride=config.output_stride,
             dilation=config.dilation, norm=config.norm, stem_channels=config.stem_channels,
+            stride_on_1x1=config.stride_on_1x1, ceil_pool=config.ceil_pool,
         )
         self.ppm = PyramidPooling(self.backbone.stage4_channels, config.bins, config.norm, config.align_corners,
                                   config.ppm_channels)

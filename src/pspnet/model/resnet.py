@@ -55,15 +55,17 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """The stride sits on the 3×3 conv, as in the official code and torchvision ("ResNet v1.5")."""
+    """The stride sits on the 3×3 conv, as in the official PyTorch code and torchvision ("ResNet v1.5"); with
+    `stride_on_1x1`, on the first 1×1 conv, as in the authors' Caffe models ("ResNet v1")."""
 
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int, dilation: int, norm: str) -> None:
+    def __init__(self, cin: int, planes: int, stride: int, dilation: int, norm: str,
+                 stride_on_1x1: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.conv1 = nn.Conv2d(cin, planes, 1, stride=stride if stride_on_1x1 else 1, bias=False)
         self.bn1 = make_norm(norm, planes)
-        self.conv2 = conv3x3(planes, planes, stride, dilation)
+        self.conv2 = conv3x3(planes, planes, 1 if stride_on_1x1 else stride, dilation)
         self.bn2 = make_norm(norm, planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = make_norm(norm, planes * self.expansion)
@@ -88,7 +90,7 @@ class DeepStem(nn.Module):
     """Three 3×3 convs 3→64 (stride 2) →64 →128, each with norm + ReLU, then a 3×3 max-pool with stride 2.
     `widths`: the three convolutions' channels (the official 64-64-128; mmsegmentation's ResNetV1c 32-32-64)."""
 
-    def __init__(self, norm: str, widths: tuple[int, int, int] = (64, 64, 128)) -> None:
+    def __init__(self, norm: str, widths: tuple[int, int, int] = (64, 64, 128), ceil_pool: bool = False) -> None:
         super().__init__()
         a, b, c = widths
         self.out_channels = c
@@ -99,7 +101,7 @@ class DeepStem(nn.Module):
         self.conv3 = conv3x3(b, c)
         self.bn3 = make_norm(norm, c)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=ceil_pool)  # Caffe rounds up
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -153,7 +155,8 @@ class DilatedResNet(nn.Module):
 
     def __init__(
         self, depth: str, *, deep_stem: bool = True, output_stride: int = 8, dilation: str = "official",
-        norm: str = "batch", stem_channels: tuple[int, int, int] = (64, 64, 128),
+        norm: str = "batch", stem_channels: tuple[int, int, int] = (64, 64, 128), stride_on_1x1: bool = False,
+        ceil_pool: bool = False,
     ) -> None:
         super().__init__()
         if depth not in DEPTHS:
@@ -162,14 +165,15 @@ class DilatedResNet(nn.Module):
         self.depth = depth
         self.deep_stem = deep_stem
         block = Bottleneck if spec.block == "bottleneck" else BasicBlock
-        self.stem = DeepStem(norm, stem_channels) if deep_stem else ClassicStem(norm)
+        self.stem = DeepStem(norm, stem_channels, ceil_pool) if deep_stem else ClassicStem(norm)
         cin = self.stem.out_channels
         stages = []
         plan = stage_plan(spec.blocks, output_stride, dilation)
         for planes, (stride, dilations) in zip((64, 128, 256, 512), plan, strict=True):
             layers = []
             for i, d in enumerate(dilations):
-                layers.append(block(cin, planes, stride if i == 0 else 1, d, norm))
+                extra = {"stride_on_1x1": stride_on_1x1} if block is Bottleneck else {}
+                layers.append(block(cin, planes, stride if i == 0 else 1, d, norm, **extra))
                 cin = planes * block.expansion
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages

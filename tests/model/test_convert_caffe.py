@@ -1,0 +1,86 @@
+"""The authors' Caffe models → ours, without Caffe, proven against Caffe's outputs (../shared/fixtures/caffe)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pspnet
+from pspnet import PSPNetError
+from pspnet.cli.main import main
+from pspnet.convert.caffe import convert_caffe, read_caffemodel
+from pspnet.data.imageops import normalize
+
+CAFFE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "caffe"
+
+
+@pytest.fixture(scope="module")
+def caffe(tmp_path_factory) -> dict:
+    """The fixture, and the seeded .caffemodel written by its own writer (187 MB, a few seconds)."""
+    fx = torch.load(CAFFE / "caffe_pspnet50_ade20k.pt", weights_only=True)
+    path = tmp_path_factory.mktemp("caffe") / "pspnet50_ADE20K.caffemodel"
+    subprocess.run([sys.executable, str(CAFFE / "make_caffemodel.py"), str(CAFFE / "caffe_pspnet50_ade20k.pt"),
+                    str(path)], check=True, capture_output=True, timeout=300)
+    return {**fx, "path": path}
+
+
+def rgb_input(model: pspnet.PSPNet, image: torch.Tensor) -> torch.Tensor:
+    """The image as every pspnet model takes it: RGB, normalised with the checkpoint's own mean and std."""
+    return normalize(image.permute(2, 0, 1)[None], model.info.mean, model.info.std)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_the_converted_model_reproduces_caffes_logits_and_class_map(caffe) -> None:
+    model = convert_caffe(caffe["path"]).eval()
+    c = model.config
+    assert (c.backbone, c.num_classes, c.bins, c.stride_on_1x1, c.ceil_pool, c.aux) == \
+        ("resnet50", 150, (6, 3, 2, 1), True, True, False)
+    assert model.info.name == "ade20k" and model.info.std == (1 / 255,) * 3
+    x = rgb_input(model, caffe["image_rgb"])
+    with torch.no_grad():
+        logits_1_8 = model.head(model.ppm(model.backbone(x)[1]))
+        out = model(x)
+    assert relative_error(logits_1_8, caffe["logits_1_8"]) <= 1e-5
+    assert torch.equal(out.argmax(1)[0], caffe["argmax"])
+    yx = caffe["sample_yx"]
+    assert relative_error(out[0, :, yx[:, 0], yx[:, 1]].T, caffe["sample_logits"]) <= 1e-5
+
+
+def test_the_convert_command_writes_a_checkpoint_that_runs_at_any_size(caffe, tmp_path, capsys) -> None:
+    dst = tmp_path / "pspnet50_ade20k_caffe.safetensors"
+    assert main(["convert", "--from", "caffe", str(caffe["path"]), str(dst),
+                 "--prototxt", str(CAFFE / "pspnet50_ADE20K_473.prototxt")]) == 0
+    assert "resnet50, deep stem 64-64-128, 150 classes (ade20k), aux head absent" in capsys.readouterr().out
+    assert main(["info", str(dst), "--json"]) == 0
+    assert '"deploy_input": [\n   1,\n   3,\n   473,\n   473\n  ]' in capsys.readouterr().out
+    model = pspnet.load(dst)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 97, 129)).shape == (1, 150, 97, 129)  # not only the deploy size
+    labels = pspnet.predict(model, caffe["image_rgb"].numpy())  # the ADE20K protocol, no extra settings
+    assert labels.shape == (473, 473)
+
+
+def test_a_file_that_is_no_caffemodel_or_no_pspnet_is_a_one_line_error(caffe, tmp_path) -> None:
+    (tmp_path / "x.caffemodel").write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(PSPNetError, match="x.caffemodel"):
+        convert_caffe(tmp_path / "x.caffemodel")
+    sys.path.insert(0, str(CAFFE))
+    import caffe_pb2
+
+    net = caffe_pb2.NetParameter()
+    for name, kind in (("conv1_1_3x3_s2", "Convolution"), ("conv6", "Convolution"), ("scale_extra", "Scale")):
+        layer = net.layer.add()
+        layer.name, layer.type = name, kind
+        blob = layer.blobs.add()
+        blob.shape.dim.extend([2, 3, 1, 1])
+        blob.data.extend([0.0] * 6)
+    (tmp_path / "odd.caffemodel").write_bytes(net.SerializeToString())
+    assert set(read_caffemodel(tmp_path / "odd.caffemodel")) == {"conv1_1_3x3_s2", "conv6", "scale_extra"}
+    with pytest.raises(PSPNetError, match="0 blocks in stage 4"):
+        convert_caffe(tmp_path / "odd.caffemodel")
