@@ -1,5 +1,6 @@
 """Build src/pspnet/catalogue.json, the named weights `pspnet.load(NAME)` knows, from the sources' own metadata.
 
+The authors' Caffe releases come from hszhao/PSPNet's README (download pages and stated scores).
 mmsegmentation's PSPNet model zoo comes from its `configs/pspnet/metafile.yaml` (shipped in the mmsegmentation wheel
 as `mmseg/.mim/configs/pspnet/metafile.yaml`); the ImageNet ResNetV1c backbones its PSPNets start from
 (`open-mmlab://resnet{18,50,101}_v1c`) from mmengine's `mmengine/hub/openmmlab.json`. Nothing here is typed by
@@ -11,7 +12,7 @@ hand: every URL, score and setting is the sources'; the file hash is the sha256 
         'mmseg/.mim/configs/pspnet/metafile.yaml'
     pip download --no-deps mmengine==0.10.7 && unzip -o mmengine-0.10.7-py3-none-any.whl 'mmengine/hub/openmmlab.json'
     python scripts/build_catalogue.py mmseg/.mim/configs/pspnet/metafile.yaml --source "mmsegmentation 1.2.2" \
-        --hub mmengine/hub/openmmlab.json --hub-source "mmengine 0.10.7"
+        --hub mmengine/hub/openmmlab.json --hub-source "mmengine 0.10.7" --authors-readme PSPNet/README.md
 """
 
 from __future__ import annotations
@@ -77,17 +78,47 @@ def backbones(hub: Path, source: str) -> list[dict]:
     return out
 
 
+AUTHORS_DATASETS = {"ADE20K": "ADE20K", "VOC2012": "Pascal VOC 2012", "cityscapes": "Cityscapes"}
+
+
+def authors(readme: Path, source: str) -> list[dict]:
+    """The authors' Caffe releases from hszhao/PSPNet's README: each file's download page (Google Drive: no direct
+    link, no hash) and the scores the README states for it."""
+    text = readme.read_text()
+    out = []
+    for depth, dataset, page in re.findall(r"pspnet(\d+)\\?_(\w+)\.caffemodel: \[GoogleDrive\]\((\S+?)\)", text):
+        scores = re.search(rf"PSPNet{depth} on {dataset} (\w+) \(([^)]*)\): ([^\n]*)", text, re.I)
+        if scores is None:
+            raise SystemExit(f"{readme}: no results line for PSPNet{depth} on {dataset}")
+        ss = re.search(r"([\d.]+)(?:/[\d.]+)? \(ss\)", scores[3])
+        ms = re.search(r"([\d.]+)(?:/[\d.]+)? \(ms\)", scores[3])
+        out.append({
+            "name": f"pspnet{depth}_{dataset.lower()}", "source": source, "url": page, "sha256_prefix": "",
+            "dataset": AUTHORS_DATASETS[dataset], "architecture": f"PSPNet{depth} (Caffe)",
+            "backbone": f"resnet{depth}", "stem": "deep 64-64-128", "train": {"evaluated_on": scores[1]},
+            "mIoU": float(ss[1]) if ss else None, "mIoU_ms_flip": float(ms[1]) if ms else None,
+            "config": f"pspnet{depth}_{dataset}.caffemodel", "license": "see hszhao/PSPNet",
+            "file": f"pspnet{depth}_{dataset}.caffemodel", "download": "page",
+        })
+    if len(out) != 3:
+        raise SystemExit(f"{readme}: found {len(out)} released models; expected the three of the README")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("metafile", type=Path, help="mmsegmentation's configs/pspnet/metafile.yaml")
     p.add_argument("--source", default="mmsegmentation", help="what to record as the source (e.g. its version)")
     p.add_argument("--hub", type=Path, required=True, help="mmengine's hub/openmmlab.json (ImageNet backbones)")
     p.add_argument("--hub-source", default="mmengine", help="what to record as the backbones' source")
+    p.add_argument("--authors-readme", type=Path, required=True, help="hszhao/PSPNet's README.md (the Caffe releases)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     kept, left_out = entries(args.metafile, args.source)
+    kept = authors(args.authors_readme, "hszhao/PSPNet README") + kept
     nets = backbones(args.hub, args.hub_source)
-    built_from = f"{args.source} configs/pspnet/metafile.yaml; {args.hub_source} hub/openmmlab.json"
+    built_from = (f"hszhao/PSPNet README; {args.source} configs/pspnet/metafile.yaml; {args.hub_source} "
+                  "hub/openmmlab.json")
     args.out.write_text(json.dumps({"built_from": built_from, "models": kept, "backbones": nets}, indent=1,
                                    ensure_ascii=False) + "\n")
     print(f"{args.out}: {len(kept)} models, {len(nets)} ImageNet backbones")

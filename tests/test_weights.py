@@ -26,10 +26,19 @@ def test_the_catalogue_is_well_formed() -> None:
     assert len(models) >= 40
     assert len({w.name for w in models}) == len(models), "names are unique"
     for w in models:
-        assert w.url.startswith(HOST + "mmsegmentation/") and w.url.endswith(".pth"), w.name
-        assert re.fullmatch(r"[0-9a-f]{8,64}", w.sha256_prefix) and f"-{w.sha256_prefix}.pth" in w.url, w.name
-        assert w.backbone in DEPTHS and w.stem in ("deep 32-32-64", "7×7"), w.name  # the converter reads these
-        assert w.mIoU is not None and 10 < w.mIoU < 100 and w.license and w.dataset, w.name
+        if w.download == "page":  # the authors' Caffe releases: a download page, read by convert --from caffe
+            assert w.url.startswith("https://drive.google.com/") and w.filename.endswith(".caffemodel"), w.name
+            assert w.stem == "deep 64-64-128" and not w.sha256_prefix, w.name
+        else:
+            assert w.url.startswith(HOST + "mmsegmentation/") and w.url.endswith(".pth"), w.name
+            assert re.fullmatch(r"[0-9a-f]{8,64}", w.sha256_prefix) and f"-{w.sha256_prefix}.pth" in w.url, w.name
+            assert w.stem in ("deep 32-32-64", "7×7"), w.name  # what convert --from mmseg reads
+        assert w.backbone in DEPTHS and w.license and w.dataset, w.name
+        scores = [v for v in (w.mIoU, w.mIoU_ms_flip) if v is not None]
+        assert scores and all(10 < v < 100 for v in scores), w.name
+    authors = {w.name: w for w in models if w.download == "page"}
+    assert set(authors) == {"pspnet50_ade20k", "pspnet101_voc2012", "pspnet101_cityscapes"}
+    assert (authors["pspnet50_ade20k"].mIoU, authors["pspnet101_cityscapes"].mIoU_ms_flip) == (41.68, 80.91)
     assert any(w.dataset == "ADE20K" for w in models) and any(w.dataset == "Cityscapes" for w in models)
 
 

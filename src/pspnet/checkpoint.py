@@ -74,7 +74,8 @@ def named_checkpoint(named: Weights) -> Path:
     original = fetch(named)
     converted = original.with_name(f"{named.name}.pspnet.safetensors")
     if not converted.is_file():
-        model = convert_foreign(read_torch_file(original), original)[0]
+        model = (convert_caffe(original) if original.suffix == ".caffemodel"
+                 else convert_foreign(read_torch_file(original), original)[0])
         save(model, converted, {"catalogue_name": named.name, "source": named.source, "url": named.url,
                                 "dataset": named.dataset, "published_mIoU": named.mIoU,
                                 "published_mIoU_ms_flip": named.mIoU_ms_flip, "license": named.license})

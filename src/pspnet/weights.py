@@ -26,7 +26,9 @@ HOST = "https://download.openmmlab.com/"
 @dataclass(frozen=True)
 class Weights:
     """One catalogue entry: where the file is, its hash, what it was trained on and what it scores (the source's
-    published single-scale and multi-scale + flip mIoU)."""
+    published single-scale and multi-scale mIoU; mmseg's multi-scale includes flips). `download`: "direct" (a URL
+    with the sha256 prefix in its name) or "page" (the authors' Caffe files, on Google Drive pages: downloaded by
+    hand and put into the cache as `file`)."""
 
     name: str
     source: str
@@ -41,10 +43,12 @@ class Weights:
     mIoU_ms_flip: float | None  # noqa: N815
     config: str
     license: str
+    file: str = ""
+    download: str = "direct"
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        return self.file or self.url.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,12 @@ def source_url(weights: Weights | Backbone) -> str:
 def fetch(weights: Weights | Backbone, progress: bool = True) -> Path:
     """The weight file in the cache, downloaded once (resumable, with a progress bar) and checked against the hash
     in its name: a mismatch deletes the file and says so; no connection is a one-line error naming the URL."""
+    if getattr(weights, "download", "direct") == "page":
+        path = cache_dir() / weights.filename
+        if path.is_file():
+            return path
+        raise PSPNetError(f"{weights.name}: {weights.filename} is published on a download page only "
+                          f"({weights.url}); download it by hand and put it at {path}, then run again")
     url = source_url(weights)
     try:
         return download(url, cache_dir() / weights.filename, sha256=weights.sha256_prefix, progress=progress)

@@ -84,3 +84,18 @@ def test_a_file_that_is_no_caffemodel_or_no_pspnet_is_a_one_line_error(caffe, tm
     assert set(read_caffemodel(tmp_path / "odd.caffemodel")) == {"conv1_1_3x3_s2", "conv6", "scale_extra"}
     with pytest.raises(PSPNetError, match="0 blocks in stage 4"):
         convert_caffe(tmp_path / "odd.caffemodel")
+
+
+def test_the_authors_release_by_name_reads_the_hand_downloaded_file_from_the_cache(caffe, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(PSPNetError, match=r"pspnet50_ade20k: pspnet50_ADE20K.caffemodel is published on a download "
+                                          r"page only \(https://drive.google.com/.*\); download it by hand"):
+        pspnet.load("pspnet50_ade20k")
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / "pspnet50_ADE20K.caffemodel").symlink_to(caffe["path"])
+    model = pspnet.load("pspnet50_ade20k")
+    assert (cache / "pspnet50_ade20k.pspnet.safetensors").is_file()  # converted once
+    x = rgb_input(model, caffe["image_rgb"])
+    with torch.no_grad():
+        assert torch.equal(model(x).argmax(1)[0], caffe["argmax"])

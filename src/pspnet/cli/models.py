@@ -20,9 +20,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(w) for w in chosen], indent=1, ensure_ascii=False))
         return 0
     width = max((len(w.name) for w in chosen), default=4)
-    print(f"{'name':<{width}}  {'dataset':<22}  {'mIoU':>6}  {'ms+flip':>7}  backbone")
+    print(f"{'name':<{width}}  {'dataset':<22}  {'mIoU':>6}  {'ms':>6}  backbone")
     for w in chosen:
-        ms = f"{w.mIoU_ms_flip:7.2f}" if w.mIoU_ms_flip is not None else f"{'-':>7}"
-        print(f"{w.name:<{width}}  {w.dataset:<22}  {w.mIoU:6.2f}  {ms}  {w.backbone} ({w.stem} stem)")
+        ss = f"{w.mIoU:6.2f}" if w.mIoU is not None else f"{'-':>6}"
+        ms = f"{w.mIoU_ms_flip:6.2f}" if w.mIoU_ms_flip is not None else f"{'-':>6}"
+        how = "" if w.download == "direct" else "  (download page: see `pspnet models --json`)"
+        print(f"{w.name:<{width}}  {w.dataset:<22}  {ss}  {ms}  {w.backbone} ({w.stem} stem){how}")
     print(f"{len(chosen)} models; source and licence: `pspnet models --json`; use a name wherever a checkpoint goes")
     return 0
