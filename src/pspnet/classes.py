@@ -118,6 +118,13 @@ ADE20K = DatasetInfo(
 KNOWN: dict[str, DatasetInfo] = {d.name: d for d in (CAMVID, CITYSCAPES, VOC2012, ADE20K)}
 
 
+def info_for_class_count(num_classes: int) -> DatasetInfo:
+    """The benchmark a converted checkpoint with this many classes was most likely trained on (150 ADE20K, 21 VOC,
+    19 Cityscapes), else generic class names: for files that do not name their classes."""
+    by_count = {d.num_classes: d for d in KNOWN.values() if d.name != "camvid"}
+    return by_count.get(num_classes, DatasetInfo.generic(num_classes))
+
+
 def known_dataset(name: str) -> DatasetInfo:
     if name not in KNOWN:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(KNOWN)}")

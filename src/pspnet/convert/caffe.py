@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pspnet.classes import KNOWN, DatasetInfo
+from pspnet.classes import DatasetInfo, info_for_class_count
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
@@ -181,9 +181,7 @@ def convert_caffe(path: Path, info: DatasetInfo | None = None, mean_rgb: tuple[f
                           f"{', '.join(foreign[:10])}")
     # Caffe's input is BGR: reversing the first convolution's input channels makes the model take RGB.
     state["backbone.stem.conv1.weight"] = state["backbone.stem.conv1.weight"].flip(1)
-    if info is None:
-        by_count = {d.num_classes: d for d in KNOWN.values() if d.name != "camvid"}
-        info = by_count.get(num_classes, DatasetInfo.generic(num_classes))
+    info = info or info_for_class_count(num_classes)
     info = DatasetInfo(info.name, info.classes, info.palette, tuple(m / 255 for m in mean_rgb), (1 / 255,) * 3)
     model = PSPNet(num_classes, info=info, backbone=depth, bins=PPM_ORDER, aux=False, stride_on_1x1=True,
                    ceil_pool=True, align_corners=True)

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from pspnet.classes import KNOWN, DatasetInfo
+from pspnet.classes import DatasetInfo, info_for_class_count
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict, tensor_state
+from pspnet.model.state import load_state_strict, rename_strictly, tensor_state
 
 DEEP_STEM = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
 DEPTHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
@@ -98,8 +98,7 @@ def class_info(obj: Any, num_classes: int) -> DatasetInfo:
     if classes is not None and len(classes) == num_classes:
         palette = [tuple(int(v) for v in c) for c in palette] if palette and len(palette) == num_classes else []
         return DatasetInfo("mmseg", [str(c) for c in classes], palette)
-    by_count = {d.num_classes: d for d in KNOWN.values() if d.name != "camvid"}
-    return by_count.get(num_classes, DatasetInfo.generic(num_classes))
+    return info_for_class_count(num_classes)
 
 
 def convert_mmseg_state(obj: Any, source: str, info: DatasetInfo | None = None) -> PSPNet:
@@ -107,16 +106,7 @@ def convert_mmseg_state(obj: Any, source: str, info: DatasetInfo | None = None) 
     state = tensor_state(obj, source, "an mmsegmentation checkpoint")
     settings = architecture(state, source)
     num_classes = int(state["decode_head.conv_seg.weight"].shape[0])
-    renamed: dict[str, torch.Tensor] = {}
-    foreign = []
-    for k, v in state.items():
-        new = rename(k)
-        if new is None:
-            foreign.append(k)
-        else:
-            renamed[new] = v
-    if foreign:
-        raise PSPNetError(f"{source}: keys that are not part of an mmseg PSPNet: {', '.join(sorted(foreign)[:10])}")
+    renamed = rename_strictly(state, rename, source, "an mmseg PSPNet")
     model = PSPNet(num_classes, info=info or class_info(obj, num_classes), **settings)
     load_state_strict(model, renamed, source)
     return model

@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import torch
-
-from pspnet.classes import KNOWN, DatasetInfo
+from pspnet.classes import DatasetInfo, info_for_class_count
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict, tensor_state
+from pspnet.model.state import load_state_strict, rename_strictly, tensor_state
 
 STEM = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
 HEAD = {"0": "conv", "1": "norm", "4": "classifier"}
@@ -49,19 +47,8 @@ def convert_semseg_state(obj: Any, source: str, info: DatasetInfo | None = None)
         raise PSPNetError(f"{source}: {len(branches)} pyramid branches; the official model has 4 (bins 1, 2, 3, 6)")
     num_classes = int(state["cls.4.weight"].shape[0])
     has_aux = any(k.startswith("aux.") for k in state)
-    if info is None:
-        by_count = {d.num_classes: d for d in KNOWN.values() if d.name != "camvid"}
-        info = by_count.get(num_classes, DatasetInfo.generic(num_classes))
-    renamed: dict[str, torch.Tensor] = {}
-    foreign = []
-    for k, v in state.items():
-        new = rename(k)
-        if new is None:
-            foreign.append(k)
-        else:
-            renamed[new] = v
-    if foreign:
-        raise PSPNetError(f"{source}: keys that are not part of the official PSPNet: {', '.join(sorted(foreign)[:10])}")
-    model = PSPNet(num_classes, info=info, backbone=depth, aux=has_aux, bins=OFFICIAL_BINS)
+    renamed = rename_strictly(state, rename, source, "the official PSPNet")
+    model = PSPNet(num_classes, info=info or info_for_class_count(num_classes), backbone=depth, aux=has_aux,
+                   bins=OFFICIAL_BINS)
     load_state_strict(model, renamed, source)
     return model

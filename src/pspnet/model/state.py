@@ -4,6 +4,7 @@ match."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,3 +40,19 @@ def tensor_state(obj: Any, source: str, what: str = "a state dict") -> dict[str,
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PSPNetError(f"{source}: not {what} (expected a dict of tensors, or one under 'state_dict')")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def rename_strictly(state: dict[str, torch.Tensor], rename: Callable[[str], str | None], source: str,
+                    what: str) -> dict[str, torch.Tensor]:
+    """`state` under our key names; a key that `rename` does not know (None) is an error naming it, never dropped."""
+    renamed: dict[str, torch.Tensor] = {}
+    foreign = []
+    for k, v in state.items():
+        new = rename(k)
+        if new is None:
+            foreign.append(k)
+        else:
+            renamed[new] = v
+    if foreign:
+        raise PSPNetError(f"{source}: keys that are not part of {what}: {', '.join(sorted(foreign)[:10])}")
+    return renamed
