@@ -15,21 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from pspnet.checkpoint import load
 from pspnet.classes import IGNORE_INDEX
+from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
-from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
+from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import InferenceSettings
 from pspnet.engine.predict import PredictionLayout, write_image_outputs
-from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official semseg .pth")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or with "
+                   "--backend onnxruntime / openvino an .onnx / .xml file written by `pspnet export`")
     src = p.add_argument_group("data (one of --config, --images/--labels, --list)")
     src.add_argument("--config", type=Path,
                      help="a YAML file with the data settings (top level or under 'data:'); its 'val:' section, when "
@@ -57,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
     add_recipe_arguments(p)
+    add_backend_argument(p)
 
 
 def build_eval_dataset(args: argparse.Namespace, num_classes: int
@@ -140,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
     device, main = processes.device, processes.is_main
-    model = load(args.checkpoint, map_location=device)
-    info = model.info
+    forward, info, how, recipe = backend_forward(args, device)
     dataset, ignore, protocol = build_eval_dataset(args, info.num_classes)
     settings = settings_from_args(args, info.name, protocol)
     check_outputs(args, dataset)
@@ -151,12 +151,10 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         assert layout is not None
         write_image_outputs(layout, name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy(), info.palette)
 
-    recipe = recipe_from_args(args, device)
     shards = f", {processes.world_size} processes" if processes.enabled else ""
     if main:
         print(f"{args.checkpoint}: {len(dataset)} images; protocol: {settings.describe()}; device {device}{shards}, "
-              f"{recipe.describe()}", file=sys.stderr)
-    forward = inference_forward(model, recipe, device)
+              f"{how}", file=sys.stderr)
     result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
                       num_samples=args.samples if args.report and main else 0,
                       on_prediction=save if args.save_predictions else None, progress=main and not args.quiet,
@@ -166,10 +164,10 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     for message in result.failures:
         print(f"pspnet eval: skipped {message}", file=sys.stderr)
     print(format_table(result.scores, info.classes))
-    print(f"{result.images} of {len(dataset)} images scored ({recipe.describe()})")
+    print(f"{result.images} of {len(dataset)} images scored ({how})")
     doc = result.scores.to_dict(info.classes) | {
         "images": result.images, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
-        "recipe": asdict(recipe) | {"description": recipe.describe()}, "processes": processes.world_size,
+        "recipe": asdict(recipe) | {"description": how, "backend": args.backend}, "processes": processes.world_size,
         "device": str(device), "ignore_index": ignore, "confusion_matrix": result.matrix.tolist(),
         "failures": result.failures}
     targets = [args.json] if args.json else []
@@ -185,6 +183,6 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         from pspnet.engine.report import write_report
 
         index = write_report(args.report, result.scores, result.matrix, info.classes, info.palette, result.samples,
-                             title=f"pspnet eval {args.checkpoint.name} ({recipe.describe()})", worst=result.worst)
+                             title=f"pspnet eval {args.checkpoint.name} ({how})", worst=result.worst)
         print(f"report: {index}", file=sys.stderr)
     return 1 if result.failures else 0

@@ -15,7 +15,8 @@ from pspnet.files import check_output_file
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official .pth")
-    p.add_argument("--format", choices=["onnx", "torchscript"], required=True, help="what to write")
+    p.add_argument("--format", choices=["onnx", "torchscript", "openvino"], required=True,
+                   help="what to write: onnx (.onnx), torchscript (.pt) or an OpenVINO IR (.xml + .bin)")
     p.add_argument("--out", type=Path, required=True, help="the file to write (e.g. model.onnx, model.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--argmax", action="store_true",
@@ -35,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if args.static_size and min(args.static_size) < 1:
         raise PSPNetError(f"--static-size {args.static_size[0]} {args.static_size[1]}: expected a positive height "
                           "and width")
+    if args.format == "openvino" and (args.out.suffix != ".xml" or args.argmax):
+        raise PSPNetError(f"--format openvino: --out must name the IR's .xml file (got {args.out.name}) and "
+                          "--argmax is ONNX/TorchScript only" if args.out.suffix != ".xml" else
+                          "--argmax is ONNX/TorchScript only; an OpenVINO IR outputs the logits")
     if args.static_size and args.format != "onnx":
         raise PSPNetError("--static-size applies to ONNX only; a TorchScript export takes any batch, height and width")
     if args.format == "onnx":
@@ -45,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
         static = tuple(args.static_size) if args.static_size else None
         export_onnx(model, args.out, argmax=args.argmax, opset=args.opset, static_size=static)
         shape = f"1×3×{static[0]}×{static[1]}" if static else "N×3×H×W (dynamic)"
+    elif args.format == "openvino":
+        from pspnet.export.openvino import export_openvino
+
+        export_openvino(model, args.out)
+        shape = "N×3×H×W (dynamic)"
     else:
         export_torchscript(model, args.out, argmax=args.argmax)
         shape = "N×3×H×W"

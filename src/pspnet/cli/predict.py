@@ -10,24 +10,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pspnet.checkpoint import load
+from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
-from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
+from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.device import resolve_device
 from pspnet.engine.inference import fill_batches, segment
 from pspnet.engine.predict import PredictionLayout, expand_inputs, is_video, predict_video, write_image_outputs
-from pspnet.engine.recipe import inference_forward
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder
 from pspnet.progress import progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official semseg .pth; "
-                   "with --backend onnxruntime, an .onnx file written by `pspnet export`")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="run the network with PyTorch (default) or ONNX Runtime (pip install 'pspnet[export]')")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or with "
+                   "--backend onnxruntime / openvino an .onnx / .xml file written by `pspnet export`")
+    add_backend_argument(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
@@ -59,15 +57,7 @@ def run(args: argparse.Namespace) -> int:
     planned = [f for p in files for f in ([layout.video(p.stem)] if is_video(p) else layout.image_files(p.stem))]
     check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
     device = resolve_device(args.device)
-    if args.backend == "onnxruntime":  # the same protocol and outputs, the network run by ONNX Runtime
-        from pspnet.export.onnx_runtime import OnnxRuntimeModel
-
-        model = OnnxRuntimeModel(args.checkpoint, device)
-    else:
-        model = load(args.checkpoint, map_location=device)
-    info = model.info
-    recipe = recipe_from_args(args, device)
-    forward = model if args.backend == "onnxruntime" else inference_forward(model, recipe, device)
+    forward, info, how, _ = backend_forward(args, device)  # the same protocol and outputs, whichever engine runs it
     settings = settings_from_args(args, info.name)
     images = [p for p in files if not is_video(p)]
     bar = progress_bar(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)
@@ -110,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
         written += 1
         print(f"{path}: {frames} frames → {out_path}", file=sys.stderr)
 
-    how = "ONNX Runtime" if args.backend == "onnxruntime" else recipe.describe()
     print(f"{written} of {len(files)} inputs written to {args.out} ({how}, device {device})", file=sys.stderr)
     if failures:
         print(f"pspnet predict: {len(failures)} input(s) failed (see above)", file=sys.stderr)

@@ -1,0 +1,102 @@
+"""CPU inference through OpenVINO, behind the same interface as a PSPNet: `model(x)` maps a normalised float
+N×3×H×W batch (any batch, height and width) to N×C×H×W logits, and `model.info` holds the class names, palette and
+mean/std. The inference protocol (`pspnet.engine.inference`) takes it in place of the PyTorch model, so every
+backend is scored by the same code. Needs `pip install 'pspnet[openvino]'`.
+
+The graph comes from our model converted in memory (`openvino.convert_model`), or from an IR written by
+`pspnet export --format openvino` (`.xml` + `.bin`, the metadata in its runtime info). `precision` is OpenVINO's
+inference precision: "f32" keeps the PyTorch answer (to ~1e-7); "bf16" runs natively only on CPUs with AVX-512 BF16
+or AMX.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pspnet.classes import DatasetInfo
+from pspnet.errors import PSPNetError
+from pspnet.export.metadata import info_from_metadata, model_metadata
+
+PRECISIONS = ("f32", "bf16")
+TRACE_SIZE = (1, 3, 97, 129)  # the example input of the conversion; the graph keeps N, H and W dynamic
+
+
+def require_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise PSPNetError("the openvino backend needs OpenVINO: pip install 'pspnet[openvino]'") from None
+    return openvino
+
+
+def convert(model: nn.Module) -> Any:
+    """An OpenVINO model of our PSPNet (eval mode) with a dynamic N×3×H×W input and its metadata attached."""
+    ov = require_openvino()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
+        graph = ov.convert_model(model.eval(), example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
+    for key, value in model_metadata(model, ["logits"]).items():  # type: ignore[arg-type]
+        graph.set_rt_info(value, ["pspnet", key])
+    return graph
+
+
+def export_openvino(model: nn.Module, path: str | Path) -> Path:
+    """Write the IR (`path` .xml and its .bin) with the model's metadata."""
+    ov = require_openvino()
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise PSPNetError(f"--out {path}: an OpenVINO IR is a .xml file (with a .bin beside it); name it *.xml")
+    graph = convert(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # OpenVINO writes NAME.xml and NAME.bin itself: into a temporary folder beside, then both moved into place
+    # (the .bin first, so that a .xml never points at a missing or half-written .bin).
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        ov.save_model(graph, str(Path(tmp) / path.name), compress_to_fp16=False)
+        os.replace(Path(tmp) / path.with_suffix(".bin").name, path.with_suffix(".bin"))
+        os.replace(Path(tmp) / path.name, path)
+    return path
+
+
+class OpenVinoModel:
+    """A PSPNet (converted in memory) or an IR file, compiled for the CPU at `precision`."""
+
+    def __init__(self, source: nn.Module | str | Path, precision: str = "f32") -> None:
+        ov = require_openvino()
+        if precision not in PRECISIONS:
+            raise PSPNetError(f"OpenVINO precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        core = ov.Core()
+        if isinstance(source, nn.Module):
+            graph = convert(source)
+            self.info: DatasetInfo = source.info  # type: ignore[assignment]
+            self.source = "the model, converted in memory"
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise PSPNetError(f"{path}: no such OpenVINO IR file")
+            try:
+                graph = core.read_model(str(path))
+            except Exception as e:  # OpenVINO's errors derive from Exception only
+                raise PSPNetError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0]})") from None
+            metadata = {key: graph.get_rt_info(["pspnet", key]).astype(str)
+                        for key in ("format", "format_version", "info", "model", "outputs")
+                        if graph.has_rt_info(["pspnet", key])}
+            self.info = info_from_metadata(metadata, str(path))
+            self.source = str(path)
+        self.precision = precision
+        self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+
+    def describe(self) -> str:
+        return f"OpenVINO {self.precision}"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        logits = self.compiled(array)[0]
+        return torch.from_numpy(np.asarray(logits, dtype=np.float32)).to(x.device)

@@ -1,0 +1,74 @@
+"""The OpenVINO backend: the same protocol code, the same answer in f32, from a checkpoint or an exported IR."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pspnet
+from pspnet.classes import DatasetInfo
+from pspnet.cli.main import main
+
+pytest.importorskip("openvino")
+
+TINY = ["--crop-size", "33", "--base-size", "0", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ov")
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(3, backbone="resnet18", output_stride=16, info=DatasetInfo("toy", ["a", "b", "c"]))
+    ckpt = pspnet.save(model, root / "m.safetensors")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (root / "img").mkdir(exist_ok=True)
+        (root / "lab").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(root / "img" / f"{i}.png")
+        Image.fromarray(rng.integers(0, 3, (40, 52), dtype=np.uint8)).save(root / "lab" / f"{i}.png")
+    return root, ckpt
+
+
+def scores(data, tmp_path, *extra: str) -> dict:
+    root, ckpt = data
+    out = tmp_path / f"e{len(list(tmp_path.iterdir()))}.json"
+    assert main(["eval", str(ckpt), "--images", str(root / "img"), "--labels", str(root / "lab"), "--workers", "0",
+                 "--json", str(out), *TINY, *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_eval_through_openvino_f32_gives_the_pytorch_scores(data, tmp_path) -> None:
+    torch_scores = scores(data, tmp_path)
+    ov_scores = scores(data, tmp_path, "--backend", "openvino")
+    assert ov_scores["recipe"]["description"] == "OpenVINO f32"
+    assert abs(ov_scores["mIoU"] - torch_scores["mIoU"]) <= 1e-4
+    a, b = np.array(ov_scores["confusion_matrix"]), np.array(torch_scores["confusion_matrix"])
+    assert np.abs(a - b).sum() / 2 <= 1e-3 * a.sum()  # at most 0.1% of the pixels change class
+
+
+def test_an_exported_ir_predicts_what_pytorch_predicts(data, tmp_path) -> None:
+    root, ckpt = data
+    xml = tmp_path / "m.xml"
+    assert main(["export", str(ckpt), "--format", "openvino", "--out", str(xml)]) == 0
+    assert xml.is_file() and xml.with_suffix(".bin").is_file()
+    assert main(["predict", str(ckpt), str(root / "img"), "--out", str(tmp_path / "torch"), *TINY]) == 0
+    assert main(["predict", "--backend", "openvino", str(xml), str(root / "img"), "--out", str(tmp_path / "ov"),
+                 *TINY]) == 0
+    for i in range(3):
+        a = np.asarray(Image.open(tmp_path / "torch" / f"{i}.png"))
+        b = np.asarray(Image.open(tmp_path / "ov" / f"{i}.png"))
+        assert np.mean(a == b) >= 0.999
+
+
+def test_openvino_mistakes_are_one_line(data, tmp_path, capsys) -> None:
+    _, ckpt = data
+    assert main(["export", str(ckpt), "--format", "openvino", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "must name the IR's .xml file" in capsys.readouterr().err
+    (tmp_path / "bad.xml").write_text("<net/>")
+    assert main(["predict", "--backend", "openvino", str(tmp_path / "bad.xml"), str(tmp_path), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.xml" in err and "Traceback" not in err
