@@ -13,6 +13,7 @@ from pspnet import PSPNetError
 from pspnet.cli.main import main
 from pspnet.convert.caffe import convert_caffe, read_caffemodel
 from pspnet.data.imageops import normalize
+from pspnet.engine.inference import InferenceSettings
 
 CAFFE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "caffe"
 
@@ -62,8 +63,9 @@ def test_the_convert_command_writes_a_checkpoint_that_runs_at_any_size(caffe, tm
     model = pspnet.load(dst)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 97, 129)).shape == (1, 150, 97, 129)  # not only the deploy size
-    labels = pspnet.predict(model, caffe["image_rgb"].numpy())  # the ADE20K protocol, no extra settings
-    assert labels.shape == (473, 473)
+    protocol = InferenceSettings.for_dataset(model.info.name)  # what eval/predict use without flags
+    assert (protocol.base_size, protocol.crop_size) == (512, (473, 473))  # the authors' ADE20K test settings
+    assert pspnet.predict(model, caffe["image_rgb"].numpy()).shape == (473, 473)
 
 
 def test_a_file_that_is_no_caffemodel_or_no_pspnet_is_a_one_line_error(caffe, tmp_path) -> None:
