@@ -60,6 +60,7 @@ class BenchConfig:
     model_settings: dict[str, object] = field(default_factory=dict)  # extra PSPNet keywords (tiny smoke models)
     seed: int = 0
     roofline: bool = True  # count the forward pass's GFLOP and time a large matrix product
+    backend: str = "torch"  # what runs the "fast" column: torch (the fast recipe) or openvino (f32, or bf16)
 
 
 @dataclass
@@ -123,7 +124,7 @@ def run_bench(config: BenchConfig, progress: Progress = lambda _: None) -> Bench
     for backbone in backbones:
         model = build_model(config, backbone, config.num_classes)
         reference = inference_forward(model, REFERENCE, config.device)
-        fast = inference_forward(model, config.fast, config.device)
+        fast = fast_forward(config, model)
         for size in config.sizes:
             if config.roofline:
                 result.gflop[f"{model_name(model)} {size}×{size}"] = forward_gflop(model, size, size)
@@ -133,6 +134,15 @@ def run_bench(config: BenchConfig, progress: Progress = lambda _: None) -> Bench
         if config.whole_size is not None:
             result.rows.append(whole_image_row(config, backbone, progress))
     return result
+
+
+def fast_forward(config: BenchConfig, model: nn.Module) -> Forward:
+    """The "fast" column's engine: the fast recipe in PyTorch, or OpenVINO (the recipe's bf16 selects its bf16)."""
+    if config.backend == "openvino":
+        from pspnet.export.openvino import OpenVinoModel
+
+        return OpenVinoModel(model, "bf16" if config.fast.precision == "bf16" else "f32")
+    return inference_forward(model, config.fast, config.device)
 
 
 def size_rows(config: BenchConfig, model: nn.Module, reference: Forward, fast: Forward, size: int,
@@ -161,7 +171,7 @@ def size_rows(config: BenchConfig, model: nn.Module, reference: Forward, fast: F
             [make(reference), make(fast)], dev, config.repeats, config.warmup, items)
         rows.append(Row(name, label, workload, unit, ref_m, fast_m, agreement(ref_out, fast_out)))
         progress(f"{name} {label} {workload}: {rows[-1].speedup:.2f}× the reference")
-    if "train" in config.workloads:
+    if "train" in config.workloads and config.backend == "torch":  # OpenVINO is an inference engine
         rows.append(training_row(config, model, name, label, size, progress))
     return rows
 

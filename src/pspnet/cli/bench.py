@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--overwrite", action="store_true", help="replace --markdown / --json files that exist")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--backend", choices=["torch", "openvino"], default="torch",
+                   help="what runs the 'fast' column: PyTorch by the fast recipe (default) or OpenVINO on the CPU "
+                        "(f32; bf16 with --precision bf16); the reference is eager PyTorch fp32 either way")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -85,13 +88,14 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         return BenchConfig(device=device, fast=replace(fast, compile=False), fast_train=replace(fast_train,
                            compile=False), backbones=("resnet18",), sizes=(65,), num_classes=5, batch_size=4,
                            train_batch=2, repeats=1, warmup=1, whole_size=(96, 160), whole_classes=5,
-                           model_settings={"output_stride": 16}, seed=0, roofline=False)
+                           model_settings={"output_stride": 16}, seed=0, roofline=False,
+                           backend=args.backend)
     return BenchConfig(
         device=device, fast=fast, fast_train=fast_train, backbones=tuple(args.backbones), sizes=tuple(args.sizes),
         num_classes=args.classes, checkpoint=args.checkpoint, workloads=tuple(args.workloads),
         batch_size=args.batch_size, train_batch=args.train_batch, repeats=args.repeats, warmup=args.warmup,
         whole_size=tuple(args.whole) if args.whole else None, whole_classes=args.whole_classes,
-        ablation=ablation_steps(args),
+        ablation=ablation_steps(args), backend=args.backend,
     )
 
 
@@ -125,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_output_file(path, option, args.overwrite)
     recipes = recipes_line(config.fast, config.fast_train)
+    if config.backend == "openvino":
+        recipes += f"; fast (inference) runs on OpenVINO {'bf16' if config.fast.precision == 'bf16' else 'f32'}"
     print(f"{machine(config.device)}\n{recipes}", file=sys.stderr)
     result = run_bench(config, progress=lambda message: print(f"  {message}", file=sys.stderr, flush=True))
     print(format_text(result, recipes))
