@@ -72,3 +72,11 @@ def test_openvino_mistakes_are_one_line(data, tmp_path, capsys) -> None:
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "bad.xml" in err and "Traceback" not in err
+
+
+def test_bench_times_openvino_against_the_eager_reference(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--smoke", "--backend", "openvino", "--workloads", "infer1", "eval", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["workload"].split(" (")[0] for r in rows} >= {"inference, batch 1", "eval protocol"}
+    assert all(r["agreement"]["argmax"] >= 0.995 and r["agreement"]["relative_error"] < 1e-4 for r in rows)
