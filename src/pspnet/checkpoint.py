@@ -22,7 +22,7 @@ from pspnet.files import file_kind, read_torch_file, write_atomically
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict, tensor_state
-from pspnet.weights import Weights, fetch, find
+from pspnet.weights import Weights, cache_dir, fetch, find
 
 FORMAT = "pspnet"
 FORMAT_VERSION = "1"
@@ -51,9 +51,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
     """Rebuild a model, in eval mode, from any file the project writes (a `.safetensors` model, a training
     checkpoint `checkpoints/iter_N.pt`), an official hszhao/semseg `.pth`, an mmsegmentation zoo PSPNet, or the
     name of a published model (`pspnet models` lists them), downloaded and converted once."""
-    path = Path(path)
-    if not path.exists() and (named := find(str(path))) is not None:
-        path = named_checkpoint(named)
+    path = resolve(path)
     if path.suffix == ".caffemodel" and path.is_file():
         return convert_caffe(path).to(map_location).eval()
     kind = file_kind(path)
@@ -68,12 +66,21 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
     return model.to(map_location).eval()
 
 
+def resolve(path: str | Path) -> Path:
+    """The file behind `path`: itself, or for the name of a published model (not a file here) its converted
+    checkpoint, downloaded and converted on first use."""
+    path = Path(path)
+    if not path.exists() and (named := find(str(path))) is not None:
+        return named_checkpoint(named)
+    return path
+
+
 def named_checkpoint(named: Weights) -> Path:
     """A catalogue model as a checkpoint of ours: downloaded once, converted once (cached beside the download, with
     the catalogue entry as its provenance)."""
-    original = fetch(named)
-    converted = original.with_name(f"{named.name}.pspnet.safetensors")
-    if not converted.is_file():
+    converted = cache_dir() / f"{named.name}.pspnet.safetensors"
+    if not converted.is_file():  # else the download is neither needed nor re-read (and re-hashed)
+        original = fetch(named)
         model = (convert_caffe(original) if original.suffix == ".caffemodel"
                  else convert_foreign(read_torch_file(original), original)[0])
         save(model, converted, {"catalogue_name": named.name, "source": named.source, "url": named.url,
@@ -106,9 +113,7 @@ def model_from_training_checkpoint(obj: dict[str, Any], path: Path) -> PSPNet:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """What a checkpoint says about itself, without building the model: its kind, the model settings, the classes
     and normalisation, and its provenance (training run, iteration, scores) where the file records one."""
-    path = Path(path)
-    if not path.exists() and (named := find(str(path))) is not None:
-        path = named_checkpoint(named)
+    path = resolve(path)
     if path.suffix == ".caffemodel" and path.is_file():
         model = convert_caffe(path)
         return {"kind": "hszhao/PSPNet Caffe model (converted on load)", "model": model.config.to_dict(),

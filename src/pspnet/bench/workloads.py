@@ -12,12 +12,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pspnet.checkpoint import unwrap
 from pspnet.classes import IGNORE_INDEX
+from pspnet.data.augment import TrainAugment
+from pspnet.data.config import DataConfig
 from pspnet.data.imageops import normalize, resize_bilinear
 from pspnet.distributed import single_process
 from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities
 from pspnet.engine.recipe import Recipe, training_model
 from pspnet.model.pspnet import AUX_WEIGHT
+from pspnet.train.schedule import parameter_groups
+from pspnet.train.step import TrainingStep
 
 
 @dataclass
@@ -87,12 +92,6 @@ def training_work(model: nn.Module, recipe: Recipe, images: list[torch.Tensor], 
     resolution, backward, SGD with the ×10 head learning rate. Every call is iteration 0 of the same seed: the same
     augmentation and dropout masks each time. The list receives the main logits of the first step (a compiled model
     draws its dropout masks with its own generator, so its logits differ by the dropped channels)."""
-    from pspnet.checkpoint import unwrap
-    from pspnet.data.augment import TrainAugment
-    from pspnet.data.config import DataConfig
-    from pspnet.train.schedule import parameter_groups
-    from pspnet.train.step import TrainingStep
-
     net = training_model(copy.deepcopy(model), recipe, device)
     info = model.info  # type: ignore[attr-defined]
     optimizer = torch.optim.SGD(parameter_groups(unwrap(net), 1e-3, 10.0), lr=1e-3, momentum=0.9, weight_decay=1e-4)

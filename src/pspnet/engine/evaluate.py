@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment
-from pspnet.engine.metrics import ConfusionMatrix, Scores
+from pspnet.engine.metrics import ConfusionMatrix, Scores, scores_from_matrix
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
 
@@ -99,22 +99,25 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
                 continue
             label = item["label"]
             try:
-                cm.update(pred, label, source=item.get("image_path", item["name"]))
+                counts = cm.update(pred, label, source=item.get("image_path", item["name"]))
             except PSPNetError as e:
                 result.failures.append(str(e))
                 continue
             result.images += 1
             if on_prediction is not None:
                 on_prediction(item["name"], item["image"], pred)
-            if num_samples:
-                own = ConfusionMatrix(info.num_classes, ignore_index, device)
-                own.update(pred, label)
+            if not num_samples:
+                continue
+            miou = scores_from_matrix(counts).miou
+            kept = position in picks
+            ranks = not math.isnan(miou) and (len(worst) < num_samples or -worst[0][0] >= miou)
+            if kept or ranks:  # only the images a grid keeps are copied out
                 sample = Sample(item["name"], item["image"].permute(1, 2, 0).numpy(), label.numpy().astype(np.uint8),
-                                pred.cpu().numpy().astype(np.uint8), own.compute().miou)
-                if position in picks:
+                                pred.cpu().numpy().astype(np.uint8), miou)
+                if kept:
                     result.samples.append(sample)
-                if not math.isnan(sample.miou):
-                    heapq.heappush(worst, (-sample.miou, position, sample))
+                if ranks:
+                    heapq.heappush(worst, (-miou, position, sample))
                     if len(worst) > num_samples:
                         heapq.heappop(worst)
         bar.update(len(group))

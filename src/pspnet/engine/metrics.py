@@ -102,11 +102,12 @@ class ConfusionMatrix:
     def reset(self) -> None:
         self.matrix.zero_()
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, source: str = "") -> None:
+    def update(self, pred: torch.Tensor, target: torch.Tensor, source: str = "") -> torch.Tensor:
         """Add one prediction/ground-truth pair (or a batch) of class-index maps of the same shape.
 
         Ground-truth values other than 0..C-1 and the ignore index, or predictions outside 0..C-1 on counted
-        pixels, raise PSPNetError (prefixed with `source`, e.g. a file name, when given).
+        pixels, raise PSPNetError (prefixed with `source`, e.g. a file name, when given). Returns the C×C counts
+        this pair added (its own confusion matrix).
         """
         where = f"{source}: " if source else ""
         if pred.shape != target.shape:
@@ -118,7 +119,7 @@ class ConfusionMatrix:
         keep = target != self.ignore_index
         target, pred = target[keep], pred[keep]
         if target.numel() == 0:
-            return
+            return torch.zeros_like(self.matrix)
         # One reduction for both range checks keeps GPU synchronisation to a single point.
         both = torch.cat([target, pred])
         lo, hi = torch.stack([both.min(), both.max()]).tolist()
@@ -129,7 +130,9 @@ class ConfusionMatrix:
                                   f"nor the ignore index {self.ignore_index}")
             bad_p = pred[(pred < 0) | (pred >= c)]
             raise PSPNetError(f"{where}predicted value {int(bad_p[0])} is not a class index 0..{c - 1}")
-        self.matrix += torch.bincount(target * c + pred, minlength=c * c).view(c, c)
+        counts = torch.bincount(target * c + pred, minlength=c * c).view(c, c)
+        self.matrix += counts
+        return counts
 
     def compute(self) -> Scores:
         return scores_from_matrix(self.matrix)
