@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# The GPU check of issue 15, sized for one lent H100/H200 (under 8 minutes): the CUDA tests, `pspnet bench` on CUDA
-# (reference vs fast, side by side), a 1-GPU torchrun training run with validation and a resume, and the CamVid recipe
-# in fp32 (TF32 off) and with the fast training recipe. Every figure goes to $OUT (default runs/gpu_check).
+# The GPU check of issue 15, sized for one lent H100/H200 (about 8 minutes): first, alone on the GPU, `pspnet bench`
+# on CUDA (reference vs fast vs the bf16 + channels_last eager anchor, side by side; the training levers one at a
+# time; inference with CUDA graphs); then, side by side on the GPU, the CUDA tests, a 1-GPU torchrun training run
+# with validation and a resume, and the CamVid recipe: one fp32 run (TF32 off) and three with the fast training
+# recipe (seeds 0-2), judged against the spread of 8 fp32 GPU runs in BENCHMARKS.md. Every step has a deadline,
+# so a slow step costs its own figures only. Then, on the trained fp32 CamVid model: `pspnet eval` on val in fp32
+# and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
+# the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained
+# profile"). The figures go to $OUT (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, tests.txt,
+# trained.txt, profile.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl); the training runs
+# themselves go to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
 #
 # On the CPU machine first:  python benchmarks/camvid_jpeg.py data/camvid gpu_data/camvid   (27 MiB; carry gpu_data)
 #                            DRY=1 bash benchmarks/gpu_check.sh       (the same steps at tiny sizes on the CPU)
@@ -11,9 +19,15 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 OUT=${OUT:-runs/gpu_check}
+WORK=${WORK:-${TMPDIR:-/tmp}/pspnet_gpu_check}
 DATA=${DATA:-gpu_data/camvid}
 DRY=${DRY:-0}
-mkdir -p "$OUT"
+BENCH_DEADLINE=${BENCH_DEADLINE:-300}  # seconds for the bench; the side-by-side part gets RUNS_DEADLINE
+RUNS_DEADLINE=${RUNS_DEADLINE:-230}
+PARTS=${PARTS:-bench runs trained profile}
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+mkdir -p "$OUT" "$WORK"
+OUT=$(cd "$OUT" && pwd) WORK=$(cd "$WORK" && pwd)
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 step() { echo "== $1 ($(date +%T))" | tee -a "$SUMMARY"; }
@@ -21,57 +35,120 @@ pspnet() { "$PY" -m pspnet.cli.main "$@"; }
 
 if [ "$DRY" = 1 ]; then
   DEV=cpu; export PSPNET_TEST_DEVICE=cpu
-  BENCH=(--backbones resnet18 --sizes 65 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1 --workloads infer1 inferN eval train)
-  ABLATION=(--backbones resnet18 --sizes 65 --repeats 1 --workloads --ablation --ablation-steps 1 2 3)
+  BENCH=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1
+         --workloads infer1 inferN eval train --anchor --train-ablation 1 3 --ablation --ablation-steps 7)
+  TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
+  EVAL_LIMIT=(--limit 3)
+  PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
   SHORT=(train.iterations=4 train.val_every=2 train.batch_size=2 train.val_images=3 train.checkpoint_every=2)
   LONGER=(train.iterations=6)
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
   FAST=(train.channels_last=true)  # bf16 and compile are CUDA levers: not rehearsed at CPU speed
 else
   DEV=cuda
-  BENCH=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2 --workloads infer1 inferN eval train)
-  ABLATION=(--backbones resnet50 --sizes 473 --repeats 5 --workloads --ablation)
+  # Ablation steps 1, 7, 9: the reference, bf16 + BN folded + channels_last eager, the fast recipe with CUDA graphs
+  # (the fast recipe itself is the main table's batch-1 row).
+  BENCH=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2
+         --workloads infer1 inferN eval train --train-ablation --ablation --ablation-steps 7 9)
+  TRAINED_BENCH=(--sizes 473 --batch-size 16 --repeats 5 --warmup 2)
+  EVAL_LIMIT=()
+  PROFILE=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 25)
   SHORT=(train.iterations=60 train.val_every=30 train.checkpoint_every=30)
   LONGER=(train.iterations=90)
   RECIPE=()
   FAST=(train.precision=bf16 train.channels_last=true train.compile=true)
 fi
-COMMON=(--config configs/camvid.yaml --no-progress data.root="$DATA" train.tensorboard=false train.device=$DEV data.workers=4)
+COMMON=(--config configs/camvid.yaml --no-progress data.root="$DATA" train.tensorboard=false train.device=$DEV data.workers=3)
 
 step "environment"
-{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"; "$PY" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'; } > "$OUT/env.txt" 2>&1
-tail -1 "$OUT/env.txt" | tee -a "$SUMMARY"
+{ nvidia-smi 2>/dev/null || echo "no nvidia-smi"; "$PY" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'; nproc; } > "$OUT/env.txt" 2>&1
+tail -2 "$OUT/env.txt" | tee -a "$SUMMARY"
 
-step "CUDA tests (pytest -m cuda)"
-"$PY" -m pytest -q -m cuda tests > "$OUT/tests.txt" 2>&1; tail -1 "$OUT/tests.txt" | tee -a "$SUMMARY"
+if has bench; then
+step "bench, alone on the device: reference vs fast vs anchor, training levers, CUDA graphs"
+timeout -k 10 "$BENCH_DEADLINE" "$PY" -m pspnet.cli.main bench --device $DEV "${BENCH[@]}" \
+  --json "$OUT/bench.json" --overwrite > "$OUT/bench.txt" 2>&1
+echo "bench: exit $?" | tee -a "$SUMMARY"
+grep -E "×|img/s|GFLOP" "$OUT/bench.txt" | tail -40 >> "$SUMMARY"
+fi
 
-step "bench: reference vs fast"
-pspnet bench --device $DEV "${BENCH[@]}" --markdown "$OUT/bench.md" --json "$OUT/bench.json" --overwrite > "$OUT/bench.txt" 2>&1
-tail -8 "$OUT/bench.txt" | tee -a "$SUMMARY"
+tests() {
+  "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py > "$OUT/tests.txt" 2>&1; echo "tests: $(tail -1 "$OUT/tests.txt")"
+}
+ddp() {
+  rm -rf "$WORK/ddp"
+  "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m pspnet.cli.main train "${COMMON[@]}" \
+    train.out_dir="$WORK/ddp" "${SHORT[@]}" > "$WORK/ddp.txt" 2>&1
+  local first=$?
+  "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m pspnet.cli.main train "${COMMON[@]}" \
+    train.out_dir="$WORK/ddp" "${SHORT[@]}" "${LONGER[@]}" --resume >> "$WORK/ddp.txt" 2>&1
+  echo "torchrun: first part exit $first, resumed exit $?"
+  grep -E "resum|val mIoU|trained" "$WORK/ddp.txt"
+}
+camvid() {  # name seed [overrides...]
+  local name=$1 seed=$2; shift 2
+  local start; start=$(date +%s)
+  rm -rf "$WORK/camvid_$name"
+  NVIDIA_TF32_OVERRIDE=$([ "${name%%_*}" = fp32 ] && echo 0 || echo 1) pspnet train "${COMMON[@]}" \
+    train.out_dir="$WORK/camvid_$name" train.seed="$seed" "${RECIPE[@]}" "$@" > "$WORK/camvid_$name.txt" 2>&1
+  local rc=$?
+  echo "camvid $name: exit $rc, $(( $(date +%s) - start )) s; $(grep -E 'trained' "$WORK/camvid_$name.txt")"
+  grep '"val"' "$WORK/camvid_$name/metrics.jsonl" 2>/dev/null | "$PY" -c 'import sys, json
+print("  val mIoU by iteration:", " ".join("%d:%.4f" % (r["iteration"], r["val_mIoU"]) for r in map(json.loads, sys.stdin)))'
+}
+export -f tests ddp camvid pspnet
+export PY OUT WORK
+run_part() { timeout -k 10 "$RUNS_DEADLINE" bash -c "$1" > "$WORK/part_$2.txt" 2>&1; echo "($2: exit $?)" >> "$WORK/part_$2.txt"; }
+# Bash arrays do not cross `export`: hand the parts their arguments through declare -p.
+ARGS="$(declare -p COMMON SHORT LONGER RECIPE FAST)"
+if has runs; then
+step "side by side: CUDA tests, torchrun with a resume, CamVid fp32 and fast (seeds 0-2)"
+run_part "$ARGS; tests" tests &
+run_part "$ARGS; ddp" ddp &
+run_part "$ARGS; camvid fp32_s0 0" fp32_s0 &
+run_part "$ARGS; camvid fast_s2 2 \"\${FAST[@]}\"" fast_s2 &
+run_part "$ARGS; camvid fast_s0 0 \"\${FAST[@]}\"" fast_s0 &
+run_part "$ARGS; camvid fast_s1 1 \"\${FAST[@]}\"" fast_s1 &
+wait
+cat "$WORK"/part_*.txt | tee -a "$SUMMARY"
+fi
 
-step "bench: one change at a time"
-pspnet bench --device $DEV "${ABLATION[@]}" --markdown "$OUT/ablation.md" --overwrite > "$OUT/ablation.txt" 2>&1
-tail -10 "$OUT/ablation.txt" | tee -a "$SUMMARY"
+if has trained; then
+step "the trained fp32 CamVid model: eval in fp32 and --fast, the bench on it"
+CKPT=$WORK/camvid_fp32_s0/best.safetensors
+[ -f "$CKPT" ] || bash -c "$ARGS; camvid fp32_s0 0" | tee -a "$SUMMARY"
+{
+  for name in fp32 fast; do
+    extra=(); [ $name = fast ] && extra=(--fast)
+    rm -rf "$WORK/eval_$name"
+    sed "s|^  root: .*|  root: $DATA|" configs/camvid.yaml > "$WORK/camvid.yaml"
+    timeout -k 10 150 "$PY" -m pspnet.cli.main eval "$CKPT" --config "$WORK/camvid.yaml" --quiet "${EVAL_LIMIT[@]}" \
+      --out "$WORK/eval_$name" --save-predictions "${extra[@]}" 2>&1 | tail -3
+  done
+  "$PY" - "$WORK/eval_fp32" "$WORK/eval_fast" <<'PYEOF'
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+a, b = (Path(p) for p in sys.argv[1:])
+same = total = 0
+for f in sorted(a.glob("*.png")):
+    x, y = np.asarray(Image.open(f)), np.asarray(Image.open(b / f.name))
+    same += int((x == y).sum()); total += x.size
+print(f"pixel agreement, fp32 vs --fast predictions: {same}/{total} = {100 * same / max(total, 1):.3f}%")
+PYEOF
+  timeout -k 10 200 "$PY" -m pspnet.cli.main bench --device $DEV --checkpoint "$CKPT" "${TRAINED_BENCH[@]}" \
+    --workloads infer1 inferN eval 2>&1 | grep -vE "^  .*(preparing|in turns)"
+} > "$OUT/trained.txt" 2>&1
+grep -E "mIoU|agreement|×" "$OUT/trained.txt" | tee -a "$SUMMARY"
+fi
 
-step "torchrun, 1 process: training with validation, then a resume"
-rm -rf "$OUT/ddp"
-"$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m pspnet.cli.main train "${COMMON[@]}" \
-  train.out_dir="$OUT/ddp" "${SHORT[@]}" > "$OUT/ddp.txt" 2>&1
-echo "first part: exit $?" | tee -a "$SUMMARY"
-"$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m pspnet.cli.main train "${COMMON[@]}" \
-  train.out_dir="$OUT/ddp" "${SHORT[@]}" "${LONGER[@]}" --resume >> "$OUT/ddp.txt" 2>&1
-echo "resumed: exit $?" | tee -a "$SUMMARY"
-grep -E "resumed|val mIoU|trained" "$OUT/ddp.txt" | tee -a "$SUMMARY"
-
-step "CamVid recipe: fp32 (TF32 off) and the fast training recipe, one run each"
-for name in fp32 fast; do
-  extra=(); [ $name = fast ] && extra=("${FAST[@]}")
-  rm -rf "$OUT/camvid_$name"
-  start=$(date +%s)
-  NVIDIA_TF32_OVERRIDE=$([ $name = fp32 ] && echo 0 || echo 1) pspnet train "${COMMON[@]}" \
-    train.out_dir="$OUT/camvid_$name" "${RECIPE[@]}" "${extra[@]}" > "$OUT/camvid_$name.txt" 2>&1
-  echo "$name: exit $?, $(( $(date +%s) - start )) s; $(grep -E 'trained' "$OUT/camvid_$name.txt")" | tee -a "$SUMMARY"
-  grep '"val"' "$OUT/camvid_$name/metrics.jsonl" 2>/dev/null | "$PY" -c 'import sys, json
-print(" ".join("%d:%.4f" % (r["iteration"], r["val_mIoU"]) for r in map(json.loads, sys.stdin)))' | tee -a "$SUMMARY"
-done
+if has profile; then
+step "profile: the fast and the anchor training steps"
+for recipe in fast anchor; do
+  timeout -k 10 150 "$PY" benchmarks/profile_training.py --recipe $recipe "${PROFILE[@]}" 2>&1 | grep -v USDT
+done > "$OUT/profile.txt"
+grep -E "per step|^  .*%  [a-z]" "$OUT/profile.txt" | tee -a "$SUMMARY"
+fi
+(cd "$WORK" && find . -name '*.txt' -o -name metrics.jsonl | tar -czf "$OUT/logs.tar.gz" -T -)
 step "done"

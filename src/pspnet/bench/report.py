@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from pspnet.bench.roofline import TRAINING_FLOP_FACTOR
 from pspnet.bench.suite import AblationRow, BenchResult, Row
 from pspnet.bench.timing import Measurement
 from pspnet.engine.recipe import Recipe
@@ -58,23 +60,61 @@ def _agree(row: Row | AblationRow) -> tuple[str, str]:
 
 MAIN_HEADER = ["model", "size", "workload", "unit", "reference", "fast", "speed-up", "peak MiB ref",
                "peak MiB fast", "1st call s ref", "1st call s fast", "argmax agree", "rel. error"]
+ANCHOR_HEADER = ["anchor", "fast vs anchor", "peak MiB anchor"]
+PEAK_HEADER = ["ref % of fp32 peak", "fast % of its peak"]
 ABLATION_HEADER = ["model", "size", "step", "recipe", "s/img", "vs reference", "vs previous", "peak MiB",
                    "1st call s", "argmax agree", "rel. error"]
+TRAIN_ABLATION_HEADER = ["model", "size", "step", "recipe", "img/s", "vs first", "vs previous", "peak MiB",
+                         "1st call s", "% of its peak"]
 
 
-def main_cells(rows: list[Row]) -> list[list[str]]:
-    return [[r.model, r.size, r.workload, r.unit, _figure(r.reference, r.unit), _figure(r.fast, r.unit),
-             f"{r.speedup:.2f}×", _mib(r.reference), _mib(r.fast), _first(r.reference), _first(r.fast),
-             *_agree(r)] for r in rows]
+def share_of_peak(result: BenchResult, model: str, size: str, seconds_per_image: float, flop_factor: int,
+                  precision: str) -> str:
+    """The achieved arithmetic rate over the matrix-product rate of `precision` (fp32's where it was not timed)."""
+    gflop = result.gflop.get(f"{model} {size}")
+    peak = result.matmul.get(precision) or result.matmul.get("fp32")
+    if gflop is None or not peak:
+        return "–"
+    return f"{100 * gflop * flop_factor / seconds_per_image / peak:.1f}%"
+
+
+def main_cells(result: BenchResult) -> tuple[list[str], list[list[str]]]:
+    rows = result.rows
+    anchored = any(r.anchor is not None for r in rows)
+    header = MAIN_HEADER + (ANCHOR_HEADER if anchored else []) + (PEAK_HEADER if result.matmul else [])
+    cells = []
+    for r in rows:
+        row = [r.model, r.size, r.workload, r.unit, _figure(r.reference, r.unit), _figure(r.fast, r.unit),
+               f"{r.speedup:.2f}×", _mib(r.reference), _mib(r.fast), _first(r.reference), _first(r.fast), *_agree(r)]
+        if anchored:
+            row += ["–", "–", "–"] if r.anchor is None else [
+                _figure(r.anchor, r.unit), f"{r.anchor.median / r.fast.median:.2f}×", _mib(r.anchor)]
+        if result.matmul:
+            row += [share_of_peak(result, r.model, r.size, r.reference.per_item, r.flop_factor, "fp32"),
+                    share_of_peak(result, r.model, r.size, r.fast.per_item, r.flop_factor, r.fast_precision)]
+        cells.append(row)
+    return header, cells
 
 
 def ablation_cells(rows: list[AblationRow]) -> list[list[str]]:
     cells = []
     for i, r in enumerate(rows):
         first, previous = rows[0].measurement.median, rows[max(i - 1, 0)].measurement.median
-        cells.append([r.model, r.size, r.name, r.recipe.describe(), _figure(r.measurement, "s/img"),
+        cells.append([r.model, r.size, r.name, r.recipe, _figure(r.measurement, "s/img"),
                       f"{first / r.measurement.median:.2f}×", f"{previous / r.measurement.median:.2f}×",
                       _mib(r.measurement), _first(r.measurement), *_agree(r)])
+    return cells
+
+
+def train_ablation_cells(result: BenchResult) -> list[list[str]]:
+    rows = result.train_ablation
+    cells = []
+    for i, r in enumerate(rows):
+        first, previous = rows[0].measurement.median, rows[max(i - 1, 0)].measurement.median
+        m = r.measurement
+        cells.append([r.model, r.size, r.name, r.recipe, _figure(m, "img/s"), f"{first / m.median:.2f}×",
+                      f"{previous / m.median:.2f}×", _mib(m), _first(m),
+                      share_of_peak(result, r.model, r.size, m.per_item, TRAINING_FLOP_FACTOR, r.precision)])
     return cells
 
 
@@ -91,38 +131,39 @@ def markdown_table(header: list[str], cells: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def recipes_line(fast: Recipe, fast_train: Recipe) -> str:
-    return f"reference: eager fp32 NCHW; fast (inference): {fast.describe()}; fast (training): {fast_train.describe()}"
+def recipes_line(fast: Recipe, fast_train: Recipe, anchor: Recipe | None = None) -> str:
+    line = f"reference: eager fp32 NCHW; fast (inference): {fast.describe()}; fast (training): {fast_train.describe()}"
+    return line + (f"; anchor: {anchor.describe()}" if anchor is not None else "")
 
 
 def roofline_lines(result: BenchResult) -> list[str]:
-    """Per model and size: its GFLOP per forward pass and, against this machine's matrix-product speed, the
-    shortest fp32 forward pass possible here."""
+    """The machine's matrix-product rates and each model's GFLOP per forward pass (a training step counts three)."""
     lines = []
-    if result.matmul_gflops is not None:
-        lines.append(f"fp32 matrix product on this machine: {result.matmul_gflops:.0f} GFLOP/s")
-    for key, gflop in result.gflop.items():
-        bound = f", at least {gflop / result.matmul_gflops:.2f} s per fp32 forward here" \
-            if result.matmul_gflops else ""
-        lines.append(f"{key}: {gflop:.1f} GFLOP per forward pass{bound}")
+    if result.matmul:
+        lines.append("matrix products on this machine (best of several sizes): "
+                     + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result.matmul.items()))
+    lines += [f"{key}: {gflop:.1f} GFLOP per forward pass" for key, gflop in result.gflop.items()]
     return lines
 
 
-def format_text(result: BenchResult, header_line: str) -> str:
-    parts = [header_line, *roofline_lines(result)]
+def sections(result: BenchResult, table: Callable[[list[str], list[list[str]]], str]) -> list[str]:
+    parts = []
     if result.rows:
-        parts.append(text_table(MAIN_HEADER, main_cells(result.rows)))
+        parts.append(table(*main_cells(result)))
     if result.ablation:
-        parts.append("ablation, inference at batch 1 (each step against the reference and the step before):")
-        parts.append(text_table(ABLATION_HEADER, ablation_cells(result.ablation)))
-    return "\n\n".join(parts)
+        parts.append("Ablation, inference at batch 1 (each step against the reference and the step before):")
+        parts.append(table(ABLATION_HEADER, ablation_cells(result.ablation)))
+    if result.train_ablation:
+        parts.append("Ablation, the training step (each variant against the first and the one before):")
+        parts.append(table(TRAIN_ABLATION_HEADER, train_ablation_cells(result)))
+    return parts
+
+
+def format_text(result: BenchResult, header_line: str) -> str:
+    return "\n\n".join([header_line, *roofline_lines(result), *sections(result, text_table)])
 
 
 def format_markdown(result: BenchResult, command: str, device: torch.device, recipes: str) -> str:
     parts = [f"Command: `{command}`", f"Machine: {machine(device)}", f"Recipes: {recipes}"]
     parts += [f"Arithmetic: {line}" for line in roofline_lines(result)]
-    if result.rows:
-        parts.append(markdown_table(MAIN_HEADER, main_cells(result.rows)))
-    if result.ablation:
-        parts.append(markdown_table(ABLATION_HEADER, ablation_cells(result.ablation)))
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(parts + sections(result, markdown_table)) + "\n"

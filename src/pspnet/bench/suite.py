@@ -2,7 +2,9 @@
 
 For each backbone and size: inference latency at batch 1, throughput at batch N, the evaluation protocol (single
 scale, flip, sliding window) and a training step, each with both recipes, their ratio and their agreement; then
-optionally whole-image inference of a large image (peak memory) and the ablation: one switch at a time at batch 1.
+optionally whole-image inference of a large image (peak memory) and the ablations, one switch at a time: inference at
+batch 1, and the training step. An optional third column, the anchor (e.g. bf16 + channels_last eager on a GPU, the
+best that needs no compiler), is timed in the same turns.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pspnet.bench.roofline import forward_gflop, matmul_gflops
+from pspnet.bench.roofline import TRAINING_FLOP_FACTOR, forward_gflop, matmul_rates
 from pspnet.bench.timing import Measurement, measure, measure_interleaved
 from pspnet.bench.workloads import (
     Agreement,
@@ -38,6 +40,20 @@ WORKLOADS = ("infer1", "inferN", "eval", "train")
 DEPTH_NAMES = {"resnet18": "18", "resnet34": "34", "resnet50": "50", "resnet101": "101", "resnet152": "152"}
 
 
+@dataclass(frozen=True)
+class TrainVariant:
+    """One step of the training ablation: a recipe and the training-only levers (`training_work`'s)."""
+
+    name: str
+    recipe: Recipe
+    compile_loss: bool = False
+    fused_sgd: bool = False
+
+    def describe(self) -> str:
+        extras = (["loss compiled"] if self.compile_loss else []) + (["fused SGD"] if self.fused_sgd else [])
+        return ", ".join([self.recipe.describe(), *extras])
+
+
 @dataclass
 class BenchConfig:
     """What to measure. Sizes are square crops (473, 713, or smaller ones on a CPU)."""
@@ -57,6 +73,8 @@ class BenchConfig:
     whole_size: tuple[int, int] | None = None  # e.g. (1024, 2048): whole-image inference, one pass per recipe
     whole_classes: int = 19
     ablation: tuple[tuple[str, Recipe], ...] = ()  # (name, recipe) measured at batch 1, one row each
+    train_ablation: tuple[TrainVariant, ...] = ()  # training steps at train_batch, one row each
+    anchor: Recipe | None = None  # a third column timed with the other two (inference and training alike)
     model_settings: dict[str, object] = field(default_factory=dict)  # extra PSPNet keywords (tiny smoke models)
     seed: int = 0
     roofline: bool = True  # count the forward pass's GFLOP and time a large matrix product
@@ -74,6 +92,9 @@ class Row:
     reference: Measurement
     fast: Measurement
     agreement: Agreement | None
+    anchor: Measurement | None = None
+    flop_factor: int = 1  # GFLOP of one image = forward GFLOP × this (3 for a training step)
+    fast_precision: str = "fp32"  # whose matrix-product rate the fast column is compared with
 
     @property
     def speedup(self) -> float:
@@ -85,17 +106,20 @@ class AblationRow:
     model: str
     size: str
     name: str
-    recipe: Recipe
+    recipe: str  # described
     measurement: Measurement
     agreement: Agreement
+    training: bool = False  # a training step (images per second) rather than inference at batch 1
+    precision: str = "fp32"
 
 
 @dataclass
 class BenchResult:
     rows: list[Row] = field(default_factory=list)
     ablation: list[AblationRow] = field(default_factory=list)
+    train_ablation: list[AblationRow] = field(default_factory=list)
     gflop: dict[str, float] = field(default_factory=dict)  # "PSPNet-50 473×473" → GFLOP of one forward pass
-    matmul_gflops: float | None = None  # this machine's fp32 matrix-product speed
+    matmul: dict[str, float] = field(default_factory=dict)  # "fp32" / "bf16" → this machine's GFLOP/s
 
 
 Progress = Callable[[str], None]
@@ -118,8 +142,8 @@ def model_name(model: nn.Module) -> str:
 def run_bench(config: BenchConfig, progress: Progress = lambda _: None) -> BenchResult:
     result = BenchResult()
     if config.roofline:
-        result.matmul_gflops = matmul_gflops(config.device)
-        progress(f"fp32 matrix product: {result.matmul_gflops:.0f} GFLOP/s")
+        result.matmul = matmul_rates(config.device)
+        progress("matrix products: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result.matmul.items()))
     backbones = ("checkpoint",) if config.checkpoint is not None else config.backbones
     for backbone in backbones:
         model = build_model(config, backbone, config.num_classes)
@@ -128,9 +152,12 @@ def run_bench(config: BenchConfig, progress: Progress = lambda _: None) -> Bench
         for size in config.sizes:
             if config.roofline:
                 result.gflop[f"{model_name(model)} {size}×{size}"] = forward_gflop(model, size, size)
+            # The main table first, then the ablations: a run cut short keeps what matters most.
+            result.rows.extend(size_rows(config, model, reference, fast, size, progress))
+            if config.train_ablation:
+                result.train_ablation.extend(training_ablation_rows(config, model, size, progress))
             if config.ablation:
                 result.ablation.extend(ablation_rows(config, model, reference, size, progress))
-            result.rows.extend(size_rows(config, model, reference, fast, size, progress))
         if config.whole_size is not None:
             result.rows.append(whole_image_row(config, backbone, progress))
     return result
@@ -164,16 +191,30 @@ def size_rows(config: BenchConfig, model: nn.Module, reference: Forward, fast: F
         jobs.append((f"eval protocol ({settings_label(settings, images)})", "img/s", len(images),
                      partial(protocol_work, images=images, settings=settings, mean=info.mean, std=info.std,
                              device=dev)))
+    anchor = inference_forward(model, config.anchor, dev) if config.anchor is not None else None
     rows = []
     for workload, unit, items, make in jobs:
-        progress(f"{name} {label} {workload}: reference and fast in turns")
-        (ref_m, fast_m), (ref_out, fast_out) = measure_interleaved(
-            [make(reference), make(fast)], dev, config.repeats, config.warmup, items)
-        rows.append(Row(name, label, workload, unit, ref_m, fast_m, agreement(ref_out, fast_out)))
-        progress(f"{name} {label} {workload}: {rows[-1].speedup:.2f}× the reference")
+        progress(f"{name} {label} {workload}: reference, fast{', anchor' if anchor else ''} in turns")
+        forwards = [reference, fast] + ([anchor] if anchor is not None else [])
+        measurements, outputs = measure_interleaved([make(f) for f in forwards], dev, config.repeats,
+                                                    config.warmup, items)
+        rows.append(Row(name, label, workload, unit, measurements[0], measurements[1],
+                        agreement(outputs[0], outputs[1]), measurements[2] if anchor is not None else None,
+                        fast_precision=config.fast.precision))
+        progress(f"{name} {label} {workload}: {row_summary(rows[-1])}")
     if "train" in config.workloads and config.backend == "torch":  # OpenVINO is an inference engine
         rows.append(training_row(config, model, name, label, size, progress))
+        progress(f"{name} {label} {rows[-1].workload}: {row_summary(rows[-1])}")
     return rows
+
+
+def row_summary(row: Row) -> str:
+    """One progress line's figures: each column's median and peak memory, the speed-up (kept if the run is cut)."""
+    def figure(m: Measurement) -> str:
+        peak = "" if m.peak_bytes is None else f", {m.peak_bytes / 2**20:.0f} MiB"
+        return (f"{m.per_item:.4f} s/img" if row.unit == "s/img" else f"{m.rate:.2f} img/s") + peak
+    anchor = "" if row.anchor is None else f"; anchor {figure(row.anchor)}"
+    return f"reference {figure(row.reference)}; fast {figure(row.fast)}{anchor}; {row.speedup:.2f}× the reference"
 
 
 def ablation_rows(config: BenchConfig, model: nn.Module, reference: Forward, size: int, progress: Progress
@@ -193,7 +234,8 @@ def ablation_rows(config: BenchConfig, model: nn.Module, reference: Forward, siz
         works.append(inference_work(forward, x, config.device))
     progress(f"{name} {label} ablation: {len(works)} recipes in turns")
     measurements, outputs = measure_interleaved(works, config.device, config.repeats, config.warmup)
-    rows = [AblationRow(name, label, step, recipe, m, agreement(outputs[0], out))
+    rows = [AblationRow(name, label, step, recipe.describe(), m, agreement(outputs[0], out),
+                        precision=recipe.precision)
             for (step, recipe), m, out in zip(config.ablation, measurements, outputs, strict=True)]
     for row in rows:
         progress(f"{name} {label} ablation {row.name}: {row.measurement.per_item:.3f} s/img")
@@ -214,18 +256,52 @@ def settings_label(settings: InferenceSettings, images: list[torch.Tensor]) -> s
     return f"{len(images)} img {h}×{w}, crop {settings.crop_size[0]}, flip, batch {settings.batch_size}"
 
 
-def training_row(config: BenchConfig, model: nn.Module, name: str, label: str, size: int, progress: Progress) -> Row:
+def training_batch(config: BenchConfig, model: nn.Module, size: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """`train_batch` synthetic uint8 images and label maps of size × size."""
     info: DatasetInfo = model.info  # type: ignore[assignment]
     n = config.train_batch
     images = synthetic_images(n, size, size, config.seed + 2)
     labels = list(synthetic_labels(n, size, size, info.num_classes, config.seed + 3).to(torch.uint8))
+    return images, labels
+
+
+def training_row(config: BenchConfig, model: nn.Module, name: str, label: str, size: int, progress: Progress) -> Row:
+    images, labels = training_batch(config, model, size)
     train_model = copy.deepcopy(model).train()
-    ref_work, ref_first = training_work(train_model, REFERENCE, images, labels, config.device, config.seed)
-    fast_work, fast_first = training_work(train_model, config.fast_train, images, labels, config.device, config.seed)
-    progress(f"{name} {label} training: reference and fast in turns")
-    (ref_m, fast_m), _ = measure_interleaved([ref_work, fast_work], config.device, config.repeats, config.warmup, n)
-    return Row(name, label, f"training step, batch {n}", "img/s", ref_m, fast_m,
-               agreement(ref_first[0], fast_first[0]))
+    recipes = [REFERENCE, config.fast_train] + ([config.anchor] if config.anchor is not None else [])
+    works, firsts = zip(*(training_work(train_model, r, images, labels, config.device, config.seed) for r in recipes),
+                        strict=True)
+    progress(f"{name} {label} training: reference, fast{', anchor' if config.anchor else ''} in turns")
+    measurements, _ = measure_interleaved(list(works), config.device, config.repeats, config.warmup, len(images))
+    return Row(name, label, f"training step, batch {len(images)}", "img/s", measurements[0], measurements[1],
+               agreement(firsts[0][0], firsts[1][0]), measurements[2] if config.anchor is not None else None,
+               flop_factor=TRAINING_FLOP_FACTOR, fast_precision=config.fast_train.precision)
+
+
+def training_ablation_rows(config: BenchConfig, model: nn.Module, size: int, progress: Progress
+                           ) -> list[AblationRow]:
+    """The training step for each variant of `config.train_ablation`, timed in turns; agreement of the first
+    step's logits with the first variant's (dropout masks differ once compiled, so this is reported, not checked)."""
+    name, label = model_name(model), f"{size}×{size}"
+    images, labels = training_batch(config, model, size)
+    train_model = copy.deepcopy(model).train()
+    works, firsts = [], []
+    for variant in config.train_ablation:
+        progress(f"{name} {label} training ablation: preparing {variant.name}")
+        work, first = training_work(train_model, variant.recipe, images, labels, config.device, config.seed,
+                                    compile_loss=variant.compile_loss, fused_sgd=variant.fused_sgd)
+        works.append(work)
+        firsts.append(first)
+    progress(f"{name} {label} training ablation: {len(works)} variants in turns")
+    measurements, _ = measure_interleaved(works, config.device, config.repeats, config.warmup, len(images))
+    rows = [AblationRow(name, label, v.name, v.describe(), m, agreement(firsts[0][0], first[0]), training=True,
+                        precision=v.recipe.precision)
+            for v, m, first in zip(config.train_ablation, measurements, firsts, strict=True)]
+    for row in rows:
+        peak = row.measurement.peak_bytes
+        progress(f"{name} {label} training ablation {row.name}: {row.measurement.rate:.2f} img/s"
+                 + ("" if peak is None else f", {peak / 2**20:.0f} MiB"))
+    return rows
 
 
 def whole_image_row(config: BenchConfig, backbone: str, progress: Progress) -> Row:

@@ -85,21 +85,26 @@ def protocol_work(forward: Forward, images: list[torch.Tensor], settings: Infere
 
 
 def training_work(model: nn.Module, recipe: Recipe, images: list[torch.Tensor], labels: list[torch.Tensor],
-                  device: torch.device, seed: int) -> tuple[Work, list[torch.Tensor]]:
+                  device: torch.device, seed: int, compile_loss: bool | None = None, fused_sgd: bool = False
+                  ) -> tuple[Work, list[torch.Tensor]]:
     """The trainer's own optimiser step (`pspnet.train.step.TrainingStep`, as `pspnet train` runs it by `recipe`)
     on a copy of `model`: the uint8 images and labels moved to the device, the official augmentation there (random
     scale, rotation, blur, flip, crop to the image size), forward, main + 0.4 × aux cross-entropy at full
     resolution, backward, SGD with the ×10 head learning rate. Every call is iteration 0 of the same seed: the same
     augmentation and dropout masks each time. The list receives the main logits of the first step (a compiled model
-    draws its dropout masks with its own generator, so its logits differ by the dropped channels)."""
+    draws its dropout masks with its own generator, so its logits differ by the dropped channels).
+
+    `compile_loss` (default: as the recipe compiles, as the trainer does) and `fused_sgd` (one fused kernel for the
+    SGD update, CUDA) are levers the bench's training ablation measures one at a time."""
     net = training_model(copy.deepcopy(model), recipe, device)
     info = model.info  # type: ignore[attr-defined]
-    optimizer = torch.optim.SGD(parameter_groups(unwrap(net), 1e-3, 10.0), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(parameter_groups(unwrap(net), 1e-3, 10.0), lr=1e-3, momentum=0.9, weight_decay=1e-4,
+                                **({"fused": True} if fused_sgd else {}))
     height, width = images[0].shape[1:]
     data = DataConfig(dataset="folders", num_classes=info.num_classes, crop_size=(height, width))
     step = TrainingStep(net, optimizer, TrainAugment(data, info, device), recipe, single_process(device),
                         micro=len(images), ignore_index=IGNORE_INDEX, aux_weight=AUX_WEIGHT, seed=seed,
-                        keep_logits=True)
+                        compile_loss=recipe.compile if compile_loss is None else compile_loss, keep_logits=True)
     stream = itertools.repeat({"image": images, "label": labels})
     first: list[torch.Tensor] = []
 

@@ -8,18 +8,20 @@ import shlex
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch._dynamo
 
 from pspnet.bench.report import format_markdown, format_text, machine, recipes_line
-from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, run_bench
+from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, TrainVariant, run_bench
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.device import resolve_device
 from pspnet.engine.recipe import REFERENCE, Recipe
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file
 
+T = TypeVar("T")
 MIN_AGREEMENT = 0.995  # argmax agreement the fast recipe must keep (issue 6)
 
 ABLATION: tuple[tuple[str, Recipe], ...] = (
@@ -32,6 +34,24 @@ ABLATION: tuple[tuple[str, Recipe], ...] = (
     ("bf16 + BN folded + channels_last", Recipe(fold_bn=True, channels_last=True, precision="bf16")),
 )
 INT8_STEP = ("int8 PTQ (X86InductorQuantizer) + compiled", Recipe(compile=True, int8=True))
+CUDA_STEPS: tuple[tuple[str, Recipe], ...] = (
+    ("bf16 + BN folded + channels_last + compiled (the fast recipe)",
+     Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True)),
+    ("+ CUDA graphs (reduce-overhead)",
+     Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, compile_mode="reduce-overhead")),
+)
+_BF16_CL = Recipe(precision="bf16", channels_last=True)
+TRAIN_ABLATION: tuple[TrainVariant, ...] = (
+    TrainVariant("reference", REFERENCE),
+    TrainVariant("bf16 autocast", Recipe(precision="bf16")),
+    TrainVariant("+ channels_last", _BF16_CL),
+    TrainVariant("+ compiled (model)", replace(_BF16_CL, compile=True)),
+    TrainVariant("+ loss compiled", replace(_BF16_CL, compile=True), compile_loss=True),
+    TrainVariant("+ fused SGD", replace(_BF16_CL, compile=True), compile_loss=True, fused_sgd=True),
+    TrainVariant("+ upsample as matmuls", replace(_BF16_CL, compile=True, matmul_upsample=True), compile_loss=True,
+                 fused_sgd=True),
+)
+ANCHOR = _BF16_CL  # on GPUs: the best execution that needs no compiler (issue 15's yardstick)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +79,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="add int8 post-training quantisation to the ablation (needs torchao)")
     m.add_argument("--ablation-steps", nargs="+", type=int, metavar="I",
                    help="run only these steps of the ablation (1 = reference, which the others are compared to)")
+    m.add_argument("--train-ablation", nargs="*", type=int, metavar="I",
+                   help="also time the training step for each lever separately (reference, bf16, channels_last, "
+                        "compiled model, compiled loss, fused SGD, upsample as matmuls); numbers pick steps "
+                        "(1 = reference, always run)")
+    m.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None,
+                   help="a third column: bf16 + channels_last eager, timed in the same turns (default: on for CUDA)")
     m.add_argument("--smoke", action="store_true",
                    help="a few seconds: tiny model and sizes, no compilation; checks that both recipes run and agree")
     add_recipe_arguments(p)
@@ -95,20 +121,34 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         num_classes=args.classes, checkpoint=args.checkpoint, workloads=tuple(args.workloads),
         batch_size=args.batch_size, train_batch=args.train_batch, repeats=args.repeats, warmup=args.warmup,
         whole_size=tuple(args.whole) if args.whole else None, whole_classes=args.whole_classes,
-        ablation=ablation_steps(args), backend=args.backend,
+        ablation=ablation_steps(args, device), backend=args.backend, train_ablation=train_ablation_steps(args),
+        anchor=ANCHOR if (device.type == "cuda" if args.anchor is None else args.anchor) else None,
     )
 
 
-def ablation_steps(args: argparse.Namespace) -> tuple[tuple[str, Recipe], ...]:
+def ablation_steps(args: argparse.Namespace, device: torch.device) -> tuple[tuple[str, Recipe], ...]:
     if not (args.ablation or args.int8):
         return ()
-    steps = (ABLATION if args.ablation else ABLATION[:1]) + ((INT8_STEP,) if args.int8 else ())
-    if args.ablation_steps:
-        chosen = sorted(set(args.ablation_steps) | {1})
-        if max(chosen) > len(steps):
-            raise PSPNetError(f"--ablation-steps {max(chosen)}: there are {len(steps)} steps")
-        steps = tuple(steps[i - 1] for i in chosen)
-    return steps
+    full = ABLATION + (CUDA_STEPS if device.type == "cuda" else ())
+    steps = (full if args.ablation else ABLATION[:1]) + ((INT8_STEP,) if args.int8 else ())
+    return chosen_steps(steps, args.ablation_steps, "--ablation-steps")
+
+
+def train_ablation_steps(args: argparse.Namespace) -> tuple[TrainVariant, ...]:
+    if args.train_ablation is None:
+        return ()
+    return chosen_steps(TRAIN_ABLATION, args.train_ablation, "--train-ablation")
+
+
+def chosen_steps(steps: tuple[T, ...], numbers: list[int] | None, option: str) -> tuple[T, ...]:
+    """The steps numbered (from 1) in `numbers`, the first always among them; all of them for none."""
+    if not numbers:
+        return steps
+    chosen = sorted(set(numbers) | {1})
+    if min(chosen) < 1 or max(chosen) > len(steps):
+        raise PSPNetError(f"{option} {min(chosen) if min(chosen) < 1 else max(chosen)}: the steps are numbered "
+                          f"1 to {len(steps)}")
+    return tuple(steps[i - 1] for i in chosen)
 
 
 def disagreements(result: BenchResult) -> list[str]:
@@ -128,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     for option, path in (("--markdown", args.markdown), ("--json", args.json)):
         if path is not None:
             check_output_file(path, option, args.overwrite)
-    recipes = recipes_line(config.fast, config.fast_train)
+    recipes = recipes_line(config.fast, config.fast_train, config.anchor)
     if config.backend == "openvino":
         recipes += f"; fast (inference) runs on OpenVINO {'bf16' if config.fast.precision == 'bf16' else 'f32'}"
     print(f"{machine(config.device)}\n{recipes}", file=sys.stderr)
@@ -142,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"command": command, "machine": machine(config.device), "fast": asdict(config.fast),
                "fast_train": asdict(config.fast_train), "rows": [asdict(r) for r in result.rows],
-               "ablation": [asdict(r) for r in result.ablation]}
+               "ablation": [asdict(r) for r in result.ablation],
+               "train_ablation": [asdict(r) for r in result.train_ablation], "matmul_gflops": result.matmul,
+               "forward_gflop": result.gflop}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
     bad = disagreements(result)
     for line in bad:

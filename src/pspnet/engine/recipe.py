@@ -13,6 +13,7 @@ same `Recipe` (`training_model`, `autocast`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -39,6 +40,9 @@ class Recipe:
     compile_mode: torch.compile's mode; "reduce-overhead" adds CUDA graphs for fixed-size inference on GPUs.
     int8: post-training int8 quantisation (CPU inference, `pspnet.export.quantize`; needs calibration inputs and
         compilation, serves one input shape).
+    matmul_upsample: the final upsampling to the input size as two matrix products (`pspnet.model.upsample`): the
+        same function; in training its backward is two GEMMs instead of a scatter-add (47% of the fast training
+        step's device time on an H100, BENCHMARKS.md).
     """
 
     fold_bn: bool = False
@@ -47,6 +51,7 @@ class Recipe:
     compile: bool = False
     compile_mode: str = "default"
     int8: bool = False
+    matmul_upsample: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -64,6 +69,8 @@ class Recipe:
             parts.append("channels_last")
         if self.compile:
             parts.append("compiled" + ("" if self.compile_mode == "default" else f" ({self.compile_mode})"))
+        if self.matmul_upsample:
+            parts.append("upsample as matmuls")
         return ", ".join(parts) if len(parts) > 1 else f"eager {parts[0]}"
 
 
@@ -104,6 +111,9 @@ class CompiledForward:
         self.recipe = recipe
         self.device = torch.device(device)
         net = fold_batchnorm(model) if recipe.fold_bn else model.eval()
+        if recipe.matmul_upsample:
+            net = net if net is not model else copy.deepcopy(model)  # a switch on our copy, not the caller's model
+            net.upsample_by_matmul = True
         net = net.to(self.device)
         self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         if recipe.channels_last:
@@ -140,6 +150,8 @@ def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str,
     if recipe.fold_bn:
         recipe = replace(recipe, fold_bn=False)
     model = model.to(torch.device(device)).train()
+    if hasattr(model, "upsample_by_matmul"):
+        model.upsample_by_matmul = recipe.matmul_upsample
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if wrap is not None:

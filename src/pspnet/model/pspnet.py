@@ -14,6 +14,7 @@ from pspnet.model.config import ModelConfig
 from pspnet.model.head import SegmentationHead
 from pspnet.model.pyramid_pooling import PyramidPooling
 from pspnet.model.resnet import DilatedResNet
+from pspnet.model.upsample import resize_by_matmul
 
 AUX_WEIGHT = 0.4  # loss = main + 0.4 × aux, as the paper
 
@@ -26,6 +27,9 @@ class PSPNet(nn.Module):
     Input: a normalised float tensor N×3×H×W (RGB, `(x / 255 - info.mean) / info.std`), any H and W.
     Eval mode: returns the logits N×C×H×W, bilinearly upsampled from 1/8 resolution to exactly H×W.
     Training mode: returns `(logits, aux_logits)`, both N×C×H×W; `aux_logits` is None without the aux head.
+
+    `upsample_by_matmul` (an execution switch, not a weight; `Recipe.matmul_upsample` sets it): the final upsampling
+    as two matrix products (`pspnet.model.upsample`), the same function.
     """
 
     def __init__(self, num_classes: int, *, info: DatasetInfo | None = None, **settings: Any) -> None:
@@ -35,6 +39,7 @@ class PSPNet(nn.Module):
         except TypeError as e:
             raise PSPNetError(f"PSPNet: {e}") from None
         self.config = config
+        self.upsample_by_matmul = False
         self.info = info or DatasetInfo.generic(num_classes)
         if self.info.num_classes != num_classes:
             raise PSPNetError(f"PSPNet: {self.info.num_classes} class names given for {num_classes} classes")
@@ -70,6 +75,8 @@ class PSPNet(nn.Module):
         return logits, aux
 
     def upsample(self, logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        if self.upsample_by_matmul:
+            return resize_by_matmul(logits, size, self.config.align_corners)
         return F.interpolate(logits, size, mode="bilinear", align_corners=self.config.align_corners)
 
 

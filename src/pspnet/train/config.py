@@ -38,6 +38,7 @@ class TrainSettings:
     precision: str = "fp32"  # or "bf16" (autocast on CUDA and CPU)
     channels_last: bool = False
     compile: bool = False
+    matmul_upsample: bool = False  # the full-resolution upsampling as matrix products (pspnet.model.upsample)
     sync_bn: bool = True  # SyncBatchNorm across GPUs under DDP (PyTorch's SyncBN is CUDA-only)
     imagenet: str | None = None  # backbone init: a local .pth, a URL, or "torchvision"
     init: str | None = None  # start from these weights (any file pspnet.load reads); model settings must match
@@ -65,7 +66,8 @@ class TrainSettings:
 
     def recipe(self) -> Recipe:
         """How the training steps execute: the same `Recipe` that `pspnet bench` times."""
-        return Recipe(precision=self.precision, channels_last=self.channels_last, compile=self.compile)
+        return Recipe(precision=self.precision, channels_last=self.channels_last, compile=self.compile,
+                      matmul_upsample=self.matmul_upsample)
 
 
 @dataclass

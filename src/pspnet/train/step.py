@@ -38,13 +38,16 @@ class TrainingStep:
     all processes. `model` is already prepared by `engine.recipe.training_model` (on the device, memory format,
     DDP, compiled); `recipe` supplies the autocast around its forward.
 
+    `compile_loss`: run the loss through `torch.compile` too (the fast recipe's choice when it compiles): the
+    upcast to fp32, log-softmax and the pixel mean become fused reductions over the full-resolution logits, where
+    eager execution writes an fp32 copy and an fp32 log-probability map of them, each as large as the logits again.
     `keep_logits`: keep the last micro-batch's main logits in `self.logits` (the bench compares recipes with it).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, augment: Augment, recipe: Recipe,
                  processes: Distributed, *, micro: int, accumulate: int = 1, ignore_index: int = 255,
                  aux_weight: float = 0.4, class_weights: torch.Tensor | None = None, seed: int = 0,
-                 keep_logits: bool = False) -> None:
+                 compile_loss: bool = False, keep_logits: bool = False) -> None:
         self.model, self.optimizer, self.augment, self.recipe = model, optimizer, augment, recipe
         self.d = processes
         self.micro, self.accumulate = micro, accumulate
@@ -52,6 +55,7 @@ class TrainingStep:
         self.seed = seed
         self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         self.keep_logits = keep_logits
+        self.loss = torch.compile(segmentation_loss) if compile_loss else segmentation_loss
         self.logits: torch.Tensor | None = None
 
     def __call__(self, stream: Iterator[Batch], iteration: int) -> dict[str, float]:
@@ -72,8 +76,8 @@ class TrainingStep:
             no_sync = nullcontext() if sync else self.model.no_sync()  # type: ignore[operator]
             with no_sync, autocast(self.recipe, d.device):
                 logits, aux = self.model(images)
-            loss, main, aux_loss = segmentation_loss(logits, aux, labels, self.ignore_index, self.aux_weight,
-                                                       self.class_weights)
+            loss, main, aux_loss = self.loss(logits, aux, labels, self.ignore_index, self.aux_weight,
+                                             self.class_weights)
             with nullcontext() if sync else self.model.no_sync():  # type: ignore[operator]
                 (loss / self.accumulate).backward()
             totals += torch.stack([loss.detach(), main.detach(), aux_loss.detach()]) / self.accumulate

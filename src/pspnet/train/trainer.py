@@ -122,6 +122,9 @@ class Trainer:
         if (warning := bf16_warning(d.device, self.recipe.precision)) is not None:
             self.note(f"warning: {warning}")
         self.val_recipe = default_recipe(d.device)  # fp32: the headline metric's recipe, whatever the training's
+        self.note(f"{self.max_iter} iterations on {d.device} ({d.world_size} process(es)); training recipe "
+                  f"{self.recipe.describe()}{', loss compiled' if self.recipe.compile else ''}; validation "
+                  f"{self.val_recipe.describe()}")
         self.model = self.build_model()
         self.optimizer = torch.optim.SGD(
             parameter_groups(unwrap(self.model), s.lr, s.head_lr_mult),
@@ -130,7 +133,7 @@ class Trainer:
         self.step = TrainingStep(
             self.model, self.optimizer, TrainAugment(cfg.data, self.train_set.info, d.device), self.recipe, d,
             micro=self.micro, accumulate=s.accumulate, ignore_index=cfg.data.ignore_index, aux_weight=s.aux_weight,
-            class_weights=self.loss_class_weights(progress), seed=s.seed,
+            class_weights=self.loss_class_weights(progress), seed=s.seed, compile_loss=self.recipe.compile,
         )
 
     def build_model(self) -> nn.Module:
