@@ -13,7 +13,8 @@ from pspnet.errors import PSPNetError
 COMMANDS: list[tuple[str, str, str]] = [
     ("train", "train", "train PSPNet by the paper's recipe (one process, or many under torchrun)"),
     ("convert", "convert", "convert an official checkpoint into a pspnet checkpoint"),
-    ("export", "export", "export a checkpoint to ONNX or TorchScript"),
+    ("export", "export", "export a checkpoint to ONNX, TorchScript or OpenVINO"),
+    ("quantize", "quantize", "int8 OpenVINO model calibrated on your images, with its agreement with f32"),
     ("eval", "eval", "evaluate a checkpoint by the paper's test protocol (mIoU, mAcc, allAcc)"),
     ("predict", "predict", "segment images, folders, globs and videos"),
     ("score", "score", "score saved label PNGs against ground truth"),

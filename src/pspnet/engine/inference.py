@@ -229,6 +229,14 @@ def segment(forward: Forward, images: Sequence[torch.Tensor], settings: Inferenc
     return [p.argmax(dim=0) for p in infer_probabilities(forward, images, settings, mean, std, device)]
 
 
+def network_inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: Sequence[float],
+                   std: Sequence[float]) -> Iterator[torch.Tensor]:
+    """Every normalised 3×h×w window (and mirror) the protocol feeds the network for `images`, in order: what
+    post-training quantisation calibrates on."""
+    for inp in _inputs(images, settings, mean, std, "cpu"):
+        yield inp.tensor
+
+
 def _inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: Sequence[float],
             std: Sequence[float], device: torch.device | str) -> Iterator[_Input]:
     """Network inputs for every image, scale, window and flip, built lazily so memory stays bounded."""

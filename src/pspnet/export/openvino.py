@@ -11,6 +11,7 @@ or AMX.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -50,11 +51,15 @@ def convert(model: nn.Module) -> Any:
 
 def export_openvino(model: nn.Module, path: str | Path) -> Path:
     """Write the IR (`path` .xml and its .bin) with the model's metadata."""
+    return save_ir(convert(model), path)
+
+
+def save_ir(graph: Any, path: str | Path) -> Path:
+    """Write an OpenVINO model as `path` (.xml) and its .bin, weights as they are (no fp16 compression)."""
     ov = require_openvino()
     path = Path(path)
     if path.suffix != ".xml":
         raise PSPNetError(f"--out {path}: an OpenVINO IR is a .xml file (with a .bin beside it); name it *.xml")
-    graph = convert(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     # OpenVINO writes NAME.xml and NAME.bin itself: into a temporary folder beside, then both moved into place
     # (the .bin first, so that a .xml never points at a missing or half-written .bin).
@@ -68,16 +73,16 @@ def export_openvino(model: nn.Module, path: str | Path) -> Path:
 class OpenVinoModel:
     """A PSPNet (converted in memory) or an IR file, compiled for the CPU at `precision`."""
 
-    def __init__(self, source: nn.Module | str | Path, precision: str = "f32") -> None:
+    def __init__(self, source: nn.Module | str | Path | Any, precision: str = "f32") -> None:
+        """`source`: a PSPNet (converted in memory), an IR file, or an `openvino.Model` carrying our metadata."""
         ov = require_openvino()
         if precision not in PRECISIONS:
             raise PSPNetError(f"OpenVINO precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         core = ov.Core()
         if isinstance(source, nn.Module):
             graph = convert(source)
-            self.info: DatasetInfo = source.info  # type: ignore[assignment]
             self.source = "the model, converted in memory"
-        else:
+        elif isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
                 raise PSPNetError(f"{path}: no such OpenVINO IR file")
@@ -85,15 +90,24 @@ class OpenVinoModel:
                 graph = core.read_model(str(path))
             except Exception as e:  # OpenVINO's errors derive from Exception only
                 raise PSPNetError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0]})") from None
-            metadata = {key: graph.get_rt_info(["pspnet", key]).astype(str)
-                        for key in ("format", "format_version", "info", "model", "outputs")
-                        if graph.has_rt_info(["pspnet", key])}
-            self.info = info_from_metadata(metadata, str(path))
             self.source = str(path)
+        else:
+            graph = source
+            self.source = "an OpenVINO model in memory"
+        metadata = {key: graph.get_rt_info(["pspnet", key]).astype(str)
+                    for key in ("format", "format_version", "info", "model", "outputs")
+                    if graph.has_rt_info(["pspnet", key])}
+        self.info: DatasetInfo = info_from_metadata(metadata, self.source)
+        if graph.has_rt_info(["pspnet", "quantization"]):
+            self.quantization = json.loads(graph.get_rt_info(["pspnet", "quantization"]).astype(str))
         self.precision = precision
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
 
+    quantization: dict[str, Any] | None = None  # an int8 IR's record of its calibration (`pspnet quantize`)
+
     def describe(self) -> str:
+        if self.quantization is not None:  # int8 where quantised, `precision` for the rest
+            return f"OpenVINO int8 ({self.precision} elsewhere)"
         return f"OpenVINO {self.precision}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

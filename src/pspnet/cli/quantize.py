@@ -1,0 +1,109 @@
+"""`pspnet quantize CHECKPOINT --calib LIST_OR_FOLDER --out DIR`: an int8 OpenVINO IR calibrated on your images.
+
+NNCF post-training quantisation on the protocol's own network inputs (resize, windows, mirror images); some images
+are held back and the int8 model's label maps are compared with the f32 model's on them. Writes DIR/model.xml and
+DIR/model.bin (the IR, with the class names, palette and normalisation, and a record of the calibration: set,
+size, agreement, the f32 checkpoint's SHA-256) and DIR/quantization.json (the same record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pspnet.checkpoint import load, resolve
+from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.data.imageops import read_image, to_tensor
+from pspnet.data.lists import IMAGE_SUFFIXES
+from pspnet.download import file_digest
+from pspnet.errors import PSPNetError
+from pspnet.files import check_new_outputs, check_output_folder, write_atomically
+
+DEFAULT_IMAGES = 64
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="a checkpoint or a published model's name (`pspnet models`)")
+    p.add_argument("--calib", type=Path, required=True, metavar="LIST_OR_FOLDER",
+                   help="calibration images: a folder of images, or a list file with an image path first on each "
+                        "line (relative to the list's folder; `image label` lists work as they are)")
+    p.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
+                   help=f"use the first N images (default {DEFAULT_IMAGES}), some of them held back")
+    p.add_argument("--held-back", type=int, metavar="K",
+                   help="images kept out of calibration to measure int8 against f32 (default: a fifth, at most 8)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="writes DIR/model.xml, DIR/model.bin and DIR/quantization.json")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    add_inference_arguments(p)
+
+
+def calibration_files(spec: Path) -> list[Path]:
+    """The images of a folder (sorted), or the first path of each line of a list file."""
+    if spec.is_dir():
+        files = sorted(p for p in spec.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise PSPNetError(f"--calib {spec}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if not spec.is_file():
+        raise PSPNetError(f"--calib {spec}: no such folder or list file")
+    if spec.suffix.lower() in IMAGE_SUFFIXES:
+        raise PSPNetError(f"--calib {spec}: one image; give a folder of images or a list file")
+    try:
+        lines = spec.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise PSPNetError(f"--calib {spec}: not a text list file (an image path first on each line)") from None
+    files = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        path = Path(line.split()[0])
+        path = path if path.is_absolute() else spec.parent / path
+        if not path.is_file():
+            raise PSPNetError(f"{spec}:{number}: {path}: no such image")
+        files.append(path)
+    if not files:
+        raise PSPNetError(f"--calib {spec}: the list names no images")
+    return files
+
+
+def run(args: argparse.Namespace) -> int:
+    from pspnet.engine.openvino_int8 import quantize, require_nncf
+
+    require_nncf()  # the install hint before any work
+    if args.images < 2:
+        raise PSPNetError(f"--images {args.images}: expected at least 2 (calibration, and one image held back)")
+    files = calibration_files(args.calib)[: args.images]
+    if len(files) < 2:
+        raise PSPNetError(f"--calib {args.calib}: {len(files)} image; expected at least 2 (calibration, and one "
+                          "held back)")
+    held = min(8, max(1, len(files) // 5)) if args.held_back is None else args.held_back
+    if not 1 <= held < len(files):
+        raise PSPNetError(f"--held-back {held}: expected 1 to {len(files) - 1} of the {len(files)} images")
+    check_output_folder(args.out, "--out")
+    xml, record_path = args.out / "model.xml", args.out / "quantization.json"
+    checkpoint = resolve(args.checkpoint)
+    check_new_outputs([xml, xml.with_suffix(".bin"), record_path], [checkpoint, *files], args.overwrite, "--out")
+
+    model = load(checkpoint)
+    settings = settings_from_args(args, model.info.name)
+    images = [to_tensor(read_image(path)) for path in files]  # an unreadable image stops the run, naming it
+    calibration, held_back = images[: len(images) - held], images[len(images) - held:]
+    print(f"calibrating on {len(calibration)} images from {args.calib} (the protocol's inputs: crop "
+          f"{settings.crop_size[0]}×{settings.crop_size[1]}, base size {settings.base_size or 'as is'}, flip "
+          f"{'on' if settings.flip else 'off'}); {held} held back", file=sys.stderr)
+    source = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_digest(checkpoint),
+              "calibration": str(args.calib), "calibration_files": [str(p) for p in files[: len(calibration)]],
+              "held_back_files": [str(p) for p in files[len(calibration):]]}
+    result = quantize(model, calibration, held_back, settings, source)
+    a = result.agreement
+    from pspnet.export.openvino import save_ir
+
+    save_ir(result.graph, xml)
+    write_atomically(record_path, lambda tmp: Path(tmp).write_text(json.dumps(result.record, indent=1) + "\n"))
+    print(f"int8 against f32 on the {a.images} held-back images: {100 * a.same:.2f}% of {a.pixels} pixels agree "
+          f"(worst image {100 * a.worst_image:.2f}%)", file=sys.stderr)
+    print(f"wrote {xml} (+ model.bin, quantization.json); run it with: pspnet predict {xml} --backend openvino "
+          "IMAGES --out DIR", file=sys.stderr)
+    return 0

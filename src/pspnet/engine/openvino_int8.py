@@ -1,0 +1,104 @@
+"""int8 post-training quantisation for OpenVINO with NNCF, calibrated on the user's own images.
+
+The calibration inputs are exactly what the test protocol feeds the network (`network_inputs`: the resize, padding,
+windows and mirror images of `InferenceSettings`), so the int8 ranges are those of the inputs the model will see.
+Some images are held back from calibration; on them the int8 and the f32 model are run through the same protocol
+and their label maps compared pixel by pixel: the agreement that `pspnet quantize` reports and records in the IR.
+Needs `pip install 'pspnet[openvino]'` (OpenVINO and NNCF).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pspnet.classes import DatasetInfo
+from pspnet.engine.inference import InferenceSettings, network_inputs, segment
+from pspnet.errors import PSPNetError
+from pspnet.export.openvino import OpenVinoModel, convert, require_openvino
+
+INSTALL_HINT = "pip install 'pspnet[openvino]'"
+
+
+def require_nncf() -> Any:
+    require_openvino()
+    try:
+        import nncf
+    except ImportError:
+        raise PSPNetError(f"int8 quantisation needs NNCF: {INSTALL_HINT}") from None
+    nncf.set_log_level(logging.WARNING)  # its INFO lines repeat what `pspnet quantize` prints
+    return nncf
+
+
+@dataclass
+class Agreement:
+    """int8 against f32 on the held-back images, through the protocol: the share of pixels with the same label,
+    over all of them and for the worst image."""
+
+    images: int
+    pixels: int
+    same: float
+    worst_image: float
+
+
+@dataclass
+class Quantized:
+    graph: Any  # the int8 openvino.Model, metadata attached
+    record: dict[str, Any]  # what `pspnet quantize` prints and stores in the IR (rt_info pspnet/quantization)
+    agreement: Agreement
+
+
+def calibration_inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, info: DatasetInfo
+                       ) -> list[np.ndarray]:
+    """The protocol's network inputs for `images`, each a 1×3×h×w float32 array."""
+    return [x[None].numpy().astype(np.float32) for x in network_inputs(images, settings, info.mean, info.std)]
+
+
+def quantize(model: nn.Module, calibration: Sequence[torch.Tensor], held_back: Sequence[torch.Tensor],
+             settings: InferenceSettings, source: dict[str, Any]) -> Quantized:
+    """`model` (a PSPNet) quantised to int8 on the protocol inputs of `calibration` (uint8 3×H×W images), with its
+    agreement with the f32 model on `held_back`. `source` (file, hash, calibration set) joins the record."""
+    nncf = require_nncf()
+    ov = require_openvino()
+    if not calibration:
+        raise PSPNetError("no calibration images")
+    info: DatasetInfo = model.info  # type: ignore[assignment]
+    f32_graph = convert(model)
+    inputs = calibration_inputs(calibration, settings, info)
+    int8_graph = nncf.quantize(f32_graph, nncf.Dataset(inputs), subset_size=len(inputs))
+    for key in ("format", "format_version", "info", "model", "outputs"):  # the f32 graph's metadata, kept
+        if f32_graph.has_rt_info(["pspnet", key]):
+            int8_graph.set_rt_info(f32_graph.get_rt_info(["pspnet", key]).astype(str), ["pspnet", key])
+    agreement = compare(OpenVinoModel(f32_graph), OpenVinoModel(int8_graph), held_back, settings, info)
+    record = {
+        **source,
+        "calibration_images": len(calibration),
+        "calibration_inputs": len(inputs),
+        "held_back_images": len(held_back),
+        "agreement": asdict(agreement),
+        "protocol": asdict(settings),
+        "nncf": nncf.__version__,
+        "openvino": ov.__version__,
+    }
+    int8_graph.set_rt_info(json.dumps(record), ["pspnet", "quantization"])
+    return Quantized(int8_graph, record, agreement)
+
+
+def compare(reference: Any, other: Any, images: Sequence[torch.Tensor], settings: InferenceSettings,
+            info: DatasetInfo) -> Agreement:
+    """Label maps of `other` against `reference` (Forward callables) on `images`, both through the protocol."""
+    if not images:
+        return Agreement(0, 0, float("nan"), float("nan"))
+    ref = segment(reference, images, settings, info.mean, info.std)
+    out = segment(other, images, settings, info.mean, info.std)
+    same = [float((a == b).float().mean()) for a, b in zip(ref, out, strict=True)]
+    pixels = sum(a.numel() for a in ref)
+    total = sum(float((a == b).sum()) for a, b in zip(ref, out, strict=True)) / pixels
+    return Agreement(len(images), pixels, total, min(same))

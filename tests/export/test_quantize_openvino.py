@@ -1,0 +1,132 @@
+"""`pspnet quantize`: NNCF int8 on the protocol's inputs, an IR that carries its record, and plain errors."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pspnet
+from pspnet.classes import DatasetInfo
+from pspnet.cli.main import main
+from pspnet.train.loss import segmentation_loss
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+TINY = ["--crop-size", "33", "--base-size", "0"]
+
+
+def scene(rng: np.random.Generator, size: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs of three classes (the argmax of a smooth random field), each painted its own colour, plus noise."""
+    coarse = torch.from_numpy(rng.random((1, 3, 2, 2), dtype=np.float32))  # blobs larger than 1/16 cells
+    label = torch.nn.functional.interpolate(coarse, (size, size), mode="bilinear", align_corners=False)[0].argmax(0)
+    colours = np.array([[200, 60, 50], [60, 180, 70], [50, 70, 200]], dtype=np.float32)
+    image = colours[label.numpy()] + rng.normal(0, 20, (size, size, 3))
+    return image.clip(0, 255).round().astype(np.uint8), label.numpy().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny PSPNet trained to segment the coloured blobs (its pixel accuracy checked), and 10 images."""
+    root = tmp_path_factory.mktemp("q")
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    info = DatasetInfo("toy", ["red", "green", "blue"])
+    model = pspnet.PSPNet(3, backbone="resnet18", output_stride=16, info=info)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    mean, std = torch.tensor(info.mean)[:, None, None], torch.tensor(info.std)[:, None, None]
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [scene(rng, 33) for _ in range(n)]
+        x = torch.stack([(torch.from_numpy(i).permute(2, 0, 1) / 255 - mean) / std for i, _ in pairs])
+        return x.float(), torch.stack([torch.from_numpy(lab).long() for _, lab in pairs])
+
+    model.train()
+    for _ in range(60):
+        x, y = batch(8)
+        logits, aux = model(x)
+        loss = segmentation_loss(logits, aux, y, 255, 0.4)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    x, y = batch(8)
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.8, f"the tiny model did not learn the task (pixel accuracy {accuracy:.2f})"
+    ckpt = pspnet.save(model, root / "m.safetensors")
+    (root / "img").mkdir()
+    for i in range(10):
+        Image.fromarray(scene(rng)[0]).save(root / "img" / f"{i}.png")
+    return root, ckpt
+
+
+def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, capsys) -> None:
+    root, ckpt = trained
+    out = tmp_path / "int8"
+    assert main(["quantize", str(ckpt), "--calib", str(root / "img"), "--images", "10", "--held-back", "3",
+                 "--out", str(out), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "held-back images" in err and (out / "model.xml").is_file() and (out / "model.bin").is_file()
+    record = json.loads((out / "quantization.json").read_text())
+    assert record["calibration_images"] == 7 and record["held_back_images"] == 3
+    assert len(record["checkpoint_sha256"]) == 64 and record["calibration_inputs"] == 7 * 2 * 4  # windows × flip
+    # int8 moves only pixels whose f32 margin is within the quantisation error: on smooth three-colour scenes those
+    # lie on the class boundaries, about a tenth of a 40×40 image's pixels. 95% leaves room for them all to flip.
+    assert record["agreement"]["same"] >= 0.95, record["agreement"]
+    # The IR runs through the same protocol, says it is int8 and knows its classes.
+    scores = tmp_path / "s.json"
+    assert main(["predict", str(out / "model.xml"), "--backend", "openvino", str(root / "img"), "--out",
+                 str(tmp_path / "pred"), "--quiet", *TINY]) == 0
+    assert "OpenVINO int8" in capsys.readouterr().err
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 10
+    del scores
+
+
+def test_a_list_file_names_the_calibration_images(trained, tmp_path) -> None:
+    root, ckpt = trained
+    listing = root / "calib.txt"
+    listing.write_text("".join(f"img/{i}.png labels/{i}.png\n" for i in range(4)))
+    assert main(["quantize", str(ckpt), "--calib", str(listing), "--out", str(tmp_path / "o"), *TINY]) == 0
+    record = json.loads((tmp_path / "o" / "quantization.json").read_text())
+    assert record["calibration_images"] + record["held_back_images"] == 4
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "one image", "bad line", "too few"])
+def test_bad_calibration_sets_are_one_line_errors(trained, tmp_path, capsys, case) -> None:
+    root, ckpt = trained
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.txt").write_text("img/0.png\nimg/nope.png\n")
+    calib, expected, extra = {
+        "missing": (tmp_path / "nope", "no such folder or list file", []),
+        "empty": (tmp_path / "empty", "holds no images", []),
+        "one image": (root / "img" / "0.png", "one image", []),
+        "bad line": (tmp_path / "bad.txt", "bad.txt:2", []),
+        "too few": (root / "img", "--images 1", ["--images", "1"]),
+    }[case]
+    if case == "bad line":
+        (tmp_path / "img").symlink_to(root / "img")
+    assert main(["quantize", str(ckpt), "--calib", str(calib), "--out", str(tmp_path / "o"), *extra, *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o" / "model.xml").exists()
+
+
+def test_without_nncf_the_error_says_what_to_install(trained, tmp_path, capsys, monkeypatch) -> None:
+    root, ckpt = trained
+    monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf now raises ImportError
+    assert main(["quantize", str(ckpt), "--calib", str(root / "img"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'pspnet[openvino]'" in err and len(err.splitlines()) == 1
+
+
+def test_an_ir_of_another_file_is_a_one_line_error(tmp_path, capsys) -> None:
+    bogus = tmp_path / "m.xml"
+    bogus.write_text("<net/>")
+    assert main(["predict", str(bogus), "--backend", "openvino", str(tmp_path), "--out", str(tmp_path / "p")]) != 0
+    err = capsys.readouterr().err
+    assert "m.xml" in err and "Traceback" not in err
