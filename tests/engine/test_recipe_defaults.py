@@ -51,7 +51,8 @@ def test_eval_records_the_recipe_it_ran_with(tmp_path, capsys) -> None:
     Image.fromarray(np.ones((24, 32), np.uint8)).save(tmp_path / "lab" / "a.png")
     out = tmp_path / "e.json"
     assert main(["eval", str(ckpt), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
-                 "--workers", "0", "--quiet", "--base-size", "0", "--crop-size", "24", "--json", str(out)]) == 0
+                 "--workers", "0", "--quiet", "--base-size", "0", "--crop-size", "24", "--json", str(out),
+                 "--backend", "torch"]) == 0
     assert "(fp32, BN folded)" in capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert doc["recipe"]["precision"] == "fp32" and doc["recipe"]["description"] == "fp32, BN folded"

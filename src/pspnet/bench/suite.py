@@ -79,6 +79,7 @@ class BenchConfig:
     seed: int = 0
     roofline: bool = True  # count the forward pass's GFLOP and time a large matrix product
     backend: str = "torch"  # what runs the "fast" column: torch (the fast recipe) or openvino (f32, or bf16)
+    openvino_ir: Path | None = None  # with backend openvino: this IR (e.g. int8 from `pspnet quantize`) runs "fast"
 
 
 @dataclass
@@ -168,7 +169,8 @@ def fast_forward(config: BenchConfig, model: nn.Module) -> Forward:
     if config.backend == "openvino":
         from pspnet.export.openvino import OpenVinoModel
 
-        return OpenVinoModel(model, "bf16" if config.fast.precision == "bf16" else "f32")
+        precision = "bf16" if config.fast.precision == "bf16" else "f32"
+        return OpenVinoModel(config.openvino_ir if config.openvino_ir is not None else model, precision)
     return inference_forward(model, config.fast, config.device)
 
 

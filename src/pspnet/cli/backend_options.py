@@ -1,45 +1,120 @@
 """Which engine runs the network for `predict` and `eval`: PyTorch by its execution recipe, ONNX Runtime on an
-exported `.onnx`, or OpenVINO (a checkpoint converted in memory, or an exported IR `.xml`). The test protocol around
-it is the same code for all of them."""
+exported `.onnx`, or OpenVINO (a checkpoint converted in memory, or an exported or quantised IR `.xml`). The test
+protocol around it is the same code for all of them.
+
+`--backend auto` (the default): an `.onnx` file runs on ONNX Runtime and an `.xml` IR on OpenVINO; a checkpoint runs
+on OpenVINO f32 when the device is a CPU and OpenVINO is installed (the same answer as PyTorch fp32 to ~1e-7,
+1.5–1.7× faster on the evaluation protocol, BENCHMARKS.md), unless a PyTorch-only execution option is given; else on
+PyTorch. The choice and its reason are printed. OpenVINO's precision (`--precision`): f32, bf16 (native only on
+CPUs with AVX-512 BF16 or AMX), int8 (an IR from `pspnet quantize`); `auto` is f32 for `eval` (headline metrics) and
+the fastest native precision for `predict`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 
 import torch
 
 from pspnet.checkpoint import load
 from pspnet.classes import DatasetInfo
 from pspnet.cli.recipe_options import recipe_from_args
+from pspnet.device import cpu_features
 from pspnet.engine.inference import Forward
 from pspnet.engine.recipe import Recipe, inference_forward
+from pspnet.errors import PSPNetError
 
-BACKENDS = ("torch", "onnxruntime", "openvino")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode")  # options only PyTorch executes
+NATIVE_BF16 = {"avx512_bf16", "amx_bf16"}
 
 
 def add_backend_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="run the network with PyTorch (default), ONNX Runtime (an .onnx from `pspnet export`; pip "
-                        "install 'pspnet[export]') or OpenVINO on the CPU (a checkpoint, converted in memory, or an "
-                        "IR .xml from `pspnet export --format openvino`; pip install 'pspnet[openvino]'; "
-                        "--precision bf16 runs it in bf16)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto (default): .onnx → ONNX Runtime, .xml → OpenVINO, a checkpoint → OpenVINO f32 on a "
+                        "CPU when it is installed (pip install 'pspnet[openvino]'), else PyTorch; torch; onnxruntime "
+                        "(an .onnx from `pspnet export`); openvino (a checkpoint, an IR from `pspnet export --format "
+                        "openvino` or `pspnet quantize`)")
 
 
-def backend_forward(args: argparse.Namespace, device: torch.device) -> tuple[Forward, DatasetInfo, str, Recipe]:
+def choose_backend(args: argparse.Namespace, device: torch.device) -> tuple[str, str]:
+    """(backend, why) for --backend auto; the given backend otherwise."""
+    if args.backend != "auto":
+        return args.backend, "--backend"
+    suffix = args.checkpoint.suffix.lower()
+    if suffix == ".onnx":
+        return "onnxruntime", "an .onnx file"
+    if suffix == ".xml":
+        return "openvino", "an OpenVINO IR"
+    if device.type != "cpu":
+        return "torch", f"device {device}"
+    given = [name for name in TORCH_ONLY if getattr(args, name, None) not in (None, False) or
+             (name != "fast" and getattr(args, name, None) is not None)]  # --no-fold-bn is PyTorch's too
+    torch_only = [f"--{name.replace('_', '-')}" for name in given]
+    if torch_only or getattr(args, "precision", None) == "fp16":
+        return "torch", f"{(torch_only or ['--precision fp16'])[0]} is a PyTorch execution option"
+    if importlib.util.find_spec("openvino") is None:
+        return "torch", "OpenVINO is not installed (pip install 'pspnet[openvino]' runs CPUs faster)"
+    return "openvino", "a CPU with OpenVINO installed (--backend torch for PyTorch)"
+
+
+def openvino_precision(requested: str | None, purpose: str) -> tuple[str, str]:
+    """(OpenVINO precision, why). `purpose`: "eval" (headline metrics: f32) or "predict" (the fastest native one)."""
+    if requested in (None, "auto"):
+        if purpose == "eval":
+            return "f32", "auto: f32 for metrics"
+        features = cpu_features()
+        listed = ", ".join(sorted(features)) or "unknown"
+        if features & NATIVE_BF16:
+            return "bf16", f"auto: native bf16 on this CPU ({listed})"
+        return "f32", f"auto: no native bf16 on this CPU ({listed}); int8 needs an IR from `pspnet quantize`"
+    if requested in ("fp32", "f32"):
+        return "f32", "--precision"
+    if requested == "bf16":
+        return "bf16", "--precision"
+    if requested == "int8":
+        return "int8", "--precision"
+    raise PSPNetError(f"--precision {requested}: OpenVINO runs f32, bf16 or int8 (an IR from `pspnet quantize`)")
+
+
+def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str = "eval"
+                    ) -> tuple[Forward, DatasetInfo, str, Recipe]:
     """The network as a Forward callable, its class metadata, a description of how it runs, and the execution
-    recipe of the options (used by the torch backend; bf16 also selects OpenVINO's bf16)."""
-    recipe = recipe_from_args(args, device)
-    if args.backend == "onnxruntime":
+    recipe of the options (used by the torch backend). Prints the backend chosen and why."""
+    backend, why = choose_backend(args, device)
+    args.backend = backend
+    requested = getattr(args, "precision", None)
+    if backend == "onnxruntime":
         from pspnet.export.onnx_runtime import OnnxRuntimeModel
 
         onnx = OnnxRuntimeModel(args.checkpoint, device)
-        return onnx, onnx.info, "ONNX Runtime", recipe
-    if args.backend == "openvino":
+        return _chosen(onnx, onnx.info, "ONNX Runtime", recipe_from_args(args, device), why)
+    if backend == "openvino":
         from pspnet.export.openvino import OpenVinoModel
 
-        precision = "bf16" if recipe.precision == "bf16" else "f32"
-        source = args.checkpoint if args.checkpoint.suffix == ".xml" else load(args.checkpoint)
-        ov = OpenVinoModel(source, precision)
-        return ov, ov.info, ov.describe(), recipe
+        if device.type != "cpu":
+            raise PSPNetError(f"--backend openvino runs on the CPU; got --device {device}")
+        precision, precision_why = openvino_precision(requested, purpose)
+        args.precision = None
+        source = args.checkpoint if args.checkpoint.suffix.lower() == ".xml" else None
+        if precision == "int8" and source is None:
+            raise PSPNetError(f"--precision int8: {args.checkpoint} is not an int8 IR; make one with `pspnet quantize "
+                              f"{args.checkpoint} --calib IMAGES --out DIR` and pass DIR/model.xml")
+        ov = OpenVinoModel(source if source is not None else load(args.checkpoint), "f32" if precision == "int8"
+                           else precision)
+        if precision == "int8" and ov.quantization is None:
+            raise PSPNetError(f"--precision int8: {args.checkpoint} is an f32 IR; make an int8 one with "
+                              "`pspnet quantize`")
+        return _chosen(ov, ov.info, ov.describe(), recipe_from_args(args, device),
+                       f"{why}; precision {precision_why}")
+    recipe = recipe_from_args(args, device)
     model = load(args.checkpoint, map_location=device)
-    return inference_forward(model, recipe, device), model.info, recipe.describe(), recipe
+    return _chosen(inference_forward(model, recipe, device), model.info, recipe.describe(), recipe, why)
+
+
+def _chosen(forward: Forward, info: DatasetInfo, how: str, recipe: Recipe, why: str
+            ) -> tuple[Forward, DatasetInfo, str, Recipe]:
+    print(f"network: {how} ({why})", file=sys.stderr)
+    return forward, info, how, recipe

@@ -97,6 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["torch", "openvino"], default="torch",
                    help="what runs the 'fast' column: PyTorch by the fast recipe (default) or OpenVINO on the CPU "
                         "(f32; bf16 with --precision bf16); the reference is eager PyTorch fp32 either way")
+    p.add_argument("--openvino-ir", type=Path, metavar="XML",
+                   help="with --backend openvino and --checkpoint: run this IR of the checkpoint in the fast column "
+                        "(e.g. the int8 model.xml of `pspnet quantize`)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -122,8 +125,19 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         batch_size=args.batch_size, train_batch=args.train_batch, repeats=args.repeats, warmup=args.warmup,
         whole_size=tuple(args.whole) if args.whole else None, whole_classes=args.whole_classes,
         ablation=ablation_steps(args, device), backend=args.backend, train_ablation=train_ablation_steps(args),
+        openvino_ir=openvino_ir(args),
         anchor=ANCHOR if (device.type == "cuda" if args.anchor is None else args.anchor) else None,
     )
+
+
+def openvino_ir(args: argparse.Namespace) -> Path | None:
+    if args.openvino_ir is None:
+        return None
+    if args.backend != "openvino" or args.checkpoint is None:
+        raise PSPNetError("--openvino-ir needs --backend openvino and the --checkpoint it was made from")
+    if not args.openvino_ir.is_file():
+        raise PSPNetError(f"--openvino-ir {args.openvino_ir}: no such file")
+    return args.openvino_ir
 
 
 def ablation_steps(args: argparse.Namespace, device: torch.device) -> tuple[tuple[str, Recipe], ...]:
@@ -170,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
             check_output_file(path, option, args.overwrite)
     recipes = recipes_line(config.fast, config.fast_train, config.anchor)
     if config.backend == "openvino":
-        recipes += f"; fast (inference) runs on OpenVINO {'bf16' if config.fast.precision == 'bf16' else 'f32'}"
+        recipes += (f"; fast (inference) runs {config.openvino_ir} on OpenVINO" if config.openvino_ir else
+                    f"; fast (inference) runs on OpenVINO {'bf16' if config.fast.precision == 'bf16' else 'f32'}")
     print(f"{machine(config.device)}\n{recipes}", file=sys.stderr)
     result = run_bench(config, progress=lambda message: print(f"  {message}", file=sys.stderr, flush=True))
     print(format_text(result, recipes))

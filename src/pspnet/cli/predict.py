@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     planned = [f for p in files for f in ([layout.video(p.stem)] if is_video(p) else layout.image_files(p.stem))]
     check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
     device = resolve_device(args.device)
-    forward, info, how, _ = backend_forward(args, device)  # the same protocol and outputs, whichever engine runs it
+    # The same protocol and outputs, whichever engine runs the network.
+    forward, info, how, _ = backend_forward(args, device, purpose="predict")
     settings = settings_from_args(args, info.name)
     images = [p for p in files if not is_video(p)]
     bar = progress_bar(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)

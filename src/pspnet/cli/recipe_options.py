@@ -10,6 +10,7 @@ import torch
 
 from pspnet.device import bf16_warning
 from pspnet.engine.recipe import COMPILE_MODES, PRECISIONS, Recipe, default_recipe, fast_recipe
+from pspnet.errors import PSPNetError
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,8 +20,10 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                    help="the fastest recipe measured for the device type: on CUDA bf16 autocast + channels_last + "
                         "torch.compile; on CPUs the fp32 default (nothing else measured faster there). It may move a "
                         "few pixels: the printed and saved results name the recipe")
-    g.add_argument("--precision", choices=list(PRECISIONS),
-                   help="fp32 (no autocast, TF32 off on GPUs), bf16 or fp16 autocast (default fp32)")
+    g.add_argument("--precision", choices=["auto", *PRECISIONS, "f32", "int8"],
+                   help="PyTorch: fp32 (no autocast, TF32 off on GPUs; the default), bf16 or fp16 autocast. OpenVINO "
+                        "(eval/predict): f32 (= fp32), bf16, int8 (an IR from `pspnet quantize`); auto (default): "
+                        "f32 for eval, the fastest precision this CPU runs natively for predict")
     g.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="fold BatchNorm into the convolutions (inference; default on)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -36,6 +39,12 @@ def recipe_from_args(args: argparse.Namespace, device: torch.device, training: b
     line applied (BatchNorm folding is an inference switch: training ignores it)."""
     names = ("precision", "channels_last", "compile", "compile_mode") + (() if training else ("fold_bn",))
     changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    precision = changes.pop("precision", "auto")
+    if precision == "int8":
+        raise PSPNetError("--precision int8 is OpenVINO's (eval/predict with an IR from `pspnet quantize`); PyTorch "
+                          "runs fp32, bf16 or fp16")
+    if precision != "auto":
+        changes["precision"] = "fp32" if precision == "f32" else precision
     base = fast_recipe if getattr(args, "fast", False) else default_recipe
     recipe = replace(base(device, training), **changes)
     warning = bf16_warning(device, recipe.precision)

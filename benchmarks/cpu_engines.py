@@ -1,0 +1,133 @@
+"""CPU inference engines side by side, accuracy and speed, in one command (issue 14): eager PyTorch fp32 (the
+reference), OpenVINO f32, OpenVINO bf16 (only where the CPU has native bf16), and OpenVINO int8 (`pspnet quantize`).
+
+    python benchmarks/cpu_engines.py --checkpoint runs/camvid/best.safetensors --data data/camvid --out runs/cpu_engines
+
+Accuracy: CamVid val mIoU by `pspnet eval` with each engine (configs/camvid.yaml's protocol). Speed: `pspnet bench
+--backend openvino` (the reference and the engine timed in turns) for the CamVid model at 240×240 and for a randomly
+initialised PSPNet-50 (150 classes) at 473×473, batch 1, plus the evaluation protocol; the PSPNet-50 int8 model is
+calibrated on CamVid train images (its speed is what counts; its agreement means nothing for random weights).
+Writes OUT/table.md (with the CPU's model and flags) and every command's output beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import pspnet
+from pspnet.device import cpu_features
+
+CAMVID_PROTOCOL = ["--base-size", "240", "--crop-size", "180", "240", "--mode", "whole"]
+
+
+def run(args: list[str], log: Path) -> str:
+    """`pspnet ARGS`, its output kept in `log`; a failure stops the script with the log's end."""
+    done = subprocess.run([sys.executable, "-m", "pspnet.cli.main", *args], capture_output=True, text=True)
+    log.write_text(f"$ pspnet {' '.join(args)}\n{done.stdout}\n{done.stderr}")
+    if done.returncode not in (0, 1):  # bench exits 1 when an engine moves argmax pixels: reported, not fatal
+        sys.exit(f"pspnet {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return done.stdout + done.stderr
+
+
+def cpu_line() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{model}, {torch.get_num_threads()} threads; flags: {', '.join(sorted(cpu_features())) or 'none'}"
+
+
+def bench_rows(json_path: Path) -> dict[str, dict]:
+    doc = json.loads(json_path.read_text())
+    return {row["workload"].split(" (")[0]: row for row in doc["rows"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="the CamVid model")
+    p.add_argument("--data", type=Path, required=True, help="the prepared CamVid (train.txt, val.txt)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--calib-images", type=int, default=72)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    native_bf16 = bool(cpu_features() & {"avx512_bf16", "amx_bf16"})
+    config = out / "camvid.yaml"
+    config.write_text(Path("configs/camvid.yaml").read_text().replace("  root: data/camvid", f"  root: {args.data}"))
+
+    int8 = out / "camvid-int8"
+    run(["quantize", str(args.checkpoint), "--calib", str(args.data / "train.txt"), "--images",
+         str(args.calib_images), "--held-back", "8", "--out", str(int8), "--overwrite", *CAMVID_PROTOCOL],
+        out / "quantize_camvid.txt")
+    record = json.loads((int8 / "quantization.json").read_text())
+
+    engines = [("PyTorch eager fp32", [str(args.checkpoint), "--backend", "torch", "--no-fold-bn"]),
+               ("OpenVINO f32", [str(args.checkpoint), "--backend", "openvino", "--precision", "f32"])]
+    if native_bf16:
+        engines.append(("OpenVINO bf16", [str(args.checkpoint), "--backend", "openvino", "--precision", "bf16"]))
+    engines.append(("OpenVINO int8", [str(int8 / "model.xml"), "--precision", "int8"]))
+    miou = {}
+    for name, engine in engines:
+        scores = out / f"eval_{name.split()[-1]}.json"
+        run(["eval", *engine, "--config", str(config), "--quiet", "--json", str(scores), "--overwrite"],
+            out / f"eval_{name.split()[-1]}.txt")
+        miou[name] = json.loads(scores.read_text())["mIoU"]
+
+    torch.manual_seed(0)
+    random50 = out / "pspnet50_random.safetensors"
+    pspnet.save(pspnet.PSPNet(150, backbone="resnet50").eval(), random50)
+    int8_50 = out / "pspnet50-int8"
+    run(["quantize", str(random50), "--calib", str(args.data / "train.txt"), "--images", "10", "--held-back", "2",
+         "--out", str(int8_50), "--overwrite", "--base-size", "512", "--crop-size", "473", "--no-flip"],
+        out / "quantize_pspnet50.txt")
+
+    speed: dict[tuple[str, str], dict[str, dict]] = {}
+    for model, ckpt, ir, size in (("CamVid PSPNet-18", args.checkpoint, int8 / "model.xml", "240"),
+                                  ("PSPNet-50, 150 classes", random50, int8_50 / "model.xml", "473")):
+        variants = [("OpenVINO f32", [])] + ([("OpenVINO bf16", ["--precision", "bf16"])] if native_bf16 else [])
+        variants.append(("OpenVINO int8", ["--openvino-ir", str(ir)]))
+        for name, extra in variants:
+            result = out / f"bench_{model.split()[0]}_{name.split()[-1]}.json"
+            run(["bench", "--backend", "openvino", "--checkpoint", str(ckpt), "--sizes", size, "--workloads",
+                 "infer1", "eval", "--batch-size", "4", "--repeats", str(args.repeats), "--json", str(result),
+                 "--overwrite", *extra], result.with_suffix(".txt"))
+            speed[(model, name)] = bench_rows(result)
+
+    lines = [f"CPU: {cpu_line()}; torch {torch.__version__}", "",
+             f"CamVid int8 calibration: {record['calibration_images']} train images, agreement with f32 on "
+             f"{record['held_back_images']} held-back images {100 * record['agreement']['same']:.2f}%", "",
+             "| engine | CamVid val mIoU | Δ vs PyTorch fp32 |", "|---|---|---|"]
+    base = miou["PyTorch eager fp32"]
+    lines += [f"| {name} | {value:.4f} | {100 * (value - base):+.2f} pt |" for name, value in miou.items()]
+    lines += ["", "| model | engine | batch 1: reference s/img | engine s/img | speed-up | protocol: reference img/s "
+              "| engine img/s | speed-up | argmax agreement (batch 1) |", "|---|---|---|---|---|---|---|---|---|"]
+    for (model, name), rows in speed.items():
+        one = rows["inference, batch 1"]
+        protocol = next(r for k, r in rows.items() if k.startswith("eval protocol"))
+        lines.append(
+            f"| {model} | {name} | {_median(one['reference']['seconds']):.4f} | "
+            f"{_median(one['fast']['seconds']):.4f} | "
+            f"{_median(one['reference']['seconds']) / _median(one['fast']['seconds']):.2f}× | "
+            f"{protocol['reference']['items'] / _median(protocol['reference']['seconds']):.2f} | "
+            f"{protocol['fast']['items'] / _median(protocol['fast']['seconds']):.2f} | "
+            f"{_median(protocol['reference']['seconds']) / _median(protocol['fast']['seconds']):.2f}× | "
+            f"{100 * one['agreement']['argmax']:.2f}% |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+if __name__ == "__main__":
+    main()

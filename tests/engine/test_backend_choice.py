@@ -1,0 +1,105 @@
+"""--backend auto: OpenVINO f32 on CPUs when installed (printed with its reason), PyTorch when asked for PyTorch-only
+execution; --precision auto: f32 for eval, the fastest native precision for predict."""
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from pspnet.cli import backend_options
+from pspnet.cli.backend_options import choose_backend, openvino_precision
+from pspnet.errors import PSPNetError
+
+CPU = torch.device("cpu")
+
+
+def args(checkpoint: str = "m.safetensors", **options) -> argparse.Namespace:
+    base = {"backend": "auto", "checkpoint": Path(checkpoint), "fast": False, "compile": None, "channels_last": None,
+            "fold_bn": None, "compile_mode": None, "precision": None}
+    return argparse.Namespace(**(base | options))
+
+
+def test_files_pick_their_engine_and_checkpoints_pick_openvino_on_a_cpu() -> None:
+    assert choose_backend(args("m.onnx"), CPU)[0] == "onnxruntime"
+    assert choose_backend(args("m.xml"), CPU)[0] == "openvino"
+    assert choose_backend(args(), torch.device("cuda"))[0] == "torch"
+    backend, why = choose_backend(args(), CPU)
+    expected = "openvino" if backend_options.importlib.util.find_spec("openvino") else "torch"
+    assert backend == expected and why
+
+
+@pytest.mark.parametrize("option", [{"fast": True}, {"compile": True}, {"channels_last": True}, {"fold_bn": False},
+                                    {"precision": "fp16"}, {"backend": "torch"}])
+def test_pytorch_execution_options_keep_pytorch(option) -> None:
+    backend, why = choose_backend(args(**option), CPU)
+    assert backend == "torch", why
+
+
+def test_without_openvino_auto_falls_back_to_pytorch_and_says_how_to_get_it(monkeypatch) -> None:
+    monkeypatch.setattr(backend_options.importlib.util, "find_spec", lambda name: None)
+    backend, why = choose_backend(args(), CPU)
+    assert backend == "torch" and "pip install 'pspnet[openvino]'" in why
+
+
+def test_auto_precision_is_f32_for_eval_and_native_bf16_for_predict(monkeypatch) -> None:
+    monkeypatch.setattr(backend_options, "cpu_features", lambda: {"avx2", "avx512_vnni", "avx512_bf16"})
+    assert openvino_precision(None, "eval")[0] == "f32"
+    precision, why = openvino_precision("auto", "predict")
+    assert precision == "bf16" and "avx512_bf16" in why
+    monkeypatch.setattr(backend_options, "cpu_features", lambda: {"avx2"})
+    precision, why = openvino_precision(None, "predict")
+    assert precision == "f32" and "no native bf16" in why and "avx2" in why
+    assert openvino_precision("fp32", "predict")[0] == "f32"
+    with pytest.raises(PSPNetError, match="f32, bf16 or int8"):
+        openvino_precision("fp16", "eval")
+
+
+def test_int8_on_a_checkpoint_or_on_pytorch_is_a_one_line_error(tmp_path, capsys) -> None:
+    pytest.importorskip("openvino")
+    import pspnet
+    from pspnet.cli.main import main
+
+    torch.manual_seed(0)
+    ckpt = pspnet.save(pspnet.PSPNet(3, backbone="resnet18", output_stride=16), tmp_path / "m.safetensors")
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (20, 16)).save(tmp_path / "img" / "a.png")
+    assert main(["predict", str(ckpt), str(tmp_path / "img"), "--out", str(tmp_path / "o"), "--precision",
+                 "int8"]) == 2
+    assert "pspnet quantize" in capsys.readouterr().err
+    assert main(["predict", str(ckpt), str(tmp_path / "img"), "--out", str(tmp_path / "o"), "--precision", "int8",
+                 "--backend", "torch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "OpenVINO's" in err and len(err.splitlines()) == 1
+
+
+def test_eval_by_default_runs_openvino_f32_on_a_cpu_and_says_so(tmp_path, capsys) -> None:
+    pytest.importorskip("openvino")
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    import pspnet
+    from pspnet.cli.main import main
+
+    torch.manual_seed(0)
+    ckpt = pspnet.save(pspnet.PSPNet(3, backbone="resnet18", output_stride=16), tmp_path / "m.safetensors")
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "img" / "a.png")
+    Image.fromarray(rng.integers(0, 3, (24, 32), dtype=np.uint8)).save(tmp_path / "lab" / "a.png")
+    docs = []
+    for backend in ("auto", "torch"):
+        out = tmp_path / f"{backend}.json"
+        assert main(["eval", str(ckpt), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                     "--workers", "0", "--quiet", "--base-size", "0", "--crop-size", "24", "--json", str(out),
+                     "--backend", backend]) == 0
+        docs.append(json.loads(out.read_text()))
+    err = capsys.readouterr().err
+    assert "network: OpenVINO f32 (a CPU with OpenVINO installed" in err and "precision auto: f32" in err
+    assert docs[0]["recipe"]["backend"] == "openvino" and docs[1]["recipe"]["backend"] == "torch"
+    assert docs[0]["confusion_matrix"] == docs[1]["confusion_matrix"]
