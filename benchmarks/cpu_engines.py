@@ -1,10 +1,13 @@
 """CPU inference engines side by side, accuracy and speed, in one command (issue 14): eager PyTorch fp32 (the
-reference), OpenVINO f32, OpenVINO bf16 (only where the CPU has native bf16), and OpenVINO int8 (`pspnet quantize`).
+reference), OpenVINO f32, OpenVINO bf16 (only where the CPU has native bf16), OpenVINO int8 (`pspnet quantize`), and
+the peer, ONNX Runtime int8 (static QDQ quantisation of `pspnet export --format onnx`, calibrated on the same
+protocol inputs, `reduce_range` on CPUs without VNNI).
 
     python benchmarks/cpu_engines.py --checkpoint runs/camvid/best.safetensors --data data/camvid --out runs/cpu_engines
 
 Accuracy: CamVid val mIoU by `pspnet eval` with each engine (configs/camvid.yaml's protocol). Speed: `pspnet bench
---backend openvino` (the reference and the engine timed in turns) for the CamVid model at 240×240 and for a randomly
+--backend openvino` (the reference and the engine timed in turns; ONNX Runtime int8: timed here in turns with the
+same eager reference, batch 1) for the CamVid model at 240×240 and for a randomly
 initialised PSPNet-50 (150 classes) at 473×473, batch 1, plus the evaluation protocol; the PSPNet-50 int8 model is
 calibrated on CamVid train images (its speed is what counts; its agreement means nothing for random weights).
 Writes OUT/table.md (with the CPU's model and flags) and every command's output beside it.
@@ -49,6 +52,53 @@ def bench_rows(json_path: Path) -> dict[str, dict]:
     return {row["workload"].split(" (")[0]: row for row in doc["rows"]}
 
 
+def onnxruntime_int8(checkpoint: Path, calibration: list[Path], out: Path, protocol: list[str]) -> Path:
+    """`pspnet export --format onnx`, then ONNX Runtime's static QDQ int8 quantisation, calibrated on the protocol's
+    network inputs of `calibration` (the same inputs `pspnet quantize` uses)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+    from pspnet.data.imageops import read_image, to_tensor
+    from pspnet.engine.openvino_int8 import calibration_inputs
+    from pspnet.export.graph import INPUT_NAME
+
+    f32 = out / f"{checkpoint.stem}.onnx"
+    run(["export", str(checkpoint), "--format", "onnx", "--out", str(f32), "--overwrite"], out / "export_onnx.txt")
+    model = pspnet.load(checkpoint)
+    parser = argparse.ArgumentParser()
+    add_inference_arguments(parser)
+    settings = settings_from_args(parser.parse_args(protocol), model.info.name)
+    inputs = calibration_inputs([to_tensor(read_image(p)) for p in calibration], settings, model.info)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(inputs)
+
+        def get_next(self) -> dict | None:
+            x = next(self.items, None)
+            return None if x is None else {INPUT_NAME: x}
+
+    int8 = out / f"{checkpoint.stem}-int8.onnx"
+    quantize_static(str(f32), str(int8), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=True,
+                    reduce_range="avx512_vnni" not in cpu_features())
+    return int8
+
+
+def time_onnxruntime(checkpoint: Path, onnx: Path, size: int, repeats: int) -> dict:
+    """Batch-1 latency of eager PyTorch fp32 and an ONNX Runtime model, timed in turns, and their agreement."""
+    from pspnet.bench.timing import measure_interleaved
+    from pspnet.bench.workloads import agreement, normalized_batch, synthetic_images
+    from pspnet.engine.recipe import REFERENCE, inference_forward
+    from pspnet.export.onnx_runtime import OnnxRuntimeModel
+
+    model = pspnet.load(checkpoint)
+    x = normalized_batch(synthetic_images(1, size, size, 0), model.info.mean, model.info.std)
+    forwards = [inference_forward(model, REFERENCE, "cpu"), OnnxRuntimeModel(onnx, "cpu")]
+    (ref, ort), outputs = measure_interleaved([lambda f=f: f(x) for f in forwards], torch.device("cpu"), repeats, 1)
+    return {"reference": ref.median, "engine": ort.median, "agreement": agreement(*outputs).argmax}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="the CamVid model")
@@ -74,11 +124,16 @@ def main() -> None:
     if native_bf16:
         engines.append(("OpenVINO bf16", [str(args.checkpoint), "--backend", "openvino", "--precision", "bf16"]))
     engines.append(("OpenVINO int8", [str(int8 / "model.xml"), "--precision", "int8"]))
+    calibration = [args.data / line.split()[0] for line in (args.data / "train.txt").read_text().splitlines()
+                   if line.strip()][: args.calib_images - 8]
+    ort_camvid = onnxruntime_int8(args.checkpoint, calibration, out, CAMVID_PROTOCOL)
+    engines.append(("ONNX Runtime int8 (QDQ)", [str(ort_camvid)]))
     miou = {}
     for name, engine in engines:
-        scores = out / f"eval_{name.split()[-1]}.json"
+        tag = name.split()[0].lower() + "_" + name.split()[1]
+        scores = out / f"eval_{tag}.json"
         run(["eval", *engine, "--config", str(config), "--quiet", "--json", str(scores), "--overwrite"],
-            out / f"eval_{name.split()[-1]}.txt")
+            out / f"eval_{tag}.txt")
         miou[name] = json.loads(scores.read_text())["mIoU"]
 
     torch.manual_seed(0)
@@ -100,6 +155,10 @@ def main() -> None:
                  "infer1", "eval", "--batch-size", "4", "--repeats", str(args.repeats), "--json", str(result),
                  "--overwrite", *extra], result.with_suffix(".txt"))
             speed[(model, name)] = bench_rows(result)
+    ort_50 = onnxruntime_int8(random50, calibration[:8], out, ["--base-size", "512", "--crop-size", "473",
+                                                                "--no-flip"])
+    ort_speed = {("CamVid PSPNet-18", 240): time_onnxruntime(args.checkpoint, ort_camvid, 240, args.repeats),
+                 ("PSPNet-50, 150 classes", 473): time_onnxruntime(random50, ort_50, 473, args.repeats)}
 
     lines = [f"CPU: {cpu_line()}; torch {torch.__version__}", "",
              f"CamVid int8 calibration: {record['calibration_images']} train images, agreement with f32 on "
@@ -120,6 +179,9 @@ def main() -> None:
             f"{protocol['fast']['items'] / _median(protocol['fast']['seconds']):.2f} | "
             f"{_median(protocol['reference']['seconds']) / _median(protocol['fast']['seconds']):.2f}× | "
             f"{100 * one['agreement']['argmax']:.2f}% |")
+    for (model, _), t in ort_speed.items():
+        lines.append(f"| {model} | ONNX Runtime int8 (QDQ) | {t['reference']:.4f} | {t['engine']:.4f} | "
+                     f"{t['reference'] / t['engine']:.2f}× | – | – | – | {100 * t['agreement']:.2f}% |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -42,7 +42,7 @@ def add_backend_argument(p: argparse.ArgumentParser) -> None:
 def choose_backend(args: argparse.Namespace, device: torch.device) -> tuple[str, str]:
     """(backend, why) for --backend auto; the given backend otherwise."""
     if args.backend != "auto":
-        return args.backend, "--backend"
+        return args.backend, f"--backend {args.backend}"
     suffix = args.checkpoint.suffix.lower()
     if suffix == ".onnx":
         return "onnxruntime", "an .onnx file"
@@ -64,18 +64,15 @@ def openvino_precision(requested: str | None, purpose: str) -> tuple[str, str]:
     """(OpenVINO precision, why). `purpose`: "eval" (headline metrics: f32) or "predict" (the fastest native one)."""
     if requested in (None, "auto"):
         if purpose == "eval":
-            return "f32", "auto: f32 for metrics"
+            return "f32", "precision auto: f32 for metrics"
         features = cpu_features()
         listed = ", ".join(sorted(features)) or "unknown"
         if features & NATIVE_BF16:
-            return "bf16", f"auto: native bf16 on this CPU ({listed})"
-        return "f32", f"auto: no native bf16 on this CPU ({listed}); int8 needs an IR from `pspnet quantize`"
-    if requested in ("fp32", "f32"):
-        return "f32", "--precision"
-    if requested == "bf16":
-        return "bf16", "--precision"
-    if requested == "int8":
-        return "int8", "--precision"
+            return "bf16", f"precision auto: native bf16 on this CPU ({listed})"
+        return "f32", (f"precision auto: no native bf16 on this CPU ({listed}); int8 needs an IR from "
+                       "`pspnet quantize`")
+    if requested in ("fp32", "f32", "bf16", "int8"):
+        return ("f32" if requested == "fp32" else requested), f"--precision {requested}"
     raise PSPNetError(f"--precision {requested}: OpenVINO runs f32, bf16 or int8 (an IR from `pspnet quantize`)")
 
 
@@ -108,7 +105,7 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
             raise PSPNetError(f"--precision int8: {args.checkpoint} is an f32 IR; make an int8 one with "
                               "`pspnet quantize`")
         return _chosen(ov, ov.info, ov.describe(), recipe_from_args(args, device),
-                       f"{why}; precision {precision_why}")
+                       f"{why}; {precision_why}")
     recipe = recipe_from_args(args, device)
     model = load(args.checkpoint, map_location=device)
     return _chosen(inference_forward(model, recipe, device), model.info, recipe.describe(), recipe, why)
