@@ -103,3 +103,21 @@ def test_eval_by_default_runs_openvino_f32_on_a_cpu_and_says_so(tmp_path, capsys
     assert "network: OpenVINO f32 (a CPU with OpenVINO installed" in err and "precision auto: f32" in err
     assert docs[0]["recipe"]["backend"] == "openvino" and docs[1]["recipe"]["backend"] == "torch"
     assert docs[0]["confusion_matrix"] == docs[1]["confusion_matrix"]
+
+
+def test_openvino_bf16_on_a_cpu_without_bf16_units_warns(tmp_path, capsys, monkeypatch) -> None:
+    pytest.importorskip("openvino")
+    import pspnet
+    from pspnet.cli.main import main
+
+    monkeypatch.setattr(backend_options, "cpu_features", lambda: {"avx2"})
+    torch.manual_seed(0)
+    ckpt = pspnet.save(pspnet.PSPNet(3, backbone="resnet18", output_stride=16), tmp_path / "m.safetensors")
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (20, 16)).save(tmp_path / "img" / "a.png")
+    assert main(["predict", str(ckpt), str(tmp_path / "img"), "--out", str(tmp_path / "o"), "--precision", "bf16",
+                 "--quiet", "--crop-size", "16", "--base-size", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: bf16 is not native on this CPU" in err and "avx2" in err and "OpenVINO bf16" in err

@@ -94,6 +94,10 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         if device.type != "cpu":
             raise PSPNetError(f"--backend openvino runs on the CPU; got --device {device}")
         precision, precision_why = openvino_precision(requested, purpose)
+        if precision == "bf16" and cpu_features() and not cpu_features() & NATIVE_BF16:
+            print(f"warning: bf16 is not native on this CPU (no AVX-512 BF16 or AMX; it has "
+                  f"{', '.join(sorted(cpu_features()))}): OpenVINO emulates it, slower than f32 and with bf16's "
+                  "rounding; --precision f32 (or auto) is the choice here", file=sys.stderr)
         args.precision = None
         source = args.checkpoint if args.checkpoint.suffix.lower() == ".xml" else None
         if precision == "int8" and source is None:

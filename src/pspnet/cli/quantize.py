@@ -104,6 +104,6 @@ def run(args: argparse.Namespace) -> int:
     write_atomically(record_path, lambda tmp: Path(tmp).write_text(json.dumps(result.record, indent=1) + "\n"))
     print(f"int8 against f32 on the {a.images} held-back images: {100 * a.same:.2f}% of {a.pixels} pixels agree "
           f"(worst image {100 * a.worst_image:.2f}%)", file=sys.stderr)
-    print(f"wrote {xml} (+ model.bin, quantization.json); run it with: pspnet predict {xml} --backend openvino "
-          "IMAGES --out DIR", file=sys.stderr)
+    print(f"wrote {xml} (+ model.bin, quantization.json); run it with: pspnet predict {xml} IMAGES --out DIR",
+          file=sys.stderr)
     return 0
