@@ -152,3 +152,24 @@ def test_train_imagenet_takes_a_backbone_name_and_the_stem_follows_the_weights(t
                                                          | {"model": {"backbone": "resnet50"}}))
     with pytest.raises(PSPNetError, match="weights of a resnet18; the model is a resnet50"):
         Trainer(load_train_config(tmp_path / "cfg50.yaml"), single_process(torch.device("cpu")), progress=False)
+
+
+def test_eval_of_an_mmseg_zoo_name_uses_mmsegs_test_unless_told_otherwise(tmp_path) -> None:
+    import argparse
+    from pathlib import Path
+
+    from pspnet.cli.eval import published_preset
+
+    def args(checkpoint: str, **given) -> argparse.Namespace:
+        base = dict(preset=None, base_size=None, crop_size=None, scales=None, flip=None, mode=None)
+        return argparse.Namespace(checkpoint=Path(checkpoint), **(base | given))
+
+    zoo = "pspnet_r50-d8_4xb4-80k_ade20k-512x512"
+    assert weights_module.find(zoo) is not None
+    assert published_preset(args(zoo), "ade20k") == "mmseg"
+    assert published_preset(args(zoo, preset="ss"), "ade20k") is None  # the user's choice wins
+    assert published_preset(args(zoo, crop_size=[473]), "ade20k") is None
+    assert published_preset(args("pspnet50_ade20k"), "ade20k") is None  # the authors' own: the paper's protocol
+    local = tmp_path / zoo
+    local.write_bytes(b"")
+    assert published_preset(args(str(local)), "ade20k") is None  # a file of that name is not the catalogue entry

@@ -1,6 +1,7 @@
 """The test protocol: window positions, padding, flip, scales, and batching that does not change the result."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,14 @@ import torch
 import torch.nn.functional as F
 
 import pspnet
-from pspnet.engine.inference import InferenceSettings, infer_probabilities, segment, window_positions, window_starts
+from pspnet.engine.inference import (
+    InferenceSettings,
+    infer_probabilities,
+    keep_ratio_size,
+    segment,
+    window_positions,
+    window_starts,
+)
 from pspnet.errors import PSPNetError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -127,3 +135,48 @@ def test_dataset_presets_follow_the_official_settings() -> None:
     assert (ms.base_size, ms.crop_size) == (2048, (713, 713))
     assert ms.scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     assert InferenceSettings.for_dataset("ade20k", crop_size=(65, 65)).crop_size == (65, 65)
+
+
+def test_the_mmseg_preset_matches_an_independent_implementation_of_mmsegs_test(sharp_model) -> None:
+    """Keep-ratio rescale into (long, short), the whole image, logits resized back: every pixel's class."""
+    from mmseg_protocol import mmseg_labels
+
+    g = torch.Generator().manual_seed(2)
+    smooth = F.interpolate(torch.rand(1, 3, 6, 9, generator=g) * 255, (45, 70), mode="bilinear")[0]
+    image = (smooth + torch.randn(3, 45, 70, generator=g) * 20).round().clamp(0, 255).to(torch.uint8)
+    s = InferenceSettings(base_size=80, short_side=40, mode="whole", flip=False, average="logits")
+    ours = segment(sharp_model, [image], s, MEAN, STD)[0]
+    reference = torch.from_numpy(mmseg_labels(sharp_model, image.permute(1, 2, 0).numpy(), 80, 40, MEAN, STD))
+    assert ours.shape == (45, 70)
+    assert (ours == reference).float().mean() >= 0.999  # resize kernels' float rounding may tip a tied pixel
+
+
+
+def test_logits_are_resized_not_probabilities_as_mmseg_does() -> None:
+    """Two regions whose interpolated logits favour a third class that neither region's probabilities do: resizing
+    logits (mmseg) shows it along the border, resizing probabilities (the official protocol) never does."""
+    from mmseg_protocol import mmseg_labels
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        logits = torch.empty(n, 3, h, w)
+        logits[:, :, :, : w // 2] = torch.tensor([2.0, 0.0, -10.0])[:, None, None]
+        logits[:, :, :, w // 2:] = torch.tensor([-10.0, 0.0, 2.5])[:, None, None]
+        return logits
+
+    image = torch.zeros(3, 40, 60, dtype=torch.uint8)
+    s = InferenceSettings(base_size=30, short_side=20, mode="whole", flip=False, average="logits")
+    by_logits = segment(forward, [image], s, MEAN, STD)[0]
+    by_probs = segment(forward, [image], replace(s, average="probs"), MEAN, STD)[0]
+    assert (by_logits == 1).any() and not (by_probs == 1).any()
+    reference = mmseg_labels(lambda x: forward(x), image.permute(1, 2, 0).numpy(), 30, 20, MEAN, STD)
+    assert (by_logits.numpy() == reference).all()
+
+
+def test_the_mmseg_preset_holds_mmsegs_settings_per_dataset() -> None:
+    ade = InferenceSettings.for_dataset("ade20k", "mmseg")
+    assert (ade.base_size, ade.short_side, ade.mode, ade.flip, ade.average) == (2048, 512, "whole", False, "logits")
+    assert InferenceSettings.for_dataset("cityscapes", "mmseg").short_side == 1024
+    assert keep_ratio_size(512, 683, 2048, 512) == (512, 683) and keep_ratio_size(300, 2000, 2048, 512) == (307, 2048)
+    with pytest.raises(PSPNetError, match="camvid"):
+        InferenceSettings.for_dataset("camvid", "mmseg")

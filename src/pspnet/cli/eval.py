@@ -21,10 +21,11 @@ from pspnet.cli.inference_options import add_inference_arguments, settings_from_
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
-from pspnet.engine.inference import InferenceSettings
+from pspnet.engine.inference import MMSEG_SHORT_SIDE, InferenceSettings
 from pspnet.engine.predict import PredictionLayout, write_image_outputs
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
+from pspnet.weights import find
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -102,6 +103,17 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     return dataset, ignore, protocol
 
 
+def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
+    """For a catalogue name from mmsegmentation's zoo evaluated without protocol options: its own test ("mmseg")."""
+    given = (args.preset, args.base_size, args.crop_size, args.scales, args.flip, args.mode)
+    if any(v is not None for v in given) or Path(args.checkpoint).exists():
+        return None
+    entry = find(str(args.checkpoint))
+    if entry is None or not entry.source.startswith("mmsegmentation") or dataset not in MMSEG_SHORT_SIDE:
+        return None
+    return "mmseg"
+
+
 def check_counts(args: argparse.Namespace) -> None:
     for option, value, least in (("--samples", args.samples, 0), ("--workers", args.workers, 0),
                                  ("--limit", args.limit, 1)):
@@ -143,6 +155,11 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     device, main = processes.device, processes.is_main
     forward, info, how, recipe = backend_forward(args, device)
     dataset, ignore, protocol = build_eval_dataset(args, info.num_classes)
+    if (preset := published_preset(args, info.name)) is not None:
+        args.preset = preset
+        if main:
+            print(f"protocol: --preset {preset}, the test of {args.checkpoint}'s published mIoU (--preset ss for the "
+                  "paper's)", file=sys.stderr)
     settings = settings_from_args(args, info.name, protocol)
     check_outputs(args, dataset)
     layout = PredictionLayout(args.out) if args.out is not None else None

@@ -31,7 +31,7 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
 MULTI_SCALE: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-PRESETS: dict[str, tuple[float, ...]] = {"ss": SINGLE_SCALE, "ms": MULTI_SCALE}
+PRESETS: dict[str, tuple[float, ...]] = {"ss": SINGLE_SCALE, "ms": MULTI_SCALE, "mmseg": SINGLE_SCALE}
 STRIDE_RATE = 2.0 / 3.0
 
 # Official test settings per dataset: (base size, crop). CamVid has no official setting: its 360×480 images are
@@ -42,6 +42,11 @@ DATASET_SETTINGS: dict[str, tuple[int, tuple[int, int]]] = {
     "cityscapes": (2048, (713, 713)),
     "camvid": (480, (361, 361)),
 }
+# mmsegmentation's single-scale test of its PSPNet zoo (configs/_base_/models/pspnet_r50-d8.py: test_cfg whole;
+# configs/_base_/datasets/*.py: Resize keep_ratio to scale (2048, 512) for ADE20K and VOC, (2048, 1024) for
+# Cityscapes): the whole image, rescaled into (long side ≤ 2048, short side ≤ S), logits resized back and argmaxed.
+MMSEG_SHORT_SIDE: dict[str, int] = {"ade20k": 512, "voc2012": 512, "cityscapes": 1024}
+MMSEG_LONG_SIDE = 2048
 
 
 @dataclass
@@ -54,6 +59,10 @@ class InferenceSettings:
     flip: also run each window mirrored left-right and average the two.
     mode: "slide" (crop-sized windows) or "whole" (the resized image in one piece, no padding).
     batch_size: network inputs per forward call (a window and its flip count as two).
+    short_side: None (the official rule: the long side is base_size) or mmsegmentation's keep-ratio rule: the image
+        is rescaled by min(base_size / long side, short_side / short side), sizes rounded half up.
+    average: "probs" (the official code: softmax per window, probabilities averaged and resized) or "logits"
+        (mmsegmentation: logits averaged and resized, `infer_probabilities` then returns averaged logits).
     """
 
     base_size: int | None = 512
@@ -63,6 +72,8 @@ class InferenceSettings:
     mode: str = "slide"
     batch_size: int = 8
     stride_rate: float = field(default=STRIDE_RATE, repr=False)
+    short_side: int | None = None
+    average: str = "probs"
 
     def __post_init__(self) -> None:
         self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
@@ -77,21 +88,37 @@ class InferenceSettings:
             raise PSPNetError(f"scales {list(self.scales)}: expected one or more positive numbers")
         if self.batch_size < 1:
             raise PSPNetError(f"batch size {self.batch_size}: expected at least 1")
+        if self.average not in ("probs", "logits"):
+            raise PSPNetError(f"average {self.average!r}: expected 'probs' or 'logits'")
+        if self.short_side is not None and (self.short_side < 1 or self.base_size is None):
+            raise PSPNetError(f"short side {self.short_side}: expected a positive number of pixels, with a base size "
+                              "(the long side's cap)")
 
     def describe(self) -> str:
         """One readable line: `long side 240, whole image, scales 1.0, flip, batch 8`."""
         size = f"long side {self.base_size}" if self.base_size else "each image's own size"
+        if self.short_side is not None:
+            size = f"short side {self.short_side} (long side ≤ {self.base_size})"
         how = "whole image" if self.mode == "whole" else f"{self.crop_size[0]}×{self.crop_size[1]} windows"
         scales = " ".join(f"{s:g}" for s in self.scales)
-        return f"{size}, {how}, scales {scales}, {'flip' if self.flip else 'no flip'}, batch {self.batch_size}"
+        average = ", logits averaged" if self.average == "logits" else ""
+        return (f"{size}, {how}, scales {scales}, {'flip' if self.flip else 'no flip'}{average}, "
+                f"batch {self.batch_size}")
 
     @classmethod
     def for_dataset(cls, name: str, preset: str = "ss", **overrides: object) -> InferenceSettings:
-        """The official settings of a known dataset (unknown names: keep image size, 473 crop), ss or ms."""
+        """The official settings of a known dataset (unknown names: keep image size, 473 crop), ss or ms; or
+        "mmseg": mmsegmentation's single-scale test of its zoo (ADE20K, VOC, Cityscapes)."""
         base, crop = DATASET_SETTINGS.get(name, (None, (473, 473)))
         if preset not in PRESETS:
             raise PSPNetError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
         values: dict[str, object] = {"base_size": base, "crop_size": crop, "scales": PRESETS[preset]}
+        if preset == "mmseg":
+            if name not in MMSEG_SHORT_SIDE:
+                raise PSPNetError(f"preset mmseg: mmsegmentation's test settings are known for "
+                                  f"{', '.join(MMSEG_SHORT_SIDE)}, not {name!r}")
+            values |= {"base_size": MMSEG_LONG_SIDE, "short_side": MMSEG_SHORT_SIDE[name], "mode": "whole",
+                       "flip": False, "average": "logits"}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -101,6 +128,13 @@ def scaled_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     if height > width:
         return long_side, round(long_side / height * width)
     return round(long_side / width * height), long_side
+
+
+def keep_ratio_size(height: int, width: int, max_long: float, max_short: float) -> tuple[int, int]:
+    """mmcv's keep-ratio rescale: the largest size with long side ≤ max_long and short side ≤ max_short, each side
+    scaled by the same factor and rounded half up."""
+    factor = min(max_long / max(height, width), max_short / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -179,7 +213,8 @@ class _Input:
 def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
                         mean: Sequence[float], std: Sequence[float],
                         device: torch.device | str = "cpu") -> list[torch.Tensor]:
-    """Class probabilities C×H×W (on `device`) for each uint8 3×H×W RGB image, by the test protocol."""
+    """Class probabilities C×H×W (on `device`) for each uint8 3×H×W RGB image, by the test protocol (averaged
+    logits instead with `settings.average == "logits"`, mmsegmentation's way)."""
     totals: list[torch.Tensor | None] = [None] * len(images)
     pending: dict[tuple[int, ...], list[_Input]] = {}
 
@@ -191,7 +226,7 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
         if logits.dim() != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
             raise PSPNetError(f"the network returned logits of shape {tuple(logits.shape)} for an input of shape "
                               f"{tuple(batch.shape)}; expected N×C×{batch.shape[2]}×{batch.shape[3]}")
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = logits.float() if settings.average == "logits" else torch.softmax(logits.float(), dim=1)
         for inp, p in zip(inputs, probs, strict=True):
             job = inp.job
             if job.probs is None:
@@ -246,8 +281,10 @@ def _inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: S
         height, width = image.shape[1:]
         raw = image.to(device).float()[None]
         for scale in settings.scales:
-            long_side = round(scale * (settings.base_size or max(height, width)))
-            size = scaled_size(height, width, long_side)
+            if settings.short_side is not None:
+                size = keep_ratio_size(height, width, scale * settings.base_size, scale * settings.short_side)
+            else:
+                size = scaled_size(height, width, round(scale * (settings.base_size or max(height, width))))
             # As the official code: the image is float32 before it is resized, and nothing rounds it afterwards.
             scaled = resize_bilinear(raw, size)
             x = normalize(scaled, mean, std)
