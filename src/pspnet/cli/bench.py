@@ -50,6 +50,7 @@ TRAIN_ABLATION: tuple[TrainVariant, ...] = (
     TrainVariant("+ fused SGD", replace(_BF16_CL, compile=True), compile_loss=True, fused_sgd=True),
     TrainVariant("+ upsample as matmuls", replace(_BF16_CL, compile=True, matmul_upsample=True), compile_loss=True,
                  fused_sgd=True),
+    TrainVariant("bf16 + channels_last + upsample as matmuls, eager", replace(_BF16_CL, matmul_upsample=True)),
 )
 ANCHOR = _BF16_CL  # on GPUs: the best execution that needs no compiler (issue 15's yardstick)
 
@@ -81,8 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run only these steps of the ablation (1 = reference, which the others are compared to)")
     m.add_argument("--train-ablation", nargs="*", type=int, metavar="I",
                    help="also time the training step for each lever separately (reference, bf16, channels_last, "
-                        "compiled model, compiled loss, fused SGD, upsample as matmuls); numbers pick steps "
-                        "(1 = reference, always run)")
+                        "compiled model, compiled loss, fused SGD, upsample as matmuls, the last eager); numbers pick "
+                        "steps (1 = reference, always run)")
     m.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None,
                    help="a third column: bf16 + channels_last eager, timed in the same turns (default: on for CUDA)")
     m.add_argument("--smoke", action="store_true",
