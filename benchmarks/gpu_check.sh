@@ -2,8 +2,9 @@
 # The GPU check of issue 15, sized for one lent H100/H200 (about 8 minutes): first, alone on the GPU, `pspnet bench`
 # on CUDA (reference vs fast vs the bf16 + channels_last eager anchor, side by side; the training levers one at a
 # time; inference with CUDA graphs); then, side by side on the GPU, the CUDA tests, a 1-GPU torchrun training run
-# with validation and a resume, and the CamVid recipe: one fp32 run (TF32 off) and three with the fast training
-# recipe (seeds 0-2), judged against the spread of 8 fp32 GPU runs in BENCHMARKS.md. Every step has a deadline,
+# with validation and a resume, and the CamVid recipe: one fp32 run (TF32 off), three with the fast training
+# recipe (seeds 0-2) and two with it plus train.matmul_upsample (seeds 0-1), judged against the spread of 8 fp32 GPU
+# runs in BENCHMARKS.md. Every step has a deadline,
 # so a slow step costs its own figures only. Then, on the trained fp32 CamVid model: `pspnet eval` on val in fp32
 # and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
 # the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained
@@ -44,6 +45,7 @@ if [ "$DRY" = 1 ]; then
   LONGER=(train.iterations=6)
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
   FAST=(train.channels_last=true)  # bf16 and compile are CUDA levers: not rehearsed at CPU speed
+  FAST_MM=(train.channels_last=true train.matmul_upsample=true)
 else
   DEV=cuda
   # Ablation steps 1, 7, 9: the reference, bf16 + BN folded + channels_last eager, the fast recipe with CUDA graphs
@@ -57,6 +59,7 @@ else
   LONGER=(train.iterations=90)
   RECIPE=()
   FAST=(train.precision=bf16 train.channels_last=true train.compile=true)
+  FAST_MM=("${FAST[@]}" train.matmul_upsample=true)  # the upsampling as matmuls: its accuracy check
 fi
 COMMON=(--config configs/camvid.yaml --no-progress data.root="$DATA" train.tensorboard=false train.device=$DEV data.workers=3)
 
@@ -100,7 +103,7 @@ export -f tests ddp camvid pspnet
 export PY OUT WORK
 run_part() { timeout -k 10 "$RUNS_DEADLINE" bash -c "$1" > "$WORK/part_$2.txt" 2>&1; echo "($2: exit $?)" >> "$WORK/part_$2.txt"; }
 # Bash arrays do not cross `export`: hand the parts their arguments through declare -p.
-ARGS="$(declare -p COMMON SHORT LONGER RECIPE FAST)"
+ARGS="$(declare -p COMMON SHORT LONGER RECIPE FAST FAST_MM)"
 if has runs; then
 step "side by side: CUDA tests, torchrun with a resume, CamVid fp32 and fast (seeds 0-2)"
 run_part "$ARGS; tests" tests &
@@ -109,6 +112,8 @@ run_part "$ARGS; camvid fp32_s0 0" fp32_s0 &
 run_part "$ARGS; camvid fast_s2 2 \"\${FAST[@]}\"" fast_s2 &
 run_part "$ARGS; camvid fast_s0 0 \"\${FAST[@]}\"" fast_s0 &
 run_part "$ARGS; camvid fast_s1 1 \"\${FAST[@]}\"" fast_s1 &
+run_part "$ARGS; camvid fastmm_s0 0 \"\${FAST_MM[@]}\"" fastmm_s0 &
+run_part "$ARGS; camvid fastmm_s1 1 \"\${FAST_MM[@]}\"" fastmm_s1 &
 wait
 cat "$WORK"/part_*.txt | tee -a "$SUMMARY"
 fi
