@@ -58,3 +58,20 @@ def test_the_trainers_step_runs_on_cuda(model, recipe) -> None:
     losses = [float(work()) for _ in range(3)]
     model.eval()
     assert all(torch.isfinite(torch.tensor(losses))) and first[0].shape == (2, 19, 129, 129)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TF32 exists on CUDA only")
+def test_the_official_reference_keeps_pytorchs_tf32_default_and_fp32_turns_it_off() -> None:
+    from pspnet.engine.recipe import OFFICIAL
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.backends.cudnn.allow_tf32)
+            return x
+
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default
+    inference_forward(Probe(), OFFICIAL, "cuda")(torch.zeros(1, 3, 4, 4))
+    inference_forward(Probe(), REFERENCE, "cuda")(torch.zeros(1, 3, 4, 4))
+    assert seen == [True, False] and torch.backends.cudnn.allow_tf32

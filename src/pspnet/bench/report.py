@@ -132,7 +132,8 @@ def markdown_table(header: list[str], cells: list[list[str]]) -> str:
 
 
 def recipes_line(fast: Recipe, fast_train: Recipe, anchor: Recipe | None = None) -> str:
-    line = f"reference: eager fp32 NCHW; fast (inference): {fast.describe()}; fast (training): {fast_train.describe()}"
+    line = (f"reference: eager fp32 NCHW as the official code runs (on GPUs PyTorch's default TF32 convolutions); "
+            f"fast (inference): {fast.describe()}; fast (training): {fast_train.describe()}")
     return line + (f"; anchor: {anchor.describe()}" if anchor is not None else "")
 
 

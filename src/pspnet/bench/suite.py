@@ -33,7 +33,7 @@ from pspnet.bench.workloads import (
 )
 from pspnet.classes import DatasetInfo
 from pspnet.engine.inference import Forward, InferenceSettings
-from pspnet.engine.recipe import REFERENCE, Recipe, inference_forward
+from pspnet.engine.recipe import OFFICIAL, Recipe, inference_forward
 from pspnet.model.pspnet import PSPNet
 
 WORKLOADS = ("infer1", "inferN", "eval", "train")
@@ -148,7 +148,7 @@ def run_bench(config: BenchConfig, progress: Progress = lambda _: None) -> Bench
     backbones = ("checkpoint",) if config.checkpoint is not None else config.backbones
     for backbone in backbones:
         model = build_model(config, backbone, config.num_classes)
-        reference = inference_forward(model, REFERENCE, config.device)
+        reference = inference_forward(model, OFFICIAL, config.device)  # as the official code runs
         fast = fast_forward(config, model)
         for size in config.sizes:
             if config.roofline:
@@ -231,7 +231,7 @@ def ablation_rows(config: BenchConfig, model: nn.Module, reference: Forward, siz
     works = []
     for step, recipe in config.ablation:
         progress(f"{name} {label} ablation: preparing {step}")
-        forward = (reference if recipe == REFERENCE
+        forward = (reference if recipe == OFFICIAL
                    else inference_forward(model, recipe, config.device, calibration if recipe.int8 else ()))
         works.append(inference_work(forward, x, config.device))
     progress(f"{name} {label} ablation: {len(works)} recipes in turns")
@@ -270,7 +270,7 @@ def training_batch(config: BenchConfig, model: nn.Module, size: int) -> tuple[li
 def training_row(config: BenchConfig, model: nn.Module, name: str, label: str, size: int, progress: Progress) -> Row:
     images, labels = training_batch(config, model, size)
     train_model = copy.deepcopy(model).train()
-    recipes = [REFERENCE, config.fast_train] + ([config.anchor] if config.anchor is not None else [])
+    recipes = [OFFICIAL, config.fast_train] + ([config.anchor] if config.anchor is not None else [])
     works, firsts = zip(*(training_work(train_model, r, images, labels, config.device, config.seed) for r in recipes),
                         strict=True)
     progress(f"{name} {label} training: reference, fast{', anchor' if config.anchor else ''} in turns")
@@ -318,7 +318,7 @@ def whole_image_row(config: BenchConfig, backbone: str, progress: Progress) -> R
     image = synthetic_images(1, h, w, config.seed + 4)
     settings = InferenceSettings(base_size=None, mode="whole", flip=False, batch_size=1)
     outputs, measurements = [], []
-    for recipe in (REFERENCE, replace(config.fast, compile=False)):
+    for recipe in (OFFICIAL, replace(config.fast, compile=False)):
         progress(f"{name} whole image {h}×{w}: {recipe.describe()}")
         forward = inference_forward(model, recipe, config.device)
         m, out = measure(protocol_work(forward, image, settings, info.mean, info.std, config.device),

@@ -17,7 +17,7 @@ from pspnet.bench.report import format_markdown, format_text, machine, recipes_l
 from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, TrainVariant, run_bench
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
 from pspnet.device import resolve_device
-from pspnet.engine.recipe import REFERENCE, Recipe
+from pspnet.engine.recipe import OFFICIAL, Recipe
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file
 
@@ -25,7 +25,7 @@ T = TypeVar("T")
 MIN_AGREEMENT = 0.995  # argmax agreement the fast recipe must keep (issue 6)
 
 ABLATION: tuple[tuple[str, Recipe], ...] = (
-    ("reference", REFERENCE),
+    ("reference", OFFICIAL),
     ("+ BN folded", Recipe(fold_bn=True)),
     ("+ channels_last", Recipe(fold_bn=True, channels_last=True)),
     ("BN folded + compiled (NCHW)", Recipe(fold_bn=True, compile=True)),
@@ -42,7 +42,7 @@ CUDA_STEPS: tuple[tuple[str, Recipe], ...] = (
 )
 _BF16_CL = Recipe(precision="bf16", channels_last=True)
 TRAIN_ABLATION: tuple[TrainVariant, ...] = (
-    TrainVariant("reference", REFERENCE),
+    TrainVariant("reference", OFFICIAL),
     TrainVariant("bf16 autocast", Recipe(precision="bf16")),
     TrainVariant("+ channels_last", _BF16_CL),
     TrainVariant("+ compiled (model)", replace(_BF16_CL, compile=True)),

@@ -40,6 +40,8 @@ class Recipe:
     compile_mode: torch.compile's mode; "reduce-overhead" adds CUDA graphs for fixed-size inference on GPUs.
     int8: post-training int8 quantisation (CPU inference, `pspnet.export.quantize`; needs calibration inputs and
         compilation, serves one input shape).
+    tf32: on GPUs, fp32 as PyTorch's defaults run it (cuDNN convolutions may use TF32 tensor cores): how the
+        official code runs, the bench's reference. Off (the default), fp32 means fp32: TF32 is disabled while it runs.
     matmul_upsample: the final upsampling to the input size as two matrix products (`pspnet.model.upsample`): the
         same function; in training its backward is two GEMMs instead of a scatter-add (47% of the fast training
         step's device time on an H100, BENCHMARKS.md).
@@ -52,6 +54,7 @@ class Recipe:
     compile_mode: str = "default"
     int8: bool = False
     matmul_upsample: bool = False
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -71,10 +74,13 @@ class Recipe:
             parts.append("compiled" + ("" if self.compile_mode == "default" else f" ({self.compile_mode})"))
         if self.matmul_upsample:
             parts.append("upsample as matmuls")
+        if self.tf32:
+            parts.append("PyTorch's default TF32 convolutions")
         return ", ".join(parts) if len(parts) > 1 else f"eager {parts[0]}"
 
 
 REFERENCE = Recipe()
+OFFICIAL = Recipe(tf32=True)  # eager fp32 exactly as the official code runs, GPUs' default TF32 convolutions included
 
 
 def default_recipe(device: torch.device | str, training: bool = False) -> Recipe:
@@ -129,7 +135,7 @@ class CompiledForward:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.recipe, self.device), _freezing(self.recipe.compile), \
-                _strict_fp32(self.recipe.precision == "fp32" and self.device.type == "cuda"):
+                _strict_fp32(self.recipe.precision == "fp32" and not self.recipe.tf32 and self.device.type == "cuda"):
             logits = self.net(x)
         # CUDA graphs reuse their output buffers on the next call: hand out a copy.
         return logits.float().clone() if self.recipe.compile_mode == "reduce-overhead" else logits.float()
