@@ -173,3 +173,32 @@ def test_eval_of_an_mmseg_zoo_name_uses_mmsegs_test_unless_told_otherwise(tmp_pa
     local = tmp_path / zoo
     local.write_bytes(b"")
     assert published_preset(args(str(local)), "ade20k") is None  # a file of that name is not the catalogue entry
+
+
+def test_each_entry_names_the_test_behind_its_published_score() -> None:
+    by_name = {w.name: w for w in weights_module.list_models()}
+    assert by_name["pspnet_r50-d8_4xb4-80k_ade20k-512x512"].test_preset == "mmseg"
+    assert by_name["pspnet_r50-d8_4xb4-20k_voc12aug-512x512"].test_preset == "mmseg"
+    assert by_name["pspnet50_ade20k"].test_preset == "ss" and by_name["pspnet101_voc2012"].test_preset == "ms"
+    assert by_name["pspnet_r18-d8_4xb4-80k_loveda-512x512"].test_preset is None  # settings not held here
+    for w in by_name.values():
+        if w.dataset == "Cityscapes" and w.source.startswith("mmsegmentation"):
+            assert w.test_preset == ("mmseg-769" if "769x769" in w.name else "mmseg"), w.name
+
+
+def test_the_769_cityscapes_entries_convert_with_align_corners_and_test_by_sliding_windows(published, monkeypatch
+                                                                                           ) -> None:
+    from dataclasses import replace
+
+    from pspnet.engine.inference import InferenceSettings, window_positions
+
+    entry, _, _ = published
+    named = replace(entry, name="pspnet_tiny_cityscapes-769x769", source="mmsegmentation 1.2.2")
+    assert named.align_corners and named.test_preset == "mmseg-769"
+    monkeypatch.setattr(weights_module, "list_models", lambda: (named,))
+    assert pspnet.load(named.name).config.align_corners
+    s = InferenceSettings.for_dataset("cityscapes", "mmseg-769")
+    assert (s.mode, s.crop_size, s.flip, s.average) == ("slide", (769, 769), False, "logits")
+    # mmseg's slide_inference grid over a 1024×2048 image, crop 769, stride 513: rows 0, 255; columns 0 … 1279
+    positions = window_positions(1024, 2048, s.crop_size, s.stride_rate)
+    assert positions == [(t, left) for t in (0, 255) for left in (0, 513, 1026, 1279)]

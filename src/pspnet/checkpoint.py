@@ -82,18 +82,19 @@ def named_checkpoint(named: Weights) -> Path:
     if not converted.is_file():  # else the download is neither needed nor re-read (and re-hashed)
         original = fetch(named)
         model = (convert_caffe(original) if original.suffix == ".caffemodel"
-                 else convert_foreign(read_torch_file(original), original)[0])
+                 else convert_foreign(read_torch_file(original), original, named.align_corners)[0])
         save(model, converted, {"catalogue_name": named.name, "source": named.source, "url": named.url,
                                 "dataset": named.dataset, "published_mIoU": named.mIoU,
                                 "published_mIoU_ms_flip": named.mIoU_ms_flip, "license": named.license})
     return converted
 
 
-def convert_foreign(obj: Any, path: Path) -> tuple[PSPNet, str]:
+def convert_foreign(obj: Any, path: Path, align_corners: bool | None = None) -> tuple[PSPNet, str]:
     """Another implementation's checkpoint content as our model, and which implementation it came from
-    (mmsegmentation when the keys say so, else the authors' hszhao/semseg layout)."""
+    (mmsegmentation when the keys say so, else the authors' hszhao/semseg layout). `align_corners`: mmseg only (see
+    `convert_mmseg_state`)."""
     if is_mmseg_state(tensor_state(obj, str(path), "a PSPNet checkpoint")):
-        return convert_mmseg_state(obj, source=str(path)), "mmsegmentation"
+        return convert_mmseg_state(obj, source=str(path), align_corners=align_corners), "mmsegmentation"
     return convert_semseg_state(obj, source=str(path)), "hszhao/semseg"
 
 

@@ -50,6 +50,26 @@ class Weights:
     def filename(self) -> str:
         return self.file or self.url.rsplit("/", 1)[-1]
 
+    @property
+    def align_corners(self) -> bool:
+        """mmseg's 769×769 Cityscapes configs resize with align_corners=True (configs/pspnet/
+        pspnet_r50-d8_769x769_40k_cityscapes.py); the rest of the zoo with False."""
+        return self.source.startswith("mmsegmentation") and "769x769" in self.name
+
+    @property
+    def test_preset(self) -> str | None:
+        """The `--preset` of the test behind the published mIoU: "ss" or "ms" (the paper's protocol) for the authors'
+        releases, "mmseg" for mmsegmentation's ADE20K, VOC and Cityscapes entries; None where this project does not
+        hold the source's test settings (mmseg's other datasets)."""
+        if not self.source.startswith("mmsegmentation"):
+            return "ss" if self.mIoU is not None else "ms"  # the authors' VOC figure is multi-scale only
+        if self.align_corners:
+            return "mmseg-769"  # test_cfg slide, crop (769, 769), stride (513, 513)
+        return "mmseg" if self.dataset in MMSEG_TEST_DATASETS else None
+
+
+MMSEG_TEST_DATASETS = ("ADE20K", "Cityscapes", "Pascal VOC 2012", "Pascal VOC 2012 + Aug")
+
 
 @dataclass(frozen=True)
 class Backbone:

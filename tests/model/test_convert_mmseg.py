@@ -96,3 +96,28 @@ def test_a_key_that_is_not_part_of_an_mmseg_pspnet_is_named(mmseg_fixture) -> No
     without_head = {k: v for k, v in mmseg_fixture["state"].items() if not k.startswith("decode_head.conv_seg")}
     with pytest.raises(PSPNetError, match="not an mmsegmentation PSPNet checkpoint"):
         convert_mmseg_state({"state_dict": without_head}, "f.pth")
+
+
+def test_align_corners_comes_from_the_stored_config_or_the_caller() -> None:
+    """mmseg's 769×769 Cityscapes models resize with align_corners=True, which their weights do not show: read it
+    from the file's `meta.config` (mmseg 0.x stores it), or take it from the caller (the catalogue, --align-corners)."""
+    torch.manual_seed(0)
+    settings = dict(backbone="resnet18", deep_stem=False, dilation="contracted", aux=False, head_channels=32,
+                    ppm_channels=16)
+    original = PSPNet(5, align_corners=True, **settings).eval()
+    state = mmseg_layout(original)
+    config = "model = dict(decode_head=dict(align_corners=True), auxiliary_head=dict(align_corners=True))"
+    stored = convert_mmseg_state({"meta": {"config": config}, "state_dict": state}, "769").eval()
+    assert stored.config.align_corners
+    x = torch.randn(1, 3, 65, 81)
+    with torch.no_grad():
+        assert torch.equal(stored(x), original(x))
+    assert not convert_mmseg_state({"state_dict": state}, "plain").config.align_corners
+    assert convert_mmseg_state({"state_dict": state}, "told", align_corners=True).config.align_corners
+
+
+def test_align_corners_is_an_mmseg_option_of_convert(tmp_path, capsys) -> None:
+    src = tmp_path / "x.pth"
+    torch.save({"state_dict": {}}, src)
+    assert main(["convert", "--from", "semseg", str(src), str(tmp_path / "y.safetensors"), "--align-corners"]) == 2
+    assert "--align-corners is for --from mmseg" in capsys.readouterr().err

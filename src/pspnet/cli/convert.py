@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", type=Path, help="the checkpoint to convert")
     p.add_argument("dst", type=Path, help="where to write the pspnet checkpoint (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.add_argument("--align-corners", action=argparse.BooleanOptionalAction, default=None,
+                   help="mmseg only: the heads' resize setting, which the weights do not show (default: the file's "
+                        "stored config, else off; mmseg's 769×769 Cityscapes models need --align-corners)")
     p.add_argument("--dataset", choices=sorted(KNOWN),
                    help="class names and colours to attach (default: inferred from the class count: "
                         "150 ade20k, 21 voc2012, 19 cityscapes)")
@@ -49,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if file_kind(args.src) == "safetensors":
             raise PSPNetError(f"{args.src}: already a safetensors file; expected an official .pth checkpoint")
-        model = convert(read_torch_file(args.src), source=str(args.src), info=info)
+        options = {"align_corners": args.align_corners} if args.source_format == "mmseg" else {}
+        if args.align_corners is not None and args.source_format != "mmseg":
+            raise PSPNetError(f"--align-corners is for --from mmseg; {args.source_format} files record their resize")
+        model = convert(read_torch_file(args.src), source=str(args.src), info=info, **options)
     if info is not None and info.num_classes != model.config.num_classes:
         raise PSPNetError(f"--dataset {args.dataset} has {info.num_classes} classes; {args.src} has "
                           f"{model.config.num_classes}")

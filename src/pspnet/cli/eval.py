@@ -109,9 +109,9 @@ def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
     if any(v is not None for v in given) or Path(args.checkpoint).exists():
         return None
     entry = find(str(args.checkpoint))
-    if entry is None or not entry.source.startswith("mmsegmentation") or dataset not in MMSEG_SHORT_SIDE:
+    if entry is None or entry.test_preset not in ("mmseg", "mmseg-769") or dataset not in MMSEG_SHORT_SIDE:
         return None
-    return "mmseg"
+    return entry.test_preset
 
 
 def check_counts(args: argparse.Namespace) -> None:

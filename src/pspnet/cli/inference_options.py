@@ -14,7 +14,8 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", choices=sorted(PRESETS),
                    help="ss: scale 1.0; ms: 0.5 0.75 1.0 1.25 1.5 1.75 (default ss, or the config's val: scales); "
                         "mmseg: mmsegmentation's single-scale test of its zoo (ADE20K, VOC: whole image with short "
-                        "side 512, Cityscapes: 1024, long side ≤ 2048, no flip, logits resized), for its weights")
+                        "side 512, Cityscapes: 1024, long side ≤ 2048, no flip, logits resized), for its weights; "
+                        "mmseg-769: its 769×769 Cityscapes models' test (769 windows, stride 513, logits averaged)")
     g.add_argument("--base-size", type=int, metavar="N",
                    help="long side at scale 1.0 (ADE20K/VOC 512, Cityscapes 2048, CamVid 480); 0 keeps each image's")
     g.add_argument("--crop-size", type=int, nargs="+", metavar="N",
@@ -44,7 +45,7 @@ def settings_from_args(args: argparse.Namespace, dataset: str, base: InferenceSe
         "batch_size": args.batch_size,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if base is None or args.preset == "mmseg":  # mmseg's test replaces a config's val: protocol
+    if base is None or args.preset in ("mmseg", "mmseg-769"):  # mmseg's test replaces a config's val: protocol
         settings = InferenceSettings.for_dataset(dataset, args.preset or "ss", **overrides)
     else:
         settings = replace(base, **overrides)  # type: ignore[arg-type]

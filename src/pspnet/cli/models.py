@@ -20,11 +20,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(w) for w in chosen], indent=1, ensure_ascii=False))
         return 0
     width = max((len(w.name) for w in chosen), default=4)
-    print(f"{'name':<{width}}  {'dataset':<22}  {'mIoU':>6}  {'ms':>6}  backbone")
+    print(f"{'name':<{width}}  {'dataset':<22}  {'mIoU':>6}  {'ms':>6}  {'--preset':<8}  backbone")
     for w in chosen:
         ss = f"{w.mIoU:6.2f}" if w.mIoU is not None else f"{'-':>6}"
         ms = f"{w.mIoU_ms_flip:6.2f}" if w.mIoU_ms_flip is not None else f"{'-':>6}"
         how = "" if w.download == "direct" else "  (download page: see `pspnet models --json`)"
-        print(f"{w.name:<{width}}  {w.dataset:<22}  {ss}  {ms}  {w.backbone} ({w.stem} stem){how}")
-    print(f"{len(chosen)} models; source and licence: `pspnet models --json`; use a name wherever a checkpoint goes")
+        print(f"{w.name:<{width}}  {w.dataset:<22}  {ss}  {ms}  {w.test_preset or '-':<8}  {w.backbone} ({w.stem} stem)"
+              f"{how}")
+    print(f"{len(chosen)} models; source and licence: `pspnet models --json`; use a name wherever a checkpoint goes; "
+          "`pspnet eval NAME` uses the --preset shown (the test behind the published mIoU)")
     return 0

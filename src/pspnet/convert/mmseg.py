@@ -101,10 +101,22 @@ def class_info(obj: Any, num_classes: int) -> DatasetInfo:
     return info_for_class_count(num_classes)
 
 
-def convert_mmseg_state(obj: Any, source: str, info: DatasetInfo | None = None) -> PSPNet:
-    """Our PSPNet from an mmseg checkpoint's content; settings inferred, every key mapped, strictly."""
+def config_align_corners(obj: Any) -> bool:
+    """Whether the training config stored in the file (`meta.config`, mmseg 0.x) sets `align_corners=True` for its
+    heads, as mmseg's 769×769 Cityscapes configs do; False when the file stores none (mmseg's default)."""
+    meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
+    config = meta.get("config") if isinstance(meta, dict) else None
+    return isinstance(config, str) and re.search(r"align_corners\s*=\s*True", config) is not None
+
+
+def convert_mmseg_state(obj: Any, source: str, info: DatasetInfo | None = None,
+                        align_corners: bool | None = None) -> PSPNet:
+    """Our PSPNet from an mmseg checkpoint's content; settings inferred, every key mapped, strictly.
+    `align_corners`: the heads' resize setting, which the weights do not show: True for mmseg's 769×769 Cityscapes
+    configs (`decode_head=dict(align_corners=True)`); None reads it from the file's stored config, else False."""
     state = tensor_state(obj, source, "an mmsegmentation checkpoint")
     settings = architecture(state, source)
+    settings["align_corners"] = config_align_corners(obj) if align_corners is None else align_corners
     num_classes = int(state["decode_head.conv_seg.weight"].shape[0])
     renamed = rename_strictly(state, rename, source, "an mmseg PSPNet")
     model = PSPNet(num_classes, info=info or class_info(obj, num_classes), **settings)

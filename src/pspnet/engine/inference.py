@@ -31,7 +31,8 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
 MULTI_SCALE: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-PRESETS: dict[str, tuple[float, ...]] = {"ss": SINGLE_SCALE, "ms": MULTI_SCALE, "mmseg": SINGLE_SCALE}
+PRESETS: dict[str, tuple[float, ...]] = {"ss": SINGLE_SCALE, "ms": MULTI_SCALE, "mmseg": SINGLE_SCALE,
+                                         "mmseg-769": SINGLE_SCALE}
 STRIDE_RATE = 2.0 / 3.0
 
 # Official test settings per dataset: (base size, crop). CamVid has no official setting: its 360×480 images are
@@ -119,6 +120,11 @@ class InferenceSettings:
                                   f"{', '.join(MMSEG_SHORT_SIDE)}, not {name!r}")
             values |= {"base_size": MMSEG_LONG_SIDE, "short_side": MMSEG_SHORT_SIDE[name], "mode": "whole",
                        "flip": False, "average": "logits"}
+        if preset == "mmseg-769":  # the 769×769 Cityscapes configs: test_cfg slide, crop 769, stride 513
+            if name != "cityscapes":
+                raise PSPNetError(f"preset mmseg-769: mmsegmentation's 769×769 test is Cityscapes', not {name!r}")
+            values |= {"base_size": MMSEG_LONG_SIDE, "short_side": MMSEG_SHORT_SIDE[name], "mode": "slide",
+                       "crop_size": (769, 769), "flip": False, "average": "logits"}  # stride ceil(769·2/3) = 513
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
