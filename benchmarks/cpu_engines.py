@@ -20,11 +20,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from statistics import median
 
 import torch
 
 import pspnet
-from pspnet.device import cpu_features
+from pspnet.bench.report import machine
+from pspnet.device import NATIVE_BF16, cpu_features
 
 CAMVID_PROTOCOL = ["--base-size", "240", "--crop-size", "180", "240", "--mode", "whole"]
 
@@ -39,12 +41,7 @@ def run(args: list[str], log: Path) -> str:
 
 
 def cpu_line() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{model}, {torch.get_num_threads()} threads; flags: {', '.join(sorted(cpu_features())) or 'none'}"
+    return f"{machine(torch.device('cpu'))}; flags: {', '.join(sorted(cpu_features())) or 'none'}"
 
 
 def bench_rows(json_path: Path) -> dict[str, dict]:
@@ -109,7 +106,7 @@ def main() -> None:
     args = p.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    native_bf16 = bool(cpu_features() & {"avx512_bf16", "amx_bf16"})
+    native_bf16 = bool(cpu_features() & NATIVE_BF16)
     config = out / "camvid.yaml"
     config.write_text(Path("configs/camvid.yaml").read_text().replace("  root: data/camvid", f"  root: {args.data}"))
 
@@ -160,7 +157,7 @@ def main() -> None:
     ort_speed = {("CamVid PSPNet-18", 240): time_onnxruntime(args.checkpoint, ort_camvid, 240, args.repeats),
                  ("PSPNet-50, 150 classes", 473): time_onnxruntime(random50, ort_50, 473, args.repeats)}
 
-    lines = [f"CPU: {cpu_line()}; torch {torch.__version__}", "",
+    lines = [f"CPU: {cpu_line()}", "",
              f"CamVid int8 calibration: {record['calibration_images']} train images, agreement with f32 on "
              f"{record['held_back_images']} held-back images {100 * record['agreement']['same']:.2f}%", "",
              "| engine | CamVid val mIoU | Δ vs PyTorch fp32 |", "|---|---|---|"]
@@ -172,23 +169,18 @@ def main() -> None:
         one = rows["inference, batch 1"]
         protocol = next(r for k, r in rows.items() if k.startswith("eval protocol"))
         lines.append(
-            f"| {model} | {name} | {_median(one['reference']['seconds']):.4f} | "
-            f"{_median(one['fast']['seconds']):.4f} | "
-            f"{_median(one['reference']['seconds']) / _median(one['fast']['seconds']):.2f}× | "
-            f"{protocol['reference']['items'] / _median(protocol['reference']['seconds']):.2f} | "
-            f"{protocol['fast']['items'] / _median(protocol['fast']['seconds']):.2f} | "
-            f"{_median(protocol['reference']['seconds']) / _median(protocol['fast']['seconds']):.2f}× | "
+            f"| {model} | {name} | {median(one['reference']['seconds']):.4f} | "
+            f"{median(one['fast']['seconds']):.4f} | "
+            f"{median(one['reference']['seconds']) / median(one['fast']['seconds']):.2f}× | "
+            f"{protocol['reference']['items'] / median(protocol['reference']['seconds']):.2f} | "
+            f"{protocol['fast']['items'] / median(protocol['fast']['seconds']):.2f} | "
+            f"{median(protocol['reference']['seconds']) / median(protocol['fast']['seconds']):.2f}× | "
             f"{100 * one['agreement']['argmax']:.2f}% |")
     for (model, _), t in ort_speed.items():
         lines.append(f"| {model} | ONNX Runtime int8 (QDQ) | {t['reference']:.4f} | {t['engine']:.4f} | "
                      f"{t['reference'] / t['engine']:.2f}× | – | – | – | {100 * t['agreement']:.2f}% |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
 
 
 if __name__ == "__main__":

@@ -39,13 +39,16 @@ def cpu_features() -> set[str]:
     return set()
 
 
+NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})  # CPU flags of bf16 arithmetic in hardware
+
+
 def bf16_warning(device: torch.device, precision: str) -> str | None:
     """A warning for bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX), where it is emulated and measured
     ~50× slower than fp32 (BENCHMARKS.md); None when there is nothing to say."""
     if precision != "bf16" or device.type != "cpu":
         return None
     features = cpu_features()
-    if not features or features & {"avx512_bf16", "amx_bf16"}:
+    if not features or features & NATIVE_BF16:
         return None
     return ("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX: it has " + (", ".join(sorted(features)) or "none")
             + "), so it runs far slower than fp32 (~50× measured); use fp32 here")

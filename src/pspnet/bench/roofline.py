@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pspnet.bench.timing import synchronize
-from pspnet.device import cpu_features
+from pspnet.device import NATIVE_BF16, cpu_features
 
 TRAINING_FLOP_FACTOR = 3  # forward + backward (gradients of inputs and of weights): three forward passes' worth
 
@@ -59,7 +59,6 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, size
 def matmul_rates(device: torch.device) -> dict[str, float]:
     """{"fp32": GFLOP/s, "bf16": GFLOP/s}; bf16 only on GPUs and on CPUs with bf16 units (AVX-512 BF16 or AMX)."""
     rates = {"fp32": matmul_gflops(device)}
-    features = set() if device.type == "cuda" else set(cpu_features())
-    if device.type == "cuda" or features & {"avx512_bf16", "amx_bf16"}:
+    if device.type == "cuda" or cpu_features() & NATIVE_BF16:
         rates["bf16"] = matmul_gflops(device, torch.bfloat16)
     return rates

@@ -21,14 +21,13 @@ import torch
 from pspnet.checkpoint import load
 from pspnet.classes import DatasetInfo
 from pspnet.cli.recipe_options import recipe_from_args
-from pspnet.device import cpu_features
+from pspnet.device import NATIVE_BF16, cpu_features
 from pspnet.engine.inference import Forward
 from pspnet.engine.recipe import Recipe, inference_forward
 from pspnet.errors import PSPNetError
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode")  # options only PyTorch executes
-NATIVE_BF16 = {"avx512_bf16", "amx_bf16"}
 
 
 def add_backend_argument(p: argparse.ArgumentParser) -> None:
@@ -94,9 +93,10 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         if device.type != "cpu":
             raise PSPNetError(f"--backend openvino runs on the CPU; got --device {device}")
         precision, precision_why = openvino_precision(requested, purpose)
-        if precision == "bf16" and cpu_features() and not cpu_features() & NATIVE_BF16:
+        features = cpu_features()
+        if precision == "bf16" and features and not features & NATIVE_BF16:
             print(f"warning: bf16 is not native on this CPU (no AVX-512 BF16 or AMX; it has "
-                  f"{', '.join(sorted(cpu_features()))}): OpenVINO emulates it, slower than f32 and with bf16's "
+                  f"{', '.join(sorted(features))}): OpenVINO emulates it, slower than f32 and with bf16's "
                   "rounding; --precision f32 (or auto) is the choice here", file=sys.stderr)
         args.precision = None
         source = args.checkpoint if args.checkpoint.suffix.lower() == ".xml" else None

@@ -21,7 +21,7 @@ from pspnet.cli.inference_options import add_inference_arguments, settings_from_
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
-from pspnet.engine.inference import MMSEG_SHORT_SIDE, InferenceSettings
+from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
 from pspnet.engine.predict import PredictionLayout, write_image_outputs
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
@@ -109,7 +109,7 @@ def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
     if any(v is not None for v in given) or Path(args.checkpoint).exists():
         return None
     entry = find(str(args.checkpoint))
-    if entry is None or entry.test_preset not in ("mmseg", "mmseg-769") or dataset not in MMSEG_SHORT_SIDE:
+    if entry is None or entry.test_preset not in MMSEG_PRESETS or dataset not in MMSEG_SHORT_SIDE:
         return None
     return entry.test_preset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from pspnet.engine.inference import PRESETS, InferenceSettings
+from pspnet.engine.inference import MMSEG_PRESETS, PRESETS, InferenceSettings
 from pspnet.errors import PSPNetError
 
 
@@ -45,7 +45,7 @@ def settings_from_args(args: argparse.Namespace, dataset: str, base: InferenceSe
         "batch_size": args.batch_size,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if base is None or args.preset in ("mmseg", "mmseg-769"):  # mmseg's test replaces a config's val: protocol
+    if base is None or args.preset in MMSEG_PRESETS:  # mmseg's test replaces a config's val: protocol
         settings = InferenceSettings.for_dataset(dataset, args.preset or "ss", **overrides)
     else:
         settings = replace(base, **overrides)  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ DATASET_SETTINGS: dict[str, tuple[int, tuple[int, int]]] = {
 # configs/_base_/datasets/*.py: Resize keep_ratio to scale (2048, 512) for ADE20K and VOC, (2048, 1024) for
 # Cityscapes): the whole image, rescaled into (long side ≤ 2048, short side ≤ S), logits resized back and argmaxed.
 MMSEG_SHORT_SIDE: dict[str, int] = {"ade20k": 512, "voc2012": 512, "cityscapes": 1024}
+MMSEG_PRESETS = ("mmseg", "mmseg-769")  # presets that set the whole protocol, not only the scales
 MMSEG_LONG_SIDE = 2048
 
 

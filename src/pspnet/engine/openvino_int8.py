@@ -22,7 +22,7 @@ from torch import nn
 from pspnet.classes import DatasetInfo
 from pspnet.engine.inference import InferenceSettings, network_inputs, segment
 from pspnet.errors import PSPNetError
-from pspnet.export.openvino import OpenVinoModel, convert, require_openvino
+from pspnet.export.openvino import OpenVinoModel, attach_metadata, convert, graph_metadata, require_openvino
 
 INSTALL_HINT = "pip install 'pspnet[openvino]'"
 
@@ -73,9 +73,7 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor], held_back: S
     f32_graph = convert(model)
     inputs = calibration_inputs(calibration, settings, info)
     int8_graph = nncf.quantize(f32_graph, nncf.Dataset(inputs), subset_size=len(inputs))
-    for key in ("format", "format_version", "info", "model", "outputs"):  # the f32 graph's metadata, kept
-        if f32_graph.has_rt_info(["pspnet", key]):
-            int8_graph.set_rt_info(f32_graph.get_rt_info(["pspnet", key]).astype(str), ["pspnet", key])
+    attach_metadata(int8_graph, graph_metadata(f32_graph))  # the classes, palette, normalisation, kept
     agreement = compare(OpenVinoModel(f32_graph), OpenVinoModel(int8_graph), held_back, settings, info)
     record = {
         **source,
@@ -98,7 +96,6 @@ def compare(reference: Any, other: Any, images: Sequence[torch.Tensor], settings
         return Agreement(0, 0, float("nan"), float("nan"))
     ref = segment(reference, images, settings, info.mean, info.std)
     out = segment(other, images, settings, info.mean, info.std)
-    same = [float((a == b).float().mean()) for a, b in zip(ref, out, strict=True)]
-    pixels = sum(a.numel() for a in ref)
-    total = sum(float((a == b).sum()) for a, b in zip(ref, out, strict=True)) / pixels
-    return Agreement(len(images), pixels, total, min(same))
+    counts = [(int((a == b).sum()), a.numel()) for a, b in zip(ref, out, strict=True)]
+    pixels = sum(n for _, n in counts)
+    return Agreement(len(images), pixels, sum(s for s, _ in counts) / pixels, min(s / n for s, n in counts))

@@ -27,6 +27,7 @@ from pspnet.errors import PSPNetError
 from pspnet.export.metadata import info_from_metadata, model_metadata
 
 PRECISIONS = ("f32", "bf16")
+METADATA_KEYS = ("format", "format_version", "info", "model", "outputs")  # rt_info ["pspnet", key], as model_metadata
 TRACE_SIZE = (1, 3, 97, 129)  # the example input of the conversion; the graph keeps N, H and W dynamic
 
 
@@ -44,9 +45,19 @@ def convert(model: nn.Module) -> Any:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
         graph = ov.convert_model(model.eval(), example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
-    for key, value in model_metadata(model, ["logits"]).items():  # type: ignore[arg-type]
-        graph.set_rt_info(value, ["pspnet", key])
+    attach_metadata(graph, model_metadata(model, ["logits"]))  # type: ignore[arg-type]
     return graph
+
+
+def attach_metadata(graph: Any, metadata: dict[str, str]) -> None:
+    for key, value in metadata.items():
+        graph.set_rt_info(value, ["pspnet", key])
+
+
+def graph_metadata(graph: Any) -> dict[str, str]:
+    """What `attach_metadata` put into the graph (an IR read back keeps it)."""
+    return {key: graph.get_rt_info(["pspnet", key]).astype(str) for key in METADATA_KEYS
+            if graph.has_rt_info(["pspnet", key])}
 
 
 def export_openvino(model: nn.Module, path: str | Path) -> Path:
@@ -73,6 +84,8 @@ def save_ir(graph: Any, path: str | Path) -> Path:
 class OpenVinoModel:
     """A PSPNet (converted in memory) or an IR file, compiled for the CPU at `precision`."""
 
+    quantization: dict[str, Any] | None = None  # an int8 IR's record of its calibration (`pspnet quantize`)
+
     def __init__(self, source: nn.Module | str | Path | Any, precision: str = "f32") -> None:
         """`source`: a PSPNet (converted in memory), an IR file, or an `openvino.Model` carrying our metadata."""
         ov = require_openvino()
@@ -94,16 +107,11 @@ class OpenVinoModel:
         else:
             graph = source
             self.source = "an OpenVINO model in memory"
-        metadata = {key: graph.get_rt_info(["pspnet", key]).astype(str)
-                    for key in ("format", "format_version", "info", "model", "outputs")
-                    if graph.has_rt_info(["pspnet", key])}
-        self.info: DatasetInfo = info_from_metadata(metadata, self.source)
+        self.info: DatasetInfo = info_from_metadata(graph_metadata(graph), self.source)
         if graph.has_rt_info(["pspnet", "quantization"]):
             self.quantization = json.loads(graph.get_rt_info(["pspnet", "quantization"]).astype(str))
         self.precision = precision
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
-
-    quantization: dict[str, Any] | None = None  # an int8 IR's record of its calibration (`pspnet quantize`)
 
     def describe(self) -> str:
         if self.quantization is not None:  # int8 where quantised, `precision` for the rest
