@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from pspnet.errors import PSPNetError
@@ -25,30 +27,52 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # oneDNN's cap, in PyTorch and OpenVINO alike
+# The flags each oneDNN cap leaves usable (its documented ISA names); a cap not listed here limits nothing we track.
+_ISA_CAPS: dict[str, frozenset[str]] = {
+    "SSE41": frozenset(), "AVX": frozenset(), "AVX2": frozenset({"avx2"}), "AVX2_VNNI": frozenset({"avx2"}),
+    "AVX2_VNNI_2": frozenset({"avx2"}), "AVX512_CORE": frozenset({"avx2", "avx512f"}),
+    "AVX512_CORE_VNNI": frozenset({"avx2", "avx512f", "avx512_vnni"}),
+    "AVX512_CORE_BF16": frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}),
+}
+
+
+def isa_cap() -> str | None:
+    """The instruction-set cap set for oneDNN (`ONEDNN_MAX_CPU_ISA=AVX2` runs an AVX-512 CPU's convolutions as an
+    AVX2-only CPU would), upper-cased; None when there is none."""
+    for name in ISA_CAP_VARIABLES:
+        if value := os.environ.get(name, "").strip().upper():
+            return value
+    return None
+
+
 def cpu_features() -> set[str]:
     """The CPU's instruction-set flags that matter for speed (avx2, avx512f, avx512_bf16, avx512_vnni, amx_*),
-    read from /proc/cpuinfo; empty where it cannot be read (not Linux)."""
+    read from /proc/cpuinfo, less those above an `isa_cap()`; empty where they cannot be read (not Linux)."""
+    found: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return {flag for flag in line.split(":", 1)[1].split()
-                            if flag in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or flag.startswith("amx")}
+                    found = {flag for flag in line.split(":", 1)[1].split()
+                             if flag in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or flag.startswith("amx")}
+                    break
     except OSError:
         pass
-    return set()
+    cap = isa_cap()
+    return found & _ISA_CAPS[cap] if cap in _ISA_CAPS else found
 
 
 NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})  # CPU flags of bf16 arithmetic in hardware
 
 
 def bf16_warning(device: torch.device, precision: str) -> str | None:
-    """A warning for bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX), where it is emulated and measured
-    ~50× slower than fp32 (BENCHMARKS.md); None when there is nothing to say."""
+    """A warning for bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX), where it is emulated: measured ~3×
+    slower than fp32 on an AVX-512 CPU, ~50× on an AVX2-only one (BENCHMARKS.md); None when there is nothing to say."""
     if precision != "bf16" or device.type != "cpu":
         return None
     features = cpu_features()
     if not features or features & NATIVE_BF16:
         return None
     return ("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX: it has " + (", ".join(sorted(features)) or "none")
-            + "), so it runs far slower than fp32 (~50× measured); use fp32 here")
+            + "), so it runs slower than fp32 (measured ~3× slower with AVX-512, ~50× with AVX2 only); use fp32 here")

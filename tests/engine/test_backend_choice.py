@@ -121,3 +121,27 @@ def test_openvino_bf16_on_a_cpu_without_bf16_units_warns(tmp_path, capsys, monke
                  "--quiet", "--crop-size", "16", "--base-size", "0"]) == 0
     err = capsys.readouterr().err
     assert "warning: bf16 is not native on this CPU" in err and "avx2" in err and "OpenVINO bf16" in err
+
+
+def test_a_onednn_isa_cap_hides_the_features_above_it(monkeypatch, tmp_path) -> None:
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes PyTorch's and OpenVINO's kernels those of an AVX2-only CPU: `auto` choices and the
+    bench's machine line follow the cap, not /proc/cpuinfo alone."""
+    from pspnet import device
+    from pspnet.bench.report import machine
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Test CPU\nflags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path,
+                                                                           *a, **k))
+    for name in device.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert device.cpu_features() == {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16"}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert device.cpu_features() == {"avx2"} and device.isa_cap() == "AVX2"
+    assert openvino_precision("auto", "predict")[0] == "f32"
+    assert "oneDNN capped at AVX2" in machine(CPU)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert device.cpu_features() == {"avx2", "avx512f", "avx512_vnni"}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")  # no cap on what we track
+    assert "amx_bf16" in device.cpu_features()

@@ -12,6 +12,7 @@ import torch
 from pspnet.bench.roofline import TRAINING_FLOP_FACTOR
 from pspnet.bench.suite import AblationRow, BenchResult, Row
 from pspnet.bench.timing import Measurement
+from pspnet.device import isa_cap
 from pspnet.engine.recipe import Recipe
 
 MIB = 1024 * 1024
@@ -24,6 +25,8 @@ def machine(device: torch.device) -> str:
     else:
         hw = f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, " \
              f"vector capability {torch.backends.cpu.get_cpu_capability()}"
+        if (cap := isa_cap()) is not None:
+            hw += f", oneDNN capped at {cap}"
     return f"{hw}; torch {torch.__version__}; Python {platform.python_version()}"
 
 

@@ -1,0 +1,113 @@
+"""Where an OpenVINO model's time goes at batch 1 (issue 14: the profile behind a missed speed target).
+
+    python benchmarks/openvino_profile.py runs/camvid/best.safetensors --ir runs/cpu_engines/camvid-int8/model.xml \
+        --size 240
+
+Prints, for one input of SIZE×SIZE:
+- OpenVINO's own per-layer counters (PERF_COUNT), summed by layer type and kernel, with the share of each;
+- the engine's latency back to back (a stream of frames: nothing else runs between calls) and in turns with the eager
+  PyTorch fp32 reference (as `pspnet bench` times them: the CPU runs PyTorch between the engine's calls), and the
+  reference's latency both ways, so that the ratio can be read under each condition;
+- the network's matrix work against the CPU's measured fp32 matrix-product rate.
+The model is the checkpoint converted in memory (f32) unless --ir names an IR of it (e.g. `pspnet quantize`'s int8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import pspnet
+from pspnet.bench.report import machine
+from pspnet.bench.roofline import forward_gflop, matmul_gflops
+from pspnet.device import cpu_features
+from pspnet.engine.recipe import REFERENCE, inference_forward
+from pspnet.export.openvino import OpenVinoModel, convert, require_openvino
+
+
+def latency(work: Callable[[], object], repeats: int) -> float:
+    work()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def in_turns(works: list[Callable[[], object]], repeats: int) -> list[float]:
+    times: list[list[float]] = [[] for _ in works]
+    for work in works:
+        work()
+    for _ in range(repeats):
+        for i, work in enumerate(works):
+            start = time.perf_counter()
+            work()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--ir", type=Path, help="an OpenVINO IR of the checkpoint (default: converted in memory, f32)")
+    p.add_argument("--size", type=int, default=240)
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+    ov = require_openvino()
+
+    model = pspnet.load(args.checkpoint)
+    engine = OpenVinoModel(args.ir if args.ir else model, "f32")
+    x = torch.randn(1, 3, args.size, args.size)
+    reference = inference_forward(model, REFERENCE, "cpu")
+    print(f"CPU: {machine(torch.device('cpu'))}; flags: {', '.join(sorted(cpu_features()))}; "
+          f"openvino {ov.__version__}")
+    print(f"engine: {engine.describe()} from {engine.source}; input 1×3×{args.size}×{args.size}")
+
+    # The layer counters, from a separate compilation with PERF_COUNT on (the timed one runs without it).
+    core = ov.Core()
+    graph = core.read_model(str(args.ir)) if args.ir else convert(model)
+    request = core.compile_model(graph, "CPU", {"PERF_COUNT": True}).create_infer_request()
+    array = x.numpy()
+    for _ in range(3):
+        request.infer({0: array})
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for _ in range(args.repeats):
+        request.infer({0: array})
+        for layer in request.profiling_info:
+            key = (layer.node_type, layer.exec_type)
+            totals[key] += layer.real_time.total_seconds() / args.repeats
+            counts[key] += 1
+    whole = sum(totals.values())
+    print(f"\nOpenVINO layer counters: {1000 * whole:.2f} ms per call in all")
+    print("| layer type | kernel | layers | ms | share |\n|---|---|---|---|---|")
+    for (kind, kernel), seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        if seconds / whole >= 0.005:
+            print(f"| {kind} | {kernel} | {counts[(kind, kernel)] // args.repeats} | {1000 * seconds:.2f} | "
+                  f"{100 * seconds / whole:.1f}% |")
+
+    with torch.inference_mode():
+        ref_alone = latency(lambda: reference(x), args.repeats)
+        eng_alone = latency(lambda: engine(x), args.repeats)
+        ref_turns, eng_turns = in_turns([lambda: reference(x), lambda: engine(x)], args.repeats)
+    gflop = forward_gflop(model, args.size, args.size)
+    peak = matmul_gflops(torch.device("cpu"))
+    print(f"\nlatency, median of {args.repeats}: | back to back | in turns (as `pspnet bench`) |")
+    print("|---|---|---|")
+    print(f"| eager PyTorch fp32 | {1000 * ref_alone:.1f} ms | {1000 * ref_turns:.1f} ms |")
+    print(f"| {engine.describe()} | {1000 * eng_alone:.1f} ms | {1000 * eng_turns:.1f} ms |")
+    print(f"| speed-up | {ref_alone / eng_alone:.2f}× | {ref_turns / eng_turns:.2f}× |")
+    print(f"\n{gflop:.1f} GFLOP per forward; fp32 matrix products here {peak:.0f} GFLOP/s: the reference "
+          f"runs at {100 * gflop / ref_alone / peak:.0f}% of it, the engine at {100 * gflop / eng_alone / peak:.0f}% "
+          f"(int8 dot products can reach 4× the fp32 rate on AVX-512 VNNI)")
+
+
+if __name__ == "__main__":
+    main()
