@@ -110,6 +110,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--calib-images", type=int, default=72)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--eval-limit", type=int, default=0, help="evaluate the first N val images only (a rehearsal)")
     p.add_argument("--isa", choices=sorted(ISA_CAPS), help="cap the instruction sets (see above)")
     args = p.parse_args()
     if args.isa and isa_cap() is None:  # the caps are read when the libraries load: start again with them set
@@ -141,7 +142,8 @@ def main() -> None:
     for name, engine in engines:
         tag = name.split()[0].lower() + "_" + name.split()[1]
         scores = out / f"eval_{tag}.json"
-        run(["eval", *engine, "--config", str(config), "--quiet", "--json", str(scores), "--overwrite"],
+        limit = ["--limit", str(args.eval_limit)] if args.eval_limit else []
+        run(["eval", *engine, "--config", str(config), "--quiet", "--json", str(scores), "--overwrite", *limit],
             out / f"eval_{tag}.txt")
         miou[name] = json.loads(scores.read_text())["mIoU"]
 
