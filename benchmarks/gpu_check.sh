@@ -7,10 +7,10 @@
 # runs in BENCHMARKS.md. Every step has a deadline,
 # so a slow step costs its own figures only. Then, on the trained fp32 CamVid model: `pspnet eval` on val in fp32
 # and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
-# the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained
-# profile"). The figures go to $OUT (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, tests.txt,
-# trained.txt, profile.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl); the training runs
-# themselves go to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
+# the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained",
+# about 7.5 minutes; "profile" adds ~1.5 minutes, its account is in BENCHMARKS.md). The figures go to $OUT
+# (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, tests.txt, trained.txt, profile.txt and, at the
+# end, logs.tar.gz (every run's log and metrics.jsonl); the training runs themselves go to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
 #
 # On the CPU machine first:  python benchmarks/camvid_jpeg.py data/camvid gpu_data/camvid   (27 MiB; carry gpu_data)
 #                            DRY=1 bash benchmarks/gpu_check.sh       (the same steps at tiny sizes on the CPU)
@@ -25,7 +25,7 @@ DATA=${DATA:-gpu_data/camvid}
 DRY=${DRY:-0}
 BENCH_DEADLINE=${BENCH_DEADLINE:-300}  # seconds for the bench; the side-by-side part gets RUNS_DEADLINE
 RUNS_DEADLINE=${RUNS_DEADLINE:-230}
-PARTS=${PARTS:-bench runs trained profile}
+PARTS=${PARTS:-bench runs trained}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 mkdir -p "$OUT" "$WORK"
 OUT=$(cd "$OUT" && pwd) WORK=$(cd "$WORK" && pwd)
