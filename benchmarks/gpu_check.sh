@@ -10,7 +10,8 @@
 # the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained",
 # about 7.5 minutes; "profile" adds ~1.5 minutes, its account is in BENCHMARKS.md). The figures go to $OUT
 # (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, tests.txt, trained.txt, profile.txt and, at the
-# end, logs.tar.gz (every run's log and metrics.jsonl); the training runs themselves go to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
+# end, logs.tar.gz (every run's log and metrics.jsonl); the training runs themselves go to $WORK (default
+# /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
 #
 # On the CPU machine first:  python benchmarks/camvid_jpeg.py data/camvid gpu_data/camvid   (27 MiB; carry gpu_data)
 #                            DRY=1 bash benchmarks/gpu_check.sh       (the same steps at tiny sizes on the CPU)
