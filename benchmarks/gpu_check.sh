@@ -62,7 +62,8 @@ else
   FAST=(train.precision=bf16 train.channels_last=true train.compile=true)
   FAST_MM=("${FAST[@]}" train.matmul_upsample=true)  # the upsampling as matmuls: its accuracy check
 fi
-COMMON=(--config configs/camvid.yaml --no-progress data.root="$DATA" train.tensorboard=false train.device=$DEV data.workers=3)
+COMMON=(--config configs/camvid.yaml --no-progress data.root="$DATA" train.tensorboard=false train.device=$DEV data.workers=3
+        train.precision=fp32)  # the fast runs override it
 
 step "environment"
 { nvidia-smi 2>/dev/null || echo "no nvidia-smi"; "$PY" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'; nproc; } > "$OUT/env.txt" 2>&1

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
-from pspnet.engine.recipe import default_recipe, fast_recipe
+from pspnet.engine import recipe as recipe_module
+from pspnet.engine.recipe import default_recipe, fast_recipe, training_precision
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -34,6 +35,41 @@ def test_single_switches_apply_on_top_of_either() -> None:
     assert recipe_from_args(parse("--precision", "bf16"), torch.device("cuda")).precision == "bf16"
     assert recipe_from_args(parse("--fast", "--no-compile"), torch.device("cuda")).compile is False
     assert recipe_from_args(parse("--no-fold-bn"), torch.device("cpu")).describe() == "eager fp32"
+
+
+def test_training_precision_auto_is_bf16_only_on_cpus_with_bf16_units(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(recipe_module, "cpu_features", lambda: {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
+    precision, why = training_precision("auto", cpu)
+    assert precision == "bf16" and "avx512_bf16" in why and "train.precision=fp32" in why
+    assert training_precision("fp32", cpu) == ("fp32", "as configured")
+    assert training_precision("auto", torch.device("cuda"))[0] == "fp32"
+    monkeypatch.setattr(recipe_module, "cpu_features", lambda: {"avx2"})
+    precision, why = training_precision("auto", cpu)
+    assert precision == "fp32" and "no bf16 units (avx2)" in why
+    assert training_precision("bf16", cpu)[0] == "bf16"  # asked for: given (with the trainer's emulation warning)
+
+
+def test_the_trainer_says_what_auto_picked_and_trains_in_it(monkeypatch, tmp_path, capsys) -> None:
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+    from synthetic import config_dict, make_folders_dataset
+
+    from pspnet.distributed import single_process
+    from pspnet.train.config import load_train_config
+    from pspnet.train.trainer import Trainer
+
+    monkeypatch.setattr(recipe_module, "cpu_features", lambda: {"avx2", "amx_bf16", "amx_tile"})
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(config_dict(make_folders_dataset(tmp_path / "data"), tmp_path / "run",
+                                               precision="auto")))
+    trainer = Trainer(load_train_config(path), single_process(torch.device("cpu")), progress=False)
+    assert trainer.recipe.precision == "bf16" and trainer.step.recipe.precision == "bf16"
+    assert "train.precision auto: this CPU has bf16 units (amx_bf16)" in capsys.readouterr().out
 
 
 def test_eval_records_the_recipe_it_ran_with(tmp_path, capsys) -> None:

@@ -14,7 +14,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from pspnet.checkpoint import read_metadata
 from pspnet.cli.main import main
+from pspnet.engine.recipe import training_precision
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import config_dict, make_folders_dataset  # noqa: E402
@@ -38,6 +40,7 @@ def ddp_config(data_root: Path, out: Path, path: Path) -> Path:
     d = config_dict(data_root, out, iterations=6, batch_size=4, val_every=2, checkpoint_every=2)
     d["model"]["dropout"] = 0.1
     d["val"]["batch_size"] = 1
+    d["train"]["precision"] = "auto"  # resolved by every process alike (bf16 only if all CPUs have bf16 units)
     path.write_text(yaml.safe_dump(d))
     return path
 
@@ -103,6 +106,8 @@ def test_two_processes_validate_three_times_and_end(two_process_run) -> None:
     assert [r["iteration"] for r in records] == [2, 4, 6]
     assert all(r["images"] == VAL_IMAGES for r in records), "every val image counted once over the two shards"
     assert (run / "final.safetensors").is_file() and (run / "best.safetensors").is_file()
+    auto = training_precision("auto", torch.device("cpu"))[0]  # both processes agreed on train.precision: auto
+    assert read_metadata(run / "final.safetensors")["provenance"]["train_recipe"] == f"eager {auto}"
 
 
 def test_the_last_validation_equals_a_one_process_eval_of_the_final_model(two_process_run, tmp_path) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from pspnet.device import NATIVE_BF16, cpu_features
 from pspnet.engine.inference import Forward
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
@@ -88,6 +89,21 @@ def default_recipe(device: torch.device | str, training: bool = False) -> Recipe
     Inference folds BatchNorm into the convolutions (the same function to ~1e-7, one pass fewer); training runs the
     eager reference. `device` is accepted for symmetry with `fast_recipe`."""
     return REFERENCE if training else Recipe(fold_bn=True)
+
+
+def training_precision(requested: str, device: torch.device) -> tuple[str, str]:
+    """`train.precision` → ("fp32" | "bf16", why). "auto" is bf16 on a CPU with bf16 units (AVX-512 BF16 or AMX): the
+    CamVid recipe in bf16 kept its val mIoU within the run-to-run spread of fp32 (BENCHMARKS.md) and such CPUs run
+    bf16 convolutions at about twice the fp32 rate; fp32 elsewhere (bf16 is emulated, and slower, on other CPUs; on
+    GPUs the fast recipe is asked for with train.precision=bf16 and its companions)."""
+    if requested != "auto":
+        return requested, "as configured"
+    if device.type != "cpu":
+        return "fp32", f"auto: fp32 on {device.type} (train.precision=bf16 for the fast recipe)"
+    features = cpu_features()
+    if native := sorted(features & NATIVE_BF16):
+        return "bf16", f"auto: this CPU has bf16 units ({', '.join(native)}); train.precision=fp32 to train in fp32"
+    return "fp32", f"auto: this CPU has no bf16 units ({', '.join(sorted(features)) or 'none known'})"
 
 
 def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:

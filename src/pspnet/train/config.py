@@ -14,7 +14,7 @@ from pspnet.engine.recipe import Recipe
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -35,7 +35,8 @@ class TrainSettings:
     # per-class cross-entropy weights: null (the paper), "median_frequency" or "sqrt_median_frequency" (computed from
     # the train labels, pspnet.train.class_weights), or a list of one weight per class
     class_weights: str | list[float] | None = None
-    precision: str = "fp32"  # or "bf16" (autocast on CUDA and CPU)
+    # "bf16": autocast on CUDA and CPU; "auto": bf16 on CPUs with bf16 units, else fp32 (recipe.training_precision)
+    precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
     matmul_upsample: bool = False  # the full-resolution upsampling as matrix products (pspnet.model.upsample)
@@ -64,9 +65,13 @@ class TrainSettings:
         if self.lr <= 0:
             raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
 
-    def recipe(self) -> Recipe:
-        """How the training steps execute: the same `Recipe` that `pspnet bench` times."""
-        return Recipe(precision=self.precision, channels_last=self.channels_last, compile=self.compile,
+    def recipe(self, precision: str | None = None) -> Recipe:
+        """How the training steps execute: the same `Recipe` that `pspnet bench` times. `precision`: the resolved
+        train.precision (`engine.recipe.training_precision`), needed when it is "auto"."""
+        precision = precision or self.precision
+        if precision == "auto":
+            raise ValueError("train.precision 'auto' must be resolved for a device first (training_precision)")
+        return Recipe(precision=precision, channels_last=self.channels_last, compile=self.compile,
                       matmul_upsample=self.matmul_upsample)
 
 

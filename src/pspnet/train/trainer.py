@@ -33,7 +33,7 @@ from pspnet.distributed import (
     teardown,
 )
 from pspnet.engine.evaluate import evaluate
-from pspnet.engine.recipe import default_recipe, inference_forward, training_model
+from pspnet.engine.recipe import default_recipe, inference_forward, training_model, training_precision
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
@@ -118,7 +118,12 @@ class Trainer:
         self.max_iter = s.iterations or s.epochs * steps_per_epoch
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
-        self.recipe = s.recipe()
+        precision, why = training_precision(s.precision, d.device)
+        if s.precision == "auto" and set(gather_lists([precision], d)) != {precision}:
+            precision, why = "fp32", "auto: fp32, since not every process's CPU has bf16 units"
+        self.recipe = s.recipe(precision)
+        if s.precision == "auto":
+            self.note(f"train.precision {why}")
         if (warning := bf16_warning(d.device, self.recipe.precision)) is not None:
             self.note(f"warning: {warning}")
         self.val_recipe = default_recipe(d.device)  # fp32: the headline metric's recipe, whatever the training's
