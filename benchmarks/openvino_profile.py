@@ -105,8 +105,9 @@ def main() -> None:
     print(f"| {engine.describe()} | {1000 * eng_alone:.1f} ms | {1000 * eng_turns:.1f} ms |")
     print(f"| speed-up | {ref_alone / eng_alone:.2f}× | {ref_turns / eng_turns:.2f}× |")
     print(f"\n{gflop:.1f} GFLOP per forward; fp32 matrix products here {peak:.0f} GFLOP/s: the reference "
-          f"runs at {100 * gflop / ref_alone / peak:.0f}% of it, the engine at {100 * gflop / eng_alone / peak:.0f}% "
-          f"(int8 dot products can reach 4× the fp32 rate on AVX-512 VNNI)")
+          f"runs at {100 * gflop / ref_alone / peak:.0f}% of it, the engine at {100 * gflop / eng_alone / peak:.0f}%"
+          + (" (int8 dot products reach up to 4× the fp32 rate with AVX-512 VNNI)"
+             if engine.quantization is not None and "avx512_vnni" in cpu_features() else ""))
 
 
 if __name__ == "__main__":
