@@ -41,7 +41,7 @@ def test_training_precision_auto_is_bf16_only_on_cpus_with_bf16_units(monkeypatc
     cpu = torch.device("cpu")
     monkeypatch.setattr(recipe_module, "cpu_features", lambda: {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
     precision, why = training_precision("auto", cpu)
-    assert precision == "bf16" and "avx512_bf16" in why and "train.precision=fp32" in why
+    assert precision == "bf16" and "avx512_bf16" in why and "train.precision=fp32 for fp32" in why
     assert training_precision("fp32", cpu) == ("fp32", "as configured")
     assert training_precision("auto", torch.device("cuda"))[0] == "fp32"
     monkeypatch.setattr(recipe_module, "cpu_features", lambda: {"avx2"})
@@ -69,7 +69,7 @@ def test_the_trainer_says_what_auto_picked_and_trains_in_it(monkeypatch, tmp_pat
                                                precision="auto")))
     trainer = Trainer(load_train_config(path), single_process(torch.device("cpu")), progress=False)
     assert trainer.recipe.precision == "bf16" and trainer.step.recipe.precision == "bf16"
-    assert "train.precision auto: this CPU has bf16 units (amx_bf16)" in capsys.readouterr().out
+    assert "train.precision auto → bf16: this CPU has bf16 units (amx_bf16)" in capsys.readouterr().out
 
 
 def test_eval_records_the_recipe_it_ran_with(tmp_path, capsys) -> None:

@@ -99,11 +99,11 @@ def training_precision(requested: str, device: torch.device) -> tuple[str, str]:
     if requested != "auto":
         return requested, "as configured"
     if device.type != "cpu":
-        return "fp32", f"auto: fp32 on {device.type} (train.precision=bf16 for the fast recipe)"
+        return "fp32", f"auto → fp32 on {device.type} (train.precision=bf16 for the fast recipe)"
     features = cpu_features()
     if native := sorted(features & NATIVE_BF16):
-        return "bf16", f"auto: this CPU has bf16 units ({', '.join(native)}); train.precision=fp32 to train in fp32"
-    return "fp32", f"auto: this CPU has no bf16 units ({', '.join(sorted(features)) or 'none known'})"
+        return "bf16", f"auto → bf16: this CPU has bf16 units ({', '.join(native)}); train.precision=fp32 for fp32"
+    return "fp32", f"auto → fp32: this CPU has no bf16 units ({', '.join(sorted(features)) or 'none known'})"
 
 
 def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:

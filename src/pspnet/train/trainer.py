@@ -120,7 +120,7 @@ class Trainer:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
         precision, why = training_precision(s.precision, d.device)
         if s.precision == "auto" and set(gather_lists([precision], d)) != {precision}:
-            precision, why = "fp32", "auto: fp32, since not every process's CPU has bf16 units"
+            precision, why = "fp32", "auto → fp32: not every process's CPU has bf16 units"
         self.recipe = s.recipe(precision)
         if s.precision == "auto":
             self.note(f"train.precision {why}")
