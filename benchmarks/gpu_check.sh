@@ -8,10 +8,11 @@
 # so a slow step costs its own figures only. Then, on the trained fp32 CamVid model: `pspnet eval` on val in fp32
 # and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
 # the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained",
-# about 7.5 minutes; "profile" adds ~1.5 minutes, its account is in BENCHMARKS.md). The figures go to $OUT
-# (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, tests.txt, trained.txt, profile.txt and, at the
-# end, logs.tar.gz (every run's log and metrics.jsonl); the training runs themselves go to $WORK (default
-# /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
+# about 7.5 minutes; "levers" (CUDA graphs and max-autotune for training, ~4 minutes) and "profile" (~1.5
+# minutes, its account is in BENCHMARKS.md) are extra). The figures go to $OUT
+# (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt and, at
+# the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
+# to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
 #
 # On the CPU machine first:  python benchmarks/camvid_jpeg.py data/camvid gpu_data/camvid   (27 MiB; carry gpu_data)
 #                            DRY=1 bash benchmarks/gpu_check.sh       (the same steps at tiny sizes on the CPU)
@@ -39,6 +40,7 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu; export PSPNET_TEST_DEVICE=cpu
   BENCH=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1
          --workloads infer1 inferN eval train --anchor --train-ablation 1 3 --ablation --ablation-steps 7)
+  LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 10)
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
   PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
@@ -50,9 +52,12 @@ if [ "$DRY" = 1 ]; then
 else
   DEV=cuda
   # Ablation steps 1, 7, 9: the reference, bf16 + BN folded + channels_last eager, the fast recipe with CUDA graphs
-  # (the fast recipe itself is the main table's batch-1 row).
+  # (the fast recipe itself is the main table's batch-1 row). Training steps 1, 3, 7: the reference, bf16 +
+  # channels_last eager, the fastest compiled step (the upsampling as matmuls); the other levers were measured once.
   BENCH=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2
-         --workloads infer1 inferN eval train --train-ablation --ablation --ablation-steps 7 9)
+         --workloads infer1 inferN eval train --train-ablation 3 7 --ablation --ablation-steps 7 9)
+  # PARTS=levers: step 7 against itself with CUDA graphs (9) and with max-autotune (10), ~4 minutes
+  LEVERS=(--backbones resnet50 --sizes 473 --train-batch 16 --repeats 3 --warmup 2 --train-ablation 7 9 10)
   TRAINED_BENCH=(--sizes 473 --batch-size 16 --repeats 5 --warmup 2)
   EVAL_LIMIT=()
   PROFILE=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 25)
@@ -78,7 +83,7 @@ grep -E "×|img/s|GFLOP" "$OUT/bench.txt" | tail -40 >> "$SUMMARY"
 fi
 
 tests() {
-  "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py > "$OUT/tests.txt" 2>&1; echo "tests: $(tail -1 "$OUT/tests.txt")"
+  "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py > "$WORK/tests.txt" 2>&1; echo "tests: $(tail -1 "$WORK/tests.txt")"
 }
 ddp() {
   rm -rf "$WORK/ddp"
@@ -148,6 +153,14 @@ PYEOF
     --workloads infer1 inferN eval 2>&1 | grep -vE "^  .*(preparing|in turns)"
 } > "$OUT/trained.txt" 2>&1
 grep -E "mIoU|agreement|×" "$OUT/trained.txt" | tee -a "$SUMMARY"
+fi
+
+if has levers; then
+step "training levers on the fastest step: CUDA graphs, max-autotune"
+timeout -k 10 "${LEVERS_DEADLINE:-300}" "$PY" -m pspnet.cli.main bench --device $DEV "${LEVERS[@]}" --workloads \
+  --no-anchor > "$OUT/levers.txt" 2>&1
+echo "levers: exit $?" | tee -a "$SUMMARY"
+grep -E "img/s|×" "$OUT/levers.txt" | tail -8 >> "$SUMMARY"
 fi
 
 if has profile; then

@@ -74,6 +74,8 @@ class TrainingStep:
             torch.manual_seed(mix_seed(self.seed, d.rank, iteration, micro_index))
             sync = micro_index == self.accumulate - 1 or not d.enabled
             no_sync = nullcontext() if sync else self.model.no_sync()  # type: ignore[operator]
+            if self.recipe.compile and self.recipe.compile_mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's buffers
             with no_sync, autocast(self.recipe, d.device):
                 logits, aux = self.model(images)
             loss, main, aux_loss = self.loss(logits, aux, labels, self.ignore_index, self.aux_weight,
@@ -82,7 +84,7 @@ class TrainingStep:
                 (loss / self.accumulate).backward()
             totals += torch.stack([loss.detach(), main.detach(), aux_loss.detach()]) / self.accumulate
             if self.keep_logits:
-                self.logits = logits.detach().float()
+                self.logits = logits.detach().float().clone()  # not a CUDA graph's buffer, which the next step reuses
         totals = all_reduce_mean(totals, d)
         loss_value, main_value, aux_value = totals.tolist()
         if math.isfinite(loss_value):  # the caller stops the run; the weights stay those of the last good step
