@@ -15,10 +15,7 @@ The model is the checkpoint converted in memory (f32) unless --ir names an IR of
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,31 +23,10 @@ import torch
 import pspnet
 from pspnet.bench.report import machine
 from pspnet.bench.roofline import forward_gflop, matmul_gflops
+from pspnet.bench.timing import measure, measure_interleaved
 from pspnet.device import cpu_features
 from pspnet.engine.recipe import REFERENCE, inference_forward
 from pspnet.export.openvino import OpenVinoModel, convert, require_openvino
-
-
-def latency(work: Callable[[], object], repeats: int) -> float:
-    work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def in_turns(works: list[Callable[[], object]], repeats: int) -> list[float]:
-    times: list[list[float]] = [[] for _ in works]
-    for work in works:
-        work()
-    for _ in range(repeats):
-        for i, work in enumerate(works):
-            start = time.perf_counter()
-            work()
-            times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -93,10 +69,11 @@ def main() -> None:
             print(f"| {kind} | {kernel} | {counts[(kind, kernel)] // args.repeats} | {1000 * seconds:.2f} | "
                   f"{100 * seconds / whole:.1f}% |")
 
-    with torch.inference_mode():
-        ref_alone = latency(lambda: reference(x), args.repeats)
-        eng_alone = latency(lambda: engine(x), args.repeats)
-        ref_turns, eng_turns = in_turns([lambda: reference(x), lambda: engine(x)], args.repeats)
+    cpu = torch.device("cpu")
+    with torch.inference_mode():  # the bench's own timing: back to back, then in turns
+        ref_alone, eng_alone = (measure(lambda f=f: f(x), cpu, args.repeats, 1)[0].median for f in (reference, engine))
+        ref_turns, eng_turns = (m.median for m in measure_interleaved([lambda: reference(x), lambda: engine(x)], cpu,
+                                                                      args.repeats, 1)[0])
     gflop = forward_gflop(model, args.size, args.size)
     peak = matmul_gflops(torch.device("cpu"))
     print(f"\nlatency, median of {args.repeats}: | back to back | in turns (as `pspnet bench`) |")
