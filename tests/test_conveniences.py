@@ -77,3 +77,15 @@ def test_one_call_predict_takes_a_path_a_pil_image_or_an_array(run_dir) -> None:
     assert np.array_equal(pspnet.predict(model, Image.open(path), settings), from_path)
     assert np.array_equal(pspnet.predict(model, np.asarray(Image.open(path)), settings), from_path)
     assert pspnet.predict(model, path, device=torch.device("cpu")).shape == (32, 40)  # the dataset's own protocol
+
+
+def test_a_command_imports_only_its_own_module(run_dir) -> None:
+    """`pspnet info` (or `--help`) does not import every command's module (the bench's would add a second)."""
+    code = ("import sys; from pspnet.cli.main import main; main(['info', sys.argv[1]]); "
+            "print(sorted(m for m in sys.modules if m.startswith('pspnet.cli.') or m == 'torch._dynamo'))")
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir / "run" / "final.safetensors")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['pspnet.cli.info', 'pspnet.cli.main']"
+    helped = subprocess.run([sys.executable, "-m", "pspnet", "--help"], capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and all(name in helped.stdout for name in ("train", "predict", "bench", "info"))

@@ -117,6 +117,21 @@ def test_flip_averages_the_mirrored_prediction() -> None:
     torch.testing.assert_close(p[1], torch.full((8, 8), 0.5), atol=1e-4, rtol=0)
 
 
+def test_labels_are_the_argmax_and_ties_go_to_the_lowest_class() -> None:
+    torch.manual_seed(0)
+    scores = torch.randn(1, 5, 9, 11)
+    scores[0, :, 0, :] = 0.0  # a row where every class ties
+    scores[0, 3, 1, :] = scores[0, 1, 1, :] = 100.0  # a row where classes 1 and 3 tie at the top
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        return scores.expand(x.shape[0], -1, -1, -1)
+
+    s = InferenceSettings(base_size=None, crop_size=(9, 11), flip=False)
+    labels = segment(net, [torch.zeros(3, 9, 11, dtype=torch.uint8)], s, MEAN, STD)[0]
+    assert torch.equal(labels, scores[0].argmax(dim=0))
+    assert labels[0].eq(0).all() and labels[1].eq(1).all()
+
+
 def test_a_network_that_changes_the_size_is_an_error() -> None:
     s = InferenceSettings(base_size=None, crop_size=(8, 8))
     with pytest.raises(PSPNetError, match="expected N×C×8×8"):

@@ -117,3 +117,34 @@ def test_export_score_and_convert_do_not_replace_files(checkpoint, tmp_path, cap
     one_line_error(capsys, code, "--json", "exists")
     code = main(["convert", "--from", "semseg", str(checkpoint), str(checkpoint), "--overwrite"])
     one_line_error(capsys, code, "is SRC")
+
+
+def test_a_file_where_an_output_subfolder_goes_fails_before_any_compute(checkpoint, tmp_path, capsys):
+    write_image(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "color").write_text("not a folder")
+    code = main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY])
+    one_line_error(capsys, code, "color")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["color"]  # nothing written
+
+
+def test_a_failed_write_stops_predict_in_one_line_and_leaves_no_half_file(checkpoint, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    for i in range(4):
+        write_image(tmp_path / "in" / f"s{i}.png", seed=i)
+    save = Image.Image.save
+
+    def disk_full_at_s2_overlay(self, fp, *args, **kwargs):  # noqa: ANN001, ANN202
+        if "s2.png." in str(fp) and "overlay" in str(fp):
+            Path(fp).write_bytes(b"\x89PNG half")  # what a full disk leaves behind
+            raise OSError(28, "No space left on device")
+        return save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", disk_full_at_s2_overlay)
+    code = main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY,
+                 "--batch-size", "1"])  # one image per group: the writes of several groups are in flight
+    one_line_error(capsys, code, str(tmp_path / "out" / "overlay" / "s2.png"), "No space left on device")
+    written = digests(tmp_path / "out")
+    assert "overlay/s2.png" not in written and not any(name.endswith(".tmp") for name in written), written
+    assert {"s0.png", "color/s0.png", "overlay/s0.png", "s1.png"} <= set(written)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-import torch._dynamo
 
 from pspnet.bench.report import format_markdown, format_text, machine, recipes_line
 from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, TrainVariant, run_bench
@@ -182,8 +181,10 @@ def disagreements(result: BenchResult) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    from torch import _dynamo  # 1 s to import: only when the bench runs
+
     # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.
-    torch._dynamo.config.recompile_limit = 64
+    _dynamo.config.recompile_limit = 64
     config = config_from_args(args)
     for option, path in (("--markdown", args.markdown), ("--json", args.json)):
         if path is not None:

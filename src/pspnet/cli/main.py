@@ -25,7 +25,9 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command`, only that command's options are built (its module imported): the others
+    keep their name and help, which is all that `pspnet --help` or a mistyped command prints."""
     from pspnet import __version__
 
     parser = argparse.ArgumentParser(prog="pspnet", description="PSPNet: train, evaluate, predict, export.")
@@ -34,12 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, help_text in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(module=module)
-        importlib.import_module(f"pspnet.cli.{module}").add_arguments(p)
+        if command is None or command == name:
+            importlib.import_module(f"pspnet.cli.{module}").add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no valued options
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
         return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
