@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,12 @@ FIXTURES = SHARED / "fixtures"
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache(tmp_path_factory) -> None:
+    """Converted OpenVINO graphs go to a folder of the test session, not the user's cache."""
+    os.environ["PSPNET_CACHE"] = str(tmp_path_factory.mktemp("pspnet_cache"))
 
 
 @pytest.fixture(scope="session")

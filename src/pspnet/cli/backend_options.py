@@ -108,6 +108,8 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         if precision == "int8" and ov.quantization is None:
             raise PSPNetError(f"--precision int8: {args.checkpoint} is an f32 IR; make an int8 one with "
                               "`pspnet quantize`")
+        if source is None:
+            print(f"OpenVINO graph: {ov.source}", file=sys.stderr)
         return _chosen(ov, ov.info, ov.describe(), recipe_from_args(args, device),
                        f"{why}; {precision_why}")
     recipe = recipe_from_args(args, device)

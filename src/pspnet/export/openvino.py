@@ -7,12 +7,20 @@ The graph comes from our model converted in memory (`openvino.convert_model`), o
 `pspnet export --format openvino` (`.xml` + `.bin`, the metadata in its runtime info). `precision` is OpenVINO's
 inference precision: "f32" keeps the PyTorch answer (to ~1e-7); "bf16" runs natively only on CPUs with AVX-512 BF16
 or AMX.
+
+Converting takes seconds (2.4 s for the CamVid PSPNet-18, more than the network's time on a few images), so a
+converted graph is kept as an IR in a cache (`$PSPNET_CACHE`, default `$XDG_CACHE_HOME/pspnet` or `~/.cache/pspnet`,
+under `openvino/`; `PSPNET_CACHE=none` turns it off), named by a hash of everything the graph depends on: the weights,
+the architecture and class metadata, the model code's source files, and the pspnet and OpenVINO versions. The four
+graphs used last are kept; a damaged or unreadable entry is converted again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -29,6 +37,9 @@ from pspnet.export.metadata import info_from_metadata, model_metadata
 PRECISIONS = ("f32", "bf16")
 METADATA_KEYS = ("format", "format_version", "info", "model", "outputs")  # rt_info ["pspnet", key], as model_metadata
 TRACE_SIZE = (1, 3, 97, 129)  # the example input of the conversion; the graph keeps N, H and W dynamic
+CACHE_ENV = "PSPNET_CACHE"
+CACHE_OFF = ("none", "off", "0")
+CACHED_GRAPHS = 4  # the graphs used last that the cache keeps
 
 
 def require_openvino() -> Any:
@@ -47,6 +58,65 @@ def convert(model: nn.Module) -> Any:
         graph = ov.convert_model(model.eval(), example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
     attach_metadata(graph, model_metadata(model, ["logits"]))  # type: ignore[arg-type]
     return graph
+
+
+def cache_folder() -> Path | None:
+    """Where converted graphs are kept (see the module docstring); None when the cache is turned off."""
+    root = os.environ.get(CACHE_ENV)
+    if root is not None and root.strip().lower() in CACHE_OFF:
+        return None
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pspnet")
+    return Path(root) / "openvino"
+
+
+def graph_key(model: nn.Module) -> str:
+    """A hash of everything the converted graph of `model` depends on."""
+    import pspnet
+
+    ov = require_openvino()
+    h = hashlib.sha256(f"pspnet {pspnet.__version__}, openvino {ov.get_version()}".encode())
+    for source in sorted((Path(pspnet.__file__).parent / "model").glob("*.py")):  # the forward code
+        h.update(source.read_bytes())
+    h.update(json.dumps(model_metadata(model, ["logits"]), sort_keys=True).encode())  # type: ignore[arg-type]
+    for name, tensor in model.state_dict().items():
+        h.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:32]
+
+
+def cached_convert(model: nn.Module) -> tuple[Any, str]:
+    """`convert(model)`, from the cache when it holds the graph (else converted and put there); and where it came
+    from, in words."""
+    folder = cache_folder()
+    if folder is None:
+        return convert(model), "the model, converted in memory (cache off)"
+    path = folder / f"{graph_key(model)}.xml"
+    if path.is_file() and path.with_suffix(".bin").is_file():
+        try:
+            graph = require_openvino().Core().read_model(str(path))
+            if graph_metadata(graph) == model_metadata(model, ["logits"]):  # type: ignore[arg-type]
+                os.utime(path)  # used last: kept longest
+                return graph, f"the model, converted earlier ({path})"
+        except Exception:  # noqa: BLE001, S110  (a damaged entry: converted again below)
+            pass
+    graph = convert(model)
+    try:
+        save_ir(graph, path)
+        _evict(folder)
+    except (OSError, PSPNetError) as e:
+        print(f"warning: cannot keep the converted model in {folder} ({e}); {CACHE_ENV}=DIR for another folder, "
+              f"{CACHE_ENV}=none to stop trying", file=sys.stderr)
+        return graph, "the model, converted in memory"
+    return graph, f"the model, converted (kept in {path})"
+
+
+def _evict(folder: Path) -> None:
+    """Remove all but the CACHED_GRAPHS graphs used last."""
+    graphs = sorted(folder.glob("*.xml"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in graphs[CACHED_GRAPHS:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".bin").unlink(missing_ok=True)
 
 
 def attach_metadata(graph: Any, metadata: dict[str, str]) -> None:
@@ -93,8 +163,7 @@ class OpenVinoModel:
             raise PSPNetError(f"OpenVINO precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         core = ov.Core()
         if isinstance(source, nn.Module):
-            graph = convert(source)
-            self.source = "the model, converted in memory"
+            graph, self.source = cached_convert(source)
         elif isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
