@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +16,23 @@ FIXTURES = SHARED / "fixtures"
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_dataloader_sigchld_handler():
+    """torch's DataLoader installs a SIGCHLD handler at its first worker and never removes it. In one long pytest
+    process it outlives its loader, and it crashed the process (SIGSEGV in the handler, while a later test waited for
+    a subprocess: reproduced with tests/data's 1-worker loader, two OpenVINO models, then test_quantize_openvino's
+    subprocess; resetting the handler after the loader's test made it pass). Each test ends with the default handler
+    again; torch installs its own anew when a later test starts workers."""
+    yield
+    if hasattr(signal, "SIGCHLD"):
+        handler = signal.getsignal(signal.SIGCHLD)
+        if getattr(handler, "__qualname__", "").startswith("_set_SIGCHLD_handler"):
+            from torch.utils.data._utils import signal_handling
+
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal_handling._SIGCHLD_handler_set = False
 
 
 @pytest.fixture(autouse=True, scope="session")

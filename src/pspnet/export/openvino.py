@@ -85,16 +85,16 @@ def graph_key(model: nn.Module) -> str:
     return h.hexdigest()[:32]
 
 
-def cached_convert(model: nn.Module) -> tuple[Any, str]:
-    """`convert(model)`, from the cache when it holds the graph (else converted and put there); and where it came
-    from, in words."""
+def cached_convert(model: nn.Module, core: Any) -> tuple[Any, str]:
+    """`convert(model)`, from the cache when it holds the graph (read by `core`, the openvino.Core that compiles
+    it; else converted and put there); and where it came from, in words."""
     folder = cache_folder()
     if folder is None:
         return convert(model), "the model, converted in memory (cache off)"
     path = folder / f"{graph_key(model)}.xml"
     if path.is_file() and path.with_suffix(".bin").is_file():
         try:
-            graph = require_openvino().Core().read_model(str(path))
+            graph = core.read_model(str(path))
             if graph_metadata(graph) == model_metadata(model, ["logits"]):  # type: ignore[arg-type]
                 os.utime(path)  # used last: kept longest
                 return graph, f"the model, converted earlier ({path})"
@@ -163,7 +163,7 @@ class OpenVinoModel:
             raise PSPNetError(f"OpenVINO precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         core = ov.Core()
         if isinstance(source, nn.Module):
-            graph, self.source = cached_convert(source)
+            graph, self.source = cached_convert(source, core)
         elif isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
