@@ -1,6 +1,7 @@
 """`pspnet predict`, `eval` and `score` as a user runs them, on a tiny model and tiny images."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,12 @@ def write_label(path: Path, h: int = 33, w: int = 45, seed: int = 0) -> Path:
     return path
 
 
-def test_predict_writes_labels_colours_and_overlays_at_input_size(checkpoint, tmp_path) -> None:
+def test_predict_writes_labels_colours_and_overlays_at_input_size(checkpoint, tmp_path, capsys) -> None:
     write_image(tmp_path / "in" / "one.png")
     write_image(tmp_path / "in" / "two.jpg", 20, 31)
     assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY]) == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # what it did and how fast, as the user waited
+    assert re.match(r"2 of 2 inputs written to .* in \d+\.\d s, \d+\.\d\d images/s \(", last), last
     label = Image.open(tmp_path / "out" / "two.png")
     assert label.mode == "L" and label.size == (31, 20)
     assert np.asarray(label).max() < 3

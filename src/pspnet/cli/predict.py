@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     planned = [f for p in files for f in ([layout.video(p.stem)] if is_video(p) else layout.image_files(p.stem))]
     check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
     device = resolve_device(args.device)
+    start = time.perf_counter()  # the run's time, as the user waits for it: loading the network included
     # The same protocol and outputs, whichever engine runs the network.
     forward, info, how, _ = backend_forward(args, device, purpose="predict")
     settings = settings_from_args(args, info.name)
@@ -117,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         written += 1
         print(f"{path}: {frames} frames → {out_path}", file=sys.stderr)
 
-    print(f"{written} of {len(files)} inputs written to {args.out} ({how}, device {device})", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    rate = f", {len(images) / seconds:.2f} images/s" if images and written == len(files) else ""
+    print(f"{written} of {len(files)} inputs written to {args.out} in {seconds:.1f} s{rate} ({how}, device {device})",
+          file=sys.stderr)
     if failures:
         print(f"pspnet predict: {len(failures)} input(s) failed (see above)", file=sys.stderr)
         return 1
