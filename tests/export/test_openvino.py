@@ -74,9 +74,11 @@ def test_openvino_mistakes_are_one_line(data, tmp_path, capsys) -> None:
     assert "bad.xml" in err and "Traceback" not in err
 
 
-def test_bench_times_openvino_against_the_eager_reference(tmp_path) -> None:
+def test_bench_times_openvino_against_the_eager_reference(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PSPNET_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"
     assert main(["bench", "--smoke", "--backend", "openvino", "--workloads", "infer1", "eval", "--json", str(out)]) == 0
+    assert not (tmp_path / "cache").exists()  # its random models stay out of the user's conversion cache
     rows = json.loads(out.read_text())["rows"]
     assert {r["workload"].split(" (")[0] for r in rows} >= {"inference, batch 1", "eval protocol"}
     assert all(r["agreement"]["argmax"] >= 0.995 and r["agreement"]["relative_error"] < 1e-4 for r in rows)

@@ -170,7 +170,8 @@ def fast_forward(config: BenchConfig, model: nn.Module) -> Forward:
         from pspnet.export.openvino import OpenVinoModel
 
         precision = "bf16" if config.fast.precision == "bf16" else "f32"
-        return OpenVinoModel(config.openvino_ir if config.openvino_ir is not None else model, precision)
+        # Not through the conversion cache: the bench's random models would push a user's graphs out of it.
+        return OpenVinoModel(config.openvino_ir if config.openvino_ir is not None else model, precision, cache=False)
     return inference_forward(model, config.fast, config.device)
 
 

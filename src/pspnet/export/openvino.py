@@ -156,14 +156,18 @@ class OpenVinoModel:
 
     quantization: dict[str, Any] | None = None  # an int8 IR's record of its calibration (`pspnet quantize`)
 
-    def __init__(self, source: nn.Module | str | Path | Any, precision: str = "f32") -> None:
-        """`source`: a PSPNet (converted in memory), an IR file, or an `openvino.Model` carrying our metadata."""
+    def __init__(self, source: nn.Module | str | Path | Any, precision: str = "f32", cache: bool = True) -> None:
+        """`source`: a PSPNet (converted, through the cache unless `cache` is False), an IR file, or an
+        `openvino.Model` carrying our metadata."""
         ov = require_openvino()
         if precision not in PRECISIONS:
             raise PSPNetError(f"OpenVINO precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         core = ov.Core()
         if isinstance(source, nn.Module):
-            graph, self.source = cached_convert(source, core)
+            if cache:
+                graph, self.source = cached_convert(source, core)
+            else:
+                graph, self.source = convert(source), "the model, converted in memory"
         elif isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
