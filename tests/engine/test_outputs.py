@@ -148,3 +148,24 @@ def test_a_failed_write_stops_predict_in_one_line_and_leaves_no_half_file(checkp
     written = digests(tmp_path / "out")
     assert "overlay/s2.png" not in written and not any(name.endswith(".tmp") for name in written), written
     assert {"s0.png", "color/s0.png", "overlay/s0.png", "s1.png"} <= set(written)
+
+
+def test_a_failed_write_stops_eval_save_predictions_in_one_line(checkpoint, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    for i in range(3):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}.png", seed=i)
+    save = Image.Image.save
+
+    def disk_full_at_s1_colour(self, fp, *args, **kwargs):  # noqa: ANN001, ANN202
+        if "s1.png." in str(fp) and "color" in str(fp):
+            raise OSError(28, "No space left on device")
+        return save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", disk_full_at_s1_colour)
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--workers", "0", *TINY, "--out", str(tmp_path / "ev"), "--save-predictions"])
+    one_line_error(capsys, code, str(tmp_path / "ev" / "color" / "s1.png"), "No space left on device")
+    assert not (tmp_path / "ev" / "color" / "s1.png").exists()
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / "ev").rglob("*"))

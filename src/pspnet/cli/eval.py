@@ -6,6 +6,7 @@ are those of one process, exactly. Rank 0 prints and writes the results; each pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import asdict
@@ -22,7 +23,7 @@ from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
-from pspnet.engine.predict import PredictionLayout, write_image_outputs
+from pspnet.engine.predict import BackgroundWriter, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
 from pspnet.weights import find
@@ -162,20 +163,24 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
                   "paper's)", file=sys.stderr)
     settings = settings_from_args(args, info.name, protocol)
     check_outputs(args, dataset)
-    layout = PredictionLayout(args.out) if args.out is not None else None
+    # With --save-predictions the PNGs are written in a second thread while the next images are evaluated.
+    writer = BackgroundWriter(PredictionLayout(args.out), info.palette) if args.save_predictions else None
 
     def save(name: str, image: torch.Tensor, pred: torch.Tensor) -> None:
-        assert layout is not None
-        write_image_outputs(layout, name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy(), info.palette)
+        assert writer is not None
+        writer.submit([(name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy())])
 
     shards = f", {processes.world_size} processes" if processes.enabled else ""
     if main:
         print(f"{args.checkpoint}: {len(dataset)} images; protocol: {settings.describe()}; device {device}{shards}, "
               f"{how}", file=sys.stderr)
-    result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
-                      num_samples=args.samples if args.report and main else 0,
-                      on_prediction=save if args.save_predictions else None, progress=main and not args.quiet,
-                      processes=processes)
+    with writer or contextlib.nullcontext():
+        result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
+                          num_samples=args.samples if args.report and main else 0,
+                          on_prediction=save if writer is not None else None, progress=main and not args.quiet,
+                          processes=processes)
+        if writer is not None:
+            writer.close()
     if not main:
         return 1 if result.failures else 0
     for message in result.failures:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.device import resolve_device
 from pspnet.engine.inference import fill_batches, segment
-from pspnet.engine.predict import Color, PredictionLayout, expand_inputs, is_video, predict_video, write_image_outputs
+from pspnet.engine.predict import BackgroundWriter, PredictionLayout, expand_inputs, is_video, predict_video
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder
 from pspnet.progress import progress_bar
@@ -81,26 +79,16 @@ def run(args: argparse.Namespace) -> int:
                 continue
             yield path, image
 
-    # One thread writes the PNGs while the network runs on the next group (Pillow's encoder releases the GIL);
-    # at most two groups wait, so memory stays bounded, and a failed write stops the run as it would inline.
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        pending: deque[tuple[Future[None], int]] = deque()
-
-        def collect(block: bool) -> int:
-            done = 0
-            while pending and (block or len(pending) > 2 or pending[0][0].done()):
-                future, count = pending.popleft()
-                future.result()
-                bar.update(count)
-                done += count
-            return done
-
+    with BackgroundWriter(layout, info.palette) as writer:  # PNGs written while the network runs on the next group
         for group in fill_batches(readable(), settings, lambda item: item[1].shape[:2]):  # images share batches
             labels = segment(forward, [to_tensor(im) for _, im in group], settings, info.mean, info.std, device)
-            outputs = [(path.stem, image, lab.cpu().numpy()) for (path, image), lab in zip(group, labels, strict=True)]
-            pending.append((writer.submit(write_group, layout, outputs, info.palette), len(group)))
-            written += collect(block=False)
-        written += collect(block=True)
+            done = writer.submit([(path.stem, image, lab.cpu().numpy())
+                                  for (path, image), lab in zip(group, labels, strict=True)])
+            bar.update(done)
+            written += done
+        done = writer.close()
+        bar.update(done)
+        written += done
     bar.close()
 
     for path in (p for p in files if is_video(p)):
@@ -128,13 +116,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
-
-
-def write_group(layout: PredictionLayout, outputs: list[tuple[str, np.ndarray, np.ndarray]],
-                palette: Sequence[Color]) -> None:
-    """The label, colour and overlay PNGs of each (stem, image, labels) of one group."""
-    for stem, image, labels in outputs:
-        write_image_outputs(layout, stem, image, labels, palette)
 
 
 def check_inputs_outside(out: Path, inputs: list[Path]) -> None:

@@ -9,7 +9,9 @@ palette) and `OUT/overlay/NAME.png` (the colours blended over the image); per vi
 from __future__ import annotations
 
 import glob
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -152,6 +154,53 @@ def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, 
     save_label_png(layout.label(stem), labels)
     save_rgb_png(layout.color(stem), color)
     save_rgb_png(layout.overlay(stem), overlay(image, color), compress_level=OVERLAY_COMPRESS_LEVEL)
+
+
+class BackgroundWriter:
+    """Writes the label, colour and overlay PNGs of predictions in a second thread while the caller computes the
+    next ones (Pillow's encoder releases the GIL). At most `queued` submissions wait, so memory stays bounded; a
+    failed write is raised by the next `submit` or by `close`, so it stops the run as an inline write would.
+
+        with BackgroundWriter(layout, palette) as writer:
+            for ...:
+                done += writer.submit([(stem, image, labels), ...])   # images whose files are now written
+            done += writer.close()
+    """
+
+    def __init__(self, layout: PredictionLayout, palette: Sequence[Color], queued: int = 2) -> None:
+        self.layout, self.palette, self.queued = layout, palette, queued
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pspnet-writer")
+        self.pending: deque[tuple[Future[None], int]] = deque()
+
+    def submit(self, outputs: list[tuple[str, np.ndarray, np.ndarray]]) -> int:
+        """Queue (stem, RGB H×W×3 image, H×W labels) for writing; returns how many images were written since."""
+        self.pending.append((self.pool.submit(self._write, outputs), len(outputs)))
+        return self._collect(block=False)
+
+    def close(self) -> int:
+        """Wait for every queued write; returns how many images were written since the last call."""
+        try:
+            return self._collect(block=True)
+        finally:
+            self.pool.shutdown()
+
+    def _write(self, outputs: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        for stem, image, labels in outputs:
+            write_image_outputs(self.layout, stem, image, labels, self.palette)
+
+    def _collect(self, block: bool) -> int:
+        done = 0
+        while self.pending and (block or len(self.pending) > self.queued or self.pending[0][0].done()):
+            future, count = self.pending.popleft()
+            future.result()
+            done += count
+        return done
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown()  # after a failure elsewhere: the queued writes finish, nothing is left half-written
 
 
 def _av() -> ModuleType:
