@@ -1,6 +1,8 @@
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,10 +37,16 @@ def _no_stale_dataloader_sigchld_handler():
             signal_handling._SIGCHLD_handler_set = False
 
 
+# Converted OpenVINO graphs go to a folder of the test session, not the user's cache: set when this file is imported,
+# before any test module copies os.environ for its subprocesses (torchrun's workers included).
+CACHE = Path(tempfile.mkdtemp(prefix="pspnet_test_cache_"))
+os.environ["PSPNET_CACHE"] = str(CACHE)
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _cache(tmp_path_factory) -> None:
-    """Converted OpenVINO graphs go to a folder of the test session, not the user's cache."""
-    os.environ["PSPNET_CACHE"] = str(tmp_path_factory.mktemp("pspnet_cache"))
+def _remove_cache():
+    yield
+    shutil.rmtree(CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
