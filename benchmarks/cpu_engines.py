@@ -30,7 +30,7 @@ from statistics import median
 import torch
 
 import pspnet
-from pspnet.bench.report import machine
+from pspnet.bench.report import cpu_line
 from pspnet.device import NATIVE_BF16, cpu_features, isa_cap
 
 # The caps of --isa: oneDNN (PyTorch's convolutions, all of OpenVINO's), ATen's vectorised kernels, MKL's GEMMs.
@@ -45,10 +45,6 @@ def run(args: list[str], log: Path) -> str:
     if done.returncode not in (0, 1):  # bench exits 1 when an engine moves argmax pixels: reported, not fatal
         sys.exit(f"pspnet {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return done.stdout + done.stderr
-
-
-def cpu_line() -> str:
-    return f"{machine(torch.device('cpu'))}; flags: {', '.join(sorted(cpu_features())) or 'none'}"
 
 
 def bench_rows(json_path: Path) -> dict[str, dict]:

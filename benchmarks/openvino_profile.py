@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import pspnet
-from pspnet.bench.report import machine
+from pspnet.bench.report import cpu_line
 from pspnet.bench.roofline import forward_gflop, matmul_gflops
 from pspnet.bench.timing import measure, measure_interleaved
 from pspnet.device import cpu_features
@@ -42,7 +42,7 @@ def main() -> None:
     engine = OpenVinoModel(args.ir if args.ir else model, "f32")
     x = torch.randn(1, 3, args.size, args.size)
     reference = inference_forward(model, REFERENCE, "cpu")
-    print(f"CPU: {machine(torch.device('cpu'))}; flags: {', '.join(sorted(cpu_features()))}; "
+    print(f"CPU: {cpu_line()}; "
           f"openvino {ov.__version__}")
     print(f"engine: {engine.describe()} from {engine.source}; input 1×3×{args.size}×{args.size}")
 

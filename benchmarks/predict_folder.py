@@ -31,11 +31,9 @@ from pathlib import Path
 from statistics import median
 
 import numpy as np
-import torch
 from PIL import Image
 
-from pspnet.bench.report import machine
-from pspnet.device import cpu_features
+from pspnet.bench.report import cpu_line
 
 
 def predict(src: Path | None, args: list[str], out: Path, log: Path) -> float:
@@ -113,7 +111,7 @@ def main() -> None:
     lines = [f"`pspnet predict` on {len(images)} images of {args.images} ({args.checkpoint}), end to end, "
              f"median of {args.rounds} rounds in turns",
              "",
-             f"Machine: {machine(torch.device('cpu'))}; flags: {', '.join(sorted(cpu_features())) or 'none'}",
+             f"Machine: {cpu_line()}",
              "",
              "| source | engine | wall s | images/s | vs reference | 1 image: first run s | again s | "
              "label agreement |",

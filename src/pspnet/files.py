@@ -95,9 +95,6 @@ def check_new_outputs(paths: list[Path], inputs: list[Path], overwrite: bool, op
         raise PSPNetError(f"{option}: the output {clashes[0]} would replace an input of this run; choose an output "
                           "folder that holds no inputs")
     for folder in dict.fromkeys(p.parent for p in paths):  # e.g. a file where OUT/color/ must go
-        if folder.exists() and not folder.is_dir():
-            raise PSPNetError(f"{option}: {folder} is a file where the outputs' folder {folder.name}/ must go; move "
-                              "it or choose another folder")
         _check_creatable(folder, option)
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:

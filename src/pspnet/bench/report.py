@@ -12,7 +12,7 @@ import torch
 from pspnet.bench.roofline import TRAINING_FLOP_FACTOR
 from pspnet.bench.suite import AblationRow, BenchResult, Row
 from pspnet.bench.timing import Measurement
-from pspnet.device import isa_cap
+from pspnet.device import cpu_features, isa_cap
 from pspnet.engine.recipe import Recipe
 
 MIB = 1024 * 1024
@@ -28,6 +28,11 @@ def machine(device: torch.device) -> str:
         if (cap := isa_cap()) is not None:
             hw += f", oneDNN capped at {cap}"
     return f"{hw}; torch {torch.__version__}; Python {platform.python_version()}"
+
+
+def cpu_line() -> str:
+    """`machine` for the CPU, with the instruction-set features that pick the engines' kernels."""
+    return f"{machine(torch.device('cpu'))}; flags: {', '.join(sorted(cpu_features())) or 'none'}"
 
 
 def _cpu_model() -> str:
