@@ -1,0 +1,88 @@
+"""Start-up costs, side by side in one run: the command line before any work, and OpenVINO's conversion against
+reading the converted graph back from the cache.
+
+    python benchmarks/startup.py --checkpoint runs/camvid/best.safetensors [--baseline-src OLD_CHECKOUT/src]
+
+- `pspnet --help` and `pspnet info CHECKPOINT`, each a fresh process (median of 5, in turns), from this tree and,
+  with --baseline-src, from another source tree (e.g. a checkout of an earlier commit);
+- `OpenVinoModel(model)` for the checkpoint and for a random PSPNet-50 (150 classes): converted into an empty cache
+  (PSPNET_CACHE: a new temporary folder), then read back from it, then converted with the cache off; median of 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+import torch
+
+import pspnet
+from pspnet.bench.report import cpu_line
+
+
+def command_seconds(args: list[str], src: Path | None) -> float:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pspnet.cli.main", *args], env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def openvino_seconds(model: torch.nn.Module, rounds: int) -> dict[str, float]:
+    from pspnet.export.openvino import OpenVinoModel
+
+    times: dict[str, list[float]] = {"converted, into the cache": [], "read from the cache": [], "cache off": []}
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["PSPNET_CACHE"] = cache
+            for key in ("converted, into the cache", "read from the cache"):
+                start = time.perf_counter()
+                OpenVinoModel(model)
+                times[key].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        OpenVinoModel(model, cache=False)
+        times["cache off"].append(time.perf_counter() - start)
+    return {key: median(t) for key, t in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--baseline-src", type=Path, help="another source tree's src/ to time the commands with")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    print(f"Machine: {cpu_line()}\n")
+
+    trees: dict[str, Path | None] = {"this tree": None}
+    if args.baseline_src is not None:
+        trees["baseline"] = args.baseline_src
+    commands = {"pspnet --help": ["--help"], "pspnet info CHECKPOINT": ["info", str(args.checkpoint)]}
+    rows = [(tree, name) for tree in trees for name in commands]
+    times: dict[tuple[str, str], list[float]] = {row: [] for row in rows}
+    for _ in range(args.repeats):
+        for tree, name in rows:
+            times[(tree, name)].append(command_seconds(commands[name], trees[tree]))
+    print("| source | command | wall s (median) |\n|---|---|---|")
+    for tree, name in rows:
+        print(f"| {tree} | {name} | {median(times[(tree, name)]):.2f} |")
+
+    torch.manual_seed(0)
+    models = {str(args.checkpoint): pspnet.load(args.checkpoint),
+              "PSPNet-50, 150 classes (random)": pspnet.PSPNet(150, backbone="resnet50").eval()}
+    print("\n| model | OpenVinoModel(model): converted into the cache | read from the cache | cache off | speed-up |\n"
+          "|---|---|---|---|---|")
+    for name, model in models.items():
+        t = openvino_seconds(model, 3)
+        print(f"| {name} | {t['converted, into the cache']:.2f} s | {t['read from the cache']:.2f} s | "
+              f"{t['cache off']:.2f} s | {t['cache off'] / t['read from the cache']:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()
