@@ -8,7 +8,7 @@ The graph comes from our model converted in memory (`openvino.convert_model`), o
 inference precision: "f32" keeps the PyTorch answer (to ~1e-7); "bf16" runs natively only on CPUs with AVX-512 BF16
 or AMX.
 
-Converting takes seconds (2.4 s for the CamVid PSPNet-18, more than the network's time on a few images), so a
+Converting takes seconds (2.2 s for the CamVid PSPNet-18, more than the network's time on a few images), so a
 converted graph is kept as an IR in a cache (`$PSPNET_CACHE`, default `$XDG_CACHE_HOME/pspnet` or `~/.cache/pspnet`,
 under `openvino/`; `PSPNET_CACHE=none` turns it off), named by a hash of everything the graph depends on: the weights,
 the architecture and class metadata, the model code's source files, and the pspnet and OpenVINO versions. The four
