@@ -13,6 +13,7 @@ import numpy as np
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset
 from pspnet.data.imageops import read_image, read_label
+from pspnet.data.label_colors import LabelColors
 from pspnet.data.lists import Pair
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
@@ -34,7 +35,7 @@ def _message(e: PSPNetError, path: Path) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def check_pair(pair: Pair, num_classes: int, ignore_index: int) -> list[Problem]:
+def check_pair(pair: Pair, num_classes: int, ignore_index: int, colors: LabelColors | None = None) -> list[Problem]:
     """The problems of one pair: missing or unreadable files, sizes that differ, label values out of range."""
     problems = []
     image = label = None
@@ -46,7 +47,7 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int) -> list[Problem]
             if kind == "image":
                 image = read_image(path)
             else:
-                label = read_label(path)
+                label = read_label(path, colors)
         except PSPNetError as e:
             problems.append(Problem(str(path), f"unreadable {kind}: {_message(e, path)}"))
     if image is not None and label is not None:
@@ -63,11 +64,12 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int) -> list[Problem]
 
 
 def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255, *, progress: bool = False,
-                desc: str = "checking", threads: int | None = None) -> list[Problem]:
+                desc: str = "checking", threads: int | None = None, colors: LabelColors | None = None
+                ) -> list[Problem]:
     """check_pair over all pairs, decoding in threads (PIL releases the GIL), problems in list order."""
     threads = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) as pool:
-        results = pool.map(lambda p: check_pair(p, num_classes, ignore_index), pairs)
+        results = pool.map(lambda p: check_pair(p, num_classes, ignore_index, colors), pairs)
         results = progress_bar(results, total=len(pairs), desc=desc, unit="pair", disable=not progress, leave=False)
         return [problem for found in results for problem in found]
 
@@ -94,5 +96,5 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
             problems.append(Problem(dataset.source, f"the {split} split is empty; expected at least one pair"))
             continue
         problems += check_pairs(dataset.pairs, dataset.info.num_classes, cfg.ignore_index, progress=progress,
-                                desc=f"checking {split}")
+                                desc=f"checking {split}", colors=dataset.label_colors)
     return problems

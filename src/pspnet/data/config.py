@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pspnet.classes import IGNORE_INDEX, KNOWN
+from pspnet.data.label_colors import LabelColors, parse_colors
 from pspnet.errors import PSPNetError
 
 DATASET_KINDS = (*KNOWN, "lists", "folders")
@@ -17,7 +18,9 @@ class DataConfig:
 
     `dataset`: a known benchmark prepared by `pspnet data prepare` (lists `ROOT/{split}.txt`), `lists` (your own
     list files, `image label` per line, paths relative to `root`) or `folders` (`root/images/{split}/NAME.*` with
-    `root/labels/{split}/NAME.png`). Labels hold class indices 0..num_classes-1 and `ignore_index`.
+    `root/labels/{split}/NAME.png`). Labels hold class indices 0..num_classes-1 and `ignore_index`, or, with
+    `label_colors` (the [r, g, b] of class 0, 1, ...), are colour-coded RGB PNGs; `ignore_colors` are the colours of
+    unlabelled pixels. The label colours also colour the model's predictions.
     """
 
     dataset: str = "lists"
@@ -28,6 +31,8 @@ class DataConfig:
     label_dir: str = "labels/{split}"
     num_classes: int | None = None  # required for lists/folders; known datasets bring their own
     class_names: list[str] | None = None
+    label_colors: list[tuple[int, int, int]] | None = None  # colour-coded labels: the colour of each class
+    ignore_colors: list[tuple[int, int, int]] = field(default_factory=list)  # their colours of unlabelled pixels
     ignore_index: int = IGNORE_INDEX
     crop_size: tuple[int, int] = (473, 473)  # (height, width)
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -45,6 +50,21 @@ class DataConfig:
         if self.dataset in KNOWN and self.num_classes not in (None, KNOWN[self.dataset].num_classes):
             raise PSPNetError(f"data.num_classes = {self.num_classes} but {self.dataset} has "
                               f"{KNOWN[self.dataset].num_classes} classes; leave it out")
+        if self.label_colors is not None:
+            if self.dataset in KNOWN:
+                raise PSPNetError(f"data.label_colors is set but {self.dataset} is prepared with index labels; "
+                                  "leave it out (it is for dataset: lists or folders)")
+            self.label_colors = list(parse_colors(self.label_colors, "data.label_colors"))
+            if self.num_classes is None and self.class_names is None:
+                self.num_classes = len(self.label_colors)
+            classes = len(self.class_names) if self.class_names is not None else self.num_classes
+            if classes != len(self.label_colors):
+                raise PSPNetError(f"data.label_colors has {len(self.label_colors)} colours for {classes} classes; "
+                                  "expected one colour per class")
+        self.ignore_colors = list(parse_colors(self.ignore_colors, "data.ignore_colors"))
+        if self.ignore_colors and self.label_colors is None:
+            raise PSPNetError("data.ignore_colors is set without data.label_colors; expected both (colour-coded "
+                              "labels) or neither")
         if self.dataset not in KNOWN and self.num_classes is None and self.class_names is None:
             raise PSPNetError(f"data.dataset = {self.dataset}: set data.num_classes (or data.class_names)")
         if self.class_names is not None and self.num_classes not in (None, len(self.class_names)):
@@ -64,3 +84,10 @@ class DataConfig:
                 raise PSPNetError(f"data.{name} = {getattr(self, name)}; expected a probability in [0, 1]")
         if self.workers < 0:
             raise PSPNetError(f"data.workers = {self.workers}; expected 0 or more")
+        self.label_color_map()  # each colour once: checked now, not at the first label
+
+    def label_color_map(self) -> LabelColors | None:
+        """How colour-coded labels become class indices; None for index labels."""
+        if self.label_colors is None:
+            return None
+        return LabelColors(tuple(self.label_colors), tuple(self.ignore_colors), self.ignore_index)

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from pspnet.classes import KNOWN, DatasetInfo
 from pspnet.data.config import DataConfig
 from pspnet.data.imageops import read_image, read_label, to_tensor
+from pspnet.data.label_colors import LabelColors
 from pspnet.data.lists import Pair, pair_folders, read_list
 from pspnet.errors import PSPNetError
 
@@ -24,11 +25,13 @@ PREPARED_STAMP = "pspnet-prepared.json"  # written by `pspnet data prepare` once
 class SegmentationDataset(Dataset):
     """`dataset[i]` → {"image": uint8 3×H×W, "label": uint8 H×W (255 = ignore), "name": stem, "image_path": str}."""
 
-    def __init__(self, pairs: list[Pair], info: DatasetInfo, split: str = "train", source: str = "") -> None:
+    def __init__(self, pairs: list[Pair], info: DatasetInfo, split: str = "train", source: str = "",
+                 label_colors: LabelColors | None = None) -> None:
         self.pairs = list(pairs)
         self.info = info
         self.split = split
         self.source = source  # the list file or folder the pairs came from, for messages
+        self.label_colors = label_colors  # colour-coded labels: how they become indices
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -36,7 +39,7 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         pair = self.pairs[i]
         image = read_image(pair.image)
-        label = read_label(pair.label)
+        label = read_label(pair.label, self.label_colors)
         if image.shape[:2] != label.shape:
             raise PSPNetError(f"{pair.label}: label is {label.shape[1]}×{label.shape[0]} but its image {pair.image} "
                               f"is {image.shape[1]}×{image.shape[0]}; expected the same size")
@@ -51,10 +54,12 @@ def dataset_info(cfg: DataConfig) -> DatasetInfo:
     """Class names and palette: a known dataset's own, or generic/user names for lists and folders."""
     if cfg.dataset in KNOWN:
         return KNOWN[cfg.dataset]
+    palette = list(cfg.label_colors or [])  # empty: the default palette
     if cfg.class_names is not None:
-        return DatasetInfo(cfg.dataset, list(cfg.class_names))
+        return DatasetInfo(cfg.dataset, list(cfg.class_names), palette)
     assert cfg.num_classes is not None  # DataConfig checks it
-    return DatasetInfo.generic(cfg.num_classes)
+    generic = DatasetInfo.generic(cfg.num_classes)
+    return DatasetInfo(generic.name, generic.classes, palette)
 
 
 def list_path(cfg: DataConfig, split: str) -> Path:
@@ -75,7 +80,8 @@ def build_dataset(cfg: DataConfig, split: str, malformed: list[str] | None = Non
     if cfg.dataset == "folders":
         image_dir = cfg.root / cfg.image_dir.format(split=split)
         label_dir = cfg.root / cfg.label_dir.format(split=split)
-        return SegmentationDataset(pair_folders(image_dir, label_dir), info, split, f"{image_dir} + {label_dir}")
+        return SegmentationDataset(pair_folders(image_dir, label_dir), info, split, f"{image_dir} + {label_dir}",
+                                   cfg.label_color_map())
     path = list_path(cfg, split)
     if not path.exists() and cfg.dataset in KNOWN and (cfg.root / PREPARED_STAMP).exists():
         raise PSPNetError(f"{path}: no such list file; the {split} split of {cfg.dataset} was not prepared here "
@@ -83,4 +89,4 @@ def build_dataset(cfg: DataConfig, split: str, malformed: list[str] | None = Non
     if not path.exists() and cfg.dataset in KNOWN:
         raise PSPNetError(f"{path}: no such list file; run `pspnet data prepare {cfg.dataset} --root {cfg.root}` "
                           "first, or set data.root to where you prepared it")
-    return SegmentationDataset(read_list(path, cfg.root, malformed), info, split, str(path))
+    return SegmentationDataset(read_list(path, cfg.root, malformed), info, split, str(path), cfg.label_color_map())

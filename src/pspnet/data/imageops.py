@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pspnet.data.label_colors import LabelColors, colors_of
 from pspnet.errors import PSPNetError
 
 
@@ -74,17 +75,29 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
     return np.array(out, dtype=np.uint8, order="C", copy=True)  # the caller's array is never shared or changed
 
 
-def read_label(path: str | Path) -> np.ndarray:
-    """A label map as uint8 H×W (palette PNGs give their indices); an unreadable file raises PSPNetError."""
+def read_label(path: str | Path, colors: LabelColors | None = None) -> np.ndarray:
+    """A label map as uint8 H×W (palette PNGs give their indices; RGB/RGBA labels are mapped to indices by `colors`,
+    alpha dropped); an unreadable file raises PSPNetError."""
     try:
         with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise PSPNetError(f"{path}: label image has mode {im.mode}; expected a single-channel PNG of indices")
-            arr = np.asarray(im)
+            if im.mode in ("RGB", "RGBA"):
+                rgb = np.asarray(im.convert("RGB"))
+            elif im.mode in ("L", "P", "I", "I;16"):
+                rgb, arr = None, np.asarray(im)
+            else:
+                raise PSPNetError(f"{path}: label image has mode {im.mode}; expected a single-channel PNG of class "
+                                  "indices")
     except FileNotFoundError:
         raise PSPNetError(f"{path}: no such label file") from None
+    except PSPNetError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise PSPNetError(f"{path}: cannot read it as a label image ({e})") from None
+    if rgb is not None:
+        if colors is None:
+            raise PSPNetError(f"{path}: a colour-coded label (colours {colors_of(rgb)}); expected a single-channel "
+                              "PNG of class indices, or the colour of each class in data.label_colors")
+        return colors.to_indices(rgb, path)
     if arr.max(initial=0) > 255:
         raise PSPNetError(f"{path}: label value {int(arr.max())} does not fit 0..255")
     return arr.astype(np.uint8)
