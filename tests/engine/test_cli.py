@@ -12,6 +12,8 @@ from PIL import Image
 import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
+from pspnet.engine import predict as engine_predict
+from pspnet.engine.inference import segment
 
 TINY = ["--crop-size", "33", "--base-size", "0", "--quiet"]
 
@@ -86,22 +88,58 @@ def test_predict_reports_a_missing_input(checkpoint, tmp_path, capsys) -> None:
     assert (tmp_path / "o" / "good.png").is_file()
 
 
-def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
+def write_video(path: Path, frames: int) -> Path:
     av = pytest.importorskip("av")
-    src = tmp_path / "clip.mp4"
-    with av.open(str(src), "w") as c:
+    with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=5)
         s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
-        for i in range(3):
-            frame = np.full((32, 48, 3), 40 * i, dtype=np.uint8)
+        for i in range(frames):
+            frame = np.full((32, 48, 3), 40 * i % 256, dtype=np.uint8)
             for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+    return path
+
+
+def video_frames(path: Path) -> list:
+    av = pytest.importorskip("av")
+    with av.open(str(path)) as c:
+        return list(c.decode(video=0))
+
+
+def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
+    src = write_video(tmp_path / "clip.mp4", 3)
     assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), *TINY]) == 0
-    with av.open(str(tmp_path / "o" / "overlay" / "clip.mp4")) as c:
-        frames = list(c.decode(video=0))
+    frames = video_frames(tmp_path / "o" / "overlay" / "clip.mp4")
     assert len(frames) == 3 and (frames[0].height, frames[0].width) == (32, 48)
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_video_that_stops_half_way_leaves_no_partial_file_and_keeps_the_earlier_one(checkpoint, tmp_path, capsys,
+                                                                                      monkeypatch, failure) -> None:
+    # 16 steps of 4 frames, the 15th fails: the encoder (its look-ahead is about 40 frames) has written by then
+    src = write_video(tmp_path / "clip.mp4", 64)
+    out = tmp_path / "o" / "overlay"
+    assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), *TINY]) == 0
+    before = (out / "clip.mp4").read_bytes()
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 15:
+            raise failure
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(engine_predict, "segment", failing)
+    command = ["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), "--overwrite", *TINY]
+    code = main(command)
+    err = capsys.readouterr().err
+    if isinstance(failure, KeyboardInterrupt):
+        assert code == 130 and err.rstrip().endswith("pspnet predict: interrupted")
+    else:
+        assert code == 1 and f"{out / 'clip.mp4'}: cannot write the video ([Errno 28] No space left on device)" in err
+    assert (out / "clip.mp4").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
 
 
 def test_eval_then_score_give_the_same_numbers(checkpoint, tmp_path) -> None:

@@ -100,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
         except PSPNetError as e:
             failures.append(str(e))
             tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
-            out_path.unlink(missing_ok=True)
             continue
         finally:
             vbar.close()

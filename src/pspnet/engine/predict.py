@@ -242,41 +242,50 @@ def predict_video(forward: Forward, path: Path, out_path: Path, settings: Infere
                   device: torch.device | str = "cpu", frames_per_step: int = 4,
                   on_frames: Callable[[int], None] | None = None) -> int:
     """Write `out_path` (H.264 MP4): every frame of `path` with its predicted colours blended in. Returns the frame
-    count. Frames are segmented `frames_per_step` at a time so that their windows share network batches."""
+    count. Frames are segmented `frames_per_step` at a time so that their windows share network batches. The video
+    is written to a temporary file renamed at the end: a failure or an interruption leaves no partial video and
+    keeps an earlier one."""
     av = _av()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(video_rate(path)).limit_denominator(1000)
     count = 0
-    with av.open(str(out_path), mode="w") as container:
-        stream = None
-        chunk: list[np.ndarray] = []
 
-        def flush() -> None:
-            nonlocal stream
-            labels = segment(forward, [to_tensor(f) for f in chunk], settings, mean, std, device)
-            for frame, lab in zip(chunk, labels, strict=True):
-                blended = overlay(frame, colorize(lab.cpu().numpy(), palette))
-                h, w = blended.shape[:2]
-                blended = np.ascontiguousarray(blended[: h - h % 2, : w - w % 2])  # yuv420p needs even sizes
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=rate)
-                    stream.height, stream.width = blended.shape[:2]
-                    stream.pix_fmt = "yuv420p"
-                for packet in stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")):
-                    container.mux(packet)
-            if on_frames is not None:
-                on_frames(len(chunk))
-            chunk.clear()
+    def write(target: str) -> None:
+        nonlocal count
+        with av.open(target, mode="w", format="mp4") as container:
+            stream = None
+            chunk: list[np.ndarray] = []
 
-        for frame in read_video_frames(path):
-            chunk.append(frame)
-            count += 1
-            if len(chunk) >= frames_per_step:
+            def flush() -> None:
+                nonlocal stream
+                labels = segment(forward, [to_tensor(f) for f in chunk], settings, mean, std, device)
+                for frame, lab in zip(chunk, labels, strict=True):
+                    blended = overlay(frame, colorize(lab.cpu().numpy(), palette))
+                    h, w = blended.shape[:2]
+                    blended = np.ascontiguousarray(blended[: h - h % 2, : w - w % 2])  # yuv420p needs even sizes
+                    if stream is None:
+                        stream = container.add_stream("libx264", rate=rate)
+                        stream.height, stream.width = blended.shape[:2]
+                        stream.pix_fmt = "yuv420p"
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")):
+                        container.mux(packet)
+                if on_frames is not None:
+                    on_frames(len(chunk))
+                chunk.clear()
+
+            for frame in read_video_frames(path):
+                chunk.append(frame)
+                count += 1
+                if len(chunk) >= frames_per_step:
+                    flush()
+            if chunk:
                 flush()
-        if chunk:
-            flush()
-        if stream is None:
-            raise PSPNetError(f"{path}: video has no frames")
-        for packet in stream.encode():
-            container.mux(packet)
+            if stream is None:
+                raise PSPNetError(f"{path}: video has no frames")
+            for packet in stream.encode():
+                container.mux(packet)
+
+    try:
+        write_atomically(out_path, write)
+    except (OSError, av.FFmpegError) as e:  # a full disk, an unwritable folder: after the frames were read
+        raise PSPNetError(f"{out_path}: cannot write the video ({e})") from None
     return count
