@@ -2,6 +2,7 @@
 
 import json
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,32 @@ def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
     assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), *TINY]) == 0
     frames = video_frames(tmp_path / "o" / "overlay" / "clip.mp4")
     assert len(frames) == 3 and (frames[0].height, frames[0].width) == (32, 48)
+
+
+def test_a_portrait_phone_video_is_segmented_and_written_upright(checkpoint, tmp_path) -> None:
+    """A phone stores a portrait video sideways with a display matrix saying "turn it a quarter clockwise"; the
+    network must see it upright (as a viewer shows it, like an EXIF-rotated photo), and so must the output."""
+    av = pytest.importorskip("av")
+    sideways = tmp_path / "stored.mp4"
+    with av.open(str(sideways), "w") as c:
+        s = c.add_stream("libx264", rate=5)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        frame = np.zeros((32, 48, 3), dtype=np.uint8)
+        frame[:16, :16] = 255  # a white block at the stored top-left: the upright top-right
+        for p in [*s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")), *s.encode()]:
+            c.mux(p)
+    data = bytearray(sideways.read_bytes())
+    matrix = data.index(b"tkhd") + 44  # tkhd version 0: the 3×3 matrix after 40 bytes of fields (ISO/IEC 14496-12)
+    data[matrix:matrix + 36] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 32 << 16, 0, 1 << 30)
+    portrait = tmp_path / "portrait.mp4"
+    portrait.write_bytes(bytes(data))
+    upright = engine_predict.read_video_frames(portrait)
+    first = next(upright)
+    assert first.shape == (48, 32, 3) and first[:16, 16:].min() > 200 and first[:16, :16].max() < 50
+
+    assert main(["predict", str(checkpoint), str(portrait), "--out", str(tmp_path / "o"), *TINY]) == 0
+    written = video_frames(tmp_path / "o" / "overlay" / "portrait.mp4")[0]
+    assert (written.height, written.width, written.rotation) == (48, 32, 0)
 
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])

@@ -213,14 +213,19 @@ def _av() -> ModuleType:
 
 
 def read_video_frames(path: Path) -> Iterator[np.ndarray]:
-    """RGB uint8 H×W×3 frames of a video file; an unreadable one raises PSPNetError naming it."""
+    """RGB uint8 H×W×3 frames of a video file, upright as a player shows them (a phone's portrait video is stored
+    sideways with a rotation in its display matrix, as a photo with an EXIF orientation); an unreadable file raises
+    PSPNetError naming it."""
     av = _av()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise PSPNetError(f"{path}: holds no video stream")
             for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24")
+                # FFmpeg's rotation is counter-clockwise; a player turns the picture back: -90 → a quarter turn
+                # clockwise, which is np.rot90 with k = -1 ≡ 3.
+                turns = round(getattr(frame, "rotation", 0) / 90) % 4
+                yield np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=turns))
     except av.FFmpegError as e:
         raise PSPNetError(f"{path}: cannot read it as a video ({e})") from None
 
