@@ -62,3 +62,11 @@ def test_loader_yields_lists_of_uint8_tensors_and_drops_the_partial_training_bat
     assert all(name.startswith("s") for name in item["name"])
     val = list(build_loader(dataset, 2, train=False, workers=1, device="cpu"))
     assert [n for b in val for n in b["name"]] == ["s0", "s1", "s2"]
+
+
+def test_more_workers_than_cpus_are_capped_at_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    dataset = torch.utils.data.TensorDataset(torch.zeros(4))
+    assert build_loader(dataset, 2, train=False, workers=16).num_workers == 3
+    assert build_loader(dataset, 2, train=False, workers=2).num_workers == 2
+    assert build_loader(dataset, 2, train=False, workers=0).num_workers == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,16 +77,25 @@ def to_device(batch: dict[str, list[Any]], device: torch.device | str) -> dict[s
             for k, vs in batch.items()}
 
 
+def usable_workers(requested: int) -> int:
+    """`requested` decoding processes, at most one per CPU this process may run on: more only compete for the same
+    cores (and make torch warn about a possible freeze)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(requested, cpus)
+
+
 def build_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int = 0, rank: int = 0,
                  world_size: int = 1, workers: int = 4, device: torch.device | str = "cpu",
                  start_index: int = 0) -> DataLoader:
     """A DataLoader of collated lists (see `collate`) for this rank. Train: shuffled, last partial batch dropped
     (a batch of one breaks BatchNorm). Pinned memory when `device` is CUDA. `loader.sampler` is the ShardSampler:
-    call `loader.sampler.set_epoch(epoch)` before each epoch; resume with `start_index` (samples of this rank)."""
+    call `loader.sampler.set_epoch(epoch)` before each epoch; resume with `start_index` (samples of this rank).
+    `workers` is capped by `usable_workers`."""
     if batch_size < 1:
         raise PSPNetError(f"batch_size = {batch_size}; expected 1 or more")
     sampler = ShardSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size,  # type: ignore[arg-type]
                            start_index=start_index)
+    workers = usable_workers(workers)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
                       pin_memory=torch.device(device).type == "cuda", drop_last=train,
                       persistent_workers=workers > 0)

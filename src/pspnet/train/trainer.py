@@ -110,6 +110,9 @@ class Trainer:
         barrier(d)
         self.loader = build_loader(self.train_set, self.micro, train=True, seed=s.seed, rank=d.rank,
                                    world_size=d.world_size, workers=cfg.data.workers, device=d.device)
+        if self.loader.num_workers < cfg.data.workers:
+            self.note(f"data.workers {cfg.data.workers} → {self.loader.num_workers}: this process may use "
+                      f"{self.loader.num_workers} CPUs")
         self.per_epoch = self.loader.sampler.shard_size // self.micro
         if self.per_epoch == 0:
             raise PSPNetError(f"the train split has {len(self.train_set)} images, fewer than one micro-batch of "
