@@ -109,6 +109,17 @@ def video_frames(path: Path) -> list:
         return list(c.decode(video=0))
 
 
+def test_predict_names_the_files_of_a_folder_it_leaves_out(checkpoint, tmp_path, capsys) -> None:
+    write_image(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    (tmp_path / "in" / "IMG_0001.HEIC").write_bytes(b"a phone photo pspnet does not decode")
+    (tmp_path / "in" / ".DS_Store").write_bytes(b"")
+    assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "o"), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'in'}: left out 2 file(s) without an image or video suffix (IMG_0001.HEIC, notes.txt;" in err
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["a.png"]
+
+
 def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
     src = write_video(tmp_path / "clip.mp4", 3)
     assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), *TINY]) == 0

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     found = expand_inputs(args.inputs)
     failures = list(found.problems)
-    for message in found.problems:
+    for message in found.problems + found.notes:
         print(f"pspnet predict: {message}", file=sys.stderr)
     layout = PredictionLayout(args.out)
     check_output_folder(args.out, "--out")

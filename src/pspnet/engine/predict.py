@@ -40,10 +40,12 @@ Color = tuple[int, int, int]
 
 @dataclass
 class Inputs:
-    """What the command-line arguments name: files to process and one message per argument that names nothing."""
+    """What the command-line arguments name: files to process, one message per argument that names nothing, and one
+    note per folder whose other files were left out."""
 
     files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def predict(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path,
@@ -79,9 +81,14 @@ def expand_inputs(specs: Sequence[str]) -> Inputs:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            every = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            files = [p for p in every if p.suffix.lower() in MEDIA_SUFFIXES]
             if not files:
                 found.problems.append(f"{spec}: folder holds no image or video files")
+            if others := [p.name for p in every if p.suffix.lower() not in MEDIA_SUFFIXES]:
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                found.notes.append(f"{spec}: left out {len(others)} file(s) without an image or video suffix "
+                                   f"({shown}; images: {' '.join(IMAGE_SUFFIXES)}; name a file to try it anyway)")
             found.files.extend(files)
         elif path.is_file():
             found.files.append(path)
