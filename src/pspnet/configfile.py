@@ -195,3 +195,16 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def changed_settings(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key before → after` for every dotted setting that differs between two config mappings (a key only one side
+    has counts as a change)."""
+    changes = []
+    for key in sorted(before.keys() | after.keys(), key=lambda k: (k not in before, str(k))):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += changed_settings(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key} {a} → {b}")
+    return changes

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -62,6 +63,20 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(data_roo
     a, b = weights(full.final_checkpoint), weights(resumed.final_checkpoint)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resume must continue bit for bit"
+
+
+def test_a_resume_with_changed_settings_says_which_and_records_them(data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    run(config_dict(data_root, out, iterations=2), tmp_path)
+    run(config_dict(data_root, out, iterations=3), tmp_path, resume=True)
+    printed = capsys.readouterr().out
+    assert (f"resuming at iteration 2 with settings changed since the run started ({out / 'config.yaml'}): "
+            "train.iterations 2 → 3\n") in printed
+    run(config_dict(data_root, out, iterations=4, lr=0.02), tmp_path, resume=True)
+    assert "train.iterations 2 → 4, train.lr 0.01 → 0.02\n" in capsys.readouterr().out
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["iteration"], r["changed"]) for r in records if r["kind"] == "resume"] == [
+        (2, ["train.iterations 2 → 3"]), (3, ["train.iterations 2 → 4", "train.lr 0.01 → 0.02"])]
 
 
 def exact_config(data_root: Path, out: Path, **train: object) -> dict:

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pspnet.checkpoint import load, save, unwrap
-from pspnet.configfile import to_dict
+from pspnet.configfile import changed_settings, to_dict
 from pspnet.convert.imagenet import backbone_state, imagenet_state
 from pspnet.data.augment import TrainAugment
 from pspnet.data.check import check_dataset
@@ -215,6 +215,22 @@ class Trainer:
         self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
         return int(ckpt["iteration"]), ckpt["progress"]
 
+    def note_changes(self, start: int, log: RunLog) -> None:
+        """On a resume: the settings that differ from those the run started with (its config.yaml), said and
+        recorded in metrics.jsonl; the run continues with the new ones."""
+        import yaml
+
+        saved = self.out / "config.yaml"
+        try:
+            before = yaml.safe_load(saved.read_text())
+        except (OSError, yaml.YAMLError):
+            return  # a run without its config.yaml (copied checkpoints): nothing to compare with
+        changes = changed_settings(before, yaml.safe_load(config_yaml(self.cfg)))
+        if changes:
+            self.note(f"resuming at iteration {start} with settings changed since the run started ({saved}): "
+                      + ", ".join(changes))
+            log.scalars(start, {}, kind="resume", notes={"changed": changes})
+
     def provenance(self, iteration: int, val_miou: float | None) -> dict[str, Any]:
         """What a saved model records of its training (shown by `pspnet info`)."""
         from pspnet import __version__
@@ -254,6 +270,8 @@ class Trainer:
         if d.is_main and start == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(config_yaml(cfg))
+        elif d.is_main:
+            self.note_changes(start, log)
         stream = micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate)
         bar = progress_bar(total=self.max_iter, initial=start, desc="train", unit="it",
                    disable=not (self.progress and d.is_main), dynamic_ncols=True)
