@@ -95,6 +95,19 @@ def test_offline_without_a_cached_file_is_one_line_naming_the_url(published, mon
     assert "cannot download" in err
 
 
+def test_a_mistyped_model_name_suggests_the_published_ones(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["info", "pspnet50_ade20"])
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        "pspnet info: error: pspnet50_ade20: no such checkpoint file or published model; did you mean "
+        "pspnet50_ade20k, pspnet101_voc2012?")
+    with pytest.raises(PSPNetError, match=r"did you mean pspnet_r101-d8_.*\(\d+ names contain it: `pspnet models "
+                                          r"pspnet_r101`\)$"):
+        pspnet.load("pspnet_r101")
+    with pytest.raises(PSPNetError, match=r"^missing/best.safetensors: no such checkpoint file$"):
+        pspnet.load("missing/best.safetensors")  # a path, not a name: no suggestions
+
+
 def test_pspnet_models_lists_the_names(capsys) -> None:
     assert main(["models", "ade20k"]) == 0
     out = capsys.readouterr().out

@@ -22,7 +22,7 @@ from pspnet.files import file_kind, read_torch_file, write_atomically
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict, tensor_state
-from pspnet.weights import Weights, cache_dir, fetch, find
+from pspnet.weights import Weights, cache_dir, fetch, find, similar_names
 
 FORMAT = "pspnet"
 FORMAT_VERSION = "1"
@@ -70,8 +70,16 @@ def resolve(path: str | Path) -> Path:
     """The file behind `path`: itself, or for the name of a published model (not a file here) its converted
     checkpoint, downloaded and converted on first use."""
     path = Path(path)
-    if not path.exists() and (named := find(str(path))) is not None:
+    if path.exists():
+        return path
+    if (named := find(str(path))) is not None:
         return named_checkpoint(named)
+    if len(path.parts) == 1:  # a bare name: perhaps a published model's, mistyped or shortened
+        names, containing = similar_names(str(path))
+        if names:
+            more = f" ({containing} names contain it: `pspnet models {path}`)" if containing > len(names) else ""
+            raise PSPNetError(f"{path}: no such checkpoint file or published model; did you mean "
+                              f"{', '.join(names)}?{more}")
     return path
 
 

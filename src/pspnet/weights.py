@@ -8,6 +8,7 @@ or a local server in the tests.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -109,6 +110,15 @@ def find_backbone(name: str) -> Backbone | None:
 
 def find(name: str) -> Weights | None:
     return next((w for w in list_models() if w.name == name), None)
+
+
+def similar_names(name: str, limit: int = 3) -> tuple[list[str], int]:
+    """Published model names a mistyped or shortened `name` may mean (names containing it first, then close
+    spellings), at most `limit` of them, and how many names contain it in all."""
+    names = [w.name for w in list_models()]
+    containing = [n for n in names if name.lower() in n.lower()]
+    close = difflib.get_close_matches(name, names, n=limit, cutoff=0.6)
+    return list(dict.fromkeys(containing + close))[:limit], len(containing)
 
 
 def cache_dir() -> Path:
