@@ -221,9 +221,13 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
                         mean: Sequence[float], std: Sequence[float],
                         device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """Class probabilities C×H×W (on `device`) for each uint8 3×H×W RGB image, by the test protocol (averaged
-    logits instead with `settings.average == "logits"`, mmsegmentation's way)."""
+    logits instead with `settings.average == "logits"`, mmsegmentation's way).
+
+    The softmax writes into one buffer reused for every batch of a shape, and the sums are divided in place: on a
+    CPU a fresh tensor of this size (1 GB for a batch of 8 ADE20K windows) costs its page faults on every batch."""
     totals: list[torch.Tensor | None] = [None] * len(images)
     pending: dict[tuple[int, ...], list[_Input]] = {}
+    buffers: dict[tuple[int, ...], torch.Tensor] = {}
 
     def run(inputs: list[_Input]) -> None:
         batch = torch.stack([i.tensor for i in inputs])
@@ -233,7 +237,13 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
         if logits.dim() != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
             raise PSPNetError(f"the network returned logits of shape {tuple(logits.shape)} for an input of shape "
                               f"{tuple(batch.shape)}; expected N×C×{batch.shape[2]}×{batch.shape[3]}")
-        probs = logits.float() if settings.average == "logits" else torch.softmax(logits.float(), dim=1)
+        if settings.average == "logits":
+            probs = logits.float()
+        else:
+            key = tuple(logits.shape[1:])
+            if key not in buffers:
+                buffers[key] = torch.empty((settings.batch_size, *key), dtype=torch.float32, device=device)
+            probs = torch.softmax(logits.float(), dim=1, out=buffers[key][: len(inputs)])
         for inp, p in zip(inputs, probs, strict=True):
             job = inp.job
             if job.probs is None:
@@ -248,9 +258,9 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
 
     def finish(job: _ScaleJob) -> None:
         assert job.probs is not None and job.count is not None
-        probs = job.probs / job.count
         (top, left), (h, w) = job.offset, job.scaled
-        probs = resize_bilinear(probs[None, :, top:top + h, left:left + w], job.original)[0]
+        probs = job.probs[:, top:top + h, left:left + w].div_(job.count[top:top + h, left:left + w])
+        probs = resize_bilinear(probs[None], job.original)[0]
         i = job.image
         totals[i] = probs if totals[i] is None else totals[i] + probs  # type: ignore[operator]
         job.probs = job.count = None
@@ -262,7 +272,8 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
             run(pending.pop(key))
     for inputs in pending.values():
         run(inputs)
-    return [t / len(settings.scales) for t in totals]  # type: ignore[operator]
+    scales = len(settings.scales)
+    return [t if scales == 1 else t.div_(scales) for t in totals]  # type: ignore[union-attr]
 
 
 def segment(forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
