@@ -83,6 +83,18 @@ def test_batched_equals_one_window_at_a_time(model) -> None:
         assert torch.equal(a.argmax(0), b.argmax(0))
 
 
+def test_images_of_many_sizes_in_one_call_equal_each_image_alone(model) -> None:
+    """Whole-image batches of different shapes share one softmax buffer (a small batch after a large one, a large one
+    after a small one): every image's probabilities are those it gets alone."""
+    sizes = [(40, 52), (17, 23), (40, 52), (29, 61)]
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
+              for i, (h, w) in enumerate(sizes)]
+    settings = InferenceSettings(base_size=None, mode="whole", batch_size=2)
+    together = infer_probabilities(model, images, settings, MEAN, STD)
+    for image, p in zip(images, together, strict=True):
+        torch.testing.assert_close(p, infer_probabilities(model, [image], settings, MEAN, STD)[0], atol=1e-6, rtol=0)
+
+
 def test_output_is_at_input_size_and_probabilities_sum_to_one(model) -> None:
     image = torch.randint(0, 256, (3, 21, 38), dtype=torch.uint8)
     p = infer_probabilities(model, [image], InferenceSettings(base_size=60, crop_size=(33, 33)), MEAN, STD)[0]

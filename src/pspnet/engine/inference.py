@@ -223,11 +223,12 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     """Class probabilities C×H×W (on `device`) for each uint8 3×H×W RGB image, by the test protocol (averaged
     logits instead with `settings.average == "logits"`, mmsegmentation's way).
 
-    The softmax writes into one buffer reused for every batch of a shape, and the sums are divided in place: on a
-    CPU a fresh tensor of this size (1 GB for a batch of 8 ADE20K windows) costs its page faults on every batch."""
+    The softmax writes into one buffer reused for every batch (as large as the largest batch's logits), and the
+    sums are divided in place: on a CPU a fresh tensor of this size (1 GB for a batch of 8 ADE20K windows) costs
+    its page faults on every batch."""
     totals: list[torch.Tensor | None] = [None] * len(images)
     pending: dict[tuple[int, ...], list[_Input]] = {}
-    buffers: dict[tuple[int, ...], torch.Tensor] = {}
+    scratch = torch.empty(0, dtype=torch.float32, device=device)  # the softmax's output, grown to the largest batch
 
     def run(inputs: list[_Input]) -> None:
         batch = torch.stack([i.tensor for i in inputs])
@@ -240,10 +241,10 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
         if settings.average == "logits":
             probs = logits.float()
         else:
-            key = tuple(logits.shape[1:])
-            if key not in buffers:
-                buffers[key] = torch.empty((settings.batch_size, *key), dtype=torch.float32, device=device)
-            probs = torch.softmax(logits.float(), dim=1, out=buffers[key][: len(inputs)])
+            nonlocal scratch
+            if scratch.numel() < logits.numel():
+                scratch = torch.empty(logits.numel(), dtype=torch.float32, device=device)
+            probs = torch.softmax(logits.float(), dim=1, out=scratch[: logits.numel()].view(logits.shape))
         for inp, p in zip(inputs, probs, strict=True):
             job = inp.job
             if job.probs is None:
