@@ -109,6 +109,17 @@ def video_frames(path: Path) -> list:
         return list(c.decode(video=0))
 
 
+@pytest.mark.parametrize("kinds", [["labels"], ["overlay", "color"]])
+def test_predict_writes_only_the_outputs_asked_for(checkpoint, tmp_path, kinds) -> None:
+    write_image(tmp_path / "a.png")
+    out = tmp_path / "o"
+    assert main(["predict", str(checkpoint), str(tmp_path / "a.png"), "--out", str(out), "--outputs", *kinds,
+                 *TINY]) == 0
+    where = {"labels": "a.png", "color": "color/a.png", "overlay": "overlay/a.png"}
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == sorted(where[k] for k in kinds)
+
+
 def test_predict_names_the_files_of_a_folder_it_leaves_out(checkpoint, tmp_path, capsys) -> None:
     write_image(tmp_path / "in" / "a.png")
     (tmp_path / "in" / "notes.txt").write_text("not an image")

@@ -17,7 +17,14 @@ from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.device import resolve_device
 from pspnet.engine.inference import fill_batches, segment
-from pspnet.engine.predict import BackgroundWriter, PredictionLayout, expand_inputs, is_video, predict_video
+from pspnet.engine.predict import (
+    OUTPUT_KINDS,
+    BackgroundWriter,
+    PredictionLayout,
+    expand_inputs,
+    is_video,
+    predict_video,
+)
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder
 from pspnet.progress import progress_bar
@@ -32,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
                         "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4. Not a folder that "
                         "holds inputs")
+    p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(OUTPUT_KINDS), metavar="KIND",
+                   help="which of an image's PNGs to write: labels color overlay (default: all three); a video is "
+                        "always its overlay")
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
@@ -43,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     failures = list(found.problems)
     for message in found.problems + found.notes:
         print(f"pspnet predict: {message}", file=sys.stderr)
-    layout = PredictionLayout(args.out)
+    layout = PredictionLayout(args.out, tuple(args.outputs))
     check_output_folder(args.out, "--out")
     files, stems = [], set()
     for path in found.files:  # every output name must be unique, else one input would overwrite another

@@ -133,11 +133,21 @@ def save_png(path: Path, image: Image.Image, compress_level: int = PNG_COMPRESS_
         raise PSPNetError(f"{path}: cannot write it ({e.strerror or e})") from None
 
 
+OUTPUT_KINDS = ("labels", "color", "overlay")  # what a prediction of an image is written as
+
+
 @dataclass(frozen=True)
 class PredictionLayout:
-    """Where the predictions of a run go (see the module docstring)."""
+    """Where the predictions of a run go (see the module docstring), and which of `OUTPUT_KINDS` are written."""
 
     root: Path
+    kinds: tuple[str, ...] = OUTPUT_KINDS
+
+    def __post_init__(self) -> None:
+        if unknown := [k for k in self.kinds if k not in OUTPUT_KINDS]:
+            raise PSPNetError(f"outputs {' '.join(unknown)}: expected some of {', '.join(OUTPUT_KINDS)}")
+        if not self.kinds:
+            raise PSPNetError(f"outputs: none chosen; expected some of {', '.join(OUTPUT_KINDS)}")
 
     def label(self, stem: str) -> Path:
         return self.root / f"{stem}.png"
@@ -152,16 +162,22 @@ class PredictionLayout:
         return self.root / "overlay" / f"{stem}.mp4"
 
     def image_files(self, stem: str) -> list[Path]:
-        return [self.label(stem), self.color(stem), self.overlay(stem)]
+        every = {"labels": self.label(stem), "color": self.color(stem), "overlay": self.overlay(stem)}
+        return [every[kind] for kind in OUTPUT_KINDS if kind in self.kinds]
 
 
 def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, labels: np.ndarray,
                         palette: Sequence[Color]) -> None:
-    """The class indices, the colour map and the overlay of one image, where `layout` puts them."""
-    color = colorize(labels, palette)
-    save_label_png(layout.label(stem), labels)
-    save_rgb_png(layout.color(stem), color)
-    save_rgb_png(layout.overlay(stem), overlay(image, color), compress_level=OVERLAY_COMPRESS_LEVEL)
+    """The class indices, the colour map and the overlay of one image (those of them `layout.kinds` names), where
+    `layout` puts them."""
+    if "labels" in layout.kinds:
+        save_label_png(layout.label(stem), labels)
+    if "color" in layout.kinds or "overlay" in layout.kinds:
+        color = colorize(labels, palette)
+        if "color" in layout.kinds:
+            save_rgb_png(layout.color(stem), color)
+        if "overlay" in layout.kinds:
+            save_rgb_png(layout.overlay(stem), overlay(image, color), compress_level=OVERLAY_COMPRESS_LEVEL)
 
 
 class BackgroundWriter:
