@@ -92,6 +92,32 @@ def test_metadata_round_trips_through_both_formats(model_and_files) -> None:
     assert pspnet.ModelConfig.from_dict(json.loads(meta["model"])) == model.config
 
 
+@pytest.mark.parametrize("which", ["onnx", "torchscript"])
+def test_info_reads_an_exported_file_without_running_it(model_and_files, capsys, which) -> None:
+    model, _, onnx_file, ts_file = model_and_files
+    path = onnx_file if which == "onnx" else ts_file
+    assert main(["info", str(path), "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert DatasetInfo.from_dict(meta["info"], "test") == INFO
+    assert pspnet.ModelConfig.from_dict(meta["model"]) == model.config
+    assert meta["export"]["outputs"] == (["logits", "labels"] if which == "onnx" else ["logits"])
+    assert main(["info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"file: {path} (") and lines[2] == "classes (toy): sky, road, car, tree, person"
+
+
+def test_info_of_a_file_that_is_no_export_of_ours_is_one_line(tmp_path, capsys) -> None:
+    plain = tmp_path / "plain.onnx"
+    with torchscript_quietly():
+        torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.randn(1, 3, 4, 4),), str(plain), dynamo=False)
+    (tmp_path / "junk.xml").write_text("junk")
+    for path, expected in ((plain, "no pspnet metadata"), (tmp_path / "junk.xml", "not an OpenVINO IR"),
+                           (tmp_path / "missing.onnx", "no such file")):
+        assert main(["info", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(path) in err and expected in err, err
+
+
 def test_export_prints_what_it_wrote(model_and_files, tmp_path, capsys) -> None:
     _, checkpoint, _, _ = model_and_files
     out = tmp_path / "fixed.onnx"

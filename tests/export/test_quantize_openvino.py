@@ -94,6 +94,11 @@ def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, caps
                  str(tmp_path / "pred"), "--quiet", *TINY]) == 0
     assert "OpenVINO int8" in capsys.readouterr().err
     assert len(list((tmp_path / "pred").glob("*.png"))) == 10
+    # `pspnet info` reads the record back from the IR alone.
+    assert main(["info", str(out / "model.xml")]) == 0
+    printed = capsys.readouterr().out
+    assert "(OpenVINO IR (pspnet quantize, int8))" in printed
+    assert f"int8: calibrated on 7 images (56 network inputs) from {root / 'img'}; against f32 on 3" in printed
 
 
 def test_a_list_file_names_the_calibration_images(trained, tmp_path) -> None:

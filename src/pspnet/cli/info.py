@@ -11,12 +11,14 @@ import torch
 
 from pspnet.checkpoint import read_metadata
 from pspnet.classes import DatasetInfo
+from pspnet.export.read_metadata import export_metadata, is_export
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a .safetensors model, a training iter_N.pt, or a semseg .pth")
+    p.add_argument("checkpoint", type=Path, help="a .safetensors model, a training iter_N.pt, a semseg or mmseg .pth, "
+                   "a published model's name, or a file of `pspnet export` / `pspnet quantize` (.onnx, .xml, .pt)")
     p.add_argument("--json", action="store_true", help="print everything as one JSON object")
 
 
@@ -28,7 +30,7 @@ def parameter_count(model: dict[str, Any], info: dict[str, Any], source: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = read_metadata(args.checkpoint)
+    meta = export_metadata(args.checkpoint) if is_export(args.checkpoint) else read_metadata(args.checkpoint)
     meta["parameters"] = parameter_count(meta["model"], meta["info"], str(args.checkpoint))
     if args.json:
         print(json.dumps({"file": str(args.checkpoint), **meta}, indent=1))
@@ -46,5 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if prov:
         lines.append("provenance: " + ", ".join(f"{k} {json.dumps(v) if isinstance(v, dict) else v}"
                                                  for k, v in prov.items() if v is not None))
+    if "export" in meta:
+        lines.append(f"outputs: {', '.join(meta['export']['outputs'])}")
+    if record := meta.get("export", {}).get("quantization"):
+        a = record["agreement"]
+        lines.append(f"int8: calibrated on {record['calibration_images']} images ({record['calibration_inputs']} "
+                     f"network inputs) from {record['calibration']}; against f32 on {record['held_back_images']} "
+                     f"held-back images {100 * a['same']:.2f}% of the pixels agree (worst image "
+                     f"{100 * a['worst_image']:.2f}%); from {record['checkpoint']} (sha256 "
+                     f"{record['checkpoint_sha256'][:12]}…), nncf {record['nncf']}, openvino {record['openvino']}")
     print("\n".join(lines))
     return 0

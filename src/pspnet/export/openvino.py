@@ -130,6 +130,28 @@ def graph_metadata(graph: Any) -> dict[str, str]:
             if graph.has_rt_info(["pspnet", key])}
 
 
+def quantization_record(graph: Any) -> dict[str, Any] | None:
+    """The record `pspnet quantize` keeps in an int8 graph (calibration set, agreement, versions); None for f32."""
+    if not graph.has_rt_info(["pspnet", "quantization"]):
+        return None
+    return json.loads(graph.get_rt_info(["pspnet", "quantization"]).astype(str))
+
+
+def read_ir(path: Path, core: Any) -> Any:
+    """The `openvino.Model` of an IR file (not compiled); a missing or unreadable file is an error naming it."""
+    if not path.is_file():
+        raise PSPNetError(f"{path}: no such OpenVINO IR file")
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip()
+    if not (head.startswith(b"<?xml") or head.startswith(b"<net")):  # else OpenVINO tries every frontend, noisily
+        raise PSPNetError(f"{path}: not an OpenVINO IR (an XML file starting with <?xml or <net, with its .bin "
+                          "beside it)")
+    try:
+        return core.read_model(str(path))
+    except Exception as e:  # OpenVINO's errors derive from Exception only
+        raise PSPNetError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0]})") from None
+
+
 def export_openvino(model: nn.Module, path: str | Path) -> Path:
     """Write the IR (`path` .xml and its .bin) with the model's metadata."""
     return save_ir(convert(model), path)
@@ -169,20 +191,12 @@ class OpenVinoModel:
             else:
                 graph, self.source = convert(source), "the model, converted in memory"
         elif isinstance(source, (str, Path)):
-            path = Path(source)
-            if not path.is_file():
-                raise PSPNetError(f"{path}: no such OpenVINO IR file")
-            try:
-                graph = core.read_model(str(path))
-            except Exception as e:  # OpenVINO's errors derive from Exception only
-                raise PSPNetError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0]})") from None
-            self.source = str(path)
+            graph, self.source = read_ir(Path(source), core), str(source)
         else:
             graph = source
             self.source = "an OpenVINO model in memory"
         self.info: DatasetInfo = info_from_metadata(graph_metadata(graph), self.source)
-        if graph.has_rt_info(["pspnet", "quantization"]):
-            self.quantization = json.loads(graph.get_rt_info(["pspnet", "quantization"]).astype(str))
+        self.quantization = quantization_record(graph)
         self.precision = precision
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
 
