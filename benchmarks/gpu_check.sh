@@ -9,9 +9,11 @@
 # and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
 # the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained",
 # about 7.5 minutes; "levers" (CUDA graphs and max-autotune for training, ~4 minutes) and "profile" (~1.5
-# minutes, its account is in BENCHMARKS.md) are extra). The figures go to $OUT
-# (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt and, at
-# the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
+# minutes, its account is in BENCHMARKS.md) and "protocol" (~1.5 minutes: torch.profiler's account of the evaluation
+# protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py) are
+# extra). The figures go to $OUT
+# (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt,
+# protocol.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
 # to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
 #
 # On the CPU machine first:  python benchmarks/camvid_jpeg.py data/camvid gpu_data/camvid   (27 MiB; carry gpu_data)
@@ -44,6 +46,7 @@ if [ "$DRY" = 1 ]; then
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
   PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
+  PROTOCOL=(--backbone resnet18 --size 65 --batch 4 --classes 5 --device cpu --top 5)
   SHORT=(train.iterations=4 train.val_every=2 train.batch_size=2 train.val_images=3 train.checkpoint_every=2)
   LONGER=(train.iterations=6)
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
@@ -61,6 +64,7 @@ else
   TRAINED_BENCH=(--sizes 473 --batch-size 16 --repeats 5 --warmup 2)
   EVAL_LIMIT=()
   PROFILE=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 25)
+  PROTOCOL=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 15)
   SHORT=(train.iterations=60 train.val_every=30 train.checkpoint_every=30)
   LONGER=(train.iterations=90)
   RECIPE=()
@@ -169,6 +173,14 @@ for recipe in fast anchor; do
   timeout -k 10 150 "$PY" benchmarks/profile_training.py --recipe $recipe "${PROFILE[@]}" 2>&1 | grep -v USDT
 done > "$OUT/profile.txt"
 grep -E "per step|^  .*%  [a-z]" "$OUT/profile.txt" | tee -a "$SUMMARY"
+fi
+
+if has protocol; then
+step "profile: the evaluation protocol with the fast recipe and the anchor, and the protocol alone"
+for recipe in fast anchor; do
+  timeout -k 10 150 "$PY" benchmarks/profile_protocol.py --recipe $recipe "${PROTOCOL[@]}" 2>&1 | grep -v USDT
+done > "$OUT/protocol.txt"
+grep -E "per call|^  .*%  [a-z]" "$OUT/protocol.txt" | tee -a "$SUMMARY"
 fi
 (cd "$WORK" && find . -name '*.txt' -o -name metrics.jsonl | tar -czf "$OUT/logs.tar.gz" -T -)
 step "done"

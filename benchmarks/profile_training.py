@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -66,35 +67,49 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     print(f"{args.recipe}: warm-up (compilation included) {time.perf_counter() - start:.1f} s")
+    wall, timed = profiled(work, device, args.steps)
+    report(args.recipe, wall, timed, device, args.batch, args.top, "step")
+
+
+Timed = list[tuple[str, float, int]]  # (kernel or operator, ms per call, calls per call)
+
+
+def profiled(work: Callable[[], object], device: torch.device, steps: int) -> tuple[float, Timed]:
+    """Wall seconds per call of `work` and (name, ms per call, calls per call) of every kernel (on a GPU) or
+    operator (on a CPU), profiled over `steps` calls."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     start = time.perf_counter()
     with profile(activities=activities) as prof:
-        for _ in range(args.steps):
+        for _ in range(steps):
             work()
         if device.type == "cuda":
             torch.cuda.synchronize()
-    wall = (time.perf_counter() - start) / args.steps
+    wall = (time.perf_counter() - start) / steps
     averages = prof.key_averages()
     if device.type == "cuda":  # the kernels themselves (an operator's device time repeats its kernels')
         kernels = [e for e in averages if e.device_type == torch.autograd.DeviceType.CUDA]
-        timed = [(e.key, e.self_device_time_total / args.steps / 1e3, e.count // args.steps) for e in kernels]
+        timed = [(e.key, e.self_device_time_total / steps / 1e3, e.count // steps) for e in kernels]
     else:
-        timed = [(e.key, e.self_cpu_time_total / args.steps / 1e3, e.count // args.steps) for e in averages]
-    timed = [t for t in timed if t[1] > 0]
+        timed = [(e.key, e.self_cpu_time_total / steps / 1e3, e.count // steps) for e in averages]
+    return wall, [t for t in timed if t[1] > 0]
+
+
+def report(label: str, wall: float, timed: Timed, device: torch.device, items: int, top: int,
+           unit: str) -> None:
+    """The busy share, the time by kind of kernel and the top kernels, per `unit` (a call of the profiled work)."""
     total = sum(t[1] for t in timed)
     where = "device" if device.type == "cuda" else "CPU"
-    print(f"{args.recipe}: {wall * 1e3:.1f} ms per step wall, {total:.1f} ms of {where} time per step "
-          f"({100 * total / 1e3 / wall:.0f}% busy), {args.batch / wall:.1f} img/s")
+    print(f"{label}: {wall * 1e3:.1f} ms per {unit} wall, {total:.1f} ms of {where} time per {unit} "
+          f"({100 * total / 1e3 / wall:.0f}% busy), {items / wall:.1f} img/s")
     by_kind: dict[str, float] = {}
     for name, ms, _ in timed:
         by_kind[kind_of(name)] = by_kind.get(kind_of(name), 0.0) + ms
     print("by kind:")
     for kind, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"  {ms:8.2f} ms  {100 * ms / total:5.1f}%  {kind}")
-    print(f"top {args.top} kernels (ms per step, calls per step):")
-    for name, ms, count in sorted(timed, key=lambda t: -t[1])[:args.top]:
+    print(f"top {top} kernels (ms per {unit}, calls per {unit}):")
+    for name, ms, count in sorted(timed, key=lambda t: -t[1])[:top]:
         print(f"  {ms:8.2f} ms  {100 * ms / total:5.1f}%  ×{count:<4d} {name[:110]}")
-
 
 if __name__ == "__main__":
     main()

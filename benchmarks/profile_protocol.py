@@ -1,0 +1,70 @@
+"""Where the evaluation protocol's GPU time goes: the bench's protocol workload (4 images 473×631, 473 windows,
+flip, batch 16: one network batch) for one inference recipe, profiled with torch.profiler after warm-up
+(compilation included there), kernels ranked by device time; then the same with a network that costs nothing
+(logits computed once), which is the protocol's own share.
+
+    python benchmarks/profile_protocol.py --recipe fast --backbone resnet50 --size 473 --batch 16 [--device cuda]
+
+Recipes: reference (eager fp32), anchor (bf16 + channels_last eager), fast (`--fast` on CUDA: bf16 + BatchNorm
+folded + channels_last + compiled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from pspnet import PSPNet
+from pspnet.bench.suite import protocol_inputs
+from pspnet.bench.workloads import protocol_work
+from pspnet.engine.recipe import REFERENCE, Recipe, fast_recipe, inference_forward
+
+sys.path.insert(0, str(Path(__file__).parent))
+from profile_training import profiled, report  # noqa: E402
+
+RECIPES = {"reference": REFERENCE, "anchor": Recipe(precision="bf16", channels_last=True)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", choices=[*RECIPES, "fast"], default="fast")
+    p.add_argument("--backbone", default="resnet50")
+    p.add_argument("--size", type=int, default=473)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--classes", type=int, default=150)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--calls", type=int, default=3)
+    p.add_argument("--top", type=int, default=20)
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = PSPNet(args.classes, backbone=args.backbone).eval()
+    recipe = fast_recipe(device) if args.recipe == "fast" else RECIPES[args.recipe]
+    forward = inference_forward(model, recipe, device)
+    images, settings = protocol_inputs(args.size, args.batch, seed=0)
+    stored: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def replay(x: torch.Tensor) -> torch.Tensor:  # the network's logits, computed once per shape
+        if tuple(x.shape) not in stored:
+            stored[tuple(x.shape)] = forward(x)
+        return stored[tuple(x.shape)]
+
+    for label, net in ((f"{args.recipe} ({recipe.describe()})", forward), ("the protocol alone", replay)):
+        work = protocol_work(net, images, settings, model.info.mean, model.info.std, device)
+        start = time.perf_counter()
+        for _ in range(2):
+            work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        print(f"{label}: warm-up {time.perf_counter() - start:.1f} s")
+        wall, timed = profiled(work, device, args.calls)
+        report(label, wall, timed, device, len(images), args.top, "call")
+        print()
+
+
+if __name__ == "__main__":
+    main()
