@@ -120,6 +120,14 @@ def test_predict_writes_only_the_outputs_asked_for(checkpoint, tmp_path, kinds) 
     assert written == sorted(where[k] for k in kinds)
 
 
+def test_predict_takes_a_glob_that_reaches_into_subfolders(checkpoint, tmp_path) -> None:
+    for city in ("aachen", "bonn"):
+        write_image(tmp_path / "val" / city / f"{city}_0_leftImg8bit.png")
+    pattern = str(tmp_path / "val" / "**" / "*_leftImg8bit.png")
+    assert main(["predict", str(checkpoint), pattern, "--out", str(tmp_path / "o"), "--outputs", "labels", *TINY]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["aachen_0_leftImg8bit.png", "bonn_0_leftImg8bit.png"]
+
+
 def test_predict_names_the_files_of_a_folder_it_leaves_out(checkpoint, tmp_path, capsys) -> None:
     write_image(tmp_path / "in" / "a.png")
     (tmp_path / "in" / "notes.txt").write_text("not an image")

@@ -76,7 +76,8 @@ def is_video(path: Path) -> bool:
 
 
 def expand_inputs(specs: Sequence[str]) -> Inputs:
-    """Files as given; folders → their image and video files (sorted, not recursive); globs → their matches."""
+    """Files as given; folders → their image and video files (sorted, not recursive); globs → their matches (`**`
+    matches folders at any depth)."""
     found = Inputs()
     for spec in specs:
         path = Path(spec)
@@ -93,7 +94,7 @@ def expand_inputs(specs: Sequence[str]) -> Inputs:
         elif path.is_file():
             found.files.append(path)
         elif glob.has_magic(spec):
-            matches = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
             if not matches:
                 found.problems.append(f"{spec}: pattern matches no file")
             found.files.extend(matches)
