@@ -167,20 +167,16 @@ echo "levers: exit $?" | tee -a "$SUMMARY"
 grep -E "img/s|×" "$OUT/levers.txt" | tail -8 >> "$SUMMARY"
 fi
 
-if has profile; then
-step "profile: the fast and the anchor training steps"
-for recipe in fast anchor; do
-  timeout -k 10 150 "$PY" benchmarks/profile_training.py --recipe $recipe "${PROFILE[@]}" 2>&1 | grep -v USDT
-done > "$OUT/profile.txt"
-grep -E "per step|^  .*%  [a-z]" "$OUT/profile.txt" | tee -a "$SUMMARY"
-fi
-
-if has protocol; then
-step "profile: the evaluation protocol with the fast recipe and the anchor, and the protocol alone"
-for recipe in fast anchor; do
-  timeout -k 10 150 "$PY" benchmarks/profile_protocol.py --recipe $recipe "${PROTOCOL[@]}" 2>&1 | grep -v USDT
-done > "$OUT/protocol.txt"
-grep -E "per call|^  .*%  [a-z]" "$OUT/protocol.txt" | tee -a "$SUMMARY"
-fi
+profile_part() {  # name script title args...: the script for the fast recipe and the anchor, into $OUT/name.txt
+  local name=$1 script=$2; step "$3"; shift 3
+  for recipe in fast anchor; do
+    timeout -k 10 150 "$PY" "benchmarks/$script" --recipe $recipe "$@" 2>&1 | grep -v USDT
+  done > "$OUT/$name.txt"
+  grep -E "per (step|call)|^  .*%  [a-z]" "$OUT/$name.txt" | tee -a "$SUMMARY"
+}
+has profile && profile_part profile profile_training.py "profile: the fast and the anchor training steps" \
+  "${PROFILE[@]}"
+has protocol && profile_part protocol profile_protocol.py \
+  "profile: the evaluation protocol with the fast recipe and the anchor, and the protocol alone" "${PROTOCOL[@]}"
 (cd "$WORK" && find . -name '*.txt' -o -name metrics.jsonl | tar -czf "$OUT/logs.tar.gz" -T -)
 step "done"

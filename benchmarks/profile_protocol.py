@@ -11,9 +11,7 @@ folded + channels_last + compiled).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,21 +22,14 @@ from pspnet.bench.workloads import protocol_work
 from pspnet.engine.recipe import REFERENCE, Recipe, fast_recipe, inference_forward
 
 sys.path.insert(0, str(Path(__file__).parent))
-from profile_training import profiled, report  # noqa: E402
+from profile_training import parser, profiled, report  # noqa: E402
 
 RECIPES = {"reference": REFERENCE, "anchor": Recipe(precision="bf16", channels_last=True)}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=[*RECIPES, "fast"], default="fast")
-    p.add_argument("--backbone", default="resnet50")
-    p.add_argument("--size", type=int, default=473)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--classes", type=int, default=150)
-    p.add_argument("--device", default="cuda")
+    p = parser(__doc__, [*RECIPES, "fast"], top=20)
     p.add_argument("--calls", type=int, default=3)
-    p.add_argument("--top", type=int, default=20)
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -55,13 +46,7 @@ def main() -> None:
 
     for label, net in ((f"{args.recipe} ({recipe.describe()})", forward), ("the protocol alone", replay)):
         work = protocol_work(net, images, settings, model.info.mean, model.info.std, device)
-        start = time.perf_counter()
-        for _ in range(2):
-            work()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        print(f"{label}: warm-up {time.perf_counter() - start:.1f} s")
-        wall, timed = profiled(work, device, args.calls)
+        wall, timed = profiled(work, device, args.calls, label)
         report(label, wall, timed, device, len(images), args.top, "call")
         print()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -44,16 +44,22 @@ def kind_of(name: str) -> str:
     return "other (elementwise, reductions)"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=list(RECIPES), default="fast")
+def parser(doc: str | None, recipes: Iterable[str], top: int) -> argparse.ArgumentParser:
+    """The options both profiling scripts take: the recipe, the model, the input and the device."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", choices=list(recipes), default="fast")
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--size", type=int, default=473)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--classes", type=int, default=150)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--top", type=int, default=top)
+    return p
+
+
+def main() -> None:
+    p = parser(__doc__, RECIPES, top=25)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -61,22 +67,22 @@ def main() -> None:
     images = synthetic_images(args.batch, args.size, args.size, seed=2)
     labels = list(synthetic_labels(args.batch, args.size, args.size, args.classes, seed=3).to(torch.uint8))
     work, _ = training_work(model, RECIPES[args.recipe], images, labels, device, seed=0)
-    start = time.perf_counter()
-    for _ in range(2):
-        work()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    print(f"{args.recipe}: warm-up (compilation included) {time.perf_counter() - start:.1f} s")
-    wall, timed = profiled(work, device, args.steps)
+    wall, timed = profiled(work, device, args.steps, args.recipe)
     report(args.recipe, wall, timed, device, args.batch, args.top, "step")
 
 
 Timed = list[tuple[str, float, int]]  # (kernel or operator, ms per call, calls per call)
 
 
-def profiled(work: Callable[[], object], device: torch.device, steps: int) -> tuple[float, Timed]:
+def profiled(work: Callable[[], object], device: torch.device, steps: int, label: str) -> tuple[float, Timed]:
     """Wall seconds per call of `work` and (name, ms per call, calls per call) of every kernel (on a GPU) or
-    operator (on a CPU), profiled over `steps` calls."""
+    operator (on a CPU), profiled over `steps` calls after two warm-up calls (compilation included there)."""
+    start = time.perf_counter()
+    for _ in range(2):
+        work()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    print(f"{label}: warm-up (compilation included) {time.perf_counter() - start:.1f} s")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     start = time.perf_counter()
     with profile(activities=activities) as prof:
