@@ -1,6 +1,8 @@
 """Colour-coded label images (`data.label_colors`, `data.ignore_colors`): read as class indices, or refused in one
 line that names the file and the colours."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -101,3 +103,22 @@ def test_data_check_reports_each_label_with_an_unlisted_colour(tmp_path, capsys)
     assert out[0] == (f"{tmp_path / 'labels/train/bad.png'}: unreadable label: colour [1, 2, 3] (1 pixel) is in "
                       "neither data.label_colors nor data.ignore_colors; expected only the listed colours")
     assert out[-1].endswith("1 problem(s)")
+
+
+def test_score_reads_colour_coded_ground_truth_through_a_config(tmp_path, capsys):
+    indices = [[0, 1, 2, 3], [2, 2, 1, 0]]
+    save_rgb(tmp_path / "gt" / "a.png", painted(indices))
+    pred = np.array(indices, dtype=np.uint8)
+    pred[0, 3] = 1  # an ignored pixel: not scored whatever its prediction
+    pred[1, 3] = 1  # one road pixel taken for a car
+    (tmp_path / "pred").mkdir()
+    Image.fromarray(pred, mode="L").save(tmp_path / "pred" / "a.png")
+    config = tmp_path / "data.yaml"
+    config.write_text("data:\n  dataset: folders\n  class_names: [road, car, sky]\n  label_colors: [[128, 64, 128], "
+                      "[0, 0, 142], [70, 130, 180]]\n  ignore_colors: [[0, 0, 0]]\n")
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--config", str(config),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "road" in out and "1 of 1 ground-truth files scored" in out
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 3]]

@@ -78,11 +78,10 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     info = DatasetInfo.generic(num_classes)
     protocol = None
     if args.config is not None:
-        from pspnet.configfile import from_dict, load_yaml
-        from pspnet.data.config import DataConfig
+        from pspnet.configfile import from_dict
+        from pspnet.data.config import load_data_config
 
-        raw = load_yaml(args.config)
-        cfg = from_dict(DataConfig, raw.get("data", raw) if isinstance(raw, dict) else raw, str(args.config))
+        cfg, raw = load_data_config(args.config)
         if isinstance(raw, dict) and raw.get("val") is not None:
             protocol = from_dict(InferenceSettings, raw["val"], str(args.config), "val.")
         dataset = build_dataset(cfg, args.split)

@@ -10,7 +10,10 @@ from pathlib import Path
 import torch
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
+from pspnet.data.config import load_data_config
+from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import read_label
+from pspnet.data.label_colors import LabelColors
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.metrics import ConfusionMatrix
 from pspnet.errors import PSPNetError
@@ -22,8 +25,10 @@ LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", type=Path, required=True, metavar="DIR", help="predicted label PNGs NAME.png")
     p.add_argument("--gt", type=Path, required=True, metavar="DIR", help="ground-truth label PNGs NAME.png")
-    p.add_argument("--num-classes", type=int, required=True, metavar="N", help="classes 0..N-1")
-    p.add_argument("--ignore-index", type=int, default=IGNORE_INDEX, help="ground-truth value to skip (default 255)")
+    p.add_argument("--num-classes", type=int, metavar="N", help="classes 0..N-1 (or from --config)")
+    p.add_argument("--config", type=Path, metavar="F", help="a data config (a training config's data: section or "
+                   "the settings alone): its classes, ignore index and, for colour-coded ground truth, label colours")
+    p.add_argument("--ignore-index", type=int, help="ground-truth value to skip (default 255, or the config's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
     p.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
 
@@ -34,6 +39,22 @@ def label_files(folder: Path, what: str) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES}
 
 
+def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | None, list[str]]:
+    """(classes, ignore index, label colours, class names): from --config where given, the options win."""
+    if args.config is None:
+        if args.num_classes is None:
+            raise PSPNetError("--num-classes N (or --config F): how many classes the labels hold")
+        ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
+        return args.num_classes, ignore, None, DatasetInfo.generic(args.num_classes).classes
+    cfg, _ = load_data_config(args.config)
+    info = dataset_info(cfg)
+    if args.num_classes is not None and args.num_classes != info.num_classes:
+        raise PSPNetError(f"--num-classes {args.num_classes} but {args.config} has {info.num_classes} classes; "
+                          "give one of them")
+    ignore = cfg.ignore_index if args.ignore_index is None else args.ignore_index
+    return info.num_classes, ignore, cfg.label_color_map(), info.classes
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, "--json", args.overwrite)
@@ -42,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
         raise PSPNetError(f"{args.gt}: holds no label PNGs")
     failures = [f"{gts[s]}: no prediction {args.pred / (s + '.png')}" for s in sorted(gts.keys() - preds.keys())]
     failures += [f"{preds[s]}: no ground truth {s}.png in {args.gt}" for s in sorted(preds.keys() - gts.keys())]
-    cm = ConfusionMatrix(args.num_classes, args.ignore_index)
+    num_classes, ignore, colors, names = ground_truth_settings(args)
+    cm = ConfusionMatrix(num_classes, ignore)
     scored = 0
     for stem in sorted(gts.keys() & preds.keys()):
         try:
-            pred, gt = read_label(preds[stem]), read_label(gts[stem])
+            pred, gt = read_label(preds[stem]), read_label(gts[stem], colors)
             if pred.shape != gt.shape:
                 raise PSPNetError(f"{preds[stem]}: prediction is {pred.shape[1]}×{pred.shape[0]} but its ground "
                                   f"truth {gts[stem]} is {gt.shape[1]}×{gt.shape[0]}; expected the same size")
@@ -58,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     for message in failures:
         print(f"pspnet score: {message}", file=sys.stderr)
     scores = cm.compute()
-    print(format_table(scores, DatasetInfo.generic(args.num_classes).classes))
+    print(format_table(scores, names))
     print(f"{scored} of {len(gts)} ground-truth files scored")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

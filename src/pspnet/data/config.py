@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.data.label_colors import LabelColors, parse_colors
@@ -91,3 +92,12 @@ class DataConfig:
         if self.label_colors is None:
             return None
         return LabelColors(tuple(self.label_colors), tuple(self.ignore_colors), self.ignore_index)
+
+
+def load_data_config(path: Path) -> tuple[DataConfig, dict[str, Any]]:
+    """The data settings of a YAML file (a training config's `data:` section, or the settings at the top level), and
+    the whole file's mapping (for its other sections)."""
+    from pspnet.configfile import from_dict, load_yaml
+
+    raw = load_yaml(path)
+    return from_dict(DataConfig, raw.get("data", raw) if isinstance(raw, dict) else raw, str(path)), raw
