@@ -47,6 +47,16 @@ def test_an_index_label_is_read_as_indices_even_with_label_colors(tmp_path):
     assert read_label(path, COLORS).tolist() == [[0, 2], [1, 255]]
 
 
+def test_a_palette_label_is_read_by_its_colours_when_label_colors_are_given(tmp_path):
+    """A palette PNG whose palette order is not the class order: the colours say the classes."""
+    path = tmp_path / "p.png"
+    image = Image.fromarray(np.array([[0, 1], [2, 3]], dtype=np.uint8), mode="P")
+    image.putpalette([*SKY, *ROAD, *VOID, *CAR] + [0] * 3 * 252)
+    image.save(path)
+    assert read_label(path, COLORS).tolist() == [[2, 0], [255, 1]]
+    assert read_label(path).tolist() == [[0, 1], [2, 3]]  # without colours: the indices, as VOC's labels
+
+
 def test_an_unlisted_colour_names_the_file_the_colour_and_its_pixels(tmp_path):
     rgb = painted([[0, 1, 2, 3]])
     rgb[0, :3] = (9, 9, 9)  # three pixels in a colour nobody listed

@@ -76,11 +76,12 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
 
 
 def read_label(path: str | Path, colors: LabelColors | None = None) -> np.ndarray:
-    """A label map as uint8 H×W (palette PNGs give their indices; RGB/RGBA labels are mapped to indices by `colors`,
-    alpha dropped); an unreadable file raises PSPNetError."""
+    """A label map as uint8 H×W; an unreadable file raises PSPNetError. Greyscale PNGs hold the indices; RGB/RGBA
+    labels are mapped to indices by `colors` (alpha dropped); palette PNGs give their indices (VOC), or with
+    `colors` their colours' classes, since `colors` says how the labels are drawn."""
     try:
         with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA"):
+            if im.mode in ("RGB", "RGBA") or (im.mode == "P" and colors is not None):
                 rgb = np.asarray(im.convert("RGB"))
             elif im.mode in ("L", "P", "I", "I;16"):
                 rgb, arr = None, np.asarray(im)
