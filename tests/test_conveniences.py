@@ -79,6 +79,16 @@ def test_one_call_predict_takes_a_path_a_pil_image_or_an_array(run_dir) -> None:
     assert pspnet.predict(model, path, device=torch.device("cpu")).shape == (32, 40)  # the dataset's own protocol
 
 
+def test_probabilities_are_what_predict_takes_the_argmax_of(run_dir) -> None:
+    model = pspnet.load(run_dir / "run" / "final.safetensors")
+    path = run_dir / "data" / "images" / "val" / "0.png"
+    settings = InferenceSettings(base_size=None, crop_size=(32, 32))
+    probs = pspnet.probabilities(model, path, settings)
+    assert probs.shape == (3, 32, 40) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    assert np.array_equal(probs.argmax(axis=0), pspnet.predict(model, path, settings))
+
+
 def test_a_command_imports_only_its_own_module(run_dir) -> None:
     """`pspnet info` (or `--help`) does not import every command's module (the bench's would add a second)."""
     code = ("import sys; from pspnet.cli.main import main; main(['info', sys.argv[1]]); "

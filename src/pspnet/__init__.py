@@ -4,14 +4,16 @@
     model = pspnet.PSPNet(num_classes=150, backbone="resnet50")
     model = pspnet.load("pspnet50_ade20k.safetensors")   # settings, classes and mean/std come with the file
     labels = pspnet.predict(model, "street.jpg")           # H×W class indices by the dataset's test protocol
+    probs = pspnet.probabilities(model, "street.jpg")      # C×H×W: what predict takes the argmax of
 """
 
 from pspnet.checkpoint import load, save
 from pspnet.classes import DatasetInfo
-from pspnet.engine.predict import predict
+from pspnet.engine.predict import predict, probabilities
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 
 __version__ = "0.1.0"
-__all__ = ["PSPNet", "ModelConfig", "DatasetInfo", "PSPNetError", "load", "save", "predict", "__version__"]
+__all__ = ["PSPNet", "ModelConfig", "DatasetInfo", "PSPNetError", "load", "save", "predict", "probabilities",
+           "__version__"]

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pspnet.classes import Color, DatasetInfo
 from pspnet.data.imageops import to_tensor
-from pspnet.engine.inference import Forward, InferenceSettings, segment
+from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities, segment
 from pspnet.errors import PSPNetError
 from pspnet.files import write_atomically
 
@@ -35,7 +36,6 @@ OVERLAY_ALPHA = 0.5
 OVERLAY_COMPRESS_LEVEL = 1
 PNG_COMPRESS_LEVEL = 6  # Pillow's default
 
-Color = tuple[int, int, int]
 
 
 @dataclass
@@ -59,6 +59,27 @@ def predict(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path
     The test protocol of the model's dataset (`InferenceSettings.for_dataset(model.info.name)`) unless `settings`
     says otherwise; fp32 with BatchNorm folded, on `device` (default: where the model's weights are).
     """
+    forward, images, settings, info, device = _one_image(model, image, settings, device)
+    labels = segment(forward, images, settings, info.mean, info.std, device)[0]
+    return labels.cpu().numpy().astype(np.uint8)
+
+
+def probabilities(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path,
+                  settings: InferenceSettings | None = None, device: torch.device | str | None = None) -> np.ndarray:
+    """The class probabilities (float32 C×H×W, at the image's size) of one image: the protocol's average of the
+    windows' softmax, of which `predict` gives the argmax (for the mmseg presets, the averaged logits instead).
+
+        probs = pspnet.probabilities(model, "street.jpg")
+        confidence = probs.max(axis=0)                    # e.g. to mask out uncertain pixels
+    """
+    forward, images, settings, info, device = _one_image(model, image, settings, device)
+    return infer_probabilities(forward, images, settings, info.mean, info.std, device)[0].cpu().numpy()
+
+
+def _one_image(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path,
+               settings: InferenceSettings | None, device: torch.device | str | None
+               ) -> tuple[Forward, list[torch.Tensor], InferenceSettings, DatasetInfo, torch.device]:
+    """What `predict` and `probabilities` run: the model's fp32 forward, the image as a tensor, the settings."""
     from pspnet.data.imageops import read_image, to_rgb
     from pspnet.engine.recipe import default_recipe, inference_forward
 
@@ -67,8 +88,7 @@ def predict(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path
     device = torch.device(device) if device is not None else next(model.parameters()).device
     settings = settings or InferenceSettings.for_dataset(info.name)
     forward = inference_forward(model, default_recipe(device), device)
-    labels = segment(forward, [to_tensor(rgb)], settings, info.mean, info.std, device)[0]
-    return labels.cpu().numpy().astype(np.uint8)
+    return forward, [to_tensor(rgb)], settings, info, device
 
 
 def is_video(path: Path) -> bool:
