@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pspnet.configfile import from_dict, load_yaml
 from pspnet.data.check import check_dataset
-from pspnet.data.config import DATASET_KINDS, DataConfig
+from pspnet.data.config import DATASET_KINDS, DataConfig, load_data_config
 from pspnet.data.datasets import build_dataset
 from pspnet.data.prepare import PREPARERS, prepare_dataset
 from pspnet.errors import PSPNetError
@@ -60,9 +59,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def data_config(args: argparse.Namespace) -> DataConfig:
     if args.config is not None:
-        data = load_yaml(args.config)
-        section = data.get("data", data) if isinstance(data.get("data"), dict) else data
-        return from_dict(DataConfig, section, str(args.config), "data." if section is not data else "")
+        return load_data_config(args.config)[0]
     if args.dataset is None or args.root is None:
         raise PSPNetError("data check: give --config FILE, or --dataset and --root")
     return DataConfig(dataset=args.dataset, root=args.root, train_list=args.train_list, val_list=args.val_list,

@@ -100,4 +100,6 @@ def load_data_config(path: Path) -> tuple[DataConfig, dict[str, Any]]:
     from pspnet.configfile import from_dict, load_yaml
 
     raw = load_yaml(path)
-    return from_dict(DataConfig, raw.get("data", raw) if isinstance(raw, dict) else raw, str(path)), raw
+    nested = isinstance(raw, dict) and isinstance(raw.get("data"), dict)
+    section = raw["data"] if nested else raw
+    return from_dict(DataConfig, section, str(path), "data." if nested else ""), raw
