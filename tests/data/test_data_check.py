@@ -52,8 +52,8 @@ def test_label_values_out_of_range_are_reported_but_ignore_is_fine(tmp_path):
 def test_file_named_in_the_list_but_missing_is_reported(tmp_path):
     cfg = lists_dataset(tmp_path, [good_pair(tmp_path, "a"), ("img/gone.png", "lab/gone.png")])
     found = problems_of(cfg)
-    assert found == [(str(tmp_path / "img/gone.png"), "image file named in the list is missing"),
-                     (str(tmp_path / "lab/gone.png"), "label file named in the list is missing")]
+    assert found == [(str(tmp_path / "img/gone.png"), "image file is missing (the image of gone.png)"),
+                     (str(tmp_path / "lab/gone.png"), "label file is missing (the label of gone.png)")]
 
 
 def test_empty_split_is_reported(tmp_path):
@@ -80,7 +80,7 @@ def test_folders_dataset_pairs_images_with_labels_by_name(tmp_path):
     save_label(tmp_path / "labels" / "train" / "x.png", np.ones((12, 16)))
     save_image(tmp_path / "images" / "train" / "y.png")  # its label is missing
     cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
-    assert problems_of(cfg) == [(str(tmp_path / "labels/train/y.png"), "label file named in the list is missing")]
+    assert problems_of(cfg) == [(str(tmp_path / "labels/train/y.png"), "label file is missing (the label of y.png)")]
 
 
 @pytest.mark.parametrize("bad", [False, True])
@@ -93,7 +93,7 @@ def test_cli_check_prints_each_problem_and_fails(tmp_path, capsys, bad):
                "--val-list", "val.txt", "--num-classes", "3", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == (1 if bad else 0)
-    assert ("image file named in the list is missing" in out) == bad
+    assert ("image file is missing" in out) == bad
     assert out.strip().endswith("2 problem(s)" if bad else "no problems")
 
 
@@ -106,3 +106,14 @@ def test_every_malformed_list_line_is_reported_and_the_good_pairs_still_checked(
     assert [p for p, _ in found[:2]] == [f"{tmp_path / 'train.txt'}:2", f"{tmp_path / 'train.txt'}:3"]
     assert all("expected 'IMAGE LABEL'" in reason for _, reason in found[:2])
     assert any("missing.png" in path for path, _ in found[2:])
+
+
+def test_labels_without_an_image_are_named_in_a_note_not_a_problem(tmp_path):
+    save_image(tmp_path / "images" / "train" / "a.jpg")
+    for name in ("a", "a_mask", "b_mask"):
+        save_label(tmp_path / "labels" / "train" / f"{name}.png", np.zeros((12, 16)))
+    notes = []
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    assert check_dataset(cfg, ("train",), notes=notes) == []
+    assert notes == [f"{tmp_path / 'labels/train'}: 2 label(s) without an image of the same name, left out "
+                     "(a_mask.png, b_mask.png); an image NAME.* is paired with the label NAME.png"]

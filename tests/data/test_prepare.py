@@ -53,7 +53,7 @@ def test_file_missing_in_the_source_fails_the_check_and_names_it(tmp_path, capsy
     root = tmp_path / "r"
     assert main(["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]) == 1
     out = capsys.readouterr().out
-    assert f"{root / 'labels/val/0001TP_val01.png'}: label file named in the list is missing" in out
+    assert f"{root / 'labels/val/0001TP_val01.png'}: label file is missing (the label of 0001TP_val01.png)" in out
     assert not (root / "pspnet-prepared.json").exists()
 
 

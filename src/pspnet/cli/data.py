@@ -72,7 +72,10 @@ SHOWN_PROBLEMS = 200  # then a count: a broken dataset can have thousands
 def run_check(args: argparse.Namespace) -> int:
     cfg = data_config(args)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    problems = check_dataset(cfg, splits, progress=not args.no_progress)
+    notes: list[str] = []
+    problems = check_dataset(cfg, splits, progress=not args.no_progress, notes=notes)
+    for note in notes:
+        print(f"note: {note}")
     for problem in problems[:SHOWN_PROBLEMS]:
         print(problem)
     if len(problems) > SHOWN_PROBLEMS:

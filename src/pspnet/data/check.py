@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from pspnet.data.config import DataConfig
-from pspnet.data.datasets import build_dataset
+from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.imageops import read_image, read_label
 from pspnet.data.label_colors import LabelColors
-from pspnet.data.lists import Pair
+from pspnet.data.lists import Pair, unpaired_labels
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
 
@@ -39,9 +39,9 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, colors: LabelCol
     """The problems of one pair: missing or unreadable files, sizes that differ, label values out of range."""
     problems = []
     image = label = None
-    for path, kind in ((pair.image, "image"), (pair.label, "label")):
+    for path, kind, other in ((pair.image, "image", pair.label), (pair.label, "label", pair.image)):
         if not path.is_file():
-            problems.append(Problem(str(path), f"{kind} file named in the list is missing"))
+            problems.append(Problem(str(path), f"{kind} file is missing (the {kind} of {other.name})"))
             continue
         try:
             if kind == "image":
@@ -74,11 +74,18 @@ def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255
         return [problem for found in results for problem in found]
 
 
-def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, progress: bool = False
-                  ) -> list[Problem]:
-    """Every problem of the configured splits: missing list files or folders, empty splits, and check_pair's."""
+def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, progress: bool = False,
+                  notes: list[str] | None = None) -> list[Problem]:
+    """Every problem of the configured splits: missing list files or folders, empty splits, and check_pair's.
+    `notes` receives what is not a problem but left out: label files of a folders dataset without an image."""
     problems = []
     for split in splits:
+        if cfg.dataset == "folders" and notes is not None:
+            image_dir, label_dir = folder_pair(cfg, split)
+            if unpaired := unpaired_labels(image_dir, label_dir):
+                shown = ", ".join(p.name for p in unpaired[:3]) + (" ..." if len(unpaired) > 3 else "")
+                notes.append(f"{label_dir}: {len(unpaired)} label(s) without an image of the same name, left out "
+                             f"({shown}); an image NAME.* is paired with the label NAME.png")
         malformed: list[str] = []
         try:
             dataset = build_dataset(cfg, split, malformed)

@@ -70,6 +70,11 @@ def list_path(cfg: DataConfig, split: str) -> Path:
     return cfg.root / (given if given is not None else f"{split}.txt")
 
 
+def folder_pair(cfg: DataConfig, split: str) -> tuple[Path, Path]:
+    """The image and label folders of a split of a folders dataset."""
+    return cfg.root / cfg.image_dir.format(split=split), cfg.root / cfg.label_dir.format(split=split)
+
+
 def build_dataset(cfg: DataConfig, split: str, malformed: list[str] | None = None) -> SegmentationDataset:
     """The `split` ("train", "val" or "test") of the configured dataset. Missing files are not checked here (that is
     check_dataset's job, which reports all of them at once); a missing list file or folder raises PSPNetError, and
@@ -78,8 +83,7 @@ def build_dataset(cfg: DataConfig, split: str, malformed: list[str] | None = Non
         raise PSPNetError(f"split {split!r}; expected one of {', '.join(SPLITS)}")
     info = dataset_info(cfg)
     if cfg.dataset == "folders":
-        image_dir = cfg.root / cfg.image_dir.format(split=split)
-        label_dir = cfg.root / cfg.label_dir.format(split=split)
+        image_dir, label_dir = folder_pair(cfg, split)
         return SegmentationDataset(pair_folders(image_dir, label_dir), info, split, f"{image_dir} + {label_dir}",
                                    cfg.label_color_map())
     path = list_path(cfg, split)

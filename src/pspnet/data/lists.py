@@ -69,3 +69,11 @@ def pair_folders(image_dir: Path, label_dir: Path) -> list[Pair]:
         raise PSPNetError(f"{label_dir}: no such label folder")
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     return [Pair(p, label_dir / f"{p.stem}.png") for p in images]
+
+
+def unpaired_labels(image_dir: Path, label_dir: Path) -> list[Path]:
+    """The label PNGs of `label_dir` with no image of the same name in `image_dir`: what `pair_folders` leaves out."""
+    if not image_dir.is_dir() or not label_dir.is_dir():
+        return []
+    stems = {p.stem for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    return sorted(p for p in label_dir.iterdir() if p.suffix.lower() == ".png" and p.stem not in stems)

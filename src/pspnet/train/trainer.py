@@ -101,7 +101,10 @@ class Trainer:
         self.val_set = build_dataset(cfg.data, "val") if s.val_every >= 0 else None
         if s.check_data and d.is_main:
             splits = ("train", "val") if self.val_set is not None else ("train",)
-            problems = check_dataset(cfg.data, splits, progress=progress)
+            notes: list[str] = []
+            problems = check_dataset(cfg.data, splits, progress=progress, notes=notes)
+            for message in notes:
+                self.note(f"note: {message}")
             if problems:
                 shown = "\n  ".join(str(p) for p in problems[:20])
                 more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
