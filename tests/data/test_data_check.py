@@ -5,6 +5,8 @@ from synthetic_data import save_image, save_label
 from pspnet.cli.main import main
 from pspnet.data.check import check_dataset
 from pspnet.data.config import DataConfig
+from pspnet.data.datasets import build_dataset
+from pspnet.errors import PSPNetError
 
 
 def lists_dataset(root, lines_train, lines_val=None):
@@ -117,3 +119,19 @@ def test_labels_without_an_image_are_named_in_a_note_not_a_problem(tmp_path):
     assert check_dataset(cfg, ("train",), notes=notes) == []
     assert notes == [f"{tmp_path / 'labels/train'}: 2 label(s) without an image of the same name, left out "
                      "(a_mask.png, b_mask.png); an image NAME.* is paired with the label NAME.png"]
+
+
+def test_labels_named_with_a_suffix_are_paired_by_label_suffix_and_the_note_says_so(tmp_path):
+    for name in ("a", "b"):
+        save_image(tmp_path / "images" / "train" / f"{name}.jpg")
+        save_label(tmp_path / "labels" / "train" / f"{name}_mask.png", np.ones((12, 16)))
+    notes = []
+    plain = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    assert len(check_dataset(plain, ("train",), notes=notes)) == 2  # a.png and b.png are missing
+    assert notes[0].endswith("; these labels are named NAME_mask.png: set data.label_suffix: _mask.png")
+    suffixed = DataConfig(dataset="folders", root=tmp_path, num_classes=2, label_suffix="_mask.png")
+    notes = []
+    assert check_dataset(suffixed, ("train",), notes=notes) == [] and notes == []
+    assert [p.label.name for p in build_dataset(suffixed, "train").pairs] == ["a_mask.png", "b_mask.png"]
+    with pytest.raises(PSPNetError, match="data.label_suffix = '_mask.jpg'; expected an ending in .png"):
+        DataConfig(dataset="folders", num_classes=2, label_suffix="_mask.jpg")

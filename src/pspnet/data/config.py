@@ -30,6 +30,7 @@ class DataConfig:
     val_list: Path | None = None
     image_dir: str = "images/{split}"  # for dataset: folders
     label_dir: str = "labels/{split}"
+    label_suffix: str = ".png"  # for dataset: folders, the label of NAME.jpg is NAME<label_suffix> (e.g. _mask.png)
     num_classes: int | None = None  # required for lists/folders; known datasets bring their own
     class_names: list[str] | None = None
     label_colors: list[tuple[int, int, int]] | None = None  # colour-coded labels: the colour of each class
@@ -83,6 +84,9 @@ class DataConfig:
         for name in ("rotate_p", "blur", "flip"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise PSPNetError(f"data.{name} = {getattr(self, name)}; expected a probability in [0, 1]")
+        if not self.label_suffix.lower().endswith(".png"):
+            raise PSPNetError(f"data.label_suffix = {self.label_suffix!r}; expected an ending in .png "
+                              "(labels are PNGs), e.g. _mask.png")
         if self.workers < 0:
             raise PSPNetError(f"data.workers = {self.workers}; expected 0 or more")
         self.label_color_map()  # each colour once: checked now, not at the first label

@@ -84,8 +84,8 @@ def build_dataset(cfg: DataConfig, split: str, malformed: list[str] | None = Non
     info = dataset_info(cfg)
     if cfg.dataset == "folders":
         image_dir, label_dir = folder_pair(cfg, split)
-        return SegmentationDataset(pair_folders(image_dir, label_dir), info, split, f"{image_dir} + {label_dir}",
-                                   cfg.label_color_map())
+        pairs = pair_folders(image_dir, label_dir, cfg.label_suffix)
+        return SegmentationDataset(pairs, info, split, f"{image_dir} + {label_dir}", cfg.label_color_map())
     path = list_path(cfg, split)
     if not path.exists() and cfg.dataset in KNOWN and (cfg.root / PREPARED_STAMP).exists():
         raise PSPNetError(f"{path}: no such list file; the {split} split of {cfg.dataset} was not prepared here "

@@ -60,20 +60,28 @@ def write_list(path: Path, pairs: list[Pair], root: Path) -> None:
     os.replace(tmp, path)
 
 
-def pair_folders(image_dir: Path, label_dir: Path) -> list[Pair]:
-    """Images `NAME.<image suffix>` matched with labels `NAME.png`, sorted by name. An image without its label is
-    still listed (the check reports the missing file); labels without an image are ignored."""
+def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -> list[Pair]:
+    """Images `NAME.<image suffix>` matched with labels `NAME<label_suffix>` (e.g. `NAME_mask.png`), sorted by
+    name. An image without its label is still listed (the check reports the missing file); labels without an
+    image are left out (see `unpaired_labels`)."""
     if not image_dir.is_dir():
         raise PSPNetError(f"{image_dir}: no such image folder")
     if not label_dir.is_dir():
         raise PSPNetError(f"{label_dir}: no such label folder")
     images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [Pair(p, label_dir / f"{p.stem}.png") for p in images]
+    return [Pair(p, label_dir / f"{p.stem}{label_suffix}") for p in images]
 
 
-def unpaired_labels(image_dir: Path, label_dir: Path) -> list[Path]:
-    """The label PNGs of `label_dir` with no image of the same name in `image_dir`: what `pair_folders` leaves out."""
+def unpaired_labels(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -> tuple[list[Path], str | None]:
+    """The label files of `label_dir` (named `*<label_suffix>`) with no image of their name in `image_dir`: what
+    `pair_folders` leaves out; and, when they all pair with the images under another suffix such as `_mask.png`,
+    that suffix."""
     if not image_dir.is_dir() or not label_dir.is_dir():
-        return []
+        return [], None
     stems = {p.stem for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    return sorted(p for p in label_dir.iterdir() if p.suffix.lower() == ".png" and p.stem not in stems)
+    labels = [p for p in label_dir.iterdir() if p.name.endswith(label_suffix)]
+    unpaired = sorted(p for p in labels if p.name[: -len(label_suffix)] not in stems)
+    suffixes = {p.name[len(stem):] for p in unpaired for stem in stems if p.name.startswith(stem)
+                and p.name[len(stem):].endswith(".png")}
+    suffix = next(iter(suffixes)) if len(suffixes) == 1 and len(unpaired) == len(labels) else None
+    return unpaired, suffix
