@@ -215,6 +215,15 @@ def test_eval_then_score_give_the_same_numbers(checkpoint, tmp_path) -> None:
     assert set(sc) >= {"mIoU", "mAcc", "allAcc", "IoU", "Acc"}
 
 
+def test_eval_pairs_images_with_labels_named_by_a_suffix(checkpoint, tmp_path, capsys) -> None:
+    for i in range(2):
+        write_image(tmp_path / "img" / f"s{i}.jpg", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}_mask.png", seed=i)
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--label-suffix", "_mask.png", "--workers", "0", *TINY])
+    assert code == 0 and "2 of 2 images scored" in capsys.readouterr().out
+
+
 def test_eval_report_writes_charts_and_index(checkpoint, tmp_path) -> None:
     pytest.importorskip("matplotlib")
     write_image(tmp_path / "img" / "s.png")

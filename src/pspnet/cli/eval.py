@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--split", default="val", help="split of --config to evaluate (default val)")
     src.add_argument("--images", type=Path, help="a folder of images NAME.*, with --labels")
     src.add_argument("--labels", type=Path, help="a folder of label PNGs NAME.png (class indices)")
+    src.add_argument("--label-suffix", default=".png", metavar="S",
+                     help="with --labels: the label of NAME.jpg is NAME<S> (default .png; e.g. _mask.png)")
     src.add_argument("--list", type=Path, help="a list file of 'IMAGE LABEL' lines")
     src.add_argument("--root", type=Path, default=Path("."), help="what --list paths are relative to (default .)")
     src.add_argument("--ignore-index", type=int, help="label value to ignore (default: the config's, else 255)")
@@ -94,7 +96,7 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     else:
         if args.images is None or args.labels is None:
             raise PSPNetError("--images and --labels go together: the image folder and the label folder")
-        dataset = SegmentationDataset(pair_folders(args.images, args.labels), info, "eval",
+        dataset = SegmentationDataset(pair_folders(args.images, args.labels, args.label_suffix), info, "eval",
                                       f"{args.images} + {args.labels}")
     if args.limit is not None:
         dataset.pairs = dataset.pairs[: args.limit]
