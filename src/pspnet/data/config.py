@@ -34,7 +34,7 @@ class DataConfig:
     num_classes: int | None = None  # required for lists/folders; known datasets bring their own
     class_names: list[str] | None = None
     label_colors: list[tuple[int, int, int]] | None = None  # colour-coded labels: the colour of each class
-    ignore_colors: list[tuple[int, int, int]] = field(default_factory=list)  # their colours of unlabelled pixels
+    ignore_colors: list[tuple[int, int, int]] = field(default_factory=list)  # the colours of unlabelled pixels
     ignore_index: int = IGNORE_INDEX
     crop_size: tuple[int, int] = (473, 473)  # (height, width)
     scale_range: tuple[float, float] = (0.5, 2.0)
