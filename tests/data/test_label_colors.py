@@ -2,6 +2,7 @@
 line that names the file and the colours."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -34,6 +35,14 @@ def painted(indices, colors=(ROAD, CAR, SKY, VOID)):
 def test_a_colour_label_becomes_class_indices_and_ignore(tmp_path):
     path = save_rgb(tmp_path / "a.png", painted([[0, 1, 2, 3], [2, 2, 1, 0]]))
     assert read_label(path, COLORS).tolist() == [[0, 1, 2, 255], [2, 2, 1, 0]]
+
+
+def test_the_colour_table_is_not_sent_to_loader_workers(tmp_path):
+    path = save_rgb(tmp_path / "a.png", painted([[0, 1, 2, 3]]))
+    colors = LabelColors((ROAD, CAR, SKY), (VOID,))
+    assert read_label(path, colors).tolist() == [[0, 1, 2, 255]]  # the table is built
+    copy = pickle.loads(pickle.dumps(colors))
+    assert len(pickle.dumps(colors)) < 10_000 and read_label(path, copy).tolist() == [[0, 1, 2, 255]]
 
 
 def test_an_rgba_label_is_read_without_its_alpha(tmp_path):
