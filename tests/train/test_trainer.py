@@ -107,6 +107,17 @@ def test_a_non_finite_loss_stops_with_the_iteration_and_keeps_the_last_checkpoin
     assert not (out / "final.safetensors").exists()
 
 
+def test_without_a_validation_split_the_error_says_how_to_train_without_one(tmp_path, capsys):
+    root = make_folders_dataset(tmp_path / "data", n_train=2, n_val=0)
+    for kind in ("images", "labels"):
+        (root / kind / "val").rmdir()
+    cfg = config_dict(root, tmp_path / "run", val_every=2)
+    assert main(["train", "--config", str(write_config(tmp_path / "c.yaml", cfg)), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet train: error: {root / 'images/val'}: no such image folder (the validation split: add it, or train "
+        "without validation: train.val_every=-1)")
+
+
 def test_an_unknown_config_key_is_named(data_root, tmp_path, capsys):
     cfg = config_dict(data_root, tmp_path / "x")
     cfg["train"]["learning_rate"] = 0.1

@@ -98,7 +98,11 @@ class Trainer:
                               f"{d.world_size} × {s.accumulate}; each step needs equal micro-batches")
         self.micro = s.batch_size // (d.world_size * s.accumulate)
         self.train_set = build_dataset(cfg.data, "train")
-        self.val_set = build_dataset(cfg.data, "val") if s.val_every >= 0 else None
+        try:
+            self.val_set = build_dataset(cfg.data, "val") if s.val_every >= 0 else None
+        except PSPNetError as e:
+            raise PSPNetError(f"{e} (the validation split: add it, or train without validation: "
+                              "train.val_every=-1)") from None
         if s.check_data and d.is_main:
             splits = ("train", "val") if self.val_set is not None else ("train",)
             notes: list[str] = []
