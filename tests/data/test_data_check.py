@@ -5,7 +5,7 @@ from synthetic_data import save_image, save_label
 from pspnet.cli.main import main
 from pspnet.data.check import check_dataset
 from pspnet.data.config import DataConfig
-from pspnet.data.datasets import build_dataset
+from pspnet.data.datasets import build_dataset, held_out
 from pspnet.errors import PSPNetError
 
 
@@ -135,3 +135,30 @@ def test_labels_named_with_a_suffix_are_paired_by_label_suffix_and_the_note_says
     assert [p.label.name for p in build_dataset(suffixed, "train").pairs] == ["a_mask.png", "b_mask.png"]
     with pytest.raises(PSPNetError, match="data.label_suffix = '_mask.jpg'; expected an ending in .png"):
         DataConfig(dataset="folders", num_classes=2, label_suffix="_mask.jpg")
+
+
+def test_val_fraction_holds_out_a_share_of_the_train_split_by_name(tmp_path):
+    names = [f"img{i:02d}" for i in range(20)]
+    for name in names:
+        save_image(tmp_path / "images" / "train" / f"{name}.png", 4, 4)
+        save_label(tmp_path / "labels" / "train" / f"{name}.png", np.zeros((4, 4)))
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2, val_fraction=0.2)
+    train, val = (build_dataset(cfg, split) for split in ("train", "val"))
+    assert len(val) == 4 and len(train) == 16
+    assert sorted(p.name for p in train.pairs + val.pairs) == names  # disjoint, and together the whole split
+    assert check_dataset(cfg, ("train", "val")) == []
+    # The choice depends on the names, not on their order (nor on the seed or the machine).
+    again = held_out(sorted(names, reverse=True), 0.2, "x")
+    assert {sorted(names, reverse=True)[i] for i in again} == {p.name for p in val.pairs}
+
+
+@pytest.mark.parametrize(("fraction", "count", "expected"), [(0.01, 10, 1), (0.99, 10, 9), (0.5, 3, 2)])
+def test_val_fraction_holds_out_at_least_one_pair_and_leaves_one(fraction, count, expected):
+    assert len(held_out([str(i) for i in range(count)], fraction, "x")) == expected
+
+
+def test_bad_val_fractions_are_one_line_errors():
+    with pytest.raises(PSPNetError, match=r"data.val_fraction = 1.0; expected 0 \(use the val split\) or a share"):
+        DataConfig(dataset="folders", num_classes=2, val_fraction=1.0)
+    with pytest.raises(PSPNetError, match="x has 1 pair"):
+        held_out(["a"], 0.5, "x")

@@ -30,6 +30,7 @@ class DataConfig:
     val_list: Path | None = None
     image_dir: str = "images/{split}"  # for dataset: folders
     label_dir: str = "labels/{split}"
+    val_fraction: float = 0.0  # > 0: validate on this share of the train split (held out of training) instead of val
     label_suffix: str = ".png"  # for dataset: folders, the label of NAME.jpg is NAME<label_suffix> (e.g. _mask.png)
     num_classes: int | None = None  # required for lists/folders; known datasets bring their own
     class_names: list[str] | None = None
@@ -87,6 +88,9 @@ class DataConfig:
         if not self.label_suffix.lower().endswith(".png"):
             raise PSPNetError(f"data.label_suffix = {self.label_suffix!r}; expected an ending in .png "
                               "(labels are PNGs), e.g. _mask.png")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise PSPNetError(f"data.val_fraction = {self.val_fraction}; expected 0 (use the val split) or a share "
+                              "below 1, e.g. 0.1")
         if self.workers < 0:
             raise PSPNetError(f"data.workers = {self.workers}; expected 0 or more")
         self.label_color_map()  # each colour once: checked now, not at the first label

@@ -5,6 +5,7 @@ Augmentation happens later, batched on the training device (pspnet.data.augment)
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,33 @@ def folder_pair(cfg: DataConfig, split: str) -> tuple[Path, Path]:
 def build_dataset(cfg: DataConfig, split: str, malformed: list[str] | None = None) -> SegmentationDataset:
     """The `split` ("train", "val" or "test") of the configured dataset. Missing files are not checked here (that is
     check_dataset's job, which reports all of them at once); a missing list file or folder raises PSPNetError, and
-    so does a malformed list line unless `malformed` collects them."""
+    so does a malformed list line unless `malformed` collects them. With `data.val_fraction`, "val" is that share
+    of the train split's pairs (see `held_out`) and "train" the rest."""
     if split not in SPLITS:
         raise PSPNetError(f"split {split!r}; expected one of {', '.join(SPLITS)}")
+    if cfg.val_fraction > 0 and split in ("train", "val"):
+        dataset = _read_split(cfg, "train", [] if split == "val" else malformed)  # its lines reported once, by train
+        val = held_out([p.name for p in dataset.pairs], cfg.val_fraction, dataset.source)
+        dataset.pairs = [p for i, p in enumerate(dataset.pairs) if (i in val) == (split == "val")]
+        dataset.split = split
+        dataset.source = f"{dataset.source}, {'the' if split == 'val' else 'all but the'} {len(val)} held out by " \
+                         f"data.val_fraction {cfg.val_fraction:g}"
+        return dataset
+    return _read_split(cfg, split, malformed)
+
+
+def held_out(names: list[str], fraction: float, source: str) -> set[int]:
+    """The positions of round(fraction · n) names (at least 1, at most n − 1) held out for validation: those whose
+    SHA-256 comes first, so the choice depends on the names only (not on their order, the seed or the machine)."""
+    if len(names) < 2:
+        raise PSPNetError(f"data.val_fraction: {source} has {len(names)} pair(s); expected at least 2 to hold some "
+                          "out for validation")
+    count = min(max(round(fraction * len(names)), 1), len(names) - 1)
+    order = sorted(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).hexdigest())
+    return set(order[:count])
+
+
+def _read_split(cfg: DataConfig, split: str, malformed: list[str] | None) -> SegmentationDataset:
     info = dataset_info(cfg)
     if cfg.dataset == "folders":
         image_dir, label_dir = folder_pair(cfg, split)

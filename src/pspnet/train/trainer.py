@@ -137,6 +137,9 @@ class Trainer:
         if (warning := bf16_warning(d.device, self.recipe.precision)) is not None:
             self.note(f"warning: {warning}")
         self.val_recipe = default_recipe(d.device)  # fp32: the headline metric's recipe, whatever the training's
+        if self.val_set is not None and cfg.data.val_fraction > 0:
+            self.note(f"validation on {len(self.val_set)} of the {len(self.train_set) + len(self.val_set)} train "
+                      f"pairs, held out of training (data.val_fraction {cfg.data.val_fraction:g})")
         self.note(f"{self.max_iter} iterations on {d.device} ({d.world_size} process(es)); training recipe "
                   f"{self.recipe.describe()}{', loss compiled' if self.recipe.compile else ''}; validation "
                   f"{self.val_recipe.describe()}")
