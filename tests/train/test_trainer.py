@@ -114,8 +114,8 @@ def test_without_a_validation_split_the_error_says_how_to_train_without_one(tmp_
     cfg = config_dict(root, tmp_path / "run", val_every=2)
     assert main(["train", "--config", str(write_config(tmp_path / "c.yaml", cfg)), "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"pspnet train: error: {root / 'images/val'}: no such image folder (the validation split: add it, or train "
-        "without validation: train.val_every=-1)")
+        f"pspnet train: error: {root / 'images/val'}: no such image folder (the validation split: add it, hold out "
+        "part of train with data.val_fraction=0.1, or train without validation: train.val_every=-1)")
 
 
 def test_an_unknown_config_key_is_named(data_root, tmp_path, capsys):

@@ -101,8 +101,8 @@ class Trainer:
         try:
             self.val_set = build_dataset(cfg.data, "val") if s.val_every >= 0 else None
         except PSPNetError as e:
-            raise PSPNetError(f"{e} (the validation split: add it, or train without validation: "
-                              "train.val_every=-1)") from None
+            raise PSPNetError(f"{e} (the validation split: add it, hold out part of train with data.val_fraction=0.1, "
+                              "or train without validation: train.val_every=-1)") from None
         if s.check_data and d.is_main:
             splits = ("train", "val") if self.val_set is not None else ("train",)
             notes: list[str] = []
