@@ -118,6 +118,16 @@ def test_without_a_validation_split_the_error_says_how_to_train_without_one(tmp_
         "part of train with data.val_fraction=0.1, or train without validation: train.val_every=-1)")
 
 
+def test_val_fraction_validates_on_train_pairs_held_out_of_training(data_root, tmp_path, capsys):
+    cfg = config_dict(data_root, tmp_path / "run", val_every=4)
+    cfg["data"]["val_fraction"] = 0.25
+    run(cfg, tmp_path)
+    assert "validation on 2 of the 8 train pairs, held out of training (data.val_fraction 0.25)" in \
+        capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["images"] for r in records if r["kind"] == "val"] == [2]
+
+
 def test_an_unknown_config_key_is_named(data_root, tmp_path, capsys):
     cfg = config_dict(data_root, tmp_path / "x")
     cfg["train"]["learning_rate"] = 0.1
