@@ -66,6 +66,14 @@ def test_a_palette_label_is_read_by_its_colours_when_label_colors_are_given(tmp_
     assert read_label(path).tolist() == [[0, 1], [2, 3]]  # without colours: the indices, as VOC's labels
 
 
+@pytest.mark.parametrize("colors", [None, COLORS])
+def test_a_jpeg_label_is_refused_whatever_its_content(tmp_path, colors):
+    path = tmp_path / "a.jpg"
+    Image.fromarray(painted([[0, 1], [2, 3]])).save(path)
+    with pytest.raises(PSPNetError, match=r"a\.jpg: a JPEG label; JPEG's lossy compression changes class values"):
+        read_label(path, colors)
+
+
 def test_an_unlisted_colour_names_the_file_the_colour_and_its_pixels(tmp_path):
     rgb = painted([[0, 1, 2, 3]])
     rgb[0, :3] = (9, 9, 9)  # three pixels in a colour nobody listed

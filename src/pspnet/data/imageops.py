@@ -81,6 +81,9 @@ def read_label(path: str | Path, colors: LabelColors | None = None) -> np.ndarra
     `colors` their colours' classes, since `colors` says how the labels are drawn."""
     try:
         with Image.open(path) as im:
+            if im.format == "JPEG":
+                raise PSPNetError(f"{path}: a JPEG label; JPEG's lossy compression changes class values (and colours) "
+                                  "along every boundary, so labels must be lossless: save them as PNG")
             if im.mode in ("RGB", "RGBA") or (im.mode == "P" and colors is not None):
                 rgb = np.asarray(im.convert("RGB"))
             elif im.mode in ("L", "P", "I", "I;16"):
