@@ -81,7 +81,9 @@ def unpaired_labels(image_dir: Path, label_dir: Path, label_suffix: str = ".png"
     stems = {p.stem for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     labels = [p for p in label_dir.iterdir() if p.name.endswith(label_suffix)]
     unpaired = sorted(p for p in labels if p.name[: -len(label_suffix)] not in stems)
-    suffixes = {p.name[len(stem):] for p in unpaired for stem in stems if p.name.startswith(stem)
-                and p.name[len(stem):].endswith(".png")}
+    # Another suffix pairs a label with an image when a prefix of its name is an image's name: each label's prefixes
+    # are looked up in the set of image names (not each image's name tried against each label).
+    suffixes = {p.name[k:] for p in unpaired for k in range(1, len(p.name))
+                if p.name[:k] in stems and p.name[k:].endswith(".png")}
     suffix = next(iter(suffixes)) if len(suffixes) == 1 and len(unpaired) == len(labels) else None
     return unpaired, suffix

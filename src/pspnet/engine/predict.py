@@ -37,7 +37,6 @@ OVERLAY_COMPRESS_LEVEL = 1
 PNG_COMPRESS_LEVEL = 6  # Pillow's default
 
 
-
 @dataclass
 class Inputs:
     """What the command-line arguments name: files to process, one message per argument that names nothing, and one

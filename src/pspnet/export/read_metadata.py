@@ -19,7 +19,10 @@ def is_export(path: Path) -> bool:
     """An ONNX file or OpenVINO IR by its name, or a TorchScript archive (a zip holding `extra/format`)."""
     if path.suffix.lower() in EXPORT_SUFFIXES:
         return True
-    return path.is_file() and zipfile.is_zipfile(path) and bool(_torchscript_extras(path))
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as archive:  # the names only: the entries are read by export_metadata
+        return any(name.endswith("/extra/format") for name in archive.namelist())
 
 
 def export_metadata(path: Path) -> dict[str, Any]:
