@@ -55,8 +55,8 @@ class LabelColors:
 
     def table(self) -> np.ndarray:
         """The class index (or ignore_index) of every 24-bit colour, UNLISTED for the others: 32 MB, built at the
-        first label (3 ms) and not pickled into loader workers. A lookup is 8× faster than a binary search over the
-        colours (12 against 103 ms for a 1024×2048 label)."""
+        first label (3 ms) and not pickled into loader workers. A lookup is 6.8× faster than a binary search over the
+        colours (12 against 84 ms for a 1024×2048 label: BENCHMARKS.md, benchmarks/label_colors.py)."""
         if self._table is None:
             table = np.full(1 << 24, UNLISTED, dtype=np.uint16)
             table[[int(_key(np.asarray(c))) for c in self.colors]] = np.arange(len(self.colors))
