@@ -3,12 +3,11 @@
 # on CUDA (reference vs fast vs the bf16 + channels_last eager anchor, side by side; the training levers one at a
 # time; inference with CUDA graphs); then, side by side on the GPU, the CUDA tests, a 1-GPU torchrun training run
 # with validation and a resume, and the CamVid recipe: two fp32 runs (TF32 off, seeds 0-1) and three with the fast
-# training recipe plus train.matmul_upsample (seeds 0-2; FAST_SEEDS="0 1 2" adds the fast recipe without it), judged
-# against the spread of 8 fp32 GPU runs in BENCHMARKS.md. Every step has a deadline,
+# training recipe (`train.fast`, seeds 0-2), judged against the spread of the fp32 GPU runs in BENCHMARKS.md. Every step has a deadline,
 # so a slow step costs its own figures only. Then, on the trained fp32 CamVid model: `pspnet eval` on val in fp32
 # and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
 # the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained",
-# about 7.5 minutes; "levers" (CUDA graphs and max-autotune for training, ~4 minutes) and "profile" (~1.5
+# about 7.5 minutes; "levers" (CUDA graphs for the training step, ~2.5 minutes) and "profile" (~1.5
 # minutes, its account is in BENCHMARKS.md) and "protocol" (~1.5 minutes: torch.profiler's account of the evaluation
 # protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py) are
 # extra). The figures go to $OUT
@@ -30,7 +29,6 @@ DRY=${DRY:-0}
 BENCH_DEADLINE=${BENCH_DEADLINE:-300}  # seconds for the bench; the side-by-side part gets RUNS_DEADLINE
 RUNS_DEADLINE=${RUNS_DEADLINE:-230}
 PARTS=${PARTS:-bench runs trained}
-FAST_SEEDS=${FAST_SEEDS:-}  # the fast recipe without the matmul upsampling (measured: BENCHMARKS.md), e.g. "0 1 2"
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 mkdir -p "$OUT" "$WORK"
 OUT=$(cd "$OUT" && pwd) WORK=$(cd "$WORK" && pwd)
@@ -43,7 +41,7 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu; export PSPNET_TEST_DEVICE=cpu
   BENCH=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1
          --workloads infer1 inferN eval train --anchor --train-ablation 1 3 --ablation --ablation-steps 7)
-  LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 10)
+  LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9)
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
   PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
@@ -51,8 +49,6 @@ if [ "$DRY" = 1 ]; then
   SHORT=(train.iterations=4 train.val_every=2 train.batch_size=2 train.val_images=3 train.checkpoint_every=2)
   LONGER=(train.iterations=6)
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
-  FAST=(train.channels_last=true)  # bf16 and compile are CUDA levers: not rehearsed at CPU speed
-  FAST_MM=(train.channels_last=true train.matmul_upsample=true)
 else
   DEV=cuda
   # Ablation steps 1, 7, 9: the reference, bf16 + BN folded + channels_last eager, the fast recipe with CUDA graphs
@@ -60,8 +56,9 @@ else
   # channels_last eager, the fastest compiled step (the upsampling as matmuls); the other levers were measured once.
   BENCH=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2
          --workloads infer1 inferN eval train --train-ablation 3 7 --ablation --ablation-steps 7 9)
-  # PARTS=levers: step 7 against itself with CUDA graphs (9) and with max-autotune (10), ~4 minutes
-  LEVERS=(--backbones resnet50 --sizes 473 --train-batch 16 --repeats 3 --warmup 2 --train-ablation 7 9 10)
+  # PARTS=levers: step 7 against itself with CUDA graphs (9). Not step 10, max-autotune: on an H100 its autotuning
+  # ran for over 5 minutes without finishing (BENCHMARKS.md); LEVERS_DEADLINE=600 LEVERS_STEPS="7 10" to try it.
+  LEVERS=(--backbones resnet50 --sizes 473 --train-batch 16 --repeats 3 --warmup 2 --train-ablation ${LEVERS_STEPS:-7 9})
   TRAINED_BENCH=(--sizes 473 --batch-size 16 --repeats 5 --warmup 2)
   EVAL_LIMIT=()
   PROFILE=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 25)
@@ -69,9 +66,8 @@ else
   SHORT=(train.iterations=60 train.val_every=30 train.checkpoint_every=30)
   LONGER=(train.iterations=90)
   RECIPE=()
-  FAST=(train.precision=bf16 train.channels_last=true train.compile=true)
-  FAST_MM=("${FAST[@]}" train.matmul_upsample=true)  # the upsampling as matmuls: its accuracy check
 fi
+FAST=(train.precision=auto train.fast=true)  # on GPUs bf16, channels_last, compiled, upsampling as matmuls
 COMMON=(--config configs/camvid.yaml --no-progress data.root="$DATA" train.tensorboard=false train.device=$DEV data.workers=3
         train.precision=fp32)  # the fast runs override it
 
@@ -115,15 +111,14 @@ export -f tests ddp camvid pspnet
 export PY OUT WORK
 run_part() { timeout -k 10 "$RUNS_DEADLINE" bash -c "$1" > "$WORK/part_$2.txt" 2>&1; echo "($2: exit $?)" >> "$WORK/part_$2.txt"; }
 # Bash arrays do not cross `export`: hand the parts their arguments through declare -p.
-ARGS="$(declare -p COMMON SHORT LONGER RECIPE FAST FAST_MM)"
+ARGS="$(declare -p COMMON SHORT LONGER RECIPE FAST)"
 if has runs; then
-step "side by side: CUDA tests, torchrun with a resume, CamVid fp32 (seeds 0-1), fast + matmul upsampling (seeds 0-2)"
+step "side by side: CUDA tests, torchrun with a resume, CamVid fp32 (seeds 0-1) and fast (seeds 0-2)"
 run_part "$ARGS; tests" tests &
 run_part "$ARGS; ddp" ddp &
 run_part "$ARGS; camvid fp32_s0 0" fp32_s0 &
 run_part "$ARGS; camvid fp32_s1 1" fp32_s1 &
-for seed in $FAST_SEEDS; do run_part "$ARGS; camvid fast_s$seed $seed \"\${FAST[@]}\"" fast_s$seed & done
-for seed in 0 1 2; do run_part "$ARGS; camvid fastmm_s$seed $seed \"\${FAST_MM[@]}\"" fastmm_s$seed & done
+for seed in 0 1 2; do run_part "$ARGS; camvid fast_s$seed $seed \"\${FAST[@]}\"" fast_s$seed & done
 wait
 cat "$WORK"/part_*.txt | tee -a "$SUMMARY"
 fi
@@ -159,7 +154,7 @@ grep -E "mIoU|agreement|×" "$OUT/trained.txt" | tee -a "$SUMMARY"
 fi
 
 if has levers; then
-step "training levers on the fastest step: CUDA graphs, max-autotune"
+step "training levers on the fastest step: CUDA graphs"
 timeout -k 10 "${LEVERS_DEADLINE:-300}" "$PY" -m pspnet.cli.main bench --device $DEV "${LEVERS[@]}" --workloads \
   --no-anchor > "$OUT/levers.txt" 2>&1
 echo "levers: exit $?" | tee -a "$SUMMARY"

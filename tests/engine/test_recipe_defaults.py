@@ -92,3 +92,61 @@ def test_eval_records_the_recipe_it_ran_with(tmp_path, capsys) -> None:
     assert "(fp32, BN folded)" in capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert doc["recipe"]["precision"] == "fp32" and doc["recipe"]["description"] == "fp32, BN folded"
+
+
+def test_the_fast_training_recipe_on_cuda_upsamples_by_matmuls_and_inference_does_not() -> None:
+    train_fast = fast_recipe("cuda", training=True)
+    assert (train_fast.precision, train_fast.channels_last, train_fast.compile, train_fast.matmul_upsample) == (
+        "bf16", True, True, True)
+    assert not fast_recipe("cuda").matmul_upsample and fast_recipe("cpu", training=True) == default_recipe("cpu", True)
+
+
+def test_train_fast_is_one_switch_that_refuses_the_switches_it_sets(tmp_path, capsys) -> None:
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+    from synthetic import config_dict, make_folders_dataset
+
+    from pspnet.cli.main import main
+    from pspnet.errors import PSPNetError
+    from pspnet.train.config import load_train_config
+
+    path = tmp_path / "cfg.yaml"
+    cfg = config_dict(make_folders_dataset(tmp_path / "data"), tmp_path / "run")
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(path), "--fast"]) == 2  # the file sets train.precision: fp32
+    assert f"{path}:" in (err := capsys.readouterr().err) and "train.fast or train.precision, not both" in err
+    del cfg["train"]["precision"]
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(path), "--fast", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["fast"] is True
+    with pytest.raises(PSPNetError, match=r"set either train.fast or train.compile, train.matmul_upsample, not both"):
+        load_train_config(path, ["train.fast=true", "train.compile=true", "train.matmul_upsample=true"])
+
+
+def test_train_fast_on_a_cpu_is_what_auto_picks_and_says_so(monkeypatch, tmp_path, capsys) -> None:
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+    from synthetic import config_dict, make_folders_dataset
+
+    from pspnet.distributed import single_process
+    from pspnet.train.config import load_train_config
+    from pspnet.train.trainer import Trainer
+
+    path = tmp_path / "cfg.yaml"
+    cfg = config_dict(make_folders_dataset(tmp_path / "data"), tmp_path / "run")
+    del cfg["train"]["precision"]
+    path.write_text(yaml.safe_dump(cfg))
+    for features, precision in (({"avx2", "avx512_bf16"}, "bf16"), ({"avx2"}, "fp32")):
+        monkeypatch.setattr(recipe_module, "cpu_features", lambda f=features: f)
+        trainer = Trainer(load_train_config(path, ["train.fast=true"]), single_process(torch.device("cpu")),
+                          progress=False)
+        assert trainer.recipe == recipe_module.Recipe(precision=precision)
+        assert f"train.fast auto → {precision}" in capsys.readouterr().out

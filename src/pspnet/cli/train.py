@@ -12,6 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML file with model, data, train and val sections")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="override any setting, e.g. train.lr=0.02 data.root=/data/camvid train.precision=bf16")
+    p.add_argument("--fast", action="store_true",
+                   help="train.fast=true: the fastest training recipe measured for the device (on GPUs bf16, "
+                        "channels_last, compiled, upsampling as matmuls: BENCHMARKS.md)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                    help="continue the run: from the latest checkpoint in train.out_dir, or from CHECKPOINT")
     p.add_argument("--overwrite", action="store_true",
@@ -22,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_train_config(args.config, args.overrides)
+    cfg = load_train_config(args.config, [*args.overrides, *(["train.fast=true"] if args.fast else [])])
     if args.print_config:
         print(config_yaml(cfg), end="")
         return 0

@@ -40,6 +40,9 @@ class TrainSettings:
     channels_last: bool = False
     compile: bool = False
     matmul_upsample: bool = False  # the full-resolution upsampling as matrix products (pspnet.model.upsample)
+    # the fastest training recipe measured for the device (engine.recipe.fast_recipe): on GPUs bf16 + channels_last +
+    # compile + matmul_upsample; on CPUs what precision "auto" picks. Instead of the four switches above.
+    fast: bool = False
     sync_bn: bool = True  # SyncBatchNorm across GPUs under DDP (PyTorch's SyncBN is CUDA-only)
     imagenet: str | None = None  # backbone init: a local .pth, a URL, or "torchvision"
     init: str | None = None  # start from these weights (any file pspnet.load reads); model settings must match
@@ -64,6 +67,11 @@ class TrainSettings:
             raise PSPNetError("train.epochs and train.iterations must not be negative")
         if self.lr <= 0:
             raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
+        if self.fast and (chosen := [name for name, on in (
+                ("precision", self.precision != "auto"), ("channels_last", self.channels_last),
+                ("compile", self.compile), ("matmul_upsample", self.matmul_upsample)) if on]):
+            raise PSPNetError(f"train.fast picks the precision, channels_last, compile and matmul_upsample for the "
+                              f"device; set either train.fast or train.{', train.'.join(chosen)}, not both")
 
     def recipe(self, precision: str | None = None) -> Recipe:
         """How the training steps execute: the same `Recipe` that `pspnet bench` times. `precision`: the resolved

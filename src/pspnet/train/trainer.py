@@ -33,7 +33,13 @@ from pspnet.distributed import (
     teardown,
 )
 from pspnet.engine.evaluate import evaluate
-from pspnet.engine.recipe import default_recipe, inference_forward, training_model, training_precision
+from pspnet.engine.recipe import (
+    default_recipe,
+    fast_recipe,
+    inference_forward,
+    training_model,
+    training_precision,
+)
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
@@ -128,12 +134,16 @@ class Trainer:
         self.max_iter = s.iterations or s.epochs * steps_per_epoch
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
-        precision, why = training_precision(s.precision, d.device)
-        if s.precision == "auto" and set(gather_lists([precision], d)) != {precision}:
-            precision, why = "fp32", "auto → fp32: not every process's CPU has bf16 units"
-        self.recipe = s.recipe(precision)
-        if s.precision == "auto":
-            self.note(f"train.precision {why}")
+        if s.fast and d.device.type == "cuda":
+            self.recipe = fast_recipe(d.device, training=True)
+            self.note(f"train.fast on cuda → {self.recipe.describe()} (the fastest training recipe measured there)")
+        else:
+            precision, why = training_precision("auto" if s.fast else s.precision, d.device)
+            if (s.fast or s.precision == "auto") and set(gather_lists([precision], d)) != {precision}:
+                precision, why = "fp32", "auto → fp32: not every process's CPU has bf16 units"
+            self.recipe = s.recipe(precision)
+            if s.fast or s.precision == "auto":
+                self.note(f"train.{'fast' if s.fast else 'precision'} {why}")
         if (warning := bf16_warning(d.device, self.recipe.precision)) is not None:
             self.note(f"warning: {warning}")
         self.val_recipe = default_recipe(d.device)  # fp32: the headline metric's recipe, whatever the training's
