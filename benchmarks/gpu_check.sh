@@ -8,11 +8,11 @@
 # and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
 # the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained",
 # about 7.5 minutes; "levers" (CUDA graphs for the training step, ~2.5 minutes) and "profile" (~1.5
-# minutes, its account is in BENCHMARKS.md) and "protocol" (~1.5 minutes: torch.profiler's account of the evaluation
-# protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py) are
-# extra). The figures go to $OUT
+# minutes, its account is in BENCHMARKS.md) and "protocol" (~2 minutes: torch.profiler's account of the evaluation
+# protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py; then
+# benchmarks/fused_softmax.py, the softmax in the compiled graph against after it) are extra). The figures go to $OUT
 # (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt,
-# protocol.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
+# protocol.txt, fused_softmax.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
 # to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
 #
 # On the CPU machine first:  python benchmarks/camvid_jpeg.py data/camvid gpu_data/camvid   (27 MiB; carry gpu_data)
@@ -46,6 +46,7 @@ if [ "$DRY" = 1 ]; then
   EVAL_LIMIT=(--limit 3)
   PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
   PROTOCOL=(--backbone resnet18 --size 65 --batch 4 --classes 5 --device cpu --top 5)
+  FUSED=(--backbone resnet18 --size 65 --batch 4 --classes 5 --device cpu --recipe fp32 --repeats 1)
   SHORT=(train.iterations=4 train.val_every=2 train.batch_size=2 train.val_images=3 train.checkpoint_every=2)
   LONGER=(train.iterations=6)
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
@@ -63,6 +64,7 @@ else
   EVAL_LIMIT=()
   PROFILE=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 25)
   PROTOCOL=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 15)
+  FUSED=(--backbone resnet50 --size 473 --batch 16 --device cuda --recipe fast --repeats 10)
   SHORT=(train.iterations=60 train.val_every=30 train.checkpoint_every=30)
   LONGER=(train.iterations=90)
   RECIPE=()
@@ -170,7 +172,12 @@ profile_part() {  # name script title args...: the script for the fast recipe an
 }
 has profile && profile_part profile profile_training.py "profile: the fast and the anchor training steps" \
   "${PROFILE[@]}"
-has protocol && profile_part protocol profile_protocol.py \
+if has protocol; then
+profile_part protocol profile_protocol.py \
   "profile: the evaluation protocol with the fast recipe and the anchor, and the protocol alone" "${PROTOCOL[@]}"
+step "the protocol's softmax fused into the compiled graph against after it (benchmarks/fused_softmax.py)"
+timeout -k 10 150 "$PY" benchmarks/fused_softmax.py "${FUSED[@]}" 2>&1 | grep -v USDT > "$OUT/fused_softmax.txt"
+tail -4 "$OUT/fused_softmax.txt" | tee -a "$SUMMARY"
+fi
 (cd "$WORK" && find . -name '*.txt' -o -name metrics.jsonl | tar -czf "$OUT/logs.tar.gz" -T -)
 step "done"

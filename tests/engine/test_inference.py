@@ -207,3 +207,43 @@ def test_the_mmseg_preset_holds_mmsegs_settings_per_dataset() -> None:
     assert keep_ratio_size(512, 683, 2048, 512) == (512, 683) and keep_ratio_size(300, 2000, 2048, 512) == (307, 2048)
     with pytest.raises(PSPNetError, match="camvid"):
         InferenceSettings.for_dataset("camvid", "mmseg")
+
+
+def test_a_forward_that_fuses_the_softmax_gives_the_probabilities_the_protocol_averages(model) -> None:
+    """A compiled recipe computes the softmax in the network's graph; the protocol then averages what that returns,
+    and uses its own softmax for logits averaging (mmsegmentation's way) or when the forward does not fuse it."""
+
+    class Fused:
+        def __init__(self, fused: bool) -> None:
+            self.fused_softmax, self.calls = fused, []
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls.append("logits")
+            return model(x)
+
+        def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls.append("probabilities")
+            return torch.softmax(model(x), dim=1)
+
+    images = [torch.randint(0, 256, (3, 40, 52), dtype=torch.uint8)]
+    settings = InferenceSettings(base_size=None, crop_size=(33, 33), batch_size=4)
+    expected = infer_probabilities(model, images, settings, MEAN, STD)[0]
+    fused, unfused = Fused(True), Fused(False)
+    torch.testing.assert_close(infer_probabilities(fused, images, settings, MEAN, STD)[0], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(infer_probabilities(unfused, images, settings, MEAN, STD)[0], expected, atol=1e-6,
+                               rtol=0)
+    assert set(fused.calls) == {"probabilities"} and set(unfused.calls) == {"logits"}
+    fused.calls.clear()
+    infer_probabilities(fused, images, replace(settings, average="logits"), MEAN, STD)
+    assert set(fused.calls) == {"logits"}
+
+
+def test_a_compiled_recipe_fuses_the_softmax_into_the_graph_and_keeps_the_protocols_answer(model) -> None:
+    from pspnet.engine.recipe import Recipe, inference_forward
+
+    compiled = inference_forward(model, Recipe(fold_bn=True, compile=True), "cpu")
+    assert compiled.fused_softmax and not inference_forward(model, Recipe(fold_bn=True), "cpu").fused_softmax
+    images = [torch.randint(0, 256, (3, 40, 52), dtype=torch.uint8)]
+    settings = InferenceSettings(base_size=None, crop_size=(33, 33), batch_size=4)
+    torch.testing.assert_close(infer_probabilities(compiled, images, settings, MEAN, STD)[0],
+                               infer_probabilities(model, images, settings, MEAN, STD)[0], atol=1e-5, rtol=0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -28,6 +28,18 @@ from pspnet.data.imageops import normalize, pad_center, resize_bilinear
 from pspnet.errors import PSPNetError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class SoftmaxForward(Protocol):
+    """A `Forward` that can also return the class probabilities itself (`pspnet.engine.recipe.CompiledForward`
+    when compiled: the softmax fused into the network's graph); the protocol then takes them from it."""
+
+    fused_softmax: bool
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor: ...
 
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
 MULTI_SCALE: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -229,16 +241,17 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     totals: list[torch.Tensor | None] = [None] * len(images)
     pending: dict[tuple[int, ...], list[_Input]] = {}
     scratch = torch.empty(0, dtype=torch.float32, device=device)  # the softmax's output, grown to the largest batch
+    fused = settings.average == "probs" and isinstance(forward, SoftmaxForward) and forward.fused_softmax
 
     def run(inputs: list[_Input]) -> None:
         batch = torch.stack([i.tensor for i in inputs])
         with torch.inference_mode():
-            logits = forward(batch)
+            logits = forward.probabilities(batch) if fused else forward(batch)  # type: ignore[attr-defined]
         logits = torch.as_tensor(logits).to(device)
         if logits.dim() != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
             raise PSPNetError(f"the network returned logits of shape {tuple(logits.shape)} for an input of shape "
                               f"{tuple(batch.shape)}; expected N×C×{batch.shape[2]}×{batch.shape[3]}")
-        if settings.average == "logits":
+        if settings.average == "logits" or fused:
             probs = logits.float()
         else:
             nonlocal scratch
