@@ -42,6 +42,19 @@ def test_the_fast_recipe_on_cuda_keeps_the_answer(model) -> None:
     assert relative_error(fast, reference) < 5e-2
 
 
+def test_the_fast_recipes_protocol_with_its_softmax_in_the_graph_keeps_the_answer(model) -> None:
+    images = synthetic_images(2, 97, 129, seed=3)
+    settings = InferenceSettings(base_size=129, crop_size=(65, 65), batch_size=4)
+    fast = inference_forward(model, fast_recipe(DEVICE), DEVICE)
+    assert fast.fused_softmax == (DEVICE == "cuda")  # the CPU rehearsal's fast recipe is not compiled
+    got = infer_probabilities(fast, images, settings, model.info.mean, model.info.std, DEVICE)
+    want = infer_probabilities(inference_forward(model, default_recipe(DEVICE), DEVICE), images, settings,
+                               model.info.mean, model.info.std, DEVICE)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g.sum(0), torch.ones_like(g[0]), atol=1e-4, rtol=0)
+        assert (g.argmax(0) == w.argmax(0)).float().mean() >= 0.995 and relative_error(g, w) < 5e-2
+
+
 def test_the_protocol_runs_on_cuda_with_cuda_graphs(model) -> None:
     forward = inference_forward(model, Recipe(fold_bn=True, compile=True, compile_mode="reduce-overhead"), DEVICE)
     images = synthetic_images(2, 97, 129, seed=0)
