@@ -89,10 +89,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def two_process_run(data_root, tmp_path_factory) -> tuple[Path, Path]:
-    """A 2-process training run with validation (the run's folder and its config)."""
+    """A 2-process training run with validation (the run's folder and its config), with `--fast`: on CPUs the
+    precision auto picks, agreed by both processes (the two-node run below, without it, must equal this one)."""
     tmp = tmp_path_factory.mktemp("ddp")
     cfg = ddp_config(data_root, tmp / "run", tmp / "run.yaml")
-    finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress"))])
+    finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress", "--fast"))])
     return tmp / "run", cfg
 
 

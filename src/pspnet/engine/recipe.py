@@ -129,10 +129,10 @@ def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[obj
 
 
 class _Output(nn.Module):
-    """The network and what its caller takes from it, compiled as one graph: fp32 logits, or with `softmax` the
-    class probabilities, written in NCHW order by the last fused kernel. Eager, the cast, the layout change and the
-    softmax are each a pass over N×C×H×W values; on an H100 they were most of the protocol's own 18.8 ms for 16
-    windows of 150 classes (BENCHMARKS.md)."""
+    """The network and what its caller takes from it, compiled as one graph: fp32 logits (in the network's memory
+    format), or with `softmax` the class probabilities, written in NCHW order by the last fused kernel. Eager, the
+    cast, the layout change and the softmax are each a pass over N×C×H×W values; on an H100 they were most of the
+    protocol's own 18.8 ms for 16 windows of 150 classes (BENCHMARKS.md)."""
 
     def __init__(self, net: nn.Module, softmax: bool) -> None:
         super().__init__()
@@ -141,7 +141,7 @@ class _Output(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x).float()
-        return (torch.softmax(y, dim=1) if self.softmax else y).contiguous()
+        return torch.softmax(y, dim=1).contiguous() if self.softmax else y
 
 
 class CompiledForward:
