@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of issue 15, sized for one lent H100/H200 (about 8 minutes): first, alone on the GPU, `pspnet bench`
 # on CUDA (reference vs fast vs the bf16 + channels_last eager anchor, side by side; the training levers one at a
-# time; inference with CUDA graphs); then, side by side on the GPU, the CUDA tests, a 1-GPU torchrun training run
+# time; inference with CUDA graphs); then, side by side on the GPU, the CUDA tests, a 1-GPU torchrun `--fast` run
 # with validation and a resume, and the CamVid recipe: two fp32 runs (TF32 off, seeds 0-1) and three with the fast
 # training recipe (`train.fast`, seeds 0-2), judged against the spread of the fp32 GPU runs in BENCHMARKS.md. Every step has a deadline,
 # so a slow step costs its own figures only. Then, on the trained fp32 CamVid model: `pspnet eval` on val in fp32
@@ -88,15 +88,15 @@ fi
 tests() {
   "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py > "$WORK/tests.txt" 2>&1; echo "tests: $(tail -1 "$WORK/tests.txt")"
 }
-ddp() {
+ddp() {  # with the fast recipe: DDP + SyncBatchNorm + compile + bf16 (fp32 under torchrun ran in earlier leases)
   rm -rf "$WORK/ddp"
   "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m pspnet.cli.main train "${COMMON[@]}" \
-    train.out_dir="$WORK/ddp" "${SHORT[@]}" > "$WORK/ddp.txt" 2>&1
+    train.out_dir="$WORK/ddp" "${SHORT[@]}" "${FAST[@]}" > "$WORK/ddp.txt" 2>&1
   local first=$?
   "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m pspnet.cli.main train "${COMMON[@]}" \
-    train.out_dir="$WORK/ddp" "${SHORT[@]}" "${LONGER[@]}" --resume >> "$WORK/ddp.txt" 2>&1
+    train.out_dir="$WORK/ddp" "${SHORT[@]}" "${FAST[@]}" "${LONGER[@]}" --resume >> "$WORK/ddp.txt" 2>&1
   echo "torchrun: first part exit $first, resumed exit $?"
-  grep -E "resum|val mIoU|trained" "$WORK/ddp.txt"
+  grep -E "resum|val mIoU|trained|train.fast" "$WORK/ddp.txt"
 }
 camvid() {  # name seed [overrides...]
   local name=$1 seed=$2; shift 2
