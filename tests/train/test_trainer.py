@@ -193,3 +193,24 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
 def test_the_global_batch_must_divide_over_processes_and_accumulation(data_root, tmp_path):
     with pytest.raises(PSPNetError, match="not divisible"):
         run(config_dict(data_root, tmp_path / "x", batch_size=3, accumulate=2), tmp_path)
+
+
+def test_a_run_starved_by_its_data_loader_says_so_and_logs_the_waiting_share(data_root, tmp_path, monkeypatch,
+                                                                             capsys) -> None:
+    from pspnet.train import trainer as trainer_module
+
+    batches = trainer_module.micro_batches
+
+    def slow(*args, **kwargs):  # a loader that takes 0.3 s per batch: a slow disk
+        for batch in batches(*args, **kwargs):
+            time.sleep(0.3)
+            yield batch
+
+    monkeypatch.setattr(trainer_module, "micro_batches", slow)
+    run(config_dict(data_root, tmp_path / "run", iterations=4), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    waits = [r["data_wait"] for r in records if r["kind"] == "train"]
+    assert len(waits) == 4 and all(0.0 <= w < 1.0 for w in waits) and max(waits[1:]) > 0.2
+    assert waits[0] == 0.0  # the first batch (the loader starting up) is not counted
+    out = capsys.readouterr().out
+    assert "the training steps waited for data" in out and "data.workers 0" in out and "more data.workers" in out

@@ -76,6 +76,31 @@ def micro_batches(loader: Any, per_epoch: int, micro: int, start: int) -> Iterat
         epoch, offset = epoch + 1, 0
 
 
+class TimedStream:
+    """An iterator over `items` that adds up the time its consumer waited for them, after the first (the loader's
+    workers starting): in training, the time the step, and the GPU, since each step ends synchronised, waited for
+    the data loader."""
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self.items = items
+        self.waited = 0.0
+        self.started = False
+
+    def __iter__(self) -> TimedStream:
+        return self
+
+    def __next__(self) -> Any:
+        start = time.perf_counter()
+        item = next(self.items)
+        if self.started:
+            self.waited += time.perf_counter() - start
+        self.started = True
+        return item
+
+
+DATA_WAIT_NOTE = 0.1  # a run that waited longer than this share of its time for data says so at the end
+
+
 def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: bool = True,
           overwrite: bool = False) -> Summary:
     """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`.
@@ -292,11 +317,11 @@ class Trainer:
             (self.out / "config.yaml").write_text(config_yaml(cfg))
         elif d.is_main:
             self.note_changes(start, log)
-        stream = micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate)
+        stream = TimedStream(micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate))
         bar = progress_bar(total=self.max_iter, initial=start, desc="train", unit="it",
                    disable=not (self.progress and d.is_main), dynamic_ncols=True)
         t0 = time.perf_counter()
-        window_start, window_images = time.perf_counter(), 0
+        window_start, window_images, window_waited = time.perf_counter(), 0, 0.0
         last_saved: Path | None = list_checkpoints(self.ckpt_dir)[-1] if start else None
         self.model.train()
         try:
@@ -311,10 +336,11 @@ class Trainer:
                 window_images += s.batch_size
                 bar.update(1)
                 if done % s.log_every == 0 or done == self.max_iter:
-                    rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    rate, waiting = window_images / elapsed, (stream.waited - window_waited) / elapsed
                     bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                    log.scalars(done, {**losses, "lr": lr, "images_per_s": rate})
-                    window_start, window_images = time.perf_counter(), 0
+                    log.scalars(done, {**losses, "lr": lr, "images_per_s": rate, "data_wait": waiting})
+                    window_start, window_images, window_waited = time.perf_counter(), 0, stream.waited
                 if done % s.checkpoint_every == 0 or done == self.max_iter:
                     last_saved = self.save_checkpoint(done, {"best_miou": best})
                 if self.val_set is not None and (
@@ -343,6 +369,10 @@ class Trainer:
         best_path = self.out / "best.safetensors" if best is not None else None
         summary = Summary(self.max_iter, final, best_path, best, seconds)
         if d.is_main:
+            if (share := stream.waited / max(seconds, 1e-9)) > DATA_WAIT_NOTE:
+                self.note(f"the training steps waited for data {100 * share:.0f}% of the run ({stream.waited:.1f} s "
+                          f"of {seconds:.1f} s; data.workers {self.loader.num_workers}): more data.workers, a "
+                          "faster disk or smaller images would train faster")
             miou = f", best val mIoU {best:.4f}" if best is not None else ""
             self.note(f"trained {self.max_iter - start} iterations in {seconds / 60:.1f} min{miou}; "
                       f"model: {final}" + (f", best: {best_path}" if best_path else ""))
