@@ -106,8 +106,15 @@ camvid() {  # name seed [overrides...]
     train.out_dir="$WORK/camvid_$name" train.seed="$seed" "${RECIPE[@]}" "$@" > "$WORK/camvid_$name.txt" 2>&1
   local rc=$?
   echo "camvid $name: exit $rc, $(( $(date +%s) - start )) s; $(grep -E 'trained' "$WORK/camvid_$name.txt")"
-  grep '"val"' "$WORK/camvid_$name/metrics.jsonl" 2>/dev/null | "$PY" -c 'import sys, json
-print("  val mIoU by iteration:", " ".join("%d:%.4f" % (r["iteration"], r["val_mIoU"]) for r in map(json.loads, sys.stdin)))'
+  "$PY" - "$WORK/camvid_$name/metrics.jsonl" <<'PYEOF' 2>/dev/null
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1])]
+print("  val mIoU by iteration:", " ".join("%d:%.4f" % (r["iteration"], r["val_mIoU"]) for r in records if r["kind"] == "val"))
+waits = [r["data_wait"] for r in records if r["kind"] == "train" and "data_wait" in r]
+rates = [r["images_per_s"] for r in records if r["kind"] == "train"]
+if waits:
+    print("  steps waiting for data: %.1f%% on average; img/s median %.1f" % (100 * sum(waits) / len(waits), sorted(rates)[len(rates) // 2]))
+PYEOF
 }
 export -f tests ddp camvid pspnet
 export PY OUT WORK
