@@ -41,6 +41,7 @@ class SoftmaxForward(Protocol):
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor: ...
 
+
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
 MULTI_SCALE: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 PRESETS: dict[str, tuple[float, ...]] = {"ss": SINGLE_SCALE, "ms": MULTI_SCALE, "mmseg": SINGLE_SCALE,
@@ -246,8 +247,8 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     def run(inputs: list[_Input]) -> None:
         batch = torch.stack([i.tensor for i in inputs])
         with torch.inference_mode():
-            logits = forward.probabilities(batch) if fused else forward(batch)  # type: ignore[attr-defined]
-        logits = torch.as_tensor(logits).to(device)
+            scores = forward.probabilities(batch) if fused else forward(batch)  # type: ignore[attr-defined]
+        logits = torch.as_tensor(scores).to(device)  # or, fused, the probabilities
         if logits.dim() != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
             raise PSPNetError(f"the network returned logits of shape {tuple(logits.shape)} for an input of shape "
                               f"{tuple(batch.shape)}; expected N×C×{batch.shape[2]}×{batch.shape[3]}")
