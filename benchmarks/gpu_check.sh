@@ -26,7 +26,7 @@ OUT=${OUT:-runs/gpu_check}
 WORK=${WORK:-${TMPDIR:-/tmp}/pspnet_gpu_check}
 DATA=${DATA:-gpu_data/camvid}
 DRY=${DRY:-0}
-BENCH_DEADLINE=${BENCH_DEADLINE:-300}  # seconds for the bench; the side-by-side part gets RUNS_DEADLINE
+BENCH_DEADLINE=${BENCH_DEADLINE:-360}  # seconds for the bench; the side-by-side part gets RUNS_DEADLINE
 RUNS_DEADLINE=${RUNS_DEADLINE:-230}
 PARTS=${PARTS:-bench runs trained}
 has() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -41,7 +41,7 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu; export PSPNET_TEST_DEVICE=cpu
   BENCH=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1
          --workloads infer1 inferN eval train --anchor --train-ablation 1 3 --ablation --ablation-steps 7)
-  LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9)
+  LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 11)
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
   PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
@@ -52,11 +52,11 @@ if [ "$DRY" = 1 ]; then
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
 else
   DEV=cuda
-  # Ablation steps 1, 7, 9: the reference, bf16 + BN folded + channels_last eager, the fast recipe with CUDA graphs
-  # (the fast recipe itself is the main table's batch-1 row). Training steps 1, 3, 7: the reference, bf16 +
-  # channels_last eager, the fastest compiled step (the upsampling as matmuls); the other levers were measured once.
+  # Ablation steps 1, 8, 9, 10: the reference, the fast recipe, it with CUDA graphs, it with cuDNN autotuning.
+  # Training steps 1, 7, 11: the reference, the fast training recipe (the upsampling as matmuls), it with cuDNN
+  # autotuning (the anchor is the main table's column); the other levers were measured in earlier leases.
   BENCH=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2
-         --workloads infer1 inferN eval train --train-ablation 3 7 --ablation --ablation-steps 7 9)
+         --workloads infer1 inferN eval train --train-ablation 7 11 --ablation --ablation-steps 8 9 10)
   # PARTS=levers: step 7 against itself with CUDA graphs (9). Not step 10, max-autotune: on an H100 its autotuning
   # ran for over 5 minutes without finishing (BENCHMARKS.md); LEVERS_DEADLINE=600 LEVERS_STEPS="7 10" to try it.
   LEVERS=(--backbones resnet50 --sizes 473 --train-batch 16 --repeats 3 --warmup 2 --train-ablation ${LEVERS_STEPS:-7 9})

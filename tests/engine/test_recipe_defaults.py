@@ -150,3 +150,31 @@ def test_train_fast_on_a_cpu_is_what_auto_picks_and_says_so(monkeypatch, tmp_pat
                           progress=False)
         assert trainer.recipe == recipe_module.Recipe(precision=precision)
         assert f"train.fast auto → {precision}" in capsys.readouterr().out
+
+
+def test_cudnn_autotuning_is_on_while_a_recipe_with_it_runs_forward_and_backward_and_restored_after() -> None:
+    from pspnet import PSPNet
+    from pspnet.bench.workloads import synthetic_images, synthetic_labels, training_work
+    from pspnet.engine.recipe import Recipe, inference_forward
+
+    seen: list[tuple[str, bool]] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(("forward", torch.backends.cudnn.benchmark))
+            return x
+
+    before = torch.backends.cudnn.benchmark
+    inference_forward(Probe(), Recipe(cudnn_benchmark=True), "cpu")(torch.zeros(1, 3, 4, 4))
+    inference_forward(Probe(), Recipe(), "cpu")(torch.zeros(1, 3, 4, 4))
+    assert seen == [("forward", True), ("forward", False)] and torch.backends.cudnn.benchmark == before
+    assert Recipe(cudnn_benchmark=True).describe() == "fp32, cuDNN autotuned"
+
+    seen.clear()
+    model = PSPNet(3, backbone="resnet18")
+    model.head.register_forward_hook(lambda *_: seen.append(("forward", torch.backends.cudnn.benchmark)))
+    model.head.register_full_backward_hook(lambda *_: seen.append(("backward", torch.backends.cudnn.benchmark)))
+    images, labels = synthetic_images(2, 33, 33, seed=0), list(synthetic_labels(2, 33, 33, 3, seed=1))
+    work, _ = training_work(model, Recipe(cudnn_benchmark=True), images, labels, torch.device("cpu"), seed=0)
+    work()
+    assert seen == [("forward", True), ("backward", True)] and torch.backends.cudnn.benchmark == before

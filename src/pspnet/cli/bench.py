@@ -38,6 +38,8 @@ CUDA_STEPS: tuple[tuple[str, Recipe], ...] = (
      Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True)),
     ("+ CUDA graphs (reduce-overhead)",
      Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, compile_mode="reduce-overhead")),
+    ("the fast recipe + cuDNN autotuning",
+     Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, cudnn_benchmark=True)),
 )
 _BF16_CL = Recipe(precision="bf16", channels_last=True)
 _FASTEST = replace(_BF16_CL, compile=True, matmul_upsample=True)  # the fastest training step measured on an H100
@@ -55,6 +57,8 @@ TRAIN_ABLATION: tuple[TrainVariant, ...] = (
                  compile_loss=True, fused_sgd=True),
     TrainVariant("+ max-autotune (no CUDA graphs)", replace(_FASTEST, compile_mode="max-autotune-no-cudagraphs"),
                  compile_loss=True, fused_sgd=True),
+    TrainVariant("step 7 + cuDNN autotuning", replace(_FASTEST, cudnn_benchmark=True), compile_loss=True,
+                 fused_sgd=True),
 )
 ANCHOR = _BF16_CL  # on GPUs: the best execution that needs no compiler (issue 15's yardstick)
 

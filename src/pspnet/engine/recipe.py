@@ -46,6 +46,9 @@ class Recipe:
     matmul_upsample: the final upsampling to the input size as two matrix products (`pspnet.model.upsample`): the
         same function; in training its backward is two GEMMs instead of a scatter-add (47% of the fast training
         step's device time on an H100, BENCHMARKS.md).
+    cudnn_benchmark: on GPUs, cuDNN times its convolution algorithms at each new input shape and keeps the fastest
+        (`torch.backends.cudnn.benchmark`; mmsegmentation's default) instead of its heuristic choice; worth it
+        for fixed sizes (training crops, sliding windows), a cost at every new size of whole-image inference.
     """
 
     fold_bn: bool = False
@@ -56,6 +59,7 @@ class Recipe:
     int8: bool = False
     matmul_upsample: bool = False
     tf32: bool = False
+    cudnn_benchmark: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -77,6 +81,8 @@ class Recipe:
             parts.append("upsample as matmuls")
         if self.tf32:
             parts.append("PyTorch's default TF32 convolutions")
+        if self.cudnn_benchmark:
+            parts.append("cuDNN autotuned")
         return ", ".join(parts) if len(parts) > 1 else f"eager {parts[0]}"
 
 
@@ -126,6 +132,17 @@ def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:
 def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[object]:
     dtype = PRECISIONS[recipe.precision]
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+@contextmanager
+def cudnn_autotune(recipe: Recipe) -> Iterator[None]:
+    """`torch.backends.cudnn.benchmark` as the recipe says while it runs (forward and backward), restored after."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = recipe.cudnn_benchmark
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
 
 
 class _Output(nn.Module):
@@ -189,7 +206,8 @@ class CompiledForward:
     def _run(self, net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), autocast(self.recipe, self.device), _freezing(self.recipe.compile), \
-                _strict_fp32(self.recipe.precision == "fp32" and not self.recipe.tf32 and self.device.type == "cuda"):
+                _strict_fp32(self.recipe.precision == "fp32" and not self.recipe.tf32 and self.device.type == "cuda"), \
+                cudnn_autotune(self.recipe):
             out = net(x)
         # CUDA graphs reuse their output buffers on the next call: hand out a copy.
         return out.float().clone() if self.recipe.compile_mode == "reduce-overhead" else out.float()

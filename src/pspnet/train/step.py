@@ -18,7 +18,7 @@ from torch import nn
 from pspnet.data.augment import Augment
 from pspnet.data.loader import to_device
 from pspnet.distributed import Distributed, all_reduce_mean
-from pspnet.engine.recipe import Recipe, autocast
+from pspnet.engine.recipe import Recipe, autocast, cudnn_autotune
 from pspnet.train.loss import segmentation_loss
 
 Batch = dict[str, list[Any]]
@@ -59,6 +59,10 @@ class TrainingStep:
         self.logits: torch.Tensor | None = None
 
     def __call__(self, stream: Iterator[Batch], iteration: int) -> dict[str, float]:
+        with cudnn_autotune(self.recipe):  # forward and backward convolutions alike
+            return self._step(stream, iteration)
+
+    def _step(self, stream: Iterator[Batch], iteration: int) -> dict[str, float]:
         d = self.d
         totals = torch.zeros(3, device=d.device)
         for micro_index in range(self.accumulate):
