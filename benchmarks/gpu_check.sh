@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 15, sized for one lent H100/H200 (about 8 minutes): first, alone on the GPU, `pspnet bench`
+# The GPU check of issue 15, sized for one lent H100/H200 (about 8.5 minutes): first, alone on the GPU, `pspnet bench`
 # on CUDA (reference vs fast vs the bf16 + channels_last eager anchor, side by side; the training levers one at a
 # time; inference with CUDA graphs); then, side by side on the GPU, the CUDA tests, a 1-GPU torchrun `--fast` run
 # with validation and a resume, and the CamVid recipe: two fp32 runs (TF32 off, seeds 0-1) and three with the fast
@@ -7,7 +7,7 @@
 # so a slow step costs its own figures only. Then, on the trained fp32 CamVid model: `pspnet eval` on val in fp32
 # and with --fast (mIoU and pixel agreement), and the bench on it; last, torch.profiler's account of the fast and
 # the anchor training steps (benchmarks/profile_training.py). PARTS picks parts (default "bench runs trained",
-# about 7.5 minutes; "levers" (CUDA graphs for the training step, ~2.5 minutes) and "profile" (~1.5
+# about 8.5 minutes; "levers" (CUDA graphs for the training step, ~2.5 minutes) and "profile" (~1.5
 # minutes, its account is in BENCHMARKS.md) and "protocol" (~2 minutes: torch.profiler's account of the evaluation
 # protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py; then
 # benchmarks/fused_softmax.py, the softmax in the compiled graph against after it) are extra). The figures go to $OUT
