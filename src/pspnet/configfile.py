@@ -206,5 +206,12 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any], prefix: str 
         if isinstance(a, dict) and isinstance(b, dict):
             changes += changed_settings(a, b, f"{prefix}{key}.")
         elif a != b:
-            changes.append(f"{prefix}{key} {a} → {b}")
+            changes.append(f"{prefix}{key} {_as_yaml(a)} → {_as_yaml(b)}")
     return changes
+
+
+def _as_yaml(value: Any) -> str:
+    """A setting's value as it is written in a config file: true/false/null, not Python's True/False/None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)

@@ -79,6 +79,20 @@ def test_a_resume_with_changed_settings_says_which_and_records_them(data_root, t
         (2, ["train.iterations 2 → 3"]), (3, ["train.iterations 2 → 4", "train.lr 0.01 → 0.02"])]
 
 
+def test_a_resume_of_a_run_saved_before_a_setting_existed_does_not_report_it_as_changed(data_root, tmp_path, capsys):
+    """A run started by an earlier pspnet has no `train.fast` in its config.yaml: resumed, that setting at its
+    default is no change, and the real changes are shown as they are written in YAML."""
+    out = tmp_path / "run"
+    run(config_dict(data_root, out, iterations=2), tmp_path)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["train"]["fast"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    run(config_dict(data_root, out, iterations=3, tensorboard=True), tmp_path, resume=True)
+    assert ("settings changed since the run started (" + str(out / "config.yaml") + "): train.iterations 2 → 3, "
+            "train.tensorboard false → true\n") in capsys.readouterr().out
+
+
 def exact_config(data_root: Path, out: Path, **train: object) -> dict:
     """GroupNorm (BatchNorm statistics depend on the micro-batch) and no ignore pixels (equal loss weights)."""
     d = config_dict(data_root, out, iterations=2, batch_size=4, checkpoint_every=10, **train)

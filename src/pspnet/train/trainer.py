@@ -47,7 +47,7 @@ from pspnet.model.state import load_state_strict
 from pspnet.progress import progress_bar
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
-from pspnet.train.config import TrainConfig
+from pspnet.train.config import TrainConfig, load_train_config
 from pspnet.train.outdir import check_out_dir, move_aside
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
@@ -270,6 +270,10 @@ class Trainer:
             before = yaml.safe_load(saved.read_text())
         except (OSError, yaml.YAMLError):
             return  # a run without its config.yaml (copied checkpoints): nothing to compare with
+        try:  # with today's defaults filled in: a setting added since the run started is no change
+            before = yaml.safe_load(config_yaml(load_train_config(saved)))
+        except PSPNetError:
+            pass  # settings this version no longer reads: compared as written
         changes = changed_settings(before, yaml.safe_load(config_yaml(self.cfg)))
         if changes:
             self.note(f"resuming at iteration {start} with settings changed since the run started ({saved}): "
