@@ -35,7 +35,8 @@ class SoftmaxForward(Protocol):
     """A `Forward` that can also return the class probabilities itself (`pspnet.engine.recipe.CompiledForward`
     when compiled: the softmax fused into the network's graph); the protocol then takes them from it."""
 
-    fused_softmax: bool
+    @property
+    def fused_softmax(self) -> bool: ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 

@@ -136,9 +136,13 @@ def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[obj
 
 @contextmanager
 def cudnn_autotune(recipe: Recipe) -> Iterator[None]:
-    """`torch.backends.cudnn.benchmark` as the recipe says while it runs (forward and backward), restored after."""
+    """`torch.backends.cudnn.benchmark` on while a recipe with `cudnn_benchmark` runs (forward and backward),
+    restored after; other recipes leave the setting as it is."""
+    if not recipe.cudnn_benchmark:
+        yield
+        return
     saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = recipe.cudnn_benchmark
+    torch.backends.cudnn.benchmark = True
     try:
         yield
     finally:
@@ -185,9 +189,13 @@ class CompiledForward:
             net = quantize_int8(net, [x.to(self.device).contiguous(memory_format=self.memory_format)
                                       for x in calibration])
         self.model = net
-        self.fused_softmax = recipe.compile
         self.net = self._compiled(softmax=False) if recipe.compile else net
         self._probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None  # compiled at its first call
+
+    @property
+    def fused_softmax(self) -> bool:
+        """Compiled recipes compute the softmax in the network's graph (`probabilities`)."""
+        return self.recipe.compile
 
     def _compiled(self, softmax: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         return torch.compile(_Output(self.model, softmax), mode=_mode(self.recipe), dynamic=False)

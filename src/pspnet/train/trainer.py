@@ -163,11 +163,12 @@ class Trainer:
             self.recipe = fast_recipe(d.device, training=True)
             self.note(f"train.fast on cuda → {self.recipe.describe()} (the fastest training recipe measured there)")
         else:
-            precision, why = training_precision("auto" if s.fast else s.precision, d.device)
-            if (s.fast or s.precision == "auto") and set(gather_lists([precision], d)) != {precision}:
+            requested = "auto" if s.fast else s.precision  # on CPUs train.fast is what auto picks
+            precision, why = training_precision(requested, d.device)
+            if requested == "auto" and set(gather_lists([precision], d)) != {precision}:
                 precision, why = "fp32", "auto → fp32: not every process's CPU has bf16 units"
             self.recipe = s.recipe(precision)
-            if s.fast or s.precision == "auto":
+            if requested == "auto":
                 self.note(f"train.{'fast' if s.fast else 'precision'} {why}")
         if (warning := bf16_warning(d.device, self.recipe.precision)) is not None:
             self.note(f"warning: {warning}")
@@ -266,14 +267,15 @@ class Trainer:
         import yaml
 
         saved = self.out / "config.yaml"
-        try:
-            before = yaml.safe_load(saved.read_text())
-        except (OSError, yaml.YAMLError):
+        if not saved.is_file():
             return  # a run without its config.yaml (copied checkpoints): nothing to compare with
         try:  # with today's defaults filled in: a setting added since the run started is no change
             before = yaml.safe_load(config_yaml(load_train_config(saved)))
-        except PSPNetError:
-            pass  # settings this version no longer reads: compared as written
+        except PSPNetError:  # settings this version no longer reads: compared as written
+            try:
+                before = yaml.safe_load(saved.read_text())
+            except (OSError, yaml.YAMLError):
+                return
         changes = changed_settings(before, yaml.safe_load(config_yaml(self.cfg)))
         if changes:
             self.note(f"resuming at iteration {start} with settings changed since the run started ({saved}): "
