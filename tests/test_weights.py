@@ -215,3 +215,23 @@ def test_the_769_cityscapes_entries_convert_with_align_corners_and_test_by_slidi
     # mmseg's slide_inference grid over a 1024×2048 image, crop 769, stride 513: rows 0, 255; columns 0 … 1279
     positions = window_positions(1024, 2048, s.crop_size, s.stride_rate)
     assert positions == [(t, left) for t in (0, 255) for left in (0, 513, 1026, 1279)]
+
+
+def test_train_init_takes_a_published_name_and_fine_tunes_it_on_other_classes(published, tmp_path, capsys) -> None:
+    """The zoo's 7×7-stem ResNet-18 with 19 classes, by name, on 3-class data with no model settings."""
+    import yaml
+
+    from pspnet.checkpoint import read_metadata
+
+    sys.path.insert(0, str(Path(__file__).parent / "train"))
+    from synthetic import config_dict, make_folders_dataset
+
+    entry, original, _ = published
+    d = config_dict(make_folders_dataset(tmp_path / "data"), tmp_path / "run", init=entry.name, iterations=1)
+    d["model"] = {}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(d))
+    assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "--no-progress"]) == 0
+    assert f"weights initialised from {entry.name}; its 19 classes" in capsys.readouterr().out
+    model = read_metadata(tmp_path / "run" / "final.safetensors")["model"]
+    assert {k: model[k] for k in ("backbone", "deep_stem", "head_channels", "ppm_channels", "num_classes")} == \
+        {"backbone": "resnet18", "deep_stem": False, "head_channels": 32, "ppm_channels": 16, "num_classes": 3}

@@ -11,6 +11,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import pspnet
+from pspnet import PSPNet
+from pspnet.checkpoint import read_metadata
+from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.errors import PSPNetError
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint
@@ -187,8 +191,16 @@ def test_a_kill_during_checkpoint_writing_leaves_loadable_checkpoints(tmp_path):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(data_root, tmp_path):
+    """Both start from other weights (train.init): 5 classes and no auxiliary head, so the classifiers and that
+    head start afresh, and another normalisation, which the runs take."""
+    torch.manual_seed(1)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.2, 0.2)
+    other = PSPNet(5, backbone="resnet18", norm="group", aux=False,
+                   info=DatasetInfo("other", list("abcde"), mean=mean, std=std))
+    init = pspnet.save(other, tmp_path / "init.safetensors")
+
     def cfg(out: Path) -> Path:
-        return write_config(tmp_path / f"{out.name}.yaml", exact_config(data_root, out))
+        return write_config(tmp_path / f"{out.name}.yaml", exact_config(data_root, out, init=str(init)))
 
     one = tmp_path / "one"
     assert main(["train", "--config", str(cfg(one)), "--no-progress"]) == 0
@@ -202,6 +214,8 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     assert result.returncode == 0, result.stderr[-3000:]
     a, b = weights(one / "final.safetensors"), weights(two / "final.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+    assert a["head.classifier.weight"].shape[0] == 3 and "aux_head.classifier.weight" in a
+    assert all(read_metadata(run / "final.safetensors")["info"]["mean"] == list(mean) for run in (one, two))
 
 
 def test_the_global_batch_must_divide_over_processes_and_accumulation(data_root, tmp_path):

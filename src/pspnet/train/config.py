@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pspnet.configfile import apply_overrides, from_dict, load_yaml
+from pspnet.checkpoint import read_metadata
+from pspnet.configfile import apply_overrides, from_dict, load_yaml, origin_of
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import dataset_info
 from pspnet.engine.inference import InferenceSettings
 from pspnet.engine.recipe import Recipe
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
+from pspnet.train.init_weights import follow_init
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -45,7 +47,9 @@ class TrainSettings:
     fast: bool = False
     sync_bn: bool = True  # SyncBatchNorm across GPUs under DDP (PyTorch's SyncBN is CUDA-only)
     imagenet: str | None = None  # backbone init: a local .pth, a URL, or "torchvision"
-    init: str | None = None  # start from these weights (any file pspnet.load reads); model settings must match
+    # start from these weights: any file or published name pspnet.load reads; the architecture follows them, the
+    # classifiers start afresh for another class count (pspnet.train.init_weights)
+    init: str | None = None
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 500  # iterations between training checkpoints
@@ -67,6 +71,9 @@ class TrainSettings:
             raise PSPNetError("train.epochs and train.iterations must not be negative")
         if self.lr <= 0:
             raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
+        if self.init and self.imagenet:
+            raise PSPNetError(f"train.init = {self.init} replaces every weight train.imagenet = {self.imagenet} would "
+                              "set; set one of them")
         if self.fast and (chosen := [name for name, on in (
                 ("precision", self.precision != "auto"), ("channels_last", self.channels_last),
                 ("compile", self.compile), ("matmul_upsample", self.matmul_upsample)) if on]):
@@ -100,7 +107,15 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
     if "data" not in raw:
         raise PSPNetError(f"{source}: no data section; expected data.dataset and data.root at least")
     model = raw.setdefault("model", {})
+    explicit = {key: origin_of(f"model.{key}", origins, source) for key in model} if isinstance(model, dict) else {}
     if isinstance(model, dict) and "num_classes" not in model:
         data = from_dict(DataConfig, raw["data"], source, "data.", origins)
         model["num_classes"] = dataset_info(data).num_classes
-    return from_dict(TrainConfig, raw, source, origins=origins)
+    cfg = from_dict(TrainConfig, raw, source, origins=origins)
+    if cfg.train.init:  # the architecture follows the weights the run starts from
+        try:
+            weights = ModelConfig.from_dict(read_metadata(cfg.train.init)["model"], cfg.train.init)
+        except PSPNetError as e:
+            raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None
+        cfg.model = follow_init(cfg.model, explicit, weights, cfg.train.init)
+    return cfg

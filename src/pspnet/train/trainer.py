@@ -48,6 +48,7 @@ from pspnet.progress import progress_bar
 from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig, load_train_config
+from pspnet.train.init_weights import normalisation, start_from
 from pspnet.train.outdir import check_out_dir, move_aside
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
@@ -185,27 +186,32 @@ class Trainer:
             lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
         )
         self.step = TrainingStep(
-            self.model, self.optimizer, TrainAugment(cfg.data, self.train_set.info, d.device), self.recipe, d,
+            self.model, self.optimizer, TrainAugment(cfg.data, self.info, d.device), self.recipe, d,
             micro=self.micro, accumulate=s.accumulate, ignore_index=cfg.data.ignore_index, aux_weight=s.aux_weight,
             class_weights=self.loss_class_weights(progress), seed=s.seed, compile_loss=self.recipe.compile,
         )
 
     def build_model(self) -> nn.Module:
+        """The run's model, seeded, initialised from train.init or the ImageNet weights, wrapped for the recipe and
+        DDP. Sets `self.info`: the classes of the data, the normalisation of the weights it starts from."""
         cfg, d = self.cfg, self.d
         imagenet = imagenet_state(cfg.train.imagenet, cfg.model.backbone) if cfg.train.imagenet else None
         if imagenet is not None and any(getattr(cfg.model, k) != v for k, v in imagenet[1].items()):
             # The stem follows the backbone weights (e.g. ResNetV1c's 32-32-64): the run's model settings say so.
             cfg.model = replace(cfg.model, **imagenet[1])
             self.note(f"model stem set to {imagenet[1]} to match the ImageNet weights {imagenet[2]}")
+        init = load(cfg.train.init) if cfg.train.init else None
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
-        model = PSPNet.from_config(cfg.model, self.train_set.info)
+        data_info = self.train_set.info
+        self.info, normalised = normalisation(data_info, init) if init else (data_info, None)
+        model = PSPNet.from_config(cfg.model, self.info)
         if imagenet is not None:
             state, _, path = imagenet
             load_state_strict(model.backbone, backbone_state(state, cfg.model.deep_stem, str(path)), str(path))
             self.note(f"backbone initialised from {path}")
-        if cfg.train.init:
-            load_state_strict(model, load(cfg.train.init).state_dict(), f"train.init = {cfg.train.init}")
-            self.note(f"weights initialised from {cfg.train.init}")
+        if init is not None:
+            notes = [*start_from(model, init, str(cfg.train.init)), *([normalised] if normalised else [])]
+            self.note(f"weights initialised from {cfg.train.init}" + "".join(f"; {n}" for n in notes))
         if d.enabled and cfg.train.sync_bn and d.device.type == "cuda" and cfg.model.norm == "batch":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif d.enabled and cfg.model.norm == "syncbatch" and d.device.type != "cuda":
@@ -233,7 +239,7 @@ class Trainer:
         tensor = torch.tensor(weights, device=d.device)
         if counted:
             tensor = broadcast_from_main(tensor, d)
-        names = self.train_set.info.classes
+        names = self.info.classes
         self.note("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(names, tensor.tolist(), strict=False)))
         return tensor
 
@@ -291,7 +297,7 @@ class Trainer:
                 "iterations": self.max_iter, "val_mIoU": val_miou, "val_protocol": to_dict(cfg.val),
                 "val_recipe": self.val_recipe.describe(), "dataset": cfg.data.dataset, "data_root": str(cfg.data.root),
                 "out_dir": str(self.out), "train_recipe": self.recipe.describe(), "processes": self.d.world_size,
-                "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed,
+                "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "init": s.init,
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def check_same_start(self, start: int) -> None:
@@ -400,7 +406,7 @@ class Trainer:
         if self.cfg.train.val_images:
             dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
         forward = inference_forward(net, self.val_recipe, self.d.device)
-        ev = evaluate(forward, dataset, self.cfg.val, self.train_set.info, self.d.device, self.cfg.data.ignore_index,
+        ev = evaluate(forward, dataset, self.cfg.val, self.info, self.d.device, self.cfg.data.ignore_index,
                       progress=self.progress and self.d.is_main, processes=self.d)
         sc = ev.scores
         log.scalars(iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc}, kind="val",
