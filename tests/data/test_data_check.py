@@ -113,7 +113,7 @@ def test_every_malformed_list_line_is_reported_and_the_good_pairs_still_checked(
 def test_labels_without_an_image_are_named_in_a_note_not_a_problem(tmp_path):
     save_image(tmp_path / "images" / "train" / "a.jpg")
     for name in ("a", "a_mask", "b_mask"):
-        save_label(tmp_path / "labels" / "train" / f"{name}.png", np.zeros((12, 16)))
+        save_label(tmp_path / "labels" / "train" / f"{name}.png", np.tri(12, 16))  # both classes
     notes = []
     cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
     assert check_dataset(cfg, ("train",), notes=notes) == []
@@ -124,7 +124,7 @@ def test_labels_without_an_image_are_named_in_a_note_not_a_problem(tmp_path):
 def test_labels_named_with_a_suffix_are_paired_by_label_suffix_and_the_note_says_so(tmp_path):
     for name in ("a", "b"):
         save_image(tmp_path / "images" / "train" / f"{name}.jpg")
-        save_label(tmp_path / "labels" / "train" / f"{name}_mask.png", np.ones((12, 16)))
+        save_label(tmp_path / "labels" / "train" / f"{name}_mask.png", np.tri(12, 16))
     notes = []
     plain = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
     assert len(check_dataset(plain, ("train",), notes=notes)) == 2  # a.png and b.png are missing

@@ -14,6 +14,7 @@ from pspnet.data.config import load_data_config
 from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import read_label
 from pspnet.data.label_colors import LabelColors
+from pspnet.data.label_values import LabelValues
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.metrics import ConfusionMatrix
 from pspnet.errors import PSPNetError
@@ -27,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", type=Path, required=True, metavar="DIR", help="ground-truth label PNGs NAME.png")
     p.add_argument("--num-classes", type=int, metavar="N", help="classes 0..N-1 (or from --config)")
     p.add_argument("--config", type=Path, metavar="F", help="a data config (a training config's data: section or "
-                   "the settings alone): its classes, ignore index and, for colour-coded ground truth, label colours")
+                   "the settings alone): its classes, ignore index and how the ground truth is coded (label colours "
+                   "or values)")
     p.add_argument("--ignore-index", type=int, help="ground-truth value to skip (default 255, or the config's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
     p.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
@@ -39,8 +41,8 @@ def label_files(folder: Path, what: str) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES}
 
 
-def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | None, list[str]]:
-    """(classes, ignore index, label colours, class names): from --config where given, the options win."""
+def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | LabelValues | None, list[str]]:
+    """(classes, ignore index, how labels become indices, class names): from --config where given, the options win."""
     if args.config is None:
         if args.num_classes is None:
             raise PSPNetError("--num-classes N (or --config F): how many classes the labels hold")
@@ -52,7 +54,7 @@ def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColo
         raise PSPNetError(f"--num-classes {args.num_classes} but {args.config} has {info.num_classes} classes; "
                           "give one of them")
     ignore = cfg.ignore_index if args.ignore_index is None else args.ignore_index
-    return info.num_classes, ignore, cfg.label_color_map(), info.classes
+    return info.num_classes, ignore, cfg.label_coding(), info.classes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +65,12 @@ def run(args: argparse.Namespace) -> int:
         raise PSPNetError(f"{args.gt}: holds no label PNGs")
     failures = [f"{gts[s]}: no prediction {args.pred / (s + '.png')}" for s in sorted(gts.keys() - preds.keys())]
     failures += [f"{preds[s]}: no ground truth {s}.png in {args.gt}" for s in sorted(preds.keys() - gts.keys())]
-    num_classes, ignore, colors, names = ground_truth_settings(args)
+    num_classes, ignore, coding, names = ground_truth_settings(args)
     cm = ConfusionMatrix(num_classes, ignore)
     scored = 0
     for stem in sorted(gts.keys() & preds.keys()):
         try:
-            pred, gt = read_label(preds[stem]), read_label(gts[stem], colors)
+            pred, gt = read_label(preds[stem]), read_label(gts[stem], coding)
             if pred.shape != gt.shape:
                 raise PSPNetError(f"{preds[stem]}: prediction is {pred.shape[1]}×{pred.shape[0]} but its ground "
                                   f"truth {gts[stem]} is {gt.shape[1]}×{gt.shape[0]}; expected the same size")

@@ -14,6 +14,7 @@ from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.imageops import read_image, read_label
 from pspnet.data.label_colors import LabelColors
+from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import Pair, unpaired_labels
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
@@ -35,8 +36,10 @@ def _message(e: PSPNetError, path: Path) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def check_pair(pair: Pair, num_classes: int, ignore_index: int, colors: LabelColors | None = None) -> list[Problem]:
-    """The problems of one pair: missing or unreadable files, sizes that differ, label values out of range."""
+def check_pair(pair: Pair, num_classes: int, ignore_index: int, coding: LabelColors | LabelValues | None = None,
+               counts: np.ndarray | None = None) -> list[Problem]:
+    """The problems of one pair: missing or unreadable files, sizes that differ, label values out of range.
+    `counts` (256 int64, one per label value after `coding`) receives the label's pixel counts."""
     problems = []
     image = label = None
     for path, kind, other in ((pair.image, "image", pair.label), (pair.label, "label", pair.image)):
@@ -47,9 +50,11 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, colors: LabelCol
             if kind == "image":
                 image = read_image(path)
             else:
-                label = read_label(path, colors)
+                label = read_label(path, coding)
         except PSPNetError as e:
             problems.append(Problem(str(path), f"unreadable {kind}: {_message(e, path)}"))
+    if label is not None and counts is not None:
+        counts += np.bincount(label.ravel(), minlength=256)
     if image is not None and label is not None:
         if image.shape[:2] != label.shape:
             problems.append(Problem(str(pair.label), f"label is {label.shape[1]}×{label.shape[0]} but its image "
@@ -64,20 +69,52 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, colors: LabelCol
 
 
 def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255, *, progress: bool = False,
-                desc: str = "checking", threads: int | None = None, colors: LabelColors | None = None
-                ) -> list[Problem]:
-    """check_pair over all pairs, decoding in threads (PIL releases the GIL), problems in list order."""
+                desc: str = "checking", threads: int | None = None, coding: LabelColors | LabelValues | None = None,
+                counts: np.ndarray | None = None) -> list[Problem]:
+    """check_pair over all pairs, decoding in threads (PIL releases the GIL), problems in list order; `counts`
+    (256 int64) receives the pixel count of every label value over all labels."""
     threads = threads or min(8, os.cpu_count() or 1)
+
+    def check(pair: Pair) -> tuple[list[Problem], np.ndarray]:
+        own = np.zeros(256, dtype=np.int64)
+        return check_pair(pair, num_classes, ignore_index, coding, own), own
+
     with ThreadPoolExecutor(threads) as pool:
-        results = pool.map(lambda p: check_pair(p, num_classes, ignore_index, colors), pairs)
+        results = pool.map(check, pairs)
         results = progress_bar(results, total=len(pairs), desc=desc, unit="pair", disable=not progress, leave=False)
-        return [problem for found in results for problem in found]
+        problems = []
+        for found, own in results:
+            problems += found
+            if counts is not None:
+                counts += own
+        return problems
+
+
+def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, split: str,
+                   coded: bool) -> str | None:
+    """A note when classes appear in none of a split's labels (`counts`: pixels per label value), with the likely
+    cause when many pixels are `ignore_index`: masks that draw a class with that value (0/255 binary masks)."""
+    absent = [i for i in range(len(names)) if counts[i] == 0]
+    if not absent:
+        return None
+    shown = ", ".join(f"{i} ({names[i]})" for i in absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5
+                                                                  else "")
+    note = f"class{'es' if len(absent) > 1 else ''} {shown} appear{'' if len(absent) > 1 else 's'} in no {split} label"
+    ignored = counts[ignore_index] / max(int(counts.sum()), 1)
+    if ignored > 0 and not coded:
+        values = [int(v) for v in np.flatnonzero(counts)]
+        example = ", ".join(str(v) for v in values) if len(values) == len(names) else f"0, {ignore_index}"
+        note += (f"; {ignored:.0%} of their pixels are {ignore_index}, the ignore index: if {ignore_index} marks a "
+                 f"class in your labels (a mask saved as 0/{ignore_index}), give each class's value, e.g. "
+                 f"data.label_values: [{example}]")
+    return note
 
 
 def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, progress: bool = False,
                   notes: list[str] | None = None) -> list[Problem]:
     """Every problem of the configured splits: missing list files or folders, empty splits, and check_pair's.
-    `notes` receives what is not a problem but left out: label files of a folders dataset without an image."""
+    `notes` receives what is not a problem but suspicious: label files of a folders dataset without an image (left
+    out), classes that appear in no train label."""
     problems = []
     for split in splits:
         if cfg.dataset == "folders" and notes is not None:
@@ -104,6 +141,10 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
         if len(dataset) == 0:
             problems.append(Problem(dataset.source, f"the {split} split is empty; expected at least one pair"))
             continue
+        counts = np.zeros(256, dtype=np.int64)
         problems += check_pairs(dataset.pairs, dataset.info.num_classes, cfg.ignore_index, progress=progress,
-                                desc=f"checking {split}", colors=dataset.label_colors)
+                                desc=f"checking {split}", coding=dataset.label_coding, counts=counts)
+        if split == "train" and notes is not None and (note := absent_classes(
+                counts, dataset.info.classes, cfg.ignore_index, split, dataset.label_coding is not None)):
+            notes.append(f"{dataset.source}: {note}")
     return problems

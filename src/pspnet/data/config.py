@@ -8,6 +8,7 @@ from typing import Any
 
 from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.data.label_colors import LabelColors, parse_colors
+from pspnet.data.label_values import LabelValues, parse_values
 from pspnet.errors import PSPNetError
 
 DATASET_KINDS = (*KNOWN, "lists", "folders")
@@ -21,7 +22,9 @@ class DataConfig:
     list files, `image label` per line, paths relative to `root`) or `folders` (`root/images/{split}/NAME.*` with
     `root/labels/{split}/NAME.png`). Labels hold class indices 0..num_classes-1 and `ignore_index`, or, with
     `label_colors` (the [r, g, b] of class 0, 1, ...), are colour-coded RGB PNGs; `ignore_colors` are the colours of
-    unlabelled pixels. The label colours also colour the model's predictions.
+    unlabelled pixels. The label colours also colour the model's predictions. With `label_values` (the value of class
+    0, 1, ..., e.g. [0, 255] for binary masks) index labels hold other values than the class indices;
+    `ignore_values` are those of unlabelled pixels.
     """
 
     dataset: str = "lists"
@@ -36,6 +39,8 @@ class DataConfig:
     class_names: list[str] | None = None
     label_colors: list[tuple[int, int, int]] | None = None  # colour-coded labels: the colour of each class
     ignore_colors: list[tuple[int, int, int]] = field(default_factory=list)  # the colours of unlabelled pixels
+    label_values: list[int] | None = None  # index labels drawn with other values: the value of each class
+    ignore_values: list[int] = field(default_factory=list)  # the values of unlabelled pixels
     ignore_index: int = IGNORE_INDEX
     crop_size: tuple[int, int] = (473, 473)  # (height, width)
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -68,6 +73,24 @@ class DataConfig:
         if self.ignore_colors and self.label_colors is None:
             raise PSPNetError("data.ignore_colors is set without data.label_colors; expected both (colour-coded "
                               "labels) or neither")
+        if self.label_values is not None:
+            if self.dataset in KNOWN:
+                raise PSPNetError(f"data.label_values is set but {self.dataset} is prepared with train ids; leave "
+                                  "it out (it is for dataset: lists or folders)")
+            if self.label_colors is not None:
+                raise PSPNetError("data.label_values and data.label_colors are both set; expected one: values for "
+                                  "single-channel labels, colours for RGB ones")
+            self.label_values = list(parse_values(self.label_values, "data.label_values"))
+            if self.num_classes is None and self.class_names is None:
+                self.num_classes = len(self.label_values)
+            classes = len(self.class_names) if self.class_names is not None else self.num_classes
+            if classes != len(self.label_values):
+                raise PSPNetError(f"data.label_values has {len(self.label_values)} values for {classes} classes; "
+                                  "expected one value per class")
+        self.ignore_values = list(parse_values(self.ignore_values, "data.ignore_values"))
+        if self.ignore_values and self.label_values is None:
+            raise PSPNetError("data.ignore_values is set without data.label_values; expected both (labels drawn "
+                              "with other values than the class indices) or neither")
         if self.dataset not in KNOWN and self.num_classes is None and self.class_names is None:
             raise PSPNetError(f"data.dataset = {self.dataset}: set data.num_classes (or data.class_names)")
         if self.class_names is not None and self.num_classes not in (None, len(self.class_names)):
@@ -93,13 +116,15 @@ class DataConfig:
                               "below 1, e.g. 0.1")
         if self.workers < 0:
             raise PSPNetError(f"data.workers = {self.workers}; expected 0 or more")
-        self.label_color_map()  # each colour once: checked now, not at the first label
+        self.label_coding()  # each colour or value once: checked now, not at the first label
 
-    def label_color_map(self) -> LabelColors | None:
-        """How colour-coded labels become class indices; None for index labels."""
-        if self.label_colors is None:
-            return None
-        return LabelColors(tuple(self.label_colors), tuple(self.ignore_colors), self.ignore_index)
+    def label_coding(self) -> LabelColors | LabelValues | None:
+        """How labels become class indices: by their colours, by their values, or None (they hold the indices)."""
+        if self.label_colors is not None:
+            return LabelColors(tuple(self.label_colors), tuple(self.ignore_colors), self.ignore_index)
+        if self.label_values is not None:
+            return LabelValues(tuple(self.label_values), tuple(self.ignore_values), self.ignore_index)
+        return None
 
 
 def load_data_config(path: Path) -> tuple[DataConfig, dict[str, Any]]:

@@ -16,6 +16,7 @@ from pspnet.classes import KNOWN, DatasetInfo
 from pspnet.data.config import DataConfig
 from pspnet.data.imageops import read_image, read_label, to_tensor
 from pspnet.data.label_colors import LabelColors
+from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import Pair, pair_folders, read_list
 from pspnet.errors import PSPNetError
 
@@ -27,12 +28,12 @@ class SegmentationDataset(Dataset):
     """`dataset[i]` → {"image": uint8 3×H×W, "label": uint8 H×W (255 = ignore), "name": stem, "image_path": str}."""
 
     def __init__(self, pairs: list[Pair], info: DatasetInfo, split: str = "train", source: str = "",
-                 label_colors: LabelColors | None = None) -> None:
+                 label_coding: LabelColors | LabelValues | None = None) -> None:
         self.pairs = list(pairs)
         self.info = info
         self.split = split
         self.source = source  # the list file or folder the pairs came from, for messages
-        self.label_colors = label_colors  # colour-coded labels: how they become indices
+        self.label_coding = label_coding  # labels drawn with colours or other values: how they become indices
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -40,7 +41,7 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         pair = self.pairs[i]
         image = read_image(pair.image)
-        label = read_label(pair.label, self.label_colors)
+        label = read_label(pair.label, self.label_coding)
         if image.shape[:2] != label.shape:
             raise PSPNetError(f"{pair.label}: label is {label.shape[1]}×{label.shape[0]} but its image {pair.image} "
                               f"is {image.shape[1]}×{image.shape[0]}; expected the same size")
@@ -110,7 +111,7 @@ def _read_split(cfg: DataConfig, split: str, malformed: list[str] | None) -> Seg
     if cfg.dataset == "folders":
         image_dir, label_dir = folder_pair(cfg, split)
         pairs = pair_folders(image_dir, label_dir, cfg.label_suffix)
-        return SegmentationDataset(pairs, info, split, f"{image_dir} + {label_dir}", cfg.label_color_map())
+        return SegmentationDataset(pairs, info, split, f"{image_dir} + {label_dir}", cfg.label_coding())
     path = list_path(cfg, split)
     if not path.exists() and cfg.dataset in KNOWN and (cfg.root / PREPARED_STAMP).exists():
         raise PSPNetError(f"{path}: no such list file; the {split} split of {cfg.dataset} was not prepared here "
@@ -118,4 +119,4 @@ def _read_split(cfg: DataConfig, split: str, malformed: list[str] | None) -> Seg
     if not path.exists() and cfg.dataset in KNOWN:
         raise PSPNetError(f"{path}: no such list file; run `pspnet data prepare {cfg.dataset} --root {cfg.root}` "
                           "first, or set data.root to where you prepared it")
-    return SegmentationDataset(read_list(path, cfg.root, malformed), info, split, str(path), cfg.label_color_map())
+    return SegmentationDataset(read_list(path, cfg.root, malformed), info, split, str(path), cfg.label_coding())

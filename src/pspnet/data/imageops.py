@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pspnet.data.label_colors import LabelColors, colors_of
+from pspnet.data.label_values import TOP, LabelValues
 from pspnet.errors import PSPNetError
 
 
@@ -75,10 +76,12 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
     return np.array(out, dtype=np.uint8, order="C", copy=True)  # the caller's array is never shared or changed
 
 
-def read_label(path: str | Path, colors: LabelColors | None = None) -> np.ndarray:
-    """A label map as uint8 H×W; an unreadable file raises PSPNetError. Greyscale PNGs hold the indices; RGB/RGBA
-    labels are mapped to indices by `colors` (alpha dropped); palette PNGs give their indices (VOC), or with
-    `colors` their colours' classes, since `colors` says how the labels are drawn."""
+def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None) -> np.ndarray:
+    """A label map as uint8 H×W; an unreadable file raises PSPNetError. Greyscale PNGs hold the indices, or with
+    `LabelValues` the values that `coding` maps to indices; RGB/RGBA labels are mapped to indices by `LabelColors`
+    (alpha dropped); palette PNGs give their indices (VOC), or with `LabelColors` their colours' classes, since the
+    colours say how the labels are drawn."""
+    colors = coding if isinstance(coding, LabelColors) else None
     try:
         with Image.open(path) as im:
             if im.format == "JPEG":
@@ -102,8 +105,12 @@ def read_label(path: str | Path, colors: LabelColors | None = None) -> np.ndarra
             raise PSPNetError(f"{path}: a colour-coded label (colours {colors_of(rgb)}); expected a single-channel "
                               "PNG of class indices, or the colour of each class in data.label_colors")
         return colors.to_indices(rgb, path)
-    if arr.max(initial=0) > 255:
-        raise PSPNetError(f"{path}: label value {int(arr.max())} does not fit 0..255")
+    top = TOP if isinstance(coding, LabelValues) else 255
+    if arr.max(initial=0) > top or arr.min(initial=0) < 0:
+        bad = int(arr.max()) if arr.max(initial=0) > top else int(arr.min())
+        raise PSPNetError(f"{path}: label value {bad} does not fit 0..{top}")
+    if isinstance(coding, LabelValues):
+        return coding.to_indices(arr, path)
     return arr.astype(np.uint8)
 
 

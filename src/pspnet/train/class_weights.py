@@ -16,6 +16,7 @@ import numpy as np
 
 from pspnet.data.imageops import read_label
 from pspnet.data.label_colors import LabelColors
+from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import Pair
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
@@ -26,14 +27,14 @@ BALANCING = {MEDIAN_FREQUENCY: 1.0, SQRT_MEDIAN_FREQUENCY: 0.5}  # the power the
 
 
 def label_counts(pairs: Sequence[Pair], num_classes: int, ignore_index: int, progress: bool = False,
-                 colors: LabelColors | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 coding: LabelColors | LabelValues | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(pixels of each class, pixels of the images containing that class), over the labels of `pairs` (colour-coded
-    ones read through `colors`)."""
+    and value-coded ones read through `coding`)."""
     pixels = np.zeros(num_classes, dtype=np.int64)
     present = np.zeros(num_classes, dtype=np.int64)
 
     def count(pair: Pair) -> tuple[np.ndarray, int]:
-        label = read_label(pair.label, colors)
+        label = read_label(pair.label, coding)
         valid = label[label != ignore_index]
         if valid.size and int(valid.max()) >= num_classes:
             raise PSPNetError(f"{pair.label}: label value {int(valid.max())} out of range; "
@@ -62,7 +63,7 @@ def median_frequency_weights(pixels: np.ndarray, present: np.ndarray) -> np.ndar
 
 
 def resolve_class_weights(setting: str | list[float] | None, pairs: Sequence[Pair], num_classes: int,
-                          ignore_index: int, progress: bool = False, colors: LabelColors | None = None
+                          ignore_index: int, progress: bool = False, coding: LabelColors | LabelValues | None = None
                           ) -> list[float] | None:
     """train.class_weights → one weight per class (None: unweighted cross-entropy)."""
     if setting is None:
@@ -71,7 +72,7 @@ def resolve_class_weights(setting: str | list[float] | None, pairs: Sequence[Pai
         if setting not in BALANCING:
             raise PSPNetError(f"train.class_weights = {setting!r}; expected {' or '.join(map(repr, BALANCING))}, "
                               f"a list of {num_classes} numbers, or null")
-        pixels, present = label_counts(pairs, num_classes, ignore_index, progress, colors)
+        pixels, present = label_counts(pairs, num_classes, ignore_index, progress, coding)
         return [float(w) for w in median_frequency_weights(pixels, present) ** BALANCING[setting]]
     if len(setting) != num_classes:
         raise PSPNetError(f"train.class_weights has {len(setting)} values; expected one per class ({num_classes})")

@@ -234,7 +234,7 @@ class Trainer:
         weights = (
             [0.0] * cfg.model.num_classes if counted and not d.is_main
             else resolve_class_weights(setting, self.train_set.pairs, cfg.model.num_classes, cfg.data.ignore_index,
-                                       progress=progress, colors=self.train_set.label_colors)
+                                       progress=progress, coding=self.train_set.label_coding)
         )
         tensor = torch.tensor(weights, device=d.device)
         if counted:

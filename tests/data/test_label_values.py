@@ -1,0 +1,114 @@
+"""Index labels drawn with other values than the class indices (`data.label_values`, `data.ignore_values`), and the
+note that catches the usual mistake without them: binary masks saved as 0/255, whose 255 is the ignore index."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from synthetic_data import save_image, save_label
+
+from pspnet.cli.main import main
+from pspnet.data.check import check_dataset
+from pspnet.data.config import DataConfig
+from pspnet.data.datasets import build_dataset
+from pspnet.data.imageops import read_label
+from pspnet.data.label_values import LabelValues
+from pspnet.errors import PSPNetError
+from pspnet.train.class_weights import label_counts
+
+MASK = [[0, 0, 255, 255], [0, 255, 255, 0]]  # a binary mask as most tools save it
+
+
+def masks(root, names=("a", "b"), mask=MASK):
+    for name in names:
+        save_image(root / "images" / "train" / f"{name}.png", 2, 4)
+        save_label(root / "labels" / "train" / f"{name}.png", np.array(mask))
+    return root
+
+
+def test_values_become_class_indices_and_ignore(tmp_path):
+    path = save_label(tmp_path / "a.png", np.array([[0, 255, 7], [128, 7, 0]]))
+    coding = LabelValues((0, 255, 128), (7,))
+    assert read_label(path, coding).tolist() == [[0, 1, 255], [2, 255, 0]]
+
+
+def test_a_16_bit_label_maps_values_beyond_255(tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(np.array([[1000, 0], [65535, 1000]], dtype=np.uint16)).save(path)
+    assert read_label(path, LabelValues((0, 1000), (65535,))).tolist() == [[1, 0], [255, 1]]
+    with pytest.raises(PSPNetError, match="label value 65535 does not fit 0..255"):
+        read_label(path)
+
+
+def test_an_unlisted_value_names_the_file_the_value_and_its_pixels(tmp_path):
+    path = save_label(tmp_path / "a.png", np.array([[0, 255, 3, 3]]))
+    with pytest.raises(PSPNetError) as e:
+        read_label(path, LabelValues((0, 255)))
+    assert str(e.value) == (f"{path}: value 3 (2 pixels) is in neither data.label_values nor data.ignore_values; "
+                            "expected only the listed values")
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"num_classes": 3, "label_values": [0, 255]}, "data.label_values has 2 values for 3 classes"),
+    ({"label_values": [0, 70000]}, "data.label_values[1] = 70000; expected a label value 0..65535"),
+    ({"label_values": [0, 255], "ignore_values": [0]}, "data.ignore_values[0] = 0 is also data.label_values[0]"),
+    ({"num_classes": 2, "ignore_values": [7]}, "data.ignore_values is set without data.label_values"),
+    ({"dataset": "camvid", "label_values": list(range(11))}, "data.label_values is set but camvid"),
+    ({"label_values": [0, 1], "label_colors": [[0, 0, 0], [1, 1, 1]]}, "data.label_values and data.label_colors"),
+    ({"label_values": "0, 255"}, "data.label_values = '0, 255'; expected a list of label values"),
+])
+def test_bad_value_settings_are_one_line_errors(settings, expected):
+    with pytest.raises(PSPNetError) as e:
+        DataConfig(**{"dataset": "folders", **settings})
+    assert expected in str(e.value)
+
+
+def test_binary_masks_saved_as_0_255_get_a_note_and_train_once_their_values_are_given(tmp_path, capsys):
+    root = masks(tmp_path)
+    config = tmp_path / "data.yaml"
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  num_classes: 2\n")
+    assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert ("class 1 (class_1) appears in no train label; 50% of their pixels are 255, the ignore index: if 255 marks "
+            "a class in your labels (a mask saved as 0/255), give each class's value, e.g. data.label_values: "
+            "[0, 255]") in out
+    cfg = DataConfig(dataset="folders", root=root, label_values=[0, 255])
+    assert cfg.num_classes == 2
+    assert build_dataset(cfg, "train")[0]["label"].tolist() == [[0, 0, 1, 1], [0, 1, 1, 0]]
+    notes: list[str] = []
+    assert check_dataset(cfg, ("train",), notes=notes) == [] and notes == []
+    pairs = build_dataset(cfg, "train").pairs
+    assert label_counts(pairs, 2, 255, coding=cfg.label_coding())[0].tolist() == [8, 8]  # what class weights count
+
+
+def test_a_class_absent_from_index_labels_is_a_note_without_the_mask_hint(tmp_path):
+    masks(tmp_path, mask=[[0, 1, 1, 0], [0, 0, 1, 1]])
+    notes: list[str] = []
+    assert check_dataset(DataConfig(dataset="folders", root=tmp_path, class_names=["bg", "cat", "dog"]), ("train",),
+                         notes=notes) == []
+    assert len(notes) == 1 and notes[0].endswith("class 2 (dog) appears in no train label")
+
+
+def test_data_check_reports_each_label_with_an_unlisted_value(tmp_path, capsys):
+    masks(tmp_path, names=("good",))
+    masks(tmp_path, names=("bad",), mask=[[0, 0, 255, 254], [0, 0, 0, 0]])
+    config = tmp_path / "data.yaml"
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  label_values: [0, 255]\n")
+    assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"{tmp_path / 'labels/train/bad.png'}: unreadable label: value 254 (1 pixel) is in neither "
+                      "data.label_values nor data.ignore_values; expected only the listed values")
+
+
+def test_score_reads_value_coded_ground_truth_through_a_config(tmp_path, capsys):
+    save_label(tmp_path / "gt" / "a.png", np.array(MASK))
+    pred = (np.array(MASK) == 255).astype(np.uint8)
+    pred[0, 0] = 1  # one background pixel taken for the object
+    save_label(tmp_path / "pred" / "a.png", pred)
+    config = tmp_path / "data.yaml"
+    config.write_text("data:\n  dataset: folders\n  class_names: [background, object]\n  label_values: [0, 255]\n")
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--config", str(config),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    assert "object" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s.json").read_text())["confusion_matrix"] == [[3, 1], [0, 4]]
