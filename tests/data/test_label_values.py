@@ -112,3 +112,14 @@ def test_score_reads_value_coded_ground_truth_through_a_config(tmp_path, capsys)
                  "--json", str(tmp_path / "s.json")]) == 0
     assert "object" in capsys.readouterr().out
     assert json.loads((tmp_path / "s.json").read_text())["confusion_matrix"] == [[3, 1], [0, 4]]
+
+
+def test_score_notes_0_255_ground_truth_scored_as_indices(tmp_path, capsys):
+    save_label(tmp_path / "gt" / "a.png", np.array(MASK))
+    save_label(tmp_path / "pred" / "a.png", np.zeros((2, 4)))  # all background: a perfect score without the note
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "2"]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"pspnet score: note: {tmp_path / 'gt'}: class 1 (class_1) appears in no ground-truth label; 50% "
+                   "of their pixels are 255, the ignore index: if 255 marks a class in your labels (a mask saved as "
+                   "0/255), give each class's value, e.g. data.label_values: [0, 255] (in a data config given as "
+                   "--config)\n")

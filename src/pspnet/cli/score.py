@@ -7,9 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
+from pspnet.data.check import absent_classes
 from pspnet.data.config import load_data_config
 from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import read_label
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     failures += [f"{preds[s]}: no ground truth {s}.png in {args.gt}" for s in sorted(preds.keys() - gts.keys())]
     num_classes, ignore, coding, names = ground_truth_settings(args)
     cm = ConfusionMatrix(num_classes, ignore)
+    counts = np.zeros(256, dtype=np.int64)  # ground-truth pixels per value, for the note on absent classes
     scored = 0
     for stem in sorted(gts.keys() & preds.keys()):
         try:
@@ -75,12 +78,16 @@ def run(args: argparse.Namespace) -> int:
                 raise PSPNetError(f"{preds[stem]}: prediction is {pred.shape[1]}×{pred.shape[0]} but its ground "
                                   f"truth {gts[stem]} is {gt.shape[1]}×{gt.shape[0]}; expected the same size")
             cm.update(torch.from_numpy(pred), torch.from_numpy(gt), source=f"{preds[stem]} / {gts[stem]}")
+            counts += np.bincount(gt.ravel(), minlength=256)
         except PSPNetError as e:
             failures.append(str(e))
             continue
         scored += 1
     for message in failures:
         print(f"pspnet score: {message}", file=sys.stderr)
+    if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is not None)):
+        where = "" if coding is not None or "label_values" not in note else " (in a data config given as --config)"
+        print(f"pspnet score: note: {args.gt}: {note}{where}", file=sys.stderr)
     scores = cm.compute()
     print(format_table(scores, names))
     print(f"{scored} of {len(gts)} ground-truth files scored")
