@@ -29,14 +29,21 @@ def masks(root, names=("a", "b"), mask=MASK):
 
 def test_values_become_class_indices_and_ignore(tmp_path):
     path = save_label(tmp_path / "a.png", np.array([[0, 255, 7], [128, 7, 0]]))
-    coding = LabelValues((0, 255, 128), (7,))
+    coding = LabelValues(((0,), (255,), (128,)), (7,))
     assert read_label(path, coding).tolist() == [[0, 1, 255], [2, 255, 0]]
+
+
+def test_several_values_of_one_class_merge_classes(tmp_path):
+    path = save_label(tmp_path / "a.png", np.array([[0, 1, 2, 3], [4, 3, 11, 0]]))
+    coding = DataConfig(dataset="folders", class_names=["other", "road"], label_values=[[0, 1, 2, 4], 3],
+                        ignore_values=[11]).label_coding()
+    assert read_label(path, coding).tolist() == [[0, 0, 0, 1], [0, 1, 255, 0]]
 
 
 def test_a_16_bit_label_maps_values_beyond_255(tmp_path):
     path = tmp_path / "a.png"
     Image.fromarray(np.array([[1000, 0], [65535, 1000]], dtype=np.uint16)).save(path)
-    assert read_label(path, LabelValues((0, 1000), (65535,))).tolist() == [[1, 0], [255, 1]]
+    assert read_label(path, LabelValues(((0,), (1000,)), (65535,))).tolist() == [[1, 0], [255, 1]]
     with pytest.raises(PSPNetError, match="label value 65535 does not fit 0..255"):
         read_label(path)
 
@@ -44,15 +51,19 @@ def test_a_16_bit_label_maps_values_beyond_255(tmp_path):
 def test_an_unlisted_value_names_the_file_the_value_and_its_pixels(tmp_path):
     path = save_label(tmp_path / "a.png", np.array([[0, 255, 3, 3]]))
     with pytest.raises(PSPNetError) as e:
-        read_label(path, LabelValues((0, 255)))
+        read_label(path, LabelValues(((0,), (255,))))
     assert str(e.value) == (f"{path}: value 3 (2 pixels) is in neither data.label_values nor data.ignore_values; "
                             "expected only the listed values")
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
     ({"num_classes": 3, "label_values": [0, 255]}, "data.label_values has 2 values for 3 classes"),
-    ({"label_values": [0, 70000]}, "data.label_values[1] = 70000; expected a label value 0..65535"),
-    ({"label_values": [0, 255], "ignore_values": [0]}, "data.ignore_values[0] = 0 is also data.label_values[0]"),
+    ({"label_values": [0, 70000]}, "data.label_values[1] = 70000; expected a label value or a list of them in "
+                                   "0..65535"),
+    ({"label_values": [0, 255], "ignore_values": [0]}, "data.ignore_values[0]: 0 is also in data.label_values[0]"),
+    ({"label_values": [[0, 1], [2, 1]]}, "data.label_values[1]: 1 is also in data.label_values[0]"),
+    ({"label_values": [0, 1], "ignore_values": [[2, 3]]}, "data.ignore_values[0] = [2, 3]; expected a label value "
+                                                          "in 0..65535"),
     ({"num_classes": 2, "ignore_values": [7]}, "data.ignore_values is set without data.label_values"),
     ({"dataset": "camvid", "label_values": list(range(11))}, "data.label_values is set but camvid"),
     ({"label_values": [0, 1], "label_colors": [[0, 0, 0], [1, 1, 1]]}, "data.label_values and data.label_colors"),

@@ -39,7 +39,8 @@ class DataConfig:
     class_names: list[str] | None = None
     label_colors: list[tuple[int, int, int]] | None = None  # colour-coded labels: the colour of each class
     ignore_colors: list[tuple[int, int, int]] = field(default_factory=list)  # the colours of unlabelled pixels
-    label_values: list[int] | None = None  # index labels drawn with other values: the value of each class
+    # index labels drawn with other values: the value of each class, or a list of values (classes merged into one)
+    label_values: list[int | list[int]] | None = None
     ignore_values: list[int] = field(default_factory=list)  # the values of unlabelled pixels
     ignore_index: int = IGNORE_INDEX
     crop_size: tuple[int, int] = (473, 473)  # (height, width)
@@ -80,14 +81,14 @@ class DataConfig:
             if self.label_colors is not None:
                 raise PSPNetError("data.label_values and data.label_colors are both set; expected one: values for "
                                   "single-channel labels, colours for RGB ones")
-            self.label_values = list(parse_values(self.label_values, "data.label_values"))
+            parse_values(self.label_values, "data.label_values")
             if self.num_classes is None and self.class_names is None:
                 self.num_classes = len(self.label_values)
             classes = len(self.class_names) if self.class_names is not None else self.num_classes
             if classes != len(self.label_values):
                 raise PSPNetError(f"data.label_values has {len(self.label_values)} values for {classes} classes; "
                                   "expected one value per class")
-        self.ignore_values = list(parse_values(self.ignore_values, "data.ignore_values"))
+        self.ignore_values = [v for (v,) in parse_values(self.ignore_values, "data.ignore_values", merged=False)]
         if self.ignore_values and self.label_values is None:
             raise PSPNetError("data.ignore_values is set without data.label_values; expected both (labels drawn "
                               "with other values than the class indices) or neither")
@@ -123,7 +124,8 @@ class DataConfig:
         if self.label_colors is not None:
             return LabelColors(tuple(self.label_colors), tuple(self.ignore_colors), self.ignore_index)
         if self.label_values is not None:
-            return LabelValues(tuple(self.label_values), tuple(self.ignore_values), self.ignore_index)
+            return LabelValues(parse_values(self.label_values, "data.label_values"), tuple(self.ignore_values),
+                               self.ignore_index)
         return None
 
 

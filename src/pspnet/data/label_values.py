@@ -1,7 +1,8 @@
 """Index labels whose pixel values are not the class indices: binary masks saved as 0/255, an annotation tool's own
-ids. `data.label_values` lists the value of each class, `data.ignore_values` the values of unlabelled pixels; labels
-are turned into class indices as they are read, and a value in neither list is an error naming the file and the
-value, never a silent class (as `data.label_colors` does for colour-coded labels)."""
+ids. `data.label_values` lists the value of each class (or its values: classes merged into one),
+`data.ignore_values` the values of unlabelled pixels; labels are turned into class indices as they are read, and a
+value in neither list is an error naming the file and the value, never a silent class (as `data.label_colors` does
+for colour-coded labels)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,31 @@ UNLISTED = -1  # a value's entry in LabelValues.table when it is not listed
 SHOWN = 4  # values named in an error message
 
 
-def parse_values(value: Sequence[int], setting: str) -> tuple[int, ...]:
-    """`value` as a tuple of label values 0..65535; anything else raises PSPNetError naming `setting`."""
+Values = tuple[int, ...]  # the label values of one class
+
+
+def parse_values(value: Sequence[int | Sequence[int]], setting: str, merged: bool = True) -> tuple[Values, ...]:
+    """`value` as one tuple of label values 0..65535 per entry (an entry is a value or, with `merged`, a list of
+    them); anything else raises PSPNetError naming `setting`."""
     if not isinstance(value, (list, tuple)):
         raise PSPNetError(f"{setting} = {value!r}; expected a list of label values, e.g. [0, 255]")
-    for i, v in enumerate(value):
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= TOP:
-            raise PSPNetError(f"{setting}[{i}] = {v!r}; expected a label value 0..{TOP}")
-    return tuple(int(v) for v in value)
+    parsed = []
+    for i, entry in enumerate(value):
+        values = entry if merged and isinstance(entry, (list, tuple)) and entry else [entry]
+        for v in values:
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= TOP:
+                what = "a label value" + (" or a list of them" if merged else "")
+                raise PSPNetError(f"{setting}[{i}] = {entry!r}; expected {what} in 0..{TOP}")
+        parsed.append(tuple(int(v) for v in values))
+    return tuple(parsed)
 
 
 @dataclass
 class LabelValues:
-    """Class i is drawn with the value `values[i]`; pixels of an `ignore` value become `ignore_index`."""
+    """Class i is drawn with the values `values[i]`; pixels of an `ignore` value become `ignore_index`."""
 
-    values: tuple[int, ...]
-    ignore: tuple[int, ...] = ()
+    values: tuple[Values, ...]
+    ignore: Values = ()
     ignore_index: int = IGNORE_INDEX
     _table: np.ndarray | None = field(default=None, init=False, repr=False)
 
@@ -42,17 +52,19 @@ class LabelValues:
         if not self.values:
             raise PSPNetError("data.label_values = []; expected the value of each class")
         seen: dict[int, str] = {}
-        for name, values in (("data.label_values", self.values), ("data.ignore_values", self.ignore)):
-            for i, v in enumerate(values):
-                if v in seen:
-                    raise PSPNetError(f"{name}[{i}] = {v} is also {seen[v]}; expected each value once")
-                seen[v] = f"{name}[{i}]"
+        for name, entries in (("data.label_values", self.values), ("data.ignore_values", [(v,) for v in self.ignore])):
+            for i, values in enumerate(entries):
+                for v in values:
+                    if v in seen:
+                        raise PSPNetError(f"{name}[{i}]: {v} is also in {seen[v]}; expected each value once")
+                    seen[v] = f"{name}[{i}]"
 
     def table(self) -> np.ndarray:
         """The class index (or ignore_index) of every label value, UNLISTED for the others."""
         if self._table is None:
             table = np.full(TOP + 1, UNLISTED, dtype=np.int16)
-            table[list(self.values)] = np.arange(len(self.values))
+            for index, values in enumerate(self.values):
+                table[list(values)] = index
             table[list(self.ignore)] = self.ignore_index
             self._table = table
         return self._table
