@@ -190,9 +190,24 @@ def test_a_kill_during_checkpoint_writing_leaves_loadable_checkpoints(tmp_path):
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_activation_checkpointing_trains_to_the_same_weights(data_root, tmp_path, capsys):
+    """BatchNorm and dropout on: the recomputed forward replays the dropout masks and leaves the statistics alone."""
+    def cfg(out: Path, **train: object) -> dict:
+        d = config_dict(data_root, out, iterations=2, checkpoint_every=10, **train)
+        d["model"]["dropout"] = 0.1
+        return d
+
+    a = weights(run(cfg(tmp_path / "plain"), tmp_path).final_checkpoint)
+    b = weights(run(cfg(tmp_path / "recomputed", activation_checkpointing=True), tmp_path).final_checkpoint)
+    assert "training recipe fp32, activation checkpointing;" in capsys.readouterr().out
+    assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5) for k in a)
+    assert torch.equal(a["backbone.layer1.0.bn1.running_mean"], b["backbone.layer1.0.bn1.running_mean"])
+
+
 def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(data_root, tmp_path):
     """Both start from other weights (train.init): 5 classes and no auxiliary head, so the classifiers and that
-    head start afresh, and another normalisation, which the runs take."""
+    head start afresh, and another normalisation, which the runs take. The two processes recompute the backbone's
+    activations (train.activation_checkpointing), the one process keeps them: the same weights either way."""
     torch.manual_seed(1)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.2, 0.2)
     other = PSPNet(5, backbone="resnet18", norm="group", aux=False,
@@ -208,7 +223,8 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "pspnet.cli.main", "train", "--config", str(cfg(two)), "train.device=cpu", "--no-progress"],
+         "-m", "pspnet.cli.main", "train", "--config", str(cfg(two)), "train.device=cpu", "--no-progress",
+         "train.activation_checkpointing=true"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -242,3 +258,13 @@ def test_a_run_starved_by_its_data_loader_says_so_and_logs_the_waiting_share(dat
     assert waits[0] == 0.0  # the first batch (the loader starting up) is not counted
     out = capsys.readouterr().out
     assert "the training steps waited for data" in out and "data.workers 0" in out and "more data.workers" in out
+
+
+def test_overrides_may_stand_on_both_sides_of_an_option(data_root, tmp_path, capsys):
+    cfg = write_config(tmp_path / "cfg.yaml", config_dict(data_root, tmp_path / "run"))
+    assert main(["train", "--config", str(cfg), "train.lr=0.5", "--print-config", "train.iterations=7"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["train"]["lr"], printed["train"]["iterations"]) == (0.5, 7)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--config", str(cfg), "train.lr=0.5", "--print-config", "--bogus"])
+    assert e.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err

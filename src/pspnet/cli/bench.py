@@ -59,6 +59,9 @@ TRAIN_ABLATION: tuple[TrainVariant, ...] = (
                  compile_loss=True, fused_sgd=True),
     TrainVariant("step 7 + cuDNN autotuning", replace(_FASTEST, cudnn_benchmark=True), compile_loss=True,
                  fused_sgd=True),
+    # Memory: the backbone's activations recomputed in the backward pass (eager only), against steps 1 and 3.
+    TrainVariant("reference + activation checkpointing", replace(OFFICIAL, activation_checkpointing=True)),
+    TrainVariant("bf16 + channels_last + activation checkpointing", replace(_BF16_CL, activation_checkpointing=True)),
 )
 ANCHOR = _BF16_CL  # on GPUs: the best execution that needs no compiler (issue 15's yardstick)
 

@@ -45,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no valued options
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in a and not a.startswith("-") for a in extra):
+        args.overrides += extra  # key=value overrides on both sides of an option: `--config F a=1 --fast b=2`
+    elif extra:
+        parser.parse_args(argv)  # argparse's own message for what it does not know, exit 2
     try:
         return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
     except PSPNetError as e:

@@ -49,6 +49,8 @@ class Recipe:
     cudnn_benchmark: on GPUs, cuDNN times its convolution algorithms at each new input shape and keeps the fastest
         (`torch.backends.cudnn.benchmark`; mmsegmentation's default) instead of its heuristic choice; worth it
         for fixed sizes (training crops, sliding windows), a cost at every new size of whole-image inference.
+    activation_checkpointing: in training, the backbone keeps only each residual block's input and computes the
+        rest again in the backward pass (`pspnet.model.recompute`): the same gradients, less memory, more compute.
     """
 
     fold_bn: bool = False
@@ -60,6 +62,7 @@ class Recipe:
     matmul_upsample: bool = False
     tf32: bool = False
     cudnn_benchmark: bool = False
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -68,6 +71,8 @@ class Recipe:
             raise PSPNetError(f"compile mode {self.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
         if self.int8 and (not self.compile or self.precision != "fp32"):
             raise PSPNetError("int8 quantisation runs compiled and without autocast: use it with compile, fp32")
+        if self.activation_checkpointing and self.compile:
+            raise PSPNetError("activation checkpointing is tested in eager execution only; use it without compile")
 
     def describe(self) -> str:
         parts = ["int8" if self.int8 else self.precision]
@@ -83,6 +88,8 @@ class Recipe:
             parts.append("PyTorch's default TF32 convolutions")
         if self.cudnn_benchmark:
             parts.append("cuDNN autotuned")
+        if self.activation_checkpointing:
+            parts.append("activation checkpointing")
         return ", ".join(parts) if len(parts) > 1 else f"eager {parts[0]}"
 
 
@@ -238,6 +245,8 @@ def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str,
     model = model.to(torch.device(device)).train()
     if hasattr(model, "upsample_by_matmul"):
         model.upsample_by_matmul = recipe.matmul_upsample
+    if hasattr(model, "backbone") and hasattr(model.backbone, "recompute"):
+        model.backbone.recompute = recipe.activation_checkpointing
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if wrap is not None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from pspnet.model.norm import make_norm
+from pspnet.model.recompute import recomputed
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,22 @@ class DilatedResNet(nn.Module):
                 cin = planes * block.expansion
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        # An execution switch, not a weight (Recipe.activation_checkpointing sets it): with gradients on, every block
+        # is recomputed in the backward pass instead of keeping its activations.
+        self.recompute = False
         self.stage3_channels = 256 * block.expansion
         self.stage4_channels = 512 * block.expansion
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.recompute and torch.is_grad_enabled():  # keep each block's input only (pspnet.model.recompute)
+            for module in (self.stem, *self.layer1, *self.layer2):
+                x = recomputed(module, x)
+            for module in self.layer3:
+                x = recomputed(module, x)
+            c3 = x
+            for module in self.layer4:
+                x = recomputed(module, x)
+            return c3, x
         x = self.layer2(self.layer1(self.stem(x)))
         c3 = self.layer3(x)
         return c3, self.layer4(c3)

@@ -42,6 +42,9 @@ class TrainSettings:
     channels_last: bool = False
     compile: bool = False
     matmul_upsample: bool = False  # the full-resolution upsampling as matrix products (pspnet.model.upsample)
+    # the backbone keeps only each block's input and recomputes the rest in the backward pass: less memory (bigger
+    # crops or batches per GPU), about one more backbone forward of compute (pspnet.model.recompute)
+    activation_checkpointing: bool = False
     # the fastest training recipe measured for the device (engine.recipe.fast_recipe): on GPUs bf16 + channels_last +
     # compile + matmul_upsample; on CPUs what precision "auto" picks. Instead of the four switches above.
     fast: bool = False
@@ -80,6 +83,9 @@ class TrainSettings:
         if self.freeze_backbone_bn and not (self.init or self.imagenet):
             raise PSPNetError("train.freeze_backbone_bn keeps the BatchNorm statistics of the weights the run starts "
                               "from; set train.init or train.imagenet (a random start has none to keep)")
+        if self.activation_checkpointing and self.compile:
+            raise PSPNetError("train.activation_checkpointing is tested in eager execution only; set it or "
+                              "train.compile, not both")
         if self.fast and (chosen := [name for name, on in (
                 ("precision", self.precision != "auto"), ("channels_last", self.channels_last),
                 ("compile", self.compile), ("matmul_upsample", self.matmul_upsample)) if on]):
@@ -93,7 +99,7 @@ class TrainSettings:
         if precision == "auto":
             raise ValueError("train.precision 'auto' must be resolved for a device first (training_precision)")
         return Recipe(precision=precision, channels_last=self.channels_last, compile=self.compile,
-                      matmul_upsample=self.matmul_upsample)
+                      matmul_upsample=self.matmul_upsample, activation_checkpointing=self.activation_checkpointing)
 
 
 @dataclass

@@ -1,0 +1,81 @@
+"""Activation checkpointing of the backbone: the same forward, gradients and BatchNorm statistics as without it, with
+a fraction of the activations kept for the backward pass."""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from pspnet import PSPNet
+from pspnet.engine.recipe import Recipe, training_model
+
+
+def step(model: PSPNet, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One forward and backward in training mode (dropout on, replayed in the recomputation); the main logits and
+    every parameter's gradient."""
+    torch.manual_seed(3)
+    logits, aux = model(x)
+    (F.cross_entropy(logits, target) + 0.4 * F.cross_entropy(aux, target)).backward()
+    return logits.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+def test_recomputed_blocks_give_the_same_outputs_gradients_and_batchnorm_statistics() -> None:
+    torch.manual_seed(0)
+    plain = PSPNet(4, backbone="resnet18", dropout=0.1).train()
+    recomputing = copy.deepcopy(plain)
+    recomputing.backbone.recompute = True
+    x, target = torch.randn(2, 3, 40, 48), torch.randint(0, 4, (2, 40, 48))
+    out_a, grads_a = step(plain, x, target)
+    out_b, grads_b = step(recomputing, x, target)
+    assert torch.equal(out_a, out_b)
+    assert all(torch.allclose(grads_a[k], grads_b[k], rtol=1e-5, atol=1e-7) for k in grads_a)
+    buffers_a, buffers_b = dict(plain.named_buffers()), dict(recomputing.named_buffers())
+    assert all(torch.equal(buffers_a[k], buffers_b[k]) for k in buffers_a), "the recomputation counted twice"
+    assert int(buffers_b["backbone.layer1.0.bn1.num_batches_tracked"]) == 1
+
+
+def test_frozen_batchnorm_stays_frozen_in_the_recomputation() -> None:
+    torch.manual_seed(0)
+    model = PSPNet(3, backbone="resnet18", dropout=0.0).train()
+    model.backbone.recompute = True
+    norm = model.backbone.layer2[0].bn1
+    norm.eval()
+    before = norm.running_mean.clone()
+    step(model, torch.randn(2, 3, 33, 33), torch.randint(0, 3, (2, 33, 33)))
+    assert torch.equal(norm.running_mean, before) and norm.track_running_stats
+
+
+def saved_bytes(model: PSPNet, x: torch.Tensor) -> int:
+    """The bytes of every tensor autograd keeps for the backward pass of one training forward."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return total
+
+
+def test_the_backbone_keeps_a_fraction_of_its_activations() -> None:
+    torch.manual_seed(0)
+    model = PSPNet(3, backbone="resnet50").train()
+    x = torch.randn(1, 3, 97, 97)
+    kept = saved_bytes(model, x)
+    model.backbone.recompute = True
+    recomputed = saved_bytes(model, x)
+    assert recomputed < kept / 2, (kept, recomputed)  # 2.25×: the head, the aux head and the blocks' inputs remain
+
+
+def test_the_recipe_switches_it_on_for_training_only_and_inference_is_untouched() -> None:
+    model = PSPNet(3, backbone="resnet18").eval()
+    x = torch.randn(1, 3, 33, 41)
+    with torch.no_grad():
+        expected = model(x)
+    trained = training_model(model, Recipe(activation_checkpointing=True), "cpu")
+    assert trained.backbone.recompute and Recipe(activation_checkpointing=True).describe() == \
+        "fp32, activation checkpointing"
+    with torch.no_grad():
+        assert torch.equal(trained.eval()(x), expected)
