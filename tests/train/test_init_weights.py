@@ -46,20 +46,11 @@ def zoo_file(tmp_path_factory) -> Path:
 
 
 def own_model(path: Path, *, classes: list[str], aux: bool) -> Path:
-    """A ResNet-18 PSPNet of ours with other class names, the Caffe models' normalisation and BatchNorm statistics
-    of its own (not the 0/1 of a new layer)."""
+    """A ResNet-18 PSPNet of ours with other class names and the Caffe models' normalisation."""
     torch.manual_seed(1)
     model = PSPNet(len(classes), backbone="resnet18", aux=aux, dilation="contracted",
                    info=DatasetInfo("other", classes, mean=CAFFE_MEAN, std=CAFFE_STD))
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
     return pspnet.save(model, path)
-
-
-def batchnorm_statistics(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in state.items() if k.startswith(prefix) and k.endswith(("running_mean", "running_var"))}
 
 
 def config(data_root: Path, tmp_path: Path, init: Path, model: dict | None = None, **train: object) -> Path:
@@ -168,34 +159,3 @@ def test_follow_init_takes_what_is_left_out_and_keeps_what_is_set() -> None:
     with pytest.raises(PSPNetError, match=r"^f.yaml:3: model.norm = group, but train.init = w was trained with "
                                           r"norm syncbatch"):
         follow_init(ModelConfig(num_classes=3, norm="group"), {"norm": "f.yaml:3"}, weights, "w")
-
-
-def test_freeze_backbone_bn_keeps_the_starting_statistics_while_the_rest_trains(data_root, tmp_path) -> None:
-    init = own_model(tmp_path / "init.safetensors", classes=["a", "b", "c"], aux=True)
-    start = model_weights(pspnet.load(init))
-    finals = {}
-    for frozen in (True, False):
-        (tmp_path / str(frozen)).mkdir()
-        path = config(data_root, tmp_path / str(frozen), init, iterations=2, freeze_backbone_bn=frozen)
-        assert main(["train", "--config", str(path), "--no-progress"]) == 0
-        finals[frozen] = model_weights(pspnet.load(tmp_path / str(frozen) / "run" / "final.safetensors"))
-    kept, moved = finals[True], finals[False]
-    backbone = batchnorm_statistics(start, "backbone.")
-    assert len(backbone) == 46 and all(torch.equal(kept[k], v) for k, v in backbone.items())
-    assert not all(torch.equal(moved[k], v) for k, v in backbone.items())  # without it, they move
-    assert not torch.equal(kept["backbone.layer1.0.conv1.weight"], start["backbone.layer1.0.conv1.weight"])
-    assert not torch.equal(kept["backbone.layer1.0.bn1.weight"], start["backbone.layer1.0.bn1.weight"])  # scale trains
-    head = batchnorm_statistics(start, "head.")
-    assert head and not all(torch.equal(kept[k], v) for k, v in head.items())  # the head's BatchNorm still learns
-
-
-def test_freeze_backbone_bn_needs_starting_weights_and_batchnorm(data_root, zoo_file, tmp_path, capsys) -> None:
-    d = config_dict(data_root, tmp_path / "run", freeze_backbone_bn=True)
-    (tmp_path / "a.yaml").write_text(yaml.safe_dump(d))
-    assert main(["train", "--config", str(tmp_path / "a.yaml"), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "train.freeze_backbone_bn keeps the BatchNorm statistics" in err
-    assert "set train.init or train.imagenet" in err
-    path = config(data_root, tmp_path, zoo_file, freeze_backbone_bn=True)
-    assert main(["train", "--config", str(path), "--no-progress", "model.norm=group"]) == 2
-    assert "model.norm = group, but train.init" in capsys.readouterr().err  # the weights are BatchNorm's

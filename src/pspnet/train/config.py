@@ -53,9 +53,6 @@ class TrainSettings:
     # start from these weights: any file or published name pspnet.load reads; the architecture follows them, the
     # classifiers start afresh for another class count (pspnet.train.init_weights)
     init: str | None = None
-    # the backbone's BatchNorm layers keep the statistics of the weights the run starts from (eval mode; their scale
-    # and shift still train): for fine-tuning with batches too small for good statistics (mmsegmentation: norm_eval)
-    freeze_backbone_bn: bool = False
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 500  # iterations between training checkpoints
@@ -80,9 +77,6 @@ class TrainSettings:
         if self.init and self.imagenet:
             raise PSPNetError(f"train.init = {self.init} replaces every weight train.imagenet = {self.imagenet} would "
                               "set; set one of them")
-        if self.freeze_backbone_bn and not (self.init or self.imagenet):
-            raise PSPNetError("train.freeze_backbone_bn keeps the BatchNorm statistics of the weights the run starts "
-                              "from; set train.init or train.imagenet (a random start has none to keep)")
         if self.activation_checkpointing and self.compile:
             raise PSPNetError("train.activation_checkpointing is tested in eager execution only; set it or "
                               "train.compile, not both")
@@ -130,7 +124,4 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
         except PSPNetError as e:
             raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None
         cfg.model = follow_init(cfg.model, explicit, weights, cfg.train.init)
-    if cfg.train.freeze_backbone_bn and cfg.model.norm == "group":
-        raise PSPNetError(f"{origin_of('train.freeze_backbone_bn', origins, source)}: train.freeze_backbone_bn with "
-                          "model.norm = group: the backbone has no BatchNorm to freeze")
     return cfg

@@ -184,9 +184,6 @@ class Trainer:
                   f"{self.recipe.describe()}{', loss compiled' if self.recipe.compile else ''}; validation "
                   f"{self.val_recipe.describe()}")
         self.model = self.build_model()
-        if s.freeze_backbone_bn:
-            self.note(f"train.freeze_backbone_bn: the backbone's {len(backbone_batchnorms(self.model))} BatchNorm "
-                      f"layers keep the statistics of {s.init or s.imagenet} (their scale and shift still train)")
         self.optimizer = torch.optim.SGD(
             parameter_groups(unwrap(self.model), s.lr, s.head_lr_mult),
             lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
@@ -248,14 +245,6 @@ class Trainer:
         names = self.info.classes
         self.note("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(names, tensor.tolist(), strict=False)))
         return tensor
-
-    def train_mode(self) -> None:
-        """The model in training mode; with train.freeze_backbone_bn the backbone's BatchNorm layers stay in eval
-        mode: they normalise with, and keep, the running statistics of the weights the run started from."""
-        self.model.train()
-        if self.cfg.train.freeze_backbone_bn:
-            for module in backbone_batchnorms(self.model):
-                module.eval()
 
     def note(self, message: str) -> None:
         if self.d.is_main:
@@ -349,7 +338,7 @@ class Trainer:
         t0 = time.perf_counter()
         window_start, window_images, window_waited = time.perf_counter(), 0, 0.0
         last_saved: Path | None = list_checkpoints(self.ckpt_dir)[-1] if start else None
-        self.train_mode()
+        self.model.train()
         try:
             for iteration in range(start, self.max_iter):
                 lr = set_poly_lr(self.optimizer, iteration, self.max_iter, s.power)
@@ -378,7 +367,7 @@ class Trainer:
                         if d.is_main:
                             save(self.model, self.out / "best.safetensors", self.provenance(done, best))
                         last_saved = self.save_checkpoint(done, {"best_miou": best})
-                    self.train_mode()
+                    self.model.train()
         except KeyboardInterrupt:
             if not d.enabled and "done" in locals() and done > start:
                 path = self.save_checkpoint(done, {"best_miou": best})
@@ -430,11 +419,6 @@ class Trainer:
         for message in ev.failures:
             self.note(f"validation skipped {message}")
         return sc.miou
-
-
-def backbone_batchnorms(model: nn.Module) -> list[nn.Module]:
-    """The BatchNorm (or SyncBatchNorm) layers of the backbone of the PSPNet inside `model`."""
-    return [m for m in unwrap(model).backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def config_yaml(cfg: TrainConfig) -> str:
