@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pspnet import PSPNet
+from pspnet.bench.memory import saved_for_backward
 from pspnet.engine.recipe import Recipe, training_model
 
 
@@ -46,17 +47,7 @@ def test_frozen_batchnorm_stays_frozen_in_the_recomputation() -> None:
 
 
 def saved_bytes(model: PSPNet, x: torch.Tensor) -> int:
-    """The bytes of every tensor autograd keeps for the backward pass of one training forward."""
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return total
+    return saved_for_backward(lambda: model(x))
 
 
 def test_the_backbone_keeps_a_fraction_of_its_activations() -> None:

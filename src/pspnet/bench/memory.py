@@ -7,6 +7,7 @@ what a user would see, and an upper bound on what the measured work needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,6 +24,21 @@ def _status_kib(field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def saved_for_backward(work: Callable[[], object]) -> int:
+    """The bytes of the tensors autograd keeps for the backward pass while `work()` runs (a tensor kept by several
+    operations counts each time): what activation checkpointing removes, exact and the same on every machine."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        work()
+    return total
 
 
 def resident_bytes() -> int | None:

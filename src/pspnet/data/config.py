@@ -64,12 +64,7 @@ class DataConfig:
                 raise PSPNetError(f"data.label_colors is set but {self.dataset} is prepared with index labels; "
                                   "leave it out (it is for dataset: lists or folders)")
             self.label_colors = list(parse_colors(self.label_colors, "data.label_colors"))
-            if self.num_classes is None and self.class_names is None:
-                self.num_classes = len(self.label_colors)
-            classes = len(self.class_names) if self.class_names is not None else self.num_classes
-            if classes != len(self.label_colors):
-                raise PSPNetError(f"data.label_colors has {len(self.label_colors)} colours for {classes} classes; "
-                                  "expected one colour per class")
+            self._one_per_class("data.label_colors", len(self.label_colors), "colour")
         self.ignore_colors = list(parse_colors(self.ignore_colors, "data.ignore_colors"))
         if self.ignore_colors and self.label_colors is None:
             raise PSPNetError("data.ignore_colors is set without data.label_colors; expected both (colour-coded "
@@ -82,12 +77,7 @@ class DataConfig:
                 raise PSPNetError("data.label_values and data.label_colors are both set; expected one: values for "
                                   "single-channel labels, colours for RGB ones")
             parse_values(self.label_values, "data.label_values")
-            if self.num_classes is None and self.class_names is None:
-                self.num_classes = len(self.label_values)
-            classes = len(self.class_names) if self.class_names is not None else self.num_classes
-            if classes != len(self.label_values):
-                raise PSPNetError(f"data.label_values has {len(self.label_values)} values for {classes} classes; "
-                                  "expected one value per class")
+            self._one_per_class("data.label_values", len(self.label_values), "value")
         self.ignore_values = [v for (v,) in parse_values(self.ignore_values, "data.ignore_values", merged=False)]
         if self.ignore_values and self.label_values is None:
             raise PSPNetError("data.ignore_values is set without data.label_values; expected both (labels drawn "
@@ -118,6 +108,14 @@ class DataConfig:
         if self.workers < 0:
             raise PSPNetError(f"data.workers = {self.workers}; expected 0 or more")
         self.label_coding()  # each colour or value once: checked now, not at the first label
+
+    def _one_per_class(self, setting: str, count: int, what: str) -> None:
+        """`setting` lists `count` entries, one per class: the class count when none is given, else it must match."""
+        if self.num_classes is None and self.class_names is None:
+            self.num_classes = count
+        classes = len(self.class_names) if self.class_names is not None else self.num_classes
+        if classes != count:
+            raise PSPNetError(f"{setting} has {count} {what}s for {classes} classes; expected one {what} per class")
 
     def label_coding(self) -> LabelColors | LabelValues | None:
         """How labels become class indices: by their colours, by their values, or None (they hold the indices)."""
