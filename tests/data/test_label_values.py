@@ -134,3 +134,13 @@ def test_score_notes_0_255_ground_truth_scored_as_indices(tmp_path, capsys):
                    "of their pixels are 255, the ignore index: if 255 marks a class in your labels (a mask saved as "
                    "0/255), give each class's value, e.g. data.label_values: [0, 255] (in a data config given as "
                    "--config)\n")
+
+
+def test_a_prepared_benchmark_missing_a_class_gets_the_note_without_the_label_values_hint(tmp_path):
+    """label_values is refused for the prepared benchmarks, so their note does not suggest it."""
+    masks(tmp_path, mask=[[0, 1, 255, 0], [0, 0, 1, 1]])
+    (tmp_path / "train.txt").write_text("".join(f"images/train/{n}.png labels/train/{n}.png\n" for n in ("a", "b")))
+    notes: list[str] = []
+    assert check_dataset(DataConfig(dataset="camvid", root=tmp_path), ("train",), notes=notes) == []
+    assert len(notes) == 1 and "classes 2 (Pole), 3 (Road)" in notes[0]
+    assert notes[0].endswith("and 4 more appear in no train label")

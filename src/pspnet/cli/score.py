@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         scored += 1
     for message in failures:
         print(f"pspnet score: {message}", file=sys.stderr)
-    if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is not None)):
+    if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is None)):
         where = "" if coding is not None or "label_values" not in note else " (in a data config given as --config)"
         print(f"pspnet score: note: {args.gt}: {note}{where}", file=sys.stderr)
     scores = cm.compute()

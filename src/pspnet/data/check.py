@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pspnet.classes import KNOWN
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.imageops import read_image, read_label
@@ -91,9 +92,10 @@ def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255
 
 
 def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, split: str,
-                   coded: bool) -> str | None:
-    """A note when classes appear in none of a split's labels (`counts`: pixels per label value), with the likely
-    cause when many pixels are `ignore_index`: masks that draw a class with that value (0/255 binary masks)."""
+                   hint: bool) -> str | None:
+    """A note when classes appear in none of a split's labels (`counts`: pixels per label value); with `hint` (index
+    labels that `data.label_values` could recode) also the likely cause when pixels are `ignore_index`: masks that
+    draw a class with that value (0/255 binary masks)."""
     absent = [i for i in range(len(names)) if counts[i] == 0]
     if not absent:
         return None
@@ -101,7 +103,7 @@ def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, 
                                                                   else "")
     note = f"class{'es' if len(absent) > 1 else ''} {shown} appear{'' if len(absent) > 1 else 's'} in no {split} label"
     ignored = counts[ignore_index] / max(int(counts.sum()), 1)
-    if ignored > 0 and not coded:
+    if ignored > 0 and hint:
         values = [int(v) for v in np.flatnonzero(counts)]
         example = ", ".join(str(v) for v in values) if len(values) == len(names) else f"0, {ignore_index}"
         note += (f"; {ignored:.0%} of their pixels are {ignore_index}, the ignore index: if {ignore_index} marks a "
@@ -144,7 +146,8 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
         counts = np.zeros(256, dtype=np.int64)
         problems += check_pairs(dataset.pairs, dataset.info.num_classes, cfg.ignore_index, progress=progress,
                                 desc=f"checking {split}", coding=dataset.label_coding, counts=counts)
+        recodable = dataset.label_coding is None and cfg.dataset not in KNOWN
         if split == "train" and notes is not None and (note := absent_classes(
-                counts, dataset.info.classes, cfg.ignore_index, split, dataset.label_coding is not None)):
+                counts, dataset.info.classes, cfg.ignore_index, split, recodable)):
             notes.append(f"{dataset.source}: {note}")
     return problems
