@@ -41,7 +41,7 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu; export PSPNET_TEST_DEVICE=cpu
   BENCH=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1
          --workloads infer1 inferN eval train --anchor --train-ablation 1 3 --ablation --ablation-steps 7)
-  LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 11 13)
+  LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 11 13 14)
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
   PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
@@ -57,10 +57,11 @@ else
   # autotuning (the anchor is the main table's column); the other levers were measured in earlier leases.
   BENCH=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2
          --workloads infer1 inferN eval train --train-ablation 7 11 --ablation --ablation-steps 8 9 10)
-  # PARTS=levers: step 7 against itself with CUDA graphs (9), and eager bf16 + channels_last with activation
-  # checkpointing (13: its peak memory against the anchor's 18.8 GiB). Not step 10, max-autotune: on an H100 its
+  # PARTS=levers: step 7 against itself with CUDA graphs (9), and with activation checkpointing, eager bf16 +
+  # channels_last (13: its peak memory against the anchor's 18.8 GiB) and compiled (14: against step 7's 21.2 GiB;
+  # training refuses compile + checkpointing until this measures it). Not step 10, max-autotune: on an H100 its
   # autotuning ran for over 5 minutes without finishing (BENCHMARKS.md); LEVERS_DEADLINE=600 LEVERS_STEPS="7 10".
-  LEVERS=(--backbones resnet50 --sizes 473 --train-batch 16 --repeats 3 --warmup 2 --train-ablation ${LEVERS_STEPS:-7 9 13})
+  LEVERS=(--backbones resnet50 --sizes 473 --train-batch 16 --repeats 3 --warmup 2 --train-ablation ${LEVERS_STEPS:-7 9 13 14})
   TRAINED_BENCH=(--sizes 473 --batch-size 16 --repeats 5 --warmup 2)
   EVAL_LIMIT=()
   PROFILE=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 25)

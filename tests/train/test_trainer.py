@@ -268,3 +268,11 @@ def test_overrides_may_stand_on_both_sides_of_an_option(data_root, tmp_path, cap
     with pytest.raises(SystemExit) as e:
         main(["train", "--config", str(cfg), "train.lr=0.5", "--print-config", "--bogus"])
     assert e.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_activation_checkpointing_with_compile_is_refused_until_measured(data_root, tmp_path, capsys):
+    cfg = write_config(tmp_path / "cfg.yaml", config_dict(data_root, tmp_path / "run", activation_checkpointing=True,
+                                                           compile=True))
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.activation_checkpointing is tested in eager execution only" in err

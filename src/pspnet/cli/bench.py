@@ -62,6 +62,8 @@ TRAIN_ABLATION: tuple[TrainVariant, ...] = (
     # Memory: the backbone's activations recomputed in the backward pass (eager only), against steps 1 and 3.
     TrainVariant("reference + activation checkpointing", replace(OFFICIAL, activation_checkpointing=True)),
     TrainVariant("bf16 + channels_last + activation checkpointing", replace(_BF16_CL, activation_checkpointing=True)),
+    TrainVariant("step 7 + activation checkpointing", replace(_FASTEST, activation_checkpointing=True),
+                 compile_loss=True, fused_sgd=True),
 )
 ANCHOR = _BF16_CL  # on GPUs: the best execution that needs no compiler (issue 15's yardstick)
 

@@ -71,8 +71,6 @@ class Recipe:
             raise PSPNetError(f"compile mode {self.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
         if self.int8 and (not self.compile or self.precision != "fp32"):
             raise PSPNetError("int8 quantisation runs compiled and without autocast: use it with compile, fp32")
-        if self.activation_checkpointing and self.compile:
-            raise PSPNetError("activation checkpointing is tested in eager execution only; use it without compile")
 
     def describe(self) -> str:
         parts = ["int8" if self.int8 else self.precision]

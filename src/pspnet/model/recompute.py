@@ -4,7 +4,9 @@ activation inside the module.
 
 The recomputation must not count twice: BatchNorm in training mode updates its running statistics at every forward,
 so after the recomputed forward each BatchNorm's running statistics (and batch count) are put back as the original
-forward left them. Randomness (dropout) is replayed as PyTorch's checkpoint does by default."""
+forward left them. Randomness (dropout) is replayed as PyTorch's checkpoint does by default. Under `torch.compile`
+(which takes no custom context) the compiled graph applies the statistics' update once by itself; training still
+refuses compile with checkpointing until that is measured on a GPU (`pspnet bench --train-ablation 14`)."""
 
 from __future__ import annotations
 
@@ -38,4 +40,6 @@ def recomputed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     def contexts() -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
         return nullcontext(), _statistics_untouched(module)
 
+    if torch.compiler.is_compiling():  # the compiled graph applies the statistics' update once (functionalised)
+        return checkpoint(module, x, use_reentrant=False)
     return checkpoint(module, x, use_reentrant=False, context_fn=contexts)
