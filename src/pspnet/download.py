@@ -6,6 +6,8 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pspnet.errors import PSPNetError
@@ -38,16 +40,41 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
                           "; deleted it — run again, or check that the source serves the right file")
 
 
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `lock` (created if missing) while the block runs: the processes of one
+    `torchrun` (or several runs sharing a cache) download a file once, one after the other, not into one `.part`."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def download(url: str, dest: Path, sha256: str | None = None, progress: bool = True) -> Path:
     """Fetch `url` to `dest` and return `dest`. An existing `dest` is kept (and checked when `sha256` is given).
 
     Bytes go to `dest.part` first; an interrupted download continues from there on the next call (Range request;
-    a server that ignores Range makes it start over). `dest` appears only when complete and verified."""
+    a server that ignores Range makes it start over). `dest` appears only when complete and verified. Processes that
+    ask for the same `dest` at once take turns (a lock file beside it): the first downloads, the others find it."""
     dest = Path(dest)
     if dest.exists():
         _verify(dest, sha256, str(dest))
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest.with_name(dest.name + ".lock")):
+        if dest.exists():  # another process finished it while this one waited
+            return dest
+        return _fetch(url, dest, sha256, progress)
+
+
+def _fetch(url: str, dest: Path, sha256: str | None, progress: bool) -> Path:
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "pspnet"}
