@@ -11,7 +11,9 @@ from pspnet.train.trainer import config_yaml, train
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML file with model, data, train and val sections")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="override any setting, e.g. train.lr=0.02 data.root=/data/camvid train.precision=bf16")
+                   help="override any setting, e.g. train.lr=0.02 data.root=/data/camvid; "
+                        "train.init=NAME_OR_FILE fine-tunes published weights (the architecture follows them, the "
+                        "classifiers start afresh for your classes; configs/finetune_folders.yaml)")
     p.add_argument("--fast", action="store_true",
                    help="train.fast=true: the fastest training recipe measured for the device (on GPUs bf16, "
                         "channels_last, compiled, upsampling as matmuls: BENCHMARKS.md)")
