@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pspnet.data.check import check_dataset
+import numpy as np
+
+from pspnet.data.check import check_dataset, class_shares
 from pspnet.data.config import DATASET_KINDS, DataConfig, load_data_config
-from pspnet.data.datasets import build_dataset
+from pspnet.data.datasets import build_dataset, dataset_info
 from pspnet.data.prepare import PREPARERS, prepare_dataset
 from pspnet.errors import PSPNetError
 
@@ -73,13 +75,17 @@ def run_check(args: argparse.Namespace) -> int:
     cfg = data_config(args)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     notes: list[str] = []
-    problems = check_dataset(cfg, splits, progress=not args.no_progress, notes=notes)
+    pixels: dict[str, np.ndarray] = {}
+    problems = check_dataset(cfg, splits, progress=not args.no_progress, notes=notes, pixels=pixels)
     for note in notes:
         print(f"note: {note}")
     for problem in problems[:SHOWN_PROBLEMS]:
         print(problem)
     if len(problems) > SHOWN_PROBLEMS:
         print(f"... and {len(problems) - SHOWN_PROBLEMS} more problem(s)")
+    names = dataset_info(cfg).classes
+    for split, counts in pixels.items():
+        print(f"{split} pixels: {class_shares(counts, names, cfg.ignore_index)}")
     counts = []
     for split in splits:
         try:

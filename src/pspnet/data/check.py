@@ -112,11 +112,19 @@ def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, 
     return note
 
 
+def class_shares(counts: np.ndarray, names: Sequence[str], ignore_index: int) -> str:
+    """`counts` (pixels per label value) as each class's share of the labelled pixels, then the ignored share."""
+    labelled = max(int(counts[: len(names)].sum()), 1)
+    shares = ", ".join(f"{name} {counts[i] / labelled:.1%}" for i, name in enumerate(names))
+    return f"{shares}; ignored {counts[ignore_index] / max(int(counts.sum()), 1):.1%} of all pixels"
+
+
 def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, progress: bool = False,
-                  notes: list[str] | None = None) -> list[Problem]:
+                  notes: list[str] | None = None, pixels: dict[str, np.ndarray] | None = None) -> list[Problem]:
     """Every problem of the configured splits: missing list files or folders, empty splits, and check_pair's.
     `notes` receives what is not a problem but suspicious: label files of a folders dataset without an image (left
-    out), classes that appear in no train label."""
+    out), classes that appear in no train label. `pixels` receives each checked split's pixel count per label value
+    (256, after the label coding)."""
     problems = []
     for split in splits:
         if cfg.dataset == "folders" and notes is not None:
@@ -146,6 +154,8 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
         counts = np.zeros(256, dtype=np.int64)
         problems += check_pairs(dataset.pairs, dataset.info.num_classes, cfg.ignore_index, progress=progress,
                                 desc=f"checking {split}", coding=dataset.label_coding, counts=counts)
+        if pixels is not None:
+            pixels[split] = counts
         recodable = dataset.label_coding is None and cfg.dataset not in KNOWN
         if split == "train" and notes is not None and (note := absent_classes(
                 counts, dataset.info.classes, cfg.ignore_index, split, recodable)):
