@@ -215,7 +215,9 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     init = pspnet.save(other, tmp_path / "init.safetensors")
 
     def cfg(out: Path) -> Path:
-        return write_config(tmp_path / f"{out.name}.yaml", exact_config(data_root, out, init=str(init)))
+        d = exact_config(data_root, out, init=str(init))
+        d["data"]["label_values"] = [0, 1, 2]  # read through data.label_values on every process (the same indices)
+        return write_config(tmp_path / f"{out.name}.yaml", d)
 
     one = tmp_path / "one"
     assert main(["train", "--config", str(cfg(one)), "--no-progress"]) == 0
