@@ -30,14 +30,19 @@ def saved_bytes(model: PSPNet, x: torch.Tensor, target: torch.Tensor) -> int:
     return total
 
 
+def workload(args: argparse.Namespace) -> tuple[PSPNet, torch.Tensor, torch.Tensor]:
+    """The seeded model in training mode, a batch of inputs and its targets."""
+    torch.manual_seed(0)
+    model = PSPNet(args.classes, backbone=args.backbone).train()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    return model, x, torch.randint(0, args.classes, (args.batch, args.size, args.size))
+
+
 def child(args: argparse.Namespace) -> None:
     """Three optimiser-free training steps with the chosen variant; prints the peak RSS (MiB) and the last step's
     seconds."""
-    torch.manual_seed(0)
-    model = PSPNet(args.classes, backbone=args.backbone).train()
+    model, x, target = workload(args)
     model.backbone.recompute = bool(args.child)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    target = torch.randint(0, args.classes, (args.batch, args.size, args.size))
     for _ in range(3):
         start = time.perf_counter()
         logits, aux = model(x)
@@ -59,10 +64,7 @@ def main() -> None:
     if args.child is not None:
         child(args)
         return
-    torch.manual_seed(0)
-    model = PSPNet(args.classes, backbone=args.backbone).train()
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    target = torch.randint(0, args.classes, (args.batch, args.size, args.size))
+    model, x, target = workload(args)
     rows = []
     for recompute in (False, True):
         model.backbone.recompute = recompute

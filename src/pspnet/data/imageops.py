@@ -106,9 +106,10 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
                               "PNG of class indices, or the colour of each class in data.label_colors")
         return colors.to_indices(rgb, path)
     top = TOP if isinstance(coding, LabelValues) else 255
-    if arr.max(initial=0) > top or arr.min(initial=0) < 0:
-        bad = int(arr.max()) if arr.max(initial=0) > top else int(arr.min())
-        raise PSPNetError(f"{path}: label value {bad} does not fit 0..{top}")
+    high = int(arr.max(initial=0))
+    low = int(arr.min(initial=0)) if arr.dtype.kind == "i" else 0  # 32-bit ("I") labels may hold negative values
+    if high > top or low < 0:
+        raise PSPNetError(f"{path}: label value {high if high > top else low} does not fit 0..{top}")
     if isinstance(coding, LabelValues):
         return coding.to_indices(arr, path)
     return arr.astype(np.uint8)

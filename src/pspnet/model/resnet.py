@@ -185,15 +185,15 @@ class DilatedResNet(nn.Module):
         self.stage4_channels = 512 * block.expansion
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.recompute and torch.is_grad_enabled():  # keep each block's input only (pspnet.model.recompute)
-            for module in (self.stem, *self.layer1, *self.layer2):
-                x = recomputed(module, x)
-            for module in self.layer3:
-                x = recomputed(module, x)
-            c3 = x
-            for module in self.layer4:
-                x = recomputed(module, x)
-            return c3, x
-        x = self.layer2(self.layer1(self.stem(x)))
-        c3 = self.layer3(x)
-        return c3, self.layer4(c3)
+        x = self._run(self.layer2, self._run(self.layer1, self._run(self.stem, x)))
+        c3 = self._run(self.layer3, x)
+        return c3, self._run(self.layer4, c3)
+
+    def _run(self, part: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """`part(x)`; with `recompute` and gradients on, each of its blocks keeps only its input and is computed
+        again in the backward pass (pspnet.model.recompute)."""
+        if not (self.recompute and torch.is_grad_enabled()):
+            return part(x)
+        for block in part if isinstance(part, nn.Sequential) else (part,):
+            x = recomputed(block, x)
+        return x
