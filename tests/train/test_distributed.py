@@ -1,9 +1,11 @@
-"""Training and evaluation under torchrun (gloo on the CPU): validation on every process without a hang, sharded
-evaluation equal to one process, and two "nodes" on this machine equal to one node with two processes."""
+"""Training, evaluation and prediction under torchrun (gloo on the CPU): validation on every process without a hang,
+sharded evaluation and prediction equal to one process, and two "nodes" on this machine equal to one node with two
+processes."""
 
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,8 +63,9 @@ def start(command: list[str]) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def finish(procs: list[subprocess.Popen]) -> list[str]:
-    """Wait for every process (HANG seconds at most, then kill their sessions and fail); their stderr."""
+def finish(procs: list[subprocess.Popen], returncode: int = 0) -> list[str]:
+    """Wait for every process (HANG seconds at most, then kill their sessions and fail); their stderr, once each
+    ended with `returncode`."""
     try:
         errors = [proc.communicate(timeout=HANG)[1] for proc in procs]
     except subprocess.TimeoutExpired:
@@ -77,7 +80,7 @@ def finish(procs: list[subprocess.Popen]) -> list[str]:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
     for proc, err in zip(procs, errors, strict=True):
-        assert proc.returncode == 0, err[-3000:]
+        assert proc.returncode == returncode, err[-3000:]
     return errors
 
 
@@ -138,6 +141,33 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
     assert a["images"] == b["images"] == VAL_IMAGES
     assert a["confusion_matrix"] == b["confusion_matrix"]
     assert sum(map(sum, a["confusion_matrix"])) > 0
+
+
+def test_two_process_predict_writes_each_input_once_as_one_process_does(two_process_run, data_root, tmp_path) -> None:
+    """Five images and an unreadable one between two processes: the same PNGs as one process, the failure counted
+    once, one summary, and both processes (so torchrun) exiting 1 for the failed input."""
+    run, _ = two_process_run
+    model = str(run / "final.safetensors")
+    inputs = tmp_path / "inputs"
+    shutil.copytree(data_root / "images" / "val", inputs)
+    (inputs / "broken.png").write_bytes(b"not a png")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["predict", model, str(inputs), "--out", str(one), "--device", "cpu", "--quiet"]) == 1
+    err = finish([start(torchrun("predict", model, str(inputs), "--out", str(two), "--device", "cpu", "--quiet"))],
+                 returncode=1)[0]
+    written = sorted(p.relative_to(one) for p in one.rglob("*.png"))
+    assert len(written) == 3 * VAL_IMAGES  # labels, colour, overlay
+    assert sorted(p.relative_to(two) for p in two.rglob("*.png")) == written
+    assert all((one / p).read_bytes() == (two / p).read_bytes() for p in written)
+    assert err.count(f"{VAL_IMAGES} of {VAL_IMAGES + 1} inputs written to {two}") == 1
+    assert err.count("1 input(s) failed") == 1 and err.count("cannot read it as an image") == 1
+    assert "device cpu, 2 processes)" in err
+    # A second run into the same folder is refused before anything is computed, by each process alike, in one line
+    # (the traceback that follows is torchrun's own report of the failed processes).
+    again = finish([start(torchrun("predict", model, str(inputs), "--out", str(two), "--device", "cpu"))],
+                   returncode=1)[0]
+    assert again.count(f"pspnet predict: error: --out: {two / '0.png'} exists") == 2
+    assert "pspnet/cli" not in again
 
 
 def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_process_run, data_root, tmp_path) -> None:

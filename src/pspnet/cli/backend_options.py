@@ -75,10 +75,11 @@ def openvino_precision(requested: str | None, purpose: str) -> tuple[str, str]:
     raise PSPNetError(f"--precision {requested}: OpenVINO runs f32, bf16 or int8 (an IR from `pspnet quantize`)")
 
 
-def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str = "eval"
+def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str = "eval", say: bool = True
                     ) -> tuple[Forward, DatasetInfo, str, Recipe]:
     """The network as a Forward callable, its class metadata, a description of how it runs, and the execution
-    recipe of the options (used by the torch backend). Prints the backend chosen and why."""
+    recipe of the options (used by the torch backend). Prints the backend chosen and why (unless not `say`: the
+    other processes of a torchrun)."""
     backend, why = choose_backend(args, device)
     args.backend = backend
     requested = getattr(args, "precision", None)
@@ -86,7 +87,7 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         from pspnet.export.onnx_runtime import OnnxRuntimeModel
 
         onnx = OnnxRuntimeModel(args.checkpoint, device)
-        return _chosen(onnx, onnx.info, "ONNX Runtime", recipe_from_args(args, device), why)
+        return _chosen(onnx, onnx.info, "ONNX Runtime", recipe_from_args(args, device), why, say)
     if backend == "openvino":
         from pspnet.export.openvino import OpenVinoModel
 
@@ -94,7 +95,7 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
             raise PSPNetError(f"--backend openvino runs on the CPU; got --device {device}")
         precision, precision_why = openvino_precision(requested, purpose)
         features = cpu_features()
-        if precision == "bf16" and features and not features & NATIVE_BF16:
+        if precision == "bf16" and features and not features & NATIVE_BF16 and say:
             print(f"warning: bf16 is not native on this CPU (no AVX-512 BF16 or AMX; it has "
                   f"{', '.join(sorted(features))}): OpenVINO emulates it, slower than f32 and with bf16's "
                   "rounding; --precision f32 (or auto) is the choice here", file=sys.stderr)
@@ -108,16 +109,17 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         if precision == "int8" and ov.quantization is None:
             raise PSPNetError(f"--precision int8: {args.checkpoint} is an f32 IR; make an int8 one with "
                               "`pspnet quantize`")
-        if source is None:
+        if source is None and say:
             print(f"OpenVINO graph: {ov.source}", file=sys.stderr)
         return _chosen(ov, ov.info, ov.describe(), recipe_from_args(args, device),
-                       f"{why}; {precision_why}")
+                       f"{why}; {precision_why}", say)
     recipe = recipe_from_args(args, device)
     model = load(args.checkpoint, map_location=device)
-    return _chosen(inference_forward(model, recipe, device), model.info, recipe.describe(), recipe, why)
+    return _chosen(inference_forward(model, recipe, device), model.info, recipe.describe(), recipe, why, say)
 
 
-def _chosen(forward: Forward, info: DatasetInfo, how: str, recipe: Recipe, why: str
+def _chosen(forward: Forward, info: DatasetInfo, how: str, recipe: Recipe, why: str, say: bool
             ) -> tuple[Forward, DatasetInfo, str, Recipe]:
-    print(f"network: {how} ({why})", file=sys.stderr)
+    if say:
+        print(f"network: {how} ({why})", file=sys.stderr)
     return forward, info, how, recipe

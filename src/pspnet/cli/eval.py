@@ -20,7 +20,7 @@ from pspnet.classes import IGNORE_INDEX
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.recipe_options import add_recipe_arguments
-from pspnet.distributed import Distributed, setup, teardown
+from pspnet.distributed import Distributed, barrier, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
 from pspnet.engine.predict import BackgroundWriter, PredictionLayout
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
     device, main = processes.device, processes.is_main
-    forward, info, how, recipe = backend_forward(args, device)
+    forward, info, how, recipe = backend_forward(args, device, say=main)
     dataset, ignore, protocol = build_eval_dataset(args, info.num_classes)
     if (preset := published_preset(args, info.name)) is not None:
         args.preset = preset
@@ -164,6 +164,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
                   "paper's)", file=sys.stderr)
     settings = settings_from_args(args, info.name, protocol)
     check_outputs(args, dataset)
+    barrier(processes)  # every process has checked the outputs before any writes them
     # With --save-predictions the PNGs are written in a second thread while the next images are evaluated.
     writer = BackgroundWriter(PredictionLayout(args.out), info.palette) if args.save_predictions else None
 

@@ -1,4 +1,7 @@
-"""`pspnet predict CHECKPOINT INPUT... --out DIR`: label, colour and overlay PNGs for images; overlay videos."""
+"""`pspnet predict CHECKPOINT INPUT... --out DIR`: label, colour and overlay PNGs for images; overlay videos.
+
+Under `torchrun` every process segments its share of the inputs (each input exactly once, one device per process)
+into the same --out; the first process prints the checks and the summary of the whole run."""
 
 from __future__ import annotations
 
@@ -9,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
-from pspnet.device import resolve_device
+from pspnet.distributed import Distributed, all_reduce_sum, barrier, setup, shard_indices, teardown
 from pspnet.engine.inference import fill_batches, segment
 from pspnet.engine.predict import (
     OUTPUT_KINDS,
@@ -49,17 +53,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    processes = setup(args.device)
+    try:
+        return predict_command(args, processes)
+    finally:
+        teardown()
+
+
+def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
+    main = processes.is_main
     found = expand_inputs(args.inputs)
-    failures = list(found.problems)
-    for message in found.problems + found.notes:
+    failures = list(found.problems) if main else []  # the whole run's problems, counted by the first process
+    for message in (found.problems + found.notes) if main else []:
         print(f"pspnet predict: {message}", file=sys.stderr)
     layout = PredictionLayout(args.out, tuple(args.outputs))
     check_output_folder(args.out, "--out")
     files, stems = [], set()
     for path in found.files:  # every output name must be unique, else one input would overwrite another
         if path.stem in stems:
-            failures.append(f"{path}: another input already writes {path.stem}.png; rename one of them")
-            print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
+            if main:
+                failures.append(f"{path}: another input already writes {path.stem}.png; rename one of them")
+                print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
             continue
         stems.add(path.stem)
         files.append(path)
@@ -67,13 +81,16 @@ def run(args: argparse.Namespace) -> int:
     check_inputs_outside(args.out, found.files)
     planned = [f for p in files for f in ([layout.video(p.stem)] if is_video(p) else layout.image_files(p.stem))]
     check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
-    device = resolve_device(args.device)
+    barrier(processes)  # every process has checked --out before any writes into it
+    device = processes.device
     start = time.perf_counter()  # the run's time, as the user waits for it: loading the network included
     # The same protocol and outputs, whichever engine runs the network.
-    forward, info, how, _ = backend_forward(args, device, purpose="predict")
+    forward, info, how, _ = backend_forward(args, device, purpose="predict", say=main)
     settings = settings_from_args(args, info.name)
-    images = [p for p in files if not is_video(p)]
-    bar = progress_bar(total=len(images), desc="predict", unit="img", disable=args.quiet or not images, leave=False)
+    mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
+    images = [p for p in mine if not is_video(p)]
+    bar = progress_bar(total=len(images), desc="predict" if not processes.enabled else "predict (this process)",
+                       unit="img", disable=args.quiet or not images or not main, leave=False)
     written = 0
 
     def readable() -> Iterator[tuple[Path, np.ndarray]]:
@@ -101,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
         written += done
     bar.close()
 
-    for path in (p for p in files if is_video(p)):
+    for path in (p for p in mine if is_video(p)):
         out_path = layout.video(path.stem)
-        vbar = progress_bar(desc=path.name, unit="frame", disable=args.quiet, leave=False)
+        vbar = progress_bar(desc=path.name, unit="frame", disable=args.quiet or not main, leave=False)
         try:
             frames = predict_video(forward, path, out_path, settings, info.mean, info.std, info.palette, device,
                                    on_frames=vbar.update)
@@ -116,14 +133,18 @@ def run(args: argparse.Namespace) -> int:
         written += 1
         print(f"{path}: {frames} frames → {out_path}", file=sys.stderr)
 
+    # The whole run's counts on every process (one process: its own), so that every process exits alike.
+    counts = all_reduce_sum(torch.tensor([written, len(failures), len(images)], device=device), processes)
+    written, failed, image_count = (int(c) for c in counts)
     seconds = time.perf_counter() - start
-    rate = f", {len(images) / seconds:.2f} images/s" if images and written == len(files) else ""
-    print(f"{written} of {len(files)} inputs written to {args.out} in {seconds:.1f} s{rate} ({how}, device {device})",
-          file=sys.stderr)
-    if failures:
-        print(f"pspnet predict: {len(failures)} input(s) failed (see above)", file=sys.stderr)
-        return 1
-    return 0
+    if main:
+        rate = f", {image_count / seconds:.2f} images/s" if image_count and written == len(files) else ""
+        where = f"device {device}" + (f", {processes.world_size} processes" if processes.enabled else "")
+        print(f"{written} of {len(files)} inputs written to {args.out} in {seconds:.1f} s{rate} ({how}, {where})",
+              file=sys.stderr)
+        if failed:
+            print(f"pspnet predict: {failed} input(s) failed (see above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 
