@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, setup, shard_indices, teardown
 from pspnet.engine.inference import fill_batches, segment
+from pspnet.engine.label_formats import label_values
 from pspnet.engine.predict import (
     OUTPUT_KINDS,
     BackgroundWriter,
@@ -46,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(OUTPUT_KINDS), metavar="KIND",
                    help="which of an image's PNGs to write: labels color overlay (default: all three); a video is "
                         "always its overlay")
+    p.add_argument("--label-values", nargs="+", metavar="V",
+                   help="the value written for each class in the label PNGs (default: the class index, what `pspnet "
+                        "score` reads): one per class, e.g. 0 255 for a mask (16-bit PNGs above 255); cityscapes: "
+                        "the 19 classes' label ids, as the Cityscapes benchmark server reads them; ade20k: 1..150 "
+                        "(0 = other), as the scene-parsing benchmark reads them")
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
@@ -67,6 +74,9 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     for message in (found.problems + found.notes) if main else []:
         print(f"pspnet predict: {message}", file=sys.stderr)
     layout = PredictionLayout(args.out, tuple(args.outputs))
+    if args.label_values and "labels" not in layout.kinds:
+        raise PSPNetError(f"--label-values {' '.join(args.label_values)}: it sets the label PNGs' values, but "
+                          f"--outputs {' '.join(layout.kinds)} writes none; add labels to --outputs")
     check_output_folder(args.out, "--out")
     files, stems = [], set()
     for path in found.files:  # every output name must be unique, else one input would overwrite another
@@ -87,6 +97,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     # The same protocol and outputs, whichever engine runs the network.
     forward, info, how, _ = backend_forward(args, device, purpose="predict", say=main)
     settings = settings_from_args(args, info.name)
+    if args.label_values:
+        layout = replace(layout, label_values=label_values(args.label_values, info.num_classes))
     mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
     images = [p for p in mine if not is_video(p)]
     bar = progress_bar(total=len(images), desc="predict" if not processes.enabled else "predict (this process)",

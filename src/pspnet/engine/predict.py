@@ -1,7 +1,8 @@
 """Prediction on files, folders, globs and videos: finding the inputs and writing label, colour and overlay images.
 
 One output layout for `predict` and `eval --save-predictions` (`PredictionLayout`): per image `NAME`, `OUT/NAME.png`
-(class index per pixel, at the input size: what `pspnet score --pred OUT` reads), `OUT/color/NAME.png` (the dataset
+(class index per pixel, at the input size: what `pspnet score --pred OUT` reads; or each class's value,
+`engine/label_formats.py`), `OUT/color/NAME.png` (the dataset
 palette) and `OUT/overlay/NAME.png` (the colours blended over the image); per video `NAME.ext`,
 `OUT/overlay/NAME.mp4`.
 """
@@ -24,6 +25,7 @@ from PIL import Image
 from pspnet.classes import Color, DatasetInfo
 from pspnet.data.imageops import to_tensor
 from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities, segment
+from pspnet.engine.label_formats import encode_labels
 from pspnet.errors import PSPNetError
 from pspnet.files import write_atomically
 
@@ -134,11 +136,14 @@ def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) 
     return (image.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha).round().astype(np.uint8)
 
 
-def save_label_png(path: Path, labels: np.ndarray) -> None:
-    """Class indices as an 8-bit greyscale PNG (what `pspnet score` reads)."""
-    if labels.max(initial=0) > 255:
-        raise PSPNetError(f"{path}: class index {int(labels.max())} does not fit an 8-bit PNG")
-    save_png(path, Image.fromarray(labels.astype(np.uint8), mode="L"))
+def save_label_png(path: Path, labels: np.ndarray, values: Sequence[int] | None = None) -> None:
+    """Class indices as an 8-bit greyscale PNG (what `pspnet score` reads), or each class's value in `values`
+    (16-bit where one exceeds 255)."""
+    if labels.max(initial=0) > (255 if values is None else len(values) - 1):
+        raise PSPNetError(f"{path}: class index {int(labels.max())} does not fit an 8-bit PNG"
+                          if values is None else f"{path}: class index {int(labels.max())} has no label value")
+    encoded = encode_labels(labels, values)
+    save_png(path, Image.fromarray(encoded, mode="L") if encoded.dtype == np.uint8 else Image.fromarray(encoded))
 
 
 def save_rgb_png(path: Path, rgb: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> None:
@@ -158,10 +163,12 @@ OUTPUT_KINDS = ("labels", "color", "overlay")  # what a prediction of an image i
 
 @dataclass(frozen=True)
 class PredictionLayout:
-    """Where the predictions of a run go (see the module docstring), and which of `OUTPUT_KINDS` are written."""
+    """Where the predictions of a run go (see the module docstring), which of `OUTPUT_KINDS` are written, and the
+    value each class is written as in the label PNGs (`label_values`; None: the class index)."""
 
     root: Path
     kinds: tuple[str, ...] = OUTPUT_KINDS
+    label_values: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if unknown := [k for k in self.kinds if k not in OUTPUT_KINDS]:
@@ -191,7 +198,7 @@ def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, 
     """The class indices, the colour map and the overlay of one image (those of them `layout.kinds` names), where
     `layout` puts them."""
     if "labels" in layout.kinds:
-        save_label_png(layout.label(stem), labels)
+        save_label_png(layout.label(stem), labels, layout.label_values)
     if "color" in layout.kinds or "overlay" in layout.kinds:
         color = colorize(labels, palette)
         if "color" in layout.kinds:

@@ -1,0 +1,53 @@
+"""The values predicted label PNGs are written with (`pspnet predict --label-values`): the class indices (the
+default, what `pspnet score` reads), one value per class of your choosing (e.g. 0 255 for a mask), or a benchmark's
+submission format (Cityscapes: the label ids its server reads; ADE20K: 1..150, 0 being 'other')."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pspnet.data.labels import CITYSCAPES_ID_TO_TRAIN_ID
+from pspnet.errors import PSPNetError
+
+ADE20K_CLASSES = 150
+# class index → the value each benchmark's test server reads
+FORMATS: dict[str, tuple[int, ...]] = {
+    "cityscapes": tuple(sorted(CITYSCAPES_ID_TO_TRAIN_ID, key=CITYSCAPES_ID_TO_TRAIN_ID.__getitem__)),
+    "ade20k": tuple(range(1, ADE20K_CLASSES + 1)),
+}
+MAX_VALUE = 65535  # a 16-bit PNG's
+
+
+def label_values(spec: Sequence[str], num_classes: int, option: str = "--label-values") -> tuple[int, ...]:
+    """The value written for each class, from `spec`: one of FORMATS' names or one integer per class (distinct,
+    0..65535)."""
+    if len(spec) == 1 and spec[0] in FORMATS:
+        values = FORMATS[spec[0]]
+        if len(values) != num_classes:
+            raise PSPNetError(f"{option} {spec[0]}: the model has {num_classes} classes; {spec[0]}'s format is for "
+                              f"its {len(values)} (give one value per class instead)")
+        return values
+    expected = f"one value per class ({num_classes} integers 0..{MAX_VALUE}) or one of {', '.join(FORMATS)}"
+    try:
+        values = tuple(int(v) for v in spec)
+    except ValueError:
+        raise PSPNetError(f"{option} {' '.join(spec)}: expected {expected}") from None
+    if len(values) != num_classes:
+        raise PSPNetError(f"{option}: {len(values)} value(s) for the model's {num_classes} classes; expected "
+                          f"{expected}")
+    if bad := [v for v in values if not 0 <= v <= MAX_VALUE]:
+        raise PSPNetError(f"{option}: {bad[0]} does not fit a 16-bit PNG; expected {expected}")
+    if len(set(values)) != len(values):
+        twice = next(v for v in values if values.count(v) > 1)
+        raise PSPNetError(f"{option}: {twice} is given to two classes; expected a different value for each class")
+    return values
+
+
+def encode_labels(labels: np.ndarray, values: Sequence[int] | None) -> np.ndarray:
+    """H×W class indices → the values to write: uint8 where they fit, else uint16."""
+    if values is None:
+        return labels.astype(np.uint8)
+    lut = np.asarray(values, dtype=np.uint8 if max(values) <= 255 else np.uint16)
+    return lut[labels]

@@ -1,0 +1,85 @@
+"""`pspnet predict --label-values`: label PNGs written with each class's value (a mask's 0/255, 16-bit values, the
+Cityscapes and ADE20K benchmark servers' formats) instead of the class indices; bad values are one-line errors."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pspnet
+from pspnet.classes import DatasetInfo
+from pspnet.cli.main import main
+from pspnet.data.labels import ade20k_to_train_ids, cityscapes_to_train_ids
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cli import TINY, write_image  # noqa: E402
+from test_outputs import one_line_error  # noqa: E402
+
+ARGS = [*TINY, "--backend", "torch", "--outputs", "labels"]
+
+
+def tiny_model(tmp_path: Path, classes: int, name: str = "toy") -> Path:
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(classes, backbone="resnet18", info=DatasetInfo(name, [f"c{i}" for i in range(classes)]))
+    with torch.no_grad():  # logits far apart: several classes in every prediction, so several values written
+        model.head.classifier.weight.mul_(100)
+    return pspnet.save(model, tmp_path / f"{classes}.safetensors")
+
+
+def predict_both(tmp_path: Path, model: Path, *values: str) -> tuple[np.ndarray, np.ndarray]:
+    """The class indices (default) and the values written with `--label-values values`, for two images."""
+    for seed in (0, 1):
+        write_image(tmp_path / "in" / f"{seed}.png", h=40, w=52, seed=seed)
+    assert main(["predict", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "idx"), *ARGS]) == 0
+    assert main(["predict", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "val"), *ARGS,
+                 "--label-values", *values]) == 0
+    read = lambda folder: np.stack([np.asarray(Image.open(folder / f"{s}.png")) for s in (0, 1)])  # noqa: E731
+    return read(tmp_path / "idx"), read(tmp_path / "val")
+
+
+def test_a_mask_model_writes_its_own_values(tmp_path) -> None:
+    indices, written = predict_both(tmp_path, tiny_model(tmp_path, 3), "0", "255", "77")
+    assert len(np.unique(indices)) >= 2
+    assert written.dtype == np.uint8
+    assert np.array_equal(written, np.array([0, 255, 77], dtype=np.uint8)[indices])
+
+
+def test_values_above_255_are_written_as_16_bit_pngs(tmp_path) -> None:
+    indices, written = predict_both(tmp_path, tiny_model(tmp_path, 3), "0", "1000", "65535")
+    assert Image.open(tmp_path / "val" / "0.png").mode.startswith("I")
+    assert np.array_equal(written.astype(np.int64), np.array([0, 1000, 65535])[indices])
+
+
+@pytest.mark.parametrize(("fmt", "classes", "read_back"), [("cityscapes", 19, cityscapes_to_train_ids),
+                                                         ("ade20k", 150, ade20k_to_train_ids)])
+def test_benchmark_formats_read_back_as_the_class_indices(tmp_path, fmt, classes, read_back) -> None:
+    """What the benchmark's own labels become when read (its label ids → train ids) gives back the indices."""
+    indices, written = predict_both(tmp_path, tiny_model(tmp_path, classes, fmt), fmt)
+    assert len(np.unique(indices)) >= 2
+    assert not np.array_equal(written, indices)
+    assert np.array_equal(read_back(written), indices)
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    (["cityscapes"], ["cityscapes", "3 classes", "for its 19"]),
+    (["0", "255"], ["2 value(s)", "3 classes"]),
+    (["0", "x", "255"], ["0 x 255", "integers"]),
+    (["0", "70000", "1"], ["70000", "16-bit"]),
+    (["0", "255", "0"], ["0 is given to two classes"]),
+])
+def test_bad_label_values_are_one_line_errors(tmp_path, capsys, values, words) -> None:
+    write_image(tmp_path / "in" / "a.png")
+    code = main(["predict", str(tiny_model(tmp_path, 3)), str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 *ARGS, "--label-values", *values])
+    one_line_error(capsys, code, "--label-values", *words)
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_label_values_without_label_outputs_is_an_error(tmp_path, capsys) -> None:
+    write_image(tmp_path / "in" / "a.png")
+    code = main(["predict", str(tiny_model(tmp_path, 3)), str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 *TINY, "--outputs", "color", "--label-values", "0", "255", "1"])
+    one_line_error(capsys, code, "--label-values 0 255 1", "--outputs color", "add labels")
