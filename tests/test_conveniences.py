@@ -89,6 +89,49 @@ def test_probabilities_are_what_predict_takes_the_argmax_of(run_dir) -> None:
     assert np.array_equal(probs.argmax(axis=0), pspnet.predict(model, path, settings))
 
 
+def test_a_list_of_images_gives_the_list_of_their_single_predictions(run_dir) -> None:
+    """Images of two sizes, given as a path, a PIL image, an array and a torch tensor, their windows batched
+    together: each label map is the one a call for that image alone gives, and so are the probabilities."""
+    model = pspnet.load(run_dir / "run" / "final.safetensors")
+    paths = sorted((run_dir / "data" / "images" / "train").glob("*.png"))[:3]
+    small = np.asarray(Image.open(paths[2]))[:24, :30]
+    images = [paths[0], Image.open(paths[1]), small, torch.from_numpy(small.copy()).permute(2, 0, 1)]
+    settings = InferenceSettings(base_size=None, crop_size=(16, 16), batch_size=8)  # windows of several images
+    many = pspnet.predict(model, images, settings)
+    assert isinstance(many, list) and [m.shape for m in many] == [(32, 40), (32, 40), (24, 30), (24, 30)]
+    for image, labels in zip(images, many, strict=True):
+        assert np.array_equal(labels, pspnet.predict(model, image, settings))
+    probs = pspnet.probabilities(model, tuple(images), settings)
+    for image, p in zip(images, probs, strict=True):
+        np.testing.assert_allclose(p, pspnet.probabilities(model, image, settings), atol=1e-5)
+
+
+def test_torch_tensors_are_read_as_torchvision_gives_them(run_dir) -> None:
+    model = pspnet.load(run_dir / "run" / "final.safetensors")
+    path = run_dir / "data" / "images" / "val" / "0.png"
+    settings = InferenceSettings(base_size=None, crop_size=(32, 32))
+    expected = pspnet.predict(model, path, settings)
+    uint8 = torch.from_numpy(np.asarray(Image.open(path)).copy()).permute(2, 0, 1)  # torchvision.io.read_image
+    assert np.array_equal(pspnet.predict(model, uint8, settings), expected)
+    assert np.array_equal(pspnet.predict(model, uint8.float() / 255, settings), expected)  # ToTensor()
+    batch = pspnet.predict(model, torch.stack([uint8, uint8]), settings)  # N×C×H×W: one map per image
+    assert len(batch) == 2 and all(np.array_equal(b, expected) for b in batch)
+
+
+@pytest.mark.parametrize(("image", "words"), [
+    (torch.zeros(32, 40, 3, dtype=torch.uint8), ["image tensor of shape (32, 40, 3)", "C×H×W"]),
+    ([], ["no images given"]),
+    ("FOLDER", ["is a folder", "as a list"]),
+    (torch.full((3, 8, 8), 2.0), ["float image", "0..1"]),
+])
+def test_api_inputs_it_cannot_read_are_one_line_errors(run_dir, image, words) -> None:
+    model = pspnet.load(run_dir / "run" / "final.safetensors")
+    image = run_dir / "data" / "images" / "val" if isinstance(image, str) else image
+    with pytest.raises(pspnet.PSPNetError) as e:
+        pspnet.predict(model, image)
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
 def test_a_command_imports_only_its_own_module(run_dir) -> None:
     """`pspnet info` (or `--help`) does not import every command's module (the bench's would add a second)."""
     code = ("import sys; from pspnet.cli.main import main; main(['info', sys.argv[1]]); "

@@ -31,11 +31,17 @@ def read_image(path: str | Path) -> np.ndarray:
         raise PSPNetError(f"{path}: cannot read it as an image ({e})") from None
 
 
-def to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
+def to_rgb(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     """uint8 H×W×3 RGB of any image: EXIF orientation applied (phone photos upright, as viewers show them),
     16-bit and 32-bit greyscale scaled (not clipped) to 0..255, float images in 0..1 scaled, palette, greyscale,
     LA/RGBA (alpha dropped) and CMYK converted. Arrays: H×W (grey) or H×W×3/4, uint8, uint16 or float in 0..1.
+    Tensors: C×H×W (C = 1, 3 or 4), as torchvision reads images (uint8) or converts them (float in 0..1).
     Labels never go through here: a label map is used as stored, so it must match the image as displayed."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] not in (1, 3, 4):
+            raise PSPNetError(f"image tensor of shape {tuple(image.shape)}; expected C×H×W with C = 1, 3 or 4 "
+                              "(uint8 0..255, or float 0..1), as torchvision reads images")
+        return _array_to_rgb(image.detach().cpu().permute(1, 2, 0).squeeze(2).numpy())
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image)
     image = ImageOps.exif_transpose(image) or image

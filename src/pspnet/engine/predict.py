@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pspnet.classes import Color, DatasetInfo
-from pspnet.data.imageops import to_tensor
-from pspnet.engine.inference import Forward, InferenceSettings, infer_probabilities, segment
+from pspnet.classes import Color
+from pspnet.data.imageops import read_image, to_rgb, to_tensor
+from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, infer_probabilities, segment
 from pspnet.engine.label_formats import encode_labels
 from pspnet.errors import PSPNetError
 from pspnet.files import write_atomically
@@ -49,47 +49,69 @@ class Inputs:
     notes: list[str] = field(default_factory=list)
 
 
-def predict(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path,
-            settings: InferenceSettings | None = None, device: torch.device | str | None = None) -> np.ndarray:
-    """The label map (uint8 H×W class indices, at the image's size) of one image, in one call.
+ImageInput = Image.Image | np.ndarray | torch.Tensor | str | Path
+Images = ImageInput | Sequence[ImageInput]
+
+
+def predict(model: torch.nn.Module, image: Images, settings: InferenceSettings | None = None,
+            device: torch.device | str | None = None) -> np.ndarray | list[np.ndarray]:
+    """The label map (uint8 H×W class indices, at the image's size) of one image, in one call; for a list of
+    images (or an N×C×H×W tensor) the list of their label maps, their windows batched together.
 
         import pspnet
         model = pspnet.load("best.safetensors")
-        labels = pspnet.predict(model, "street.jpg")     # or a PIL image, or an H×W×3 uint8 RGB array
+        labels = pspnet.predict(model, "street.jpg")     # or a PIL image, an H×W×3 uint8 RGB array, a C×H×W tensor
+        maps = pspnet.predict(model, ["a.jpg", "b.jpg"])  # a list of label maps
 
     The test protocol of the model's dataset (`InferenceSettings.for_dataset(model.info.name)`) unless `settings`
     says otherwise; fp32 with BatchNorm folded, on `device` (default: where the model's weights are).
     """
-    forward, images, settings, info, device = _one_image(model, image, settings, device)
-    labels = segment(forward, images, settings, info.mean, info.std, device)[0]
-    return labels.cpu().numpy().astype(np.uint8)
+    out = [labels.cpu().numpy().astype(np.uint8) for labels in _run(segment, model, image, settings, device)]
+    return out if _is_many(image) else out[0]
 
 
-def probabilities(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path,
-                  settings: InferenceSettings | None = None, device: torch.device | str | None = None) -> np.ndarray:
-    """The class probabilities (float32 C×H×W, at the image's size) of one image: the protocol's average of the
-    windows' softmax, of which `predict` gives the argmax (for the mmseg presets, the averaged logits instead).
+def probabilities(model: torch.nn.Module, image: Images, settings: InferenceSettings | None = None,
+                  device: torch.device | str | None = None) -> np.ndarray | list[np.ndarray]:
+    """The class probabilities (float32 C×H×W, at the image's size) of one image, or the list of them for a list
+    of images: the protocol's average of the windows' softmax, of which `predict` gives the argmax (for the mmseg
+    presets, the averaged logits instead).
 
         probs = pspnet.probabilities(model, "street.jpg")
         confidence = probs.max(axis=0)                    # e.g. to mask out uncertain pixels
     """
-    forward, images, settings, info, device = _one_image(model, image, settings, device)
-    return infer_probabilities(forward, images, settings, info.mean, info.std, device)[0].cpu().numpy()
+    out = [probs.cpu().numpy() for probs in _run(infer_probabilities, model, image, settings, device)]
+    return out if _is_many(image) else out[0]
 
 
-def _one_image(model: torch.nn.Module, image: Image.Image | np.ndarray | str | Path,
-               settings: InferenceSettings | None, device: torch.device | str | None
-               ) -> tuple[Forward, list[torch.Tensor], InferenceSettings, DatasetInfo, torch.device]:
-    """What `predict` and `probabilities` run: the model's fp32 forward, the image as a tensor, the settings."""
-    from pspnet.data.imageops import read_image, to_rgb
+def _is_many(image: Images) -> bool:
+    return isinstance(image, (list, tuple)) or (isinstance(image, torch.Tensor) and image.ndim == 4)
+
+
+def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, image: Images,
+         settings: InferenceSettings | None, device: torch.device | str | None) -> Iterator[torch.Tensor]:
+    """`protocol` (`segment` or `infer_probabilities`) for each image, with the model's fp32 forward on `device`;
+    the images are read as their batches fill, so a long list is never all in memory at once."""
+    images = list(image) if _is_many(image) else [image]  # type: ignore[arg-type]
+    if not images:
+        raise PSPNetError("no images given (an empty list); expected an image or a list of images")
     from pspnet.engine.recipe import default_recipe, inference_forward
 
     info = model.info  # type: ignore[attr-defined]
-    rgb = read_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     settings = settings or InferenceSettings.for_dataset(info.name)
     forward = inference_forward(model, default_recipe(device), device)
-    return forward, [to_tensor(rgb)], settings, info, device
+
+    def rgb(image: ImageInput) -> torch.Tensor:
+        if isinstance(image, (str, Path)):
+            if Path(image).is_dir():
+                raise PSPNetError(f"{image}: is a folder; pass its images as a list (or run `pspnet predict "
+                                  f"CHECKPOINT {image} --out DIR`)")
+            return to_tensor(read_image(image))
+        return to_tensor(to_rgb(image))
+
+    tensors = (rgb(image) for image in images)
+    for group in fill_batches(tensors, settings, lambda t: (t.shape[1], t.shape[2])):
+        yield from protocol(forward, group, settings, info.mean, info.std, device)
 
 
 def is_video(path: Path) -> bool:
