@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from pspnet.device import resolve_device
 from pspnet.errors import PSPNetError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,11 @@ def all_reduce_sum(value: torch.Tensor, d: Distributed) -> torch.Tensor:
     return value
 
 
-def gather_lists(items: list[str], d: Distributed) -> list[str]:
-    """Every process's `items` (strings, e.g. messages), concatenated in rank order, on every process."""
+def gather_lists(items: list[T], d: Distributed) -> list[T]:
+    """Every process's `items` (picklable: messages, scores), concatenated in rank order, on every process."""
     if not d.enabled:
         return list(items)
-    gathered: list[list[str] | None] = [None] * d.world_size
+    gathered: list[list[T] | None] = [None] * d.world_size
     dist.all_gather_object(gathered, list(items))
     return [item for part in gathered for item in (part or [])]
 

@@ -1,5 +1,6 @@
 """`pspnet predict`, `eval` and `score` as a user runs them, on a tiny model and tiny images."""
 
+import csv
 import json
 import re
 import struct
@@ -15,6 +16,7 @@ from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.engine import predict as engine_predict
 from pspnet.engine.inference import segment
+from pspnet.engine.metrics import scores_from_matrix
 
 TINY = ["--crop-size", "33", "--base-size", "0", "--quiet"]
 
@@ -213,6 +215,26 @@ def test_eval_then_score_give_the_same_numbers(checkpoint, tmp_path) -> None:
     sc = json.loads((tmp_path / "score.json").read_text())
     assert sc["mIoU"] == pytest.approx(ev["mIoU"]) and sc["IoU"] == pytest.approx(ev["IoU"])
     assert set(sc) >= {"mIoU", "mAcc", "allAcc", "IoU", "Acc"}
+    # Each image's own scores: the same from both (score names the classes class_0.. without a --config), one row
+    # per image, the worst first, each row that image's.
+    assert main(["score", "--pred", str(tmp_path / "ev"), "--gt", str(tmp_path / "lab"), "--num-classes", "3",
+                 "--per-image", str(tmp_path / "per_image.csv")]) == 0
+    table = (tmp_path / "ev" / "per_image.csv").read_text()
+    named = table
+    for i, name in enumerate("abc"):
+        named = re.sub(rf"\b{name} ->", f"class_{i} ->", re.sub(rf"-> {name},", f"-> class_{i},", named))
+    assert named == (tmp_path / "per_image.csv").read_text()
+    rows = list(csv.DictReader(table.splitlines()))
+    assert sorted(r["name"] for r in rows) == ["s0", "s1", "s2"]
+    assert [float(r["mIoU"]) for r in rows] == sorted(float(r["mIoU"]) for r in rows)
+    for row in rows:
+        pred = np.asarray(Image.open(tmp_path / "ev" / f"{row['name']}.png")).astype(np.int64)
+        gt = np.asarray(Image.open(tmp_path / "lab" / f"{row['name']}.png")).astype(np.int64)
+        keep = gt != 255
+        matrix = np.bincount(gt[keep] * 3 + pred[keep], minlength=9).reshape(3, 3)
+        own = scores_from_matrix(torch.from_numpy(matrix))
+        assert float(row["mIoU"]) == pytest.approx(own.miou, abs=1e-4)
+        assert float(row["allAcc"]) == pytest.approx(own.allacc, abs=1e-4) and int(row["labelled_pixels"]) == keep.sum()
 
 
 def test_eval_pairs_images_with_labels_named_by_a_suffix(checkpoint, tmp_path, capsys) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pspnet.engine.metrics import ConfusionMatrix, scores_from_matrix
+from pspnet.engine.metrics import ConfusionMatrix, image_score, per_image_csv, scores_from_matrix
 from pspnet.errors import PSPNetError
 
 
@@ -81,3 +81,16 @@ def test_out_of_range_values_are_errors_naming_the_source() -> None:
         cm.update(torch.full((2, 2), 3), torch.zeros(2, 2, dtype=torch.long))
     with pytest.raises(PSPNetError, match="differ"):
         cm.update(torch.zeros(2, 3), torch.zeros(3, 2))
+
+
+def test_an_image_score_names_its_largest_confusion_and_the_table_puts_the_worst_first() -> None:
+    good = image_score("good", torch.tensor([[50, 0, 0], [0, 50, 0], [0, 0, 0]]))
+    bad = image_score("bad", torch.tensor([[10, 30, 0], [5, 55, 0], [0, 0, 0]]))
+    empty = image_score("empty", torch.zeros(3, 3, dtype=torch.int64))
+    assert good.miou == 1.0 and good.confused is None and good.pixels == 100
+    assert bad.confused == (0, 1, 30) and bad.allacc == pytest.approx(65 / 100)
+    assert bad.miou == pytest.approx((10 / 45 + 55 / 90) / 2)
+    rows = per_image_csv([good, empty, bad], ["sky", "road, wet", "car"]).splitlines()
+    assert rows[0] == "name,mIoU,allAcc,labelled_pixels,most_confused,confused_share"
+    assert rows[1] == 'bad,0.4167,0.6500,100,"sky -> road, wet",0.3000'  # a name with a comma stays one field
+    assert rows[2] == "good,1.0000,1.0000,100,," and rows[3] == "empty,,,0,,"

@@ -130,9 +130,13 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
     model = str(run / "final.safetensors")
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     assert main(["eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
-                 "--json", str(one)]) == 0
+                 "--json", str(one), "--out", str(tmp_path / "one")]) == 0
     finish([start(torchrun("eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
-                           "--json", str(two)))])
+                           "--json", str(two), "--out", str(tmp_path / "two")))])
+    # every image's own row, gathered from both processes
+    per_image = (tmp_path / "one" / "per_image.csv").read_text()
+    assert per_image == (tmp_path / "two" / "per_image.csv").read_text()
+    assert len(per_image.splitlines()) == 1 + VAL_IMAGES
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
     assert b["processes"] == 2 and a["processes"] == 1
     # The CPU default engine in both: OpenVINO where installed (the two processes then share its conversion cache).

@@ -23,10 +23,13 @@ from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, barrier, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
+from pspnet.engine.metrics import per_image_csv
 from pspnet.engine.predict import BackgroundWriter, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
 from pspnet.weights import find
+
+OUT_FILES = ("scores.json", "confusion.csv", "per_image.csv")  # what --out holds besides predictions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("outputs")
     out.add_argument("--json", type=Path, metavar="FILE", help="write the scores and confusion matrix as JSON")
     out.add_argument("--out", type=Path, metavar="DIR",
-                     help="write scores.json and confusion.csv here (and predictions with --save-predictions)")
+                     help="write scores.json, confusion.csv and per_image.csv (each image's mIoU, accuracy and "
+                          "largest confusion, the worst first) here, and predictions with --save-predictions")
     out.add_argument("--save-predictions", action="store_true",
                      help="save the predictions as `pspnet predict` does: DIR/NAME.png (class indices, what `pspnet "
                           "score --pred DIR` reads), DIR/color/NAME.png and DIR/overlay/NAME.png")
@@ -133,7 +137,7 @@ def check_outputs(args: argparse.Namespace, dataset: Any) -> None:
     if args.out is not None:
         check_output_folder(args.out, "--out")
         layout = PredictionLayout(args.out)
-        planned = [args.out / "scores.json", args.out / "confusion.csv"]
+        planned = [args.out / name for name in OUT_FILES]
         if args.save_predictions:
             planned += [f for pair in dataset.pairs for f in layout.image_files(pair.name)]
         check_new_outputs(planned, inputs, args.overwrite, "--out")
@@ -200,6 +204,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         targets.append(args.out / "scores.json")
         np.savetxt(args.out / "confusion.csv", result.matrix.numpy(), fmt="%d", delimiter=",",
                    header=",".join(info.classes) + "  (rows: ground truth, columns: prediction)")
+        (args.out / "per_image.csv").write_text(per_image_csv(result.per_image, info.classes))
     for path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=1) + "\n")

@@ -18,7 +18,7 @@ from pspnet.data.imageops import read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
 from pspnet.engine.evaluate import format_table
-from pspnet.engine.metrics import ConfusionMatrix
+from pspnet.engine.metrics import ConfusionMatrix, ImageScore, image_score, per_image_csv
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file
 
@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "or values)")
     p.add_argument("--ignore-index", type=int, help="ground-truth value to skip (default 255, or the config's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
-    p.add_argument("--overwrite", action="store_true", help="replace --json if it exists")
+    p.add_argument("--per-image", type=Path, metavar="CSV", help="write each image's mIoU, pixel accuracy and "
+                   "largest confusion, the worst first")
+    p.add_argument("--overwrite", action="store_true", help="replace --json / --per-image if they exist")
 
 
 def label_files(folder: Path, what: str) -> dict[str, Path]:
@@ -60,8 +62,9 @@ def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColo
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.json is not None:
-        check_output_file(args.json, "--json", args.overwrite)
+    for option, path in (("--json", args.json), ("--per-image", args.per_image)):
+        if path is not None:
+            check_output_file(path, option, args.overwrite)
     preds, gts = label_files(args.pred, "prediction"), label_files(args.gt, "ground-truth")
     if not gts:
         raise PSPNetError(f"{args.gt}: holds no label PNGs")
@@ -71,13 +74,15 @@ def run(args: argparse.Namespace) -> int:
     cm = ConfusionMatrix(num_classes, ignore)
     counts = np.zeros(256, dtype=np.int64)  # ground-truth pixels per value, for the note on absent classes
     scored = 0
+    per_image: list[ImageScore] = []
     for stem in sorted(gts.keys() & preds.keys()):
         try:
             pred, gt = read_label(preds[stem]), read_label(gts[stem], coding)
             if pred.shape != gt.shape:
                 raise PSPNetError(f"{preds[stem]}: prediction is {pred.shape[1]}×{pred.shape[0]} but its ground "
                                   f"truth {gts[stem]} is {gt.shape[1]}×{gt.shape[0]}; expected the same size")
-            cm.update(torch.from_numpy(pred), torch.from_numpy(gt), source=f"{preds[stem]} / {gts[stem]}")
+            added = cm.update(torch.from_numpy(pred), torch.from_numpy(gt), source=f"{preds[stem]} / {gts[stem]}")
+            per_image.append(image_score(stem, added))
             counts += np.bincount(gt.ravel(), minlength=256)
         except PSPNetError as e:
             failures.append(str(e))
@@ -95,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = scores.to_dict() | {"images": scored, "failures": failures, "confusion_matrix": cm.matrix.tolist()}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
+    if args.per_image is not None:
+        args.per_image.parent.mkdir(parents=True, exist_ok=True)
+        args.per_image.write_text(per_image_csv(per_image, names))
     if failures:
         print(f"pspnet score: {len(failures)} problem(s) (see above); the scores cover the {scored} good pairs",
               file=sys.stderr)

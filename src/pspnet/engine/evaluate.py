@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment
-from pspnet.engine.metrics import ConfusionMatrix, Scores, scores_from_matrix
+from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, image_score
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
 
@@ -44,6 +44,7 @@ class Evaluation:
     samples: list[Sample] = field(default_factory=list)  # spread evenly over the images (the report's grid)
     worst: list[Sample] = field(default_factory=list)  # the lowest per-image mIoU, worst first
     failures: list[str] = field(default_factory=list)
+    per_image: list[ImageScore] = field(default_factory=list)  # every scored image's own scores, in split order
 
 
 class _Guarded(Dataset):
@@ -82,8 +83,11 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     """
     cm = ConfusionMatrix(info.num_classes, ignore_index, device)
     result = Evaluation(cm.compute(), cm.matrix, 0)
+    positions = range(len(dataset))  # each item's place in the whole split
     if processes is not None and processes.enabled:
-        dataset = Subset(dataset, shard_indices(len(dataset), processes))
+        positions = shard_indices(len(dataset), processes)
+        dataset = Subset(dataset, positions)
+    per_image: list[tuple[int, ImageScore]] = []
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
     picks = set(np.linspace(0, len(dataset) - 1, num_samples).round().astype(int).tolist()) if num_samples else set()
     worst: list[tuple[float, int, Sample]] = []  # a max-heap on mIoU (negated), the num_samples lowest
@@ -106,9 +110,11 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
             result.images += 1
             if on_prediction is not None:
                 on_prediction(item["name"], item["image"], pred)
+            score = image_score(item["name"], counts)
+            per_image.append((positions[position], score))
             if not num_samples:
                 continue
-            miou = scores_from_matrix(counts).miou
+            miou = score.miou
             kept = position in picks
             ranks = not math.isnan(miou) and (len(worst) < num_samples or -worst[0][0] >= miou)
             if kept or ranks:  # only the images a grid keeps are copied out
@@ -127,6 +133,8 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
         all_reduce_sum(cm.matrix, processes)
         result.images = int(all_reduce_sum(torch.tensor([result.images], device=cm.matrix.device), processes).item())
         result.failures = gather_lists(result.failures, processes)
+        per_image = gather_lists(per_image, processes)
+    result.per_image = [score for _, score in sorted(per_image, key=lambda entry: entry[0])]
     result.scores = cm.compute()
     result.matrix = cm.matrix.cpu()
     return result

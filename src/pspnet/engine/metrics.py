@@ -11,6 +11,8 @@ class occurs in the ground truth both rules give the same numbers. See docs/eval
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,44 @@ def scores_from_matrix(matrix: torch.Tensor) -> Scores:
         union=[int(v) for v in union.tolist()],
         target=[int(v) for v in target.tolist()],
     )
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One image's own scores, from its own confusion matrix: its mIoU (over the classes in its ground truth or
+    prediction), pixel accuracy, labelled pixels, and its largest confusion (ground-truth class, predicted class,
+    pixels; None when every pixel is right)."""
+
+    name: str
+    miou: float
+    allacc: float
+    pixels: int
+    confused: tuple[int, int, int] | None
+
+
+def image_score(name: str, counts: torch.Tensor) -> ImageScore:
+    """The `ImageScore` of an image whose C×C confusion matrix is `counts`."""
+    scores = scores_from_matrix(counts)
+    wrong = counts.detach().to("cpu", torch.int64).clone()
+    wrong.fill_diagonal_(0)
+    worst = int(wrong.argmax())
+    gt, pred = divmod(worst, wrong.shape[1])
+    confused = (gt, pred, int(wrong[gt, pred])) if wrong[gt, pred] > 0 else None
+    return ImageScore(name, scores.miou, scores.allacc, sum(scores.target), confused)
+
+
+def per_image_csv(scores: list[ImageScore], class_names: list[str]) -> str:
+    """CSV text, one row per image, the lowest mIoU first (images without labelled pixels last): name, mIoU, pixel
+    accuracy, labelled pixels, and the largest confusion (`truth -> predicted`, and its share of the pixels)."""
+    out = io.StringIO()
+    rows = csv.writer(out, lineterminator="\n")
+    rows.writerow(["name", "mIoU", "allAcc", "labelled_pixels", "most_confused", "confused_share"])
+    for s in sorted(scores, key=lambda s: (math.isnan(s.miou), s.miou, s.name)):
+        confused = ("", "") if s.confused is None else (
+            f"{class_names[s.confused[0]]} -> {class_names[s.confused[1]]}", f"{s.confused[2] / s.pixels:.4f}")
+        rows.writerow([s.name, "" if math.isnan(s.miou) else f"{s.miou:.4f}",
+                       "" if math.isnan(s.allacc) else f"{s.allacc:.4f}", s.pixels, *confused])
+    return out.getvalue()
 
 
 class ConfusionMatrix:
