@@ -308,3 +308,39 @@ def test_eval_with_a_config_uses_its_val_protocol_and_command_line_options_win(c
                  "--flip", "--base-size", "30", "--overwrite"]) == 0
     settings = json.loads(out.read_text())["settings"]
     assert (settings["base_size"], settings["mode"], settings["flip"]) == (30, "whole", True)
+
+
+def test_eval_score_and_data_check_take_key_value_overrides_of_their_config(checkpoint, tmp_path, capsys) -> None:
+    """`data.root=...` (on either side of the options) and `val.*` as `pspnet train` takes them; the settings alone
+    at a file's top level are its data section; other sections, or overrides without --config, are one line."""
+    write_image(tmp_path / "d" / "images" / "val" / "s.png")
+    write_label(tmp_path / "d" / "labels" / "val" / "s.png")
+    nested, flat = tmp_path / "run.yaml", tmp_path / "data.yaml"
+    nested.write_text("data:\n  dataset: folders\n  root: /nowhere\n  num_classes: 3\nval:\n  mode: slide\n")
+    flat.write_text("dataset: folders\nroot: /nowhere\nnum_classes: 3\n")
+    out = tmp_path / "e.json"
+    assert main(["eval", str(checkpoint), "--config", str(nested), f"data.root={tmp_path / 'd'}", "--workers", "0",
+                 "--json", str(out), "val.mode=whole", *TINY]) == 0
+    assert json.loads(out.read_text())["settings"]["mode"] == "whole"
+    assert main(["eval", str(checkpoint), "--config", str(flat), f"data.root={tmp_path / 'd'}", "--workers", "0",
+                 *TINY]) == 0
+    assert main(["data", "check", "--config", str(flat), f"data.root={tmp_path / 'd'}", "--splits", "val",
+                 "--no-progress"]) == 0
+    predicted = tmp_path / "pred"
+    assert main(["predict", str(checkpoint), str(tmp_path / "d" / "images" / "val"), "--out", str(predicted),
+                 "--outputs", "labels", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["score", "--pred", str(predicted), "--gt", str(tmp_path / "d" / "labels" / "val"), "--config",
+                 str(flat), "data.class_names=[sky, road, car]"]) == 0
+    assert "road" in capsys.readouterr().out
+    for argv, words in (
+        (["eval", str(checkpoint), "--config", str(nested), "train.lr=1"], ["train.lr=1", "data: or val:"]),
+        (["eval", str(checkpoint), "--config", str(nested), "data.rot=1"], ["command line data.rot=1",
+                                                                            "unknown key data.rot"]),
+        (["eval", str(checkpoint), "--images", "x", "--labels", "y", "data.root=z"], ["give --config"]),
+        (["data", "check", "--config", str(flat), "val.flip=false"], ["val.flip=false", "under data:"]),
+    ):
+        code = main(argv)
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert code == 2 and len(errors) == 1 and "Traceback" not in err and all(w in errors[0] for w in words), err

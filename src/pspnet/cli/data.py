@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     chk = sub.add_parser("check", help="report every unreadable, missing, mismatched or out-of-range file",
                          description="Check a dataset as the trainer will at start-up: every problem, with its file.")
     chk.add_argument("--config", type=Path, help="a YAML config; its `data:` section (or the whole file) is used")
+    chk.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="with --config: override its data: settings, e.g. data.root=/data/camvid")
     chk.add_argument("--dataset", choices=list(DATASET_KINDS), help="dataset kind (instead of --config)")
     chk.add_argument("--root", type=Path, help="dataset root (instead of --config)")
     chk.add_argument("--train-list", type=Path, help="train list file, relative to --root")
@@ -60,8 +62,10 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
+    if args.overrides and args.config is None:
+        raise PSPNetError(f"{' '.join(args.overrides)}: overrides change --config's settings; give --config F")
     if args.config is not None:
-        return load_data_config(args.config)[0]
+        return load_data_config(args.config, args.overrides)[0]
     if args.dataset is None or args.root is None:
         raise PSPNetError("data check: give --config FILE, or --dataset and --root")
     return DataConfig(dataset=args.dataset, root=args.root, train_list=args.train_list, val_list=args.val_list,

@@ -35,6 +35,9 @@ OUT_FILES = ("scores.json", "confusion.csv", "per_image.csv")  # what --out hold
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or with "
                    "--backend onnxruntime / openvino an .onnx / .xml file written by `pspnet export`")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="with --config: override its data: and val: settings, e.g. data.root=/data/camvid "
+                        "val.flip=false")
     src = p.add_argument_group("data (one of --config, --images/--labels, --list)")
     src.add_argument("--config", type=Path,
                      help="a YAML file with the data settings (top level or under 'data:'); its 'val:' section, when "
@@ -80,6 +83,8 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     if len(given) != 1:
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
                           f"{', '.join(given) or 'none'})")
+    if args.overrides and args.config is None:
+        raise PSPNetError(f"{' '.join(args.overrides)}: overrides change --config's settings; give --config F")
     ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
     info = DatasetInfo.generic(num_classes)
     protocol = None
@@ -87,7 +92,7 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
         from pspnet.configfile import from_dict
         from pspnet.data.config import load_data_config
 
-        cfg, raw = load_data_config(args.config)
+        cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
         if isinstance(raw, dict) and raw.get("val") is not None:
             protocol = from_dict(InferenceSettings, raw["val"], str(args.config), "val.")
         dataset = build_dataset(cfg, args.split)

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="F", help="a data config (a training config's data: section or "
                    "the settings alone): its classes, ignore index and how the ground truth is coded (label colours "
                    "or values)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="with --config: override its data: settings, e.g. data.ignore_index=0")
     p.add_argument("--ignore-index", type=int, help="ground-truth value to skip (default 255, or the config's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
     p.add_argument("--per-image", type=Path, metavar="CSV", help="write each image's mIoU, pixel accuracy and "
@@ -47,12 +49,14 @@ def label_files(folder: Path, what: str) -> dict[str, Path]:
 
 def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | LabelValues | None, list[str]]:
     """(classes, ignore index, how labels become indices, class names): from --config where given, the options win."""
+    if args.overrides and args.config is None:
+        raise PSPNetError(f"{' '.join(args.overrides)}: overrides change --config's settings; give --config F")
     if args.config is None:
         if args.num_classes is None:
             raise PSPNetError("--num-classes N (or --config F): how many classes the labels hold")
         ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
         return args.num_classes, ignore, None, DatasetInfo.generic(args.num_classes).classes
-    cfg, _ = load_data_config(args.config)
+    cfg, _ = load_data_config(args.config, args.overrides)
     info = dataset_info(cfg)
     if args.num_classes is not None and args.num_classes != info.num_classes:
         raise PSPNetError(f"--num-classes {args.num_classes} but {args.config} has {info.num_classes} classes; "

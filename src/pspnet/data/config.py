@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,24 @@ class DataConfig:
         return None
 
 
-def load_data_config(path: Path) -> tuple[DataConfig, dict[str, Any]]:
+def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequence[str] = ("data",)
+                     ) -> tuple[DataConfig, dict[str, Any]]:
     """The data settings of a YAML file (a training config's `data:` section, or the settings at the top level), and
-    the whole file's mapping (for its other sections)."""
-    from pspnet.configfile import from_dict, load_yaml
+    the whole file's mapping (for its other sections), after `key=value` overrides of the settings under `sections`
+    (`data.root=DIR`, and e.g. `val.flip=false` where the caller reads `val:`)."""
+    from pspnet.configfile import apply_overrides, from_dict, load_yaml
 
-    raw = load_yaml(path)
+    origins: dict[str, str] = {}  # where each setting came from: a line of the file or the command line
+    raw = load_yaml(path, origins)
     nested = isinstance(raw, dict) and isinstance(raw.get("data"), dict)
+    if overrides:
+        for item in overrides:
+            if item.split("=", 1)[0].split(".")[0] not in sections or "." not in item.split("=", 1)[0]:
+                raise PSPNetError(f"override {item}: expected a setting under "
+                                  f"{' or '.join(f'{s}:' for s in sections)} (e.g. data.root=DIR)")
+        if not nested:  # the settings alone: they are the data section
+            raw, nested = {"data": raw}, True
+            origins = {f"data.{key}": line for key, line in origins.items()}
+        raw = apply_overrides(raw, list(overrides), origins=origins)
     section = raw["data"] if nested else raw
-    return from_dict(DataConfig, section, str(path), "data." if nested else ""), raw
+    return from_dict(DataConfig, section, str(path), "data." if nested else "", origins), raw
