@@ -15,7 +15,7 @@ import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.engine import predict as engine_predict
-from pspnet.engine.inference import segment
+from pspnet.engine.inference import InferenceSettings, segment
 from pspnet.engine.metrics import scores_from_matrix
 
 TINY = ["--crop-size", "33", "--base-size", "0", "--quiet"]
@@ -344,3 +344,18 @@ def test_eval_score_and_data_check_take_key_value_overrides_of_their_config(chec
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if "error:" in line]
         assert code == 2 and len(errors) == 1 and "Traceback" not in err and all(w in errors[0] for w in words), err
+
+
+def test_predict_writes_the_confidence_of_each_pixel_as_the_python_api_computes_it(checkpoint, tmp_path) -> None:
+    write_image(tmp_path / "in" / "a.png", h=30, w=41)
+    assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--outputs",
+                 "labels", "confidence", "--backend", "torch", *TINY]) == 0
+    written = sorted(str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o").rglob("*.png"))
+    assert written == ["a.png", "confidence/a.png"]
+    grey = Image.open(tmp_path / "o" / "confidence" / "a.png")
+    assert grey.mode == "L" and grey.size == (41, 30)
+    probs = pspnet.probabilities(pspnet.load(checkpoint), tmp_path / "in" / "a.png",
+                                 InferenceSettings(base_size=None, crop_size=(33, 33)))
+    expected = np.round(probs.max(axis=0) * 255)
+    assert np.abs(np.asarray(grey).astype(float) - expected).max() <= 1  # rounding at a .5 may differ
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "a.png")), probs.argmax(axis=0))

@@ -14,6 +14,7 @@ from pspnet.engine.inference import (
     infer_probabilities,
     keep_ratio_size,
     segment,
+    segment_with_confidence,
     window_positions,
     window_starts,
 )
@@ -198,6 +199,21 @@ def test_logits_are_resized_not_probabilities_as_mmseg_does() -> None:
     assert (by_logits == 1).any() and not (by_probs == 1).any()
     reference = mmseg_labels(lambda x: forward(x), image.permute(1, 2, 0).numpy(), 30, 20, MEAN, STD)
     assert (by_logits.numpy() == reference).all()
+
+
+@pytest.mark.parametrize("average", ["probs", "logits"])
+def test_confidence_is_the_predicted_class_probability_of_what_the_protocol_averaged(model, average) -> None:
+    """Averaged probabilities: their maximum; averaged logits (the mmseg presets): the maximum of their softmax."""
+    torch.manual_seed(1)
+    image = torch.randint(0, 256, (3, 37, 50), dtype=torch.uint8)
+    s = InferenceSettings(base_size=None, crop_size=(24, 24), average=average)
+    forward = model.eval()
+    averaged = infer_probabilities(forward, [image], s, MEAN, STD)[0]
+    labels, confidence = segment_with_confidence(forward, [image], s, MEAN, STD)[0]
+    assert torch.equal(labels, segment(forward, [image], s, MEAN, STD)[0])
+    probs = averaged if average == "probs" else averaged.softmax(dim=0)
+    torch.testing.assert_close(confidence, probs.max(dim=0).values)
+    assert confidence.shape == (37, 50) and 1 / 4 <= confidence.min() and confidence.max() <= 1 + 1e-6
 
 
 def test_the_mmseg_preset_holds_mmsegs_settings_per_dataset() -> None:

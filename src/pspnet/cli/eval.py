@@ -24,7 +24,7 @@ from pspnet.distributed import Distributed, barrier, setup, teardown
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
 from pspnet.engine.metrics import per_image_csv
-from pspnet.engine.predict import BackgroundWriter, PredictionLayout
+from pspnet.engine.predict import BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
 from pspnet.weights import find
@@ -179,7 +179,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
 
     def save(name: str, image: torch.Tensor, pred: torch.Tensor) -> None:
         assert writer is not None
-        writer.submit([(name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy())])
+        writer.submit([ImagePrediction(name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy())])
 
     shards = f", {processes.world_size} processes" if processes.enabled else ""
     if main:

@@ -21,11 +21,13 @@ from pspnet.cli.inference_options import add_inference_arguments, settings_from_
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, setup, shard_indices, teardown
-from pspnet.engine.inference import fill_batches, segment
+from pspnet.engine.inference import fill_batches, segment, segment_with_confidence
 from pspnet.engine.label_formats import label_values
 from pspnet.engine.predict import (
+    DEFAULT_OUTPUTS,
     OUTPUT_KINDS,
     BackgroundWriter,
+    ImagePrediction,
     PredictionLayout,
     expand_inputs,
     is_video,
@@ -45,9 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
                         "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4. Not a folder that "
                         "holds inputs")
-    p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(OUTPUT_KINDS), metavar="KIND",
-                   help="which of an image's PNGs to write: labels color overlay (default: all three); a video is "
-                        "always its overlay")
+    p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(DEFAULT_OUTPUTS), metavar="KIND",
+                   help="which of an image's PNGs to write: labels color overlay (the default), and confidence: "
+                        "DIR/confidence/NAME.png, the predicted class's probability as 0..255 (dark: unsure); a "
+                        "video is always its overlay")
     p.add_argument("--label-values", nargs="+", metavar="V",
                    help="the value written for each class in the label PNGs (default: the class index, what `pspnet "
                         "score` reads): one per class, e.g. 0 255 for a mask (16-bit PNGs above 255); cityscapes: "
@@ -120,9 +123,16 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
 
     with BackgroundWriter(layout, info.palette) as writer:  # PNGs written while the network runs on the next group
         for group in fill_batches(readable(), settings, lambda item: item[1].shape[:2]):  # images share batches
-            labels = segment(forward, [to_tensor(im) for _, im in group], settings, info.mean, info.std, device)
-            done = writer.submit([(path.stem, image, lab.cpu().numpy())
-                                  for (path, image), lab in zip(group, labels, strict=True)])
+            tensors = [to_tensor(im) for _, im in group]
+            if "confidence" in layout.kinds:
+                found = segment_with_confidence(forward, tensors, settings, info.mean, info.std, device)
+                outputs = [ImagePrediction(path.stem, image, labels.cpu().numpy(), confidence.cpu().numpy())
+                           for (path, image), (labels, confidence) in zip(group, found, strict=True)]
+            else:
+                found_labels = segment(forward, tensors, settings, info.mean, info.std, device)
+                outputs = [ImagePrediction(path.stem, image, labels.cpu().numpy())
+                           for (path, image), labels in zip(group, found_labels, strict=True)]
+            done = writer.submit(outputs)
             bar.update(done)
             written += done
         done = writer.close()

@@ -300,6 +300,19 @@ def segment(forward: Forward, images: Sequence[torch.Tensor], settings: Inferenc
     return [p.max(dim=0).indices for p in infer_probabilities(forward, images, settings, mean, std, device)]
 
 
+def segment_with_confidence(forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
+                            mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"
+                            ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`segment`'s label maps, each with its confidence H×W (float32): the predicted class's probability, as the
+    protocol averaged it (with averaged logits, the mmseg presets: the softmax of the average)."""
+    out = []
+    for p in infer_probabilities(forward, images, settings, mean, std, device):
+        top = p.max(dim=0)
+        confidence = top.values if settings.average == "probs" else torch.exp(top.values - torch.logsumexp(p, dim=0))
+        out.append((top.indices, confidence))
+    return out
+
+
 def network_inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: Sequence[float],
                    std: Sequence[float]) -> Iterator[torch.Tensor]:
     """Every normalised 3×h×w window (and mirror) the protocol feeds the network for `images`, in order: what

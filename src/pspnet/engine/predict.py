@@ -180,7 +180,8 @@ def save_png(path: Path, image: Image.Image, compress_level: int = PNG_COMPRESS_
         raise PSPNetError(f"{path}: cannot write it ({e.strerror or e})") from None
 
 
-OUTPUT_KINDS = ("labels", "color", "overlay")  # what a prediction of an image is written as
+OUTPUT_KINDS = ("labels", "color", "overlay", "confidence")  # what a prediction of an image can be written as
+DEFAULT_OUTPUTS = ("labels", "color", "overlay")
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ class PredictionLayout:
     value each class is written as in the label PNGs (`label_values`; None: the class index)."""
 
     root: Path
-    kinds: tuple[str, ...] = OUTPUT_KINDS
+    kinds: tuple[str, ...] = DEFAULT_OUTPUTS
     label_values: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -207,18 +208,38 @@ class PredictionLayout:
     def overlay(self, stem: str) -> Path:
         return self.root / "overlay" / f"{stem}.png"
 
+    def confidence(self, stem: str) -> Path:
+        return self.root / "confidence" / f"{stem}.png"
+
     def video(self, stem: str) -> Path:
         return self.root / "overlay" / f"{stem}.mp4"
 
     def image_files(self, stem: str) -> list[Path]:
-        every = {"labels": self.label(stem), "color": self.color(stem), "overlay": self.overlay(stem)}
+        every = {"labels": self.label(stem), "color": self.color(stem), "overlay": self.overlay(stem),
+                 "confidence": self.confidence(stem)}
         return [every[kind] for kind in OUTPUT_KINDS if kind in self.kinds]
 
 
+@dataclass(frozen=True)
+class ImagePrediction:
+    """What is written of one image: its name, RGB H×W×3 uint8 pixels, H×W class indices and, for the confidence
+    output, the predicted classes' probabilities H×W."""
+
+    stem: str
+    image: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray | None = None
+
+
 def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, labels: np.ndarray,
-                        palette: Sequence[Color]) -> None:
-    """The class indices, the colour map and the overlay of one image (those of them `layout.kinds` names), where
-    `layout` puts them."""
+                        palette: Sequence[Color], confidence: np.ndarray | None = None) -> None:
+    """The class indices, the colour map, the overlay and the confidence of one image (those of them `layout.kinds`
+    names), where `layout` puts them. `confidence`: H×W probabilities of the predicted classes, written as 0..255."""
+    if "confidence" in layout.kinds:
+        if confidence is None:
+            raise PSPNetError(f"{layout.confidence(stem)}: no confidence was computed for it")
+        grey = np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)
+        save_png(layout.confidence(stem), Image.fromarray(grey, mode="L"))
     if "labels" in layout.kinds:
         save_label_png(layout.label(stem), labels, layout.label_values)
     if "color" in layout.kinds or "overlay" in layout.kinds:
@@ -230,13 +251,13 @@ def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, 
 
 
 class BackgroundWriter:
-    """Writes the label, colour and overlay PNGs of predictions in a second thread while the caller computes the
+    """Writes the label, colour, overlay (and confidence) PNGs of predictions in a second thread while the caller computes the
     next ones (Pillow's encoder releases the GIL). At most `queued` submissions wait, so memory stays bounded; a
     failed write is raised by the next `submit` or by `close`, so it stops the run as an inline write would.
 
         with BackgroundWriter(layout, palette) as writer:
             for ...:
-                done += writer.submit([(stem, image, labels), ...])   # images whose files are now written
+                done += writer.submit([ImagePrediction(stem, image, labels), ...])   # images now written
             done += writer.close()
     """
 
@@ -245,8 +266,8 @@ class BackgroundWriter:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pspnet-writer")
         self.pending: deque[tuple[Future[None], int]] = deque()
 
-    def submit(self, outputs: list[tuple[str, np.ndarray, np.ndarray]]) -> int:
-        """Queue (stem, RGB H×W×3 image, H×W labels) for writing; returns how many images were written since."""
+    def submit(self, outputs: list[ImagePrediction]) -> int:
+        """Queue predictions for writing; returns how many images were written since."""
         self.pending.append((self.pool.submit(self._write, outputs), len(outputs)))
         return self._collect(block=False)
 
@@ -257,9 +278,9 @@ class BackgroundWriter:
         finally:
             self.pool.shutdown()
 
-    def _write(self, outputs: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-        for stem, image, labels in outputs:
-            write_image_outputs(self.layout, stem, image, labels, self.palette)
+    def _write(self, outputs: list[ImagePrediction]) -> None:
+        for out in outputs:
+            write_image_outputs(self.layout, out.stem, out.image, out.labels, self.palette, out.confidence)
 
     def _collect(self, block: bool) -> int:
         done = 0
