@@ -132,6 +132,23 @@ def test_api_inputs_it_cannot_read_are_one_line_errors(run_dir, image, words) ->
     assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
 
 
+def test_python_evaluate_gives_the_scores_of_the_eval_command(run_dir, tmp_path) -> None:
+    model = pspnet.load(run_dir / "run" / "final.safetensors")
+    images, labels = run_dir / "data" / "images" / "val", run_dir / "data" / "labels" / "val"
+    settings = InferenceSettings(base_size=None, crop_size=(24, 24))
+    result = pspnet.evaluate(model, images, labels, settings)
+    assert main(["eval", str(run_dir / "run" / "final.safetensors"), "--images", str(images), "--labels",
+                 str(labels), "--backend", "torch", "--base-size", "0", "--crop-size", "24", "--workers", "0",
+                 "--quiet", "--json", str(tmp_path / "e.json")]) == 0
+    cli = json.loads((tmp_path / "e.json").read_text())
+    assert result.images == cli["images"] == 2 and len(result.per_image) == 2
+    assert result.matrix.tolist() == cli["confusion_matrix"] and result.scores.miou == pytest.approx(cli["mIoU"])
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "0.png").write_bytes((labels / "0.png").read_bytes())  # 1.png's label is missing
+    with pytest.raises(pspnet.PSPNetError, match="1.png"):
+        pspnet.evaluate(model, images, tmp_path / "labels", settings)
+
+
 def test_a_command_imports_only_its_own_module(run_dir) -> None:
     """`pspnet info` (or `--help`) does not import every command's module (the bench's would add a second)."""
     code = ("import sys; from pspnet.cli.main import main; main(['info', sys.argv[1]]); "

@@ -11,6 +11,7 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,36 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     result.per_image = [score for _, score in sorted(per_image, key=lambda entry: entry[0])]
     result.scores = cm.compute()
     result.matrix = cm.matrix.cpu()
+    return result
+
+
+def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | Path,
+                     settings: InferenceSettings | None = None, device: torch.device | str | None = None,
+                     ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png") -> Evaluation:
+    """`pspnet.evaluate`: a model (`pspnet.load`'s, or any PSPNet with its `info`) scored on the images of a folder
+    against the labels (class indices, `ignore_index` skipped) of another, by the test protocol of the model's
+    dataset unless `settings` says otherwise, fp32 with BatchNorm folded, on `device` (default: where the weights
+    are). As `pspnet eval --images --labels` does; an image that cannot be scored raises PSPNetError naming it.
+
+        result = pspnet.evaluate(model, "val/images", "val/labels")
+        result.scores.miou, result.scores.iou       # and result.per_image, result.matrix
+    """
+    from pspnet.data.datasets import SegmentationDataset
+    from pspnet.data.lists import pair_folders
+    from pspnet.engine.recipe import default_recipe, inference_forward
+
+    info: DatasetInfo = model.info  # type: ignore[assignment]
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    settings = settings or InferenceSettings.for_dataset(info.name)
+    dataset = SegmentationDataset(pair_folders(Path(images), Path(labels), label_suffix), info, "eval",
+                                  f"{images} + {labels}")
+    if len(dataset) == 0:
+        raise PSPNetError(f"{images}: no images to evaluate")
+    forward = inference_forward(model, default_recipe(device), device)
+    result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False)
+    if result.failures:
+        more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""
+        raise PSPNetError(f"{result.failures[0]}{more}")
     return result
 
 

@@ -251,9 +251,10 @@ def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, 
 
 
 class BackgroundWriter:
-    """Writes the label, colour, overlay (and confidence) PNGs of predictions in a second thread while the caller computes the
-    next ones (Pillow's encoder releases the GIL). At most `queued` submissions wait, so memory stays bounded; a
-    failed write is raised by the next `submit` or by `close`, so it stops the run as an inline write would.
+    """Writes the label, colour, overlay (and confidence) PNGs of predictions in a second thread while the caller
+    computes the next ones (Pillow's encoder releases the GIL). At most `queued` submissions wait, so memory stays
+    bounded; a failed write is raised by the next `submit` or by `close`, so it stops the run as an inline write
+    would.
 
         with BackgroundWriter(layout, palette) as writer:
             for ...:
