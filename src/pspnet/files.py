@@ -7,7 +7,8 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,19 @@ from pspnet.errors import PSPNetError
 
 def write_atomically(path: Path, write: Callable[[str], Any]) -> None:
     """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
+    with atomic_target(path) as tmp:
+        write(tmp)
+
+
+@contextmanager
+def atomic_target(path: Path) -> Iterator[str]:
+    """A temporary file beside `path` to write, renamed over `path` when the block ends normally and removed when it
+    fails: `path` is written whole or not at all (several targets nest, e.g. in a `contextlib.ExitStack`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
+        yield tmp
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

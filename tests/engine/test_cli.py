@@ -148,6 +148,32 @@ def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
     assert len(frames) == 3 and (frames[0].height, frames[0].width) == (32, 48)
 
 
+def test_predict_video_writes_its_colour_video_and_label_and_confidence_frames_when_asked(checkpoint, tmp_path):
+    """Each frame's label PNG is the prediction of that frame as an image; an --overwrite run of a shorter video
+    leaves none of the earlier run's frames; without --overwrite the frame folder is refused."""
+    src = write_video(tmp_path / "clip.mp4", 5)
+    out = tmp_path / "o"
+    kinds = ["labels", "color", "overlay", "confidence"]
+    assert main(["predict", str(checkpoint), str(src), "--out", str(out), "--outputs", *kinds, "--backend", "torch",
+                 *TINY]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        *(f"clip/{i:06d}.png" for i in range(5)), "color/clip.mp4", *(f"confidence/clip/{i:06d}.png" for i in range(5)),
+        "overlay/clip.mp4"]
+    assert len(video_frames(out / "color" / "clip.mp4")) == len(video_frames(out / "overlay" / "clip.mp4")) == 5
+    model = pspnet.load(checkpoint)
+    settings = engine_predict.InferenceSettings(base_size=None, crop_size=(33, 33))
+    for i, frame in enumerate(engine_predict.read_video_frames(src)):
+        assert np.array_equal(np.asarray(Image.open(out / "clip" / f"{i:06d}.png")),
+                              pspnet.predict(model, frame, settings))
+    assert Image.open(out / "confidence" / "clip" / "000000.png").mode == "L"
+
+    write_video(src, 3)
+    again = ["predict", str(checkpoint), str(src), "--out", str(out), "--outputs", "labels", *TINY]
+    assert main(again) == 2  # the folder of the earlier run's frames
+    assert main([*again, "--overwrite"]) == 0
+    assert sorted(p.name for p in (out / "clip").iterdir()) == [f"{i:06d}.png" for i in range(3)]
+
+
 def test_a_portrait_phone_video_is_segmented_and_written_upright(checkpoint, tmp_path) -> None:
     """A phone stores a portrait video sideways with a display matrix saying "turn it a quarter clockwise"; the
     network must see it upright (as a viewer shows it, like an EXIF-rotated photo), and so must the output."""

@@ -1,4 +1,5 @@
-"""`pspnet predict CHECKPOINT INPUT... --out DIR`: label, colour and overlay PNGs for images; overlay videos.
+"""`pspnet predict CHECKPOINT INPUT... --out DIR`: label, colour, overlay (and confidence) PNGs for images; overlay
+and colour videos, and label and confidence PNGs per frame, for videos.
 
 Under `torchrun` every process segments its share of the inputs (each input exactly once, one device per process)
 into the same --out; the first process prints the checks and the summary of the whole run."""
@@ -25,6 +26,7 @@ from pspnet.engine.inference import fill_batches, segment, segment_with_confiden
 from pspnet.engine.label_formats import label_values
 from pspnet.engine.predict import (
     DEFAULT_OUTPUTS,
+    DEFAULT_VIDEO_OUTPUTS,
     OUTPUT_KINDS,
     BackgroundWriter,
     ImagePrediction,
@@ -45,12 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, or glob patterns")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
-                        "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4. Not a folder that "
-                        "holds inputs")
-    p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, default=list(DEFAULT_OUTPUTS), metavar="KIND",
-                   help="which of an image's PNGs to write: labels color overlay (the default), and confidence: "
-                        "DIR/confidence/NAME.png, the predicted class's probability as 0..255 (dark: unsure); a "
-                        "video is always its overlay")
+                        "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4 (see --outputs). Not "
+                        "a folder that holds inputs")
+    p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, metavar="KIND",
+                   help="what to write of each input: labels color overlay (an image's default), and confidence: "
+                        "DIR/confidence/NAME.png, the predicted class's probability as 0..255 (dark: unsure). A "
+                        "video: overlay (its default) and color as DIR/overlay|color/NAME.mp4, labels and "
+                        "confidence as a PNG per frame in DIR/NAME/ and DIR/confidence/NAME/")
     p.add_argument("--label-values", nargs="+", metavar="V",
                    help="the value written for each class in the label PNGs (default: the class index, what `pspnet "
                         "score` reads): one per class, e.g. 0 255 for a mask (16-bit PNGs above 255); cityscapes: "
@@ -76,8 +79,9 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     failures = list(found.problems) if main else []  # the whole run's problems, counted by the first process
     for message in (found.problems + found.notes) if main else []:
         print(f"pspnet predict: {message}", file=sys.stderr)
-    layout = PredictionLayout(args.out, tuple(args.outputs))
-    if args.label_values and "labels" not in layout.kinds:
+    layout = PredictionLayout(args.out, tuple(args.outputs or DEFAULT_OUTPUTS))
+    video_layout = replace(layout, kinds=tuple(args.outputs or DEFAULT_VIDEO_OUTPUTS))
+    if args.label_values and args.outputs and "labels" not in args.outputs:
         raise PSPNetError(f"--label-values {' '.join(args.label_values)}: it sets the label PNGs' values, but "
                           f"--outputs {' '.join(layout.kinds)} writes none; add labels to --outputs")
     check_output_folder(args.out, "--out")
@@ -92,7 +96,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         files.append(path)
 
     check_inputs_outside(args.out, found.files)
-    planned = [f for p in files for f in ([layout.video(p.stem)] if is_video(p) else layout.image_files(p.stem))]
+    planned = [f for p in files
+               for f in (video_layout.video_outputs(p.stem) if is_video(p) else layout.image_files(p.stem))]
     check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
     barrier(processes)  # every process has checked --out before any writes into it
     device = processes.device
@@ -101,7 +106,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     forward, info, how, _ = backend_forward(args, device, purpose="predict", say=main)
     settings = settings_from_args(args, info.name)
     if args.label_values:
-        layout = replace(layout, label_values=label_values(args.label_values, info.num_classes))
+        values = label_values(args.label_values, info.num_classes)
+        layout, video_layout = replace(layout, label_values=values), replace(video_layout, label_values=values)
     mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
     images = [p for p in mine if not is_video(p)]
     bar = progress_bar(total=len(images), desc="predict" if not processes.enabled else "predict (this process)",
@@ -141,10 +147,9 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     bar.close()
 
     for path in (p for p in mine if is_video(p)):
-        out_path = layout.video(path.stem)
         vbar = progress_bar(desc=path.name, unit="frame", disable=args.quiet or not main, leave=False)
         try:
-            frames = predict_video(forward, path, out_path, settings, info.mean, info.std, info.palette, device,
+            frames = predict_video(forward, path, video_layout, settings, info.mean, info.std, info.palette, device,
                                    on_frames=vbar.update)
         except PSPNetError as e:
             failures.append(str(e))
@@ -153,7 +158,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         finally:
             vbar.close()
         written += 1
-        print(f"{path}: {frames} frames → {out_path}", file=sys.stderr)
+        targets = ", ".join(str(p) for p in video_layout.video_outputs(path.stem))
+        print(f"{path}: {frames} frames → {targets}", file=sys.stderr)
 
     # The whole run's counts on every process (one process: its own), so that every process exits alike.
     counts = all_reduce_sum(torch.tensor([written, len(failures), len(images)], device=device), processes)

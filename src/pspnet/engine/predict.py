@@ -13,10 +13,12 @@ import glob
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,10 +26,17 @@ from PIL import Image
 
 from pspnet.classes import Color
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
-from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, infer_probabilities, segment
+from pspnet.engine.inference import (
+    Forward,
+    InferenceSettings,
+    fill_batches,
+    infer_probabilities,
+    segment,
+    segment_with_confidence,
+)
 from pspnet.engine.label_formats import encode_labels
 from pspnet.errors import PSPNetError
-from pspnet.files import write_atomically
+from pspnet.files import atomic_target, write_atomically
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -168,6 +177,11 @@ def save_label_png(path: Path, labels: np.ndarray, values: Sequence[int] | None 
     save_png(path, Image.fromarray(encoded, mode="L") if encoded.dtype == np.uint8 else Image.fromarray(encoded))
 
 
+def save_confidence_png(path: Path, confidence: np.ndarray) -> None:
+    """H×W probabilities of the predicted classes as an 8-bit greyscale PNG (0..1 → 0..255)."""
+    save_png(path, Image.fromarray(np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8), mode="L"))
+
+
 def save_rgb_png(path: Path, rgb: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> None:
     save_png(path, Image.fromarray(rgb, mode="RGB"), compress_level)
 
@@ -182,6 +196,8 @@ def save_png(path: Path, image: Image.Image, compress_level: int = PNG_COMPRESS_
 
 OUTPUT_KINDS = ("labels", "color", "overlay", "confidence")  # what a prediction of an image can be written as
 DEFAULT_OUTPUTS = ("labels", "color", "overlay")
+VIDEO_KINDS = ("overlay", "color")  # written as videos for a video input; its labels and confidence: PNG per frame
+DEFAULT_VIDEO_OUTPUTS = ("overlay",)
 
 
 @dataclass(frozen=True)
@@ -211,8 +227,18 @@ class PredictionLayout:
     def confidence(self, stem: str) -> Path:
         return self.root / "confidence" / f"{stem}.png"
 
-    def video(self, stem: str) -> Path:
-        return self.root / "overlay" / f"{stem}.mp4"
+    def video(self, stem: str, kind: str = "overlay") -> Path:
+        """The overlay or colour video of a video input."""
+        return self.root / kind / f"{stem}.mp4"
+
+    def frames(self, stem: str, kind: str) -> Path:
+        """The folder of a video's per-frame label (`OUT/NAME/`) or confidence (`OUT/confidence/NAME/`) PNGs."""
+        return self.root / stem if kind == "labels" else self.root / kind / stem
+
+    def video_outputs(self, stem: str) -> list[Path]:
+        """What a video input is written as: its videos (overlay, color) and frame folders (labels, confidence)."""
+        return [self.video(stem, kind) if kind in VIDEO_KINDS else self.frames(stem, kind)
+                for kind in OUTPUT_KINDS if kind in self.kinds]
 
     def image_files(self, stem: str) -> list[Path]:
         every = {"labels": self.label(stem), "color": self.color(stem), "overlay": self.overlay(stem),
@@ -238,8 +264,7 @@ def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, 
     if "confidence" in layout.kinds:
         if confidence is None:
             raise PSPNetError(f"{layout.confidence(stem)}: no confidence was computed for it")
-        grey = np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)
-        save_png(layout.confidence(stem), Image.fromarray(grey, mode="L"))
+        save_confidence_png(layout.confidence(stem), confidence)
     if "labels" in layout.kinds:
         save_label_png(layout.label(stem), labels, layout.label_values)
     if "color" in layout.kinds or "overlay" in layout.kinds:
@@ -336,55 +361,76 @@ def video_rate(path: Path) -> float:
     return float(rate) if rate else 25.0
 
 
-def predict_video(forward: Forward, path: Path, out_path: Path, settings: InferenceSettings,
+def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settings: InferenceSettings,
                   mean: Sequence[float], std: Sequence[float], palette: Sequence[Color],
                   device: torch.device | str = "cpu", frames_per_step: int = 4,
                   on_frames: Callable[[int], None] | None = None) -> int:
-    """Write `out_path` (H.264 MP4): every frame of `path` with its predicted colours blended in. Returns the frame
-    count. Frames are segmented `frames_per_step` at a time so that their windows share network batches. The video
-    is written to a temporary file renamed at the end: a failure or an interruption leaves no partial video and
-    keeps an earlier one."""
+    """Segment every frame of `path` and write what `layout.kinds` names of it: the overlay and colour videos
+    (H.264 MP4, `layout.video`) and each frame's label and confidence PNGs (`layout.frames`: 000000.png, ...).
+    Returns the frame count. Frames are segmented `frames_per_step` at a time so that their windows share network
+    batches. Each video is written to a temporary file renamed at the end: a failure or an interruption leaves no
+    partial video and keeps an earlier one; frame PNGs are each written whole, and frames an earlier, longer run
+    left in the folder are removed at the end."""
     av = _av()
     rate = Fraction(video_rate(path)).limit_denominator(1000)
+    stem, kinds = path.stem, layout.kinds
+    movies = [kind for kind in VIDEO_KINDS if kind in kinds]
     count = 0
 
-    def write(target: str) -> None:
+    def encode(container: Any, picture: np.ndarray) -> None:
+        h, w = picture.shape[:2]
+        picture = np.ascontiguousarray(picture[: h - h % 2, : w - w % 2])  # yuv420p needs even sizes
+        if not container.streams.video:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.height, stream.width = picture.shape[:2]
+            stream.pix_fmt = "yuv420p"
+        for packet in container.streams.video[0].encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+            container.mux(packet)
+
+    def write(containers: dict[str, Any], chunk: list[np.ndarray]) -> None:
         nonlocal count
-        with av.open(target, mode="w", format="mp4") as container:
-            stream = None
+        tensors = [to_tensor(f) for f in chunk]
+        if "confidence" in kinds:
+            found = segment_with_confidence(forward, tensors, settings, mean, std, device)
+        else:
+            found = [(labels, None) for labels in segment(forward, tensors, settings, mean, std, device)]
+        for frame, (labels, confidence) in zip(chunk, found, strict=True):
+            labels = labels.cpu().numpy()
+            color = colorize(labels, palette) if movies else None
+            for kind, container in containers.items():
+                encode(container, overlay(frame, color) if kind == "overlay" else color)
+            if "labels" in kinds:
+                save_label_png(layout.frames(stem, "labels") / f"{count:06d}.png", labels, layout.label_values)
+            if confidence is not None:
+                save_confidence_png(layout.frames(stem, "confidence") / f"{count:06d}.png", confidence.cpu().numpy())
+            count += 1
+        if on_frames is not None:
+            on_frames(len(chunk))
+        chunk.clear()
+
+    named = layout.video_outputs(stem)[0]
+    try:
+        with ExitStack() as stack:
+            targets = {kind: stack.enter_context(atomic_target(layout.video(stem, kind))) for kind in movies}
+            containers = {kind: stack.enter_context(av.open(target, mode="w", format="mp4"))
+                          for kind, target in targets.items()}
             chunk: list[np.ndarray] = []
-
-            def flush() -> None:
-                nonlocal stream
-                labels = segment(forward, [to_tensor(f) for f in chunk], settings, mean, std, device)
-                for frame, lab in zip(chunk, labels, strict=True):
-                    blended = overlay(frame, colorize(lab.cpu().numpy(), palette))
-                    h, w = blended.shape[:2]
-                    blended = np.ascontiguousarray(blended[: h - h % 2, : w - w % 2])  # yuv420p needs even sizes
-                    if stream is None:
-                        stream = container.add_stream("libx264", rate=rate)
-                        stream.height, stream.width = blended.shape[:2]
-                        stream.pix_fmt = "yuv420p"
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")):
-                        container.mux(packet)
-                if on_frames is not None:
-                    on_frames(len(chunk))
-                chunk.clear()
-
             for frame in read_video_frames(path):
                 chunk.append(frame)
-                count += 1
                 if len(chunk) >= frames_per_step:
-                    flush()
+                    write(containers, chunk)
             if chunk:
-                flush()
-            if stream is None:
+                write(containers, chunk)
+            if count == 0:
                 raise PSPNetError(f"{path}: video has no frames")
-            for packet in stream.encode():
-                container.mux(packet)
-
-    try:
-        write_atomically(out_path, write)
+            for container in containers.values():
+                for packet in container.streams.video[0].encode():
+                    container.mux(packet)
     except (OSError, av.FFmpegError) as e:  # a full disk, an unwritable folder: after the frames were read
-        raise PSPNetError(f"{out_path}: cannot write the video ({e})") from None
+        raise PSPNetError(f"{named}: cannot write the video ({e})") from None
+    for kind in ("labels", "confidence"):
+        if kind in kinds:  # frames of an earlier, longer run (with --overwrite)
+            for stale in layout.frames(stem, kind).glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
+                if int(stale.stem) >= count:
+                    stale.unlink()
     return count
