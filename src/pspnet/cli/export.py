@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--argmax", action="store_true",
                    help="add a second output 'labels': int64 N×H×W, the argmax of the logits")
+    p.add_argument("--image-input", action="store_true",
+                   help="the graph takes images as decoders give them, uint8 N×H×W×3 RGB, and normalises them with "
+                        "the model's mean and std itself (default: normalised float N×3×H×W)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
     p.add_argument("--static-size", type=int, nargs=2, metavar=("H", "W"),
@@ -48,16 +51,19 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.checkpoint, map_location=resolve_device(args.device))
     if args.format == "onnx":
         static = tuple(args.static_size) if args.static_size else None
-        export_onnx(model, args.out, argmax=args.argmax, opset=args.opset, static_size=static)
-        shape = f"1×3×{static[0]}×{static[1]}" if static else "N×3×H×W (dynamic)"
+        export_onnx(model, args.out, argmax=args.argmax, opset=args.opset, static_size=static,
+                    image_input=args.image_input)
+        h, w = static or ("H", "W")
+        shape = (f"uint8 {1 if static else 'N'}×{h}×{w}×3 RGB" if args.image_input else
+                 f"{1 if static else 'N'}×3×{h}×{w} normalised") + ("" if static else " (dynamic)")
     elif args.format == "openvino":
         from pspnet.export.openvino import export_openvino
 
-        export_openvino(model, args.out)
-        shape = "N×3×H×W (dynamic)"
+        export_openvino(model, args.out, image_input=args.image_input)
+        shape = ("uint8 N×H×W×3 RGB" if args.image_input else "N×3×H×W normalised") + " (dynamic)"
     else:
-        export_torchscript(model, args.out, argmax=args.argmax)
-        shape = "N×3×H×W"
+        export_torchscript(model, args.out, argmax=args.argmax, image_input=args.image_input)
+        shape = "uint8 N×H×W×3 RGB" if args.image_input else "N×3×H×W normalised"
     outputs = "logits, labels" if args.argmax else "logits"
     print(f"{args.out}: {args.format}, input {shape}, outputs {outputs}; PSPNet {model.config.backbone}, "
           f"{model.config.num_classes} classes ({model.info.name})")

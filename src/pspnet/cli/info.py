@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append("provenance: " + ", ".join(f"{k} {json.dumps(v) if isinstance(v, dict) else v}"
                                                  for k, v in prov.items() if v is not None))
     if "export" in meta:
-        lines.append(f"outputs: {', '.join(meta['export']['outputs'])}")
+        lines.append(f"graph input: {meta['export']['input']}; outputs: {', '.join(meta['export']['outputs'])}")
     if record := meta.get("export", {}).get("quantization"):
         a = record["agreement"]
         lines.append(f"int8: calibrated on {record['calibration_images']} images ({record['calibration_inputs']} "

@@ -1,31 +1,37 @@
-"""The module that both exporters trace: the model's logits at input size, plus the label map when asked."""
+"""The module the exporters trace: the model's logits at input size, plus the label map when asked; with
+`image_input`, a graph that takes images as decoders give them (uint8 N×H×W×3 RGB) and normalises them itself."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+from pspnet.data.imageops import normalize
 from pspnet.model.pspnet import PSPNet
 
-INPUT_NAME = "input"  # normalised float N×3×H×W, RGB: (rgb / 255 - mean) / std
+INPUT_NAME = "input"  # normalised float N×3×H×W, RGB: (rgb / 255 - mean) / std; or, with image_input, uint8 N×H×W×3
 LOGITS_NAME = "logits"  # float N×C×H×W, upsampled to the input size inside the graph
 LABELS_NAME = "labels"  # int64 N×H×W, argmax over classes (only with argmax=True)
 TRACE_SIZE = (97, 129)  # the example input's H×W; its 1/8 map (13×17) is divisible by none of the bins but 1
 
 
 class ExportGraph(nn.Module):
-    """`model` in eval mode returning `logits`, or `(logits, labels)` with `argmax=True`."""
+    """`model` in eval mode returning `logits`, or `(logits, labels)` with `argmax=True`; with `image_input`, taking
+    uint8 N×H×W×3 RGB images and normalising them with the model's mean and std first (`normalize`)."""
 
-    def __init__(self, model: PSPNet, argmax: bool) -> None:
+    def __init__(self, model: PSPNet, argmax: bool, image_input: bool = False) -> None:
         super().__init__()
         self.model = model
         self.argmax = argmax
+        self.image_input = image_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.image_input:
+            x = normalize(x.permute(0, 3, 1, 2), self.model.info.mean, self.model.info.std)
         logits = self.model(x)
         if self.argmax:
             return logits, logits.argmax(dim=1)
@@ -36,11 +42,23 @@ def output_names(argmax: bool) -> list[str]:
     return [LOGITS_NAME, LABELS_NAME] if argmax else [LOGITS_NAME]
 
 
-def example_input(model: PSPNet, size: tuple[int, int]) -> torch.Tensor:
-    """A random 1×3×H×W input to trace with, on the model's device. Shapes are recorded symbolically, so any valid
-    size gives the same graph; an odd, non-square one keeps a coincidence of sizes from being baked in."""
+def example_input(model: PSPNet, size: tuple[int, int], image_input: bool = False) -> torch.Tensor:
+    """A random 1×3×H×W input (1×H×W×3 uint8 with `image_input`) to trace with, on the model's device. Shapes are
+    recorded symbolically, so any valid size gives the same graph; an odd, non-square one keeps a coincidence of
+    sizes from being baked in."""
     device = next(model.parameters()).device
+    if image_input:
+        return torch.randint(0, 256, (1, *size, 3), dtype=torch.uint8, device=device)
     return torch.randn(1, 3, *size, device=device)
+
+
+def as_images(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """A normalised float N×3×H×W batch as the uint8 N×H×W×3 RGB images an `image_input` graph takes: rounded to
+    whole levels, which the protocol's windows are unless it resized the image (then within half a level)."""
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    rgb = ((x * s + m) * 255).round().clamp(0, 255).to(torch.uint8)
+    return rgb.permute(0, 2, 3, 1).contiguous()
 
 
 @contextmanager

@@ -13,12 +13,15 @@ from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
 
 FORMAT = "pspnet-export"
-FORMAT_VERSION = "2"  # 2: class names, palette and mean/std in one "info" entry
-KEYS = ("format", "format_version", "info", "model", "outputs")
+FORMAT_VERSION = "3"  # 2: class names, palette and mean/std in one "info" entry; 3: the "input" entry
+KEYS = ("format", "format_version", "info", "model", "outputs", "input")
+NORMALISED_INPUT = "float N×3×H×W, (rgb / 255 - mean) / std"  # "input": what a graph takes (files before 3: this)
+IMAGE_INPUT = "uint8 N×H×W×3 RGB"  # `pspnet export --image-input`: normalised inside the graph
 
 
-def model_metadata(model: PSPNet, outputs: list[str]) -> dict[str, str]:
-    """The metadata of an export of `model` whose graph has the named outputs."""
+def model_metadata(model: PSPNet, outputs: list[str], input_kind: str) -> dict[str, str]:
+    """The metadata of an export of `model` whose graph has the named outputs and takes `input_kind`
+    (NORMALISED_INPUT or IMAGE_INPUT)."""
     info = model.info
     return {
         "format": FORMAT,
@@ -26,6 +29,7 @@ def model_metadata(model: PSPNet, outputs: list[str]) -> dict[str, str]:
         "info": json.dumps(info.to_dict()),
         "model": json.dumps(model.config.to_dict()),
         "outputs": json.dumps(outputs),
+        "input": json.dumps(input_kind),
     }
 
 
@@ -39,3 +43,8 @@ def info_from_metadata(metadata: Mapping[str, str], source: str) -> DatasetInfo:
     if "info" not in metadata:
         raise PSPNetError(f"{source}: damaged pspnet metadata (no 'info' entry); export the model again")
     return DatasetInfo.from_dict(metadata["info"], source)
+
+
+def input_kind(metadata: Mapping[str, str]) -> str:
+    """What an exported graph takes: NORMALISED_INPUT or IMAGE_INPUT (files written before the entry: normalised)."""
+    return str(json.loads(metadata["input"])) if "input" in metadata else NORMALISED_INPUT

@@ -14,7 +14,7 @@ import torch
 
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import INPUT_NAME, TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
-from pspnet.export.metadata import model_metadata
+from pspnet.export.metadata import IMAGE_INPUT, NORMALISED_INPUT, model_metadata
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
@@ -44,10 +44,12 @@ def export_onnx(
     argmax: bool = False,
     opset: int = DEFAULT_OPSET,
     static_size: tuple[int, int] | None = None,
+    image_input: bool = False,
 ) -> Path:
-    """Write `model` as an ONNX graph: input `input` (normalised float N×3×H×W), output `logits` (N×C×H×W) and,
-    with `argmax`, `labels` (int64 N×H×W). Batch, height and width are dynamic unless `static_size` = (H, W) fixes
-    a 1×3×H×W input. The file carries class names, palette, mean/std and the model settings as metadata."""
+    """Write `model` as an ONNX graph: input `input` (normalised float N×3×H×W; with `image_input` uint8 N×H×W×3
+    RGB, normalised inside), output `logits` (N×C×H×W) and, with `argmax`, `labels` (int64 N×H×W). Batch, height
+    and width are dynamic unless `static_size` = (H, W) fixes them (batch 1). The file carries class names,
+    palette, mean/std, the model settings and the input's kind as metadata."""
     onnx = require_onnx()
     check_opset(opset)
     path = Path(path)
@@ -55,19 +57,20 @@ def export_onnx(
     dynamic_axes = None
     if static_size is None:
         image_axes = {0: "batch", 2: "height", 3: "width"}  # N×·×H×W: the input and the logits
-        dynamic_axes = {INPUT_NAME: image_axes, outputs[0]: image_axes}
+        dynamic_axes = {INPUT_NAME: {0: "batch", 1: "height", 2: "width"} if image_input else image_axes,
+                        outputs[0]: image_axes}
         if argmax:
             dynamic_axes[outputs[1]] = {0: "batch", 1: "height", 2: "width"}  # labels N×H×W
-    x = example_input(model, static_size or TRACE_SIZE)
+    x = example_input(model, static_size or TRACE_SIZE, image_input)
     was_training = model.training
-    graph = ExportGraph(model, argmax).eval()
+    graph = ExportGraph(model, argmax, image_input).eval()
 
     def write(tmp: str) -> None:
         with torchscript_quietly(), torch.no_grad():
             torch.onnx.export(graph, (x,), tmp, input_names=[INPUT_NAME], output_names=outputs,
                               opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
         proto = onnx.load(tmp)
-        for key, value in model_metadata(model, outputs).items():
+        for key, value in model_metadata(model, outputs, IMAGE_INPUT if image_input else NORMALISED_INPUT).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)

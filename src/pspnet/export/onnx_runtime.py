@@ -12,8 +12,8 @@ import torch
 
 from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import INPUT_NAME, LOGITS_NAME
-from pspnet.export.metadata import info_from_metadata
+from pspnet.export.graph import INPUT_NAME, LOGITS_NAME, as_images
+from pspnet.export.metadata import IMAGE_INPUT, info_from_metadata, input_kind
 
 
 def require_onnxruntime() -> Any:
@@ -53,13 +53,16 @@ class OnnxRuntimeModel:
         if inputs != [INPUT_NAME] or outputs[0] != LOGITS_NAME:
             raise PSPNetError(f"{self.path}: graph inputs {inputs} and outputs {outputs}; expected input "
                               f"{INPUT_NAME!r} and first output {LOGITS_NAME!r}, as `pspnet export` writes")
-        # Fixed dimensions are ints (an export with --static-size), dynamic ones names.
-        self.input_shape = [d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape]
+        self.takes_images = input_kind(self.metadata) == IMAGE_INPUT  # uint8 N×H×W×3 (--image-input)
+        # Fixed dimensions are ints (an export with --static-size), dynamic ones names; as N, H, W.
+        shape = [d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape]
+        self.input_shape = shape[:3] if self.takes_images else [shape[0], *shape[2:]]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a normalised N×3×H×W batch. A graph exported for one input size takes that height and width
-        only; one exported for batch 1 is run image by image."""
-        _, _, fixed_h, fixed_w = self.input_shape
+        """Logits of a normalised N×3×H×W batch (given as images to a graph that takes them: `as_images`). A graph
+        exported for one input size takes that height and width only; one exported for batch 1 is run image by
+        image."""
+        _, fixed_h, fixed_w = self.input_shape
         if (fixed_h, fixed_w) != (None, None) and (fixed_h, fixed_w) != tuple(x.shape[2:]):
             raise PSPNetError(f"{self.path}: exported for {fixed_h}×{fixed_w} inputs (--static-size), but the test "
                               f"protocol gives it {x.shape[2]}×{x.shape[3]}; choose settings that give {fixed_h}×"
@@ -67,7 +70,8 @@ class OnnxRuntimeModel:
                               "--static-size")
         if self.input_shape[0] == 1 and x.shape[0] > 1:
             return torch.cat([self(item[None]) for item in x])
-        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        given = as_images(x, self.info.mean, self.info.std) if self.takes_images else x.to(torch.float32)
+        array = np.ascontiguousarray(given.detach().cpu().numpy())
         try:
             (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array})
         except Exception as e:  # onnxruntime's errors derive from Exception only

@@ -32,10 +32,10 @@ from torch import nn
 
 from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.metadata import info_from_metadata, model_metadata
+from pspnet.export.graph import ExportGraph, as_images, example_input
+from pspnet.export.metadata import IMAGE_INPUT, KEYS, NORMALISED_INPUT, info_from_metadata, input_kind, model_metadata
 
 PRECISIONS = ("f32", "bf16")
-METADATA_KEYS = ("format", "format_version", "info", "model", "outputs")  # rt_info ["pspnet", key], as model_metadata
 TRACE_SIZE = (1, 3, 97, 129)  # the example input of the conversion; the graph keeps N, H and W dynamic
 CACHE_ENV = "PSPNET_CACHE"
 CACHE_OFF = ("none", "off", "0")
@@ -50,13 +50,20 @@ def require_openvino() -> Any:
     return openvino
 
 
-def convert(model: nn.Module) -> Any:
-    """An OpenVINO model of our PSPNet (eval mode) with a dynamic N×3×H×W input and its metadata attached."""
+def convert(model: nn.Module, image_input: bool = False) -> Any:
+    """An OpenVINO model of our PSPNet (eval mode) with a dynamic N×3×H×W input (with `image_input`, uint8 N×H×W×3
+    RGB, normalised inside) and its metadata attached."""
     ov = require_openvino()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
-        graph = ov.convert_model(model.eval(), example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
-    attach_metadata(graph, model_metadata(model, ["logits"]))  # type: ignore[arg-type]
+        if image_input:
+            wrapped = ExportGraph(model.eval(), argmax=False, image_input=True)  # type: ignore[arg-type]
+            example = example_input(model, TRACE_SIZE[2:], image_input=True)  # type: ignore[arg-type]
+            graph = ov.convert_model(wrapped, example_input=example, input=[((-1, -1, -1, 3), ov.Type.u8)])
+        else:
+            graph = ov.convert_model(model.eval(), example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
+    kind = IMAGE_INPUT if image_input else NORMALISED_INPUT
+    attach_metadata(graph, model_metadata(model, ["logits"], kind))  # type: ignore[arg-type]
     return graph
 
 
@@ -78,7 +85,8 @@ def graph_key(model: nn.Module) -> str:
     h = hashlib.sha256(f"pspnet {pspnet.__version__}, openvino {ov.get_version()}".encode())
     for source in sorted((Path(pspnet.__file__).parent / "model").glob("*.py")):  # the forward code
         h.update(source.read_bytes())
-    h.update(json.dumps(model_metadata(model, ["logits"]), sort_keys=True).encode())  # type: ignore[arg-type]
+    metadata = model_metadata(model, ["logits"], NORMALISED_INPUT)  # type: ignore[arg-type]
+    h.update(json.dumps(metadata, sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
         h.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
@@ -95,7 +103,7 @@ def cached_convert(model: nn.Module, core: Any) -> tuple[Any, str]:
     if path.is_file() and path.with_suffix(".bin").is_file():
         try:
             graph = core.read_model(str(path))
-            if graph_metadata(graph) == model_metadata(model, ["logits"]):  # type: ignore[arg-type]
+            if graph_metadata(graph) == model_metadata(model, ["logits"], NORMALISED_INPUT):  # type: ignore[arg-type]
                 os.utime(path)  # used last: kept longest
                 return graph, f"the model, converted earlier ({path})"
         except Exception:  # noqa: BLE001, S110  (a damaged entry: converted again below)
@@ -126,7 +134,7 @@ def attach_metadata(graph: Any, metadata: dict[str, str]) -> None:
 
 def graph_metadata(graph: Any) -> dict[str, str]:
     """What `attach_metadata` put into the graph (an IR read back keeps it)."""
-    return {key: graph.get_rt_info(["pspnet", key]).astype(str) for key in METADATA_KEYS
+    return {key: graph.get_rt_info(["pspnet", key]).astype(str) for key in KEYS
             if graph.has_rt_info(["pspnet", key])}
 
 
@@ -152,9 +160,9 @@ def read_ir(path: Path, core: Any) -> Any:
         raise PSPNetError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0]})") from None
 
 
-def export_openvino(model: nn.Module, path: str | Path) -> Path:
-    """Write the IR (`path` .xml and its .bin) with the model's metadata."""
-    return save_ir(convert(model), path)
+def export_openvino(model: nn.Module, path: str | Path, image_input: bool = False) -> Path:
+    """Write the IR (`path` .xml and its .bin) with the model's metadata; `image_input`: see `convert`."""
+    return save_ir(convert(model, image_input), path)
 
 
 def save_ir(graph: Any, path: str | Path) -> Path:
@@ -195,7 +203,9 @@ class OpenVinoModel:
         else:
             graph = source
             self.source = "an OpenVINO model in memory"
-        self.info: DatasetInfo = info_from_metadata(graph_metadata(graph), self.source)
+        metadata = graph_metadata(graph)
+        self.info: DatasetInfo = info_from_metadata(metadata, self.source)
+        self.takes_images = input_kind(metadata) == IMAGE_INPUT  # an IR exported with --image-input
         self.quantization = quantization_record(graph)
         self.precision = precision
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
@@ -206,6 +216,6 @@ class OpenVinoModel:
         return f"OpenVINO {self.precision}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        logits = self.compiled(array)[0]
+        given = as_images(x, self.info.mean, self.info.std) if self.takes_images else x.to(torch.float32)
+        logits = self.compiled(np.ascontiguousarray(given.detach().cpu().numpy()))[0]
         return torch.from_numpy(np.asarray(logits, dtype=np.float32)).to(x.device)

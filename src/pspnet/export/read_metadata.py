@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pspnet.errors import PSPNetError
-from pspnet.export.metadata import FORMAT, KEYS
+from pspnet.export.metadata import FORMAT, KEYS, input_kind
 from pspnet.export.onnx import read_onnx_metadata
 
 EXPORT_SUFFIXES = (".onnx", ".xml")
@@ -42,7 +42,7 @@ def export_metadata(path: Path) -> dict[str, Any]:
     if metadata.get("format") != FORMAT or not {"model", "info"} <= metadata.keys():
         raise PSPNetError(f"{path}: no pspnet metadata; expected a file written by `pspnet export` or `pspnet "
                           "quantize`")
-    export: dict[str, Any] = {"outputs": json.loads(metadata.get("outputs", "[]"))}
+    export: dict[str, Any] = {"outputs": json.loads(metadata.get("outputs", "[]")), "input": input_kind(metadata)}
     if quantization is not None:
         export["quantization"] = quantization
     return {"kind": kind, "model": json.loads(metadata["model"]), "info": json.loads(metadata["info"]),

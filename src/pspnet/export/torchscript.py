@@ -11,22 +11,30 @@ import torch
 
 from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
-from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata
+from pspnet.export.graph import TRACE_SIZE, ExportGraph, as_images, example_input, output_names, torchscript_quietly
+from pspnet.export.metadata import (
+    IMAGE_INPUT,
+    KEYS,
+    NORMALISED_INPUT,
+    info_from_metadata,
+    input_kind,
+    model_metadata,
+)
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
 
-def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False) -> Path:
-    """Write `model` traced to TorchScript: normalised float N×3×H×W in, logits N×C×H×W out (and, with `argmax`,
-    int64 labels N×H×W). Class names, palette, mean/std and settings travel in the archive's extra files."""
+def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False, image_input: bool = False) -> Path:
+    """Write `model` traced to TorchScript: normalised float N×3×H×W in (with `image_input` uint8 N×H×W×3 RGB,
+    normalised inside), logits N×C×H×W out (and, with `argmax`, int64 labels N×H×W). Class names, palette,
+    mean/std, settings and the input's kind travel in the archive's extra files."""
     path = Path(path)
     was_training = model.training
-    graph = ExportGraph(model, argmax).eval()
+    graph = ExportGraph(model, argmax, image_input).eval()
     try:
         with torchscript_quietly(), torch.no_grad():
-            traced = torch.jit.trace(graph, example_input(model, TRACE_SIZE))
-            extra = model_metadata(model, output_names(argmax))
+            traced = torch.jit.trace(graph, example_input(model, TRACE_SIZE, image_input))
+            extra = model_metadata(model, output_names(argmax), IMAGE_INPUT if image_input else NORMALISED_INPUT)
             write_atomically(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
     finally:
         model.train(was_training)
@@ -35,7 +43,8 @@ def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False)
 
 class TorchScriptModel:
     """A TorchScript file written by `export_torchscript`: call it with a normalised float N×3×H×W batch to get the
-    N×C×H×W logits; `info` holds the class names, palette and mean/std."""
+    N×C×H×W logits (a graph that takes images gets them as such: `as_images`); `info` holds the class names,
+    palette and mean/std."""
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
         self.path = Path(path)
@@ -47,10 +56,12 @@ class TorchScriptModel:
                 self.module = torch.jit.load(str(self.path), map_location=device, _extra_files=extra)
         except (RuntimeError, ValueError) as e:
             raise PSPNetError(f"{self.path}: not a TorchScript file ({str(e).strip().splitlines()[0]})") from None
-        self.metadata = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+        read = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+        self.metadata = {k: v for k, v in read.items() if v}  # an entry the archive lacks reads as ""
         self.info: DatasetInfo = info_from_metadata(self.metadata, str(self.path))
+        self.takes_images = input_kind(self.metadata) == IMAGE_INPUT
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = self.module(x)
+            out = self.module(as_images(x, self.info.mean, self.info.std) if self.takes_images else x)
         return out[0] if isinstance(out, tuple) else out
