@@ -59,6 +59,7 @@ class TrainSettings:
     keep_last: int = 3
     val_every: int = 0  # iterations between validations; 0: only at the end; -1: never
     val_images: int = 0  # validate on the first N val images only (0: all)
+    val_samples: int = 4  # TensorBoard's image | ground truth | prediction rows at each validation (0: none)
     log_every: int = 10
     check_data: bool = True  # check every image/label pair before training
     tensorboard: bool = True
@@ -67,6 +68,8 @@ class TrainSettings:
         self.out_dir = Path(self.out_dir)
         if self.precision not in PRECISIONS:
             raise PSPNetError(f"train.precision = {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if self.val_samples < 0:
+            raise PSPNetError(f"train.val_samples = {self.val_samples}; expected 0 or more")
         for name in ("batch_size", "accumulate", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise PSPNetError(f"train.{name} = {getattr(self, name)}; expected 1 or more")

@@ -1,4 +1,5 @@
-"""What a run records: `metrics.jsonl` (one JSON object per line) and TensorBoard scalars when available."""
+"""What a run records: `metrics.jsonl` (one JSON object per line), and TensorBoard scalars and validation images
+when tensorboard is installed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 class RunLog:
@@ -38,6 +41,15 @@ class RunLog:
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(f"{kind}/{key}", value, iteration)
+
+    @property
+    def shows_images(self) -> bool:
+        return self.writer is not None
+
+    def image(self, iteration: int, tag: str, picture: np.ndarray) -> None:
+        """An H×W×3 uint8 picture to TensorBoard (images have no place in metrics.jsonl)."""
+        if self.writer is not None:
+            self.writer.add_image(tag, picture, iteration, dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:

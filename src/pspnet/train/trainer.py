@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pspnet.checkpoint import load, save, unwrap
+from pspnet.classes import Color
 from pspnet.configfile import changed_settings, to_dict
 from pspnet.convert.imagenet import backbone_state, imagenet_state
 from pspnet.data.augment import TrainAugment
@@ -32,7 +34,8 @@ from pspnet.distributed import (
     setup,
     teardown,
 )
-from pspnet.engine.evaluate import evaluate
+from pspnet.engine.evaluate import Sample, evaluate
+from pspnet.engine.predict import colorize
 from pspnet.engine.recipe import (
     default_recipe,
     fast_recipe,
@@ -409,16 +412,30 @@ class Trainer:
         if self.cfg.train.val_images:
             dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
         forward = inference_forward(net, self.val_recipe, self.d.device)
+        samples = self.cfg.train.val_samples if log.shows_images else 0  # from rank 0's share of the images
         ev = evaluate(forward, dataset, self.cfg.val, self.info, self.d.device, self.cfg.data.ignore_index,
-                      progress=self.progress and self.d.is_main, processes=self.d)
+                      num_samples=samples, progress=self.progress and self.d.is_main, processes=self.d)
         sc = ev.scores
-        log.scalars(iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc}, kind="val",
-                    notes={"recipe": self.val_recipe.describe(), "images": ev.images})
+        per_class = {f"val_IoU/{name}": iou for name, iou in zip(self.info.classes, sc.iou, strict=True)
+                     if not math.isnan(iou)}
+        log.scalars(iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc, **per_class},
+                    kind="val", notes={"recipe": self.val_recipe.describe(), "images": ev.images})
+        if ev.samples:
+            log.image(iteration, "val/samples (image | ground truth | prediction)",
+                      sample_grid(ev.samples, self.info.palette))
         self.note(f"iteration {iteration}: val mIoU {sc.miou:.4f}  mAcc {sc.macc:.4f}  allAcc {sc.allacc:.4f} "
                   f"({ev.images} images, {self.val_recipe.describe()})")
         for message in ev.failures:
             self.note(f"validation skipped {message}")
         return sc.miou
+
+
+def sample_grid(samples: list[Sample], palette: Sequence[Color]) -> np.ndarray:
+    """One H×W×3 uint8 picture: a row per sample of its image, ground truth and prediction in the dataset's colours
+    (ignored pixels black), rows padded to the widest."""
+    rows = [np.concatenate([s.image, colorize(s.label, palette), colorize(s.pred, palette)], axis=1) for s in samples]
+    width = max(row.shape[1] for row in rows)
+    return np.concatenate([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows], axis=0)
 
 
 def config_yaml(cfg: TrainConfig) -> str:
