@@ -22,7 +22,7 @@ from pspnet.cli.inference_options import add_inference_arguments, settings_from_
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, setup, shard_indices, teardown
-from pspnet.engine.inference import fill_batches, segment, segment_with_confidence
+from pspnet.engine.inference import fill_batches
 from pspnet.engine.label_formats import label_values
 from pspnet.engine.predict import (
     DEFAULT_OUTPUTS,
@@ -34,6 +34,7 @@ from pspnet.engine.predict import (
     expand_inputs,
     is_video,
     predict_video,
+    segment_for,
 )
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder
@@ -129,16 +130,11 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
 
     with BackgroundWriter(layout, info.palette) as writer:  # PNGs written while the network runs on the next group
         for group in fill_batches(readable(), settings, lambda item: item[1].shape[:2]):  # images share batches
-            tensors = [to_tensor(im) for _, im in group]
-            if "confidence" in layout.kinds:
-                found = segment_with_confidence(forward, tensors, settings, info.mean, info.std, device)
-                outputs = [ImagePrediction(path.stem, image, labels.cpu().numpy(), confidence.cpu().numpy())
-                           for (path, image), (labels, confidence) in zip(group, found, strict=True)]
-            else:
-                found_labels = segment(forward, tensors, settings, info.mean, info.std, device)
-                outputs = [ImagePrediction(path.stem, image, labels.cpu().numpy())
-                           for (path, image), labels in zip(group, found_labels, strict=True)]
-            done = writer.submit(outputs)
+            found = segment_for(layout.kinds, forward, [to_tensor(im) for _, im in group], settings, info.mean,
+                                info.std, device)
+            done = writer.submit([ImagePrediction(path.stem, image, labels.cpu().numpy(),
+                                                  None if confidence is None else confidence.cpu().numpy())
+                                  for (path, image), (labels, confidence) in zip(group, found, strict=True)])
             bar.update(done)
             written += done
         done = writer.close()

@@ -140,7 +140,8 @@ def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequen
     nested = isinstance(raw, dict) and isinstance(raw.get("data"), dict)
     if overrides:
         for item in overrides:
-            if item.split("=", 1)[0].split(".")[0] not in sections or "." not in item.split("=", 1)[0]:
+            section, dot, _ = item.split("=", 1)[0].partition(".")
+            if not dot or section not in sections:
                 raise PSPNetError(f"override {item}: expected a setting under "
                                   f"{' or '.join(f'{s}:' for s in sections)} (e.g. data.root=DIR)")
         if not nested:  # the settings alone: they are the data section
