@@ -7,16 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.data.labels import ade20k_to_train_ids, cityscapes_to_train_ids
+from pspnet.train.config import load_train_config
+from pspnet.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli import TINY, write_image  # noqa: E402
 from test_outputs import one_line_error  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+from synthetic import config_dict, make_folders_dataset  # noqa: E402
 
 ARGS = [*TINY, "--backend", "torch", "--outputs", "labels"]
 
@@ -83,3 +89,28 @@ def test_label_values_without_label_outputs_is_an_error(tmp_path, capsys) -> Non
     code = main(["predict", str(tiny_model(tmp_path, 3)), str(tmp_path / "in"), "--out", str(tmp_path / "out"),
                  *TINY, "--outputs", "color", "--label-values", "0", "255", "1"])
     one_line_error(capsys, code, "--label-values 0 255 1", "--outputs color", "add labels")
+
+
+def test_a_model_trained_on_coded_labels_writes_those_values_with_data_and_says_so_without(tmp_path, capsys) -> None:
+    """Labels drawn 0/100/200 (data.label_values): the saved model records the values; predict notes them and
+    `--label-values data` writes them; a model trained on indices has none to give."""
+    root = make_folders_dataset(tmp_path / "data", n_train=2, n_val=1)
+    for label in (root / "labels").rglob("*.png"):
+        Image.fromarray(np.asarray(Image.open(label)) * 100).save(label)
+    cfg = config_dict(root, tmp_path / "run", iterations=1)
+    cfg["data"]["label_values"] = [0, 100, 200]
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    train(load_train_config(tmp_path / "cfg.yaml"), progress=False)
+    model = tmp_path / "run" / "final.safetensors"
+    images = root / "images" / "val"
+    args = [*TINY, "--backend", "torch", "--outputs", "labels"]
+    capsys.readouterr()
+    assert main(["predict", str(model), str(images), "--out", str(tmp_path / "idx"), *args]) == 0
+    assert "values 0 100 200; the label PNGs hold the class indices" in capsys.readouterr().err
+    assert main(["predict", str(model), str(images), "--out", str(tmp_path / "val"), *args,
+                 "--label-values", "data"]) == 0
+    indices = np.asarray(Image.open(tmp_path / "idx" / "0.png"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "val" / "0.png")), np.array([0, 100, 200])[indices])
+    code = main(["predict", str(tiny_model(tmp_path, 3)), str(images), "--out", str(tmp_path / "x"), *args,
+                 "--label-values", "data"])
+    one_line_error(capsys, code, "--label-values data", "records no label values")

@@ -23,7 +23,7 @@ from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, setup, shard_indices, teardown
 from pspnet.engine.inference import fill_batches
-from pspnet.engine.label_formats import label_values
+from pspnet.engine.label_formats import label_values, trained_label_values
 from pspnet.engine.predict import (
     DEFAULT_OUTPUTS,
     DEFAULT_VIDEO_OUTPUTS,
@@ -59,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the value written for each class in the label PNGs (default: the class index, what `pspnet "
                         "score` reads): one per class, e.g. 0 255 for a mask (16-bit PNGs above 255); cityscapes: "
                         "the 19 classes' label ids, as the Cityscapes benchmark server reads them; ade20k: 1..150 "
-                        "(0 = other), as the scene-parsing benchmark reads them")
+                        "(0 = other), as the scene-parsing benchmark reads them; data: the values of the labels "
+                        "the model was trained on (data.label_values)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
@@ -106,9 +107,14 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     # The same protocol and outputs, whichever engine runs the network.
     forward, info, how, _ = backend_forward(args, device, purpose="predict", say=main)
     settings = settings_from_args(args, info.name)
+    trained = trained_label_values(args.checkpoint)
     if args.label_values:
-        values = label_values(args.label_values, info.num_classes)
+        values = label_values(args.label_values, info.num_classes, trained)
         layout, video_layout = replace(layout, label_values=values), replace(video_layout, label_values=values)
+    elif trained is not None and "labels" in layout.kinds + video_layout.kinds and main:
+        print(f"note: {args.checkpoint} was trained on labels holding the values {' '.join(map(str, trained))}; "
+              "the label PNGs hold the class indices 0.. (what `pspnet score` reads), --label-values data writes "
+              "those values instead", file=sys.stderr)
     mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
     images = [p for p in mine if not is_video(p)]
     bar = progress_bar(total=len(images), desc="predict" if not processes.enabled else "predict (this process)",

@@ -5,6 +5,7 @@ submission format (Cityscapes: the label ids its server reads; ADE20K: 1..150, 0
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -20,16 +21,23 @@ FORMATS: dict[str, tuple[int, ...]] = {
 MAX_VALUE = 65535  # a 16-bit PNG's
 
 
-def label_values(spec: Sequence[str], num_classes: int, option: str = "--label-values") -> tuple[int, ...]:
-    """The value written for each class, from `spec`: one of FORMATS' names or one integer per class (distinct,
+def label_values(spec: Sequence[str], num_classes: int, trained: Sequence[int] | None = None,
+                 option: str = "--label-values") -> tuple[int, ...]:
+    """The value written for each class, from `spec`: one of FORMATS' names, `data` (the values of the labels the
+    model was trained on, `trained`, as its training run recorded them) or one integer per class (distinct,
     0..65535)."""
+    if list(spec) == ["data"]:
+        if trained is None:
+            raise PSPNetError(f"{option} data: the model records no label values (it was not trained with "
+                              "data.label_values); give one value per class")
+        return label_values([str(v) for v in trained], num_classes, None, option)
     if len(spec) == 1 and spec[0] in FORMATS:
         values = FORMATS[spec[0]]
         if len(values) != num_classes:
             raise PSPNetError(f"{option} {spec[0]}: the model has {num_classes} classes; {spec[0]}'s format is for "
                               f"its {len(values)} (give one value per class instead)")
         return values
-    expected = f"one value per class ({num_classes} integers 0..{MAX_VALUE}) or one of {', '.join(FORMATS)}"
+    expected = f"one value per class ({num_classes} integers 0..{MAX_VALUE}) or one of {', '.join(FORMATS)}, data"
     try:
         values = tuple(int(v) for v in spec)
     except ValueError:
@@ -51,3 +59,15 @@ def encode_labels(labels: np.ndarray, values: Sequence[int] | None) -> np.ndarra
         return labels.astype(np.uint8)
     lut = np.asarray(values, dtype=np.uint8 if max(values) <= 255 else np.uint16)
     return lut[labels]
+
+
+def trained_label_values(checkpoint: Path) -> tuple[int, ...] | None:
+    """The label values a pspnet checkpoint's training run recorded (`data.label_values`), or None: other files
+    (exports, foreign checkpoints) record none."""
+    from pspnet.checkpoint import read_metadata, resolve
+
+    path = resolve(checkpoint)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    values = read_metadata(path)["provenance"].get("label_values")
+    return tuple(int(v) for v in values) if isinstance(values, list) else None

@@ -23,6 +23,7 @@ from pspnet.convert.imagenet import backbone_state, imagenet_state
 from pspnet.data.augment import TrainAugment
 from pspnet.data.check import check_dataset
 from pspnet.data.datasets import build_dataset
+from pspnet.data.label_values import parse_values
 from pspnet.data.loader import build_loader
 from pspnet.device import bf16_warning
 from pspnet.distributed import (
@@ -304,7 +305,9 @@ class Trainer:
                 "val_recipe": self.val_recipe.describe(), "dataset": cfg.data.dataset, "data_root": str(cfg.data.root),
                 "out_dir": str(self.out), "train_recipe": self.recipe.describe(), "processes": self.d.world_size,
                 "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "init": s.init,
-                "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **({"label_values": [v[0] for v in parse_values(cfg.data.label_values, "data.label_values")]}
+                   if cfg.data.label_values is not None else {})}  # each class's (first) value in the labels
 
     def check_same_start(self, start: int) -> None:
         """Every process must continue from the same iteration (a node that cannot see the checkpoint would start
