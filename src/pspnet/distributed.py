@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -52,6 +53,15 @@ def setup(device_name: str) -> Distributed:
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_in_processes(device_name: str, command: Callable[[Distributed], int]) -> int:
+    """`command(processes)` inside the process group of a torchrun (one process without one), left at the end."""
+    processes = setup(device_name)
+    try:
+        return command(processes)
+    finally:
+        teardown()
 
 
 def all_reduce_mean(value: torch.Tensor, d: Distributed) -> torch.Tensor:

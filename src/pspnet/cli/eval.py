@@ -20,7 +20,7 @@ from pspnet.classes import IGNORE_INDEX
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.recipe_options import add_recipe_arguments
-from pspnet.distributed import Distributed, barrier, setup, teardown
+from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
 from pspnet.engine.metrics import per_image_csv
@@ -154,11 +154,7 @@ def check_outputs(args: argparse.Namespace, dataset: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    processes = setup(args.device)
-    try:
-        return evaluate_command(args, processes)
-    finally:
-        teardown()
+    return run_in_processes(args.device, lambda processes: evaluate_command(args, processes))
 
 
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:

@@ -21,7 +21,7 @@ from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
-from pspnet.distributed import Distributed, all_reduce_sum, barrier, setup, shard_indices, teardown
+from pspnet.distributed import Distributed, all_reduce_sum, barrier, run_in_processes, shard_indices
 from pspnet.engine.inference import fill_batches
 from pspnet.engine.label_formats import label_values, trained_label_values
 from pspnet.engine.predict import (
@@ -68,11 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    processes = setup(args.device)
-    try:
-        return predict_command(args, processes)
-    finally:
-        teardown()
+    return run_in_processes(args.device, lambda processes: predict_command(args, processes))
 
 
 def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
