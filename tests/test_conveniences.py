@@ -149,6 +149,20 @@ def test_python_evaluate_gives_the_scores_of_the_eval_command(run_dir, tmp_path)
         pspnet.evaluate(model, images, tmp_path / "labels", settings)
 
 
+def test_python_evaluate_warns_of_masks_saved_0_255_and_reads_them_with_label_values(run_dir, tmp_path) -> None:
+    model = pspnet.load(run_dir / "run" / "final.safetensors")
+    images = run_dir / "data" / "images" / "val"
+    (tmp_path / "masks").mkdir()
+    for label in (run_dir / "data" / "labels" / "val").glob("*.png"):  # classes 0, 1, 2 drawn as 0, 255, 2
+        values = np.array([0, 255, 2], dtype=np.uint8)[np.asarray(Image.open(label))]
+        Image.fromarray(values).save(tmp_path / "masks" / label.name)
+    settings = InferenceSettings(base_size=None, crop_size=(24, 24))
+    with pytest.warns(UserWarning, match=r"class 1 \(class_1\) appears in no ground-truth label.*label_values="):
+        pspnet.evaluate(model, images, tmp_path / "masks", settings)
+    read = pspnet.evaluate(model, images, tmp_path / "masks", settings, label_values=[0, 255, 2])
+    assert read.scores == pspnet.evaluate(model, images, run_dir / "data" / "labels" / "val", settings).scores
+
+
 def test_a_command_imports_only_its_own_module(run_dir) -> None:
     """`pspnet info` (or `--help`) does not import every command's module (the bench's would add a second)."""
     code = ("import sys; from pspnet.cli.main import main; main(['info', sys.argv[1]]); "

@@ -385,3 +385,20 @@ def test_predict_writes_the_confidence_of_each_pixel_as_the_python_api_computes_
     expected = np.round(probs.max(axis=0) * 255)
     assert np.abs(np.asarray(grey).astype(float) - expected).max() <= 1  # rounding at a .5 may differ
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "a.png")), probs.argmax(axis=0))
+
+
+def test_eval_notes_a_class_no_ground_truth_holds_and_the_setting_for_0_255_masks(checkpoint, tmp_path, capsys):
+    """Masks saved 0/255 read as class indices: the object is the ignore index, so the score counts the background
+    alone; the note says so and names the setting."""
+    write_image(tmp_path / "img" / "a.png")
+    mask = np.zeros((33, 45), dtype=np.uint8)
+    mask[5:20, 5:30] = 255
+    Image.fromarray(mask).save(tmp_path / "lab.png")
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab.png").rename(tmp_path / "lab" / "a.png")
+    assert main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--workers", "0", "--json", str(tmp_path / "e.json"), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "note:" in err and "classes 1 (b), 2 (c) appear in no ground-truth label" in err
+    assert "data.label_values: [0, 255] (in a data config given as --config)" in err
+    assert json.loads((tmp_path / "e.json").read_text())["ignored_pixels"] == 15 * 25

@@ -94,3 +94,14 @@ def test_an_image_score_names_its_largest_confusion_and_the_table_puts_the_worst
     assert rows[0] == "name,mIoU,allAcc,labelled_pixels,most_confused,confused_share"
     assert rows[1] == 'bad,0.4167,0.6500,100,"sky -> road, wet",0.3000'  # a name with a comma stays one field
     assert rows[2] == "good,1.0000,1.0000,100,," and rows[3] == "empty,,,0,,"
+
+
+def test_ignored_pixels_are_counted_only_for_pairs_that_are_scored() -> None:
+    cm = ConfusionMatrix(2)
+    cm.update(torch.tensor([[0, 1], [1, 1]]), torch.tensor([[0, 255], [255, 1]]))
+    cm.update(torch.zeros(2, 2, dtype=torch.int64), torch.full((2, 2), 255))
+    with pytest.raises(PSPNetError):
+        cm.update(torch.zeros(1, 2, dtype=torch.int64), torch.tensor([[255, 7]]))  # refused: nothing counted
+    assert cm.ignored == 6 and int(cm.matrix.sum()) == 2
+    cm.reset()
+    assert cm.ignored == 0

@@ -144,6 +144,7 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
     assert a["recipe"]["backend"] == b["recipe"]["backend"] == expected
     assert a["images"] == b["images"] == VAL_IMAGES
     assert a["confusion_matrix"] == b["confusion_matrix"]
+    assert a["ignored_pixels"] == b["ignored_pixels"]  # summed over both shards
     assert sum(map(sum, a["confusion_matrix"])) > 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pspnet.classes import IGNORE_INDEX
+from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.recipe_options import add_recipe_arguments
@@ -192,12 +192,17 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         return 1 if result.failures else 0
     for message in result.failures:
         print(f"pspnet eval: skipped {message}", file=sys.stderr)
+    recodable = dataset.label_coding is None and dataset.info.name not in KNOWN  # index labels of the user's own
+    if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable)):
+        where = " (in a data config given as --config)" if recodable and args.config is None else ""
+        print(f"pspnet eval: note: {dataset.source}: {note}{where}", file=sys.stderr)
     print(format_table(result.scores, info.classes))
     print(f"{result.images} of {len(dataset)} images scored ({how})")
     doc = result.scores.to_dict(info.classes) | {
         "images": result.images, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
         "recipe": asdict(recipe) | {"description": how, "backend": args.backend}, "processes": processes.world_size,
-        "device": str(device), "ignore_index": ignore, "confusion_matrix": result.matrix.tolist(),
+        "device": str(device), "ignore_index": ignore, "ignored_pixels": result.ignored,
+        "confusion_matrix": result.matrix.tolist(),
         "failures": result.failures}
     targets = [args.json] if args.json else []
     if args.out is not None:

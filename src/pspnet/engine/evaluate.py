@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
+from pspnet.data.check import absent_classes
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, image_score
@@ -46,6 +48,18 @@ class Evaluation:
     worst: list[Sample] = field(default_factory=list)  # the lowest per-image mIoU, worst first
     failures: list[str] = field(default_factory=list)
     per_image: list[ImageScore] = field(default_factory=list)  # every scored image's own scores, in split order
+    ignored: int = 0  # ground-truth pixels of the ignore index, skipped
+
+    def absent_classes_note(self, names: Sequence[str], ignore_index: int, hint: bool) -> str | None:
+        """A note when classes appear in no ground truth, with the likely cause when pixels were ignored (`hint`:
+        labels that `data.label_values` could recode, e.g. masks saved 0/255): a perfect-looking score may then
+        count the background alone."""
+        if not 0 <= ignore_index < 1 << 16:
+            return None
+        counts = np.zeros(max(len(names), ignore_index + 1), dtype=np.int64)
+        counts[: len(names)] = self.matrix.sum(dim=1).numpy()
+        counts[ignore_index] += self.ignored
+        return absent_classes(counts, names, ignore_index, "ground-truth", hint)
 
 
 class _Guarded(Dataset):
@@ -132,35 +146,43 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     result.worst = [sample for _, _, sample in sorted(worst, key=lambda entry: (-entry[0], entry[1]))]
     if processes is not None and processes.enabled:
         all_reduce_sum(cm.matrix, processes)
-        result.images = int(all_reduce_sum(torch.tensor([result.images], device=cm.matrix.device), processes).item())
+        totals = all_reduce_sum(torch.tensor([result.images, cm.ignored], device=cm.matrix.device), processes)
+        result.images, cm.ignored = (int(v) for v in totals.tolist())
         result.failures = gather_lists(result.failures, processes)
         per_image = gather_lists(per_image, processes)
     result.per_image = [score for _, score in sorted(per_image, key=lambda entry: entry[0])]
     result.scores = cm.compute()
     result.matrix = cm.matrix.cpu()
+    result.ignored = cm.ignored
     return result
 
 
 def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | Path,
                      settings: InferenceSettings | None = None, device: torch.device | str | None = None,
-                     ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png") -> Evaluation:
+                     ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png",
+                     label_values: Sequence[int | Sequence[int]] | None = None) -> Evaluation:
     """`pspnet.evaluate`: a model (`pspnet.load`'s, or any PSPNet with its `info`) scored on the images of a folder
     against the labels (class indices, `ignore_index` skipped) of another, by the test protocol of the model's
     dataset unless `settings` says otherwise, fp32 with BatchNorm folded, on `device` (default: where the weights
     are). As `pspnet eval --images --labels` does; an image that cannot be scored raises PSPNetError naming it.
+    `label_values`: the value of each class in the labels (as `data.label_values`, e.g. [0, 255] for masks); a class
+    that appears in no label is a warning (a 0/255 mask read as indices would score the background alone).
 
         result = pspnet.evaluate(model, "val/images", "val/labels")
         result.scores.miou, result.scores.iou       # and result.per_image, result.matrix
     """
     from pspnet.data.datasets import SegmentationDataset
+    from pspnet.data.label_values import LabelValues, parse_values
     from pspnet.data.lists import pair_folders
     from pspnet.engine.recipe import default_recipe, inference_forward
 
     info: DatasetInfo = model.info  # type: ignore[assignment]
     device = torch.device(device) if device is not None else next(model.parameters()).device
     settings = settings or InferenceSettings.for_dataset(info.name)
+    coding = None if label_values is None else LabelValues(parse_values(label_values, "label_values"), (),
+                                                           ignore_index)
     dataset = SegmentationDataset(pair_folders(Path(images), Path(labels), label_suffix), info, "eval",
-                                  f"{images} + {labels}")
+                                  f"{images} + {labels}", coding)
     if len(dataset) == 0:
         raise PSPNetError(f"{images}: no images to evaluate")
     forward = inference_forward(model, default_recipe(device), device)
@@ -168,6 +190,11 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     if result.failures:
         more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""
         raise PSPNetError(f"{result.failures[0]}{more}")
+    if note := result.absent_classes_note(info.classes, ignore_index, hint=False):
+        if result.ignored and label_values is None:
+            note += (f"; {result.ignored} pixels are {ignore_index}, the ignore index: if {ignore_index} marks a class "
+                     f"(a mask saved as 0/{ignore_index}), pass label_values=[0, {ignore_index}]")
+        warnings.warn(f"{labels}: {note}", stacklevel=2)
     return result
 
 

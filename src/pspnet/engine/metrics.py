@@ -138,9 +138,11 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        self.ignored = 0  # ground-truth pixels skipped as the ignore index
 
     def reset(self) -> None:
         self.matrix.zero_()
+        self.ignored = 0
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, source: str = "") -> torch.Tensor:
         """Add one prediction/ground-truth pair (or a batch) of class-index maps of the same shape.
@@ -157,8 +159,10 @@ class ConfusionMatrix:
         target = target.to(self.matrix.device, torch.int64).reshape(-1)
         pred = pred.to(self.matrix.device, torch.int64).reshape(-1)
         keep = target != self.ignore_index
+        every = target.numel()
         target, pred = target[keep], pred[keep]
         if target.numel() == 0:
+            self.ignored += every
             return torch.zeros_like(self.matrix)
         # One reduction for both range checks keeps GPU synchronisation to a single point.
         both = torch.cat([target, pred])
@@ -172,6 +176,7 @@ class ConfusionMatrix:
             raise PSPNetError(f"{where}predicted value {int(bad_p[0])} is not a class index 0..{c - 1}")
         counts = torch.bincount(target * c + pred, minlength=c * c).view(c, c)
         self.matrix += counts
+        self.ignored += every - target.numel()
         return counts
 
     def compute(self) -> Scores:
