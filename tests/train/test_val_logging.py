@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from pspnet.engine.evaluate import Sample
+from pspnet.engine.report import sample_grid
 from pspnet.train.config import load_train_config
-from pspnet.train.trainer import sample_grid, train
+from pspnet.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import config_dict, make_folders_dataset  # noqa: E402

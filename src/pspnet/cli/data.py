@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pspnet.data.check import check_dataset, class_shares
-from pspnet.data.config import DATASET_KINDS, DataConfig, load_data_config
+from pspnet.data.config import DATASET_KINDS, DataConfig, check_overrides_have_a_config, load_data_config
 from pspnet.data.datasets import build_dataset, dataset_info
 from pspnet.data.prepare import PREPARERS, prepare_dataset
 from pspnet.errors import PSPNetError
@@ -62,8 +62,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
-    if args.overrides and args.config is None:
-        raise PSPNetError(f"{' '.join(args.overrides)}: overrides change --config's settings; give --config F")
+    check_overrides_have_a_config(args.overrides, args.config)
     if args.config is not None:
         return load_data_config(args.config, args.overrides)[0]
     if args.dataset is None or args.root is None:

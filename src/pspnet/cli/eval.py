@@ -75,6 +75,7 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
                        ) -> tuple[Any, int, InferenceSettings | None]:
     """The dataset the arguments name, the ignore index to use, and the protocol of --config's `val:` section."""
     from pspnet.classes import DatasetInfo
+    from pspnet.data.config import check_overrides_have_a_config, load_data_config
     from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
     from pspnet.data.lists import pair_folders, read_list
 
@@ -83,14 +84,12 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     if len(given) != 1:
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
                           f"{', '.join(given) or 'none'})")
-    if args.overrides and args.config is None:
-        raise PSPNetError(f"{' '.join(args.overrides)}: overrides change --config's settings; give --config F")
+    check_overrides_have_a_config(args.overrides, args.config)
     ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
     info = DatasetInfo.generic(num_classes)
     protocol = None
     if args.config is not None:
         from pspnet.configfile import from_dict
-        from pspnet.data.config import load_data_config
 
         cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
         if isinstance(raw, dict) and raw.get("val") is not None:

@@ -12,7 +12,7 @@ import torch
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
-from pspnet.data.config import load_data_config
+from pspnet.data.config import check_overrides_have_a_config, load_data_config
 from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import read_label
 from pspnet.data.label_colors import LabelColors
@@ -49,8 +49,7 @@ def label_files(folder: Path, what: str) -> dict[str, Path]:
 
 def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | LabelValues | None, list[str]]:
     """(classes, ignore index, how labels become indices, class names): from --config where given, the options win."""
-    if args.overrides and args.config is None:
-        raise PSPNetError(f"{' '.join(args.overrides)}: overrides change --config's settings; give --config F")
+    check_overrides_have_a_config(args.overrides, args.config)
     if args.config is None:
         if args.num_classes is None:
             raise PSPNetError("--num-classes N (or --config F): how many classes the labels hold")

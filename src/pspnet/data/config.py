@@ -128,6 +128,12 @@ class DataConfig:
         return None
 
 
+def check_overrides_have_a_config(overrides: Sequence[str], config: Path | None) -> None:
+    """`key=value` overrides change a --config's settings: without one they are a mistake, said in one line."""
+    if overrides and config is None:
+        raise PSPNetError(f"{' '.join(overrides)}: overrides change --config's settings; give --config F")
+
+
 def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequence[str] = ("data",)
                      ) -> tuple[DataConfig, dict[str, Any]]:
     """The data settings of a YAML file (a training config's `data:` section, or the settings at the top level), and

@@ -100,8 +100,9 @@ class ImageScore:
 
 def image_score(name: str, counts: torch.Tensor) -> ImageScore:
     """The `ImageScore` of an image whose C×C confusion matrix is `counts`."""
+    counts = counts.detach().to("cpu", torch.int64)  # one copy off the device for both readings
     scores = scores_from_matrix(counts)
-    wrong = counts.detach().to("cpu", torch.int64).clone()
+    wrong = counts.clone()
     wrong.fill_diagonal_(0)
     worst = int(wrong.argmax())
     gt, pred = divmod(worst, wrong.shape[1])

@@ -259,10 +259,10 @@ class ImagePrediction:
 
 def segment_for(kinds: Sequence[str], forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
                 mean: Sequence[float], std: Sequence[float], device: torch.device | str
-                ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+                ) -> Sequence[tuple[torch.Tensor, torch.Tensor | None]]:
     """Each image's label map, and its confidence where `kinds` (the outputs to write) asks for it."""
     if "confidence" in kinds:
-        return list(segment_with_confidence(forward, images, settings, mean, std, device))
+        return segment_with_confidence(forward, images, settings, mean, std, device)
     return [(labels, None) for labels in segment(forward, images, settings, mean, std, device)]
 
 

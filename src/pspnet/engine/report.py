@@ -122,3 +122,11 @@ def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def sample_grid(samples: Sequence[Sample], palette: Sequence[Color]) -> np.ndarray:
+    """One H×W×3 uint8 picture: a row per sample of its image, ground truth and prediction in the dataset's colours
+    (ignored pixels black), rows padded to the widest."""
+    rows = [np.concatenate([s.image, colorize(s.label, palette), colorize(s.pred, palette)], axis=1) for s in samples]
+    width = max(row.shape[1] for row in rows)
+    return np.concatenate([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows], axis=0)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from pspnet.classes import DatasetInfo
 from pspnet.data.imageops import normalize
 from pspnet.model.pspnet import PSPNet
 
@@ -50,6 +51,12 @@ def example_input(model: PSPNet, size: tuple[int, int], image_input: bool = Fals
     if image_input:
         return torch.randint(0, 256, (1, *size, 3), dtype=torch.uint8, device=device)
     return torch.randn(1, 3, *size, device=device)
+
+
+def graph_input(x: torch.Tensor, info: DatasetInfo, images: bool) -> torch.Tensor:
+    """What an exported graph is given for the protocol's normalised batch `x`: `x` in float32, or for a graph that
+    takes `images`, `x` as those images (`as_images`)."""
+    return as_images(x, info.mean, info.std) if images else x.to(torch.float32)
 
 
 def as_images(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -19,9 +19,9 @@ NORMALISED_INPUT = "float N×3×H×W, (rgb / 255 - mean) / std"  # "input": what
 IMAGE_INPUT = "uint8 N×H×W×3 RGB"  # `pspnet export --image-input`: normalised inside the graph
 
 
-def model_metadata(model: PSPNet, outputs: list[str], input_kind: str) -> dict[str, str]:
-    """The metadata of an export of `model` whose graph has the named outputs and takes `input_kind`
-    (NORMALISED_INPUT or IMAGE_INPUT)."""
+def model_metadata(model: PSPNet, outputs: list[str], image_input: bool = False) -> dict[str, str]:
+    """The metadata of an export of `model` whose graph has the named outputs and takes normalised input, or
+    images with `image_input` (its "input": NORMALISED_INPUT or IMAGE_INPUT)."""
     info = model.info
     return {
         "format": FORMAT,
@@ -29,7 +29,7 @@ def model_metadata(model: PSPNet, outputs: list[str], input_kind: str) -> dict[s
         "info": json.dumps(info.to_dict()),
         "model": json.dumps(model.config.to_dict()),
         "outputs": json.dumps(outputs),
-        "input": json.dumps(input_kind),
+        "input": json.dumps(IMAGE_INPUT if image_input else NORMALISED_INPUT),
     }
 
 
@@ -48,3 +48,8 @@ def info_from_metadata(metadata: Mapping[str, str], source: str) -> DatasetInfo:
 def input_kind(metadata: Mapping[str, str]) -> str:
     """What an exported graph takes: NORMALISED_INPUT or IMAGE_INPUT (files written before the entry: normalised)."""
     return str(json.loads(metadata["input"])) if "input" in metadata else NORMALISED_INPUT
+
+
+def takes_images(metadata: Mapping[str, str]) -> bool:
+    """Whether an exported graph takes uint8 images (`pspnet export --image-input`) rather than normalised input."""
+    return input_kind(metadata) == IMAGE_INPUT

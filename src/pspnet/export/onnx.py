@@ -14,7 +14,7 @@ import torch
 
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import INPUT_NAME, TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
-from pspnet.export.metadata import IMAGE_INPUT, NORMALISED_INPUT, model_metadata
+from pspnet.export.metadata import model_metadata
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
@@ -70,7 +70,7 @@ def export_onnx(
             torch.onnx.export(graph, (x,), tmp, input_names=[INPUT_NAME], output_names=outputs,
                               opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
         proto = onnx.load(tmp)
-        for key, value in model_metadata(model, outputs, IMAGE_INPUT if image_input else NORMALISED_INPUT).items():
+        for key, value in model_metadata(model, outputs, image_input).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)

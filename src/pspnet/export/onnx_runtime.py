@@ -12,8 +12,8 @@ import torch
 
 from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import INPUT_NAME, LOGITS_NAME, as_images
-from pspnet.export.metadata import IMAGE_INPUT, info_from_metadata, input_kind
+from pspnet.export.graph import INPUT_NAME, LOGITS_NAME, graph_input
+from pspnet.export.metadata import info_from_metadata, takes_images
 
 
 def require_onnxruntime() -> Any:
@@ -53,7 +53,7 @@ class OnnxRuntimeModel:
         if inputs != [INPUT_NAME] or outputs[0] != LOGITS_NAME:
             raise PSPNetError(f"{self.path}: graph inputs {inputs} and outputs {outputs}; expected input "
                               f"{INPUT_NAME!r} and first output {LOGITS_NAME!r}, as `pspnet export` writes")
-        self.takes_images = input_kind(self.metadata) == IMAGE_INPUT  # uint8 N×H×W×3 (--image-input)
+        self.takes_images = takes_images(self.metadata)  # uint8 N×H×W×3 (--image-input)
         # Fixed dimensions are ints (an export with --static-size), dynamic ones names; as N, H, W.
         shape = [d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape]
         self.input_shape = shape[:3] if self.takes_images else [shape[0], *shape[2:]]
@@ -70,8 +70,7 @@ class OnnxRuntimeModel:
                               "--static-size")
         if self.input_shape[0] == 1 and x.shape[0] > 1:
             return torch.cat([self(item[None]) for item in x])
-        given = as_images(x, self.info.mean, self.info.std) if self.takes_images else x.to(torch.float32)
-        array = np.ascontiguousarray(given.detach().cpu().numpy())
+        array = np.ascontiguousarray(graph_input(x, self.info, self.takes_images).detach().cpu().numpy())
         try:
             (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array})
         except Exception as e:  # onnxruntime's errors derive from Exception only

@@ -32,8 +32,8 @@ from torch import nn
 
 from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import ExportGraph, as_images, example_input
-from pspnet.export.metadata import IMAGE_INPUT, KEYS, NORMALISED_INPUT, info_from_metadata, input_kind, model_metadata
+from pspnet.export.graph import ExportGraph, example_input, graph_input
+from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
 
 PRECISIONS = ("f32", "bf16")
 TRACE_SIZE = (1, 3, 97, 129)  # the example input of the conversion; the graph keeps N, H and W dynamic
@@ -62,8 +62,7 @@ def convert(model: nn.Module, image_input: bool = False) -> Any:
             graph = ov.convert_model(wrapped, example_input=example, input=[((-1, -1, -1, 3), ov.Type.u8)])
         else:
             graph = ov.convert_model(model.eval(), example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
-    kind = IMAGE_INPUT if image_input else NORMALISED_INPUT
-    attach_metadata(graph, model_metadata(model, ["logits"], kind))  # type: ignore[arg-type]
+    attach_metadata(graph, model_metadata(model, ["logits"], image_input))  # type: ignore[arg-type]
     return graph
 
 
@@ -85,8 +84,7 @@ def graph_key(model: nn.Module) -> str:
     h = hashlib.sha256(f"pspnet {pspnet.__version__}, openvino {ov.get_version()}".encode())
     for source in sorted((Path(pspnet.__file__).parent / "model").glob("*.py")):  # the forward code
         h.update(source.read_bytes())
-    metadata = model_metadata(model, ["logits"], NORMALISED_INPUT)  # type: ignore[arg-type]
-    h.update(json.dumps(metadata, sort_keys=True).encode())
+    h.update(json.dumps(model_metadata(model, ["logits"]), sort_keys=True).encode())  # type: ignore[arg-type]
     for name, tensor in model.state_dict().items():
         h.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
@@ -103,7 +101,7 @@ def cached_convert(model: nn.Module, core: Any) -> tuple[Any, str]:
     if path.is_file() and path.with_suffix(".bin").is_file():
         try:
             graph = core.read_model(str(path))
-            if graph_metadata(graph) == model_metadata(model, ["logits"], NORMALISED_INPUT):  # type: ignore[arg-type]
+            if graph_metadata(graph) == model_metadata(model, ["logits"]):  # type: ignore[arg-type]
                 os.utime(path)  # used last: kept longest
                 return graph, f"the model, converted earlier ({path})"
         except Exception:  # noqa: BLE001, S110  (a damaged entry: converted again below)
@@ -205,7 +203,7 @@ class OpenVinoModel:
             self.source = "an OpenVINO model in memory"
         metadata = graph_metadata(graph)
         self.info: DatasetInfo = info_from_metadata(metadata, self.source)
-        self.takes_images = input_kind(metadata) == IMAGE_INPUT  # an IR exported with --image-input
+        self.takes_images = takes_images(metadata)  # an IR exported with --image-input
         self.quantization = quantization_record(graph)
         self.precision = precision
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
@@ -216,6 +214,6 @@ class OpenVinoModel:
         return f"OpenVINO {self.precision}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        given = as_images(x, self.info.mean, self.info.std) if self.takes_images else x.to(torch.float32)
+        given = graph_input(x, self.info, self.takes_images)
         logits = self.compiled(np.ascontiguousarray(given.detach().cpu().numpy()))[0]
         return torch.from_numpy(np.asarray(logits, dtype=np.float32)).to(x.device)

@@ -11,15 +11,8 @@ import torch
 
 from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import TRACE_SIZE, ExportGraph, as_images, example_input, output_names, torchscript_quietly
-from pspnet.export.metadata import (
-    IMAGE_INPUT,
-    KEYS,
-    NORMALISED_INPUT,
-    info_from_metadata,
-    input_kind,
-    model_metadata,
-)
+from pspnet.export.graph import TRACE_SIZE, ExportGraph, example_input, graph_input, output_names, torchscript_quietly
+from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
@@ -34,7 +27,7 @@ def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False,
     try:
         with torchscript_quietly(), torch.no_grad():
             traced = torch.jit.trace(graph, example_input(model, TRACE_SIZE, image_input))
-            extra = model_metadata(model, output_names(argmax), IMAGE_INPUT if image_input else NORMALISED_INPUT)
+            extra = model_metadata(model, output_names(argmax), image_input)
             write_atomically(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
     finally:
         model.train(was_training)
@@ -59,9 +52,9 @@ class TorchScriptModel:
         read = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
         self.metadata = {k: v for k, v in read.items() if v}  # an entry the archive lacks reads as ""
         self.info: DatasetInfo = info_from_metadata(self.metadata, str(self.path))
-        self.takes_images = input_kind(self.metadata) == IMAGE_INPUT
+        self.takes_images = takes_images(self.metadata)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = self.module(as_images(x, self.info.mean, self.info.std) if self.takes_images else x)
+            out = self.module(graph_input(x, self.info, self.takes_images))
         return out[0] if isinstance(out, tuple) else out

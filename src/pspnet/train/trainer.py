@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pspnet.checkpoint import load, save, unwrap
-from pspnet.classes import Color
 from pspnet.configfile import changed_settings, to_dict
 from pspnet.convert.imagenet import backbone_state, imagenet_state
 from pspnet.data.augment import TrainAugment
@@ -35,8 +33,7 @@ from pspnet.distributed import (
     setup,
     teardown,
 )
-from pspnet.engine.evaluate import Sample, evaluate
-from pspnet.engine.predict import colorize
+from pspnet.engine.evaluate import evaluate
 from pspnet.engine.recipe import (
     default_recipe,
     fast_recipe,
@@ -44,6 +41,7 @@ from pspnet.engine.recipe import (
     training_model,
     training_precision,
 )
+from pspnet.engine.report import sample_grid
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
@@ -431,14 +429,6 @@ class Trainer:
         for message in ev.failures:
             self.note(f"validation skipped {message}")
         return sc.miou
-
-
-def sample_grid(samples: list[Sample], palette: Sequence[Color]) -> np.ndarray:
-    """One H×W×3 uint8 picture: a row per sample of its image, ground truth and prediction in the dataset's colours
-    (ignored pixels black), rows padded to the widest."""
-    rows = [np.concatenate([s.image, colorize(s.label, palette), colorize(s.pred, palette)], axis=1) for s in samples]
-    width = max(row.shape[1] for row in rows)
-    return np.concatenate([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows], axis=0)
 
 
 def config_yaml(cfg: TrainConfig) -> str:
