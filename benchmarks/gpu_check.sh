@@ -10,9 +10,10 @@
 # about 8.5 minutes; "levers" (CUDA graphs for the training step, ~2.5 minutes) and "profile" (~1.5
 # minutes, its account is in BENCHMARKS.md) and "protocol" (~2 minutes: torch.profiler's account of the evaluation
 # protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py; then
-# benchmarks/fused_softmax.py, the softmax in the compiled graph against after it) are extra). The figures go to $OUT
+# benchmarks/fused_softmax.py, the softmax in the compiled graph against after it) and "reference" (~2.5 minutes:
+# the official reference's training step timed after different first work, benchmarks/reference_speed.py) are extra). The figures go to $OUT
 # (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt,
-# protocol.txt, fused_softmax.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
+# protocol.txt, fused_softmax.txt, reference_speed.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
 # to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
 #
 # On the CPU machine first:  python benchmarks/camvid_jpeg.py data/camvid gpu_data/camvid   (27 MiB; carry gpu_data)
@@ -48,6 +49,7 @@ if [ "$DRY" = 1 ]; then
   PROFILE=(--backbone resnet18 --size 65 --batch 2 --classes 5 --device cpu --top 5)
   PROTOCOL=(--backbone resnet18 --size 65 --batch 4 --classes 5 --device cpu --top 5)
   FUSED=(--backbone resnet18 --size 65 --batch 4 --classes 5 --device cpu --recipe fp32 --repeats 1)
+  REFSPEED=(--device cpu --backbone resnet18 --size 65 --batch 2 --classes 5 --repeats 1 --top 3 --cases alone held-memory)
   SHORT=(train.iterations=4 train.val_every=2 train.batch_size=2 train.val_images=3 train.checkpoint_every=2)
   LONGER=(train.iterations=6)
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
@@ -68,6 +70,7 @@ else
   PROFILE=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 25)
   PROTOCOL=(--backbone resnet50 --size 473 --batch 16 --device cuda --top 15)
   FUSED=(--backbone resnet50 --size 473 --batch 16 --device cuda --recipe fast --repeats 10)
+  REFSPEED=(--device cuda --backbone resnet50 --size 473 --batch 16 --repeats 5 --top 6)
   SHORT=(train.iterations=60 train.val_every=30 train.checkpoint_every=30)
   LONGER=(train.iterations=90)
   RECIPE=()
@@ -189,6 +192,12 @@ profile_part protocol profile_protocol.py \
 step "the protocol's softmax fused into the compiled graph against after it (benchmarks/fused_softmax.py)"
 timeout -k 10 150 "$PY" benchmarks/fused_softmax.py "${FUSED[@]}" 2>&1 | grep -v USDT > "$OUT/fused_softmax.txt"
 tail -4 "$OUT/fused_softmax.txt" | tee -a "$SUMMARY"
+fi
+if has reference; then
+step "the reference's training step after different first work, each in a fresh process (benchmarks/reference_speed.py)"
+timeout -k 10 "${REFERENCE_DEADLINE:-240}" "$PY" benchmarks/reference_speed.py "${REFSPEED[@]}" 2>&1 | grep -v USDT \
+  > "$OUT/reference_speed.txt"
+grep -E "img/s|^  \(" "$OUT/reference_speed.txt" | tee -a "$SUMMARY"
 fi
 (cd "$WORK" && find . -name '*.txt' -o -name metrics.jsonl | tar -czf "$OUT/logs.tar.gz" -T -)
 step "done"

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from pspnet import PSPNet
 from pspnet.bench.memory import saved_for_backward
 from pspnet.engine.recipe import Recipe, training_model
+from pspnet.model.recompute import recomputed
 
 
 def step(model: PSPNet, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -70,3 +71,41 @@ def test_the_recipe_switches_it_on_for_training_only_and_inference_is_untouched(
         "fp32, activation checkpointing"
     with torch.no_grad():
         assert torch.equal(trained.eval()(x), expected)
+
+
+class _TwoBlocks(torch.nn.Module):
+    """Two of the backbone's blocks run as the backbone runs them with `recompute` on (compiled or not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from pspnet.model.resnet import BasicBlock
+        self.blocks = torch.nn.Sequential(BasicBlock(8, 8, 1, 1, "batch"),
+                                          BasicBlock(8, 8, 1, 2, "batch"))
+        self.recompute = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.recompute:
+            return self.blocks(x)
+        for block in self.blocks:
+            x = recomputed(block, x)
+        return x
+
+
+def test_compiled_recomputation_updates_the_batchnorm_statistics_once() -> None:
+    """Under torch.compile the recomputation cannot take the context that puts the statistics back; the compiled
+    graph must apply their update once by itself (what lets training compile with activation checkpointing)."""
+    torch.manual_seed(0)
+    plain = _TwoBlocks().train()
+    compiled_module = copy.deepcopy(plain)
+    compiled_module.recompute = True
+    compiled = torch.compile(compiled_module)
+    x = torch.randn(2, 8, 12, 14)
+    plain(x).square().mean().backward()
+    compiled(x).square().mean().backward()
+    buffers_a, buffers_b = dict(plain.named_buffers()), dict(compiled_module.named_buffers())
+    assert all(torch.allclose(buffers_a[k], buffers_b[k], rtol=1e-5, atol=1e-6) for k in buffers_a), \
+        "the compiled recomputation counted the statistics twice"
+    assert int(buffers_b["blocks.0.bn1.num_batches_tracked"]) == 1
+    grads_b = dict(compiled_module.named_parameters())
+    for name, p in plain.named_parameters():
+        assert torch.allclose(p.grad, grads_b[name].grad, rtol=1e-4, atol=1e-6), name

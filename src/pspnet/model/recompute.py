@@ -5,8 +5,8 @@ activation inside the module.
 The recomputation must not count twice: BatchNorm in training mode updates its running statistics at every forward,
 so after the recomputed forward each BatchNorm's running statistics (and batch count) are put back as the original
 forward left them. Randomness (dropout) is replayed as PyTorch's checkpoint does by default. Under `torch.compile`
-(which takes no custom context) the compiled graph applies the statistics' update once by itself; training still
-refuses compile with checkpointing until that is measured on a GPU (`pspnet bench --train-ablation 14`)."""
+(which takes no custom context) the compiled graph applies the statistics' update once by itself (tested; on an H100
+the compiled fast training step with it ran at 0.86× the speed for 4.9 GB less memory, BENCHMARKS.md)."""
 
 from __future__ import annotations
 

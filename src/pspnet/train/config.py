@@ -80,9 +80,6 @@ class TrainSettings:
         if self.init and self.imagenet:
             raise PSPNetError(f"train.init = {self.init} replaces every weight train.imagenet = {self.imagenet} would "
                               "set; set one of them")
-        if self.activation_checkpointing and self.compile:
-            raise PSPNetError("train.activation_checkpointing is tested in eager execution only; set it or "
-                              "train.compile, not both")
         if self.fast and (chosen := [name for name, on in (
                 ("precision", self.precision != "auto"), ("channels_last", self.channels_last),
                 ("compile", self.compile), ("matmul_upsample", self.matmul_upsample)) if on]):

@@ -163,10 +163,8 @@ class Trainer:
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
         if s.fast and d.device.type == "cuda":
-            if s.activation_checkpointing:
-                raise PSPNetError("train.fast on a GPU compiles the model, and train.activation_checkpointing is "
-                                  "tested in eager execution only; set one of them")
-            self.recipe = fast_recipe(d.device, training=True)
+            self.recipe = replace(fast_recipe(d.device, training=True),
+                                  activation_checkpointing=s.activation_checkpointing)
             self.note(f"train.fast on cuda → {self.recipe.describe()} (the fastest training recipe measured there)")
         else:
             requested = "auto" if s.fast else s.precision  # on CPUs train.fast is what auto picks
