@@ -1,13 +1,18 @@
-"""The protocol's softmax inside the compiled graph against the protocol's own softmax after it, side by side: the
-bench's protocol workload (images size × 4/3·size, crop `size`, flip, one network batch) with one compiled recipe,
-its forward handed to the protocol as it is (the softmax fused: `CompiledForward.probabilities`) and wrapped in a
-plain function (the protocol casts, softmaxes and accumulates as before), timed in turns.
+"""The protocol's softmax and flip pairs inside the compiled graph against after it, side by side: the bench's
+protocol workload (images size × 4/3·size, crop `size`, flip, one network batch) with one compiled recipe, handed
+to the protocol three ways, timed in turns:
+
+- a plain function returning the logits: the protocol casts, softmaxes, flips back and adds every window itself;
+- the softmax in the graph (`CompiledForward.probabilities`), each window's mirror a separate input whose
+  probabilities are flipped back and added after the graph (the protocol's way until session 11);
+- the softmax and the mirrors in the graph (`probabilities(x, mirrored=True)`): the graph returns each flip pair's
+  sum, what the protocol now takes from a compiled recipe.
 
     python benchmarks/fused_softmax.py [--device cuda] [--backbone resnet50] [--size 473] [--batch 16] \
         [--classes 150] [--recipe fast|fp32] [--repeats 5]
 
 `fast` is `--fast`'s recipe on CUDA (bf16, BN folded, channels_last, compiled); `fp32` is BN folded + compiled fp32
-(the CPU's only compiled choice). Both columns compile once before timing; their probabilities are compared.
+(the CPU's only compiled choice). Every column compiles before timing; their probabilities are compared.
 """
 
 from __future__ import annotations
@@ -44,23 +49,37 @@ def main() -> None:
     def unfused(x: torch.Tensor) -> torch.Tensor:  # a plain callable: the protocol does its own softmax
         return fused(x)
 
+    class SoftmaxOnly:  # the softmax in the graph, each mirror its own input, flipped back and added after it
+        fused_softmax = True
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            return fused(x)
+
+        def probabilities(self, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor:
+            if not mirrored:
+                return fused.probabilities(x)
+            p = fused.probabilities(torch.cat([x, x.flip(-1)]))
+            return p[:len(x)] + p[len(x):].flip(-1)
+
     images, settings = protocol_inputs(args.size, args.batch, seed=0)
     mean, std = model.info.mean, model.info.std
-    works = [protocol_work(f, images, settings, mean, std, device) for f in (unfused, fused)]
-    (before, after), _ = measure_interleaved(works, device, args.repeats, warmup=1, items=len(images))
-    a = infer_probabilities(unfused, images, settings, mean, std, device)
-    b = infer_probabilities(fused, images, settings, mean, std, device)
-    diff = max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
-    agree = sum(int((x.argmax(0) == y.argmax(0)).sum()) for x, y in zip(a, b, strict=True))
-    total = sum(x[0].numel() for x in a)
+    columns = (("softmax after the graph (logits out)", unfused),
+               ("softmax in the graph, mirrors after it", SoftmaxOnly()),
+               ("softmax and mirrors in the graph", fused))
+    works = [protocol_work(f, images, settings, mean, std, device) for _, f in columns]
+    measurements, _ = measure_interleaved(works, device, args.repeats, warmup=1, items=len(images))
+    outputs = [infer_probabilities(f, images, settings, mean, std, device) for _, f in columns]
     print(cpu_line() if device.type == "cpu" else torch.cuda.get_device_name(device))
     print(f"PSPNet {args.backbone}, {args.classes} classes, {len(images)} images "
           f"{images[0].shape[1]}×{images[0].shape[2]}, crop {args.size}, flip, batch {args.batch}; recipe "
           f"{recipe.describe()}; median of {args.repeats} calls in turns, per image:")
-    print(f"  softmax after the graph (the protocol's)  {before.median / len(images) * 1000:8.1f} ms")
-    print(f"  softmax fused into the graph              {after.median / len(images) * 1000:8.1f} ms  "
-          f"({before.median / after.median:.2f}×)")
-    print(f"  probabilities: max difference {diff:.1e}, argmax agreement {100 * agree / total:.3f}%")
+    first = measurements[0].median
+    for (name, _), m, out in zip(columns, measurements, outputs, strict=True):
+        diff = max(float((x - y).abs().max()) for x, y in zip(outputs[0], out, strict=True))
+        agree = sum(int((x.argmax(0) == y.argmax(0)).sum()) for x, y in zip(outputs[0], out, strict=True))
+        total = sum(x[0].numel() for x in out)
+        print(f"  {name:<40} {m.median / len(images) * 1000:8.1f} ms  ({first / m.median:.2f}×); probabilities "
+              f"against the first: max difference {diff:.1e}, argmax agreement {100 * agree / total:.3f}%")
 
 
 if __name__ == "__main__":

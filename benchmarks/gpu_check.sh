@@ -11,7 +11,8 @@
 # minutes, its account is in BENCHMARKS.md) and "protocol" (~2 minutes: torch.profiler's account of the evaluation
 # protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py; then
 # benchmarks/fused_softmax.py, the softmax in the compiled graph against after it) and "reference" (~2.5 minutes:
-# the official reference's training step timed after different first work, benchmarks/reference_speed.py) are extra). The figures go to $OUT
+# the official reference's training step timed after different first work, benchmarks/reference_speed.py) and
+# "matmul" (~2 minutes: batch 16 and the protocol with the upsampling as matmuls, matmul.txt) are extra). The figures go to $OUT
 # (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt,
 # protocol.txt, fused_softmax.txt, reference_speed.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
 # to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
@@ -43,6 +44,8 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu; export PSPNET_TEST_DEVICE=cpu
   BENCH=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1
          --workloads infer1 inferN eval train --anchor --train-ablation 1 3 --ablation --ablation-steps 7)
+  MATMUL=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --repeats 1 --warmup 1 --workloads inferN eval
+          --anchor --matmul-upsample)
   LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 11 13 14)
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
@@ -55,11 +58,15 @@ if [ "$DRY" = 1 ]; then
   RECIPE=(train.iterations=4 train.val_every=4 train.batch_size=2 train.val_images=3)
 else
   DEV=cuda
-  # Ablation steps 1, 8, 9, 10: the reference, the fast recipe, it with CUDA graphs, it with cuDNN autotuning.
-  # Training steps 1, 7, 11: the reference, the fast training recipe (the upsampling as matmuls), it with cuDNN
-  # autotuning (the anchor is the main table's column); the other levers were measured in earlier leases.
+  # Ablation steps 1, 8, 9, 11: the reference, the fast recipe, it with CUDA graphs, it with the upsampling as
+  # matmuls. Training steps 1, 7: the reference and the fast training recipe (the anchor is the main table's
+  # column); the other levers were measured in earlier leases (cuDNN autotuning, steps 10 and 11, in the third).
   BENCH=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2
-         --workloads infer1 inferN eval train --train-ablation 7 11 --ablation --ablation-steps 8 9 10)
+         --workloads infer1 inferN eval train --train-ablation 7 --ablation --ablation-steps 8 9 11)
+  # PARTS=matmul: the inference rows again with the upsampling as matmuls in the fast column (ablation step 11
+  # measures it at batch 1 in the bench above).
+  MATMUL=(--backbones resnet50 --sizes 473 --batch-size 16 --repeats 5 --warmup 2 --workloads inferN eval
+          --matmul-upsample)
   # PARTS=levers: step 7 against itself with CUDA graphs (9), and with activation checkpointing, eager bf16 +
   # channels_last (13: its peak memory against the anchor's 18.8 GiB) and compiled (14: against step 7's 21.2 GiB;
   # training refuses compile + checkpointing until this measures it). Not step 10, max-autotune: on an H100 its
@@ -89,6 +96,14 @@ timeout -k 10 "$BENCH_DEADLINE" "$PY" -m pspnet.cli.main bench --device $DEV "${
   --json "$OUT/bench.json" --overwrite > "$OUT/bench.txt" 2>&1
 echo "bench: exit $?" | tee -a "$SUMMARY"
 grep -E "×|img/s|GFLOP" "$OUT/bench.txt" | tail -40 >> "$SUMMARY"
+fi
+
+if has matmul; then
+step "bench: batch 16 and the protocol with the upsampling as matmuls in the fast column"
+timeout -k 10 "${MATMUL_DEADLINE:-200}" "$PY" -m pspnet.cli.main bench --device $DEV "${MATMUL[@]}" \
+  > "$OUT/matmul.txt" 2>&1
+echo "matmul bench: exit $?" | tee -a "$SUMMARY"
+grep -E "×|img/s" "$OUT/matmul.txt" | tail -6 >> "$SUMMARY"
 fi
 
 tests() {

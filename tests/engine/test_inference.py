@@ -237,9 +237,12 @@ def test_a_forward_that_fuses_the_softmax_gives_the_probabilities_the_protocol_a
             self.calls.append("logits")
             return model(x)
 
-        def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-            self.calls.append("probabilities")
-            return torch.softmax(model(x), dim=1)
+        def probabilities(self, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor:
+            self.calls.append(f"probabilities of {len(x)}{' and their mirrors' if mirrored else ''}")
+            if not mirrored:
+                return torch.softmax(model(x), dim=1)
+            p = torch.softmax(model(torch.cat([x, x.flip(-1)])), dim=1)
+            return p[:len(x)] + p[len(x):].flip(-1)
 
     images = [torch.randint(0, 256, (3, 40, 52), dtype=torch.uint8)]
     settings = InferenceSettings(base_size=None, crop_size=(33, 33), batch_size=4)
@@ -248,7 +251,18 @@ def test_a_forward_that_fuses_the_softmax_gives_the_probabilities_the_protocol_a
     torch.testing.assert_close(infer_probabilities(fused, images, settings, MEAN, STD)[0], expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(infer_probabilities(unfused, images, settings, MEAN, STD)[0], expected, atol=1e-6,
                                rtol=0)
-    assert set(fused.calls) == {"probabilities"} and set(unfused.calls) == {"logits"}
+    # 4 windows (2×2 of 33×33 in 40×52) and their mirrors: 8 network inputs, two batches of 4, mirrors in the graph.
+    assert fused.calls == ["probabilities of 2 and their mirrors"] * 2 and set(unfused.calls) == {"logits"}
+    for batch_size, calls in ((3, ["probabilities of 1 and their mirrors"] * 4), (1, ["probabilities of 1"] * 8)):
+        fused.calls.clear()  # an odd batch holds whole pairs only; a batch of 1 has the protocol flip
+        got = infer_probabilities(fused, images, replace(settings, batch_size=batch_size), MEAN, STD)[0]
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+        assert fused.calls == calls
+    fused.calls.clear()
+    no_flip = replace(settings, flip=False)
+    torch.testing.assert_close(infer_probabilities(fused, images, no_flip, MEAN, STD)[0],
+                               infer_probabilities(model, images, no_flip, MEAN, STD)[0], atol=1e-6, rtol=0)
+    assert fused.calls == ["probabilities of 4"]
     fused.calls.clear()
     infer_probabilities(fused, images, replace(settings, average="logits"), MEAN, STD)
     assert set(fused.calls) == {"logits"}

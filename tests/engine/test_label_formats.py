@@ -114,3 +114,59 @@ def test_a_model_trained_on_coded_labels_writes_those_values_with_data_and_says_
     code = main(["predict", str(tiny_model(tmp_path, 3)), str(images), "--out", str(tmp_path / "x"), *args,
                  "--label-values", "data"])
     one_line_error(capsys, code, "--label-values data", "records no label values")
+
+
+def score(tmp_path: Path, pred: Path, gt: Path, *extra: str) -> int:
+    return main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", *extra,
+                 "--json", str(tmp_path / "s.json"), "--overwrite"])
+
+
+def test_score_reads_predictions_written_with_label_values_back_as_the_classes(tmp_path, capsys) -> None:
+    """The PNGs `--label-values` wrote (8- and 16-bit) score as the class indices do, with --pred-values; read as
+    indices they are a one-line error naming --pred-values."""
+    model = tiny_model(tmp_path, 3)
+    indices, _ = predict_both(tmp_path, model, "0", "1000", "65535")
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    rng = np.random.default_rng(0)
+    for s, idx in zip((0, 1), indices, strict=True):  # a ground truth agreeing on about two thirds of the pixels
+        Image.fromarray(np.where(rng.random(idx.shape) < 0.67, idx, (idx + 1) % 3).astype(np.uint8)).save(
+            gt / f"{s}.png")
+    assert score(tmp_path, tmp_path / "idx", gt) == 0
+    expected = yaml.safe_load((tmp_path / "s.json").read_text())
+    assert 0.3 < expected["mIoU"] < 0.9
+    assert score(tmp_path, tmp_path / "val", gt, "--pred-values", "0", "1000", "65535") == 0
+    assert yaml.safe_load((tmp_path / "s.json").read_text())["mIoU"] == expected["mIoU"]
+    capsys.readouterr()
+    assert score(tmp_path, tmp_path / "val", gt) == 1  # 16-bit values read as indices
+    err = capsys.readouterr().err
+    assert "does not fit 0..255" in err and "--pred-values" in err
+    assert score(tmp_path, tmp_path / "val", gt, "--pred-values", "0", "1000", "7") == 1  # another coding
+    err = capsys.readouterr().err
+    assert "value 65535" in err and "neither --pred-values nor a class index" in err
+    masks = tmp_path / "masks"  # 8-bit values read as indices: the predicted value and the option named
+    masks.mkdir()
+    for s, idx in zip((0, 1), indices, strict=True):
+        Image.fromarray(np.array([0, 255, 77], dtype=np.uint8)[idx]).save(masks / f"{s}.png")
+    assert score(tmp_path, masks, gt) == 1
+    err = capsys.readouterr().err
+    assert "predicted value 255 is not a class index 0..2" in err and "--pred-values" in err
+    assert score(tmp_path, masks, gt, "--pred-values", "0", "255", "77") == 0
+    assert yaml.safe_load((tmp_path / "s.json").read_text())["mIoU"] == expected["mIoU"]
+
+
+def test_score_pred_values_data_takes_the_configs_label_values(tmp_path, capsys) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir(), pred.mkdir()
+    label = np.array([[0, 100], [200, 200]], dtype=np.uint8)
+    Image.fromarray(label).save(gt / "a.png")
+    Image.fromarray(label).save(pred / "a.png")
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(yaml.safe_dump({"dataset": "folders", "root": str(tmp_path), "num_classes": 3,
+                                   "label_values": [0, 100, 200]}))
+    assert main(["score", "--pred", str(pred), "--gt", str(gt), "--config", str(cfg), "--pred-values", "data"]) == 0
+    assert "mIoU" in capsys.readouterr().out
+    code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "--pred-values", "data"])
+    one_line_error(capsys, code, "--pred-values data", "no --config is given")
+    code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "--pred-values", "0", "1"])
+    one_line_error(capsys, code, "--pred-values", "2 value(s) for 3 classes")

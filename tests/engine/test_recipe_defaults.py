@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -35,6 +36,26 @@ def test_single_switches_apply_on_top_of_either() -> None:
     assert recipe_from_args(parse("--precision", "bf16"), torch.device("cuda")).precision == "bf16"
     assert recipe_from_args(parse("--fast", "--no-compile"), torch.device("cuda")).compile is False
     assert recipe_from_args(parse("--no-fold-bn"), torch.device("cpu")).describe() == "eager fp32"
+
+
+def test_the_upsampling_as_matmuls_is_a_switch_of_inference_too_with_the_same_answer() -> None:
+    """`--matmul-upsample` (eval, predict, bench): the fast inference recipe with it is measured on GPUs; in fp32
+    the forward gives the logits of the interpolation."""
+    from pspnet import PSPNet
+    from pspnet.engine.recipe import inference_forward
+
+    cuda = recipe_from_args(parse("--fast", "--matmul-upsample"), torch.device("cuda"))
+    assert cuda == replace(fast_recipe("cuda"), matmul_upsample=True)
+    assert "upsample as matmuls" in cuda.describe()
+    assert recipe_from_args(parse("--fast", "--no-matmul-upsample"), torch.device("cuda"), training=True) \
+        .matmul_upsample is False
+    torch.manual_seed(0)
+    model = PSPNet(4, backbone="resnet18", output_stride=16).eval()
+    x = torch.randn(2, 3, 45, 61)
+    plain = inference_forward(model, recipe_from_args(parse(), torch.device("cpu")), "cpu")(x)
+    matmul = inference_forward(model, recipe_from_args(parse("--matmul-upsample"), torch.device("cpu")), "cpu")(x)
+    torch.testing.assert_close(matmul, plain, atol=1e-4, rtol=1e-4)
+    assert not model.upsample_by_matmul  # the switch is set on the forward's copy, not on the caller's model
 
 
 def test_training_precision_auto_is_bf16_only_on_cpus_with_bf16_units(monkeypatch) -> None:

@@ -40,6 +40,8 @@ CUDA_STEPS: tuple[tuple[str, Recipe], ...] = (
      Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, compile_mode="reduce-overhead")),
     ("the fast recipe + cuDNN autotuning",
      Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, cudnn_benchmark=True)),
+    ("the fast recipe + upsample as matmuls",
+     Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, matmul_upsample=True)),
 )
 _BF16_CL = Recipe(precision="bf16", channels_last=True)
 _FASTEST = replace(_BF16_CL, compile=True, matmul_upsample=True)  # the fastest training step measured on an H100

@@ -32,12 +32,16 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the network, weights frozen in inference (default off; on with --fast on CUDA; "
                         "on an AVX2 CPU it measured no faster and costs ~40 s per input shape)")
     g.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile mode (default: default)")
+    g.add_argument("--matmul-upsample", action=argparse.BooleanOptionalAction, default=None,
+                   help="the final upsampling to the input size as two matrix products (the same function; in bf16 "
+                        "under bf16 autocast; default off for inference, on in --fast training on CUDA)")
 
 
 def recipe_from_args(args: argparse.Namespace, device: torch.device, training: bool = False) -> Recipe:
     """The default (fp32) recipe, or the device type's fast one with --fast, with every option given on the command
     line applied (BatchNorm folding is an inference switch: training ignores it)."""
-    names = ("precision", "channels_last", "compile", "compile_mode") + (() if training else ("fold_bn",))
+    names = ("precision", "channels_last", "compile", "compile_mode", "matmul_upsample") + (
+        () if training else ("fold_bn",))
     changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     precision = changes.pop("precision", "auto")
     if precision == "int8":

@@ -18,6 +18,7 @@ from pspnet.data.imageops import read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
 from pspnet.engine.evaluate import format_table
+from pspnet.engine.label_formats import label_values
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, image_score, per_image_csv
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file
@@ -34,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "or values)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="with --config: override its data: settings, e.g. data.ignore_index=0")
+    p.add_argument("--pred-values", nargs="+", metavar="V", help="how the predictions code the classes, as "
+                   "`pspnet predict --label-values` wrote them: one value per class, cityscapes, ade20k, or data "
+                   "(--config's data.label_values); default: the class indices")
     p.add_argument("--ignore-index", type=int, help="ground-truth value to skip (default 255, or the config's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
     p.add_argument("--per-image", type=Path, metavar="CSV", help="write each image's mIoU, pixel accuracy and "
@@ -64,6 +68,39 @@ def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColo
     return info.num_classes, ignore, cfg.label_coding(), info.classes
 
 
+def prediction_coding(spec: list[str] | None, num_classes: int, coding: LabelColors | LabelValues | None,
+                      config: Path | None) -> LabelValues | None:
+    """How the predicted PNGs' values become class indices (--pred-values), or None: they are the indices."""
+    if not spec:
+        return None
+    if spec == ["data"]:
+        if not isinstance(coding, LabelValues):
+            where = f"{config} sets no data.label_values" if config is not None else "no --config is given"
+            raise PSPNetError(f"--pred-values data: the values come from --config's data.label_values, but {where}; "
+                              "give one value per class instead")
+        return coding
+    values = label_values(spec, num_classes, option="--pred-values")
+    return LabelValues(tuple((v,) for v in values), listed_in="--pred-values nor a class index")
+
+
+VALUES_HINT = "predictions written with `pspnet predict --label-values` are read with --pred-values (the same values)"
+
+
+def read_prediction(path: Path, coding: LabelValues | None, num_classes: int, scored: np.ndarray) -> np.ndarray:
+    """A predicted label PNG as class indices. Read as indices, a value that is no class index on a `scored` pixel
+    (H×W bool: the ground truth's labelled ones) names --pred-values."""
+    try:
+        pred = read_label(path, coding)
+    except PSPNetError as e:
+        if coding is None and "does not fit" in str(e):  # a 16-bit PNG of values
+            raise PSPNetError(f"{e}; {VALUES_HINT}") from None
+        raise
+    if coding is None and pred.shape == scored.shape and (bad := pred[scored & (pred >= num_classes)]).size:
+        raise PSPNetError(f"{path}: predicted value {int(bad.max())} is not a class index 0..{num_classes - 1}; "
+                          f"{VALUES_HINT}")
+    return pred
+
+
 def run(args: argparse.Namespace) -> int:
     for option, path in (("--json", args.json), ("--per-image", args.per_image)):
         if path is not None:
@@ -74,13 +111,15 @@ def run(args: argparse.Namespace) -> int:
     failures = [f"{gts[s]}: no prediction {args.pred / (s + '.png')}" for s in sorted(gts.keys() - preds.keys())]
     failures += [f"{preds[s]}: no ground truth {s}.png in {args.gt}" for s in sorted(preds.keys() - gts.keys())]
     num_classes, ignore, coding, names = ground_truth_settings(args)
+    pred_coding = prediction_coding(args.pred_values, num_classes, coding, args.config)
     cm = ConfusionMatrix(num_classes, ignore)
     counts = np.zeros(256, dtype=np.int64)  # ground-truth pixels per value, for the note on absent classes
     scored = 0
     per_image: list[ImageScore] = []
     for stem in sorted(gts.keys() & preds.keys()):
         try:
-            pred, gt = read_label(preds[stem]), read_label(gts[stem], coding)
+            gt = read_label(gts[stem], coding)
+            pred = read_prediction(preds[stem], pred_coding, num_classes, gt != ignore)
             if pred.shape != gt.shape:
                 raise PSPNetError(f"{preds[stem]}: prediction is {pred.shape[1]}×{pred.shape[0]} but its ground "
                                   f"truth {gts[stem]} is {gt.shape[1]}×{gt.shape[0]}; expected the same size")

@@ -46,6 +46,7 @@ class LabelValues:
     values: tuple[Values, ...]
     ignore: Values = ()
     ignore_index: int = IGNORE_INDEX
+    listed_in: str = "data.label_values nor data.ignore_values"  # where the values come from, for messages
     _table: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +79,6 @@ class LabelValues:
             top = np.argsort(-counts, kind="stable")[:SHOWN]
             shown = ", ".join(f"{int(found[i])} ({int(counts[i])} pixel{'s' if counts[i] != 1 else ''})" for i in top)
             more = f" and {len(found) - SHOWN} more" if len(found) > SHOWN else ""
-            raise PSPNetError(f"{path}: value {shown}{more} is in neither data.label_values nor data.ignore_values; "
+            raise PSPNetError(f"{path}: value {shown}{more} is in neither {self.listed_in}; "
                               "expected only the listed values")
         return indices.astype(np.uint8)

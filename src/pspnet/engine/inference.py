@@ -33,14 +33,15 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 @runtime_checkable
 class SoftmaxForward(Protocol):
     """A `Forward` that can also return the class probabilities itself (`pspnet.engine.recipe.CompiledForward`
-    when compiled: the softmax fused into the network's graph); the protocol then takes them from it."""
+    when compiled: the softmax fused into the network's graph); the protocol then takes them from it, and with
+    `mirrored` the flip pair's sum (each window's probabilities plus its mirror image's flipped back)."""
 
     @property
     def fused_softmax(self) -> bool: ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor: ...
+    def probabilities(self, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor: ...
 
 
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
@@ -244,11 +245,18 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     pending: dict[tuple[int, ...], list[_Input]] = {}
     scratch = torch.empty(0, dtype=torch.float32, device=device)  # the softmax's output, grown to the largest batch
     fused = settings.average == "probs" and isinstance(forward, SoftmaxForward) and forward.fused_softmax
+    # With the softmax in the graph, each window's mirror runs there too (in the same network batch) and the graph
+    # returns the pair's sum: half the full-resolution flips and additions the protocol would make.
+    mirrored = fused and settings.flip and settings.batch_size >= 2
+    per_input = 2 if mirrored else 1  # network inputs per protocol input
 
     def run(inputs: list[_Input]) -> None:
         batch = torch.stack([i.tensor for i in inputs])
         with torch.inference_mode():
-            scores = forward.probabilities(batch) if fused else forward(batch)  # type: ignore[attr-defined]
+            if fused:
+                scores = forward.probabilities(batch, mirrored=mirrored)  # type: ignore[attr-defined]
+            else:
+                scores = forward(batch)
         logits = torch.as_tensor(scores).to(device)  # or, fused, the probabilities
         if logits.dim() != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
             raise PSPNetError(f"the network returned logits of shape {tuple(logits.shape)} for an input of shape "
@@ -267,8 +275,8 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
                 job.count = torch.zeros(job.size, dtype=torch.float32, device=device)
             h, w = p.shape[1:]
             job.probs[:, inp.top:inp.top + h, inp.left:inp.left + w] += p.flip(-1) if inp.flipped else p
-            job.count[inp.top:inp.top + h, inp.left:inp.left + w] += 1.0
-            job.remaining -= 1
+            job.count[inp.top:inp.top + h, inp.left:inp.left + w] += per_input
+            job.remaining -= per_input
             if job.remaining == 0:
                 finish(job)
 
@@ -281,10 +289,11 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
         totals[i] = probs if totals[i] is None else totals[i] + probs  # type: ignore[operator]
         job.probs = job.count = None
 
-    for inp in _inputs(images, settings, mean, std, device):
+    for inp in _inputs(images, settings, mean, std, device, mirrored):
         key = tuple(inp.tensor.shape)
-        pending.setdefault(key, []).append(inp)
-        if len(pending[key]) >= settings.batch_size:
+        group = pending.setdefault(key, [])
+        group.append(inp)
+        if (len(group) + 1) * per_input > settings.batch_size:  # another would not fit the network batch
             run(pending.pop(key))
     for inputs in pending.values():
         run(inputs)
@@ -322,8 +331,9 @@ def network_inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, 
 
 
 def _inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: Sequence[float],
-            std: Sequence[float], device: torch.device | str) -> Iterator[_Input]:
-    """Network inputs for every image, scale, window and flip, built lazily so memory stays bounded."""
+            std: Sequence[float], device: torch.device | str, mirrored: bool = False) -> Iterator[_Input]:
+    """Network inputs for every image, scale, window and flip, built lazily so memory stays bounded. `mirrored`:
+    the mirror images are left to the network (each window stands for itself and its mirror)."""
     for index, image in enumerate(images):
         if image.dim() != 3 or image.shape[0] != 3:
             raise PSPNetError(f"image {index}: shape {tuple(image.shape)}; expected 3×H×W RGB")
@@ -348,5 +358,5 @@ def _inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: S
             for top, left in positions:
                 window = x[0, :, top:top + crop[0], left:left + crop[1]]
                 yield _Input(job, window, top, left, False)
-                if settings.flip:
+                if settings.flip and not mirrored:
                     yield _Input(job, window.flip(-1), top, left, True)

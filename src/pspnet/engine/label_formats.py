@@ -34,7 +34,7 @@ def label_values(spec: Sequence[str], num_classes: int, trained: Sequence[int] |
     if len(spec) == 1 and spec[0] in FORMATS:
         values = FORMATS[spec[0]]
         if len(values) != num_classes:
-            raise PSPNetError(f"{option} {spec[0]}: the model has {num_classes} classes; {spec[0]}'s format is for "
+            raise PSPNetError(f"{option} {spec[0]}: there are {num_classes} classes; {spec[0]}'s format is for "
                               f"its {len(values)} (give one value per class instead)")
         return values
     expected = f"one value per class ({num_classes} integers 0..{MAX_VALUE}) or one of {', '.join(FORMATS)}, data"
@@ -43,7 +43,7 @@ def label_values(spec: Sequence[str], num_classes: int, trained: Sequence[int] |
     except ValueError:
         raise PSPNetError(f"{option} {' '.join(spec)}: expected {expected}") from None
     if len(values) != num_classes:
-        raise PSPNetError(f"{option}: {len(values)} value(s) for the model's {num_classes} classes; expected "
+        raise PSPNetError(f"{option}: {len(values)} value(s) for {num_classes} classes; expected "
                           f"{expected}")
     if bad := [v for v in values if not 0 <= v <= MAX_VALUE]:
         raise PSPNetError(f"{option}: {bad[0]} does not fit a 16-bit PNG; expected {expected}")

@@ -158,16 +158,29 @@ class _Output(nn.Module):
     """The network and what its caller takes from it, compiled as one graph: fp32 logits (in the network's memory
     format), or with `softmax` the class probabilities, written in NCHW order by the last fused kernel. Eager, the
     cast, the layout change and the softmax are each a pass over N×C×H×W values; on an H100 they were most of the
-    protocol's own 18.8 ms for 16 windows of 150 classes (BENCHMARKS.md)."""
+    protocol's own 18.8 ms for 16 windows of 150 classes (BENCHMARKS.md).
 
-    def __init__(self, net: nn.Module, softmax: bool) -> None:
+    `mirrored` (with `softmax`): the network also runs each input's mirror image, in the same batch, and each
+    output is the input's probabilities plus its mirror's flipped back: the protocol's flip pair summed inside the
+    graph, without the flips and additions at full resolution that the protocol would otherwise make."""
+
+    def __init__(self, net: nn.Module, softmax: bool, mirrored: bool = False) -> None:
         super().__init__()
         self.net = net
         self.softmax = softmax
+        self.mirrored = mirrored
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mirrored:
+            x = torch.cat([x, x.flip(-1)])
         y = self.net(x).float()
-        return torch.softmax(y, dim=1).contiguous() if self.softmax else y
+        if not self.softmax:
+            return y
+        p = torch.softmax(y, dim=1)
+        if self.mirrored:
+            half = p.shape[0] // 2
+            p = p[:half] + p[half:].flip(-1)
+        return p.contiguous()
 
 
 class CompiledForward:
@@ -194,27 +207,27 @@ class CompiledForward:
             net = quantize_int8(net, [x.to(self.device).contiguous(memory_format=self.memory_format)
                                       for x in calibration])
         self.model = net
-        self.net = self._compiled(softmax=False) if recipe.compile else net
-        self._probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None  # compiled at its first call
+        self.net = self._graph(softmax=False, mirrored=False) if recipe.compile else net
+        self._probabilities: dict[bool, Callable[[torch.Tensor], torch.Tensor]] = {}  # built at their first call
 
     @property
     def fused_softmax(self) -> bool:
         """Compiled recipes compute the softmax in the network's graph (`probabilities`)."""
         return self.recipe.compile
 
-    def _compiled(self, softmax: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-        return torch.compile(_Output(self.model, softmax), mode=_mode(self.recipe), dynamic=False)
+    def _graph(self, softmax: bool, mirrored: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        out = _Output(self.model, softmax, mirrored)
+        return torch.compile(out, mode=_mode(self.recipe), dynamic=False) if self.recipe.compile else out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(self.net, x)
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """softmax(logits) over the classes, fp32 N×C×h×w: in one graph with the network when compiled."""
-        if not self.fused_softmax:
-            return torch.softmax(self(x), dim=1)
-        if self._probabilities is None:
-            self._probabilities = self._compiled(softmax=True)
-        return self._run(self._probabilities, x)
+    def probabilities(self, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor:
+        """softmax(logits) over the classes, fp32 N×C×h×w: in one graph with the network when compiled. `mirrored`:
+        each input's probabilities plus its mirror image's flipped back (the network runs 2N inputs)."""
+        if mirrored not in self._probabilities:
+            self._probabilities[mirrored] = self._graph(softmax=True, mirrored=mirrored)
+        return self._run(self._probabilities[mirrored], x)
 
     def _run(self, net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device).contiguous(memory_format=self.memory_format)
