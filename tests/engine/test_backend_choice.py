@@ -16,7 +16,7 @@ CPU = torch.device("cpu")
 
 def args(checkpoint: str = "m.safetensors", **options) -> argparse.Namespace:
     base = {"backend": "auto", "checkpoint": Path(checkpoint), "fast": False, "compile": None, "channels_last": None,
-            "fold_bn": None, "compile_mode": None, "precision": None}
+            "fold_bn": None, "compile_mode": None, "matmul_upsample": None, "precision": None}
     return argparse.Namespace(**(base | options))
 
 
@@ -30,10 +30,33 @@ def test_files_pick_their_engine_and_checkpoints_pick_openvino_on_a_cpu() -> Non
 
 
 @pytest.mark.parametrize("option", [{"fast": True}, {"compile": True}, {"channels_last": True}, {"fold_bn": False},
-                                    {"precision": "fp16"}, {"backend": "torch"}])
+                                    {"matmul_upsample": True}, {"precision": "fp16"}, {"backend": "torch"}])
 def test_pytorch_execution_options_keep_pytorch(option) -> None:
     backend, why = choose_backend(args(**option), CPU)
     assert backend == "torch", why
+
+
+@pytest.mark.parametrize("option", [["--compile"], ["--no-fold-bn"], ["--matmul-upsample"], ["--fast"]])
+def test_pytorch_options_on_another_engine_are_a_one_line_error_not_ignored(tmp_path, capsys, option) -> None:
+    """An exported graph runs in ONNX Runtime (or OpenVINO) its own way: a PyTorch execution option given with it
+    would do nothing, so it is refused, naming the option and the backend."""
+    pytest.importorskip("onnxruntime")
+    import pspnet
+    from pspnet.cli.main import main
+    from pspnet.export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(3, backbone="resnet18", output_stride=16).eval()
+    onnx = export_onnx(model, tmp_path / "m.onnx")
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (20, 16)).save(tmp_path / "img" / "a.png")
+    code = main(["predict", str(onnx), str(tmp_path / "img"), "--out", str(tmp_path / "o"), *option])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert option[0] in err and "onnxruntime backend (an .onnx file)" in err and "--backend torch" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_without_openvino_auto_falls_back_to_pytorch_and_says_how_to_get_it(monkeypatch) -> None:

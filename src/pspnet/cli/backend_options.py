@@ -27,7 +27,18 @@ from pspnet.engine.recipe import Recipe, inference_forward
 from pspnet.errors import PSPNetError
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode")  # options only PyTorch executes
+TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode", "matmul_upsample")  # PyTorch's alone
+
+
+def torch_options(args: argparse.Namespace) -> list[str]:
+    """The PyTorch-only execution options given on the command line, as written (`--no-fold-bn` is one too)."""
+    written = []
+    for name in TORCH_ONLY:
+        value = getattr(args, name, None)
+        if value is None or (name == "fast" and not value):
+            continue
+        written.append(f"--{'no-' if value is False else ''}{name.replace('_', '-')}")
+    return written
 
 
 def add_backend_argument(p: argparse.ArgumentParser) -> None:
@@ -49,9 +60,7 @@ def choose_backend(args: argparse.Namespace, device: torch.device) -> tuple[str,
         return "openvino", "an OpenVINO IR"
     if device.type != "cpu":
         return "torch", f"device {device}"
-    given = [name for name in TORCH_ONLY if getattr(args, name, None) not in (None, False) or
-             (name != "fast" and getattr(args, name, None) is not None)]  # --no-fold-bn is PyTorch's too
-    torch_only = [f"--{name.replace('_', '-')}" for name in given]
+    torch_only = torch_options(args)
     if torch_only or getattr(args, "precision", None) == "fp16":
         return "torch", f"{(torch_only or ['--precision fp16'])[0]} is a PyTorch execution option"
     if importlib.util.find_spec("openvino") is None:
@@ -82,6 +91,9 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
     other processes of a torchrun)."""
     backend, why = choose_backend(args, device)
     args.backend = backend
+    if backend != "torch" and (torch_only := torch_options(args)):
+        raise PSPNetError(f"{torch_only[0]} is a PyTorch execution option, and the {backend} backend ({why}) runs "
+                          "the graph its own way; drop it, or run --backend torch")
     requested = getattr(args, "precision", None)
     if backend == "onnxruntime":
         from pspnet.export.onnx_runtime import OnnxRuntimeModel
