@@ -12,7 +12,8 @@
 # protocol with the fast recipe and the anchor, and of the protocol alone, benchmarks/profile_protocol.py; then
 # benchmarks/fused_softmax.py, the softmax in the compiled graph against after it) and "reference" (~2.5 minutes:
 # the official reference's training step timed after different first work, benchmarks/reference_speed.py) and
-# "matmul" (~2 minutes: batch 16 and the protocol with the upsampling as matmuls, matmul.txt) are extra). The figures go to $OUT
+# "matmul" and "graphs" (~2 minutes each: batch 16 and the protocol with the upsampling as matmuls, or with CUDA
+# graphs, in the fast column; matmul.txt, graphs.txt) are extra). The figures go to $OUT
 # (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt,
 # protocol.txt, fused_softmax.txt, reference_speed.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
 # to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
@@ -46,6 +47,8 @@ if [ "$DRY" = 1 ]; then
          --workloads infer1 inferN eval train --anchor --train-ablation 1 3 --ablation --ablation-steps 7)
   MATMUL=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --repeats 1 --warmup 1 --workloads inferN eval
           --anchor --matmul-upsample)
+  GRAPHS=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --repeats 1 --warmup 1 --workloads inferN eval
+          --anchor --compile --compile-mode reduce-overhead)
   LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 11 13 14)
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
@@ -68,6 +71,9 @@ else
   # measures it at batch 1 in the bench above).
   MATMUL=(--backbones resnet50 --sizes 473 --batch-size 16 --repeats 5 --warmup 2 --workloads inferN eval
           --matmul-upsample)
+  # PARTS=graphs: batch 16 and the protocol with CUDA graphs in the fast column (at batch 1 they gave 2.09×).
+  GRAPHS=(--backbones resnet50 --sizes 473 --batch-size 16 --repeats 5 --warmup 2 --workloads inferN eval
+          --compile-mode reduce-overhead)
   # PARTS=levers: step 7 against itself with CUDA graphs (9), and with activation checkpointing, eager bf16 +
   # channels_last (13: its peak memory against the anchor's 18.8 GiB) and compiled (14: against step 7's 21.2 GiB;
   # training refuses compile + checkpointing until this measures it). Not step 10, max-autotune: on an H100 its
@@ -99,13 +105,15 @@ echo "bench: exit $?" | tee -a "$SUMMARY"
 grep -E "×|img/s|GFLOP" "$OUT/bench.txt" | tail -40 >> "$SUMMARY"
 fi
 
-if has matmul; then
-step "bench: batch 16 and the protocol with the upsampling as matmuls in the fast column"
-timeout -k 10 "${MATMUL_DEADLINE:-200}" "$PY" -m pspnet.cli.main bench --device $DEV "${MATMUL[@]}" \
-  > "$OUT/matmul.txt" 2>&1
-echo "matmul bench: exit $?" | tee -a "$SUMMARY"
-grep -E "×|img/s" "$OUT/matmul.txt" | tail -6 >> "$SUMMARY"
-fi
+variant_bench() {  # name title args...: the bench's inference rows with one change in the fast column
+  local name=$1; step "$2"; shift 2
+  timeout -k 10 "${VARIANT_DEADLINE:-200}" "$PY" -m pspnet.cli.main bench --device $DEV "$@" > "$OUT/$name.txt" 2>&1
+  echo "$name bench: exit $?" | tee -a "$SUMMARY"
+  grep -E "×|img/s" "$OUT/$name.txt" | tail -6 >> "$SUMMARY"
+}
+has matmul && variant_bench matmul "bench: batch 16 and the protocol with the upsampling as matmuls in the fast column" \
+  "${MATMUL[@]}"
+has graphs && variant_bench graphs "bench: batch 16 and the protocol with CUDA graphs in the fast column" "${GRAPHS[@]}"
 
 tests() {
   "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py > "$WORK/tests.txt" 2>&1; echo "tests: $(tail -1 "$WORK/tests.txt")"
