@@ -15,7 +15,7 @@ import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.engine import predict as engine_predict
-from pspnet.engine.inference import InferenceSettings, segment
+from pspnet.engine.inference import InferenceSettings, segment_and_confidence
 from pspnet.engine.metrics import scores_from_matrix
 
 TINY = ["--crop-size", "33", "--base-size", "0", "--quiet"]
@@ -214,9 +214,9 @@ def test_a_video_that_stops_half_way_leaves_no_partial_file_and_keeps_the_earlie
         calls.append(1)
         if len(calls) == 15:
             raise failure
-        return segment(*args, **kwargs)
+        return segment_and_confidence(*args, **kwargs)
 
-    monkeypatch.setattr(engine_predict, "segment", failing)
+    monkeypatch.setattr(engine_predict, "segment_and_confidence", failing)
     command = ["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), "--overwrite", *TINY]
     code = main(command)
     err = capsys.readouterr().err

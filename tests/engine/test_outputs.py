@@ -100,6 +100,29 @@ def test_eval_outputs_are_checked_before_it_evaluates(checkpoint, tmp_path, caps
     one_line_error(capsys, main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev")]), "exists")
 
 
+def test_eval_saves_what_predict_writes_confidence_and_label_values_included(checkpoint, tmp_path, capsys):
+    """`eval --save-predictions --outputs ... --label-values ...` writes the files `predict` writes for the same
+    images with the same options, byte for byte; the options without --save-predictions are a one-line error."""
+    for i in range(2):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}.png", seed=i)
+    data = ["--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"), "--workers", "0", *TINY]
+    options = ["--outputs", "labels", "confidence", "--label-values", "0", "255", "77", "--backend", "torch"]
+    assert main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev"), "--save-predictions", *options]) == 0
+    assert main(["predict", str(checkpoint), str(tmp_path / "img"), "--out", str(tmp_path / "pr"), *TINY,
+                 *options]) == 0
+    saved = {k: v for k, v in digests(tmp_path / "ev").items() if k.endswith(".png")}
+    assert set(saved) == {"s0.png", "s1.png", "confidence/s0.png", "confidence/s1.png"}
+    assert saved == digests(tmp_path / "pr")
+    capsys.readouterr()
+    code = main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev2"), "--outputs", "confidence"])
+    one_line_error(capsys, code, "--outputs chooses what --save-predictions writes", "add --save-predictions")
+    code = main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev2"), "--save-predictions", "--outputs",
+                 "color", "--label-values", "0", "1", "2"])
+    one_line_error(capsys, code, "--label-values 0 1 2", "--outputs color", "add labels")
+    assert not (tmp_path / "ev2").exists()
+
+
 def test_export_score_and_convert_do_not_replace_files(checkpoint, tmp_path, capsys):
     (tmp_path / "m.pt").write_text("keep")
     code = main(["export", str(checkpoint), "--format", "torchscript", "--out", str(tmp_path / "m.pt")])

@@ -19,12 +19,13 @@ import torch
 from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
 from pspnet.engine.metrics import per_image_csv
-from pspnet.engine.predict import BackgroundWriter, ImagePrediction, PredictionLayout
+from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
 from pspnet.weights import find
@@ -59,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "largest confusion, the worst first) here, and predictions with --save-predictions")
     out.add_argument("--save-predictions", action="store_true",
                      help="save the predictions as `pspnet predict` does: DIR/NAME.png (class indices, what `pspnet "
-                          "score --pred DIR` reads), DIR/color/NAME.png and DIR/overlay/NAME.png")
+                          "score --pred DIR` reads), DIR/color/NAME.png and DIR/overlay/NAME.png (see --outputs)")
+    add_output_arguments(out, videos=False)
     out.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     out.add_argument("--report", type=Path, metavar="DIR", help="write charts, sample grids and index.html here")
     out.add_argument("--samples", type=int, default=6,
@@ -131,18 +133,30 @@ def check_counts(args: argparse.Namespace) -> None:
             raise PSPNetError(f"{option} {value}: expected {least} or more")
 
 
-def check_outputs(args: argparse.Namespace, dataset: Any) -> None:
-    """Every output path, before any compute: writable, and no file of an earlier run replaced without --overwrite."""
-    if args.save_predictions and args.out is None:
+def prediction_layout(args: argparse.Namespace, num_classes: int, say: bool) -> PredictionLayout | None:
+    """Where and what --save-predictions writes (None without it); --outputs and --label-values shape it."""
+    given = [f"--{name.replace('_', '-')}" for name in ("outputs", "label_values") if getattr(args, name)]
+    if not args.save_predictions:
+        if given:
+            raise PSPNetError(f"{given[0]} chooses what --save-predictions writes; add --save-predictions (and "
+                              "--out DIR)")
+        return None
+    if args.out is None:
         raise PSPNetError("--save-predictions needs --out DIR to save them in")
+    kinds = tuple(args.outputs or DEFAULT_OUTPUTS)
+    check_label_values_written(args, kinds)
+    return PredictionLayout(args.out, kinds, chosen_label_values(args, num_classes, kinds, say))
+
+
+def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayout | None) -> None:
+    """Every output path, before any compute: writable, and no file of an earlier run replaced without --overwrite."""
     inputs = [path for pair in dataset.pairs for path in (pair.image, pair.label)]
     if args.json is not None:
         check_output_file(args.json, "--json", args.overwrite)
     if args.out is not None:
         check_output_folder(args.out, "--out")
-        layout = PredictionLayout(args.out)
         planned = [args.out / name for name in OUT_FILES]
-        if args.save_predictions:
+        if layout is not None:
             planned += [f for pair in dataset.pairs for f in layout.image_files(pair.name)]
         check_new_outputs(planned, inputs, args.overwrite, "--out")
     if args.report is not None:
@@ -167,14 +181,16 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
             print(f"protocol: --preset {preset}, the test of {args.checkpoint}'s published mIoU (--preset ss for the "
                   "paper's)", file=sys.stderr)
     settings = settings_from_args(args, info.name, protocol)
-    check_outputs(args, dataset)
+    layout = prediction_layout(args, info.num_classes, say=main)
+    check_outputs(args, dataset, layout)
     barrier(processes)  # every process has checked the outputs before any writes them
     # With --save-predictions the PNGs are written in a second thread while the next images are evaluated.
-    writer = BackgroundWriter(PredictionLayout(args.out), info.palette) if args.save_predictions else None
+    writer = BackgroundWriter(layout, info.palette) if layout is not None else None
 
-    def save(name: str, image: torch.Tensor, pred: torch.Tensor) -> None:
+    def save(name: str, image: torch.Tensor, pred: torch.Tensor, confidence: torch.Tensor | None) -> None:
         assert writer is not None
-        writer.submit([ImagePrediction(name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy())])
+        writer.submit([ImagePrediction(name, image.permute(1, 2, 0).numpy(), pred.cpu().numpy(),
+                                       None if confidence is None else confidence.cpu().numpy())])
 
     shards = f", {processes.world_size} processes" if processes.enabled else ""
     if main:
@@ -184,7 +200,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
                           num_samples=args.samples if args.report and main else 0,
                           on_prediction=save if writer is not None else None, progress=main and not args.quiet,
-                          processes=processes)
+                          processes=processes, confidence=layout is not None and "confidence" in layout.kinds)
         if writer is not None:
             writer.close()
     if not main:

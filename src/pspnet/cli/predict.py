@@ -19,22 +19,20 @@ from tqdm import tqdm
 
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, run_in_processes, shard_indices
-from pspnet.engine.inference import fill_batches
-from pspnet.engine.label_formats import label_values, trained_label_values
+from pspnet.engine.inference import fill_batches, segment_and_confidence
 from pspnet.engine.predict import (
     DEFAULT_OUTPUTS,
     DEFAULT_VIDEO_OUTPUTS,
-    OUTPUT_KINDS,
     BackgroundWriter,
     ImagePrediction,
     PredictionLayout,
     expand_inputs,
     is_video,
     predict_video,
-    segment_for,
 )
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder
@@ -50,17 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
                         "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4 (see --outputs). Not "
                         "a folder that holds inputs")
-    p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, metavar="KIND",
-                   help="what to write of each input: labels color overlay (an image's default), and confidence: "
-                        "DIR/confidence/NAME.png, the predicted class's probability as 0..255 (dark: unsure). A "
-                        "video: overlay (its default) and color as DIR/overlay|color/NAME.mp4, labels and "
-                        "confidence as a PNG per frame in DIR/NAME/ and DIR/confidence/NAME/")
-    p.add_argument("--label-values", nargs="+", metavar="V",
-                   help="the value written for each class in the label PNGs (default: the class index, what `pspnet "
-                        "score` reads): one per class, e.g. 0 255 for a mask (16-bit PNGs above 255); cityscapes: "
-                        "the 19 classes' label ids, as the Cityscapes benchmark server reads them; ade20k: 1..150 "
-                        "(0 = other), as the scene-parsing benchmark reads them; data: the values of the labels "
-                        "the model was trained on (data.label_values)")
+    add_output_arguments(p, videos=True)
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
@@ -79,9 +67,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         print(f"pspnet predict: {message}", file=sys.stderr)
     layout = PredictionLayout(args.out, tuple(args.outputs or DEFAULT_OUTPUTS))
     video_layout = replace(layout, kinds=tuple(args.outputs or DEFAULT_VIDEO_OUTPUTS))
-    if args.label_values and args.outputs and "labels" not in args.outputs:
-        raise PSPNetError(f"--label-values {' '.join(args.label_values)}: it sets the label PNGs' values, but "
-                          f"--outputs {' '.join(layout.kinds)} writes none; add labels to --outputs")
+    check_label_values_written(args, layout.kinds + video_layout.kinds)
     check_output_folder(args.out, "--out")
     files, stems = [], set()
     for path in found.files:  # every output name must be unique, else one input would overwrite another
@@ -103,14 +89,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     # The same protocol and outputs, whichever engine runs the network.
     forward, info, how, _ = backend_forward(args, device, purpose="predict", say=main)
     settings = settings_from_args(args, info.name)
-    trained = trained_label_values(args.checkpoint)
-    if args.label_values:
-        values = label_values(args.label_values, info.num_classes, trained)
-        layout, video_layout = replace(layout, label_values=values), replace(video_layout, label_values=values)
-    elif trained is not None and "labels" in layout.kinds + video_layout.kinds and main:
-        print(f"note: {args.checkpoint} was trained on labels holding the values {' '.join(map(str, trained))}; "
-              "the label PNGs hold the class indices 0.. (what `pspnet score` reads), --label-values data writes "
-              "those values instead", file=sys.stderr)
+    values = chosen_label_values(args, info.num_classes, layout.kinds + video_layout.kinds, say=main)
+    layout, video_layout = replace(layout, label_values=values), replace(video_layout, label_values=values)
     mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
     images = [p for p in mine if not is_video(p)]
     bar = progress_bar(total=len(images), desc="predict" if not processes.enabled else "predict (this process)",
@@ -132,8 +112,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
 
     with BackgroundWriter(layout, info.palette) as writer:  # PNGs written while the network runs on the next group
         for group in fill_batches(readable(), settings, lambda item: item[1].shape[:2]):  # images share batches
-            found = segment_for(layout.kinds, forward, [to_tensor(im) for _, im in group], settings, info.mean,
-                                info.std, device)
+            found = segment_and_confidence(forward, [to_tensor(im) for _, im in group], settings, info.mean,
+                                           info.std, device, "confidence" in layout.kinds)
             done = writer.submit([ImagePrediction(path.stem, image, labels.cpu().numpy(),
                                                   None if confidence is None else confidence.cpu().numpy())
                                   for (path, image), (labels, confidence) in zip(group, found, strict=True)])

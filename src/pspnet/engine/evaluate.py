@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
-from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment
+from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment_and_confidence
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, image_score
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
@@ -78,7 +78,10 @@ class _Guarded(Dataset):
             return {"error": str(e)}
 
 
-def _with_gaps(group: list[dict[str, Any]], preds: list[torch.Tensor]) -> list[torch.Tensor | None]:
+T = TypeVar("T")
+
+
+def _with_gaps(group: list[dict[str, Any]], preds: Sequence[T]) -> list[T | None]:
     """The predictions of a group's readable items, None in the places of its unreadable ones."""
     found = iter(preds)
     return [None if "error" in item else next(found) for item in group]
@@ -86,11 +89,13 @@ def _with_gaps(group: list[dict[str, Any]], preds: list[torch.Tensor]) -> list[t
 
 def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: DatasetInfo,
              device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX, workers: int = 0,
-             num_samples: int = 0, on_prediction: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None,
-             progress: bool = True, processes: Distributed | None = None) -> Evaluation:
+             num_samples: int = 0,
+             on_prediction: Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor | None], None] | None = None,
+             progress: bool = True, processes: Distributed | None = None, confidence: bool = False) -> Evaluation:
     """Score `forward` on every item of `dataset` ({"image": uint8 3×H×W, "label": H×W, "name": str}).
 
-    `on_prediction(name, image, pred)` is called for each image this process evaluates (e.g. to save PNGs). For the
+    `on_prediction(name, image, pred, confidence)` is called for each image this process evaluates (e.g. to save
+    PNGs; `confidence`: the predicted classes' probabilities H×W with `confidence`, else None). For the
     report, `num_samples` images spread evenly over the set are kept, and the `num_samples` with the lowest
     per-image mIoU. With `processes` (under torchrun) this process evaluates
     its shard only; the matrix, the image count and the failures are then those of the whole split, on every
@@ -111,11 +116,13 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     for group in fill_batches(loader, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
         good = [item for item in group if "error" not in item]
         result.failures.extend(item["error"] for item in group if "error" in item)
-        preds = segment(forward, [item["image"] for item in good], settings, info.mean, info.std, device)
-        for item, pred in zip(group, _with_gaps(group, preds), strict=True):
+        found = segment_and_confidence(forward, [item["image"] for item in good], settings, info.mean, info.std,
+                                       device, confidence)
+        for item, pair in zip(group, _with_gaps(group, found), strict=True):
             position += 1
-            if pred is None:
+            if pair is None:
                 continue
+            pred, certainty = pair
             label = item["label"]
             try:
                 counts = cm.update(pred, label, source=item.get("image_path", item["name"]))
@@ -124,7 +131,7 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
                 continue
             result.images += 1
             if on_prediction is not None:
-                on_prediction(item["name"], item["image"], pred)
+                on_prediction(item["name"], item["image"], pred, certainty)
             score = image_score(item["name"], counts)
             per_image.append((positions[position], score))
             if not num_samples:

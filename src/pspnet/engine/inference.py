@@ -322,6 +322,16 @@ def segment_with_confidence(forward: Forward, images: Sequence[torch.Tensor], se
     return out
 
 
+def segment_and_confidence(forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
+                           mean: Sequence[float], std: Sequence[float], device: torch.device | str,
+                           confidence: bool) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Each image's label map, with its confidence (`segment_with_confidence`) where `confidence` asks for it, else
+    None: the confidence costs a second reduction over the classes, so it is computed only for whoever writes it."""
+    if confidence:
+        return segment_with_confidence(forward, images, settings, mean, std, device)
+    return [(labels, None) for labels in segment(forward, images, settings, mean, std, device)]
+
+
 def network_inputs(images: Sequence[torch.Tensor], settings: InferenceSettings, mean: Sequence[float],
                    std: Sequence[float]) -> Iterator[torch.Tensor]:
     """Every normalised 3×h×w window (and mirror) the protocol feeds the network for `images`, in order: what

@@ -32,7 +32,7 @@ from pspnet.engine.inference import (
     fill_batches,
     infer_probabilities,
     segment,
-    segment_with_confidence,
+    segment_and_confidence,
 )
 from pspnet.engine.label_formats import encode_labels
 from pspnet.errors import PSPNetError
@@ -257,15 +257,6 @@ class ImagePrediction:
     confidence: np.ndarray | None = None
 
 
-def segment_for(kinds: Sequence[str], forward: Forward, images: Sequence[torch.Tensor], settings: InferenceSettings,
-                mean: Sequence[float], std: Sequence[float], device: torch.device | str
-                ) -> Sequence[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Each image's label map, and its confidence where `kinds` (the outputs to write) asks for it."""
-    if "confidence" in kinds:
-        return segment_with_confidence(forward, images, settings, mean, std, device)
-    return [(labels, None) for labels in segment(forward, images, settings, mean, std, device)]
-
-
 def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, labels: np.ndarray,
                         palette: Sequence[Color], confidence: np.ndarray | None = None) -> None:
     """The class indices, the colour map, the overlay and the confidence of one image (those of them `layout.kinds`
@@ -398,7 +389,8 @@ def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settin
 
     def write(containers: dict[str, Any], chunk: list[np.ndarray]) -> None:
         nonlocal count
-        found = segment_for(kinds, forward, [to_tensor(f) for f in chunk], settings, mean, std, device)
+        found = segment_and_confidence(forward, [to_tensor(f) for f in chunk], settings, mean, std, device,
+                                       "confidence" in kinds)
         for frame, (labels, confidence) in zip(chunk, found, strict=True):
             labels = labels.cpu().numpy()
             color = colorize(labels, palette) if movies else None

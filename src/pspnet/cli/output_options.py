@@ -1,0 +1,49 @@
+"""What is written of each prediction (`pspnet predict`, `pspnet eval --save-predictions`): the outputs, and the
+value each class is written as in the label PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pspnet.engine.label_formats import label_values, trained_label_values
+from pspnet.engine.predict import OUTPUT_KINDS
+from pspnet.errors import PSPNetError
+
+IMAGE_OUTPUTS_HELP = ("labels color overlay (the default), and confidence: DIR/confidence/NAME.png, the predicted "
+                      "class's probability as 0..255 (dark: unsure)")
+
+
+def add_output_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, videos: bool) -> None:
+    outputs = f"what to write of each {'input' if videos else 'image'}: {IMAGE_OUTPUTS_HELP}"
+    if videos:
+        outputs += (". A video: overlay (its default) and color as DIR/overlay|color/NAME.mp4, labels and confidence "
+                    "as a PNG per frame in DIR/NAME/ and DIR/confidence/NAME/")
+    p.add_argument("--outputs", nargs="+", choices=OUTPUT_KINDS, metavar="KIND", help=outputs)
+    p.add_argument("--label-values", nargs="+", metavar="V",
+                   help="the value written for each class in the label PNGs (default: the class index, what `pspnet "
+                        "score` reads): one per class, e.g. 0 255 for a mask (16-bit PNGs above 255); cityscapes: "
+                        "the 19 classes' label ids, as the Cityscapes benchmark server reads them; ade20k: 1..150 "
+                        "(0 = other), as the scene-parsing benchmark reads them; data: the values of the labels "
+                        "the model was trained on (data.label_values)")
+
+
+def check_label_values_written(args: argparse.Namespace, kinds: tuple[str, ...]) -> None:
+    """--label-values sets the label PNGs' values: an error where --outputs writes none."""
+    if args.label_values and args.outputs and "labels" not in kinds:
+        raise PSPNetError(f"--label-values {' '.join(args.label_values)}: it sets the label PNGs' values, but "
+                          f"--outputs {' '.join(args.outputs)} writes none; add labels to --outputs")
+
+
+def chosen_label_values(args: argparse.Namespace, num_classes: int, kinds: tuple[str, ...], say: bool
+                        ) -> tuple[int, ...] | None:
+    """The values --label-values asks for (None: the class indices). Without it, a model trained on labels of
+    other values (data.label_values) gets a note saying how to write those, where label PNGs are written."""
+    trained = trained_label_values(args.checkpoint)
+    if args.label_values:
+        return label_values(args.label_values, num_classes, trained)
+    if trained is not None and "labels" in kinds and say:
+        print(f"note: {args.checkpoint} was trained on labels holding the values {' '.join(map(str, trained))}; "
+              "the label PNGs hold the class indices 0.. (what `pspnet score` reads), --label-values data writes "
+              "those values instead", file=sys.stderr)
+    return None
