@@ -213,7 +213,7 @@ has profile && profile_part profile profile_training.py "profile: the fast and t
 if has protocol; then
 profile_part protocol profile_protocol.py \
   "profile: the evaluation protocol with the fast recipe and the anchor, and the protocol alone" "${PROTOCOL[@]}"
-step "the protocol's softmax fused into the compiled graph against after it (benchmarks/fused_softmax.py)"
+step "the protocol's softmax and flip pairs in the compiled graph against after it (benchmarks/fused_softmax.py)"
 timeout -k 10 150 "$PY" benchmarks/fused_softmax.py "${FUSED[@]}" 2>&1 | grep -v USDT > "$OUT/fused_softmax.txt"
 tail -4 "$OUT/fused_softmax.txt" | tee -a "$SUMMARY"
 fi

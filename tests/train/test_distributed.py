@@ -129,10 +129,16 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
     run, cfg = two_process_run
     model = str(run / "final.safetensors")
     one, two = tmp_path / "one.json", tmp_path / "two.json"
+    saved = ["--save-predictions", "--outputs", "labels", "confidence"]
     assert main(["eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
-                 "--json", str(one), "--out", str(tmp_path / "one")]) == 0
+                 "--json", str(one), "--out", str(tmp_path / "one"), *saved]) == 0
     finish([start(torchrun("eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
-                           "--json", str(two), "--out", str(tmp_path / "two")))])
+                           "--json", str(two), "--out", str(tmp_path / "two"), *saved))])
+    # each process saved its own images' label and confidence PNGs: together those of one process, byte for byte
+    pngs = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert len(pngs) == 2 * VAL_IMAGES and sum(p.parts[0] == "confidence" for p in pngs) == VAL_IMAGES
+    assert sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.png")) == pngs
+    assert all((tmp_path / "one" / p).read_bytes() == (tmp_path / "two" / p).read_bytes() for p in pngs)
     # every image's own row, gathered from both processes
     per_image = (tmp_path / "one" / "per_image.csv").read_text()
     assert per_image == (tmp_path / "two" / "per_image.csv").read_text()
