@@ -165,7 +165,10 @@ class Trainer:
         if s.fast and d.device.type == "cuda":
             self.recipe = replace(fast_recipe(d.device, training=True),
                                   activation_checkpointing=s.activation_checkpointing)
-            self.note(f"train.fast on cuda → {self.recipe.describe()} (the fastest training recipe measured there)")
+            why = ("the fastest training recipe measured there" if not s.activation_checkpointing else
+                   "the fastest training recipe measured there, with train.activation_checkpointing: on an H100 "
+                   "0.86× its speed for less memory")
+            self.note(f"train.fast on cuda → {self.recipe.describe()} ({why})")
         else:
             requested = "auto" if s.fast else s.precision  # on CPUs train.fast is what auto picks
             precision, why = training_precision(requested, d.device)
