@@ -132,3 +132,26 @@ def test_the_compiled_loss_equals_the_eager_loss():
     (grad_eager,) = torch.autograd.grad(eager[0], logits)
     (grad_compiled,) = torch.autograd.grad(compiled[0], logits)
     torch.testing.assert_close(grad_eager, grad_compiled, rtol=1e-5, atol=1e-7)
+
+
+def test_a_bf16_recipe_on_random_weights_is_noted_and_a_trained_model_or_fp32_is_checked():
+    """Random logits are near-tied: bf16 rounding flips a few percent of their argmax whatever the recipe's
+    accuracy (98% on an H100), so only a trained model's agreement, or an fp32 recipe's, fails the bench."""
+    from pspnet.bench.suite import BenchResult, Row
+    from pspnet.bench.timing import Measurement
+    from pspnet.bench.workloads import Agreement
+    from pspnet.cli.bench import disagreements
+
+    def row(workload: str, argmax: float, precision: str) -> Row:
+        m = Measurement([1.0])
+        return Row("PSPNet-50", "473×473", workload, "img/s", m, m, Agreement(argmax, 1e-3),
+                   fast_precision=precision)
+
+    result = BenchResult(rows=[row("inference, batch 16", 0.98, "bf16"), row("inference, batch 1", 0.999, "bf16"),
+                               row("training step, batch 16", 0.3, "bf16")])
+    assert disagreements(result, trained=False) == ([], ["PSPNet-50 473×473 inference, batch 16: argmax agreement "
+                                                         "98.00%"])
+    assert disagreements(result, trained=True) == (["PSPNet-50 473×473 inference, batch 16: argmax agreement "
+                                                    "98.00%"], [])
+    fp32 = BenchResult(rows=[row("eval protocol", 0.99, "fp32")])
+    assert disagreements(fp32, trained=False)[0] == ["PSPNet-50 473×473 eval protocol: argmax agreement 99.00%"]

@@ -181,12 +181,18 @@ def chosen_steps(steps: tuple[T, ...], numbers: list[int] | None, option: str) -
     return tuple(steps[i - 1] for i in chosen)
 
 
-def disagreements(result: BenchResult) -> list[str]:
-    """Inference rows where the fast recipe changes more than 0.5% of the argmax (training rows differ by their
-    dropout masks once compiled, so they are reported, not checked)."""
-    return [f"{r.model} {r.size} {r.workload}: argmax agreement {100 * r.agreement.argmax:.2f}%"
-            for r in result.rows
-            if r.agreement is not None and not r.workload.startswith("training") and r.agreement.argmax < MIN_AGREEMENT]
+def disagreements(result: BenchResult, trained: bool) -> tuple[list[str], list[str]]:
+    """(failures, notes): inference rows where the fast recipe changes more than 0.5% of the argmax (training rows
+    differ by their dropout masks once compiled, so they are reported, not checked). A random model's logits are
+    near-tied almost everywhere, so a reduced-precision recipe's rounding flips a few percent of them whatever its
+    accuracy: without a trained model (`trained`), its rows are notes; fp32 recipes are checked either way."""
+    failures, notes = [], []
+    for r in result.rows:
+        if r.agreement is None or r.workload.startswith("training") or r.agreement.argmax >= MIN_AGREEMENT:
+            continue
+        line = f"{r.model} {r.size} {r.workload}: argmax agreement {100 * r.agreement.argmax:.2f}%"
+        (failures if trained or r.fast_precision == "fp32" else notes).append(line)
+    return failures, notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,7 +225,10 @@ def run(args: argparse.Namespace) -> int:
                "train_ablation": [asdict(r) for r in result.train_ablation], "matmul_gflops": result.matmul,
                "forward_gflop": result.gflop}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
-    bad = disagreements(result)
+    bad, noted = disagreements(result, trained=config.checkpoint is not None)
     for line in bad:
         print(f"pspnet bench: the fast recipe changes the answer: {line}", file=sys.stderr)
+    for line in noted:
+        print(f"pspnet bench: note: {line} on random weights, whose near-tied logits the reduced precision flips; "
+              "the agreement that counts is a trained model's: pspnet bench --checkpoint CKPT", file=sys.stderr)
     return 1 if bad else 0
