@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -39,6 +40,28 @@ def atomic_target(path: Path) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def staged_folder(path: Path, pattern: str) -> Iterator[Path]:
+    """A temporary folder beside `path` to write files into, whose files move into `path` when the block ends
+    normally (each replacing its namesake; files matching `pattern` in `path` that the block did not write, an
+    earlier and longer run's, removed) and which is removed with its files when the block fails: after a failure or
+    an interruption, `path` holds exactly what it held before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield staging
+        path.mkdir(exist_ok=True)
+        written = set()
+        for f in sorted(staging.iterdir()):
+            os.replace(f, path / f.name)
+            written.add(f.name)
+        for stale in path.glob(pattern):
+            if stale.name not in written:
+                stale.unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def current_umask() -> int:

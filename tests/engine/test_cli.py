@@ -227,6 +227,36 @@ def test_a_video_that_stops_half_way_leaves_no_partial_file_and_keeps_the_earlie
     assert (out / "clip.mp4").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
 
 
+def test_a_video_that_stops_half_way_keeps_the_earlier_runs_frames_as_they_were(checkpoint, tmp_path, capsys,
+                                                                                 monkeypatch) -> None:
+    """The label and confidence frames go to a temporary folder moved into place at the end: a run that fails at its
+    15th of 16 steps leaves the earlier run's frames (written with other label values) byte for byte, and no
+    temporary folder."""
+    src = write_video(tmp_path / "clip.mp4", 64)
+    out = tmp_path / "o"
+    outputs = ["--outputs", "labels", "confidence", "--backend", "torch", *TINY]
+    assert main(["predict", str(checkpoint), str(src), "--out", str(out), *outputs, "--label-values", "7", "8",
+                 "9"]) == 0
+    files = lambda: {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))  # noqa: E731
+                     if p.is_file()}
+    before = files()
+    assert len(before) == 128
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 15:
+            raise OSError(28, "No space left on device")
+        return segment_and_confidence(*args, **kwargs)
+
+    monkeypatch.setattr(engine_predict, "segment_and_confidence", failing)
+    capsys.readouterr()
+    assert main(["predict", str(checkpoint), str(src), "--out", str(out), *outputs, "--overwrite"]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert files() == before
+    assert sorted(p.name for p in out.rglob(".*")) == []  # no temporary folder left
+
+
 def test_eval_then_score_give_the_same_numbers(checkpoint, tmp_path) -> None:
     for i in range(3):
         write_image(tmp_path / "img" / f"s{i}.png", seed=i)

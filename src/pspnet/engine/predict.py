@@ -36,7 +36,7 @@ from pspnet.engine.inference import (
 )
 from pspnet.engine.label_formats import encode_labels
 from pspnet.errors import PSPNetError
-from pspnet.files import atomic_target, write_atomically
+from pspnet.files import atomic_target, staged_folder, write_atomically
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -197,6 +197,8 @@ def save_png(path: Path, image: Image.Image, compress_level: int = PNG_COMPRESS_
 OUTPUT_KINDS = ("labels", "color", "overlay", "confidence")  # what a prediction of an image can be written as
 DEFAULT_OUTPUTS = ("labels", "color", "overlay")
 VIDEO_KINDS = ("overlay", "color")  # written as videos for a video input; its labels and confidence: PNG per frame
+FRAME_KINDS = ("labels", "confidence")
+FRAME_PATTERN = "[0-9][0-9][0-9][0-9][0-9][0-9].png"  # a frame's PNG: 000000.png, ...
 DEFAULT_VIDEO_OUTPUTS = ("overlay",)
 
 
@@ -368,9 +370,9 @@ def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settin
     """Segment every frame of `path` and write what `layout.kinds` names of it: the overlay and colour videos
     (H.264 MP4, `layout.video`) and each frame's label and confidence PNGs (`layout.frames`: 000000.png, ...).
     Returns the frame count. Frames are segmented `frames_per_step` at a time so that their windows share network
-    batches. Each video is written to a temporary file renamed at the end: a failure or an interruption leaves no
-    partial video and keeps an earlier one; frame PNGs are each written whole, and frames an earlier, longer run
-    left in the folder are removed at the end."""
+    batches. Each video is written to a temporary file renamed at the end, and the frame PNGs to a temporary folder
+    moved into place at the end (`files.staged_folder`, which also removes the frames an earlier, longer run left):
+    a failure or an interruption leaves no partial video or frame set and keeps an earlier run's."""
     av = _av()
     rate = Fraction(video_rate(path)).limit_denominator(1000)
     stem, kinds = path.stem, layout.kinds
@@ -387,7 +389,7 @@ def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settin
         for packet in container.streams.video[0].encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
             container.mux(packet)
 
-    def write(containers: dict[str, Any], chunk: list[np.ndarray]) -> None:
+    def write(containers: dict[str, Any], folders: dict[str, Path], chunk: list[np.ndarray]) -> None:
         nonlocal count
         found = segment_and_confidence(forward, [to_tensor(f) for f in chunk], settings, mean, std, device,
                                        "confidence" in kinds)
@@ -396,10 +398,10 @@ def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settin
             color = colorize(labels, palette) if movies else None
             for kind, container in containers.items():
                 encode(container, overlay(frame, color) if kind == "overlay" else color)
-            if "labels" in kinds:
-                save_label_png(layout.frames(stem, "labels") / f"{count:06d}.png", labels, layout.label_values)
+            if "labels" in folders:
+                save_label_png(folders["labels"] / f"{count:06d}.png", labels, layout.label_values)
             if confidence is not None:
-                save_confidence_png(layout.frames(stem, "confidence") / f"{count:06d}.png", confidence.cpu().numpy())
+                save_confidence_png(folders["confidence"] / f"{count:06d}.png", confidence.cpu().numpy())
             count += 1
         if on_frames is not None:
             on_frames(len(chunk))
@@ -408,6 +410,8 @@ def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settin
     named = layout.video_outputs(stem)[0]
     try:
         with ExitStack() as stack:
+            folders = {kind: stack.enter_context(staged_folder(layout.frames(stem, kind), FRAME_PATTERN))
+                       for kind in FRAME_KINDS if kind in kinds}
             targets = {kind: stack.enter_context(atomic_target(layout.video(stem, kind))) for kind in movies}
             containers = {kind: stack.enter_context(av.open(target, mode="w", format="mp4"))
                           for kind, target in targets.items()}
@@ -415,9 +419,9 @@ def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settin
             for frame in read_video_frames(path):
                 chunk.append(frame)
                 if len(chunk) >= frames_per_step:
-                    write(containers, chunk)
+                    write(containers, folders, chunk)
             if chunk:
-                write(containers, chunk)
+                write(containers, folders, chunk)
             if count == 0:
                 raise PSPNetError(f"{path}: video has no frames")
             for container in containers.values():
@@ -425,9 +429,4 @@ def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settin
                     container.mux(packet)
     except (OSError, av.FFmpegError) as e:  # a full disk, an unwritable folder: after the frames were read
         raise PSPNetError(f"{named}: cannot write the video ({e})") from None
-    for kind in ("labels", "confidence"):
-        if kind in kinds:  # frames of an earlier, longer run (with --overwrite)
-            for stale in layout.frames(stem, kind).glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
-                if int(stale.stem) >= count:
-                    stale.unlink()
     return count
