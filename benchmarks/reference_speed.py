@@ -56,7 +56,12 @@ def run_case(case: str, args: argparse.Namespace) -> None:
     work, _ = training_work(model, OFFICIAL, images, labels, device, seed=0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    m, _ = measure(work, device, repeats=args.repeats, warmup=2, items=args.batch)
+    try:
+        m, _ = measure(work, device, repeats=args.repeats, warmup=2, items=args.batch)
+    except torch.cuda.OutOfMemoryError:
+        held_gb = sum(t.numel() for t in held if isinstance(t, torch.Tensor)) / 2**30
+        print(f"{case}: the reference training step ran out of memory ({held_gb:.1f} GiB held)")
+        return
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
     print(f"{case}: reference training step {m.rate:.2f} img/s, peak {peak:.0f} MiB, "
           f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, cudnn.benchmark={torch.backends.cudnn.benchmark}")
