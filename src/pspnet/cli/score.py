@@ -14,7 +14,7 @@ from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
 from pspnet.data.config import check_overrides_have_a_config, load_data_config
 from pspnet.data.datasets import dataset_info
-from pspnet.data.imageops import read_label
+from pspnet.data.imageops import LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
 from pspnet.engine.evaluate import format_table
@@ -91,8 +91,8 @@ def read_prediction(path: Path, coding: LabelValues | None, num_classes: int, sc
     (H×W bool: the ground truth's labelled ones) names --pred-values."""
     try:
         pred = read_label(path, coding)
-    except PSPNetError as e:
-        if coding is None and "does not fit" in str(e):  # a 16-bit PNG of values
+    except LabelOutOfRange as e:
+        if coding is None:  # a 16-bit PNG of values
             raise PSPNetError(f"{e}; {VALUES_HINT}") from None
         raise
     if coding is None and pred.shape == scored.shape and (bad := pred[scored & (pred >= num_classes)]).size:

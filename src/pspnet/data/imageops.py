@@ -82,6 +82,10 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
     return np.array(out, dtype=np.uint8, order="C", copy=True)  # the caller's array is never shared or changed
 
 
+class LabelOutOfRange(PSPNetError):
+    """A label image holds a value its coding cannot hold (e.g. a 16-bit PNG of values read as 8-bit indices)."""
+
+
 def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None) -> np.ndarray:
     """A label map as uint8 H×W; an unreadable file raises PSPNetError. Greyscale PNGs hold the indices, or with
     `LabelValues` the values that `coding` maps to indices; RGB/RGBA labels are mapped to indices by `LabelColors`
@@ -115,7 +119,7 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
     high = int(arr.max(initial=0))
     low = int(arr.min(initial=0)) if arr.dtype.kind == "i" else 0  # 32-bit ("I") labels may hold negative values
     if high > top or low < 0:
-        raise PSPNetError(f"{path}: label value {high if high > top else low} does not fit 0..{top}")
+        raise LabelOutOfRange(f"{path}: label value {high if high > top else low} does not fit 0..{top}")
     if isinstance(coding, LabelValues):
         return coding.to_indices(arr, path)
     return arr.astype(np.uint8)
