@@ -111,3 +111,28 @@ def test_a_user_mistake_is_one_line_without_a_traceback(tiny, capsys, mistake) -
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert code == 2 and len(errors) == 1 and "Traceback" not in err and "\x1b" not in err, err
+
+
+def test_out_of_memory_anywhere_else_is_one_line_with_what_holds_less(monkeypatch, capsys):
+    """Where no step of a command answers it (the benchmark times the batch it is given), memory the system refuses
+    is one line; another RuntimeError is a bug, with its traceback."""
+    import pspnet.cli.bench as bench
+    from pspnet.cli.main import main
+
+    def refused(args) -> int:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)\nmore")
+
+    monkeypatch.setattr(bench, "run", refused)
+    assert main(["bench"]) == 2
+    assert capsys.readouterr().err == (
+        "pspnet bench: error: out of memory ([enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+        "allocate memory: you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)); a smaller "
+        "--batch-size or --sizes holds less\n")
+
+    def bug(args) -> int:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(bench, "run", bug)
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        main(["bench"])

@@ -76,3 +76,26 @@ def bf16_warning(device: torch.device, precision: str) -> str | None:
         return None
     return ("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX: it has " + (", ".join(sorted(features)) or "none")
             + "), so it runs slower than fp32 (measured ~3× slower with AVX-512, ~50× with AVX2 only); use fp32 here")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch's out-of-memory failure: `torch.OutOfMemoryError` on GPUs; on CPUs a RuntimeError with the system's
+    ENOMEM (the default allocator's, or a file mapping's), where the operating system refuses the memory (a memory
+    limit) instead of ending the process."""
+    return isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and any(
+        text in str(error) for text in ("DefaultCPUAllocator: can't allocate memory", "Cannot allocate memory")))
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Hand the caching allocator's unused GPU blocks back, after an out-of-memory failure freed a forward's tensors."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def memory_state(device: torch.device) -> str:
+    """" (12.3 of 79.1 GiB free)" for a GPU; "" for a CPU, whose free memory says little about what a process may
+    take."""
+    if device.type != "cuda":
+        return ""
+    free, total = torch.cuda.mem_get_info(device)
+    return f" ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"

@@ -127,7 +127,12 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
                        f"{why}; {precision_why}", say)
     recipe = recipe_from_args(args, device)
     model = load(args.checkpoint, map_location=device)
-    return _chosen(inference_forward(model, recipe, device), model.info, recipe.describe(), recipe, why, say)
+    def note(message: str) -> None:  # a batch split to fit the memory (every process splits its own)
+        if say:
+            print(f"pspnet {purpose}: note: {message}", file=sys.stderr)
+
+    return _chosen(inference_forward(model, recipe, device, fit_memory=note), model.info, recipe.describe(), recipe,
+                   why, say)
 
 
 def _chosen(forward: Forward, info: DatasetInfo, how: str, recipe: Recipe, why: str, say: bool

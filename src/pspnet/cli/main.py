@@ -41,6 +41,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+OUT_OF_MEMORY_HINTS = {
+    "eval": "; a smaller --batch-size holds less at once, and --mode slide less for large images",
+    "predict": "; a smaller --batch-size holds less at once, and --mode slide less for large images",
+    "bench": "; a smaller --batch-size or --sizes holds less",
+    "train": "; train.accumulate, train.activation_checkpointing or a smaller data.crop_size hold less per forward",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no valued options
@@ -59,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pspnet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:  # out of memory where the command had no better answer (e.g. `pspnet bench`'s batch)
+        from pspnet.device import is_out_of_memory
+
+        if not is_out_of_memory(e):
+            raise
+        hint = OUT_OF_MEMORY_HINTS.get(args.command, "")
+        print(f"pspnet {args.command}: error: out of memory ({str(e).splitlines()[0]}){hint}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `pspnet models | head`: the reader has gone; stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

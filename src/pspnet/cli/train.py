@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pspnet.train.config import load_train_config
 from pspnet.train.trainer import config_yaml, train
@@ -27,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
+        args.overrides, args.resume = [*args.overrides, args.resume], True  # `--resume train.accumulate=2`
     cfg = load_train_config(args.config, [*args.overrides, *(["train.fast=true"] if args.fast else [])])
     if args.print_config:
         print(config_yaml(cfg), end="")

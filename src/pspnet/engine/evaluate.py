@@ -192,7 +192,7 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
                                   f"{images} + {labels}", coding)
     if len(dataset) == 0:
         raise PSPNetError(f"{images}: no images to evaluate")
-    forward = inference_forward(model, default_recipe(device), device)
+    forward = inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn)
     result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False)
     if result.failures:
         more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""

@@ -25,9 +25,39 @@ from typing import Protocol, TypeVar, runtime_checkable
 import torch
 
 from pspnet.data.imageops import normalize, pad_center, resize_bilinear
+from pspnet.device import is_out_of_memory, memory_state, release_cached_memory
 from pspnet.errors import PSPNetError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class MemoryFit:
+    """The largest network batch known to fit in memory, learnt from out-of-memory failures. The test protocol runs
+    a batch that does not fit in halves, and every later batch in parts of the size that fitted, each part's
+    outputs added into its images' sums before the next part runs: the memory holds one part's activations and
+    outputs at a time. Inference treats each input alone, so the answer is the same. `note` hears of each halving;
+    one input that does not fit is an error that says what to change."""
+
+    def __init__(self, device: torch.device, note: Callable[[str], None]) -> None:
+        self.device, self.note = device, note
+        self.fitted: int | None = None  # network inputs
+
+    def part(self, remaining: int, per_input: int) -> int:
+        """How many of `remaining` protocol inputs (each `per_input` network inputs) to run next."""
+        return remaining if self.fitted is None else min(remaining, max(self.fitted // per_input, 1))
+
+    def failed(self, size: int, per_input: int, shape: Sequence[int]) -> None:
+        """A part of `size` protocol inputs of `shape` ran out of memory (and its tensors are freed): halve it."""
+        release_cached_memory(self.device)
+        dims = "×".join(str(n) for n in shape)
+        if size == 1:
+            raise PSPNetError(f"one input of {dims} does not fit in the memory of {self.device}"
+                              f"{memory_state(self.device)}: evaluate windows instead of whole images (--mode slide), "
+                              "at a smaller scale (--base-size), or in bf16 on a GPU (--fast)")
+        self.fitted = size // 2 * per_input
+        self.note(f"a batch of {size * per_input} network inputs of {dims} did not fit in the memory of "
+                  f"{self.device}; running {self.fitted} at a time from now on (--batch-size {self.fitted} starts "
+                  "there)")
 
 
 @runtime_checkable
@@ -238,9 +268,10 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     """Class probabilities C×H×W (on `device`) for each uint8 3×H×W RGB image, by the test protocol (averaged
     logits instead with `settings.average == "logits"`, mmsegmentation's way).
 
-    The softmax writes into one buffer reused for every batch (as large as the largest batch's logits), and the
-    sums are divided in place: on a CPU a fresh tensor of this size (1 GB for a batch of 8 ADE20K windows) costs
-    its page faults on every batch."""
+    The softmax writes into one buffer reused for every window (as large as the largest window's logits), and the
+    sums are divided in place: on a CPU a fresh tensor of this size costs its page faults every time. One window's
+    buffer, not a batch's (1 GB for 8 ADE20K windows): after the network's output, the protocol's own memory does
+    not grow with the batch."""
     totals: list[torch.Tensor | None] = [None] * len(images)
     pending: dict[tuple[int, ...], list[_Input]] = {}
     scratch = torch.empty(0, dtype=torch.float32, device=device)  # the softmax's output, grown to the largest batch
@@ -250,7 +281,9 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     mirrored = fused and settings.flip and settings.batch_size >= 2
     per_input = 2 if mirrored else 1  # network inputs per protocol input
 
-    def run(inputs: list[_Input]) -> None:
+    fit: MemoryFit | None = getattr(forward, "memory_fit", None)
+
+    def network(inputs: list[_Input]) -> torch.Tensor:
         batch = torch.stack([i.tensor for i in inputs])
         with torch.inference_mode():
             if fused:
@@ -261,14 +294,35 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
         if logits.dim() != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
             raise PSPNetError(f"the network returned logits of shape {tuple(logits.shape)} for an input of shape "
                               f"{tuple(batch.shape)}; expected N×C×{batch.shape[2]}×{batch.shape[3]}")
-        if settings.average == "logits" or fused:
-            probs = logits.float()
-        else:
-            nonlocal scratch
-            if scratch.numel() < logits.numel():
-                scratch = torch.empty(logits.numel(), dtype=torch.float32, device=device)
-            probs = torch.softmax(logits.float(), dim=1, out=scratch[: logits.numel()].view(logits.shape))
-        for inp, p in zip(inputs, probs, strict=True):
+        return logits
+
+    def run(inputs: list[_Input]) -> None:
+        if fit is None:
+            add(inputs, network(inputs))
+            return
+        start = 0
+        while start < len(inputs):
+            part = inputs[start:start + fit.part(len(inputs) - start, per_input)]
+            logits = None
+            try:
+                logits = network(part)
+            except RuntimeError as e:
+                if not is_out_of_memory(e):
+                    raise
+            if logits is None:  # out of the except block: the failed forward's tensors (its traceback's) are freed
+                fit.failed(len(part), per_input, part[0].tensor.shape)
+                continue
+            add(part, logits)  # the sums: not retried (a failure here is raised)
+            del logits
+            start += len(part)
+
+    def add(inputs: list[_Input], logits: torch.Tensor) -> None:
+        nonlocal scratch
+        softmax = settings.average == "probs" and not fused
+        if softmax and scratch.numel() < logits[0].numel():
+            scratch = torch.empty(logits[0].numel(), dtype=torch.float32, device=device)
+        for inp, p in zip(inputs, logits, strict=True):
+            p = torch.softmax(p.float(), dim=0, out=scratch[: p.numel()].view(p.shape)) if softmax else p.float()
             job = inp.job
             if job.probs is None:
                 job.probs = torch.zeros((p.shape[0], *job.size), dtype=torch.float32, device=device)

@@ -10,6 +10,7 @@ palette) and `OUT/overlay/NAME.png` (the colours blended over the image); per vi
 from __future__ import annotations
 
 import glob
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,7 +109,7 @@ def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, im
     info = model.info  # type: ignore[attr-defined]
     device = torch.device(device) if device is not None else next(model.parameters()).device
     settings = settings or InferenceSettings.for_dataset(info.name)
-    forward = inference_forward(model, default_recipe(device), device)
+    forward = inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn)
 
     def rgb(image: ImageInput) -> torch.Tensor:
         if isinstance(image, (str, Path)):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from pspnet.device import NATIVE_BF16, cpu_features
-from pspnet.engine.inference import Forward
+from pspnet.engine.inference import Forward, MemoryFit
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
 
@@ -187,12 +187,14 @@ class CompiledForward:
     """A model run by a recipe: batch N×3×h×w on any device → fp32 logits N×C×h×w on `device`.
 
     Compiled, it also offers `probabilities(x)`, the softmax over the classes fused into the network's graph
-    (`fused_softmax`), which the test protocol uses instead of its own softmax."""
+    (`fused_softmax`), which the test protocol uses instead of its own softmax. `memory_fit`: the test protocol runs
+    batches that do not fit in memory in parts (`pspnet.engine.inference.MemoryFit`)."""
 
     def __init__(self, model: nn.Module, recipe: Recipe, device: torch.device | str,
-                 calibration: Sequence[torch.Tensor] = ()) -> None:
+                 calibration: Sequence[torch.Tensor] = (), memory_fit: MemoryFit | None = None) -> None:
         self.recipe = recipe
         self.device = torch.device(device)
+        self.memory_fit = memory_fit
         net = fold_batchnorm(model) if recipe.fold_bn else model.eval()
         if recipe.matmul_upsample:
             net = net if net is not model else copy.deepcopy(model)  # a switch on our copy, not the caller's model
@@ -240,10 +242,14 @@ class CompiledForward:
 
 
 def inference_forward(model: nn.Module, recipe: Recipe, device: torch.device | str,
-                      calibration: Sequence[torch.Tensor] = ()) -> Forward:
+                      calibration: Sequence[torch.Tensor] = (), fit_memory: Callable[[str], None] | None = None
+                      ) -> Forward:
     """The `Forward` callable running `model` (in eval mode) by `recipe`; the reference recipe runs it as it is.
-    `calibration`: sample input batches, for int8 quantisation only."""
-    return CompiledForward(model, recipe, device, calibration)
+    `calibration`: sample input batches, for int8 quantisation only. `fit_memory`: the test protocol runs a batch
+    that does not fit in memory in parts, and tells this function so (`MemoryFit`); without it (the benchmark, which
+    times the batch it names) the failure is raised."""
+    fit = MemoryFit(torch.device(device), fit_memory) if fit_memory is not None else None
+    return CompiledForward(model, recipe, device, calibration, fit)
 
 
 def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str,

@@ -23,7 +23,7 @@ from pspnet.data.check import check_dataset
 from pspnet.data.datasets import build_dataset
 from pspnet.data.label_values import parse_values
 from pspnet.data.loader import build_loader
-from pspnet.device import bf16_warning
+from pspnet.device import bf16_warning, is_out_of_memory, memory_state, release_cached_memory
 from pspnet.distributed import (
     Distributed,
     barrier,
@@ -347,7 +347,16 @@ class Trainer:
         try:
             for iteration in range(start, self.max_iter):
                 lr = set_poly_lr(self.optimizer, iteration, self.max_iter, s.power)
-                losses = self.step(stream, iteration)
+                failed = False
+                try:
+                    losses = self.step(stream, iteration)
+                except RuntimeError as e:
+                    if not is_out_of_memory(e):
+                        raise
+                    failed = True
+                if failed:  # out of memory; out of the except block, the step's tensors are freed by now
+                    release_cached_memory(d.device)
+                    raise self.out_of_memory(iteration, last_saved)
                 if not all(math.isfinite(v) for v in losses.values()):
                     where = f"; the last good checkpoint is {last_saved}" if last_saved else ""
                     raise NonFiniteLoss(f"the loss became {losses['loss']} at iteration {iteration + 1}; stopped "
@@ -398,6 +407,28 @@ class Trainer:
                       f"model: {final}" + (f", best: {best_path}" if best_path else ""))
         return summary
 
+    def out_of_memory(self, iteration: int, last_saved: Path | None) -> PSPNetError:
+        """What to change when a training step does not fit in memory, and where the run can continue from."""
+        s, d = self.cfg.train, self.d
+        h, w = self.cfg.data.crop_size
+        ways = []
+        if self.micro > 1:
+            accumulate = s.accumulate * (2 if self.micro % 2 == 0 else self.micro)
+            micro = s.batch_size // (d.world_size * accumulate)
+            ways.append(f"train.accumulate={accumulate} (the batch stays {s.batch_size} per step, {micro} "
+                        f"image{'s' if micro > 1 else ''} per forward: BatchNorm's statistics then come from "
+                        f"{'those' if micro > 1 else 'one'})")
+        if not s.activation_checkpointing:
+            ways.append("train.activation_checkpointing=true (up to 1.85× less memory, about 15% slower)")
+        if d.device.type == "cuda" and self.recipe.precision == "fp32":
+            ways.append("train.fast=true (bf16)")
+        ways.append("a smaller data.crop_size")
+        where = (f"; the last checkpoint, {last_saved}, is intact: --resume continues from it with the change"
+                 if last_saved else "")
+        return PSPNetError(f"out of memory in training step {iteration + 1} on {d.device}{memory_state(d.device)}, "
+                           f"{self.micro} images of {h}×{w} per forward; lower what one forward holds with "
+                           f"{', '.join(ways[:-1])} or {ways[-1]}{where}")
+
     def save_checkpoint(self, iteration: int, progress: dict[str, Any]) -> Path:
         path = self.ckpt_dir / f"iter_{iteration:07d}.pt"
         if self.d.is_main:
@@ -413,7 +444,7 @@ class Trainer:
         dataset = self.val_set
         if self.cfg.train.val_images:
             dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
-        forward = inference_forward(net, self.val_recipe, self.d.device)
+        forward = inference_forward(net, self.val_recipe, self.d.device, fit_memory=self.note)
         samples = self.cfg.train.val_samples if log.shows_images else 0  # from rank 0's share of the images
         ev = evaluate(forward, dataset, self.cfg.val, self.info, self.d.device, self.cfg.data.ignore_index,
                       num_samples=samples, progress=self.progress and self.d.is_main, processes=self.d)

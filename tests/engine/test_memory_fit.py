@@ -1,0 +1,169 @@
+"""A batch that runs out of memory runs in parts that fit, with the same answer, and says so once per halving; one
+input that does not fit, and a failure that is not about memory, are raised."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import pspnet
+from pspnet.engine.inference import InferenceSettings, infer_probabilities, inputs_per_image
+from pspnet.engine.recipe import Recipe, inference_forward
+from pspnet.errors import PSPNetError
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CPU_FAILURE = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+               "to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)")
+
+
+class RunsOutOfMemory(nn.Module):
+    """The network, failing as torch does when one forward holds more than `fits` inputs (on a GPU, or on a CPU
+    under a memory limit); `sizes` records every forward's batch."""
+
+    def __init__(self, net: nn.Module, fits: int, cpu: bool = False) -> None:
+        super().__init__()
+        self.net, self.fits, self.cpu, self.sizes = net, fits, cpu, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        if x.shape[0] > self.fits:
+            y = torch.ones(1000)  # something the failed forward holds, as a real one would  # noqa: F841
+            if self.cpu:
+                raise RuntimeError(CPU_FAILURE)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+        return self.net(x)
+
+
+@pytest.fixture(scope="module")
+def net() -> pspnet.PSPNet:
+    torch.manual_seed(0)
+    return pspnet.PSPNet(4, backbone="resnet18").eval()
+
+
+@pytest.mark.parametrize("cpu", [False, True])
+def test_the_protocol_splits_a_batch_that_does_not_fit_and_keeps_the_answer(net, cpu):
+    images = [torch.randint(0, 256, (3, 70, 90), dtype=torch.uint8) for _ in range(2)]
+    settings = InferenceSettings(base_size=None, crop_size=(49, 49), mode="slide", flip=True, batch_size=8)
+    expected = infer_probabilities(inference_forward(net, Recipe(fold_bn=True), "cpu"), images, settings, MEAN, STD)
+    notes: list[str] = []
+    forward = inference_forward(RunsOutOfMemory(net, fits=3, cpu=cpu), Recipe(fold_bn=True), "cpu",
+                                fit_memory=notes.append)
+    found = infer_probabilities(forward, images, settings, MEAN, STD)
+    for a, b in zip(found, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert notes == [
+        "a batch of 8 network inputs of 3×49×49 did not fit in the memory of cpu; running 4 at a time from now on "
+        "(--batch-size 4 starts there)",
+        "a batch of 4 network inputs of 3×49×49 did not fit in the memory of cpu; running 2 at a time from now on "
+        "(--batch-size 2 starts there)"]
+    sizes = forward.model.sizes  # the (folded) copy's record
+    assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) <= {1, 2}  # after two failures, only what fits
+    assert sum(sizes[2:]) == 2 * inputs_per_image(70, 90, settings) == 24  # every window and mirror once
+
+
+class FusedForward:
+    """The compiled recipe's interface (softmax and mirror images in the graph), run eagerly: what the protocol
+    calls when it batches flip pairs."""
+
+    def __init__(self, forward) -> None:
+        self.forward, self.fused_softmax, self.memory_fit = forward, True, forward.memory_fit
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def probabilities(self, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor:
+        return self.forward.probabilities(x, mirrored=mirrored)
+
+
+def test_mirrored_pairs_split_whole_and_count_as_two_network_inputs(net):
+    """The graph runs each window with its mirror image: a part holds whole pairs, and --batch-size counts network
+    inputs."""
+    images = [torch.randint(0, 256, (3, 70, 90), dtype=torch.uint8) for _ in range(2)]
+    settings = InferenceSettings(base_size=None, crop_size=(49, 49), mode="slide", flip=True, batch_size=8)
+    expected = infer_probabilities(inference_forward(net, Recipe(fold_bn=True), "cpu"), images, settings, MEAN, STD)
+    notes: list[str] = []
+    plain = inference_forward(RunsOutOfMemory(net, fits=5), Recipe(fold_bn=True), "cpu", fit_memory=notes.append)
+    found = infer_probabilities(FusedForward(plain), images, settings, MEAN, STD)
+    for a, b in zip(found, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    sizes = plain.model.sizes
+    assert sizes[:2] == [8, 4] and set(sizes[2:]) <= {2, 4} and sum(sizes[1:]) == 24  # 12 windows and mirrors
+    assert notes == ["a batch of 8 network inputs of 3×49×49 did not fit in the memory of cpu; running 4 at a time "
+                     "from now on (--batch-size 4 starts there)"]
+
+
+def test_one_input_that_does_not_fit_is_an_error_that_says_what_to_change(net):
+    forward = inference_forward(RunsOutOfMemory(net, fits=0), Recipe(fold_bn=True), "cpu", fit_memory=print)
+    settings = InferenceSettings(base_size=None, crop_size=(33, 41), mode="whole", flip=False, batch_size=2)
+    with pytest.raises(PSPNetError) as e:
+        infer_probabilities(forward, [torch.zeros((3, 33, 41), dtype=torch.uint8)] * 2, settings, MEAN, STD)
+    assert str(e.value) == ("one input of 3×33×41 does not fit in the memory of cpu: evaluate windows instead of "
+                            "whole images (--mode slide), at a smaller scale (--base-size), or in bf16 on a GPU "
+                            "(--fast)")
+
+
+def test_without_fit_memory_the_failure_is_raised_as_it_is(net):
+    """`pspnet bench` times the batch it names: no parts."""
+    forward = inference_forward(RunsOutOfMemory(net, fits=1), Recipe(fold_bn=True), "cpu")
+    settings = InferenceSettings(base_size=None, crop_size=(33, 41), mode="whole", flip=False, batch_size=2)
+    with pytest.raises(torch.OutOfMemoryError):
+        infer_probabilities(forward, [torch.zeros((3, 33, 41), dtype=torch.uint8)] * 2, settings, MEAN, STD)
+
+
+def test_other_failures_are_not_taken_for_memory(net):
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("Given groups=1, weight of size [64, 3, 3, 3], expected input to have 3 channels")
+
+    forward = inference_forward(Broken(), Recipe(fold_bn=True), "cpu", fit_memory=print)
+    settings = InferenceSettings(base_size=None, crop_size=(33, 41), mode="whole", flip=False, batch_size=2)
+    with pytest.raises(RuntimeError, match="expected input to have 3 channels"):
+        infer_probabilities(forward, [torch.zeros((3, 33, 41), dtype=torch.uint8)] * 2, settings, MEAN, STD)
+
+
+UNDER_LIMIT = """
+import resource, sys
+if int(sys.argv[1]):
+    resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), resource.RLIM_INFINITY))
+from pspnet.cli.main import main
+code = main(sys.argv[2:])
+print("VmPeak", open("/proc/self/status").read().split("VmPeak:")[1].split()[0], flush=True)
+sys.exit(code)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the address-space limit and /proc are Linux's")
+def test_predict_under_a_real_memory_limit_runs_the_batch_in_parts(tmp_path):
+    """The operating system refuses the memory (an address-space limit between what one and two inputs need), as a
+    GPU would: `pspnet predict --batch-size 2` runs them one at a time and writes what batch 1 writes."""
+    torch.manual_seed(0)
+    pspnet.save(pspnet.PSPNet(2, backbone="resnet18").eval(), tmp_path / "m.safetensors")
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (769, 769, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{i}.png")
+
+    def predict(batch: int, limit: int = 0) -> tuple[int, subprocess.CompletedProcess]:
+        done = subprocess.run(
+            [sys.executable, "-c", UNDER_LIMIT, str(limit), "predict", str(tmp_path / "m.safetensors"),
+             str(tmp_path / "images"), "--out", str(tmp_path / f"out{batch}_{limit}"), "--backend", "torch",
+             "--mode", "whole", "--base-size", "769", "--crop-size", "769", "769", "--no-flip", "--outputs",
+             "labels", "--batch-size", str(batch)], capture_output=True, text=True, timeout=300,
+            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})  # freed tensors leave the address space
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split("VmPeak")[1].split()[0]) * 1024, done
+
+    one, _ = predict(1)
+    two, _ = predict(2)
+    assert two - one > 48 * 2**20, "the second input's activations must be what the peak grows by"
+    limit = one + (two - one) // 2
+    _, done = predict(2, limit)
+    assert ("pspnet predict: note: a batch of 2 network inputs of 3×769×769 did not fit in the memory of cpu; "
+            "running 1 at a time from now on (--batch-size 1 starts there)") in done.stderr
+    for i in range(2):
+        assert (tmp_path / f"out2_{limit}" / f"{i}.png").read_bytes() == (tmp_path / "out1_0" / f"{i}.png").read_bytes()
