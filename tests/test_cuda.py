@@ -2,6 +2,7 @@
 PSPNET_TEST_DEVICE=cpu rehearses them on the CPU (the script's dry run), where "cuda" below means that device."""
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -88,3 +89,32 @@ def test_the_official_reference_keeps_pytorchs_tf32_default_and_fp32_turns_it_of
     inference_forward(Probe(), OFFICIAL, "cuda")(torch.zeros(1, 3, 4, 4))
     inference_forward(Probe(), REFERENCE, "cuda")(torch.zeros(1, 3, 4, 4))
     assert seen == [True, False] and torch.backends.cudnn.allow_tf32
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="a GPU's memory limit (a CPU's: tests/engine/test_memory_fit.py)")
+def test_a_batch_that_does_not_fit_the_gpu_runs_in_parts_with_the_same_answer(model) -> None:
+    """The process may use what it holds plus 1.5 inputs' worth (`set_per_process_memory_fraction`): a batch of 4
+    whole images runs out of memory, and the protocol runs it in parts."""
+    images = synthetic_images(4, 473, 473, seed=1)
+    settings = InferenceSettings(base_size=473, crop_size=(473, 473), mode="whole", flip=False, batch_size=4)
+    mean, std = model.info.mean, model.info.std
+    one_at_a_time = replace(settings, batch_size=1)
+    want = infer_probabilities(inference_forward(model, default_recipe(DEVICE), DEVICE), images, one_at_a_time, mean,
+                               std, DEVICE)
+    forward = inference_forward(model, default_recipe(DEVICE), DEVICE, fit_memory=(notes := []).append)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    held = torch.cuda.memory_allocated()
+    infer_probabilities(forward, images[:1], one_at_a_time, mean, std, DEVICE)
+    one = torch.cuda.max_memory_allocated() - held
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_allocated() + 1.5 * one) / total)
+    try:
+        got = infer_probabilities(forward, images, settings, mean, std, DEVICE)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert notes and notes[0].startswith("a batch of 4 network inputs of 3×473×473 did not fit in the memory of cuda")
+    for g, w in zip(got, want, strict=True):
+        assert (g.argmax(0) == w.argmax(0)).float().mean() >= 0.999 and relative_error(g, w) < 1e-4
