@@ -274,7 +274,7 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     not grow with the batch."""
     totals: list[torch.Tensor | None] = [None] * len(images)
     pending: dict[tuple[int, ...], list[_Input]] = {}
-    scratch = torch.empty(0, dtype=torch.float32, device=device)  # the softmax's output, grown to the largest batch
+    scratch = torch.empty(0, dtype=torch.float32, device=device)  # the softmax's output, grown to the largest window
     fused = settings.average == "probs" and isinstance(forward, SoftmaxForward) and forward.fused_softmax
     # With the softmax in the graph, each window's mirror runs there too (in the same network batch) and the graph
     # returns the pair's sum: half the full-resolution flips and additions the protocol would make.
