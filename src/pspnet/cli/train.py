@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train.fast=true: the fastest training recipe measured for the device (on GPUs bf16, "
                         "channels_last, compiled, upsampling as matmuls: BENCHMARKS.md)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
-                   help="continue the run: from the latest checkpoint in train.out_dir, or from CHECKPOINT")
+                   help="continue the run: from the latest checkpoint in train.out_dir, or from CHECKPOINT (a "
+                        "key=value right after it is an override, as anywhere else)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a train.out_dir that holds an earlier run (its files are moved aside)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to metrics.jsonl)")
