@@ -106,12 +106,26 @@ def test_a_mistyped_model_name_suggests_the_published_ones(tmp_path, monkeypatch
         pspnet.load("pspnet_r101")
     with pytest.raises(PSPNetError, match=r"^missing/best.safetensors: no such checkpoint file$"):
         pspnet.load("missing/best.safetensors")  # a path, not a name: no suggestions
+    with pytest.raises(PSPNetError, match=r"^my_camvid_model: no such checkpoint file, nor a published model's name "
+                                          r"\(`pspnet models` lists them\)$"):
+        pspnet.load("my_camvid_model")  # a bare name like no published one
 
 
 def test_pspnet_models_lists_the_names(capsys) -> None:
     assert main(["models", "ade20k"]) == 0
     out = capsys.readouterr().out
     assert "pspnet_r50-d8_4xb4-80k_ade20k-512x512" in out and "ADE20K" in out
+    assert main(["models", "pspnet50_ade"]) == 0 and "pspnet50_ade20k" in capsys.readouterr().out
+
+
+def test_pspnet_models_says_when_no_name_matches(capsys) -> None:
+    """Like grep: exit 1, and what was meant where a name is close; --json stays machine-readable."""
+    assert main(["models", "pspnet_r50_ade20k"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(
+        "pspnet models: no published model's name contains 'pspnet_r50_ade20k' (`pspnet models` lists all ")
+    assert "; did you mean pspnet50_ade20k, pspnet_r50-d8_4xb4-80k_ade20k-512x512, " in captured.err
+    assert main(["models", "--json", "nothing-like-it"]) == 0 and capsys.readouterr().out.strip() == "[]"
 
 
 def test_torch_hub_loads_from_a_clone(tmp_path) -> None:

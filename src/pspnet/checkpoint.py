@@ -80,6 +80,9 @@ def resolve(path: str | Path) -> Path:
             more = f" ({containing} names contain it: `pspnet models {path}`)" if containing > len(names) else ""
             raise PSPNetError(f"{path}: no such checkpoint file or published model; did you mean "
                               f"{', '.join(names)}?{more}")
+        if not path.suffix:
+            raise PSPNetError(f"{path}: no such checkpoint file, nor a published model's name (`pspnet models` lists "
+                              "them)")
     return path
 
 

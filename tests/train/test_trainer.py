@@ -309,3 +309,11 @@ def test_a_training_step_out_of_memory_says_what_to_change_and_resume_continues_
     assert main(["train", "--config", str(path), "--no-progress", "--resume", "train.accumulate=2"]) == 0
     assert calls[3:] == [1, 1, 1, 1]  # steps 3 and 4, two forwards of one image each
     assert load_training_checkpoint(out / "checkpoints" / "iter_0000004.pt")["iteration"] == 4
+
+
+def test_a_missing_resume_file_is_named_before_the_data_is_read(tmp_path, capsys):
+    """No data check, no class weights, no model first: the data root here does not even exist."""
+    cfg = config_dict(tmp_path / "no_data", tmp_path / "run")
+    path = write_config(tmp_path / "c.yaml", cfg)
+    assert main(["train", "--config", str(path), "--resume", str(tmp_path / "iter_0000100.pt")]) == 2
+    assert capsys.readouterr().err == f"pspnet train: error: {tmp_path / 'iter_0000100.pt'}: no such checkpoint file\n"

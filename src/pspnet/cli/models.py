@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 
 from pspnet import weights
@@ -19,7 +20,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(w) for w in chosen], indent=1, ensure_ascii=False))
         return 0
-    width = max((len(w.name) for w in chosen), default=4)
+    if not chosen:
+        close = weights.similar_names(args.filter)[0]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        print(f"pspnet models: no published model's name contains {args.filter!r} (`pspnet models` lists all "
+              f"{len(weights.list_models())}){hint}", file=sys.stderr)
+        return 1
+    width = max(len(w.name) for w in chosen)
     print(f"{'name':<{width}}  {'dataset':<22}  {'mIoU':>6}  {'ms':>6}  {'--preset':<8}  backbone")
     for w in chosen:
         ss = f"{w.mIoU:6.2f}" if w.mIoU is not None else f"{'-':>6}"

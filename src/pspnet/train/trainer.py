@@ -47,7 +47,12 @@ from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
 from pspnet.progress import progress_bar
-from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint, save_training_checkpoint
+from pspnet.train.checkpoints import (
+    check_resume_file,
+    list_checkpoints,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig, load_train_config
 from pspnet.train.init_weights import normalisation, start_from
@@ -109,6 +114,8 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`.
     A folder holding an earlier run needs `resume` (continue) or `overwrite` (start afresh; old files moved aside)."""
     check_out_dir(cfg.train.out_dir, resume, overwrite)
+    if isinstance(resume, (str, Path)):
+        check_resume_file(Path(resume))
     d = setup(cfg.train.device)
     try:
         if overwrite and d.is_main:
