@@ -66,6 +66,16 @@ def test_a_bad_setting_names_the_value_and_what_was_expected(pairs, setting, mes
     assert message in str(e.value)
 
 
+def test_a_bad_setting_is_an_error_of_the_config_before_any_data_is_read(tmp_path, capsys):
+    """The data root does not exist: the config's own mistake comes first, with the line it is on."""
+    cfg = config_dict(tmp_path / "no_data", tmp_path / "run", class_weights=[1.0, 2.0])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pspnet train: error: {tmp_path / 'c.yaml'}") and err.endswith(
+        ": train.class_weights has 2 values; expected one per class (3)\n")
+
+
 def test_a_label_value_beyond_the_classes_names_the_file(tmp_path):
     bad = label_pairs(tmp_path, [[[0, 7]]])
     with pytest.raises(PSPNetError, match=r"0\.png: label value 7 out of range; expected 0\.\.3"):

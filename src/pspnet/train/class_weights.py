@@ -66,16 +66,23 @@ def resolve_class_weights(setting: str | list[float] | None, pairs: Sequence[Pai
                           ignore_index: int, progress: bool = False, coding: LabelColors | LabelValues | None = None
                           ) -> list[float] | None:
     """train.class_weights → one weight per class (None: unweighted cross-entropy)."""
+    check_class_weights(setting, num_classes)
     if setting is None:
         return None
     if isinstance(setting, str):
-        if setting not in BALANCING:
-            raise PSPNetError(f"train.class_weights = {setting!r}; expected {' or '.join(map(repr, BALANCING))}, "
-                              f"a list of {num_classes} numbers, or null")
         pixels, present = label_counts(pairs, num_classes, ignore_index, progress, coding)
         return [float(w) for w in median_frequency_weights(pixels, present) ** BALANCING[setting]]
-    if len(setting) != num_classes:
-        raise PSPNetError(f"train.class_weights has {len(setting)} values; expected one per class ({num_classes})")
-    if any(w < 0 for w in setting) or not any(w > 0 for w in setting):
-        raise PSPNetError(f"train.class_weights = {setting}; expected non-negative weights, at least one positive")
     return [float(w) for w in setting]
+
+
+def check_class_weights(setting: str | list[float] | None, num_classes: int) -> None:
+    """A train.class_weights value that cannot be used is an error (checked with the config, before any data is
+    read)."""
+    if isinstance(setting, str) and setting not in BALANCING:
+        raise PSPNetError(f"train.class_weights = {setting!r}; expected {' or '.join(map(repr, BALANCING))}, "
+                          f"a list of {num_classes} numbers, or null")
+    if isinstance(setting, list):
+        if len(setting) != num_classes:
+            raise PSPNetError(f"train.class_weights has {len(setting)} values; expected one per class ({num_classes})")
+        if any(w < 0 for w in setting) or not any(w > 0 for w in setting):
+            raise PSPNetError(f"train.class_weights = {setting}; expected non-negative weights, at least one positive")

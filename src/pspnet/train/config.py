@@ -14,6 +14,7 @@ from pspnet.engine.inference import InferenceSettings
 from pspnet.engine.recipe import Recipe
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
+from pspnet.train.class_weights import check_class_weights
 from pspnet.train.init_weights import follow_init
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -124,4 +125,8 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
         except PSPNetError as e:
             raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None
         cfg.model = follow_init(cfg.model, explicit, weights, cfg.train.init)
+    try:
+        check_class_weights(cfg.train.class_weights, cfg.model.num_classes)
+    except PSPNetError as e:
+        raise PSPNetError(f"{origin_of('train.class_weights', origins, source)}: {e}") from None
     return cfg
