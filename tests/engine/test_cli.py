@@ -67,7 +67,9 @@ def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
 @pytest.mark.parametrize("name, content, reason", [
     ("corrupt.png", b"\x89PNG\r\n\x1a\nnot really", "cannot read it as an image"),
     ("empty.jpg", b"", "cannot read it as an image"),
-    ("notes.txt", b"hello", "cannot read it as an image"),
+    ("notes.md", b"hello", "cannot read it as an image"),
+    ("notes.txt", b"hello", "notes.txt:1: "),  # a list file whose first line names no image
+    ("binary.lst", b"\xff\xfe\x00", "not a text list file"),
 ])
 def test_predict_reports_a_bad_file_in_one_line_and_processes_the_rest(checkpoint, tmp_path, capsys, name,
                                                                          content, reason) -> None:
@@ -81,6 +83,20 @@ def test_predict_reports_a_bad_file_in_one_line_and_processes_the_rest(checkpoin
     lines = [line for line in err.splitlines() if str(bad) in line]
     assert len(lines) == 1 and reason in lines[0]
     assert "Traceback" not in err
+
+
+def test_predict_takes_a_list_file_such_as_a_datasets_val_txt(checkpoint, tmp_path, capsys) -> None:
+    """`IMAGE LABEL` lines (the official lists, `pspnet data prepare`'s) or one image per line, relative to the list's
+    folder; comments and blank lines skipped; the images of the list in its order."""
+    write_image(tmp_path / "images" / "b.png")
+    write_image(tmp_path / "images" / "a.jpg", 20, 31)
+    (tmp_path / "val.txt").write_text("# two of them\nimages/b.png labels/b.png\n\n" f"{tmp_path / 'images/a.jpg'}\n")
+    assert main(["predict", str(checkpoint), str(tmp_path / "val.txt"), "--out", str(tmp_path / "o"), *TINY]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["a.png", "b.png"]
+    assert "2 of 2 inputs written" in capsys.readouterr().err
+    (tmp_path / "val.txt").write_text("images/b.png\nimages/c.png\n")
+    assert main(["predict", str(checkpoint), str(tmp_path / "val.txt"), "--out", str(tmp_path / "o2"), *TINY]) == 1
+    assert f"{tmp_path / 'val.txt'}:2: {tmp_path / 'images/c.png'}: no such image" in capsys.readouterr().err
 
 
 def test_predict_reports_a_missing_input(checkpoint, tmp_path, capsys) -> None:

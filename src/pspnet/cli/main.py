@@ -16,7 +16,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export", "export", "export a checkpoint to ONNX, TorchScript or OpenVINO"),
     ("quantize", "quantize", "int8 OpenVINO model calibrated on your images, with its agreement with f32"),
     ("eval", "eval", "evaluate a checkpoint by the paper's test protocol (mIoU, mAcc, allAcc)"),
-    ("predict", "predict", "segment images, folders, globs and videos"),
+    ("predict", "predict", "segment images, folders, globs, lists and videos"),
     ("score", "score", "score saved label PNGs against ground truth"),
     ("data", "data", "prepare and check datasets"),
     ("bench", "bench", "measure speed and memory: reference vs fast, side by side"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.data.imageops import read_image, to_tensor
-from pspnet.data.lists import IMAGE_SUFFIXES
+from pspnet.data.lists import IMAGE_SUFFIXES, read_image_list
 from pspnet.download import file_digest
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder, write_atomically
@@ -51,21 +51,9 @@ def calibration_files(spec: Path) -> list[Path]:
     if spec.suffix.lower() in IMAGE_SUFFIXES:
         raise PSPNetError(f"--calib {spec}: one image; give a folder of images or a list file")
     try:
-        lines = spec.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise PSPNetError(f"--calib {spec}: not a text list file (an image path first on each line)") from None
-    files = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        path = Path(line.split()[0])
-        path = path if path.is_absolute() else spec.parent / path
-        if not path.is_file():
-            raise PSPNetError(f"{spec}:{number}: {path}: no such image")
-        files.append(path)
-    if not files:
-        raise PSPNetError(f"--calib {spec}: the list names no images")
-    return files
+        return read_image_list(spec)
+    except PSPNetError as e:
+        raise PSPNetError(f"--calib {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:

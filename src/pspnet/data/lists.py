@@ -52,6 +52,35 @@ def read_list_lines(path: str | Path, malformed: list[str] | None = None) -> lis
     return entries
 
 
+LIST_SUFFIXES = (".txt", ".lst")  # list files among inputs (`pspnet predict`, `pspnet quantize --calib`)
+
+
+def read_image_list(path: Path) -> list[Path]:
+    """The images a list file names: the first path of each line (an `IMAGE LABEL` list such as `val.txt`, or one
+    image per line), relative paths taken from the list's folder; blank lines and `#` comments skipped. A path that
+    is no file is an error naming the line."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise PSPNetError(f"{path}: no such list file") from None
+    except UnicodeDecodeError:
+        raise PSPNetError(f"{path}: not a text list file (an image path first on each line)") from None
+    except OSError as e:
+        raise PSPNetError(f"{path}: cannot read the list file ({e.strerror})") from None
+    files = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        image = Path(line.split()[0])
+        image = image if image.is_absolute() else path.parent / image
+        if not image.is_file():
+            raise PSPNetError(f"{path}:{number}: {image}: no such image")
+        files.append(image)
+    if not files:
+        raise PSPNetError(f"{path}: the list names no images")
+    return files
+
+
 def write_list(path: Path, pairs: list[Pair], root: Path) -> None:
     """Write pairs with paths relative to `root`, atomically (a crash never leaves half a list)."""
     text = "".join(f"{p.image.relative_to(root).as_posix()} {p.label.relative_to(root).as_posix()}\n" for p in pairs)

@@ -27,6 +27,7 @@ from PIL import Image
 
 from pspnet.classes import Color
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
+from pspnet.data.lists import IMAGE_SUFFIXES, LIST_SUFFIXES, read_image_list
 from pspnet.engine.inference import (
     Forward,
     InferenceSettings,
@@ -39,7 +40,6 @@ from pspnet.engine.label_formats import encode_labels
 from pspnet.errors import PSPNetError
 from pspnet.files import atomic_target, staged_folder, write_atomically
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
 OVERLAY_ALPHA = 0.5
@@ -129,7 +129,8 @@ def is_video(path: Path) -> bool:
 
 
 def expand_inputs(specs: Sequence[str]) -> Inputs:
-    """Files as given; folders → their image and video files (sorted, not recursive); globs → their matches (`**`
+    """Files as given; list files (.txt, .lst: an image path first on each line, e.g. a dataset's `val.txt`) → the
+    images they name; folders → their image and video files (sorted, not recursive); globs → their matches (`**`
     matches folders at any depth)."""
     found = Inputs()
     for spec in specs:
@@ -144,6 +145,11 @@ def expand_inputs(specs: Sequence[str]) -> Inputs:
                 found.notes.append(f"{spec}: left out {len(others)} file(s) without an image or video suffix "
                                    f"({shown}; images: {' '.join(IMAGE_SUFFIXES)}; name a file to try it anyway)")
             found.files.extend(files)
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            try:
+                found.files.extend(read_image_list(path))
+            except PSPNetError as e:
+                found.problems.append(str(e))
         elif path.is_file():
             found.files.append(path)
         elif glob.has_magic(spec):
