@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or with "
                    "--backend onnxruntime / openvino an .onnx / .xml file written by `pspnet export`")
     add_backend_argument(p)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, glob patterns, or list files (.txt, .lst: an "
-                   "image path first on each line, relative to the list's folder, e.g. a dataset's val.txt)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image or video files, folders, glob patterns, or list files (.txt, .lst: an image path "
+                        "first on each line, relative to the list's folder, e.g. a dataset's val.txt)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
                         "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4 (see --outputs). Not "
