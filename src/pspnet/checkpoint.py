@@ -139,8 +139,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             raise PSPNetError(f"{path}: cannot read it as a safetensors file ({e})") from None
         if metadata.get("format") != FORMAT:
             raise PSPNetError(f"{path}: a safetensors file without pspnet metadata; expected one written by pspnet")
+        provenance = json.loads(metadata.get("provenance", "{}"))
         return {"kind": "pspnet model (safetensors)", "model": json.loads(metadata["model"]),
-                "info": json.loads(metadata["info"]), "provenance": json.loads(metadata.get("provenance", "{}"))}
+                "info": with_recorded_protocol(json.loads(metadata["info"]), provenance), "provenance": provenance}
     obj = read_torch_file(path)
     if isinstance(obj, dict) and obj.get("format") == TRAINING_FORMAT:
         return {"kind": "pspnet training checkpoint", "model": json.loads(obj["model_config"]),
@@ -150,6 +151,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     epoch = obj.get("epoch") if isinstance(obj, dict) else None
     return {"kind": f"{origin} checkpoint (converted on load)", "model": model.config.to_dict(),
             "info": model.info.to_dict(), "provenance": {"epoch": epoch} if epoch is not None else {}}
+
+
+def with_recorded_protocol(info: dict[str, Any], provenance: Any) -> dict[str, Any]:
+    """The class metadata with the test protocol the model was validated with: models saved before it travelled with
+    the classes (November 2026) record it in their training provenance only."""
+    if info.get("protocol") is None and isinstance(provenance, dict) and isinstance(provenance.get("val_protocol"),
+                                                                                    dict):
+        return {**info, "protocol": provenance["val_protocol"]}
+    return info
 
 
 def load_safetensors(path: Path) -> PSPNet:
@@ -166,7 +176,8 @@ def load_safetensors(path: Path) -> PSPNet:
         )
     try:
         config = ModelConfig.from_dict(json.loads(metadata["model"]), source=str(path))
-        info = DatasetInfo.from_dict(metadata["info"], str(path))
+        info = DatasetInfo.from_dict(with_recorded_protocol(json.loads(metadata["info"]),
+                                                            json.loads(metadata.get("provenance", "{}"))), str(path))
     except (KeyError, json.JSONDecodeError, TypeError) as e:
         raise PSPNetError(f"{path}: damaged pspnet metadata ({e})") from None
     model = PSPNet.from_config(config, info)

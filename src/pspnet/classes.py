@@ -32,13 +32,16 @@ def pascal_palette(n: int) -> list[Color]:
 
 @dataclass
 class DatasetInfo:
-    """Class names, colours and the input normalisation (RGB in [0, 1]: x = (rgb - mean) / std)."""
+    """Class names, colours and the input normalisation (RGB in [0, 1]: x = (rgb - mean) / std), and the test
+    protocol the model was validated with where its training run recorded one (`protocol`: the fields of
+    `pspnet.engine.inference.InferenceSettings`; None: the dataset's official protocol)."""
 
     name: str
     classes: list[str]
     palette: list[Color] = field(default_factory=list)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    protocol: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.palette:
@@ -59,8 +62,9 @@ class DatasetInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; what checkpoints and exported files store (`from_dict` reads it back)."""
-        return {"name": self.name, "classes": list(self.classes), "palette": [list(c) for c in self.palette],
+        data = {"name": self.name, "classes": list(self.classes), "palette": [list(c) for c in self.palette],
                 "mean": list(self.mean), "std": list(self.std)}
+        return data if self.protocol is None else {**data, "protocol": dict(self.protocol)}
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> DatasetInfo:
@@ -68,8 +72,11 @@ class DatasetInfo:
         try:
             if isinstance(data, str):
                 data = json.loads(data)
+            protocol = data.get("protocol")
+            if protocol is not None and not isinstance(protocol, dict):
+                raise TypeError(f"protocol is a {type(protocol).__name__}, not a mapping")
             return cls(name=data["name"], classes=list(data["classes"]), palette=[tuple(c) for c in data["palette"]],
-                       mean=tuple(data["mean"]), std=tuple(data["std"]))
+                       mean=tuple(data["mean"]), std=tuple(data["std"]), protocol=protocol)
         except (KeyError, TypeError, ValueError) as e:
             raise PSPNetError(f"{source}: damaged class metadata ({type(e).__name__}: {e})") from None
 

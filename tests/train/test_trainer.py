@@ -6,9 +6,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 import pspnet
@@ -317,3 +319,48 @@ def test_a_missing_resume_file_is_named_before_the_data_is_read(tmp_path, capsys
     path = write_config(tmp_path / "c.yaml", cfg)
     assert main(["train", "--config", str(path), "--resume", str(tmp_path / "iter_0000100.pt")]) == 2
     assert capsys.readouterr().err == f"pspnet train: error: {tmp_path / 'iter_0000100.pt'}: no such checkpoint file\n"
+
+
+def test_the_validation_protocol_travels_with_the_model_to_predict_eval_and_exports(data_root, tmp_path, capsys):
+    """`pspnet train` records its val: protocol with the classes; predict, the Python API and exported graphs take
+    it as their default (a CamVid model trained by scripts/camvid.sh scored 49.88 mIoU through `pspnet predict`'s
+    defaults against eval's 54.99 before), and an option on the command line still changes it."""
+    cfg = config_dict(data_root, tmp_path / "run", iterations=1, checkpoint_every=10)
+    cfg["val"] = {"base_size": 24, "crop_size": [16, 16], "mode": "slide", "flip": False, "scales": [1.0, 1.5]}
+    final = run(cfg, tmp_path).final_checkpoint
+    model = pspnet.load(final)
+    want = pspnet.InferenceSettings(base_size=24, crop_size=(16, 16), mode="slide", flip=False, scales=(1.0, 1.5))
+    assert pspnet.InferenceSettings.for_model(model.info) == want
+    image = data_root / "images" / "val" / "0.png"
+    assert (pspnet.predict(model, image) == pspnet.predict(model, image, settings=want)).all()
+    official = pspnet.InferenceSettings.for_dataset("folders")
+    assert official != want
+    out = tmp_path / "pred"
+    assert main(["predict", str(final), str(image), "--out", str(out), "--backend", "torch"]) == 0
+    err = capsys.readouterr().err
+    assert f"protocol: the one {final} was validated with in training" in err and want.describe() in err
+    assert (np.asarray(Image.open(out / "0.png")) == pspnet.predict(model, image, settings=want)).all()
+    assert main(["predict", str(final), str(image), "--out", str(tmp_path / "p2"), "--backend", "torch",
+                 "--mode", "whole"]) == 0
+    assert "whole image, scales 1 1.5, no flip" in capsys.readouterr().err
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", str(final), "--format", "onnx", "--out", str(onnx)]) == 0
+    assert pspnet.InferenceSettings.for_model(read_info(onnx)) == want
+    capsys.readouterr()
+    assert main(["info", str(onnx)]) == 0
+    assert f"test protocol: {want.describe()} (validated with it in training" in capsys.readouterr().out
+
+
+def read_info(path: Path) -> DatasetInfo:
+    from pspnet.export.read_metadata import export_metadata
+
+    return DatasetInfo.from_dict(export_metadata(path)["info"], str(path))
+
+
+def test_a_model_saved_before_the_protocol_travelled_reads_it_from_its_provenance(tmp_path):
+    protocol = {"base_size": 240, "crop_size": [180, 240], "scales": [1.0], "flip": True, "mode": "whole"}
+    path = pspnet.save(PSPNet(3, backbone="resnet18"), tmp_path / "old.safetensors", {"val_protocol": protocol})
+    assert pspnet.load(path).info.protocol == protocol
+    assert read_metadata(path)["info"]["protocol"] == protocol
+    plain = pspnet.save(PSPNet(3, backbone="resnet18"), tmp_path / "plain.safetensors")
+    assert pspnet.load(plain).info.protocol is None  # the dataset's official protocol, as before

@@ -18,7 +18,7 @@ import torch
 
 from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
-from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.cli.inference_options import add_inference_arguments, recorded_protocol_note, settings_from_args
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, barrier, run_in_processes
@@ -180,7 +180,9 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         if main:
             print(f"protocol: --preset {preset}, the test of {args.checkpoint}'s published mIoU (--preset ss for the "
                   "paper's)", file=sys.stderr)
-    settings = settings_from_args(args, info.name, protocol)
+    settings = settings_from_args(args, info, protocol)
+    if main and (note := recorded_protocol_note(args, info, protocol is not None)):
+        print(note, file=sys.stderr)
     layout = prediction_layout(args, info.num_classes, say=main)
     check_outputs(args, dataset, layout)
     barrier(processes)  # every process has checked the outputs before any writes them

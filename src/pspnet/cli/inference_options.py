@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from pspnet.classes import DatasetInfo
 from pspnet.engine.inference import MMSEG_PRESETS, PRESETS, InferenceSettings
 from pspnet.errors import PSPNetError
 
@@ -30,10 +31,13 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
-def settings_from_args(args: argparse.Namespace, dataset: str, base: InferenceSettings | None = None
+def settings_from_args(args: argparse.Namespace, info: DatasetInfo, base: InferenceSettings | None = None
                        ) -> InferenceSettings:
-    """The protocol: `base` (a config file's `val:` section) when given, else the dataset's official settings for
-    --preset; then every option given on the command line applied."""
+    """The protocol: `base` (a config file's `val:` section) when given, else the one the model was validated with
+    (`info.protocol`, recorded by `pspnet train`), else its dataset's official settings for --preset; then every
+    option given on the command line applied."""
+    if base is None and info.protocol is not None and args.preset not in MMSEG_PRESETS:
+        base = InferenceSettings.for_model(info)
     crop = args.crop_size
     if crop is not None and len(crop) not in (1, 2):
         raise PSPNetError(f"--crop-size {' '.join(map(str, crop))}: expected N or H W")
@@ -46,9 +50,17 @@ def settings_from_args(args: argparse.Namespace, dataset: str, base: InferenceSe
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if base is None or args.preset in MMSEG_PRESETS:  # mmseg's test replaces a config's val: protocol
-        settings = InferenceSettings.for_dataset(dataset, args.preset or "ss", **overrides)
+        settings = InferenceSettings.for_dataset(info.name, args.preset or "ss", **overrides)
     else:
         settings = replace(base, **overrides)  # type: ignore[arg-type]
     if args.base_size is not None:
         settings = replace(settings, base_size=args.base_size or None)
     return settings
+
+
+def recorded_protocol_note(args: argparse.Namespace, info: DatasetInfo, config_protocol: bool = False) -> str | None:
+    """Where the protocol came from, when it is the one recorded with the model (else None)."""
+    if config_protocol or info.protocol is None or args.preset in MMSEG_PRESETS:
+        return None
+    return (f"protocol: the one {args.checkpoint} was validated with in training (--base-size, --crop-size, --mode, "
+            "--scales and --flip change it)")

@@ -11,6 +11,7 @@ import torch
 
 from pspnet.checkpoint import read_metadata
 from pspnet.classes import DatasetInfo
+from pspnet.engine.inference import InferenceSettings
 from pspnet.export.read_metadata import export_metadata, is_export
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         f"classes ({info['name']}): {shown}",
         f"input: RGB in [0, 1], mean {info['mean']}, std {info['std']}",
     ]
+    if info.get("protocol"):
+        protocol = InferenceSettings.for_model(DatasetInfo.from_dict(info, str(args.checkpoint)))
+        lines.append(f"test protocol: {protocol.describe()} (validated with it in training; predict and eval use it "
+                     "unless told otherwise)")
     if prov:
         lines.append("provenance: " + ", ".join(f"{k} {json.dumps(v) if isinstance(v, dict) else v}"
                                                  for k, v in prov.items() if v is not None))

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
-from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
+from pspnet.cli.inference_options import add_inference_arguments, recorded_protocol_note, settings_from_args
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
@@ -90,7 +90,9 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     start = time.perf_counter()  # the run's time, as the user waits for it: loading the network included
     # The same protocol and outputs, whichever engine runs the network.
     forward, info, how, _ = backend_forward(args, device, purpose="predict", say=main)
-    settings = settings_from_args(args, info.name)
+    settings = settings_from_args(args, info)
+    if main and (note := recorded_protocol_note(args, info)):
+        print(f"{note}: {settings.describe()}", file=sys.stderr)
     values = chosen_label_values(args, info.num_classes, layout.kinds + video_layout.kinds, say=main)
     layout, video_layout = replace(layout, label_values=values), replace(video_layout, label_values=values)
     mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process

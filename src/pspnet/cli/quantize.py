@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     check_new_outputs([xml, xml.with_suffix(".bin"), record_path], [checkpoint, *files], args.overwrite, "--out")
 
     model = load(checkpoint)
-    settings = settings_from_args(args, model.info.name)
+    settings = settings_from_args(args, model.info)
     images = [to_tensor(read_image(path)) for path in files]  # an unreadable image stops the run, naming it
     calibration, held_back = images[: len(images) - held], images[len(images) - held:]
     print(f"calibrating on {len(calibration)} images from {args.calib} (the protocol's inputs: crop "

@@ -169,9 +169,10 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
                      ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png",
                      label_values: Sequence[int | Sequence[int]] | None = None) -> Evaluation:
     """`pspnet.evaluate`: a model (`pspnet.load`'s, or any PSPNet with its `info`) scored on the images of a folder
-    against the labels (class indices, `ignore_index` skipped) of another, by the test protocol of the model's
-    dataset unless `settings` says otherwise, fp32 with BatchNorm folded, on `device` (default: where the weights
-    are). As `pspnet eval --images --labels` does; an image that cannot be scored raises PSPNetError naming it.
+    against the labels (class indices, `ignore_index` skipped) of another, by the test protocol the model was
+    validated with in training, else its dataset's (`InferenceSettings.for_model`), unless `settings` says
+    otherwise, fp32 with BatchNorm folded, on `device` (default: where the weights are). As `pspnet eval --images
+    --labels` does; an image that cannot be scored raises PSPNetError naming it.
     `label_values`: the value of each class in the labels (as `data.label_values`, e.g. [0, 255] for masks); a class
     that appears in no label is a warning (a 0/255 mask read as indices would score the background alone).
 
@@ -185,7 +186,7 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
 
     info: DatasetInfo = model.info  # type: ignore[assignment]
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    settings = settings or InferenceSettings.for_dataset(info.name)
+    settings = settings or InferenceSettings.for_model(info)
     coding = None if label_values is None else LabelValues(parse_values(label_values, "label_values"), (),
                                                            ignore_index)
     dataset = SegmentationDataset(pair_folders(Path(images), Path(labels), label_suffix), info, "eval",

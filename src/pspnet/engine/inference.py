@@ -24,6 +24,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import torch
 
+from pspnet.classes import DatasetInfo
+from pspnet.configfile import from_dict
 from pspnet.data.imageops import normalize, pad_center, resize_bilinear
 from pspnet.device import is_out_of_memory, memory_state, release_cached_memory
 from pspnet.errors import PSPNetError
@@ -151,6 +153,14 @@ class InferenceSettings:
         average = ", logits averaged" if self.average == "logits" else ""
         return (f"{size}, {how}, scales {scales}, {'flip' if self.flip else 'no flip'}{average}, "
                 f"batch {self.batch_size}")
+
+    @classmethod
+    def for_model(cls, info: DatasetInfo) -> InferenceSettings:
+        """The protocol the model was validated with (`info.protocol`, recorded by `pspnet train`), else the
+        official one of its dataset."""
+        if info.protocol is None:
+            return cls.for_dataset(info.name)
+        return from_dict(cls, info.protocol, f"the test protocol recorded with the {info.name} model")
 
     @classmethod
     def for_dataset(cls, name: str, preset: str = "ss", **overrides: object) -> InferenceSettings:

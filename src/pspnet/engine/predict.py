@@ -73,8 +73,9 @@ def predict(model: torch.nn.Module, image: Images, settings: InferenceSettings |
         labels = pspnet.predict(model, "street.jpg")     # or a PIL image, an H×W×3 uint8 RGB array, a C×H×W tensor
         maps = pspnet.predict(model, ["a.jpg", "b.jpg"])  # a list of label maps
 
-    The test protocol of the model's dataset (`InferenceSettings.for_dataset(model.info.name)`) unless `settings`
-    says otherwise; fp32 with BatchNorm folded, on `device` (default: where the model's weights are).
+    The test protocol the model was validated with in training, else its dataset's
+    (`InferenceSettings.for_model(model.info)`), unless `settings` says otherwise; fp32 with BatchNorm folded, on
+    `device` (default: where the model's weights are).
     """
     out = [labels.cpu().numpy().astype(np.uint8) for labels in _run(segment, model, image, settings, device)]
     return out if _is_many(image) else out[0]
@@ -108,7 +109,7 @@ def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, im
 
     info = model.info  # type: ignore[attr-defined]
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    settings = settings or InferenceSettings.for_dataset(info.name)
+    settings = settings or InferenceSettings.for_model(info)
     forward = inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn)
 
     def rgb(image: ImageInput) -> torch.Tensor:

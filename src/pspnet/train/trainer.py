@@ -217,6 +217,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         data_info = self.train_set.info
         self.info, normalised = normalisation(data_info, init) if init else (data_info, None)
+        self.info = replace(self.info, protocol=to_dict(cfg.val))  # what predict and eval use by default
         model = PSPNet.from_config(cfg.model, self.info)
         if imagenet is not None:
             state, _, path = imagenet
