@@ -16,8 +16,8 @@ if compgen -G "$OUT/checkpoints/iter_*.pt" > /dev/null; then RESUME=--resume; fi
 pspnet train --config configs/camvid.yaml data.root="$ROOT" train.out_dir="$OUT" $RESUME "$@"
 MODEL="$OUT/best.safetensors"
 [ -f "$MODEL" ] || MODEL="$OUT/final.safetensors"  # no validation ran (train.val_every=-1)
-pspnet eval "$MODEL" --list "$ROOT/val.txt" --root "$ROOT" \
-  --base-size 240 --crop-size 180 240 --mode whole --json "$OUT/eval.json" --report "$OUT/report" --overwrite
+# eval and predict take the test protocol the model was validated with (configs/camvid.yaml's val:) from the model
+pspnet eval "$MODEL" --list "$ROOT/val.txt" --root "$ROOT" --json "$OUT/eval.json" --report "$OUT/report" --overwrite
 pspnet predict "$MODEL" "$ROOT"/images/val/0016E5_07959.png "$ROOT"/images/val/0016E5_08*1.png \
-  --base-size 240 --crop-size 180 240 --mode whole --out "$OUT/predictions" --overwrite
+  --out "$OUT/predictions" --overwrite
 echo "main job done: model $MODEL, scores $OUT/eval.json, report $OUT/report/index.html"
