@@ -13,7 +13,8 @@
 # benchmarks/fused_softmax.py, the softmax in the compiled graph against after it) and "reference" (~2.5 minutes:
 # the official reference's training step timed after different first work, benchmarks/reference_speed.py) and
 # "matmul" and "graphs" (~2 minutes each: batch 16 and the protocol with the upsampling as matmuls, or with CUDA
-# graphs, in the fast column; matmul.txt, graphs.txt) are extra). The figures go to $OUT
+# graphs, in the fast column; matmul.txt, graphs.txt) and "tests" (~1.5 minutes: the CUDA tests alone, tests.txt)
+# are extra). The figures go to $OUT
 # (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt,
 # protocol.txt, fused_softmax.txt, reference_speed.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
 # to $WORK (default /tmp/pspnet_gpu_check), since a device call returns at most 8 files.
@@ -161,6 +162,12 @@ for name in ${CAMVID_RUNS:-fp32_s0 fp32_s1 fast_s0 fast_s1 fast_s2}; do  # CAMVI
 done
 wait
 cat "$WORK"/part_*.txt | tee -a "$SUMMARY"
+fi
+
+if has tests && ! has runs; then  # PARTS=tests: the CUDA tests alone (they are also a part of "runs")
+step "the CUDA tests (tests/test_cuda.py)"
+tests | tee -a "$SUMMARY"
+cp "$WORK/tests.txt" "$OUT/tests.txt"
 fi
 
 if has trained; then
