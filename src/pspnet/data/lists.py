@@ -27,16 +27,23 @@ def read_list(path: Path, root: Path, malformed: list[str] | None = None) -> lis
     return [Pair(root / image, root / label) for image, label in read_list_lines(path, malformed)]
 
 
+def list_lines(path: Path) -> list[str]:
+    """The lines of a list file; a missing, unreadable or binary file is an error naming it."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        raise PSPNetError(f"{path}: no such list file") from None
+    except UnicodeDecodeError:
+        raise PSPNetError(f"{path}: not a text list file (paths, one entry per line)") from None
+    except OSError as e:
+        raise PSPNetError(f"{path}: cannot read the list file ({e.strerror})") from None
+
+
 def read_list_lines(path: str | Path, malformed: list[str] | None = None) -> list[tuple[str, str]]:
     """The (image, label) path strings of a list file's 'IMAGE LABEL' lines, blank lines skipped; a missing file or
     a malformed line raises PSPNetError naming the file and line. With `malformed`, each malformed line's message is
     appended to it and the line skipped instead (to report every one)."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except FileNotFoundError:
-        raise PSPNetError(f"{path}: no such list file") from None
-    except OSError as e:
-        raise PSPNetError(f"{path}: cannot read the list file ({e.strerror})") from None
+    lines = list_lines(Path(path))
     entries = []
     for n, line in enumerate(lines, 1):
         parts = line.split()
@@ -59,14 +66,7 @@ def read_image_list(path: Path) -> list[Path]:
     """The images a list file names: the first path of each line (an `IMAGE LABEL` list such as `val.txt`, or one
     image per line), relative paths taken from the list's folder; blank lines and `#` comments skipped. A path that
     is no file is an error naming the line."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise PSPNetError(f"{path}: no such list file") from None
-    except UnicodeDecodeError:
-        raise PSPNetError(f"{path}: not a text list file (an image path first on each line)") from None
-    except OSError as e:
-        raise PSPNetError(f"{path}: cannot read the list file ({e.strerror})") from None
+    lines = list_lines(path)
     files = []
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
