@@ -96,7 +96,8 @@ def test_predict_takes_a_list_file_such_as_a_datasets_val_txt(checkpoint, tmp_pa
     assert "2 of 2 inputs written" in capsys.readouterr().err
     (tmp_path / "val.txt").write_text("images/b.png\nimages/c.png\n")
     assert main(["predict", str(checkpoint), str(tmp_path / "val.txt"), "--out", str(tmp_path / "o2"), *TINY]) == 1
-    assert f"{tmp_path / 'val.txt'}:2: {tmp_path / 'images/c.png'}: no such image" in capsys.readouterr().err
+    assert (f"{tmp_path / 'val.txt'}:2: {tmp_path / 'images/c.png'}: no such image (a relative path is read from the "
+            f"list's folder, {tmp_path})") in capsys.readouterr().err
 
 
 def test_predict_reports_a_missing_input(checkpoint, tmp_path, capsys) -> None:

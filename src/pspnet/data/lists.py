@@ -71,10 +71,11 @@ def read_image_list(path: Path) -> list[Path]:
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        image = Path(line.split()[0])
-        image = image if image.is_absolute() else path.parent / image
+        given = Path(line.split()[0])
+        image = given if given.is_absolute() else path.parent / given
         if not image.is_file():
-            raise PSPNetError(f"{path}:{number}: {image}: no such image")
+            where = "" if given.is_absolute() else f" (a relative path is read from the list's folder, {path.parent})"
+            raise PSPNetError(f"{path}:{number}: {image}: no such image{where}")
         files.append(image)
     if not files:
         raise PSPNetError(f"{path}: the list names no images")
