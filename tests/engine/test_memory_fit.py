@@ -32,11 +32,15 @@ class RunsOutOfMemory(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sizes.append(x.shape[0])
         if x.shape[0] > self.fits:
-            y = torch.ones(1000)  # something the failed forward holds, as a real one would  # noqa: F841
             if self.cpu:
                 raise RuntimeError(CPU_FAILURE)
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
         return self.net(x)
+
+
+SLIDE = InferenceSettings(base_size=None, crop_size=(49, 49), mode="slide", flip=True, batch_size=8)
+WHOLE = InferenceSettings(base_size=None, crop_size=(33, 41), mode="whole", flip=False, batch_size=2)
+TWO_BLANK = [torch.zeros((3, 33, 41), dtype=torch.uint8)] * 2
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +49,29 @@ def net() -> pspnet.PSPNet:
     return pspnet.PSPNet(4, backbone="resnet18").eval()
 
 
+@pytest.fixture(scope="module")
+def images() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randint(0, 256, (3, 70, 90), dtype=torch.uint8, generator=generator) for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def expected(net, images) -> list[torch.Tensor]:
+    """The protocol's answer with every batch fitting."""
+    return infer_probabilities(inference_forward(net, Recipe(fold_bn=True), "cpu"), images, SLIDE, MEAN, STD)
+
+
+def assert_same(found: list[torch.Tensor], expected: list[torch.Tensor]) -> None:
+    for a, b in zip(found, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("cpu", [False, True])
-def test_the_protocol_splits_a_batch_that_does_not_fit_and_keeps_the_answer(net, cpu):
-    images = [torch.randint(0, 256, (3, 70, 90), dtype=torch.uint8) for _ in range(2)]
-    settings = InferenceSettings(base_size=None, crop_size=(49, 49), mode="slide", flip=True, batch_size=8)
-    expected = infer_probabilities(inference_forward(net, Recipe(fold_bn=True), "cpu"), images, settings, MEAN, STD)
+def test_the_protocol_splits_a_batch_that_does_not_fit_and_keeps_the_answer(net, images, expected, cpu):
     notes: list[str] = []
     forward = inference_forward(RunsOutOfMemory(net, fits=3, cpu=cpu), Recipe(fold_bn=True), "cpu",
                                 fit_memory=notes.append)
-    found = infer_probabilities(forward, images, settings, MEAN, STD)
-    for a, b in zip(found, expected, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_same(infer_probabilities(forward, images, SLIDE, MEAN, STD), expected)
     assert notes == [
         "a batch of 8 network inputs of 3×49×49 did not fit in the memory of cpu; running 4 at a time from now on "
         "(--batch-size 4 starts there)",
@@ -63,7 +79,7 @@ def test_the_protocol_splits_a_batch_that_does_not_fit_and_keeps_the_answer(net,
         "(--batch-size 2 starts there)"]
     sizes = forward.model.sizes  # the (folded) copy's record
     assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) <= {1, 2}  # after two failures, only what fits
-    assert sum(sizes[2:]) == 2 * inputs_per_image(70, 90, settings) == 24  # every window and mirror once
+    assert sum(sizes[2:]) == 2 * inputs_per_image(70, 90, SLIDE) == 24  # every window and mirror once
 
 
 class FusedForward:
@@ -80,17 +96,12 @@ class FusedForward:
         return self.forward.probabilities(x, mirrored=mirrored)
 
 
-def test_mirrored_pairs_split_whole_and_count_as_two_network_inputs(net):
+def test_mirrored_pairs_split_whole_and_count_as_two_network_inputs(net, images, expected):
     """The graph runs each window with its mirror image: a part holds whole pairs, and --batch-size counts network
     inputs."""
-    images = [torch.randint(0, 256, (3, 70, 90), dtype=torch.uint8) for _ in range(2)]
-    settings = InferenceSettings(base_size=None, crop_size=(49, 49), mode="slide", flip=True, batch_size=8)
-    expected = infer_probabilities(inference_forward(net, Recipe(fold_bn=True), "cpu"), images, settings, MEAN, STD)
     notes: list[str] = []
     plain = inference_forward(RunsOutOfMemory(net, fits=5), Recipe(fold_bn=True), "cpu", fit_memory=notes.append)
-    found = infer_probabilities(FusedForward(plain), images, settings, MEAN, STD)
-    for a, b in zip(found, expected, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_same(infer_probabilities(FusedForward(plain), images, SLIDE, MEAN, STD), expected)
     sizes = plain.model.sizes
     assert sizes[:2] == [8, 4] and set(sizes[2:]) <= {2, 4} and sum(sizes[1:]) == 24  # 12 windows and mirrors
     assert notes == ["a batch of 8 network inputs of 3×49×49 did not fit in the memory of cpu; running 4 at a time "
@@ -99,9 +110,8 @@ def test_mirrored_pairs_split_whole_and_count_as_two_network_inputs(net):
 
 def test_one_input_that_does_not_fit_is_an_error_that_says_what_to_change(net):
     forward = inference_forward(RunsOutOfMemory(net, fits=0), Recipe(fold_bn=True), "cpu", fit_memory=print)
-    settings = InferenceSettings(base_size=None, crop_size=(33, 41), mode="whole", flip=False, batch_size=2)
     with pytest.raises(PSPNetError) as e:
-        infer_probabilities(forward, [torch.zeros((3, 33, 41), dtype=torch.uint8)] * 2, settings, MEAN, STD)
+        infer_probabilities(forward, TWO_BLANK, WHOLE, MEAN, STD)
     assert str(e.value) == ("one input of 3×33×41 does not fit in the memory of cpu: evaluate windows instead of "
                             "whole images (--mode slide), at a smaller scale (--base-size), or in bf16 on a GPU "
                             "(--fast)")
@@ -110,9 +120,8 @@ def test_one_input_that_does_not_fit_is_an_error_that_says_what_to_change(net):
 def test_without_fit_memory_the_failure_is_raised_as_it_is(net):
     """`pspnet bench` times the batch it names: no parts."""
     forward = inference_forward(RunsOutOfMemory(net, fits=1), Recipe(fold_bn=True), "cpu")
-    settings = InferenceSettings(base_size=None, crop_size=(33, 41), mode="whole", flip=False, batch_size=2)
     with pytest.raises(torch.OutOfMemoryError):
-        infer_probabilities(forward, [torch.zeros((3, 33, 41), dtype=torch.uint8)] * 2, settings, MEAN, STD)
+        infer_probabilities(forward, TWO_BLANK, WHOLE, MEAN, STD)
 
 
 def test_other_failures_are_not_taken_for_memory(net):
@@ -121,9 +130,8 @@ def test_other_failures_are_not_taken_for_memory(net):
             raise RuntimeError("Given groups=1, weight of size [64, 3, 3, 3], expected input to have 3 channels")
 
     forward = inference_forward(Broken(), Recipe(fold_bn=True), "cpu", fit_memory=print)
-    settings = InferenceSettings(base_size=None, crop_size=(33, 41), mode="whole", flip=False, batch_size=2)
     with pytest.raises(RuntimeError, match="expected input to have 3 channels"):
-        infer_probabilities(forward, [torch.zeros((3, 33, 41), dtype=torch.uint8)] * 2, settings, MEAN, STD)
+        infer_probabilities(forward, TWO_BLANK, WHOLE, MEAN, STD)
 
 
 UNDER_LIMIT = """
