@@ -36,7 +36,7 @@ def settings_from_args(args: argparse.Namespace, info: DatasetInfo, base: Infere
     """The protocol: `base` (a config file's `val:` section) when given, else the one the model was validated with
     (`info.protocol`, recorded by `pspnet train`), else its dataset's official settings for --preset; then every
     option given on the command line applied."""
-    if base is None and info.protocol is not None and args.preset not in MMSEG_PRESETS:
+    if uses_recorded_protocol(args, info, base is not None):
         base = InferenceSettings.for_model(info)
     crop = args.crop_size
     if crop is not None and len(crop) not in (1, 2):
@@ -58,9 +58,15 @@ def settings_from_args(args: argparse.Namespace, info: DatasetInfo, base: Infere
     return settings
 
 
+def uses_recorded_protocol(args: argparse.Namespace, info: DatasetInfo, config_protocol: bool) -> bool:
+    """The protocol starts from the one recorded with the model: there is one, and neither a config's `val:` section
+    nor an mmseg preset replaces it."""
+    return not config_protocol and info.protocol is not None and args.preset not in MMSEG_PRESETS
+
+
 def recorded_protocol_note(args: argparse.Namespace, info: DatasetInfo, config_protocol: bool = False) -> str | None:
     """Where the protocol came from, when it is the one recorded with the model (else None)."""
-    if config_protocol or info.protocol is None or args.preset in MMSEG_PRESETS:
+    if not uses_recorded_protocol(args, info, config_protocol):
         return None
     return (f"protocol: the one {args.checkpoint} was validated with in training (--base-size, --crop-size, --mode, "
             "--scales and --flip change it)")
