@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -78,11 +79,16 @@ def bf16_warning(device: torch.device, precision: str) -> str | None:
             + "), so it runs slower than fp32 (measured ~3× slower with AVX-512, ~50× with AVX2 only); use fp32 here")
 
 
+class OutOfMemory(RuntimeError):
+    """An inference engine other than torch (OpenVINO, ONNX Runtime) could not allocate the memory a batch needs:
+    raised by their wrappers in place of the engine's own error, whose text differs from engine to engine."""
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """torch's out-of-memory failure: `torch.OutOfMemoryError` on GPUs; on CPUs a RuntimeError with the system's
-    ENOMEM (the default allocator's, or a file mapping's), where the operating system refuses the memory (a memory
-    limit) instead of ending the process."""
-    return isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and any(
+    """An out-of-memory failure: `torch.OutOfMemoryError` on GPUs; on CPUs a RuntimeError with the system's ENOMEM
+    (the default allocator's, or a file mapping's), where the operating system refuses the memory (a memory limit)
+    instead of ending the process; `OutOfMemory` from the other engines."""
+    return isinstance(error, (torch.OutOfMemoryError, OutOfMemory)) or (isinstance(error, RuntimeError) and any(
         text in str(error) for text in ("DefaultCPUAllocator: can't allocate memory", "Cannot allocate memory")))
 
 
@@ -99,3 +105,32 @@ def memory_state(device: torch.device) -> str:
         return ""
     free, total = torch.cuda.mem_get_info(device)
     return f" ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
+
+
+class MemoryFit:
+    """The largest network batch known to fit in memory, learnt from out-of-memory failures. The test protocol runs
+    a batch that does not fit in halves, and every later batch in parts of the size that fitted, each part's
+    outputs added into its images' sums before the next part runs: the memory holds one part's activations and
+    outputs at a time. Inference treats each input alone, so the answer is the same. `note` hears of each halving;
+    one input that does not fit is an error that says what to change."""
+
+    def __init__(self, device: torch.device, note: Callable[[str], None]) -> None:
+        self.device, self.note = device, note
+        self.fitted: int | None = None  # network inputs
+
+    def part(self, remaining: int, per_input: int) -> int:
+        """How many of `remaining` protocol inputs (each `per_input` network inputs) to run next."""
+        return remaining if self.fitted is None else min(remaining, max(self.fitted // per_input, 1))
+
+    def failed(self, size: int, per_input: int, shape: Sequence[int]) -> None:
+        """A part of `size` protocol inputs of `shape` ran out of memory (and its tensors are freed): halve it."""
+        release_cached_memory(self.device)
+        dims = "×".join(str(n) for n in shape)
+        if size == 1:
+            raise PSPNetError(f"one input of {dims} does not fit in the memory of {self.device}"
+                              f"{memory_state(self.device)}: evaluate windows instead of whole images (--mode slide), "
+                              "at a smaller scale (--base-size), or in bf16 on a GPU (--fast)")
+        self.fitted = size // 2 * per_input
+        self.note(f"a batch of {size * per_input} network inputs of {dims} did not fit in the memory of "
+                  f"{self.device}; running {self.fitted} at a time from now on (--batch-size {self.fitted} starts "
+                  "there)")

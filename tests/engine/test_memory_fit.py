@@ -1,6 +1,8 @@
 """A batch that runs out of memory runs in parts that fit, with the same answer, and says so once per halving; one
-input that does not fit, and a failure that is not about memory, are raised."""
+input that does not fit, and a failure that is not about memory, are raised. The same with every backend: OpenVINO
+(the CPU's default) and ONNX Runtime report their engines' allocation failures as `OutOfMemory`."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 import pspnet
+from pspnet.device import MemoryFit, OutOfMemory, is_out_of_memory
 from pspnet.engine.inference import InferenceSettings, infer_probabilities, inputs_per_image
 from pspnet.engine.recipe import Recipe, inference_forward
 from pspnet.errors import PSPNetError
@@ -134,6 +137,104 @@ def test_other_failures_are_not_taken_for_memory(net):
         infer_probabilities(forward, TWO_BLANK, WHOLE, MEAN, STD)
 
 
+class EngineRequest:
+    """An OpenVINO infer request or ONNX Runtime session that fails with the engine's `text` on more than `fits`
+    inputs; `sizes` records every batch. For OpenVINO it also stands in for the core and the compiled model, whose
+    requests fail alike (the wrapper compiles the graph afresh after a failure)."""
+
+    def __init__(self, engine: str, real, fits: int, text: str, sizes: list[int]) -> None:
+        self.engine, self.real, self.fits, self.text, self.sizes = engine, real, fits, text, sizes
+
+    def _fail(self, batch: np.ndarray) -> None:
+        self.sizes.append(batch.shape[0])
+        if batch.shape[0] > self.fits:
+            raise (RuntimeError if self.engine == "openvino" else Exception)(self.text)
+
+    def infer(self, inputs):  # OpenVINO
+        self._fail(inputs[0])
+        return self.real.infer(inputs)
+
+    def run(self, names, feeds, options=None):  # ONNX Runtime
+        self._fail(next(iter(feeds.values())))
+        return self.real.run(names, feeds, options)
+
+    def compile_model(self, *args):  # OpenVINO's core
+        return EngineRequest(self.engine, self.real.compile_model(*args), self.fits, self.text, self.sizes)
+
+    def create_infer_request(self):  # OpenVINO's compiled model
+        return EngineRequest(self.engine, self.real.create_infer_request(), self.fits, self.text, self.sizes)
+
+
+ENGINE_FAILURES = {  # as each engine reports an allocation that the operating system refused
+    "openvino": "Exception from src/inference/src/cpp/infer_request.cpp:224:\nException from src/plugins/intel_cpu/"
+                "src/node.cpp:823:\n[CPU] Transpose node with name '__module.ppm.branches.3/aten::transpose/"
+                "Transpose_3' can't alloc\n",
+    "onnxruntime": "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Conv node. Name:'/mo"
+                   "del/backbone/stem/relu_2/Relu_output_0_nchwc' Status Message: /onnxruntime_src/onnxruntime/core/"
+                   "framework/bfc_arena.cc:360 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, "
+                   "onnxruntime::Stream*) Failed to allocate memory for requested buffer of size 303564800",
+}
+
+
+@pytest.fixture(scope="module")
+def engines(net, tmp_path_factory) -> dict:
+    """`net` run by OpenVINO (through the converted-graph cache) and by ONNX Runtime (from an export)."""
+    found = {}
+    if importlib.util.find_spec("openvino"):
+        from pspnet.export.openvino import OpenVinoModel
+
+        found["openvino"] = lambda: OpenVinoModel(net)
+    if importlib.util.find_spec("onnxruntime"):
+        from pspnet.export.onnx import export_onnx
+        from pspnet.export.onnx_runtime import OnnxRuntimeModel
+
+        path = export_onnx(net, tmp_path_factory.mktemp("ort") / "m.onnx")
+        found["onnxruntime"] = lambda: OnnxRuntimeModel(path)
+    return found
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_other_engines_report_running_out_of_memory_and_the_protocol_splits_the_batch(engines, engine, images):
+    """Each engine's own allocation failure → `OutOfMemory`; the batch runs in parts with the answer of the batches
+    that fit (OpenVINO through the graph compiled afresh: the failed compilation keeps what it had allocated)."""
+    if engine not in engines:
+        pytest.skip(f"{engine} is not installed")
+    model, sizes = engines[engine](), []
+    expected = infer_probabilities(model, images, SLIDE, MEAN, STD)
+    notes: list[str] = []
+    model.memory_fit = MemoryFit(torch.device("cpu"), notes.append)
+    if engine == "openvino":
+        model._core = EngineRequest(engine, model._core, 3, ENGINE_FAILURES[engine], sizes)
+        model.request = None  # compiled by the stand-in core at the first call
+    else:
+        model.session = EngineRequest(engine, model.session, 3, ENGINE_FAILURES[engine], sizes)
+    assert_same(infer_probabilities(model, images, SLIDE, MEAN, STD), expected)
+    assert len(notes) == 2 and sizes[:3] == [8, 4, 2] and sum(sizes[2:]) == 24
+
+    model.memory_fit = None  # as `pspnet bench`: raised, and taken for memory by the command line
+    with pytest.raises(OutOfMemory) as e:
+        infer_probabilities(model, images, SLIDE, MEAN, STD)
+    assert is_out_of_memory(e.value) and str(e.value).startswith(
+        {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[engine] + " could not allocate memory for an input "
+        "of shape (8, 3, 49, 49): ")
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_other_engine_failures_are_not_taken_for_memory(engines, engine, images):
+    if engine not in engines:
+        pytest.skip(f"{engine} is not installed")
+    model = engines[engine]()
+    model.memory_fit = MemoryFit(torch.device("cpu"), print)
+    text = "[CPU] Convolution node with name 'conv' has incorrect input shape"
+    if engine == "openvino":
+        model.request = EngineRequest(engine, model.request, 0, text, [])
+    else:
+        model.session = EngineRequest(engine, model.session, 0, text, [])
+    with pytest.raises((RuntimeError, PSPNetError), match="incorrect input shape") as e:
+        infer_probabilities(model, images, SLIDE, MEAN, STD)
+    assert not is_out_of_memory(e.value)
+
+
 UNDER_LIMIT = """
 import resource, sys
 if int(sys.argv[1]):
@@ -146,32 +247,50 @@ sys.exit(code)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the address-space limit and /proc are Linux's")
-def test_predict_under_a_real_memory_limit_runs_the_batch_in_parts(tmp_path):
-    """The operating system refuses the memory (an address-space limit between what one and two inputs need), as a
-    GPU would: `pspnet predict --batch-size 2` runs them one at a time and writes what batch 1 writes."""
+@pytest.mark.parametrize("backend", ["torch", "openvino", "onnxruntime"])
+def test_predict_under_a_real_memory_limit_runs_the_batch_in_parts(tmp_path, backend):
+    """The operating system refuses the memory (an address-space limit halfway between what one input and a batch
+    need), as a GPU would: `pspnet predict --batch-size 2` (4) runs the batch in halves and writes what batch 1
+    writes, whichever engine runs the network."""
+    pytest.importorskip({"torch": "torch", "openvino": "openvino", "onnxruntime": "onnxruntime"}[backend])
     torch.manual_seed(0)
     pspnet.save(pspnet.PSPNet(2, backbone="resnet18").eval(), tmp_path / "m.safetensors")
+    model = tmp_path / "m.safetensors"
+    if backend == "onnxruntime":
+        from pspnet.export.onnx import export_onnx
+
+        export_onnx(pspnet.load(model), tmp_path / "m.onnx")
+        model = tmp_path / "m.onnx"
+    if backend == "openvino":  # converted once into the cache, as by a user's first run: the runs below read it
+        from pspnet.export.openvino import OpenVinoModel
+
+        OpenVinoModel(pspnet.load(model))
     rng = np.random.default_rng(0)
     (tmp_path / "images").mkdir()
-    for i in range(2):
+    many = 4 if backend == "onnxruntime" else 2  # ONNX Runtime's peak grows little from 1 to 2 inputs (its arena)
+    for i in range(many):
         Image.fromarray(rng.integers(0, 256, (769, 769, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{i}.png")
 
     def predict(batch: int, limit: int = 0) -> tuple[int, subprocess.CompletedProcess]:
         done = subprocess.run(
-            [sys.executable, "-c", UNDER_LIMIT, str(limit), "predict", str(tmp_path / "m.safetensors"),
-             str(tmp_path / "images"), "--out", str(tmp_path / f"out{batch}_{limit}"), "--backend", "torch",
+            [sys.executable, "-c", UNDER_LIMIT, str(limit), "predict", str(model),
+             str(tmp_path / "images"), "--out", str(tmp_path / f"out{batch}_{limit}"), "--backend", backend,
              "--mode", "whole", "--base-size", "769", "--crop-size", "769", "769", "--no-flip", "--outputs",
              "labels", "--batch-size", str(batch)], capture_output=True, text=True, timeout=300,
-            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})  # freed tensors leave the address space
+            # Freed tensors leave the address space; one malloc arena, not one per thread (64 MiB each, more or
+            # fewer from run to run as the engines' threads allocate).
+            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"})
         assert done.returncode == 0, done.stderr
         return int(done.stdout.split("VmPeak")[1].split()[0]) * 1024, done
 
     one, _ = predict(1)
-    two, _ = predict(2)
-    assert two - one > 48 * 2**20, "the second input's activations must be what the peak grows by"
-    limit = one + (two - one) // 2
-    _, done = predict(2, limit)
-    assert ("pspnet predict: note: a batch of 2 network inputs of 3×769×769 did not fit in the memory of cpu; "
-            "running 1 at a time from now on (--batch-size 1 starts there)") in done.stderr
-    for i in range(2):
-        assert (tmp_path / f"out2_{limit}" / f"{i}.png").read_bytes() == (tmp_path / "out1_0" / f"{i}.png").read_bytes()
+    peak, _ = predict(many)
+    assert peak - one > 48 * 2**20, "the other inputs' activations must be what the peak grows by"
+    limit = one + (peak - one) // 2
+    _, done = predict(many, limit)
+    assert "Traceback" not in done.stderr and "[E:onnxruntime" not in done.stderr  # no engine's own log either
+    assert (f"pspnet predict: note: a batch of {many} network inputs of 3×769×769 did not fit in the memory of cpu; "
+            f"running {many // 2} at a time from now on (--batch-size {many // 2} starts there)") in done.stderr
+    for i in range(many):
+        assert (tmp_path / f"out{many}_{limit}" / f"{i}.png").read_bytes() == (
+            tmp_path / "out1_0" / f"{i}.png").read_bytes()

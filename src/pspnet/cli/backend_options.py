@@ -21,7 +21,7 @@ import torch
 from pspnet.checkpoint import load
 from pspnet.classes import DatasetInfo
 from pspnet.cli.recipe_options import recipe_from_args
-from pspnet.device import NATIVE_BF16, cpu_features
+from pspnet.device import NATIVE_BF16, MemoryFit, cpu_features
 from pspnet.engine.inference import Forward
 from pspnet.engine.recipe import Recipe, inference_forward
 from pspnet.errors import PSPNetError
@@ -95,10 +95,16 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         raise PSPNetError(f"{torch_only[0]} is a PyTorch execution option, and the {backend} backend ({why}) runs "
                           "the graph its own way; drop it, or run --backend torch")
     requested = getattr(args, "precision", None)
+
+    def note(message: str) -> None:  # a batch split to fit the memory (every process splits its own)
+        if say:
+            print(f"pspnet {purpose}: note: {message}", file=sys.stderr)
+
     if backend == "onnxruntime":
         from pspnet.export.onnx_runtime import OnnxRuntimeModel
 
         onnx = OnnxRuntimeModel(args.checkpoint, device)
+        onnx.memory_fit = MemoryFit(device, note)
         return _chosen(onnx, onnx.info, "ONNX Runtime", recipe_from_args(args, device), why, say)
     if backend == "openvino":
         from pspnet.export.openvino import OpenVinoModel
@@ -121,16 +127,13 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         if precision == "int8" and ov.quantization is None:
             raise PSPNetError(f"--precision int8: {args.checkpoint} is an f32 IR; make an int8 one with "
                               "`pspnet quantize`")
+        ov.memory_fit = MemoryFit(device, note)
         if source is None and say:
             print(f"OpenVINO graph: {ov.source}", file=sys.stderr)
         return _chosen(ov, ov.info, ov.describe(), recipe_from_args(args, device),
                        f"{why}; {precision_why}", say)
     recipe = recipe_from_args(args, device)
     model = load(args.checkpoint, map_location=device)
-    def note(message: str) -> None:  # a batch split to fit the memory (every process splits its own)
-        if say:
-            print(f"pspnet {purpose}: note: {message}", file=sys.stderr)
-
     return _chosen(inference_forward(model, recipe, device, fit_memory=note), model.info, recipe.describe(), recipe,
                    why, say)
 

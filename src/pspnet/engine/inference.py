@@ -27,39 +27,10 @@ import torch
 from pspnet.classes import DatasetInfo
 from pspnet.configfile import from_dict
 from pspnet.data.imageops import normalize, pad_center, resize_bilinear
-from pspnet.device import is_out_of_memory, memory_state, release_cached_memory
+from pspnet.device import MemoryFit, is_out_of_memory
 from pspnet.errors import PSPNetError
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-
-
-class MemoryFit:
-    """The largest network batch known to fit in memory, learnt from out-of-memory failures. The test protocol runs
-    a batch that does not fit in halves, and every later batch in parts of the size that fitted, each part's
-    outputs added into its images' sums before the next part runs: the memory holds one part's activations and
-    outputs at a time. Inference treats each input alone, so the answer is the same. `note` hears of each halving;
-    one input that does not fit is an error that says what to change."""
-
-    def __init__(self, device: torch.device, note: Callable[[str], None]) -> None:
-        self.device, self.note = device, note
-        self.fitted: int | None = None  # network inputs
-
-    def part(self, remaining: int, per_input: int) -> int:
-        """How many of `remaining` protocol inputs (each `per_input` network inputs) to run next."""
-        return remaining if self.fitted is None else min(remaining, max(self.fitted // per_input, 1))
-
-    def failed(self, size: int, per_input: int, shape: Sequence[int]) -> None:
-        """A part of `size` protocol inputs of `shape` ran out of memory (and its tensors are freed): halve it."""
-        release_cached_memory(self.device)
-        dims = "×".join(str(n) for n in shape)
-        if size == 1:
-            raise PSPNetError(f"one input of {dims} does not fit in the memory of {self.device}"
-                              f"{memory_state(self.device)}: evaluate windows instead of whole images (--mode slide), "
-                              "at a smaller scale (--base-size), or in bf16 on a GPU (--fast)")
-        self.fitted = size // 2 * per_input
-        self.note(f"a batch of {size * per_input} network inputs of {dims} did not fit in the memory of "
-                  f"{self.device}; running {self.fitted} at a time from now on (--batch-size {self.fitted} starts "
-                  "there)")
 
 
 @runtime_checkable

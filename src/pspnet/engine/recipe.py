@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from pspnet.device import NATIVE_BF16, cpu_features
-from pspnet.engine.inference import Forward, MemoryFit
+from pspnet.device import NATIVE_BF16, MemoryFit, cpu_features
+from pspnet.engine.inference import Forward
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
 
@@ -188,7 +188,7 @@ class CompiledForward:
 
     Compiled, it also offers `probabilities(x)`, the softmax over the classes fused into the network's graph
     (`fused_softmax`), which the test protocol uses instead of its own softmax. `memory_fit`: the test protocol runs
-    batches that do not fit in memory in parts (`pspnet.engine.inference.MemoryFit`)."""
+    batches that do not fit in memory in parts (`pspnet.device.MemoryFit`)."""
 
     def __init__(self, model: nn.Module, recipe: Recipe, device: torch.device | str,
                  calibration: Sequence[torch.Tensor] = (), memory_fit: MemoryFit | None = None) -> None:

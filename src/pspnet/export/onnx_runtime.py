@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from pspnet.classes import DatasetInfo
+from pspnet.device import MemoryFit, OutOfMemory
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import INPUT_NAME, LOGITS_NAME, graph_input
 from pspnet.export.metadata import info_from_metadata, takes_images
@@ -32,14 +33,23 @@ def providers_for(device: torch.device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+# ONNX Runtime's texts when it cannot allocate a buffer (1.2x under an address-space limit: its arena's "Failed to
+# allocate memory for requested buffer of size N"; the CPU allocator's std::bad_alloc, "bad allocation").
+ALLOCATION_FAILURES = ("Failed to allocate memory", "bad allocation", "bad_alloc")
+
+
 class OnnxRuntimeModel:
     """An ONNX file written by `pspnet export`, run by ONNX Runtime: `model(x)` with a normalised float N×3×H×W
     tensor returns the N×C×H×W logits as a torch tensor on x's device; `model.info` holds the class names, palette
     and mean/std from the file's metadata."""
 
+    memory_fit: MemoryFit | None = None  # set: the test protocol runs a batch that does not fit in parts
+
     def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
         ort = require_onnxruntime()
         self.path = Path(path)
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 4  # a failed run is raised with its message: no second copy in red
         if not self.path.is_file():
             raise PSPNetError(f"{self.path}: no such ONNX file")
         try:
@@ -72,8 +82,12 @@ class OnnxRuntimeModel:
             return torch.cat([self(item[None]) for item in x])
         array = np.ascontiguousarray(graph_input(x, self.info, self.takes_images).detach().cpu().numpy())
         try:
-            (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array})
+            (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array}, self.run_options)
         except Exception as e:  # onnxruntime's errors derive from Exception only
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if isinstance(e, MemoryError) or any(t in str(e) for t in ALLOCATION_FAILURES):
+                raise OutOfMemory(f"ONNX Runtime could not allocate memory for an input of shape "
+                                  f"{tuple(array.shape)}: {first}") from None
             raise PSPNetError(f"{self.path}: ONNX Runtime failed on an input of shape {tuple(array.shape)} "
                               f"({str(e).strip().splitlines()[0]})") from None
         return torch.from_numpy(logits).to(x.device)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from pspnet.classes import DatasetInfo
+from pspnet.device import MemoryFit, OutOfMemory
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import ExportGraph, example_input, graph_input
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
@@ -179,10 +180,16 @@ def save_ir(graph: Any, path: str | Path) -> Path:
     return path
 
 
+# The CPU plugin's texts when it cannot allocate a buffer (openvino 2026.4 under an address-space limit:
+# "[CPU] Transpose node with name '…' can't alloc"; its memory manager's "Failed to allocate N bytes").
+ALLOCATION_FAILURES = ("can't alloc", "Failed to allocate ", "Could not allocate memory")
+
+
 class OpenVinoModel:
     """A PSPNet (converted in memory) or an IR file, compiled for the CPU at `precision`."""
 
     quantization: dict[str, Any] | None = None  # an int8 IR's record of its calibration (`pspnet quantize`)
+    memory_fit: MemoryFit | None = None  # set: the test protocol runs a batch that does not fit in parts
 
     def __init__(self, source: nn.Module | str | Path | Any, precision: str = "f32", cache: bool = True) -> None:
         """`source`: a PSPNet (converted, through the cache unless `cache` is False), an IR file, or an
@@ -206,7 +213,9 @@ class OpenVinoModel:
         self.takes_images = takes_images(metadata)  # an IR exported with --image-input
         self.quantization = quantization_record(graph)
         self.precision = precision
+        self._core, self._graph = core, graph  # an IR's weights are mapped from its file, not held twice
         self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+        self.request: Any = self.compiled.create_infer_request()
 
     def describe(self) -> str:
         if self.quantization is not None:  # int8 where quantised, `precision` for the rest
@@ -214,6 +223,23 @@ class OpenVinoModel:
         return f"OpenVINO {self.precision}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        given = graph_input(x, self.info, self.takes_images)
-        logits = self.compiled(np.ascontiguousarray(given.detach().cpu().numpy()))[0]
+        given = np.ascontiguousarray(graph_input(x, self.info, self.takes_images).detach().cpu().numpy())
+        failure = None
+        try:
+            if self.request is None:  # compiled afresh after running out of memory (below)
+                self.compiled = self._core.compile_model(self._graph, "CPU",
+                                                         {"INFERENCE_PRECISION_HINT": self.precision})
+                self.request = self.compiled.create_infer_request()
+            logits = self.request.infer([given])[0]
+        except (RuntimeError, MemoryError) as e:  # std::bad_alloc arrives as MemoryError
+            text = str(e).strip()
+            if not isinstance(e, MemoryError) and not any(t in text for t in ALLOCATION_FAILURES):
+                raise
+            failure = text.splitlines()[-1] if text else "std::bad_alloc"
+        if failure is not None:  # out of the except block, whose traceback holds the request
+            # The CPU plugin keeps the failed shape's buffers in its compiled graph (and has crashed on the next
+            # inference through it): the next call compiles the graph afresh, after this one is released.
+            self.request = self.compiled = None
+            raise OutOfMemory(f"OpenVINO could not allocate memory for an input of shape {tuple(given.shape)}: "
+                              f"{failure}")
         return torch.from_numpy(np.asarray(logits, dtype=np.float32)).to(x.device)
