@@ -332,6 +332,89 @@ def test_eval_report_writes_charts_and_index(checkpoint, tmp_path) -> None:
         assert (tmp_path / "rep" / name).is_file()
 
 
+def city_tree(root: Path) -> list[str]:
+    """Cityscapes' layout: a folder per city, plus an image at the top and a hidden folder; returns the names."""
+    names = ["aachen/a_0", "aachen/a_1", "bonn/b_0", "top"]
+    for i, name in enumerate(names):
+        write_image(root / f"{name}.png", seed=i)
+    write_image(root / ".cache" / "thumb.png")
+    return names
+
+
+def test_predict_recursive_mirrors_a_folders_tree_and_leaves_out_its_own_outputs(checkpoint, tmp_path, capsys):
+    """`--recursive` takes the subfolders' images and writes each one's outputs at its path in the tree; an --out
+    inside the tree is left out, so running it again predicts the same images, not the last run's outputs."""
+    names = city_tree(tmp_path / "val")
+    out = tmp_path / "val" / "pred"
+    args = ["predict", str(checkpoint), str(tmp_path / "val"), "--recursive", "--out", str(out), *TINY]
+    assert main(args) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == sorted(
+        f"{kind}{name}.png" for name in names for kind in ("", "color/", "overlay/"))
+    first = {p: p.read_bytes() for p in out.rglob("*.png")}
+    assert main([*args, "--overwrite"]) == 0
+    assert "4 of 4 inputs written" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == first
+    single = tmp_path / "single"  # the same image alone gives the same labels
+    assert main(["predict", str(checkpoint), str(tmp_path / "val" / "bonn" / "b_0.png"), "--out", str(single),
+                 *TINY]) == 0
+    assert (single / "b_0.png").read_bytes() == (out / "bonn" / "b_0.png").read_bytes()
+
+
+def test_predict_without_recursive_says_which_subfolders_it_left_out(checkpoint, tmp_path, capsys):
+    city_tree(tmp_path / "val")
+    assert main(["predict", str(checkpoint), str(tmp_path / "val"), "--out", str(tmp_path / "o"), *TINY]) == 0
+    assert (f"{tmp_path / 'val'}: left out 2 subfolder(s) holding images or videos (aachen, bonn; --recursive takes "
+            "a folder's whole tree)") in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["top.png"]
+    (tmp_path / "val" / "top.png").unlink()
+    code = main(["predict", str(checkpoint), str(tmp_path / "val"), "--out", str(tmp_path / "o2"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 1 and (f"{tmp_path / 'val'}: folder holds no image or video files (its subfolders aachen, bonn "
+                          "do: --recursive takes a folder's whole tree)") in err
+    assert "no input to predict (1 problem(s) above)" in err and not (tmp_path / "o2").exists()
+
+
+def test_predict_recursive_refuses_an_input_whose_outputs_another_writes(checkpoint, tmp_path, capsys):
+    """A subfolder named color/ holds an image whose label map would be the colour map of the image at the top."""
+    write_image(tmp_path / "in" / "a.png")
+    write_image(tmp_path / "in" / "color" / "a.png", seed=1)
+    code = main(["predict", str(checkpoint), str(tmp_path / "in"), "--recursive", "--out", str(tmp_path / "o"),
+                 *TINY])
+    err = capsys.readouterr().err
+    assert code == 1 and (f"{tmp_path / 'in' / 'color' / 'a.png'}: {tmp_path / 'in' / 'a.png'} already writes "
+                          f"{tmp_path / 'o' / 'color' / 'a.png'}; rename one of them") in err
+    assert (tmp_path / "o" / "a.png").is_file() and not (tmp_path / "o" / "color" / "color").exists()
+
+
+def test_score_recursive_pairs_the_trees_that_predict_recursive_writes(checkpoint, tmp_path, capsys):
+    names = city_tree(tmp_path / "val")
+    for i, name in enumerate(names):
+        write_label(tmp_path / "gt" / f"{name}.png", seed=i)
+    out = tmp_path / "pred"
+    assert main(["predict", str(checkpoint), str(tmp_path / "val"), "--recursive", "--out", str(out), *TINY]) == 0
+    gt = tmp_path / "gt"
+    assert main(["score", "--pred", str(out), "--gt", str(gt), "--num-classes", "3"]) == 0  # top.png alone
+    assert (f"{gt}: left out 2 subfolder(s) holding labels (aachen, bonn; --recursive pairs the folders' trees)"
+            in capsys.readouterr().err)
+    code = main(["score", "--pred", str(out), "--gt", str(gt), "--num-classes", "3", "--recursive",
+                 "--json", str(tmp_path / "s.json")])
+    assert code == 0 and "4 of 4 ground-truth files scored" in capsys.readouterr().out  # color/, overlay/ left out
+    flat = tmp_path / "flat"  # the same pairs, flat, score the same
+    for name in names:
+        for side, folder in (("pred", out), ("gt", gt)):
+            (flat / side).mkdir(parents=True, exist_ok=True)
+            (flat / side / f"{name.replace('/', '_')}.png").write_bytes((folder / f"{name}.png").read_bytes())
+    assert main(["score", "--pred", str(flat / "pred"), "--gt", str(flat / "gt"), "--num-classes", "3",
+                 "--json", str(tmp_path / "f.json")]) == 0
+    nested, plain = (json.loads((tmp_path / f).read_text()) for f in ("s.json", "f.json"))
+    assert nested["mIoU"] == plain["mIoU"] and nested["confusion_matrix"] == plain["confusion_matrix"]
+    for name in ("top", "aachen/a_0", "aachen/a_1"):  # bonn/b_0 alone is left
+        (gt / f"{name}.png").unlink()
+    code = main(["score", "--pred", str(out), "--gt", str(gt), "--num-classes", "3"])
+    assert code == 2 and (f"{gt}: holds no label PNGs (its subfolders bonn do: --recursive pairs the folders' trees)"
+                          in capsys.readouterr().err)
+
+
 def test_score_names_a_file_whose_size_differs(tmp_path, capsys) -> None:
     write_label(tmp_path / "gt" / "x.png")
     write_label(tmp_path / "gt" / "y.png")

@@ -55,7 +55,7 @@ def test_predict_never_replaces_an_input_even_with_overwrite(checkpoint, tmp_pat
     before = digests(tmp_path / "out")
     code = main(["predict", str(checkpoint), str(tmp_path / "in"), str(tmp_path / "out" / "color" / "a.png"),
                  "--out", str(tmp_path / "out"), "--overwrite", *TINY])
-    one_line_error(capsys, code, "would replace an input")
+    one_line_error(capsys, code, "holds the input", "color/a.png")  # an input anywhere in --out's tree
     assert digests(tmp_path / "out") == before
 
 

@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image or video files, folders, glob patterns, or list files (.txt, .lst: an image path "
                         "first on each line, relative to the list's folder, e.g. a dataset's val.txt)")
+    p.add_argument("--recursive", action="store_true",
+                   help="a folder's subfolders too (e.g. Cityscapes' leftImg8bit/val/CITY/): the outputs mirror its "
+                        "tree, DIR/CITY/NAME.png, DIR/color/CITY/NAME.png, ...; --out inside it is left out")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="writes DIR/NAME.png (class indices: what `pspnet score --pred DIR` reads), "
                         "DIR/color/NAME.png, DIR/overlay/NAME.png; videos DIR/overlay/NAME.mp4 (see --outputs). Not "
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     main = processes.is_main
-    found = expand_inputs(args.inputs)
+    found = expand_inputs(args.inputs, args.recursive, exclude=args.out)
     failures = list(found.problems) if main else []  # the whole run's problems, counted by the first process
     for message in (found.problems + found.notes) if main else []:
         print(f"pspnet predict: {message}", file=sys.stderr)
@@ -71,19 +74,24 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     video_layout = replace(layout, kinds=tuple(args.outputs or DEFAULT_VIDEO_OUTPUTS))
     check_label_values_written(args, layout.kinds + video_layout.kinds)
     check_output_folder(args.out, "--out")
-    files, stems = [], set()
-    for path in found.files:  # every output name must be unique, else one input would overwrite another
-        if path.stem in stems:
+    files, planned, writers = [], [], {}
+    for path in found.files:  # every output must be unique, else one input would overwrite another's
+        name = found.name(path)
+        outputs = video_layout.video_outputs(name) if is_video(path) else layout.image_files(name)
+        if clash := next((f for f in outputs if f in writers), None):
             if main:
-                failures.append(f"{path}: another input already writes {path.stem}.png; rename one of them")
+                failures.append(f"{path}: {writers[clash]} already writes {clash}; rename one of them")
                 print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
             continue
-        stems.add(path.stem)
+        writers.update({f: path for f in outputs})
         files.append(path)
+        planned += outputs
 
+    if not files:  # every argument failed (each said why): nothing to load the network for
+        if main:
+            print(f"pspnet predict: no input to predict ({len(failures)} problem(s) above)", file=sys.stderr)
+        return 1
     check_inputs_outside(args.out, found.files)
-    planned = [f for p in files
-               for f in (video_layout.video_outputs(p.stem) if is_video(p) else layout.image_files(p.stem))]
     check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
     barrier(processes)  # every process has checked --out before any writes into it
     device = processes.device
@@ -116,11 +124,11 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
 
     with BackgroundWriter(layout, info.palette) as writer:  # PNGs written while the network runs on the next group
         for group in fill_batches(readable(), settings, lambda item: item[1].shape[:2]):  # images share batches
-            found = segment_and_confidence(forward, [to_tensor(im) for _, im in group], settings, info.mean,
-                                           info.std, device, "confidence" in layout.kinds)
-            done = writer.submit([ImagePrediction(path.stem, image, labels.cpu().numpy(),
+            results = segment_and_confidence(forward, [to_tensor(im) for _, im in group], settings, info.mean,
+                                             info.std, device, "confidence" in layout.kinds)
+            done = writer.submit([ImagePrediction(found.name(path), image, labels.cpu().numpy(),
                                                   None if confidence is None else confidence.cpu().numpy())
-                                  for (path, image), (labels, confidence) in zip(group, found, strict=True)])
+                                  for (path, image), (labels, confidence) in zip(group, results, strict=True)])
             bar.update(done)
             written += done
         done = writer.close()
@@ -131,8 +139,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     for path in (p for p in mine if is_video(p)):
         vbar = progress_bar(desc=path.name, unit="frame", disable=args.quiet or not main, leave=False)
         try:
-            frames = predict_video(forward, path, video_layout, settings, info.mean, info.std, info.palette, device,
-                                   on_frames=vbar.update)
+            frames = predict_video(forward, path, found.name(path), video_layout, settings, info.mean, info.std,
+                                   info.palette, device, on_frames=vbar.update)
         except PSPNetError as e:
             failures.append(str(e))
             tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
@@ -140,7 +148,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         finally:
             vbar.close()
         written += 1
-        targets = ", ".join(str(p) for p in video_layout.video_outputs(path.stem))
+        targets = ", ".join(str(p) for p in video_layout.video_outputs(found.name(path)))
         print(f"{path}: {frames} frames → {targets}", file=sys.stderr)
 
     # The whole run's counts on every process (one process: its own), so that every process exits alike.
@@ -159,9 +167,9 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
 
 
 def check_inputs_outside(out: Path, inputs: list[Path]) -> None:
-    """--out must not be a folder that holds inputs: outputs would mix with them (and a later run over the folder
-    would take them for inputs)."""
+    """--out must not be a folder that holds inputs (in it or in its subfolders): outputs would mix with them, or
+    replace them (and a later run over the folder would take them for inputs)."""
     for path in inputs:
-        if path.parent.resolve() == out.resolve():
+        if path.resolve().is_relative_to(out.resolve()):
             raise PSPNetError(f"--out {out}: holds the input {path}; choose another folder for the outputs "
                               f"(e.g. {out / 'pspnet'})")

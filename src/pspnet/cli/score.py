@@ -1,4 +1,5 @@
-"""`pspnet score --pred DIR --gt DIR --num-classes N`: score saved label PNGs against ground truth by file stem."""
+"""`pspnet score --pred DIR --gt DIR --num-classes N`: score saved label PNGs against ground truth by file stem (with
+--recursive, by path in the folders' trees)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pspnet.data.label_values import LabelValues
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.label_formats import label_values
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, image_score, per_image_csv
+from pspnet.engine.predict import OUTPUT_KINDS
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file
 
@@ -42,13 +44,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
     p.add_argument("--per-image", type=Path, metavar="CSV", help="write each image's mIoU, pixel accuracy and "
                    "largest confusion, the worst first")
+    p.add_argument("--recursive", action="store_true", help="the folders' subfolders too, pairing files by their "
+                   "path (CITY/NAME.png with CITY/NAME.png), as `pspnet predict --recursive` writes them; --pred's "
+                   "color/, overlay/ and confidence/ folders are left out")
     p.add_argument("--overwrite", action="store_true", help="replace --json / --per-image if they exist")
 
 
-def label_files(folder: Path, what: str) -> dict[str, Path]:
+def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tuple[str, ...] = ()
+                ) -> dict[str, Path]:
+    """The label files in `folder` by name: their stem, or with `recursive` their path in its tree without the
+    suffix (`CITY/NAME`), leaving out hidden files and folders and the top-level folders `leave_out`."""
     if not folder.is_dir():
         raise PSPNetError(f"{folder}: no such {what} folder")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES}
+    found = {}
+    for p in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        parts = p.relative_to(folder).parts
+        if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES and not any(part.startswith(".") for part in parts) \
+                and not (len(parts) > 1 and parts[0] in leave_out):
+            found[p.relative_to(folder).with_suffix("").as_posix()] = p
+    return found
 
 
 def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | LabelValues | None, list[str]]:
@@ -105,9 +119,20 @@ def run(args: argparse.Namespace) -> int:
     for option, path in (("--json", args.json), ("--per-image", args.per_image)):
         if path is not None:
             check_output_file(path, option, args.overwrite)
-    preds, gts = label_files(args.pred, "prediction"), label_files(args.gt, "ground-truth")
+    gts = label_files(args.gt, "ground-truth", args.recursive)
+    # `pspnet predict` writes colour maps, overlays and confidences beside the labels: not predictions to score.
+    kinds = tuple(k for k in OUTPUT_KINDS if k != "labels" and not (args.gt / k).is_dir())
+    preds = label_files(args.pred, "prediction", args.recursive, leave_out=kinds)
+    nested = [] if args.recursive else sorted(
+        d.name for d in args.gt.iterdir() if d.is_dir() and not d.name.startswith(".")
+        and any(f.suffix.lower() in LABEL_SUFFIXES for f in d.rglob("*")))
     if not gts:
-        raise PSPNetError(f"{args.gt}: holds no label PNGs")
+        raise PSPNetError(f"{args.gt}: holds no label PNGs" + (
+            f" (its subfolders {', '.join(nested[:3])} do: --recursive pairs the folders' trees)" if nested else ""))
+    if nested:
+        print(f"pspnet score: note: {args.gt}: left out {len(nested)} subfolder(s) holding labels "
+              f"({', '.join(nested[:3])}{' and more' if len(nested) > 3 else ''}; --recursive pairs the folders' "
+              "trees)", file=sys.stderr)
     failures = [f"{gts[s]}: no prediction {args.pred / (s + '.png')}" for s in sorted(gts.keys() - preds.keys())]
     failures += [f"{preds[s]}: no ground truth {s}.png in {args.gt}" for s in sorted(preds.keys() - gts.keys())]
     num_classes, ignore, coding, names = ground_truth_settings(args)

@@ -52,11 +52,16 @@ PNG_COMPRESS_LEVEL = 6  # Pillow's default
 @dataclass
 class Inputs:
     """What the command-line arguments name: files to process, one message per argument that names nothing, and one
-    note per folder whose other files were left out."""
+    note per folder whose other files (or subfolders) were left out. `names`: the output name of a file found in a
+    subfolder of a folder input (`sub/NAME`: outputs mirror the folder's tree); any other file's is its stem."""
 
     files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    names: dict[Path, str] = field(default_factory=dict)
+
+    def name(self, path: Path) -> str:
+        return self.names.get(path, path.stem)
 
 
 ImageInput = Image.Image | np.ndarray | torch.Tensor | str | Path
@@ -129,23 +134,55 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def expand_inputs(specs: Sequence[str]) -> Inputs:
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _folder_files(folder: Path, recursive: bool, exclude: Path | None) -> tuple[list[Path], list[Path]]:
+    """The visible files of `folder` (of its whole tree if `recursive`, leaving out `exclude`'s), sorted, and its
+    visible subfolders that hold media files and were not searched."""
+    if not recursive:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        skipped = [d for d in entries if d.is_dir() and d.resolve() != exclude and any(
+            f.suffix.lower() in MEDIA_SUFFIXES and not any(part.startswith(".") for part in f.relative_to(d).parts)
+            for f in d.rglob("*"))]
+        return sorted(p for p in entries if p.is_file()), sorted(skipped)
+    files = []
+    for p in folder.rglob("*"):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts) or not p.is_file():
+            continue
+        if exclude is not None and p.resolve().is_relative_to(exclude):
+            continue
+        files.append(p)
+    return sorted(files), []
+
+
+def expand_inputs(specs: Sequence[str], recursive: bool = False, exclude: Path | None = None) -> Inputs:
     """Files as given; list files (.txt, .lst: an image path first on each line, e.g. a dataset's `val.txt`) → the
-    images they name; folders → their image and video files (sorted, not recursive); globs → their matches (`**`
-    matches folders at any depth)."""
+    images they name; folders → their image and video files (sorted; with `recursive` those of the whole tree, named
+    by their path in it, leaving out `exclude`: the run's output folder); globs → their matches (`**` matches
+    folders at any depth)."""
     found = Inputs()
+    exclude = exclude.resolve() if exclude is not None else None
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            every = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            inside = exclude is not None and exclude != path.resolve() and exclude.is_relative_to(path.resolve())
+            every, skipped = _folder_files(path, recursive, exclude if inside else None)
             files = [p for p in every if p.suffix.lower() in MEDIA_SUFFIXES]
             if not files:
-                found.problems.append(f"{spec}: folder holds no image or video files")
-            if others := [p.name for p in every if p.suffix.lower() not in MEDIA_SUFFIXES]:
-                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                found.problems.append(f"{spec}: folder holds no image or video files" + (
+                    f" (its subfolders {_shown([d.name for d in skipped])} do: --recursive takes a folder's whole "
+                    "tree)" if skipped else ""))
+            elif skipped:
+                found.notes.append(f"{spec}: left out {len(skipped)} subfolder(s) holding images or videos "
+                                   f"({_shown([d.name for d in skipped])}; --recursive takes a folder's whole tree)")
+            if others := [str(p.relative_to(path)) for p in every if p.suffix.lower() not in MEDIA_SUFFIXES]:
                 found.notes.append(f"{spec}: left out {len(others)} file(s) without an image or video suffix "
-                                   f"({shown}; images: {' '.join(IMAGE_SUFFIXES)}; name a file to try it anyway)")
+                                   f"({_shown(others)}; images: {' '.join(IMAGE_SUFFIXES)}; name a file to try it "
+                                   "anyway)")
             found.files.extend(files)
+            found.names.update({p: p.relative_to(path).with_suffix("").as_posix() for p in files if p.parent != path})
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             try:
                 found.files.extend(read_image_list(path))
@@ -371,19 +408,20 @@ def video_rate(path: Path) -> float:
     return float(rate) if rate else 25.0
 
 
-def predict_video(forward: Forward, path: Path, layout: PredictionLayout, settings: InferenceSettings,
+def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLayout, settings: InferenceSettings,
                   mean: Sequence[float], std: Sequence[float], palette: Sequence[Color],
                   device: torch.device | str = "cpu", frames_per_step: int = 4,
                   on_frames: Callable[[int], None] | None = None) -> int:
-    """Segment every frame of `path` and write what `layout.kinds` names of it: the overlay and colour videos
-    (H.264 MP4, `layout.video`) and each frame's label and confidence PNGs (`layout.frames`: 000000.png, ...).
-    Returns the frame count. Frames are segmented `frames_per_step` at a time so that their windows share network
-    batches. Each video is written to a temporary file renamed at the end, and the frame PNGs to a temporary folder
-    moved into place at the end (`files.staged_folder`, which also removes the frames an earlier, longer run left):
-    a failure or an interruption leaves no partial video or frame set and keeps an earlier run's."""
+    """Segment every frame of `path` and write what `layout.kinds` names of it under `name` (`Inputs.name`): the
+    overlay and colour videos (H.264 MP4, `layout.video`) and each frame's label and confidence PNGs
+    (`layout.frames`: 000000.png, ...). Returns the frame count. Frames are segmented `frames_per_step` at a time so
+    that their windows share network batches. Each video is written to a temporary file renamed at the end, and the
+    frame PNGs to a temporary folder moved into place at the end (`files.staged_folder`, which also removes the
+    frames an earlier, longer run left): a failure or an interruption leaves no partial video or frame set and keeps
+    an earlier run's."""
     av = _av()
     rate = Fraction(video_rate(path)).limit_denominator(1000)
-    stem, kinds = path.stem, layout.kinds
+    stem, kinds = name, layout.kinds
     movies = [kind for kind in VIDEO_KINDS if kind in kinds]
     count = 0
 
