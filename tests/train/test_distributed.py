@@ -155,19 +155,24 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
 
 
 def test_two_process_predict_writes_each_input_once_as_one_process_does(two_process_run, data_root, tmp_path) -> None:
-    """Five images and an unreadable one between two processes: the same PNGs as one process, the failure counted
-    once, one summary, and both processes (so torchrun) exiting 1 for the failed input."""
+    """Five images (two in a subfolder: --recursive) and an unreadable one between two processes: the same PNGs at
+    the same paths as one process, the failure counted once, one summary, and both processes (so torchrun) exiting 1
+    for the failed input."""
     run, _ = two_process_run
     model = str(run / "final.safetensors")
     inputs = tmp_path / "inputs"
     shutil.copytree(data_root / "images" / "val", inputs)
     (inputs / "broken.png").write_bytes(b"not a png")
+    (inputs / "sub").mkdir()
+    for moved in ("3.png", "4.png"):
+        (inputs / moved).rename(inputs / "sub" / moved)
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["predict", model, str(inputs), "--out", str(one), "--device", "cpu", "--quiet"]) == 1
-    err = finish([start(torchrun("predict", model, str(inputs), "--out", str(two), "--device", "cpu", "--quiet"))],
-                 returncode=1)[0]
+    assert main(["predict", model, str(inputs), "--recursive", "--out", str(one), "--device", "cpu", "--quiet"]) == 1
+    err = finish([start(torchrun("predict", model, str(inputs), "--recursive", "--out", str(two), "--device", "cpu",
+                                 "--quiet"))], returncode=1)[0]
     written = sorted(p.relative_to(one) for p in one.rglob("*.png"))
     assert len(written) == 3 * VAL_IMAGES  # labels, colour, overlay
+    assert len([p for p in written if "sub" in p.parts]) == 3 * 2
     assert sorted(p.relative_to(two) for p in two.rglob("*.png")) == written
     assert all((one / p).read_bytes() == (two / p).read_bytes() for p in written)
     assert err.count(f"{VAL_IMAGES} of {VAL_IMAGES + 1} inputs written to {two}") == 1
