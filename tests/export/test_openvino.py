@@ -68,7 +68,8 @@ def test_openvino_mistakes_are_one_line(data, tmp_path, capsys) -> None:
     assert main(["export", str(ckpt), "--format", "openvino", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "must name the IR's .xml file" in capsys.readouterr().err
     (tmp_path / "bad.xml").write_text("<net/>")
-    assert main(["predict", "--backend", "openvino", str(tmp_path / "bad.xml"), str(tmp_path), "--out",
+    root, _ = data
+    assert main(["predict", "--backend", "openvino", str(tmp_path / "bad.xml"), str(root / "img"), "--out",
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "bad.xml" in err and "Traceback" not in err
