@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pspnet.train.config import load_train_config
+from pspnet.train.stop import TrainingStopped
 from pspnet.train.trainer import config_yaml, train
 
 
@@ -35,5 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_yaml(cfg), end="")
         return 0
-    train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+    try:
+        train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+    except TrainingStopped as e:  # asked to stop (SIGTERM, Ctrl-C), checkpoint saved: the trainer said so
+        return 128 + e.signum  # as the shell reports a process ended by the signal
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,4 +99,11 @@ def build_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int = 
     workers = usable_workers(workers)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
                       pin_memory=torch.device(device).type == "cuda", drop_last=train,
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, worker_init_fn=leave_stop_signals_to_the_main_process)
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A Ctrl-C, or a scheduler's SIGTERM, reaches every process of the group, the loader's workers too: they ignore
+    it, and the main process decides (training finishes its step with their data, saves and stops them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -60,6 +60,7 @@ from pspnet.train.outdir import check_out_dir, move_aside
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
 from pspnet.train.step import TrainingStep
+from pspnet.train.stop import StopRequests, TrainingStopped
 
 
 class NonFiniteLoss(PSPNetError):
@@ -352,6 +353,8 @@ class Trainer:
         window_start, window_images, window_waited = time.perf_counter(), 0, 0.0
         last_saved: Path | None = list_checkpoints(self.ckpt_dir)[-1] if start else None
         self.model.train()
+        stops = StopRequests(self.note)
+        stops.install()
         try:
             for iteration in range(start, self.max_iter):
                 lr = set_poly_lr(self.optimizer, iteration, self.max_iter, s.power)
@@ -390,12 +393,18 @@ class Trainer:
                             save(self.model, self.out / "best.safetensors", self.provenance(done, best))
                         last_saved = self.save_checkpoint(done, {"best_miou": best})
                     self.model.train()
-        except KeyboardInterrupt:
-            if not d.enabled and "done" in locals() and done > start:
-                path = self.save_checkpoint(done, {"best_miou": best})
-                self.note(f"interrupted: saved {path}; continue with --resume")
+                if done < self.max_iter and (signum := stops.agreed(d)):  # SIGTERM or Ctrl-C: stop, resumable
+                    if last_saved != self.ckpt_dir / f"iter_{done:07d}.pt":
+                        last_saved = self.save_checkpoint(done, {"best_miou": best})
+                    stopped = TrainingStopped(signum, done, str(last_saved))
+                    self.note(str(stopped))
+                    raise stopped
+        except KeyboardInterrupt:  # a second request: at once, mid-step; the last checkpoint is a finished step's
+            self.note("stopped at once, without saving" + (f"; the last checkpoint is {last_saved}" if last_saved
+                                                             else ""))
             raise
         finally:
+            stops.restore()
             bar.close()
             log.close()
         final = self.out / "final.safetensors"

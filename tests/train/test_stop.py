@@ -1,0 +1,110 @@
+"""A run asked to stop (SIGTERM from a scheduler, Ctrl-C) finishes its iteration, saves a checkpoint there and exits
+143 / 130; resumed, it ends with the weights of a run never stopped. A second request stops at once without saving."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pspnet.cli.main import main
+from pspnet.train import stop
+from pspnet.train.step import TrainingStep
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import config_dict, make_folders_dataset  # noqa: E402
+
+SIGNAL_AT = Path(__file__).parent / "signal_at.py"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return make_folders_dataset(tmp_path_factory.mktemp("data"), n_train=16)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_root, tmp_path_factory) -> Path:
+    """The final weights of the 6-iteration run, never stopped."""
+    tmp = tmp_path_factory.mktemp("whole")
+    assert main(["train", "--config", str(write(tmp, data_root, tmp / "run")), "--no-progress"]) == 0
+    return tmp / "run" / "final.safetensors"
+
+
+def write(tmp: Path, data_root: Path, out: Path) -> Path:
+    """Six iterations, a checkpoint every 100 (none on the way: a stop writes its own), data from 2 worker
+    processes (they get a scheduler's SIGTERM too) that have 4 micro-batches in flight when a step needing 8
+    starts: the step needs them alive after the signal."""
+    cfg = config_dict(data_root, out, iterations=6, checkpoint_every=100, batch_size=16, accumulate=8)
+    cfg["data"]["workers"] = 2
+    path = tmp / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(str(a)), load_file(str(b))
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX's")
+def test_sigterm_to_the_run_and_its_loader_workers_saves_the_iteration_and_resumes_exactly(data_root, uninterrupted,
+                                                                                           tmp_path):
+    """As a scheduler stops a job: SIGTERM to the whole process group (the data loader's workers included) during
+    the third step → iteration 3 finished and saved, exit 143; --resume ends where a run never stopped ends."""
+    out = tmp_path / "run"
+    cfg = write(tmp_path, data_root, out)
+    done = subprocess.run([sys.executable, str(SIGNAL_AT), "2", "SIGTERM", "group", "train", "--config", str(cfg),
+                           "--no-progress"], capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert done.returncode == 143, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    assert "SIGTERM received: stopping after this iteration with a checkpoint" in printed
+    saved = out / "checkpoints" / "iter_0000003.pt"
+    assert (f"stopped by SIGTERM after iteration 3: saved {saved}; `--resume` continues from it") in printed
+    assert "Traceback" not in printed and saved.is_file() and not (out / "final.safetensors").exists()
+    assert main(["train", "--config", str(cfg), "--resume", "--no-progress"]) == 0
+    assert same_weights(out / "final.safetensors", uninterrupted)
+
+
+def signal_during_step(monkeypatch, at: int, *signums: int) -> None:
+    """The step counted `at` (from 0) sends these signals to this process, one after the other."""
+    step = TrainingStep.__call__
+
+    def signalling(self, stream, iteration):
+        if iteration == at:
+            for signum in signums:
+                os.kill(os.getpid(), signum)
+        return step(self, stream, iteration)
+
+    monkeypatch.setattr(TrainingStep, "__call__", signalling)
+
+
+def test_ctrl_c_twice_at_once_is_one_request_and_the_handlers_are_restored(data_root, uninterrupted, tmp_path,
+                                                                           monkeypatch, capsys):
+    """torchrun's workers get a Ctrl-C twice (the terminal's and torchrun's): one request, a checkpoint, exit 130."""
+    out = tmp_path / "run"
+    cfg = write(tmp_path, data_root, out)
+    signal_during_step(monkeypatch, 3, signal.SIGINT, signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 130
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert f"stopped by SIGINT after iteration 4: saved {out / 'checkpoints' / 'iter_0000004.pt'}" in (
+        capsys.readouterr().out)
+    monkeypatch.undo()
+    assert main(["train", "--config", str(cfg), "--resume", "--no-progress"]) == 0
+    assert same_weights(out / "final.safetensors", uninterrupted)
+
+
+def test_a_second_request_stops_at_once_without_saving(data_root, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    cfg = write(tmp_path, data_root, out)
+    monkeypatch.setattr(stop, "REPEAT_WINDOW_S", 0.0)  # the second Ctrl-C is a person's, not torchrun's copy
+    signal_during_step(monkeypatch, 1, signal.SIGINT, signal.SIGINT)
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 130
+    captured = capsys.readouterr()
+    assert "stopped at once, without saving" in captured.out and "pspnet train: interrupted" in captured.err
+    assert not (out / "checkpoints").exists() or not list((out / "checkpoints").iterdir())
