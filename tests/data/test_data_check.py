@@ -162,3 +162,43 @@ def test_bad_val_fractions_are_one_line_errors():
         DataConfig(dataset="folders", num_classes=2, val_fraction=1.0)
     with pytest.raises(PSPNetError, match="x has 1 pair"):
         held_out(["a"], 0.5, "x")
+
+
+def test_a_folders_dataset_reads_its_subfolders_and_names_by_path_in_the_tree(tmp_path):
+    """As mmsegmentation's datasets: images anywhere under images/SPLIT pair with labels at the same path under
+    labels/SPLIT; a nested pair is named by that path (its predictions and per-image rows), hidden folders are left
+    out, and a nested label without an image is named in the note by its path."""
+    for name in ("seq1/a", "seq2/a", "b"):
+        save_image(tmp_path / "images" / "train" / f"{name}.jpg")
+        save_label(tmp_path / "labels" / "train" / f"{name}.png", np.tri(12, 16))
+    save_image(tmp_path / "images" / "train" / ".thumbs" / "a.jpg")
+    save_label(tmp_path / "labels" / "train" / "seq3" / "c.png", np.tri(12, 16))
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    dataset = build_dataset(cfg, "train")
+    assert [p.name for p in dataset.pairs] == ["b", "seq1/a", "seq2/a"]
+    assert [p.label for p in dataset.pairs] == [tmp_path / "labels" / "train" / f"{n}.png" for n in ("b", "seq1/a",
+                                                                                                     "seq2/a")]
+    notes = []
+    assert check_dataset(cfg, ("train",), notes=notes) == []
+    assert notes == [f"{tmp_path / 'labels/train'}: 1 label(s) without an image of the same name, left out "
+                     "(seq3/c.png); an image NAME.* is paired with the label NAME.png"]
+
+
+def test_eval_of_image_and_label_trees_saves_predictions_at_their_paths(tmp_path, capsys):
+    import torch
+
+    import pspnet
+    from pspnet.classes import DatasetInfo
+
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(2, backbone="resnet18", info=DatasetInfo("toy", ["a", "b"]))
+    ckpt = pspnet.save(model, tmp_path / "m.safetensors")
+    for name in ("seq1/a", "seq2/a"):
+        save_image(tmp_path / "images" / f"{name}.jpg")
+        save_label(tmp_path / "labels" / f"{name}.png", np.tri(12, 16))
+    out = tmp_path / "out"
+    assert main(["eval", str(ckpt), "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"),
+                 "--crop-size", "33", "--base-size", "0", "--quiet", "--workers", "0", "--backend", "torch",
+                 "--out", str(out), "--save-predictions", "--outputs", "labels"]) == 0
+    assert "2 of 2 images scored" in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["seq1/a.png", "seq2/a.png"]

@@ -18,6 +18,7 @@ from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
+from pspnet.data.lists import tree_files
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.label_formats import label_values
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, image_score, per_image_csv
@@ -56,13 +57,11 @@ def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tup
     suffix (`CITY/NAME`), leaving out hidden files and folders and the top-level folders `leave_out`."""
     if not folder.is_dir():
         raise PSPNetError(f"{folder}: no such {what} folder")
-    found = {}
-    for p in sorted(folder.rglob("*") if recursive else folder.iterdir()):
-        parts = p.relative_to(folder).parts
-        if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES and not any(part.startswith(".") for part in parts) \
-                and not (len(parts) > 1 and parts[0] in leave_out):
-            found[p.relative_to(folder).with_suffix("").as_posix()] = p
-    return found
+    files = tree_files(folder, LABEL_SUFFIXES) if recursive else sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES and not p.name.startswith("."))
+    names = {p.relative_to(folder).with_suffix("").as_posix(): p for p in files}
+    return {name: p for name, p in names.items() if name.split("/")[0] not in leave_out or "/" not in name}
 
 
 def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | LabelValues | None, list[str]]:
@@ -125,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     preds = label_files(args.pred, "prediction", args.recursive, leave_out=kinds)
     nested = [] if args.recursive else sorted(
         d.name for d in args.gt.iterdir() if d.is_dir() and not d.name.startswith(".")
-        and any(f.suffix.lower() in LABEL_SUFFIXES for f in d.rglob("*")))
+        and tree_files(d, LABEL_SUFFIXES))
     if not gts:
         raise PSPNetError(f"{args.gt}: holds no label PNGs" + (
             f" (its subfolders {', '.join(nested[:3])} do: --recursive pairs the folders' trees)" if nested else ""))

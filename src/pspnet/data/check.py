@@ -131,7 +131,8 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
             image_dir, label_dir = folder_pair(cfg, split)
             unpaired, suffix = unpaired_labels(image_dir, label_dir, cfg.label_suffix)
             if unpaired:
-                shown = ", ".join(p.name for p in unpaired[:3]) + (" ..." if len(unpaired) > 3 else "")
+                shown = ", ".join(p.relative_to(label_dir).as_posix() for p in unpaired[:3]) + (
+                    " ..." if len(unpaired) > 3 else "")
                 hint = f"; these labels are named NAME{suffix}: set data.label_suffix: {suffix}" if suffix else ""
                 notes.append(f"{label_dir}: {len(unpaired)} label(s) without an image of the same name, left out "
                              f"({shown}); an image NAME.* is paired with the label NAME{cfg.label_suffix}{hint}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 class Pair:
     image: Path
     label: Path
+    tree_name: str | None = None  # its path in a folders dataset's tree, without the suffix (`seq1/0001`)
 
     @property
     def name(self) -> str:
-        return self.image.stem
+        """What its predictions and per-image rows are named: the image's stem, or its path in the tree."""
+        return self.tree_name or self.image.stem
 
 
 def read_list(path: Path, root: Path, malformed: list[str] | None = None) -> list[Pair]:
@@ -90,30 +93,47 @@ def write_list(path: Path, pairs: list[Pair], root: Path) -> None:
     os.replace(tmp, path)
 
 
+def tree_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path]:
+    """The files in `folder`'s tree (subfolders at any depth, as mmsegmentation's datasets read theirs), hidden files
+    and folders left out, with one of `suffixes` (any case) if given; sorted by their path in the tree."""
+    found = []
+    for p in folder.rglob("*"):
+        relative = p.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or not p.is_file():
+            continue
+        if suffixes is None or p.suffix.lower() in suffixes:
+            found.append((relative.as_posix(), p))
+    return [p for _, p in sorted(found)]
+
+
 def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -> list[Pair]:
-    """Images `NAME.<image suffix>` matched with labels `NAME<label_suffix>` (e.g. `NAME_mask.png`), sorted by
-    name. An image without its label is still listed (the check reports the missing file); labels without an
-    image are left out (see `unpaired_labels`)."""
+    """Images `PATH/NAME.<image suffix>` anywhere in `image_dir`'s tree matched with labels
+    `label_dir/PATH/NAME<label_suffix>` (e.g. `NAME_mask.png`), sorted by path. An image without its label is still
+    listed (the check reports the missing file); labels without an image are left out (see `unpaired_labels`)."""
     if not image_dir.is_dir():
         raise PSPNetError(f"{image_dir}: no such image folder")
     if not label_dir.is_dir():
         raise PSPNetError(f"{label_dir}: no such label folder")
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [Pair(p, label_dir / f"{p.stem}{label_suffix}") for p in images]
+    pairs = []
+    for p in tree_files(image_dir, IMAGE_SUFFIXES):
+        relative = p.relative_to(image_dir)
+        tree_name = relative.with_suffix("").as_posix() if len(relative.parts) > 1 else None
+        pairs.append(Pair(p, label_dir / relative.parent / f"{p.stem}{label_suffix}", tree_name))
+    return pairs
 
 
 def unpaired_labels(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -> tuple[list[Path], str | None]:
-    """The label files of `label_dir` (named `*<label_suffix>`) with no image of their name in `image_dir`: what
-    `pair_folders` leaves out; and, when they all pair with the images under another suffix such as `_mask.png`,
-    that suffix."""
+    """The label files of `label_dir`'s tree (named `*<label_suffix>`) with no image of their path and name in
+    `image_dir`'s: what `pair_folders` leaves out; and, when they all pair with the images under another suffix such
+    as `_mask.png`, that suffix."""
     if not image_dir.is_dir() or not label_dir.is_dir():
         return [], None
-    stems = {p.stem for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    labels = [p for p in label_dir.iterdir() if p.name.endswith(label_suffix)]
-    unpaired = sorted(p for p in labels if p.name[: -len(label_suffix)] not in stems)
-    # Another suffix pairs a label with an image when a prefix of its name is an image's name: each label's prefixes
-    # are looked up in the set of image names (not each image's name tried against each label).
-    suffixes = {p.name[k:] for p in unpaired for k in range(1, len(p.name))
-                if p.name[:k] in stems and p.name[k:].endswith(".png")}
+    stems = {p.relative_to(image_dir).with_suffix("").as_posix() for p in tree_files(image_dir, IMAGE_SUFFIXES)}
+    labels = {p.relative_to(label_dir).as_posix(): p for p in tree_files(label_dir) if p.name.endswith(label_suffix)}
+    unpaired = sorted((name, p) for name, p in labels.items() if name[: -len(label_suffix)] not in stems)
+    # Another suffix pairs a label with an image when a prefix of its path is an image's: each label's prefixes
+    # are looked up in the set of image paths (not each image's path tried against each label).
+    suffixes = {name[k:] for name, _ in unpaired for k in range(1, len(name))
+                if name[:k] in stems and name[k:].endswith(".png")}
     suffix = next(iter(suffixes)) if len(suffixes) == 1 and len(unpaired) == len(labels) else None
-    return unpaired, suffix
+    return [p for _, p in unpaired], suffix

@@ -27,7 +27,7 @@ from PIL import Image
 
 from pspnet.classes import Color
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
-from pspnet.data.lists import IMAGE_SUFFIXES, LIST_SUFFIXES, read_image_list
+from pspnet.data.lists import IMAGE_SUFFIXES, LIST_SUFFIXES, read_image_list, tree_files
 from pspnet.engine.inference import (
     Forward,
     InferenceSettings,
@@ -143,18 +143,9 @@ def _folder_files(folder: Path, recursive: bool, exclude: Path | None) -> tuple[
     visible subfolders that hold media files and were not searched."""
     if not recursive:
         entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-        skipped = [d for d in entries if d.is_dir() and d.resolve() != exclude and any(
-            f.suffix.lower() in MEDIA_SUFFIXES and not any(part.startswith(".") for part in f.relative_to(d).parts)
-            for f in d.rglob("*"))]
+        skipped = [d for d in entries if d.is_dir() and d.resolve() != exclude and tree_files(d, MEDIA_SUFFIXES)]
         return sorted(p for p in entries if p.is_file()), sorted(skipped)
-    files = []
-    for p in folder.rglob("*"):
-        if any(part.startswith(".") for part in p.relative_to(folder).parts) or not p.is_file():
-            continue
-        if exclude is not None and p.resolve().is_relative_to(exclude):
-            continue
-        files.append(p)
-    return sorted(files), []
+    return [p for p in tree_files(folder) if exclude is None or not p.resolve().is_relative_to(exclude)], []
 
 
 def expand_inputs(specs: Sequence[str], recursive: bool = False, exclude: Path | None = None) -> Inputs:
