@@ -16,7 +16,7 @@ from pathlib import Path
 from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.data.imageops import read_image, to_tensor
-from pspnet.data.lists import IMAGE_SUFFIXES, read_image_list
+from pspnet.data.lists import IMAGE_SUFFIXES, read_image_list, spread_evenly, tree_files
 from pspnet.download import file_digest
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder, write_atomically
@@ -27,10 +27,11 @@ DEFAULT_IMAGES = 64
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a checkpoint or a published model's name (`pspnet models`)")
     p.add_argument("--calib", type=Path, required=True, metavar="LIST_OR_FOLDER",
-                   help="calibration images: a folder of images, or a list file with an image path first on each "
-                        "line (relative to the list's folder; `image label` lists work as they are)")
+                   help="calibration images: a folder of images (subfolders too), or a list file with an image path "
+                        "first on each line (relative to the list's folder; `image label` lists work as they are)")
     p.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
-                   help=f"use the first N images (default {DEFAULT_IMAGES}), some of them held back")
+                   help=f"use N images spread evenly over the sorted set (default {DEFAULT_IMAGES}), some of them "
+                        "held back")
     p.add_argument("--held-back", type=int, metavar="K",
                    help="images kept out of calibration to measure int8 against f32 (default: a fifth, at most 8)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
@@ -40,9 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def calibration_files(spec: Path) -> list[Path]:
-    """The images of a folder (sorted), or the first path of each line of a list file."""
+    """The images of a folder's tree (sorted by path), or the first path of each line of a list file."""
     if spec.is_dir():
-        files = sorted(p for p in spec.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = tree_files(spec, IMAGE_SUFFIXES)
         if not files:
             raise PSPNetError(f"--calib {spec}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return files
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     require_nncf()  # the install hint before any work
     if args.images < 2:
         raise PSPNetError(f"--images {args.images}: expected at least 2 (calibration, and one image held back)")
-    files = calibration_files(args.calib)[: args.images]
+    found = calibration_files(args.calib)
+    files = [found[i] for i in spread_evenly(len(found), args.images)]  # from the whole set, not its first sequence
     if len(files) < 2:
         raise PSPNetError(f"--calib {args.calib}: {len(files)} image; expected at least 2 (calibration, and one "
                           "held back)")
@@ -77,13 +79,16 @@ def run(args: argparse.Namespace) -> int:
     model = load(checkpoint)
     settings = settings_from_args(args, model.info)
     images = [to_tensor(read_image(path)) for path in files]  # an unreadable image stops the run, naming it
-    calibration, held_back = images[: len(images) - held], images[len(images) - held:]
+    kept = set(spread_evenly(len(images), held))  # held back from all over the set too
+    calibration = [im for i, im in enumerate(images) if i not in kept]
+    held_back = [im for i, im in enumerate(images) if i in kept]
     print(f"calibrating on {len(calibration)} images from {args.calib} (the protocol's inputs: crop "
           f"{settings.crop_size[0]}×{settings.crop_size[1]}, base size {settings.base_size or 'as is'}, flip "
           f"{'on' if settings.flip else 'off'}); {held} held back", file=sys.stderr)
     source = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_digest(checkpoint),
-              "calibration": str(args.calib), "calibration_files": [str(p) for p in files[: len(calibration)]],
-              "held_back_files": [str(p) for p in files[len(calibration):]]}
+              "calibration": str(args.calib),
+              "calibration_files": [str(p) for i, p in enumerate(files) if i not in kept],
+              "held_back_files": [str(p) for i, p in enumerate(files) if i in kept]}
     result = quantize(model, calibration, held_back, settings, source)
     a = result.agreement
     from pspnet.export.openvino import save_ir

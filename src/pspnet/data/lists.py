@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pspnet.errors import PSPNetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -104,6 +106,14 @@ def tree_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path
         if suffixes is None or p.suffix.lower() in suffixes:
             found.append((relative.as_posix(), p))
     return [p for _, p in sorted(found)]
+
+
+def spread_evenly(count: int, k: int) -> list[int]:
+    """`k` positions of 0..count-1 spread evenly from the first to the last, sorted (all of them when k ≥ count):
+    a sample of a sorted set that sees all of it (a dataset sorted by sequence, say), not its first sequence only."""
+    if k >= count:
+        return list(range(count))
+    return sorted(set(np.linspace(0, count - 1, k).round().astype(int).tolist()))  # distinct: the step exceeds 1
 
 
 def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -> list[Pair]:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
+from pspnet.data.lists import spread_evenly
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment_and_confidence
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, image_score
@@ -109,7 +110,7 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
         dataset = Subset(dataset, positions)
     per_image: list[tuple[int, ImageScore]] = []
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
-    picks = set(np.linspace(0, len(dataset) - 1, num_samples).round().astype(int).tolist()) if num_samples else set()
+    picks = set(spread_evenly(len(dataset), num_samples))
     worst: list[tuple[float, int, Sample]] = []  # a max-heap on mIoU (negated), the num_samples lowest
     position = -1
     bar = progress_bar(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
