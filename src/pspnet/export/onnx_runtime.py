@@ -33,7 +33,7 @@ def providers_for(device: torch.device) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-# ONNX Runtime's texts when it cannot allocate a buffer (1.2x under an address-space limit: its arena's "Failed to
+# ONNX Runtime's texts when it cannot allocate a buffer (1.32 under an address-space limit: its arena's "Failed to
 # allocate memory for requested buffer of size N"; the CPU allocator's std::bad_alloc, "bad allocation").
 ALLOCATION_FAILURES = ("Failed to allocate memory", "bad allocation", "bad_alloc")
 
