@@ -18,7 +18,7 @@ from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
-from pspnet.data.lists import tree_files
+from pspnet.data.lists import tree_files, tree_name
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.label_formats import label_values
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, image_score, per_image_csv
@@ -60,7 +60,7 @@ def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tup
     files = tree_files(folder, LABEL_SUFFIXES) if recursive else sorted(
         p for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES and not p.name.startswith("."))
-    names = {p.relative_to(folder).with_suffix("").as_posix(): p for p in files}
+    names = {tree_name(p, folder): p for p in files}
     return {name: p for name, p in names.items() if name.split("/")[0] not in leave_out or "/" not in name}
 
 

@@ -108,6 +108,13 @@ def tree_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path
     return [p for _, p in sorted(found)]
 
 
+def tree_name(path: Path, folder: Path) -> str:
+    """A file's name in `folder`'s tree: its path there without the suffix (`seq1/0001`; at the top, its stem). What
+    a folder tree's outputs are named by (`predict --recursive`, a folders dataset's nested pairs) and how `score
+    --recursive` pairs them."""
+    return path.relative_to(folder).with_suffix("").as_posix()
+
+
 def spread_evenly(count: int, k: int) -> list[int]:
     """`k` positions of 0..count-1 spread evenly from the first to the last, sorted (all of them when k ≥ count):
     a sample of a sorted set that sees all of it (a dataset sorted by sequence, say), not its first sequence only."""
@@ -127,8 +134,8 @@ def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -
     pairs = []
     for p in tree_files(image_dir, IMAGE_SUFFIXES):
         relative = p.relative_to(image_dir)
-        tree_name = relative.with_suffix("").as_posix() if len(relative.parts) > 1 else None
-        pairs.append(Pair(p, label_dir / relative.parent / f"{p.stem}{label_suffix}", tree_name))
+        nested = tree_name(p, image_dir) if len(relative.parts) > 1 else None
+        pairs.append(Pair(p, label_dir / relative.parent / f"{p.stem}{label_suffix}", nested))
     return pairs
 
 
@@ -138,7 +145,7 @@ def unpaired_labels(image_dir: Path, label_dir: Path, label_suffix: str = ".png"
     as `_mask.png`, that suffix."""
     if not image_dir.is_dir() or not label_dir.is_dir():
         return [], None
-    stems = {p.relative_to(image_dir).with_suffix("").as_posix() for p in tree_files(image_dir, IMAGE_SUFFIXES)}
+    stems = {tree_name(p, image_dir) for p in tree_files(image_dir, IMAGE_SUFFIXES)}
     labels = {p.relative_to(label_dir).as_posix(): p for p in tree_files(label_dir) if p.name.endswith(label_suffix)}
     unpaired = sorted((name, p) for name, p in labels.items() if name[: -len(label_suffix)] not in stems)
     # Another suffix pairs a label with an image when a prefix of its path is an image's: each label's prefixes

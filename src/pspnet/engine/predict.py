@@ -27,7 +27,7 @@ from PIL import Image
 
 from pspnet.classes import Color
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
-from pspnet.data.lists import IMAGE_SUFFIXES, LIST_SUFFIXES, read_image_list, tree_files
+from pspnet.data.lists import IMAGE_SUFFIXES, LIST_SUFFIXES, read_image_list, tree_files, tree_name
 from pspnet.engine.inference import (
     Forward,
     InferenceSettings,
@@ -173,7 +173,7 @@ def expand_inputs(specs: Sequence[str], recursive: bool = False, exclude: Path |
                                    f"({_shown(others)}; images: {' '.join(IMAGE_SUFFIXES)}; name a file to try it "
                                    "anyway)")
             found.files.extend(files)
-            found.names.update({p: p.relative_to(path).with_suffix("").as_posix() for p in files if p.parent != path})
+            found.names.update({p: tree_name(p, path) for p in files if p.parent != path})
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             try:
                 found.files.extend(read_image_list(path))

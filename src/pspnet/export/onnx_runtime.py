@@ -89,5 +89,5 @@ class OnnxRuntimeModel:
                 raise OutOfMemory(f"ONNX Runtime could not allocate memory for an input of shape "
                                   f"{tuple(array.shape)}: {first}") from None
             raise PSPNetError(f"{self.path}: ONNX Runtime failed on an input of shape {tuple(array.shape)} "
-                              f"({str(e).strip().splitlines()[0]})") from None
+                              f"({first})") from None
         return torch.from_numpy(logits).to(x.device)

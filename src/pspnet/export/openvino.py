@@ -214,7 +214,10 @@ class OpenVinoModel:
         self.quantization = quantization_record(graph)
         self.precision = precision
         self._core, self._graph = core, graph  # an IR's weights are mapped from its file, not held twice
-        self.compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+        self._compile()
+
+    def _compile(self) -> None:
+        self.compiled = self._core.compile_model(self._graph, "CPU", {"INFERENCE_PRECISION_HINT": self.precision})
         self.request: Any = self.compiled.create_infer_request()
 
     def describe(self) -> str:
@@ -227,9 +230,7 @@ class OpenVinoModel:
         failure = None
         try:
             if self.request is None:  # compiled afresh after running out of memory (below)
-                self.compiled = self._core.compile_model(self._graph, "CPU",
-                                                         {"INFERENCE_PRECISION_HINT": self.precision})
-                self.request = self.compiled.create_infer_request()
+                self._compile()
             logits = self.request.infer([given])[0]
         except (RuntimeError, MemoryError) as e:  # std::bad_alloc arrives as MemoryError
             text = str(e).strip()

@@ -49,6 +49,7 @@ from pspnet.model.state import load_state_strict
 from pspnet.progress import progress_bar
 from pspnet.train.checkpoints import (
     check_resume_file,
+    checkpoint_path,
     list_checkpoints,
     load_training_checkpoint,
     save_training_checkpoint,
@@ -394,7 +395,7 @@ class Trainer:
                         last_saved = self.save_checkpoint(done, {"best_miou": best})
                     self.model.train()
                 if done < self.max_iter and (signum := stops.agreed(d)):  # SIGTERM or Ctrl-C: stop, resumable
-                    if last_saved != self.ckpt_dir / f"iter_{done:07d}.pt":
+                    if last_saved != checkpoint_path(self.ckpt_dir, done):
                         last_saved = self.save_checkpoint(done, {"best_miou": best})
                     stopped = TrainingStopped(signum, done, str(last_saved))
                     self.note(str(stopped))
@@ -447,7 +448,7 @@ class Trainer:
                            f"{', '.join(ways[:-1])} or {ways[-1]}{where}")
 
     def save_checkpoint(self, iteration: int, progress: dict[str, Any]) -> Path:
-        path = self.ckpt_dir / f"iter_{iteration:07d}.pt"
+        path = checkpoint_path(self.ckpt_dir, iteration)
         if self.d.is_main:
             path = save_training_checkpoint(self.ckpt_dir, self.model, self.optimizer, iteration, progress,
                                             self.cfg.train.keep_last)
