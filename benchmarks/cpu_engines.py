@@ -128,8 +128,7 @@ def main() -> None:
     if native_bf16:
         engines.append(("OpenVINO bf16", [str(args.checkpoint), "--backend", "openvino", "--precision", "bf16"]))
     engines.append(("OpenVINO int8", [str(int8 / "model.xml"), "--precision", "int8"]))
-    calibration = [args.data / line.split()[0] for line in (args.data / "train.txt").read_text().splitlines()
-                   if line.strip()][: args.calib_images - 8]
+    calibration = [Path(p) for p in record["calibration_files"]]  # the images `pspnet quantize` took
     with_ort = isa_cap() is None
     if with_ort:
         ort_camvid = onnxruntime_int8(args.checkpoint, calibration, out, CAMVID_PROTOCOL)

@@ -186,18 +186,20 @@ def test_two_process_predict_writes_each_input_once_as_one_process_does(two_proc
     assert "pspnet/cli" not in again
 
 
+@pytest.mark.parametrize("when", ["2", "val4"], ids=["in-a-step", "in-a-validation"])
 def test_torchrun_stopped_by_sigterm_saves_one_iteration_on_both_processes_and_resumes_exactly(
-        two_process_run, tmp_path) -> None:
-    """SIGTERM to torchrun (a scheduler stopping the job) during the third step: torchrun passes it on, both
-    processes finish the same iteration, the checkpoint is saved once, and `--resume` under torchrun ends with the
-    weights of the run never stopped."""
+        two_process_run, tmp_path, when) -> None:
+    """SIGTERM to torchrun (a scheduler stopping the job) during the third step, or while the validation at iteration
+    4 scores its first image: torchrun passes it on, both processes stop at the same iteration (the validation cut
+    short on both, though only one may have been mid-way), the checkpoint is saved once, and `--resume` under
+    torchrun ends with the validations and weights of the run never stopped."""
     single, cfg = two_process_run
     out = tmp_path / "run"
     stopped = tmp_path / "stopped.yaml"
     stopped.write_text(cfg.read_text().replace(str(single), str(out)))
     signal_at = Path(__file__).parent / "signal_at.py"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(signal_at),
-               "2", "SIGTERM", "parent", "train", "--config", str(stopped), "train.device=cpu", "--no-progress",
+               when, "SIGTERM", "parent", "train", "--config", str(stopped), "train.device=cpu", "--no-progress",
                "--fast"]
     proc = start(command)
     try:
@@ -206,15 +208,23 @@ def test_torchrun_stopped_by_sigterm_saves_one_iteration_on_both_processes_and_r
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0, err[-3000:]  # torchrun reports its stopped workers
-    said = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM after iteration")]
+    said = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM")]
     assert len(said) == 1, output[-3000:]  # the first process speaks for both
-    iteration = int(said[0].split("iteration ")[1].split(":")[0])
-    assert iteration in (3, 4) and (out / "checkpoints" / f"iter_{iteration:07d}.pt").is_file()
+    if when == "val4":
+        assert said[0].startswith("stopped by SIGTERM during the validation of iteration 4:"), said
+        assert [r["iteration"] for r in val_records(out)] == [2]  # nothing of the cut validation logged
+        iteration = 4
+    else:
+        iteration = int(said[0].split("after iteration ")[1].split(":")[0])
+        assert iteration in (3, 4)
+    assert (out / "checkpoints" / f"iter_{iteration:07d}.pt").is_file()
     assert not (out / "final.safetensors").exists()
     finish([start(torchrun("train", "--config", str(stopped), "train.device=cpu", "--no-progress", "--fast",
                            "--resume"))])
     a, b = load_file(str(single / "final.safetensors")), load_file(str(out / "final.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [(r["iteration"], r["val_mIoU"]) for r in val_records(out)] == [
+        (r["iteration"], r["val_mIoU"]) for r in val_records(single)]
 
 
 def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_process_run, data_root, tmp_path) -> None:

@@ -1,7 +1,10 @@
 """A run asked to stop (SIGTERM from a scheduler, Ctrl-C) finishes its iteration, saves a checkpoint there and exits
-143 / 130; resumed, it ends with the weights of a run never stopped. A second request stops at once without saving."""
+143 / 130; resumed, it ends with the weights of a run never stopped. A validation in progress is cut short and run
+first on resume. A second request stops at once without saving."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +25,7 @@ SIGNAL_AT = Path(__file__).parent / "signal_at.py"
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return make_folders_dataset(tmp_path_factory.mktemp("data"), n_train=16)
+    return make_folders_dataset(tmp_path_factory.mktemp("data"), n_train=16, n_val=4)
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +36,16 @@ def uninterrupted(data_root, tmp_path_factory) -> Path:
     return tmp / "run" / "final.safetensors"
 
 
-def write(tmp: Path, data_root: Path, out: Path, workers: int = 0) -> Path:
-    """Six iterations, a checkpoint every 100 (none on the way: a stop writes its own). With `workers`, the data
+def write(tmp: Path, data_root: Path, out: Path, workers: int = 0, val_every: int = -1) -> Path:
+    """Six iterations, a checkpoint every 100 (none on the way: a stop writes its own); with `val_every`, validations
+    of one image per forward (four groups a stop can come between). With `workers`, the data
     come from worker processes (they get a scheduler's SIGTERM too), 2 × 2 micro-batches in flight when a step
     needing 8 starts: the step needs them alive after the signal. (Workers run in subprocess tests only: forked from
     a test process where OpenVINO's threads run, they hang.) The weights do not depend on them: they only decode."""
     cfg = config_dict(data_root, out, iterations=6, checkpoint_every=100, batch_size=16, accumulate=8)
     cfg["data"]["workers"] = workers
+    cfg["train"]["val_every"] = val_every
+    cfg["val"]["batch_size"] = 1
     path = tmp / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -68,10 +74,11 @@ def test_sigterm_to_the_run_and_its_loader_workers_saves_the_iteration_and_resum
     assert same_weights(out / "final.safetensors", uninterrupted)
 
 
-def run_signalled(cfg: Path, at: int, signals: str, target: str, **env: str) -> subprocess.CompletedProcess:
+def run_signalled(cfg: Path, at: int | str, signals: str, target: str, **env: str) -> subprocess.CompletedProcess:
     """`pspnet train --config cfg` in a process (and process group) of its own, sent `signals` during step `at`
-    (`signal_at.py`). Signals are not sent to the test process itself: after OpenVINO's TensorFlow frontend has been
-    loaded in it (tests/export), a SIGINT there ended pytest with a segmentation fault."""
+    (or at the start of the validation at iteration N: `valN`; `signal_at.py`). Signals are not sent to the test
+    process itself: after OpenVINO's TensorFlow frontend has been loaded in it (tests/export), a SIGINT there ended
+    pytest with a segmentation fault."""
     return subprocess.run([sys.executable, str(SIGNAL_AT), str(at), signals, target, "train", "--config", str(cfg),
                            "--no-progress"], capture_output=True, text=True, timeout=300, start_new_session=True,
                           env={**os.environ, **env})
@@ -100,3 +107,59 @@ def test_the_signal_handlers_are_restored_after_training(data_root, tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     assert main(["train", "--config", str(write(tmp_path, data_root, tmp_path / "run")), "--no-progress"]) == 0
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+@pytest.fixture(scope="module")
+def validated(data_root, tmp_path_factory) -> Path:
+    """The run validated at iterations 3 and 6, never stopped."""
+    tmp = tmp_path_factory.mktemp("validated")
+    assert main(["train", "--config", str(write(tmp, data_root, tmp / "run", val_every=3)), "--no-progress"]) == 0
+    return tmp / "run"
+
+
+def val_records(run: Path) -> list[tuple[int, float]]:
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [(r["iteration"], r["val_mIoU"]) for r in records if r["kind"] == "val"]
+
+
+@pytest.mark.parametrize("at", [3, 6], ids=["midway", "last"])
+def test_sigterm_during_a_validation_cuts_it_short_and_resume_validates_first(data_root, validated, tmp_path, capsys,
+                                                                              at):
+    """A validation can outlast a scheduler's grace period: SIGTERM while it scores its first image stops it (nothing
+    of it logged), saves the iteration marked as owing its validation, exits 143; `--resume` validates that
+    iteration first (the last one too: the run had not written its final model) and ends as the run never stopped,
+    with the same validations, best model and final model."""
+    out = tmp_path / "run"
+    cfg = write(tmp_path, data_root, out, val_every=3)
+    done = run_signalled(cfg, f"val{at}", "SIGTERM", "self")
+    assert done.returncode == 143, done.stderr[-3000:]
+    saved = out / "checkpoints" / f"iter_{at:07d}.pt"
+    assert (f"stopped by SIGTERM during the validation of iteration {at}: saved {saved}; `--resume` validates it "
+            "first, then continues") in done.stdout
+    assert f"iteration {at}: val mIoU" not in done.stdout and "Traceback" not in done.stderr
+    assert [i for i, _ in val_records(out)] == [3][: at // 3 - 1]
+    assert not (out / "final.safetensors").exists()
+    capsys.readouterr()
+    assert main(["train", "--config", str(cfg), "--resume", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert f"validating iteration {at} first: its validation did not finish" in said
+    assert val_records(out) == val_records(validated)
+    assert same_weights(out / "final.safetensors", validated / "final.safetensors")
+    assert same_weights(out / "best.safetensors", validated / "best.safetensors")
+
+
+def test_a_run_killed_before_writing_its_final_model_validates_and_writes_it_on_resume(validated, data_root,
+                                                                                        tmp_path, capsys):
+    """Killed (SIGKILL, a lost node) after its last checkpoint but before final.safetensors: not 'finished' on
+    resume, which runs the last validation again and writes the final model."""
+    out = tmp_path / "run"
+    shutil.copytree(validated, out)
+    (out / "final.safetensors").unlink()
+    assert main(["train", "--config", str(write(tmp_path, data_root, out, val_every=3)), "--resume",
+                 "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "validating iteration 6 first" in said and "is finished" not in said
+    assert same_weights(out / "final.safetensors", validated / "final.safetensors")
+    assert val_records(out) == val_records(validated) + [val_records(validated)[-1]]
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--resume", "--no-progress"]) == 0
+    assert "is finished (iteration 6 of 6)" in capsys.readouterr().out

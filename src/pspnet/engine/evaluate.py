@@ -50,6 +50,7 @@ class Evaluation:
     failures: list[str] = field(default_factory=list)
     per_image: list[ImageScore] = field(default_factory=list)  # every scored image's own scores, in split order
     ignored: int = 0  # ground-truth pixels of the ignore index, skipped
+    interrupted: bool = False  # `stop` said so before every image was scored: the scores are a part's
 
     def absent_classes_note(self, names: Sequence[str], ignore_index: int, hint: bool) -> str | None:
         """A note when classes appear in no ground truth, with the likely cause when pixels were ignored (`hint`:
@@ -92,7 +93,8 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
              device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX, workers: int = 0,
              num_samples: int = 0,
              on_prediction: Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor | None], None] | None = None,
-             progress: bool = True, processes: Distributed | None = None, confidence: bool = False) -> Evaluation:
+             progress: bool = True, processes: Distributed | None = None, confidence: bool = False,
+             stop: Callable[[], bool] | None = None) -> Evaluation:
     """Score `forward` on every item of `dataset` ({"image": uint8 3×H×W, "label": H×W, "name": str}).
 
     `on_prediction(name, image, pred, confidence)` is called for each image this process evaluates (e.g. to save
@@ -101,6 +103,8 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     per-image mIoU. With `processes` (under torchrun) this process evaluates
     its shard only; the matrix, the image count and the failures are then those of the whole split, on every
     process. Every process must call it (it ends with collective calls).
+    `stop()`, asked before each group of images, ends the loop early when true (a training run asked to stop while
+    it validates): the result is then marked `interrupted` on the processes that stopped.
     """
     cm = ConfusionMatrix(info.num_classes, ignore_index, device)
     result = Evaluation(cm.compute(), cm.matrix, 0)
@@ -115,6 +119,9 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     position = -1
     bar = progress_bar(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
     for group in fill_batches(loader, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
+        if stop is not None and stop():
+            result.interrupted = True
+            break
         good = [item for item in group if "error" not in item]
         result.failures.extend(item["error"] for item in group if "error" in item)
         found = segment_and_confidence(forward, [item["image"] for item in good], settings, info.mean, info.std,

@@ -1,6 +1,8 @@
 """Stopping a training run when asked: SIGTERM (a cluster scheduler preempting the job, `kill`, torchrun passing on
 its own stop) or SIGINT (Ctrl-C). The run finishes the iteration it is in, saves a checkpoint at it, and stops, every
-process of a torchrun at the same iteration; `--resume` continues from there as if nothing had happened. A second
+process of a torchrun at the same iteration; `--resume` continues from there as if nothing had happened. A validation
+in progress is cut short after the images in flight (it can take minutes, more than a scheduler's grace period):
+the checkpoint then says so, and `--resume` runs that validation first. A second
 request stops at once without saving (the last checkpoint stays). A request that arrives within a second of the first
 is the same one: a Ctrl-C reaches the workers of a torchrun twice, from the terminal and from torchrun."""
 
@@ -24,10 +26,15 @@ REPEAT_WINDOW_S = 1.0  # requests this close to the first are the same request
 class TrainingStopped(Exception):
     """The run stopped when asked, after saving `checkpoint` at `iteration`."""
 
-    def __init__(self, signum: int, iteration: int, checkpoint: str) -> None:
+    def __init__(self, signum: int, iteration: int, checkpoint: str, validating: bool = False) -> None:
         self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
-        super().__init__(f"stopped by {signal.Signals(signum).name} after iteration {iteration}: saved {checkpoint}; "
-                         "`--resume` continues from it")
+        name = signal.Signals(signum).name
+        if validating:
+            super().__init__(f"stopped by {name} during the validation of iteration {iteration}: saved {checkpoint}; "
+                             "`--resume` validates it first, then continues")
+        else:
+            super().__init__(f"stopped by {name} after iteration {iteration}: saved {checkpoint}; `--resume` "
+                             "continues from it")
 
 
 class StopRequests:
@@ -54,8 +61,8 @@ class StopRequests:
         now = time.monotonic()
         if not self.received:
             self.received, self.at = signum, now
-            self.say(f"{signal.Signals(signum).name} received: stopping after this iteration with a checkpoint "
-                     "(a second one stops at once, without saving)")
+            self.say(f"{signal.Signals(signum).name} received: stopping after this iteration with a checkpoint, "
+                     "cutting a validation short (a second one stops at once, without saving)")
         elif now - self.at > REPEAT_WINDOW_S:
             self.restore()
             raise KeyboardInterrupt

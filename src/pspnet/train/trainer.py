@@ -26,6 +26,7 @@ from pspnet.data.loader import build_loader
 from pspnet.device import bf16_warning, is_out_of_memory, memory_state, release_cached_memory
 from pspnet.distributed import (
     Distributed,
+    all_reduce_sum,
     barrier,
     broadcast_buffers,
     broadcast_from_main,
@@ -332,13 +333,17 @@ class Trainer:
         cfg, d, s = self.cfg, self.d, self.cfg.train
         start, progress = self.resume_from(resume)
         self.check_same_start(start)
-        if start >= self.max_iter:
+        final = self.out / "final.safetensors"
+        # A validation still owed at `start`: cut short by a stop request (the checkpoint says so), or the last one
+        # when the run ended before its final model was written (killed after its last checkpoint).
+        owed = self.val_set is not None and start > 0 and (
+            progress.get("val_due") == start or (start >= self.max_iter and not final.exists()))
+        if start >= self.max_iter and final.exists() and not owed:
             self.note(f"the run in {self.out} is finished (iteration {start} of {self.max_iter}): nothing to train. "
                       "To train longer, raise train.iterations (or train.epochs) and --resume; to start afresh, "
                       "--overwrite")
             best_path = self.out / "best.safetensors"
-            return Summary(start, self.out / "final.safetensors", best_path if best_path.exists() else None,
-                           progress.get("best_miou"), 0.0)
+            return Summary(start, final, best_path if best_path.exists() else None, progress.get("best_miou"), 0.0)
         best = progress.get("best_miou")
         last_miou: float | None = None
         log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
@@ -357,6 +362,9 @@ class Trainer:
         stops = StopRequests(self.note)
         stops.install()
         try:
+            if owed:
+                self.note(f"validating iteration {start} first: its validation did not finish")
+                best, last_miou, last_saved = self.validation(start, best, log, stops, last_saved)
             for iteration in range(start, self.max_iter):
                 lr = set_poly_lr(self.optimizer, iteration, self.max_iter, s.power)
                 failed = False
@@ -387,13 +395,7 @@ class Trainer:
                 if self.val_set is not None and (
                     (s.val_every > 0 and done % s.val_every == 0) or done == self.max_iter
                 ):
-                    miou = last_miou = self.validate(done, log)  # the same on every process: they take one branch
-                    if not math.isnan(miou) and (best is None or miou > best):
-                        best = miou
-                        if d.is_main:
-                            save(self.model, self.out / "best.safetensors", self.provenance(done, best))
-                        last_saved = self.save_checkpoint(done, {"best_miou": best})
-                    self.model.train()
+                    best, last_miou, last_saved = self.validation(done, best, log, stops, last_saved)
                 if done < self.max_iter and (signum := stops.agreed(d)):  # SIGTERM or Ctrl-C: stop, resumable
                     if last_saved != checkpoint_path(self.ckpt_dir, done):
                         last_saved = self.save_checkpoint(done, {"best_miou": best})
@@ -408,7 +410,6 @@ class Trainer:
             stops.restore()
             bar.close()
             log.close()
-        final = self.out / "final.safetensors"
         if d.is_main:
             save(self.model, final, self.provenance(self.max_iter, last_miou))
         barrier(d)
@@ -455,8 +456,28 @@ class Trainer:
         barrier(self.d)
         return path
 
-    def validate(self, iteration: int, log: RunLog) -> float:
-        """mIoU on the val split by the fp32 protocol; every process scores its shard and gets the same value."""
+    def validation(self, done: int, best: float | None, log: RunLog, stops: StopRequests, last_saved: Path | None
+                   ) -> tuple[float | None, float, Path | None]:
+        """Validate at iteration `done`, keep the model as best.safetensors when it is the best so far (with a
+        checkpoint that remembers it): (best, this mIoU, the last checkpoint). A stop request during it cuts it
+        short: a checkpoint marked to validate first on `--resume`, then TrainingStopped."""
+        miou = self.validate(done, log, stops)  # the same on every process: they take one branch
+        if miou is None:
+            last_saved = self.save_checkpoint(done, {"best_miou": best, "val_due": done})
+            stopped = TrainingStopped(stops.agreed(self.d), done, str(last_saved), validating=True)
+            self.note(str(stopped))
+            raise stopped
+        if not math.isnan(miou) and (best is None or miou > best):
+            best = miou
+            if self.d.is_main:
+                save(self.model, self.out / "best.safetensors", self.provenance(done, best))
+            last_saved = self.save_checkpoint(done, {"best_miou": best})
+        self.model.train()
+        return best, miou, last_saved
+
+    def validate(self, iteration: int, log: RunLog, stops: StopRequests) -> float | None:
+        """mIoU on the val split by the fp32 protocol; every process scores its shard and gets the same value.
+        None when a stop request cut it short on any process (nothing is logged then)."""
         net = unwrap(self.model)
         broadcast_buffers(net, self.d)  # the statistics rank 0 saves are the ones every process evaluates with
         dataset = self.val_set
@@ -465,7 +486,10 @@ class Trainer:
         forward = inference_forward(net, self.val_recipe, self.d.device, fit_memory=self.note)
         samples = self.cfg.train.val_samples if log.shows_images else 0  # from rank 0's share of the images
         ev = evaluate(forward, dataset, self.cfg.val, self.info, self.d.device, self.cfg.data.ignore_index,
-                      num_samples=samples, progress=self.progress and self.d.is_main, processes=self.d)
+                      num_samples=samples, progress=self.progress and self.d.is_main, processes=self.d,
+                      stop=lambda: bool(stops.received))
+        if all_reduce_sum(torch.tensor([int(ev.interrupted)], device=self.d.device), self.d).item():
+            return None
         sc = ev.scores
         per_class = {f"val_IoU/{name}": iou for name, iou in zip(self.info.classes, sc.iou, strict=True)
                      if not math.isnan(iou)}
