@@ -67,7 +67,7 @@ def onnxruntime_int8(checkpoint: Path, calibration: list[Path], out: Path, proto
     model = pspnet.load(checkpoint)
     parser = argparse.ArgumentParser()
     add_inference_arguments(parser)
-    settings = settings_from_args(parser.parse_args(protocol), model.info.name)
+    settings = settings_from_args(parser.parse_args(protocol), model.info)
     inputs = calibration_inputs([to_tensor(read_image(p)) for p in calibration], settings, model.info)
 
     class Reader(CalibrationDataReader):
