@@ -124,7 +124,9 @@ def test_eval_by_default_runs_openvino_f32_on_a_cpu_and_says_so(tmp_path, capsys
         docs.append(json.loads(out.read_text()))
     err = capsys.readouterr().err
     assert "network: OpenVINO f32 (a CPU with OpenVINO installed" in err and "precision auto: f32" in err
-    assert docs[0]["recipe"]["backend"] == "openvino" and docs[1]["recipe"]["backend"] == "torch"
+    # The result file says how each ran: the engine and its precision, or the PyTorch recipe's settings.
+    assert docs[0]["recipe"] == {"backend": "openvino", "description": "OpenVINO f32", "precision": "f32"}
+    assert docs[1]["recipe"]["backend"] == "torch" and docs[1]["recipe"]["fold_bn"] is True
     assert docs[0]["confusion_matrix"] == docs[1]["confusion_matrix"]
 
 

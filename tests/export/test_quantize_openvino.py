@@ -94,6 +94,16 @@ def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, caps
                  str(tmp_path / "pred"), "--quiet", *TINY]) == 0
     assert "OpenVINO int8" in capsys.readouterr().err
     assert len(list((tmp_path / "pred").glob("*.png"))) == 10
+    # eval's result file records the int8 engine, not the PyTorch recipe's fp32 it did not use.
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for i in range(10):
+        Image.new("L", Image.open(root / "img" / f"{i}.png").size).save(labels / f"{i}.png")
+    assert main(["eval", str(out / "model.xml"), "--images", str(root / "img"), "--labels", str(labels), "--quiet",
+                 "--workers", "0", "--json", str(tmp_path / "e.json"), *TINY]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["recipe"] == {
+        "backend": "openvino", "description": "OpenVINO int8 (f32 elsewhere)", "precision": "int8"}
+    capsys.readouterr()
     # `pspnet info` reads the record back from the IR alone.
     assert main(["info", str(out / "model.xml")]) == 0
     printed = capsys.readouterr().out

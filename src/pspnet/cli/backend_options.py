@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from dataclasses import asdict
+from typing import Any
 
 import torch
 
@@ -136,6 +138,17 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
     model = load(args.checkpoint, map_location=device)
     return _chosen(inference_forward(model, recipe, device, fit_memory=note), model.info, recipe.describe(), recipe,
                    why, say)
+
+
+def execution_record(forward: Forward, how: str, recipe: Recipe, backend: str) -> dict[str, Any]:
+    """What a result file records of how the network ran: the PyTorch recipe's settings, or, for an engine (which
+    the PyTorch recipe does not reach), the engine and its own precision (int8 for a quantised IR; None where the
+    engine runs the graph's own types, as ONNX Runtime does)."""
+    if backend == "torch":
+        return asdict(recipe) | {"description": how, "backend": backend}
+    quantized = getattr(forward, "quantization", None) is not None
+    return {"backend": backend, "description": how,
+            "precision": "int8" if quantized else getattr(forward, "precision", None)}
 
 
 def _chosen(forward: Forward, info: DatasetInfo, how: str, recipe: Recipe, why: str, say: bool

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pspnet.classes import IGNORE_INDEX, KNOWN
-from pspnet.cli.backend_options import add_backend_argument, backend_forward
+from pspnet.cli.backend_options import add_backend_argument, backend_forward, execution_record
 from pspnet.cli.inference_options import add_inference_arguments, recorded_protocol_note, settings_from_args
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
@@ -217,7 +217,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     print(f"{result.images} of {len(dataset)} images scored ({how})")
     doc = result.scores.to_dict(info.classes) | {
         "images": result.images, "checkpoint": str(args.checkpoint), "settings": asdict(settings),
-        "recipe": asdict(recipe) | {"description": how, "backend": args.backend}, "processes": processes.world_size,
+        "recipe": execution_record(forward, how, recipe, args.backend), "processes": processes.world_size,
         "device": str(device), "ignore_index": ignore, "ignored_pixels": result.ignored,
         "confusion_matrix": result.matrix.tolist(),
         "failures": result.failures}
