@@ -163,3 +163,23 @@ def test_a_run_killed_before_writing_its_final_model_validates_and_writes_it_on_
     assert val_records(out) == val_records(validated) + [val_records(validated)[-1]]
     assert main(["train", "--config", str(tmp_path / "run.yaml"), "--resume", "--no-progress"]) == 0
     assert "is finished (iteration 6 of 6)" in capsys.readouterr().out
+
+
+def test_a_resumed_validation_that_is_not_the_best_clears_the_checkpoints_mark(validated, data_root, tmp_path,
+                                                                                capsys):
+    """The owed validation ran on resume but did not beat the best: the checkpoint no longer says it owes one, so a
+    later --resume of the finished run says so instead of validating again."""
+    out = tmp_path / "run"
+    shutil.copytree(validated, out)
+    (out / "final.safetensors").unlink()
+    last = out / "checkpoints" / "iter_0000006.pt"
+    saved = torch.load(last, weights_only=True)
+    saved["progress"] = json.dumps({"best_miou": 2.0, "val_due": 6})  # cut short, with a best no mIoU beats
+    torch.save(saved, last)
+    cfg = write(tmp_path, data_root, out, val_every=3)
+    assert main(["train", "--config", str(cfg), "--resume", "--no-progress"]) == 0
+    assert "validating iteration 6 first" in capsys.readouterr().out
+    assert "val_due" not in json.loads(torch.load(last, weights_only=True)["progress"])
+    assert main(["train", "--config", str(cfg), "--resume", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "is finished (iteration 6 of 6)" in said and "validating" not in said

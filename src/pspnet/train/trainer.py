@@ -134,6 +134,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
 class Trainer:
     def __init__(self, cfg: TrainConfig, d: Distributed, progress: bool) -> None:
         self.cfg, self.d, self.progress = cfg, d, progress
+        self.marked_due: int | None = None  # set by run(): the iteration whose checkpoint owes its validation
         s = cfg.train
         self.out = s.out_dir
         self.ckpt_dir = self.out / "checkpoints"
@@ -338,6 +339,7 @@ class Trainer:
         # when the run ended before its final model was written (killed after its last checkpoint).
         owed = self.val_set is not None and start > 0 and (
             progress.get("val_due") == start or (start >= self.max_iter and not final.exists()))
+        self.marked_due = progress.get("val_due") if owed else None  # the checkpoint that says it owes one
         if start >= self.max_iter and final.exists() and not owed:
             self.note(f"the run in {self.out} is finished (iteration {start} of {self.max_iter}): nothing to train. "
                       "To train longer, raise train.iterations (or train.epochs) and --resume; to start afresh, "
@@ -467,11 +469,14 @@ class Trainer:
             stopped = TrainingStopped(stops.agreed(self.d), done, str(last_saved), validating=True)
             self.note(str(stopped))
             raise stopped
-        if not math.isnan(miou) and (best is None or miou > best):
+        improved = not math.isnan(miou) and (best is None or miou > best)
+        if improved:
             best = miou
             if self.d.is_main:
                 save(self.model, self.out / "best.safetensors", self.provenance(done, best))
+        if improved or done == self.marked_due:  # a checkpoint that owed this validation owes it no longer
             last_saved = self.save_checkpoint(done, {"best_miou": best})
+            self.marked_due = None
         self.model.train()
         return best, miou, last_saved
 
