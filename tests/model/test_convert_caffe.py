@@ -65,7 +65,8 @@ def test_the_convert_command_writes_a_checkpoint_that_runs_at_any_size(caffe, tm
         assert model(torch.randn(1, 3, 97, 129)).shape == (1, 150, 97, 129)  # not only the deploy size
     protocol = InferenceSettings.for_dataset(model.info.name)  # what eval/predict use without flags
     assert (protocol.base_size, protocol.crop_size) == (512, (473, 473))  # the authors' ADE20K test settings
-    assert pspnet.predict(model, caffe["image_rgb"].numpy()).shape == (473, 473)
+    quick = InferenceSettings(base_size=129, mode="whole", flip=False)  # the protocol's 8 PSPNet-50 windows: 40 s
+    assert pspnet.predict(model, caffe["image_rgb"].numpy(), quick).shape == (473, 473)
 
 
 def test_a_file_that_is_no_caffemodel_or_no_pspnet_is_a_one_line_error(caffe, tmp_path) -> None:
