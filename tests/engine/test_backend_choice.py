@@ -170,3 +170,32 @@ def test_a_onednn_isa_cap_hides_the_features_above_it(monkeypatch, tmp_path) -> 
     assert device.cpu_features() == {"avx2", "avx512f", "avx512_vnni"}
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")  # no cap on what we track
     assert "amx_bf16" in device.cpu_features()
+
+
+@pytest.mark.parametrize(("given", "backend", "expected"), [
+    ("m.onnx", "torch", "m.onnx: an ONNX graph, which --backend torch does not run; --backend onnxruntime (or auto)"),
+    ("m.onnx", "openvino", "m.onnx: an ONNX graph, which --backend openvino does not run; --backend onnxruntime"),
+    ("m.xml", "onnxruntime", "m.xml: an OpenVINO IR, which --backend onnxruntime does not run; --backend openvino"),
+    ("m.safetensors", "onnxruntime", "m.safetensors: a checkpoint, and --backend onnxruntime runs an ONNX graph "
+                                     "(.onnx); export one with `pspnet export"),
+    ("m.bin", "onnxruntime", "m.bin: a checkpoint, and --backend onnxruntime"),  # told by its content
+    ("pspnet_r50-d8_4xb4-80k_ade20k-512x512", "onnxruntime", "a published model, and --backend onnxruntime runs"),
+])
+def test_a_file_the_chosen_engine_does_not_run_names_the_engine_that_does(tmp_path, monkeypatch, capsys, given,
+                                                                          backend, expected) -> None:
+    """Before loading anything (ONNX Runtime would say 'Protobuf parsing failed' of a checkpoint)."""
+    import pspnet
+    from pspnet.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("m.safetensors", "m.bin"):
+        pspnet.save(pspnet.PSPNet(3, backbone="resnet18", output_stride=16), tmp_path / name)
+    for name in ("m.onnx", "m.xml"):
+        (tmp_path / name).write_text("not read")
+    from PIL import Image
+
+    Image.new("RGB", (20, 16)).save(tmp_path / "a.png")
+    assert main(["predict", given, "a.png", "--out", "o", "--backend", backend]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "o").exists()

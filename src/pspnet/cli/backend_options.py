@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +28,8 @@ from pspnet.device import NATIVE_BF16, MemoryFit, cpu_features
 from pspnet.engine.inference import Forward
 from pspnet.engine.recipe import Recipe, inference_forward
 from pspnet.errors import PSPNetError
+from pspnet.files import file_kind
+from pspnet.weights import find
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode", "matmul_upsample")  # PyTorch's alone
@@ -70,6 +73,33 @@ def choose_backend(args: argparse.Namespace, device: torch.device) -> tuple[str,
     return "openvino", "a CPU with OpenVINO installed (--backend torch for PyTorch)"
 
 
+GRAPHS = {".onnx": ("an ONNX graph", "onnxruntime"), ".xml": ("an OpenVINO IR", "openvino")}
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".caffemodel")
+
+
+def check_backend_takes(backend: str, path: Path) -> None:
+    """A file the chosen engine does not run is a one-line error that names the engine that does (or the export that
+    makes a file it runs), before anything is loaded."""
+    graph = GRAPHS.get(path.suffix.lower())
+    if graph is not None and backend != graph[1]:
+        raise PSPNetError(f"{path}: {graph[0]}, which --backend {backend} does not run; --backend {graph[1]} (or "
+                          f"auto) runs it, or give --backend {backend} the checkpoint it was exported from")
+    if backend != "onnxruntime" or graph is not None:
+        return
+    if path.is_file():
+        try:
+            what = "a checkpoint" if path.suffix.lower() in CHECKPOINT_SUFFIXES or file_kind(path) else ""
+        except PSPNetError:  # no checkpoint either: ONNX Runtime says what it makes of it
+            return
+    elif find(str(path)) is not None:
+        what = "a published model"
+    else:
+        return
+    raise PSPNetError(f"{path}: {what}, and --backend onnxruntime runs an ONNX graph (.onnx); export one with "
+                      f"`pspnet export {path} --format onnx --out model.onnx`, or run this with --backend openvino, "
+                      "torch or auto")
+
+
 def openvino_precision(requested: str | None, purpose: str) -> tuple[str, str]:
     """(OpenVINO precision, why). `purpose`: "eval" (headline metrics: f32) or "predict" (the fastest native one)."""
     if requested in (None, "auto"):
@@ -92,6 +122,7 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
     recipe of the options (used by the torch backend). Prints the backend chosen and why (unless not `say`: the
     other processes of a torchrun)."""
     backend, why = choose_backend(args, device)
+    check_backend_takes(backend, args.checkpoint)
     args.backend = backend
     if backend != "torch" and (torch_only := torch_options(args)):
         raise PSPNetError(f"{torch_only[0]} is a PyTorch execution option, and the {backend} backend ({why}) runs "
