@@ -137,6 +137,26 @@ def test_exporting_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path,
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize(("fmt", "name", "suffix"), [("onnx", "m.xml", ".onnx"), ("openvino", "m.onnx", ".xml"),
+                                                   ("torchscript", "m.onnx", ".pt")])
+def test_an_output_named_as_another_format_is_a_one_line_error(model_and_files, tmp_path, capsys, fmt, name,
+                                                               suffix) -> None:
+    """`--backend auto` picks the engine by the suffix: an ONNX file named .xml would be handed to OpenVINO."""
+    _, checkpoint, _, _ = model_and_files
+    assert main(["export", str(checkpoint), "--format", fmt, "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--format {fmt} writes {suffix} files" in err, err
+    assert err.endswith(f"name it e.g. m{suffix}")
+    assert not (tmp_path / name).exists()
+
+
+def test_an_ir_with_argmax_is_refused_without_other_complaints(model_and_files, tmp_path, capsys) -> None:
+    _, checkpoint, _, _ = model_and_files
+    assert main(["export", str(checkpoint), "--format", "openvino", "--out", str(tmp_path / "m.xml"), "--argmax"]) == 2
+    assert capsys.readouterr().err.strip() == ("pspnet export: error: --argmax is ONNX/TorchScript only; an OpenVINO "
+                                               "IR outputs the logits")
+
+
 @pytest.mark.parametrize("opset", ["9", "21"])
 def test_an_unsupported_opset_is_a_one_line_error(model_and_files, tmp_path, capsys, opset) -> None:
     _, checkpoint, _, _ = model_and_files

@@ -1,4 +1,5 @@
-"""`pspnet export CHECKPOINT --format onnx|torchscript --out FILE`: a deployable file with the model's metadata."""
+"""`pspnet export CHECKPOINT --format onnx|torchscript|openvino --out FILE`: a deployable file with the model's
+metadata, named by its format's suffix."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset,
 from pspnet.export.torchscript import export_torchscript
 from pspnet.files import check_output_file
 
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}  # TorchScript: any but the others' and ours
+OTHER_SUFFIXES = (".onnx", ".xml", ".safetensors", ".caffemodel")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official .pth")
     p.add_argument("--format", choices=["onnx", "torchscript", "openvino"], required=True,
                    help="what to write: onnx (.onnx), torchscript (.pt) or an OpenVINO IR (.xml + .bin)")
-    p.add_argument("--out", type=Path, required=True, help="the file to write (e.g. model.onnx, model.pt)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the file to write: model.onnx, model.pt or model.xml, as --format")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--argmax", action="store_true",
                    help="add a second output 'labels': int64 N×H×W, the argmax of the logits")
@@ -39,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if args.static_size and min(args.static_size) < 1:
         raise PSPNetError(f"--static-size {args.static_size[0]} {args.static_size[1]}: expected a positive height "
                           "and width")
-    if args.format == "openvino" and (args.out.suffix != ".xml" or args.argmax):
-        raise PSPNetError(f"--format openvino: --out must name the IR's .xml file (got {args.out.name}) and "
-                          "--argmax is ONNX/TorchScript only" if args.out.suffix != ".xml" else
-                          "--argmax is ONNX/TorchScript only; an OpenVINO IR outputs the logits")
+    suffix, own = args.out.suffix.lower(), SUFFIXES[args.format]
+    if (suffix != own) if args.format != "torchscript" else (suffix in OTHER_SUFFIXES):
+        raise PSPNetError(f"--out {args.out}: --format {args.format} writes {own} files (`--backend auto` tells what "
+                          f"a file runs on by its suffix); name it e.g. {args.out.with_suffix(own).name}")
+    if args.format == "openvino" and args.argmax:
+        raise PSPNetError("--argmax is ONNX/TorchScript only; an OpenVINO IR outputs the logits")
     if args.static_size and args.format != "onnx":
         raise PSPNetError("--static-size applies to ONNX only; a TorchScript export takes any batch, height and width")
     if args.format == "onnx":
