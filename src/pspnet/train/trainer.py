@@ -339,7 +339,7 @@ class Trainer:
         # when the run ended before its final model was written (killed after its last checkpoint).
         owed = self.val_set is not None and start > 0 and (
             progress.get("val_due") == start or (start >= self.max_iter and not final.exists()))
-        self.marked_due = progress.get("val_due") if owed else None  # the checkpoint that says it owes one
+        self.marked_due = start if progress.get("val_due") == start else None  # its checkpoint says it owes one
         if start >= self.max_iter and final.exists() and not owed:
             self.note(f"the run in {self.out} is finished (iteration {start} of {self.max_iter}): nothing to train. "
                       "To train longer, raise train.iterations (or train.epochs) and --resume; to start afresh, "
