@@ -173,3 +173,20 @@ def test_a_command_imports_only_its_own_module(run_dir) -> None:
     assert out.stdout.strip().splitlines()[-1] == "['pspnet.cli.info', 'pspnet.cli.main']"
     helped = subprocess.run([sys.executable, "-m", "pspnet", "--help"], capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and all(name in helped.stdout for name in ("train", "predict", "bench", "info"))
+
+
+def test_help_version_a_mistyped_command_and_models_answer_without_loading_torch() -> None:
+    """What a newcomer types first answers at once (torch takes seconds to import); `pspnet.PSPNet` and the rest of
+    the API still load on first use."""
+    code = ("import sys; from pspnet.cli.main import main\n"
+            "for argv in (['--help'], ['--version'], ['trian'], ['models']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('torch' in sys.modules, file=sys.stderr)\n"
+            "import pspnet\n"
+            "print(type(pspnet.PSPNet(2, backbone='resnet18')).__name__, 'load' in dir(pspnet), file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stderr.strip().splitlines()[-2:] == ["False", "PSPNet True"], out.stderr[-2000:]
+    assert "pspnet_r50-d8_4xb4-80k_ade20k-512x512" in out.stdout and "pspnet 0.1.0" in out.stdout

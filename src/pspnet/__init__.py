@@ -9,15 +9,49 @@
     result = pspnet.evaluate(model, "val/images", "val/labels")   # result.scores.miou, by the test protocol
 """
 
-from pspnet.checkpoint import load, save
-from pspnet.classes import DatasetInfo
-from pspnet.engine.evaluate import evaluate_folders as evaluate
-from pspnet.engine.inference import InferenceSettings
-from pspnet.engine.predict import predict, probabilities
-from pspnet.errors import PSPNetError
-from pspnet.model.config import ModelConfig
-from pspnet.model.pspnet import PSPNet
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Imported on first use, so that `pspnet --help`, `--version` and a mistyped command answer without loading torch.
+_PUBLIC: dict[str, tuple[str, str]] = {
+    "PSPNet": ("pspnet.model.pspnet", "PSPNet"),
+    "ModelConfig": ("pspnet.model.config", "ModelConfig"),
+    "DatasetInfo": ("pspnet.classes", "DatasetInfo"),
+    "InferenceSettings": ("pspnet.engine.inference", "InferenceSettings"),
+    "PSPNetError": ("pspnet.errors", "PSPNetError"),
+    "load": ("pspnet.checkpoint", "load"),
+    "save": ("pspnet.checkpoint", "save"),
+    "predict": ("pspnet.engine.predict", "predict"),
+    "probabilities": ("pspnet.engine.predict", "probabilities"),
+    "evaluate": ("pspnet.engine.evaluate", "evaluate_folders"),
+}
 __all__ = ["PSPNet", "ModelConfig", "DatasetInfo", "InferenceSettings", "PSPNetError", "load", "save", "predict",
            "probabilities", "evaluate", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'pspnet' has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from pspnet.checkpoint import load, save
+    from pspnet.classes import DatasetInfo
+    from pspnet.engine.evaluate import evaluate_folders as evaluate
+    from pspnet.engine.inference import InferenceSettings
+    from pspnet.engine.predict import predict, probabilities
+    from pspnet.errors import PSPNetError
+    from pspnet.model.config import ModelConfig
+    from pspnet.model.pspnet import PSPNet
