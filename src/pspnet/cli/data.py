@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     chk = sub.add_parser("check", help="report every unreadable, missing, mismatched or out-of-range file",
                          description="Check a dataset as the trainer will at start-up: every problem, with its file.")
     chk.add_argument("--config", type=Path, help="a YAML config; its `data:` section (or the whole file) is used")
-    chk.add_argument("overrides", nargs="*", metavar="key=value",
+    chk.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                      help="with --config: override its data: settings, e.g. data.root=/data/camvid")
     chk.add_argument("--dataset", choices=list(DATASET_KINDS), help="dataset kind (instead of --config)")
     chk.add_argument("--root", type=Path, help="dataset root (instead of --config)")

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and isinstance(getattr(args, "overrides", None), list) and all(
             "=" in a and not a.startswith("-") for a in extra):
-        args.overrides += extra  # key=value overrides on both sides of an option: `--config F a=1 --fast b=2`
+        args.overrides = [*args.overrides, *extra]  # key=value on both sides of an option: `--config F a=1 --fast b=2`
     elif extra:
         parser.parse_args(argv)  # argparse's own message for what it does not know, exit 2
     try:

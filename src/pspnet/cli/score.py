@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="F", help="a data config (a training config's data: section or "
                    "the settings alone): its classes, ignore index and how the ground truth is coded (label colours "
                    "or values)")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="with --config: override its data: settings, e.g. data.ignore_index=0")
     p.add_argument("--pred-values", nargs="+", metavar="V", help="how the predictions code the classes, as "
                    "`pspnet predict --label-values` wrote them: one value per class, cityscapes, ade20k, or data "

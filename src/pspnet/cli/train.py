@@ -12,7 +12,7 @@ from pspnet.train.trainer import config_yaml, train
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML file with model, data, train and val sections")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="override any setting, e.g. train.lr=0.02 data.root=/data/camvid; "
                         "train.init=NAME_OR_FILE fine-tunes published weights (the architecture follows them, the "
                         "classifiers start afresh for your classes; configs/finetune_folders.yaml)")
