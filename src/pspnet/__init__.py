@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -34,8 +35,10 @@ __all__ = ["PSPNet", "ModelConfig", "DatasetInfo", "InferenceSettings", "PSPNetE
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'pspnet' has no attribute {name!r}")
+    if name not in _PUBLIC:  # a subpackage or module, as when everything was imported up front: `pspnet.engine`
+        if importlib.util.find_spec(f"pspnet.{name}") is None:
+            raise AttributeError(f"module 'pspnet' has no attribute {name!r}")
+        return importlib.import_module(f"pspnet.{name}")
     module, attribute = _PUBLIC[name]
     value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value  # once: later lookups do not come here
