@@ -87,10 +87,12 @@ def check_backend_takes(backend: str, path: Path) -> None:
     if backend != "onnxruntime" or graph is not None:
         return
     if path.is_file():
-        try:
-            what = "a checkpoint" if path.suffix.lower() in CHECKPOINT_SUFFIXES or file_kind(path) else ""
-        except PSPNetError:  # no checkpoint either: ONNX Runtime says what it makes of it
-            return
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            try:
+                file_kind(path)  # a checkpoint by its content, whatever its name
+            except PSPNetError:  # no checkpoint either: ONNX Runtime says what it makes of it
+                return
+        what = "a checkpoint"
     elif find(str(path)) is not None:
         what = "a published model"
     else:

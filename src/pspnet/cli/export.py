@@ -13,8 +13,8 @@ from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset,
 from pspnet.export.torchscript import export_torchscript
 from pspnet.files import check_output_file
 
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}  # TorchScript: any but the others' and ours
-OTHER_SUFFIXES = (".onnx", ".xml", ".safetensors", ".caffemodel")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}  # what each writes (and suggests)
+NOT_TORCHSCRIPT = (".onnx", ".xml", ".safetensors", ".caffemodel")  # a TorchScript file may have any other name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise PSPNetError(f"--static-size {args.static_size[0]} {args.static_size[1]}: expected a positive height "
                           "and width")
     suffix, own = args.out.suffix.lower(), SUFFIXES[args.format]
-    if (suffix != own) if args.format != "torchscript" else (suffix in OTHER_SUFFIXES):
+    misnamed = suffix in NOT_TORCHSCRIPT if args.format == "torchscript" else suffix != own
+    if misnamed:
         raise PSPNetError(f"--out {args.out}: --format {args.format} writes {own} files (`--backend auto` tells what "
                           f"a file runs on by its suffix); name it e.g. {args.out.with_suffix(own).name}")
     if args.format == "openvino" and args.argmax:

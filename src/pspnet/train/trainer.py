@@ -134,7 +134,6 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
 class Trainer:
     def __init__(self, cfg: TrainConfig, d: Distributed, progress: bool) -> None:
         self.cfg, self.d, self.progress = cfg, d, progress
-        self.marked_due: int | None = None  # set by run(): the iteration whose checkpoint owes its validation
         s = cfg.train
         self.out = s.out_dir
         self.ckpt_dir = self.out / "checkpoints"
@@ -339,7 +338,6 @@ class Trainer:
         # when the run ended before its final model was written (killed after its last checkpoint).
         owed = self.val_set is not None and start > 0 and (
             progress.get("val_due") == start or (start >= self.max_iter and not final.exists()))
-        self.marked_due = start if progress.get("val_due") == start else None  # its checkpoint says it owes one
         if start >= self.max_iter and final.exists() and not owed:
             self.note(f"the run in {self.out} is finished (iteration {start} of {self.max_iter}): nothing to train. "
                       "To train longer, raise train.iterations (or train.epochs) and --resume; to start afresh, "
@@ -366,7 +364,10 @@ class Trainer:
         try:
             if owed:
                 self.note(f"validating iteration {start} first: its validation did not finish")
+                before = best
                 best, last_miou, last_saved = self.validation(start, best, log, stops, last_saved)
+                if progress.get("val_due") == start and best == before:  # not re-saved as a best: the checkpoint
+                    last_saved = self.save_checkpoint(start, {"best_miou": best})  # owes the validation no longer
             for iteration in range(start, self.max_iter):
                 lr = set_poly_lr(self.optimizer, iteration, self.max_iter, s.power)
                 failed = False
@@ -469,14 +470,11 @@ class Trainer:
             stopped = TrainingStopped(stops.agreed(self.d), done, str(last_saved), validating=True)
             self.note(str(stopped))
             raise stopped
-        improved = not math.isnan(miou) and (best is None or miou > best)
-        if improved:
+        if not math.isnan(miou) and (best is None or miou > best):
             best = miou
             if self.d.is_main:
                 save(self.model, self.out / "best.safetensors", self.provenance(done, best))
-        if improved or done == self.marked_due:  # a checkpoint that owed this validation owes it no longer
             last_saved = self.save_checkpoint(done, {"best_miou": best})
-            self.marked_due = None
         self.model.train()
         return best, miou, last_saved
 
