@@ -173,8 +173,8 @@ def test_a_onednn_isa_cap_hides_the_features_above_it(monkeypatch, tmp_path) -> 
 
 
 @pytest.mark.parametrize(("given", "backend", "expected"), [
-    ("m.onnx", "torch", "m.onnx: an ONNX graph, which --backend torch does not run; --backend onnxruntime (or auto)"),
-    ("m.onnx", "openvino", "m.onnx: an ONNX graph, which --backend openvino does not run; --backend onnxruntime"),
+    ("m.onnx", "torch", "m.onnx: an ONNX graph, which --backend torch does not run; --backend onnxruntime or "
+                        "--backend openvino (or auto) runs it"),
     ("m.xml", "onnxruntime", "m.xml: an OpenVINO IR, which --backend onnxruntime does not run; --backend openvino"),
     ("m.safetensors", "onnxruntime", "m.safetensors: a checkpoint, and --backend onnxruntime runs an ONNX graph "
                                      "(.onnx); export one with `pspnet export"),

@@ -63,6 +63,30 @@ def test_an_exported_ir_predicts_what_pytorch_predicts(data, tmp_path) -> None:
         assert np.mean(a == b) >= 0.999
 
 
+def test_an_exported_onnx_file_runs_on_openvino_with_the_scores_of_onnx_runtime(data, tmp_path, capsys) -> None:
+    """Read by OpenVINO's ONNX frontend, metadata and all: no checkpoint needed. A graph exported for one size and
+    batch 1 (--static-size) is given the protocol's batches image by image, and other sizes are refused in one line."""
+    pytest.importorskip("onnxruntime")
+    root, ckpt = data
+    dynamic, static = tmp_path / "m.onnx", tmp_path / "fixed.onnx"
+    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(dynamic)]) == 0
+    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(static), "--static-size", "33", "33"]) == 0
+    capsys.readouterr()
+    reference = scores((root, dynamic), tmp_path, "--backend", "onnxruntime")
+    for onnx in (dynamic, static):
+        ov = scores((root, onnx), tmp_path, "--backend", "openvino")
+        assert "network: OpenVINO f32 (--backend openvino" in capsys.readouterr().err
+        assert ov["recipe"]["backend"] == "openvino" and abs(ov["mIoU"] - reference["mIoU"]) <= 1e-4
+        a, b = np.array(ov["confusion_matrix"]), np.array(reference["confusion_matrix"])
+        assert np.abs(a - b).sum() / 2 <= 1e-3 * a.sum()
+    for extra, expected in ((["--crop-size", "31"], "exported for 33×33 inputs (--static-size)"),
+                            (["--precision", "int8"], "is an ONNX graph; make an int8 IR with `pspnet quantize")):
+        assert main(["eval", str(static), "--images", str(root / "img"), "--labels", str(root / "lab"),
+                     "--backend", "openvino", *TINY, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert expected in err[-1] and str(static) in err[-1] and "Traceback" not in "".join(err), err
+
+
 def test_openvino_mistakes_are_one_line(data, tmp_path, capsys) -> None:
     _, ckpt = data
     assert main(["export", str(ckpt), "--format", "openvino", "--out", str(tmp_path / "m.onnx")]) == 2

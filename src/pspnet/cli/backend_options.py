@@ -1,13 +1,13 @@
 """Which engine runs the network for `predict` and `eval`: PyTorch by its execution recipe, ONNX Runtime on an
-exported `.onnx`, or OpenVINO (a checkpoint converted in memory, or an exported or quantised IR `.xml`). The test
-protocol around it is the same code for all of them.
+exported `.onnx`, or OpenVINO (a checkpoint converted in memory, an exported `.onnx`, or an exported or quantised IR
+`.xml`). The test protocol around it is the same code for all of them.
 
-`--backend auto` (the default): an `.onnx` file runs on ONNX Runtime and an `.xml` IR on OpenVINO; a checkpoint runs
-on OpenVINO f32 when the device is a CPU and OpenVINO is installed (the same answer as PyTorch fp32 to ~1e-7,
-1.5–1.7× faster on the evaluation protocol, BENCHMARKS.md), unless a PyTorch-only execution option is given; else on
-PyTorch. The choice and its reason are printed. OpenVINO's precision (`--precision`): f32, bf16 (native only on
-CPUs with AVX-512 BF16 or AMX), int8 (an IR from `pspnet quantize`); `auto` is f32 for `eval` (headline metrics) and
-the fastest native precision for `predict`.
+`--backend auto` (the default): an `.onnx` file runs on ONNX Runtime (`--backend openvino` runs it too) and an
+`.xml` IR on OpenVINO; a checkpoint runs on OpenVINO f32 when the device is a CPU and OpenVINO is installed (the same
+answer as PyTorch fp32 to ~1e-7, 1.5–1.7× faster on the evaluation protocol, BENCHMARKS.md), unless a PyTorch-only
+execution option is given; else on PyTorch. The choice and its reason are printed. OpenVINO's precision
+(`--precision`): f32, bf16 (native only on CPUs with AVX-512 BF16 or AMX), int8 (an IR from `pspnet quantize`); `auto`
+is f32 for `eval` (headline metrics) and the fastest native precision for `predict`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def add_backend_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto (default): .onnx → ONNX Runtime, .xml → OpenVINO, a checkpoint → OpenVINO f32 on a "
                         "CPU when it is installed (pip install 'pspnet[openvino]'), else PyTorch; torch; onnxruntime "
-                        "(an .onnx from `pspnet export`); openvino (a checkpoint, an IR from `pspnet export --format "
-                        "openvino` or `pspnet quantize`)")
+                        "(an .onnx from `pspnet export`); openvino (a checkpoint, an .onnx, or an IR from `pspnet "
+                        "export --format openvino` or `pspnet quantize`)")
 
 
 def choose_backend(args: argparse.Namespace, device: torch.device) -> tuple[str, str]:
@@ -73,7 +73,7 @@ def choose_backend(args: argparse.Namespace, device: torch.device) -> tuple[str,
     return "openvino", "a CPU with OpenVINO installed (--backend torch for PyTorch)"
 
 
-GRAPHS = {".onnx": ("an ONNX graph", "onnxruntime"), ".xml": ("an OpenVINO IR", "openvino")}
+GRAPHS = {".onnx": ("an ONNX graph", ("onnxruntime", "openvino")), ".xml": ("an OpenVINO IR", ("openvino",))}
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".caffemodel")
 
 
@@ -81,9 +81,10 @@ def check_backend_takes(backend: str, path: Path) -> None:
     """A file the chosen engine does not run is a one-line error that names the engine that does (or the export that
     makes a file it runs), before anything is loaded."""
     graph = GRAPHS.get(path.suffix.lower())
-    if graph is not None and backend != graph[1]:
-        raise PSPNetError(f"{path}: {graph[0]}, which --backend {backend} does not run; --backend {graph[1]} (or "
-                          f"auto) runs it, or give --backend {backend} the checkpoint it was exported from")
+    if graph is not None and backend not in graph[1]:
+        engines = " or ".join(f"--backend {b}" for b in graph[1])
+        raise PSPNetError(f"{path}: {graph[0]}, which --backend {backend} does not run; {engines} (or auto) runs it, "
+                          f"or give --backend {backend} the checkpoint it was exported from")
     if backend != "onnxruntime" or graph is not None:
         return
     if path.is_file():
@@ -153,7 +154,11 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
                   f"{', '.join(sorted(features))}): OpenVINO emulates it, slower than f32 and with bf16's "
                   "rounding; --precision f32 (or auto) is the choice here", file=sys.stderr)
         args.precision = None
-        source = args.checkpoint if args.checkpoint.suffix.lower() == ".xml" else None
+        source = args.checkpoint if args.checkpoint.suffix.lower() in GRAPHS else None  # an IR or ONNX file
+        if precision == "int8" and source is not None and source.suffix.lower() == ".onnx":
+            raise PSPNetError(f"--precision int8: {source} is an ONNX graph; make an int8 IR with `pspnet quantize "
+                              "CHECKPOINT --calib IMAGES --out DIR` from the checkpoint it was exported from and pass "
+                              "DIR/model.xml")
         if precision == "int8" and source is None:
             raise PSPNetError(f"--precision int8: {args.checkpoint} is not an int8 IR; make one with `pspnet quantize "
                               f"{args.checkpoint} --calib IMAGES --out DIR` and pass DIR/model.xml")

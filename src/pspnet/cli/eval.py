@@ -34,8 +34,8 @@ OUT_FILES = ("scores.json", "confusion.csv", "per_image.csv")  # what --out hold
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or with "
-                   "--backend onnxruntime / openvino an .onnx / .xml file written by `pspnet export`")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or "
+                   "an .onnx (ONNX Runtime or OpenVINO) or .xml (OpenVINO) file written by `pspnet export`")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="with --config: override its data: and val: settings, e.g. data.root=/data/camvid "
                         "val.flip=false")

@@ -40,8 +40,8 @@ from pspnet.progress import progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or with "
-                   "--backend onnxruntime / openvino an .onnx / .xml file written by `pspnet export`")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or "
+                   "an .onnx (ONNX Runtime or OpenVINO) or .xml (OpenVINO) file written by `pspnet export`")
     add_backend_argument(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image or video files, folders, glob patterns, or list files (.txt, .lst: an image path "

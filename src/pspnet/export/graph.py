@@ -12,6 +12,7 @@ from torch import nn
 
 from pspnet.classes import DatasetInfo
 from pspnet.data.imageops import normalize
+from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
 
 INPUT_NAME = "input"  # normalised float N×3×H×W, RGB: (rgb / 255 - mean) / std; or, with image_input, uint8 N×H×W×3
@@ -57,6 +58,20 @@ def graph_input(x: torch.Tensor, info: DatasetInfo, images: bool) -> torch.Tenso
     """What an exported graph is given for the protocol's normalised batch `x`: `x` in float32, or for a graph that
     takes `images`, `x` as those images (`as_images`)."""
     return as_images(x, info.mean, info.std) if images else x.to(torch.float32)
+
+
+def fixed_input_parts(source: str, shape: Sequence[int | None], x: torch.Tensor) -> list[torch.Tensor]:
+    """`x` as the inputs a graph with fixed dimensions takes: `shape` is its N, H, W (None where dynamic). A graph
+    exported for one size (--static-size) takes that height and width only (an error naming `source` otherwise);
+    one exported for batch 1 is given the batch image by image."""
+    fixed_n, fixed_h, fixed_w = shape
+    if (fixed_h, fixed_w) != (None, None) and (fixed_h, fixed_w) != tuple(x.shape[2:]):
+        raise PSPNetError(f"{source}: exported for {fixed_h}×{fixed_w} inputs (--static-size), but the test protocol "
+                          f"gives it {x.shape[2]}×{x.shape[3]}; choose settings that give {fixed_h}×{fixed_w} windows "
+                          f"(e.g. --crop-size {fixed_h} {fixed_w}) or export without --static-size")
+    if fixed_n == 1 and x.shape[0] > 1:
+        return list(x.split(1))
+    return [x]
 
 
 def as_images(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from pspnet.classes import DatasetInfo
 from pspnet.device import MemoryFit, OutOfMemory
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import INPUT_NAME, LOGITS_NAME, graph_input
+from pspnet.export.graph import INPUT_NAME, LOGITS_NAME, fixed_input_parts, graph_input
 from pspnet.export.metadata import info_from_metadata, takes_images
 
 
@@ -69,17 +69,12 @@ class OnnxRuntimeModel:
         self.input_shape = shape[:3] if self.takes_images else [shape[0], *shape[2:]]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a normalised N×3×H×W batch (given as images to a graph that takes them: `as_images`). A graph
-        exported for one input size takes that height and width only; one exported for batch 1 is run image by
-        image."""
-        _, fixed_h, fixed_w = self.input_shape
-        if (fixed_h, fixed_w) != (None, None) and (fixed_h, fixed_w) != tuple(x.shape[2:]):
-            raise PSPNetError(f"{self.path}: exported for {fixed_h}×{fixed_w} inputs (--static-size), but the test "
-                              f"protocol gives it {x.shape[2]}×{x.shape[3]}; choose settings that give {fixed_h}×"
-                              f"{fixed_w} windows (e.g. --crop-size {fixed_h} {fixed_w}) or export without "
-                              "--static-size")
-        if self.input_shape[0] == 1 and x.shape[0] > 1:
-            return torch.cat([self(item[None]) for item in x])
+        """Logits of a normalised N×3×H×W batch (given as images to a graph that takes them: `as_images`), in the
+        pieces a graph with fixed dimensions takes (`fixed_input_parts`)."""
+        logits = [self._run(part) for part in fixed_input_parts(str(self.path), self.input_shape, x)]
+        return logits[0] if len(logits) == 1 else torch.cat(logits)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(graph_input(x, self.info, self.takes_images).detach().cpu().numpy())
         try:
             (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array}, self.run_options)

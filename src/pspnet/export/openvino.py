@@ -3,8 +3,9 @@ N×3×H×W batch (any batch, height and width) to N×C×H×W logits, and `model.
 mean/std. The inference protocol (`pspnet.engine.inference`) takes it in place of the PyTorch model, so every
 backend is scored by the same code. Needs `pip install 'pspnet[openvino]'`.
 
-The graph comes from our model converted in memory (`openvino.convert_model`), or from an IR written by
-`pspnet export --format openvino` (`.xml` + `.bin`, the metadata in its runtime info). `precision` is OpenVINO's
+The graph comes from our model converted in memory (`openvino.convert_model`), from an IR written by
+`pspnet export --format openvino` (`.xml` + `.bin`, the metadata in its runtime info), or from an ONNX file written by
+`pspnet export --format onnx` (read by OpenVINO's ONNX frontend, its metadata with it). `precision` is OpenVINO's
 inference precision: "f32" keeps the PyTorch answer (to ~1e-7); "bf16" runs natively only on CPUs with AVX-512 BF16
 or AMX.
 
@@ -33,7 +34,7 @@ from torch import nn
 from pspnet.classes import DatasetInfo
 from pspnet.device import MemoryFit, OutOfMemory
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import ExportGraph, example_input, graph_input
+from pspnet.export.graph import ExportGraph, example_input, fixed_input_parts, graph_input
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
 
 PRECISIONS = ("f32", "bf16")
@@ -132,9 +133,11 @@ def attach_metadata(graph: Any, metadata: dict[str, str]) -> None:
 
 
 def graph_metadata(graph: Any) -> dict[str, str]:
-    """What `attach_metadata` put into the graph (an IR read back keeps it)."""
-    return {key: graph.get_rt_info(["pspnet", key]).astype(str) for key in KEYS
-            if graph.has_rt_info(["pspnet", key])}
+    """What `attach_metadata` put into the graph (an IR read back keeps it), or for an ONNX file read by OpenVINO,
+    the `metadata_props` that `pspnet export` wrote (OpenVINO's ONNX frontend puts them under "framework")."""
+    return {key: graph.get_rt_info([section, key]).astype(str) for key in KEYS
+            for section in ("pspnet", "framework") if graph.has_rt_info([section, key])
+            and (section == "pspnet" or not graph.has_rt_info(["pspnet", key]))}
 
 
 def quantization_record(graph: Any) -> dict[str, Any] | None:
@@ -144,13 +147,16 @@ def quantization_record(graph: Any) -> dict[str, Any] | None:
     return json.loads(graph.get_rt_info(["pspnet", "quantization"]).astype(str))
 
 
-def read_ir(path: Path, core: Any) -> Any:
-    """The `openvino.Model` of an IR file (not compiled); a missing or unreadable file is an error naming it."""
+def read_graph(path: Path, core: Any) -> Any:
+    """The `openvino.Model` of an IR (.xml, its .bin beside it) or an ONNX file (not compiled); a missing or
+    unreadable file is an error naming it."""
+    onnx = path.suffix.lower() == ".onnx"
     if not path.is_file():
-        raise PSPNetError(f"{path}: no such OpenVINO IR file")
+        raise PSPNetError(f"{path}: no such {'ONNX' if onnx else 'OpenVINO IR'} file")
     with open(path, "rb") as f:
         head = f.read(512).lstrip()
-    if not (head.startswith(b"<?xml") or head.startswith(b"<net")):  # else OpenVINO tries every frontend, noisily
+    # Told apart here: given anything else, OpenVINO tries every frontend, noisily.
+    if not onnx and not (head.startswith(b"<?xml") or head.startswith(b"<net")):
         raise PSPNetError(f"{path}: not an OpenVINO IR (an XML file starting with <?xml or <net, with its .bin "
                           "beside it)")
     try:
@@ -204,13 +210,15 @@ class OpenVinoModel:
             else:
                 graph, self.source = convert(source), "the model, converted in memory"
         elif isinstance(source, (str, Path)):
-            graph, self.source = read_ir(Path(source), core), str(source)
+            graph, self.source = read_graph(Path(source), core), str(source)
         else:
             graph = source
             self.source = "an OpenVINO model in memory"
         metadata = graph_metadata(graph)
         self.info: DatasetInfo = info_from_metadata(metadata, self.source)
         self.takes_images = takes_images(metadata)  # an IR exported with --image-input
+        shape = [d.get_length() if d.is_static else None for d in graph.inputs[0].get_partial_shape()]
+        self.input_shape = shape[:3] if self.takes_images else [shape[0], *shape[2:]]  # N, H, W; None: dynamic
         self.quantization = quantization_record(graph)
         self.precision = precision
         self._core, self._graph = core, graph  # an IR's weights are mapped from its file, not held twice
@@ -226,6 +234,12 @@ class OpenVinoModel:
         return f"OpenVINO {self.precision}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a normalised N×3×H×W batch, in the pieces a graph with fixed dimensions takes (an ONNX file
+        exported with --static-size)."""
+        logits = [self._run(part) for part in fixed_input_parts(self.source, self.input_shape, x)]
+        return logits[0] if len(logits) == 1 else torch.cat(logits)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         given = np.ascontiguousarray(graph_input(x, self.info, self.takes_images).detach().cpu().numpy())
         failure = None
         try:

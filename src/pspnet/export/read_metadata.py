@@ -50,9 +50,9 @@ def export_metadata(path: Path) -> dict[str, Any]:
 
 
 def _openvino(path: Path) -> tuple[dict[str, str], dict[str, Any] | None]:
-    from pspnet.export.openvino import graph_metadata, quantization_record, read_ir, require_openvino
+    from pspnet.export.openvino import graph_metadata, quantization_record, read_graph, require_openvino
 
-    graph = read_ir(path, require_openvino().Core())
+    graph = read_graph(path, require_openvino().Core())
     return graph_metadata(graph), quantization_record(graph)
 
 
