@@ -434,6 +434,64 @@ def test_score_names_a_missing_counterpart(tmp_path, capsys) -> None:
     assert code != 0 and f"{tmp_path / 'gt' / 'y.png'}: no prediction" in err
 
 
+def test_score_pairs_cityscapes_names_by_their_suffixes_and_says_so_when_nothing_pairs(tmp_path, capsys) -> None:
+    """Cityscapes' layout: predictions NAME_leftImg8bit.png (as `predict --recursive` names them from the images),
+    ground truth NAME_gtFine_labelTrainIds.png beside NAME_gtFine_color.png and others, one folder per city."""
+    for i, name in enumerate(["aachen_000000_000019", "aachen_000001_000019"]):
+        write_label(tmp_path / "pred" / "aachen" / f"{name}_leftImg8bit.png", seed=i)
+        write_label(tmp_path / "gt" / "aachen" / f"{name}_gtFine_labelTrainIds.png", seed=i)
+        write_label(tmp_path / "gt" / "aachen" / f"{name}_gtFine_labelIds.png", seed=i + 5)  # other values
+    command = ["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3",
+               "--recursive", "--json", str(tmp_path / "s.json")]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "share no file names (2 prediction(s), e.g. aachen/aachen_000000_000019_" \
+        "leftImg8bit.png; 4 ground-truth file(s)" in err, err
+    assert err.endswith("--pred-suffix _leftImg8bit.png with --gt-suffix one of _gtFine_labelIds.png, "
+                        "_gtFine_labelTrainIds.png pairs them"), err
+    assert main([*command, "--pred-suffix", "_leftImg8bit.png", "--gt-suffix", "_gtFine_labelTrainIds.png"]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["images"] == 2 and scores["mIoU"] == 1.0 and not scores["failures"]  # each with its own copy
+    for extra, expected in ((["--gt-suffix", "_gtFine_x.png"], "holds no label PNGs named *_gtFine_x.png"),
+                            (["--pred-suffix", "_x.png"], "holds no label files named *_x.png")):
+        assert main([*command, *extra, "--overwrite"]) == 2
+        assert expected in capsys.readouterr().err
+
+
+def test_score_without_a_shared_name_is_one_line_without_a_false_hint(tmp_path, capsys) -> None:
+    """Names of one sequence share a prefix (CamVid's 0016E5_07959 and 0016E5_07961): no suffix pairs them."""
+    write_label(tmp_path / "pred" / "0016E5_07959.png")
+    for frame in ("07961", "07963"):
+        write_label(tmp_path / "gt" / f"0016E5_{frame}.png")
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith("share no file names (1 prediction(s), e.g. 0016E5_07959.png;"
+                                                       " 2 ground-truth file(s), e.g. 0016E5_07961.png); a prediction "
+                                                       "pairs with the ground-truth file of its name"), err
+    (tmp_path / "empty").mkdir()
+    assert main(["score", "--pred", str(tmp_path / "empty"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"]) == 2
+    assert "--pred " + str(tmp_path / "empty") + ": holds no label files (`pspnet predict --out" in \
+        capsys.readouterr().err
+
+
+def test_eval_with_a_label_folder_of_none_of_the_images_says_so_before_evaluating(checkpoint, tmp_path,
+                                                                                  capsys) -> None:
+    for i in range(2):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}_mask.png", seed=i)
+        write_label(tmp_path / "other" / f"t{i}.png", seed=i)
+    base = ["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--workers", "0", *TINY]
+    for labels, expected in (("other", "an image NAME.* is paired with the label NAME.png at the same path"),
+                             ("lab", "its labels are named NAME_mask.png: --label-suffix _mask.png")):
+        assert main([*base, "--labels", str(tmp_path / labels)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"pspnet eval: error: --labels {tmp_path / labels}: holds the label of none of the "
+                                  f"2 images of --images {tmp_path / 'img'} (the first, s0.png, would be "
+                                  f"{tmp_path / labels / 's0.png'})") and err[-1].endswith(expected), err
+        assert not any("skipped" in line for line in err)
+    assert main([*base, "--labels", str(tmp_path / "lab"), "--label-suffix", "_mask.png"]) == 0
+
+
 def test_unknown_crop_size_form_is_a_one_line_error(checkpoint, tmp_path, capsys) -> None:
     write_image(tmp_path / "a.png")
     code = main(["predict", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),

@@ -79,7 +79,7 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     from pspnet.classes import DatasetInfo
     from pspnet.data.config import check_overrides_have_a_config, load_data_config
     from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
-    from pspnet.data.lists import pair_folders, read_list
+    from pspnet.data.lists import pair_folders, read_list, unpaired_labels
 
     given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
                                   ("--list", args.list)) if v is not None]
@@ -106,8 +106,15 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     else:
         if args.images is None or args.labels is None:
             raise PSPNetError("--images and --labels go together: the image folder and the label folder")
-        dataset = SegmentationDataset(pair_folders(args.images, args.labels, args.label_suffix), info, "eval",
-                                      f"{args.images} + {args.labels}")
+        pairs = pair_folders(args.images, args.labels, args.label_suffix)
+        if pairs and not any(pair.label.is_file() for pair in pairs):  # a wrong folder: said before any inference
+            _, suffix = unpaired_labels(args.images, args.labels, args.label_suffix)
+            hint = (f"; its labels are named NAME{suffix}: --label-suffix {suffix}" if suffix else
+                    f"; an image NAME.* is paired with the label NAME{args.label_suffix} at the same path")
+            raise PSPNetError(f"--labels {args.labels}: holds the label of none of the {len(pairs)} images of "
+                              f"--images {args.images} (the first, {pairs[0].image.name}, would be "
+                              f"{pairs[0].label}){hint}")
+        dataset = SegmentationDataset(pairs, info, "eval", f"{args.images} + {args.labels}")
     if args.limit is not None:
         dataset.pairs = dataset.pairs[: args.limit]
     if len(dataset) == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,20 +49,63 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="the folders' subfolders too, pairing files by their "
                    "path (CITY/NAME.png with CITY/NAME.png), as `pspnet predict --recursive` writes them; --pred's "
                    "color/, overlay/ and confidence/ folders are left out")
+    p.add_argument("--pred-suffix", metavar="S", help="predictions are the files NAME<S> (others left out), e.g. "
+                   "_leftImg8bit.png (default: any label file, NAME.png)")
+    p.add_argument("--gt-suffix", metavar="S", help="ground truth is the files NAME<S> (others left out), e.g. "
+                   "Cityscapes' _gtFine_labelTrainIds.png beside its _gtFine_color.png (default: any label file, "
+                   "NAME.png)")
     p.add_argument("--overwrite", action="store_true", help="replace --json / --per-image if they exist")
 
 
-def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tuple[str, ...] = ()
-                ) -> dict[str, Path]:
+def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tuple[str, ...] = (),
+                suffix: str | None = None) -> dict[str, Path]:
     """The label files in `folder` by name: their stem, or with `recursive` their path in its tree without the
-    suffix (`CITY/NAME`), leaving out hidden files and folders and the top-level folders `leave_out`."""
+    suffix (`CITY/NAME`), leaving out hidden files and folders and the top-level folders `leave_out`. With `suffix`,
+    only the files whose names end in it, named without it (`NAME_gtFine_labelTrainIds.png` → `NAME`)."""
     if not folder.is_dir():
         raise PSPNetError(f"{folder}: no such {what} folder")
     files = tree_files(folder, LABEL_SUFFIXES) if recursive else sorted(
         p for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES and not p.name.startswith("."))
-    names = {tree_name(p, folder): p for p in files}
+    if suffix is None:
+        names = {tree_name(p, folder): p for p in files}
+    else:
+        names = {p.relative_to(folder).as_posix()[: -len(suffix)]: p for p in files if p.name.endswith(suffix)
+                 and len(p.name) > len(suffix)}
     return {name: p for name, p in names.items() if name.split("/")[0] not in leave_out or "/" not in name}
+
+
+def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[str, Path]) -> PSPNetError:
+    """The error when no prediction has the name of a ground-truth file: what each folder holds, and the
+    --pred-suffix / --gt-suffix that pair them when the names differ only after a shared part (Cityscapes'
+    NAME_leftImg8bit.png and NAME_gtFine_labelTrainIds.png)."""
+    if not preds:
+        suffix = f" named *{args.pred_suffix}" if args.pred_suffix else ""
+        return PSPNetError(f"--pred {args.pred}: holds no label files{suffix} (`pspnet predict --out "
+                           f"{args.pred}` writes NAME.png)")
+    first = sorted(preds.values())[0].relative_to(args.pred).as_posix()
+    gt_files = sorted(p.relative_to(args.gt).as_posix() for p in gts.values())
+    shared = max(len(os.path.commonprefix([first, g])) for g in gt_files)
+    while shared > 0 and first[shared - 1] not in "_-. /":  # the shared part ends at a separator
+        shared -= 1
+    if shared > 0 and first[shared - 1] != "/":
+        shared -= 1  # the separator goes with the suffixes
+    hint = "; a prediction pairs with the ground-truth file of its name"
+    pred_files = [p.relative_to(args.pred).as_posix() for p in preds.values()]
+    pred_suffix = first[shared:]
+    if shared > 0 and pred_suffix and "/" not in pred_suffix and all(f.endswith(pred_suffix) for f in pred_files):
+        names = {f[: -len(pred_suffix)] for f in pred_files}
+        # A suffix several ground-truth files end in, which pairs them with the predictions (not one file's
+        # name that happens to share a prefix with a prediction's).
+        ends = {g[shared:] for g in gt_files if g[:shared] == first[:shared] and g[shared:]}
+        paired = sorted(e for e in ends if sum(g.endswith(e) for g in gt_files) > 1
+                        and names & {g[: -len(e)] for g in gt_files if g.endswith(e)})
+        if paired:
+            choice = paired[0] if len(paired) == 1 else "one of " + ", ".join(paired[:4])
+            hint = (f"; they differ after a shared part: --pred-suffix {pred_suffix} with --gt-suffix {choice} "
+                    "pairs them")
+    return PSPNetError(f"--pred {args.pred} and --gt {args.gt} share no file names ({len(preds)} prediction(s), e.g. "
+                       f"{first}; {len(gts)} ground-truth file(s), e.g. {gt_files[0]}){hint}")
 
 
 def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | LabelValues | None, list[str]]:
@@ -118,22 +162,26 @@ def run(args: argparse.Namespace) -> int:
     for option, path in (("--json", args.json), ("--per-image", args.per_image)):
         if path is not None:
             check_output_file(path, option, args.overwrite)
-    gts = label_files(args.gt, "ground-truth", args.recursive)
+    gts = label_files(args.gt, "ground-truth", args.recursive, suffix=args.gt_suffix)
     # `pspnet predict` writes colour maps, overlays and confidences beside the labels: not predictions to score.
     kinds = tuple(k for k in OUTPUT_KINDS if k != "labels" and not (args.gt / k).is_dir())
-    preds = label_files(args.pred, "prediction", args.recursive, leave_out=kinds)
+    preds = label_files(args.pred, "prediction", args.recursive, leave_out=kinds, suffix=args.pred_suffix)
     nested = [] if args.recursive else sorted(
         d.name for d in args.gt.iterdir() if d.is_dir() and not d.name.startswith(".")
         and tree_files(d, LABEL_SUFFIXES))
     if not gts:
-        raise PSPNetError(f"{args.gt}: holds no label PNGs" + (
+        raise PSPNetError(f"{args.gt}: holds no label PNGs{f' named *{args.gt_suffix}' if args.gt_suffix else ''}" + (
             f" (its subfolders {', '.join(nested[:3])} do: --recursive pairs the folders' trees)" if nested else ""))
     if nested:
         print(f"pspnet score: note: {args.gt}: left out {len(nested)} subfolder(s) holding labels "
               f"({', '.join(nested[:3])}{' and more' if len(nested) > 3 else ''}; --recursive pairs the folders' "
               "trees)", file=sys.stderr)
-    failures = [f"{gts[s]}: no prediction {args.pred / (s + '.png')}" for s in sorted(gts.keys() - preds.keys())]
-    failures += [f"{preds[s]}: no ground truth {s}.png in {args.gt}" for s in sorted(preds.keys() - gts.keys())]
+    if not gts.keys() & preds.keys():
+        raise no_pairs_error(args, preds, gts)
+    expected = args.pred_suffix or ".png"
+    failures = [f"{gts[s]}: no prediction {args.pred / (s + expected)}" for s in sorted(gts.keys() - preds.keys())]
+    failures += [f"{preds[s]}: no ground truth {s}{args.gt_suffix or '.png'} in {args.gt}"
+                 for s in sorted(preds.keys() - gts.keys())]
     num_classes, ignore, coding, names = ground_truth_settings(args)
     pred_coding = prediction_coding(args.pred_values, num_classes, coding, args.config)
     cm = ConfusionMatrix(num_classes, ignore)
