@@ -113,6 +113,24 @@ def test_a_user_mistake_is_one_line_without_a_traceback(tiny, capsys, mistake) -
     assert code == 2 and len(errors) == 1 and "Traceback" not in err and "\x1b" not in err, err
 
 
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["predict", "m.safetensors", "a.png", "--out", "o", "--overwite"],
+     "pspnet predict: error: unrecognized argument --overwite; did you mean --overwrite?"),
+    (["data", "check", "--dataset", "camvid", "--rot", "d"],
+     "pspnet data check: error: unrecognized argument --rot; did you mean --root?"),
+    (["eval", "m.safetensors", "--config", "c.yaml", "data.root=d", "camvid"],
+     "pspnet eval: error: unrecognized argument camvid; `pspnet eval --help` lists what it takes"),
+    (["models", "--json", "--bogus"],
+     "pspnet models: error: unrecognized argument --bogus; `pspnet models --help` lists what it takes"),
+])
+def test_an_argument_the_command_does_not_take_is_one_line_naming_the_command(capsys, argv, expected) -> None:
+    """Not argparse's usage of the top-level parser and 'pspnet: error: unrecognized arguments'."""
+    from pspnet.cli.main import main
+
+    assert main(argv) == 2
+    assert capsys.readouterr().err == expected + "\n"
+
+
 def test_out_of_memory_anywhere_else_is_one_line_with_what_holds_less(monkeypatch, capsys):
     """Where no step of a command answers it (the benchmark times the batch it is given), memory the system refuses
     is one line; another RuntimeError is a bug, with its traceback."""

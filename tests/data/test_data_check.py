@@ -99,6 +99,13 @@ def test_cli_check_prints_each_problem_and_fails(tmp_path, capsys, bad):
     assert out.strip().endswith("2 problem(s)" if bad else "no problems")
 
 
+def test_a_dataset_named_as_data_prepare_takes_it_says_which_options_name_it(capsys):
+    assert main(["data", "check", "camvid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "pspnet data: error: data check camvid: the dataset is named with --dataset camvid --root DIR " \
+                  "(or --config FILE)"
+
+
 def test_every_malformed_list_line_is_reported_and_the_good_pairs_still_checked(tmp_path):
     good = good_pair(tmp_path, "a")
     cfg = lists_dataset(tmp_path, [good])

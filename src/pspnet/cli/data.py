@@ -62,6 +62,10 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
+    named = [word for word in args.overrides if word in DATASET_KINDS]
+    if named and args.config is None:  # `pspnet data check camvid`, as `data prepare` takes the name
+        raise PSPNetError(f"data check {named[0]}: the dataset is named with --dataset {named[0]} --root DIR (or "
+                          "--config FILE)")
     check_overrides_have_a_config(args.overrides, args.config)
     if args.config is not None:
         return load_data_config(args.config, args.overrides)[0]

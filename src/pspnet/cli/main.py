@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -49,6 +50,25 @@ OUT_OF_MEMORY_HINTS = {
 }
 
 
+def unrecognized(parser: argparse.ArgumentParser, argv: list[str], extra: list[str]) -> str:
+    """One line for an argument the command does not take, naming the command (`pspnet data check`) and the option
+    meant where one is close (`--overwite`: `--overwrite`), rather than argparse's top-level usage."""
+    words, rest = [parser.prog], argv
+    while True:
+        options = [o for action in parser._actions for o in action.option_strings]  # noqa: SLF001  (argparse's own)
+        commands = next((a.choices for a in parser._actions if isinstance(a.choices, dict)), {})  # noqa: SLF001
+        name = next((a for a in rest if not a.startswith("-")), None)
+        if name not in commands:
+            break
+        parser, rest = commands[name], rest[rest.index(name) + 1:]
+        words.append(name)
+    command = " ".join(words)
+    word = next(a for a in extra if not ("=" in a and not a.startswith("-")))
+    close = difflib.get_close_matches(word.split("=")[0], options, n=1) if word.startswith("-") else []
+    hint = f"did you mean {close[0]}?" if close else f"`{command} --help` lists what it takes"
+    return f"{command}: error: unrecognized argument {word}; {hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no valued options
@@ -58,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             "=" in a and not a.startswith("-") for a in extra):
         args.overrides = [*args.overrides, *extra]  # key=value on both sides of an option: `--config F a=1 --fast b=2`
     elif extra:
-        parser.parse_args(argv)  # argparse's own message for what it does not know, exit 2
+        print(unrecognized(parser, argv, extra), file=sys.stderr)
+        return 2
     try:
         return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
     except PSPNetError as e:
