@@ -73,13 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_backend_argument(p)
 
 
-def build_eval_dataset(args: argparse.Namespace, num_classes: int
-                       ) -> tuple[Any, int, InferenceSettings | None]:
-    """The dataset the arguments name, the ignore index to use, and the protocol of --config's `val:` section."""
-    from pspnet.classes import DatasetInfo
-    from pspnet.data.config import check_overrides_have_a_config, load_data_config
-    from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
-    from pspnet.data.lists import pair_folders, read_list, unpaired_labels
+def check_data_arguments(args: argparse.Namespace) -> list[Any] | None:
+    """What can be told of the data options before the model loads (a conversion can take seconds): one way of
+    naming the data, overrides only with a config, and for --images/--labels their pairs, of which at least one
+    label must exist (else a wrong folder, said at once)."""
+    from pspnet.data.config import check_overrides_have_a_config
+    from pspnet.data.lists import pair_folders, unpaired_labels
 
     given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
                                   ("--list", args.list)) if v is not None]
@@ -87,6 +86,32 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
                           f"{', '.join(given) or 'none'})")
     check_overrides_have_a_config(args.overrides, args.config)
+    if args.config is not None or args.list is not None:
+        return None
+    if args.images is None or args.labels is None:
+        raise PSPNetError("--images and --labels go together: the image folder and the label folder")
+    pairs = pair_folders(args.images, args.labels, args.label_suffix)
+    if not pairs:
+        raise PSPNetError(f"{args.images} + {args.labels}: no images to evaluate")
+    if not any(pair.label.is_file() for pair in pairs):
+        _, suffix = unpaired_labels(args.images, args.labels, args.label_suffix)
+        hint = (f"; its labels are named NAME{suffix}: --label-suffix {suffix}" if suffix else
+                f"; an image NAME.* is paired with the label NAME{args.label_suffix} at the same path")
+        raise PSPNetError(f"--labels {args.labels}: holds the label of none of the {len(pairs)} images of "
+                          f"--images {args.images} (the first, {pairs[0].image.name}, would be "
+                          f"{pairs[0].label}){hint}")
+    return pairs
+
+
+def build_eval_dataset(args: argparse.Namespace, num_classes: int, pairs: list[Any] | None
+                       ) -> tuple[Any, int, InferenceSettings | None]:
+    """The dataset the arguments name (`pairs`: check_data_arguments' for --images/--labels), the ignore index to
+    use, and the protocol of --config's `val:` section."""
+    from pspnet.classes import DatasetInfo
+    from pspnet.data.config import load_data_config
+    from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
+    from pspnet.data.lists import read_list
+
     ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
     info = DatasetInfo.generic(num_classes)
     protocol = None
@@ -104,16 +129,7 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int
     elif args.list is not None:
         dataset = SegmentationDataset(read_list(args.list, args.root), info, "eval", str(args.list))
     else:
-        if args.images is None or args.labels is None:
-            raise PSPNetError("--images and --labels go together: the image folder and the label folder")
-        pairs = pair_folders(args.images, args.labels, args.label_suffix)
-        if pairs and not any(pair.label.is_file() for pair in pairs):  # a wrong folder: said before any inference
-            _, suffix = unpaired_labels(args.images, args.labels, args.label_suffix)
-            hint = (f"; its labels are named NAME{suffix}: --label-suffix {suffix}" if suffix else
-                    f"; an image NAME.* is paired with the label NAME{args.label_suffix} at the same path")
-            raise PSPNetError(f"--labels {args.labels}: holds the label of none of the {len(pairs)} images of "
-                              f"--images {args.images} (the first, {pairs[0].image.name}, would be "
-                              f"{pairs[0].label}){hint}")
+        assert pairs is not None
         dataset = SegmentationDataset(pairs, info, "eval", f"{args.images} + {args.labels}")
     if args.limit is not None:
         dataset.pairs = dataset.pairs[: args.limit]
@@ -179,9 +195,10 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
+    pairs = check_data_arguments(args)
     device, main = processes.device, processes.is_main
     forward, info, how, recipe = backend_forward(args, device, say=main)
-    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes)
+    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes, pairs)
     if (preset := published_preset(args, info.name)) is not None:
         args.preset = preset
         if main:
