@@ -384,6 +384,7 @@ def test_predict_recursive_refuses_an_input_whose_outputs_another_writes(checkpo
     assert code == 1 and (f"{tmp_path / 'in' / 'color' / 'a.png'}: {tmp_path / 'in' / 'a.png'} already writes "
                           f"{tmp_path / 'o' / 'color' / 'a.png'}; rename one of them") in err
     assert (tmp_path / "o" / "a.png").is_file() and not (tmp_path / "o" / "color" / "color").exists()
+    assert "1 of 2 inputs written to" in err and "1 input(s) failed" in err  # the refused input counted in both
 
 
 def test_score_recursive_pairs_the_trees_that_predict_recursive_writes(checkpoint, tmp_path, capsys):

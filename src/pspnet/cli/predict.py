@@ -87,6 +87,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         files.append(path)
         planned += outputs
 
+    refused = len(failures)  # inputs missing or clashing, left out before the run (counted on the first process)
     if not files:  # every argument failed (each said why): nothing to load the network for
         if main:
             print(f"pspnet predict: no input to predict ({len(failures)} problem(s) above)", file=sys.stderr)
@@ -158,7 +159,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     if main:
         rate = f", {image_count / seconds:.2f} images/s" if image_count and written == len(files) else ""
         where = f"device {device}" + (f", {processes.world_size} processes" if processes.enabled else "")
-        print(f"{written} of {len(files)} inputs written to {args.out} in {seconds:.1f} s{rate} ({how}, {where})",
+        print(f"{written} of {len(files) + refused} inputs written to {args.out} in {seconds:.1f} s{rate} ({how}, "
+              f"{where})",
               file=sys.stderr)
         if failed:
             print(f"pspnet predict: {failed} input(s) failed (see above)", file=sys.stderr)
