@@ -59,3 +59,5 @@ def test_arrays_of_other_types_are_scaled_or_refused():
         to_rgb(np.full((2, 2), 3.0))
     with pytest.raises(PSPNetError, match="expected H×W"):
         to_rgb(np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(PSPNetError, match="^an image of type int; expected a file path, a PIL image"):
+        to_rgb(5)  # type: ignore[arg-type]

@@ -44,6 +44,9 @@ def to_rgb(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
         return _array_to_rgb(image.detach().cpu().permute(1, 2, 0).squeeze(2).numpy())
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image)
+    if not isinstance(image, Image.Image):
+        raise PSPNetError(f"an image of type {type(image).__name__}; expected a file path, a PIL image, an H×W×3 "
+                          "array or a C×H×W tensor")
     image = ImageOps.exif_transpose(image) or image
     if image.mode.startswith("I;16"):
         return _array_to_rgb(np.asarray(image), top=65535)  # a 16-bit file: scaled as such, however dark
