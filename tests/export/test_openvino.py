@@ -91,6 +91,9 @@ def test_openvino_mistakes_are_one_line(data, tmp_path, capsys) -> None:
     _, ckpt = data
     assert main(["export", str(ckpt), "--format", "openvino", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "--format openvino writes .xml files" in capsys.readouterr().err
+    assert main(["export", str(ckpt), "--format", "openvino", "--out", str(tmp_path / "m.xml"), "--static-size", "33",
+                 "33"]) == 2
+    assert "--static-size applies to ONNX only; an OpenVINO IR takes any" in capsys.readouterr().err
     (tmp_path / "bad.xml").write_text("<net/>")
     root, _ = data
     assert main(["predict", "--backend", "openvino", str(tmp_path / "bad.xml"), str(root / "img"), "--out",

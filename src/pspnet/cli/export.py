@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "openvino" and args.argmax:
         raise PSPNetError("--argmax is ONNX/TorchScript only; an OpenVINO IR outputs the logits")
     if args.static_size and args.format != "onnx":
-        raise PSPNetError("--static-size applies to ONNX only; a TorchScript export takes any batch, height and width")
+        what = "an OpenVINO IR" if args.format == "openvino" else "a TorchScript export"
+        raise PSPNetError(f"--static-size applies to ONNX only; {what} takes any batch, height and width")
     if args.format == "onnx":
         require_onnx()  # fail before loading a large checkpoint
         check_opset(args.opset)
