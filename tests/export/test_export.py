@@ -1,5 +1,6 @@
 """`pspnet export` as a user runs it, and the exported files run by ONNX Runtime and TorchScript."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -196,3 +197,28 @@ def test_predict_with_onnxruntime_writes_the_same_pngs_as_pytorch(model_and_file
         ort_png = np.asarray(Image.open(tmp_path / "ort" / name))
         assert np.mean(torch_png == ort_png) >= 0.999, name
     assert len(np.unique(np.asarray(Image.open(tmp_path / "torch" / "street.png")))) > 1
+
+
+def test_the_deployment_code_in_the_docs_predicts_what_pspnet_predict_writes(model_and_files, tmp_path,
+                                                                              monkeypatch, capsys) -> None:
+    """docs/export.md "Deploying without pspnet": its blocks, run as written on an exported file and an image,
+    give the labels of `pspnet predict --mode whole --base-size 0 --no-flip` (ONNX Runtime, then OpenVINO)."""
+    _, checkpoint, onnx_file, _ = model_and_files
+    docs = (Path(__file__).parents[2] / "docs" / "export.md").read_text()
+    section = docs.split("## Deploying without pspnet\n")[1].split("\n## ")[0]
+    blocks = [b.split("```")[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.onnx").write_bytes(onnx_file.read_bytes())
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (75, 101, 3), dtype=np.uint8)).save(tmp_path / "street.jpg")
+    assert main(["predict", str(checkpoint), "street.jpg", "--out", "o", "--mode", "whole", "--base-size", "0",
+                 "--no-flip", "--outputs", "labels", "--backend", "torch", "--quiet"]) == 0
+    expected = np.asarray(Image.open(tmp_path / "o" / "street.png"))
+    scope: dict = {}
+    exec(blocks[0], scope)  # noqa: S102  (the documentation's own code)
+    assert scope["labels"].shape == expected.shape and np.mean(scope["labels"] == expected) >= 0.999
+    assert set(scope["names"]) <= set(INFO.classes)
+    if importlib.util.find_spec("openvino") is not None:
+        exec(blocks[1], scope)  # noqa: S102
+        assert np.mean(scope["labels_ov"] == expected) >= 0.999
