@@ -44,6 +44,13 @@ def test_a_bad_override_names_the_override(tmp_path) -> None:
         load_train_config(path, ["model.backbone=resnet7"])
 
 
+def test_a_setting_that_may_be_left_out_says_null_is_none(tmp_path) -> None:
+    path = write(tmp_path, train__imagenet=False)  # meant as "no ImageNet weights"
+    with pytest.raises(PSPNetError, match=rf"^{path}:\d+: train.imagenet = False; expected a string, or null for "
+                                          "none$"):
+        load_train_config(path)
+
+
 def test_an_unknown_key_in_the_file_names_its_line(tmp_path) -> None:
     path = write(tmp_path, train__learning_rate=0.1)
     line = line_of(path, "learning_rate")

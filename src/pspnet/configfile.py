@@ -73,7 +73,8 @@ def coerce(tp: Any, value: Any, source: str, key: str, origins: Origins | None =
                 return coerce(arg, value, source, key)
             except PSPNetError as e:
                 errors.append(str(e))
-        raise PSPNetError(errors[0] if errors else f"{source}: {key}: bad value {value!r}")
+        none = ", or null for none" if type(None) in args else ""  # `imagenet: false` meant as no weights
+        raise PSPNetError(f"{errors[0]}{none}" if errors else f"{source}: {key}: bad value {value!r}")
     if origin is typing.Literal:
         if value not in args:
             raise PSPNetError(f"{source}: {key} = {value!r}; expected one of {', '.join(map(repr, args))}")
