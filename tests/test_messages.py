@@ -138,6 +138,18 @@ def test_an_argument_the_command_does_not_take_is_one_line_naming_the_command(ca
     assert capsys.readouterr().err == expected + "\n"
 
 
+@pytest.mark.parametrize(("option", "expected"), [(["--crop-size", "0"], "crop size (0, 0): expected positive"),
+                                                 (["--scales", "-1"], "scales [-1.0]: expected one or more positive")])
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_a_bad_protocol_option_is_said_before_the_network_loads(tiny, capsys, command, option, expected) -> None:
+    from pspnet.cli.main import main
+
+    data = ["{t}/img", "--out", "{t}/o"] if command == "predict" else ["--images", "{t}/img", "--labels", "{t}/lab"]
+    assert main([command, f"{tiny}/m.safetensors", *(a.format(t=tiny) for a in data), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pspnet {command}: error: {expected}") and len(err.splitlines()) == 1, err  # no network:
+
+
 def test_out_of_memory_anywhere_else_is_one_line_with_what_holds_less(monkeypatch, capsys):
     """Where no step of a command answers it (the benchmark times the batch it is given), memory the system refuses
     is one line; another RuntimeError is a bug, with its traceback."""

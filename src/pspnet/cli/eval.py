@@ -18,7 +18,12 @@ import torch
 
 from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.cli.backend_options import add_backend_argument, backend_forward, execution_record
-from pspnet.cli.inference_options import add_inference_arguments, recorded_protocol_note, settings_from_args
+from pspnet.cli.inference_options import (
+    add_inference_arguments,
+    check_protocol_options,
+    recorded_protocol_note,
+    settings_from_args,
+)
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.distributed import Distributed, barrier, run_in_processes
@@ -195,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
+    check_protocol_options(args)
     pairs = check_data_arguments(args)
     device, main = processes.device, processes.is_main
     forward, info, how, recipe = backend_forward(args, device, say=main)

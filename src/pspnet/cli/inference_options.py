@@ -58,6 +58,14 @@ def settings_from_args(args: argparse.Namespace, info: DatasetInfo, base: Infere
     return settings
 
 
+def check_protocol_options(args: argparse.Namespace) -> None:
+    """The protocol options' own values (a window of 0 pixels, a negative scale), checked before the network loads
+    (a conversion or a large checkpoint can take seconds); what depends on the model's dataset (an mmseg preset) is
+    checked when the settings are made."""
+    given = argparse.Namespace(**{**vars(args), "preset": None if args.preset in MMSEG_PRESETS else args.preset})
+    settings_from_args(given, DatasetInfo.generic(1))
+
+
 def uses_recorded_protocol(args: argparse.Namespace, info: DatasetInfo, config_protocol: bool) -> bool:
     """The protocol starts from the one recorded with the model: there is one, and neither a config's `val:` section
     nor an mmseg preset replaces it."""

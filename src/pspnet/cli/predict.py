@@ -18,7 +18,12 @@ import torch
 from tqdm import tqdm
 
 from pspnet.cli.backend_options import add_backend_argument, backend_forward
-from pspnet.cli.inference_options import add_inference_arguments, recorded_protocol_note, settings_from_args
+from pspnet.cli.inference_options import (
+    add_inference_arguments,
+    check_protocol_options,
+    recorded_protocol_note,
+    settings_from_args,
+)
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     main = processes.is_main
+    check_protocol_options(args)
     found = expand_inputs(args.inputs, args.recursive, exclude=args.out)
     failures = list(found.problems) if main else []  # the whole run's problems, counted by the first process
     for message in (found.problems + found.notes) if main else []:
