@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import pspnet
 import pspnet.weights as weights_module
@@ -86,10 +87,15 @@ def test_a_hash_mismatch_deletes_the_file_and_says_so(published, monkeypatch) ->
     assert not (cache / entry.filename).exists()
 
 
-def test_offline_without_a_cached_file_is_one_line_naming_the_url(published, monkeypatch, capsys) -> None:
+def test_offline_without_a_cached_file_is_one_line_naming_the_url(published, monkeypatch, capsys, tmp_path) -> None:
     entry, _, _ = published
     monkeypatch.setenv(weights_module.URL_ENV, "http://127.0.0.1:9/")
-    code = main(["eval", entry.name, "--images", "x", "--labels", "y"])
+    assert main(["eval", entry.name, "--images", str(tmp_path / "x"), "--labels", str(tmp_path / "y")]) == 2
+    assert capsys.readouterr().err == f"pspnet eval: error: {tmp_path / 'x'}: no such image folder\n"  # said first
+    for folder in ("x", "y"):  # data that pairs
+        (tmp_path / folder).mkdir()
+        Image.new("L", (8, 8)).save(tmp_path / folder / "a.png")
+    code = main(["eval", entry.name, "--images", str(tmp_path / "x"), "--labels", str(tmp_path / "y")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "http://127.0.0.1:9/mmsegmentation/v0.5/pspnet/" in err
     assert "cannot download" in err
