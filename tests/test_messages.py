@@ -129,6 +129,8 @@ def test_a_user_mistake_is_one_line_without_a_traceback(tiny, capsys, mistake) -
      "pspnet eval: error: unrecognized argument camvid; `pspnet eval --help` lists what it takes"),
     (["models", "--json", "--bogus"],
      "pspnet models: error: unrecognized argument --bogus; `pspnet models --help` lists what it takes"),
+    (["info", "m.safetensors", "a=1"],  # a command without key=value overrides
+     "pspnet info: error: unrecognized argument a=1; `pspnet info --help` lists what it takes"),
 ])
 def test_an_argument_the_command_does_not_take_is_one_line_naming_the_command(capsys, argv, expected) -> None:
     """Not argparse's usage of the top-level parser and 'pspnet: error: unrecognized arguments'."""

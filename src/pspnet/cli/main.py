@@ -63,7 +63,7 @@ def unrecognized(parser: argparse.ArgumentParser, argv: list[str], extra: list[s
         parser, rest = commands[name], rest[rest.index(name) + 1:]
         words.append(name)
     command = " ".join(words)
-    word = next(a for a in extra if not ("=" in a and not a.startswith("-")))
+    word = next((a for a in extra if not ("=" in a and not a.startswith("-"))), extra[0])  # key=value: no overrides
     close = difflib.get_close_matches(word.split("=")[0], options, n=1) if word.startswith("-") else []
     hint = f"did you mean {close[0]}?" if close else f"`{command} --help` lists what it takes"
     return f"{command}: error: unrecognized argument {word}; {hint}"
