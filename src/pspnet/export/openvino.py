@@ -135,9 +135,12 @@ def attach_metadata(graph: Any, metadata: dict[str, str]) -> None:
 def graph_metadata(graph: Any) -> dict[str, str]:
     """What `attach_metadata` put into the graph (an IR read back keeps it), or for an ONNX file read by OpenVINO,
     the `metadata_props` that `pspnet export` wrote (OpenVINO's ONNX frontend puts them under "framework")."""
-    return {key: graph.get_rt_info([section, key]).astype(str) for key in KEYS
-            for section in ("pspnet", "framework") if graph.has_rt_info([section, key])
-            and (section == "pspnet" or not graph.has_rt_info(["pspnet", key]))}
+    found = {}
+    for key in KEYS:
+        section = next((s for s in ("pspnet", "framework") if graph.has_rt_info([s, key])), None)
+        if section is not None:
+            found[key] = graph.get_rt_info([section, key]).astype(str)
+    return found
 
 
 def quantization_record(graph: Any) -> dict[str, Any] | None:
