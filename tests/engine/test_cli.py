@@ -442,17 +442,24 @@ def test_score_pairs_cityscapes_names_by_their_suffixes_and_says_so_when_nothing
         write_label(tmp_path / "pred" / "aachen" / f"{name}_leftImg8bit.png", seed=i)
         write_label(tmp_path / "gt" / "aachen" / f"{name}_gtFine_labelTrainIds.png", seed=i)
         write_label(tmp_path / "gt" / "aachen" / f"{name}_gtFine_labelIds.png", seed=i + 5)  # other values
+        write_label(tmp_path / "gt" / "aachen" / f"{name}_gtFine_color.png", seed=i + 7)
     command = ["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3",
                "--recursive", "--json", str(tmp_path / "s.json")]
     assert main(command) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "share no file names (2 prediction(s), e.g. aachen/aachen_000000_000019_" \
-        "leftImg8bit.png; 4 ground-truth file(s)" in err, err
-    assert err.endswith("--pred-suffix _leftImg8bit.png with --gt-suffix one of _gtFine_labelIds.png, "
-                        "_gtFine_labelTrainIds.png pairs them"), err
+        "leftImg8bit.png; 6 ground-truth file(s)" in err, err
+    assert err.endswith("--pred-suffix _leftImg8bit.png with --gt-suffix _gtFine_labelTrainIds.png pairs them"), err
     assert main([*command, "--pred-suffix", "_leftImg8bit.png", "--gt-suffix", "_gtFine_labelTrainIds.png"]) == 0
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["images"] == 2 and scores["mIoU"] == 1.0 and not scores["failures"]  # each with its own copy
+    for i in range(2):  # two codings of the ground truth, neither Cityscapes' train ids: both named
+        for kind in ("a", "b"):
+            write_label(tmp_path / "gt2" / f"s{i}_{kind}.png", seed=i)
+        write_label(tmp_path / "pred2" / f"s{i}_pred.png", seed=i)
+    assert main(["score", "--pred", str(tmp_path / "pred2"), "--gt", str(tmp_path / "gt2"), "--num-classes", "3"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--pred-suffix _pred.png with --gt-suffix one of _a.png, _b.png "
+                                                    "pairs them")
     for extra, expected in ((["--gt-suffix", "_gtFine_x.png"], "holds no label PNGs named *_gtFine_x.png"),
                             (["--pred-suffix", "_x.png"], "holds no label files named *_x.png")):
         assert main([*command, *extra, "--overwrite"]) == 2

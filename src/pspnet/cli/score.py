@@ -100,6 +100,9 @@ def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[s
         ends = {g[shared:] for g in gt_files if g[:shared] == first[:shared] and g[shared:]}
         paired = sorted(e for e in ends if sum(g.endswith(e) for g in gt_files) > 1
                         and names & {g[: -len(e)] for g in gt_files if g.endswith(e)})
+        train_ids = [e for e in paired if "labelTrainIds" in e]  # Cityscapes' gtFine: the 19 classes models predict
+        if train_ids:
+            paired = train_ids
         if paired:
             choice = paired[0] if len(paired) == 1 else "one of " + ", ".join(paired[:4])
             hint = (f"; they differ after a shared part: --pred-suffix {pred_suffix} with --gt-suffix {choice} "
