@@ -100,6 +100,12 @@ def test_openvino_mistakes_are_one_line(data, tmp_path, capsys) -> None:
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "bad.xml" in err and "Traceback" not in err
+    truncated = tmp_path / "cut.onnx"  # the reason, not where OpenVINO raised it ("Exception from src/…")
+    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(truncated)]) == 0
+    truncated.write_bytes(truncated.read_bytes()[:100_000])
+    assert main(["predict", "--backend", "openvino", str(truncated), str(root / "img"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{truncated}: OpenVINO cannot read it (Model can't be parsed)")
 
 
 def test_bench_times_openvino_against_the_eager_reference(tmp_path, monkeypatch) -> None:

@@ -165,7 +165,8 @@ def read_graph(path: Path, core: Any) -> Any:
     try:
         return core.read_model(str(path))
     except Exception as e:  # OpenVINO's errors derive from Exception only
-        raise PSPNetError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0]})") from None
+        # Its text runs from where it was raised ("Exception from src/…:84:") to the reason, on the last line.
+        raise PSPNetError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[-1]})") from None
 
 
 def export_openvino(model: nn.Module, path: str | Path, image_input: bool = False) -> Path:
