@@ -152,6 +152,31 @@ def test_a_bad_protocol_option_is_said_before_the_network_loads(tiny, capsys, co
     assert err.startswith(f"pspnet {command}: error: {expected}") and len(err.splitlines()) == 1, err  # no network:
 
 
+def test_converting_a_training_checkpoint_says_it_needs_no_conversion(tmp_path, capsys) -> None:
+    from pspnet.checkpoint import TRAINING_FORMAT
+    from pspnet.cli.main import main
+
+    saved = tmp_path / "iter_0000003.pt"
+    torch.save({"format": TRAINING_FORMAT, "iteration": 3, "model": {}}, saved)
+    assert main(["convert", "--from", "semseg", str(saved), str(tmp_path / "o.safetensors")]) == 2
+    assert capsys.readouterr().err == (f"pspnet convert: error: {saved}: a checkpoint of `pspnet train` (iteration 3), "
+                                       "which needs no conversion: every command and pspnet.load read it as it is "
+                                       f"(`pspnet info {saved}`)\n")
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    (["--backbones", "resnet7"], "--backbones resnet7: unknown; expected some of resnet18, resnet34, resnet50"),
+    (["--sizes", "0"], "--sizes 0: expected positive sizes"),
+    (["--warmup", "-1"], "--warmup -1: expected 0 or more"),
+])
+def test_a_bad_bench_option_is_one_line_before_anything_is_measured(capsys, option, expected) -> None:
+    from pspnet.cli.main import main
+
+    assert main(["bench", "--device", "cpu", *option]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"pspnet bench: error: {expected}") and len(err.splitlines()) == 1 and not out, (out, err)
+
+
 def test_out_of_memory_anywhere_else_is_one_line_with_what_holds_less(monkeypatch, capsys):
     """Where no step of a command answers it (the benchmark times the batch it is given), memory the system refuses
     is one line; another RuntimeError is a bug, with its traceback."""

@@ -19,6 +19,7 @@ from pspnet.device import resolve_device
 from pspnet.engine.recipe import OFFICIAL, Recipe
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file
+from pspnet.model.resnet import DEPTHS
 
 T = TypeVar("T")
 MIN_AGREEMENT = 0.995  # argmax agreement the fast recipe must keep (issue 6)
@@ -126,8 +127,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     for name in ("batch_size", "train_batch", "repeats", "classes", "whole_classes"):
         if getattr(args, name) < 1:
             raise PSPNetError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at least 1")
-    if args.warmup < 0 or min(args.sizes) < 1:
-        raise PSPNetError("--warmup must be 0 or more and every --sizes value positive")
+    if args.warmup < 0:
+        raise PSPNetError(f"--warmup {args.warmup}: expected 0 or more")
+    if min(args.sizes) < 1:
+        raise PSPNetError(f"--sizes {' '.join(map(str, args.sizes))}: expected positive sizes")
+    if unknown := [b for b in args.backbones if b not in DEPTHS]:  # said before the machine is measured
+        raise PSPNetError(f"--backbones {unknown[0]}: unknown; expected some of {', '.join(DEPTHS)}")
     if args.smoke:
         # A tiny model, sizes and classes; no compilation (it alone would take a minute).
         return BenchConfig(device=device, fast=replace(fast, compile=False), fast_train=replace(fast_train,

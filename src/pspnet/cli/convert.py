@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from pspnet.checkpoint import save
+from pspnet.checkpoint import TRAINING_FORMAT, save
 from pspnet.classes import KNOWN, known_dataset
 from pspnet.convert.caffe import convert_caffe
 from pspnet.convert.mmseg import convert_mmseg_state
@@ -55,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
         options = {"align_corners": args.align_corners} if args.source_format == "mmseg" else {}
         if args.align_corners is not None and args.source_format != "mmseg":
             raise PSPNetError(f"--align-corners is for --from mmseg; {args.source_format} files record their resize")
-        model = convert(read_torch_file(args.src), source=str(args.src), info=info, **options)
+        loaded = read_torch_file(args.src)
+        if isinstance(loaded, dict) and loaded.get("format") == TRAINING_FORMAT:
+            raise PSPNetError(f"{args.src}: a checkpoint of `pspnet train` (iteration {loaded.get('iteration')}), "
+                              f"which needs no conversion: every command and pspnet.load read it as it is (`pspnet "
+                              f"info {args.src}`)")
+        model = convert(loaded, source=str(args.src), info=info, **options)
     if info is not None and info.num_classes != model.config.num_classes:
         raise PSPNetError(f"--dataset {args.dataset} has {info.num_classes} classes; {args.src} has "
                           f"{model.config.num_classes}")
