@@ -500,6 +500,35 @@ def test_eval_with_a_label_folder_of_none_of_the_images_says_so_before_evaluatin
     assert main([*base, "--labels", str(tmp_path / "lab"), "--label-suffix", "_mask.png"]) == 0
 
 
+def test_eval_list_paths_are_relative_to_the_lists_folder_and_a_wrong_root_is_said_at_once(checkpoint, tmp_path,
+                                                                                             capsys) -> None:
+    """As `predict` reads lists and as `data prepare` writes them (data/camvid/val.txt: images/val/NAME.png)."""
+    for i in range(2):
+        write_image(tmp_path / "d" / "images" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "d" / "labels" / f"s{i}.png", seed=i)
+    (tmp_path / "d" / "val.txt").write_text("".join(f"images/s{i}.png labels/s{i}.png\n" for i in range(2)))
+    base = ["eval", str(checkpoint), "--workers", "0", "--backend", "torch", *TINY]
+    assert main([*base, "--list", str(tmp_path / "d" / "val.txt"), "--json", str(tmp_path / "a.json")]) == 0
+    assert main([*base, "--images", str(tmp_path / "d" / "images"), "--labels", str(tmp_path / "d" / "labels"),
+                 "--json", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert a["images"] == 2 and a["confusion_matrix"] == b["confusion_matrix"]
+    capsys.readouterr()
+    assert main([*base, "--list", str(tmp_path / "d" / "val.txt"), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"pspnet eval: error: {tmp_path / 'd' / 'val.txt'}: none of its 2 images is there (the first would "
+                   f"be {tmp_path / 'images' / 's0.png'}); its paths are taken relative to --root {tmp_path}: --root "
+                   "DIR names another"], err  # before the network loads: no other line
+
+
+def test_eval_config_data_mistakes_are_said_before_the_network_loads(checkpoint, tmp_path, capsys) -> None:
+    config = tmp_path / "data.yaml"
+    config.write_text(f"data: {{dataset: lists, root: {tmp_path}, num_classes: 3, val_list: val.txt}}\n")
+    assert main(["eval", str(checkpoint), "--config", str(config), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"pspnet eval: error: {tmp_path / 'val.txt'}: no such list file"), err
+
+
 def test_unknown_crop_size_form_is_a_one_line_error(checkpoint, tmp_path, capsys) -> None:
     write_image(tmp_path / "a.png")
     code = main(["predict", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),

@@ -9,7 +9,7 @@ import argparse
 import contextlib
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--label-suffix", default=".png", metavar="S",
                      help="with --labels: the label of NAME.jpg is NAME<S> (default .png; e.g. _mask.png)")
     src.add_argument("--list", type=Path, help="a list file of 'IMAGE LABEL' lines")
-    src.add_argument("--root", type=Path, default=Path("."), help="what --list paths are relative to (default .)")
+    src.add_argument("--root", type=Path, help="what --list paths are relative to (default: the list's folder, as "
+                     "predict reads lists)")
     src.add_argument("--ignore-index", type=int, help="label value to ignore (default: the config's, else 255)")
     src.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images (a quick check)")
     src.add_argument("--workers", type=int, default=2, help="image-reading processes (default 2; 0 = none)")
@@ -78,12 +79,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_backend_argument(p)
 
 
-def check_data_arguments(args: argparse.Namespace) -> list[Any] | None:
-    """What can be told of the data options before the model loads (a conversion can take seconds): one way of
-    naming the data, overrides only with a config, and for --images/--labels their pairs, of which at least one
-    label must exist (else a wrong folder, said at once)."""
-    from pspnet.data.config import check_overrides_have_a_config
-    from pspnet.data.lists import pair_folders, unpaired_labels
+@dataclass
+class NamedData:
+    """The evaluation data the options name, read before the model loads (a conversion or a download can take
+    seconds): --config's split built, or the pairs of --images/--labels or --list."""
+
+    source: str
+    dataset: Any = None  # --config: its split
+    pairs: list[Any] | None = None  # --images/--labels, --list: made a dataset once the class count is known
+    protocol: InferenceSettings | None = None  # --config's val: section
+    ignore: int = IGNORE_INDEX
+
+
+def read_eval_data(args: argparse.Namespace) -> NamedData:
+    """The data of exactly one of --config, --images/--labels, --list, with the mistakes that can be told before the
+    model loads: overrides without a config, a missing list or folder, no images, and images none of whose labels
+    exist (a wrong folder or root, said at once rather than image by image after the evaluation)."""
+    from pspnet.configfile import from_dict
+    from pspnet.data.config import check_overrides_have_a_config, load_data_config
+    from pspnet.data.datasets import build_dataset
+    from pspnet.data.lists import pair_folders, read_list, unpaired_labels
 
     given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
                                   ("--list", args.list)) if v is not None]
@@ -91,56 +106,55 @@ def check_data_arguments(args: argparse.Namespace) -> list[Any] | None:
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
                           f"{', '.join(given) or 'none'})")
     check_overrides_have_a_config(args.overrides, args.config)
-    if args.config is not None or args.list is not None:
-        return None
-    if args.images is None or args.labels is None:
-        raise PSPNetError("--images and --labels go together: the image folder and the label folder")
-    pairs = pair_folders(args.images, args.labels, args.label_suffix)
-    if not pairs:
-        raise PSPNetError(f"{args.images} + {args.labels}: no images to evaluate")
-    if not any(pair.label.is_file() for pair in pairs):
-        _, suffix = unpaired_labels(args.images, args.labels, args.label_suffix)
-        hint = (f"; its labels are named NAME{suffix}: --label-suffix {suffix}" if suffix else
-                f"; an image NAME.* is paired with the label NAME{args.label_suffix} at the same path")
-        raise PSPNetError(f"--labels {args.labels}: holds the label of none of the {len(pairs)} images of "
-                          f"--images {args.images} (the first, {pairs[0].image.name}, would be "
-                          f"{pairs[0].label}){hint}")
-    return pairs
-
-
-def build_eval_dataset(args: argparse.Namespace, num_classes: int, pairs: list[Any] | None
-                       ) -> tuple[Any, int, InferenceSettings | None]:
-    """The dataset the arguments name (`pairs`: check_data_arguments' for --images/--labels), the ignore index to
-    use, and the protocol of --config's `val:` section."""
-    from pspnet.classes import DatasetInfo
-    from pspnet.data.config import load_data_config
-    from pspnet.data.datasets import SegmentationDataset, build_dataset, dataset_info
-    from pspnet.data.lists import read_list
-
-    ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
-    info = DatasetInfo.generic(num_classes)
-    protocol = None
     if args.config is not None:
-        from pspnet.configfile import from_dict
-
         cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
+        protocol = None
         if isinstance(raw, dict) and raw.get("val") is not None:
             protocol = from_dict(InferenceSettings, raw["val"], str(args.config), "val.")
-        dataset = build_dataset(cfg, args.split)
-        if dataset_info(cfg).num_classes != num_classes:
-            raise PSPNetError(f"{args.config}: the data has {dataset_info(cfg).num_classes} classes but "
-                              f"{args.checkpoint} predicts {num_classes}")
-        ignore = cfg.ignore_index if args.ignore_index is None else args.ignore_index
-    elif args.list is not None:
-        dataset = SegmentationDataset(read_list(args.list, args.root), info, "eval", str(args.list))
+        return NamedData(str(args.config), dataset=build_dataset(cfg, args.split), protocol=protocol,
+                         ignore=cfg.ignore_index if args.ignore_index is None else args.ignore_index)
+    ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
+    if args.list is not None:
+        root = args.list.parent if args.root is None else args.root
+        pairs, source = read_list(args.list, root), str(args.list)
+        if pairs and not any(pair.image.is_file() for pair in pairs):
+            raise PSPNetError(f"{args.list}: none of its {len(pairs)} images is there (the first would be "
+                              f"{pairs[0].image}); its paths are taken relative to "
+                              f"{'--root ' + str(args.root) if args.root is not None else 'its folder'}: --root DIR "
+                              "names another")
     else:
-        assert pairs is not None
-        dataset = SegmentationDataset(pairs, info, "eval", f"{args.images} + {args.labels}")
+        if args.images is None or args.labels is None:
+            raise PSPNetError("--images and --labels go together: the image folder and the label folder")
+        pairs, source = pair_folders(args.images, args.labels, args.label_suffix), f"{args.images} + {args.labels}"
+        if pairs and not any(pair.label.is_file() for pair in pairs):
+            _, suffix = unpaired_labels(args.images, args.labels, args.label_suffix)
+            hint = (f"; its labels are named NAME{suffix}: --label-suffix {suffix}" if suffix else
+                    f"; an image NAME.* is paired with the label NAME{args.label_suffix} at the same path")
+            raise PSPNetError(f"--labels {args.labels}: holds the label of none of the {len(pairs)} images of "
+                              f"--images {args.images} (the first, {pairs[0].image.name}, would be "
+                              f"{pairs[0].label}){hint}")
+    if not pairs:
+        raise PSPNetError(f"{source}: no images to evaluate")
+    return NamedData(source, pairs=pairs, ignore=ignore)
+
+
+def build_eval_dataset(args: argparse.Namespace, num_classes: int, named: NamedData) -> Any:
+    """The dataset of `named` for a model of `num_classes` classes (--config's must have as many), cut to --limit."""
+    from pspnet.classes import DatasetInfo
+    from pspnet.data.datasets import SegmentationDataset
+
+    if named.dataset is not None:
+        dataset = named.dataset
+        if dataset.info.num_classes != num_classes:
+            raise PSPNetError(f"{args.config}: the data has {dataset.info.num_classes} classes but "
+                              f"{args.checkpoint} predicts {num_classes}")
+    else:
+        dataset = SegmentationDataset(named.pairs, DatasetInfo.generic(num_classes), "eval", named.source)
     if args.limit is not None:
         dataset.pairs = dataset.pairs[: args.limit]
     if len(dataset) == 0:
         raise PSPNetError(f"{dataset.source}: no images to evaluate")
-    return dataset, ignore, protocol
+    return dataset
 
 
 def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
@@ -201,10 +215,10 @@ def run(args: argparse.Namespace) -> int:
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
     check_protocol_options(args)
-    pairs = check_data_arguments(args)
+    named = read_eval_data(args)
     device, main = processes.device, processes.is_main
     forward, info, how, recipe = backend_forward(args, device, say=main)
-    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes, pairs)
+    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes, named), named.ignore, named.protocol
     if (preset := published_preset(args, info.name)) is not None:
         args.preset = preset
         if main:
