@@ -127,6 +127,10 @@ def test_a_user_mistake_is_one_line_without_a_traceback(tiny, capsys, mistake) -
      "pspnet data check: error: unrecognized argument --rot; did you mean --root?"),
     (["eval", "m.safetensors", "--config", "c.yaml", "data.root=d", "camvid"],
      "pspnet eval: error: unrecognized argument camvid; `pspnet eval --help` lists what it takes"),
+    (["quantize", "m.safetensors", "--calib", "d", "--out", "q", "--bogus"],  # not "did you mean --out?"
+     "pspnet quantize: error: unrecognized argument --bogus; `pspnet quantize --help` lists what it takes"),
+    (["train", "--config", "c.yaml", "--print-confg"],
+     "pspnet train: error: unrecognized argument --print-confg; did you mean --print-config?"),
     (["models", "--json", "--bogus"],
      "pspnet models: error: unrecognized argument --bogus; `pspnet models --help` lists what it takes"),
     (["info", "m.safetensors", "a=1"],  # a command without key=value overrides

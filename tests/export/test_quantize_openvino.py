@@ -142,6 +142,16 @@ def test_bad_calibration_sets_are_one_line_errors(trained, tmp_path, capsys, cas
     assert not (tmp_path / "o" / "model.xml").exists()
 
 
+@pytest.mark.parametrize("name", ["m.onnx", "m.xml"])
+def test_an_exported_graph_is_refused_naming_the_checkpoint(trained, tmp_path, capsys, name) -> None:
+    root, _ = trained
+    (tmp_path / name).write_text("an export")
+    assert main(["quantize", str(tmp_path / name), "--calib", str(root / "img"), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"pspnet quantize: error: {tmp_path / name}: an exported graph; `pspnet "
+                                       "quantize` takes the checkpoint it was exported from (or a published model's "
+                                       "name)\n")
+
+
 def test_without_nncf_the_error_says_what_to_install(trained, tmp_path, capsys, monkeypatch) -> None:
     root, ckpt = trained
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf now raises ImportError

@@ -64,8 +64,12 @@ def unrecognized(parser: argparse.ArgumentParser, argv: list[str], extra: list[s
         words.append(name)
     command = " ".join(words)
     word = next((a for a in extra if not ("=" in a and not a.startswith("-"))), extra[0])  # key=value: no overrides
-    close = difflib.get_close_matches(word.split("=")[0], options, n=1) if word.startswith("-") else []
-    hint = f"did you mean {close[0]}?" if close else f"`{command} --help` lists what it takes"
+    # Compared without their dashes, which every option shares (`--bogus` is not close to `--out`).
+    names = {o.lstrip("-"): o for o in options}
+    close: list[str] = []
+    if word.startswith("-"):
+        close = difflib.get_close_matches(word.split("=")[0].lstrip("-"), names, n=1, cutoff=0.7)
+    hint = f"did you mean {names[close[0]]}?" if close else f"`{command} --help` lists what it takes"
     return f"{command}: error: unrecognized argument {word}; {hint}"
 
 

@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from pspnet.engine.openvino_int8 import quantize, require_nncf
 
     require_nncf()  # the install hint before any work
+    if args.checkpoint.suffix.lower() in (".onnx", ".xml"):
+        raise PSPNetError(f"{args.checkpoint}: an exported graph; `pspnet quantize` takes the checkpoint it was "
+                          "exported from (or a published model's name)")
     if args.images < 2:
         raise PSPNetError(f"--images {args.images}: expected at least 2 (calibration, and one image held back)")
     found = calibration_files(args.calib)
