@@ -83,15 +83,15 @@ def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[s
         suffix = f" named *{args.pred_suffix}" if args.pred_suffix else ""
         return PSPNetError(f"--pred {args.pred}: holds no label files{suffix} (`pspnet predict --out "
                            f"{args.pred}` writes NAME.png)")
-    first = sorted(preds.values())[0].relative_to(args.pred).as_posix()
+    pred_files = sorted(p.relative_to(args.pred).as_posix() for p in preds.values())
     gt_files = sorted(p.relative_to(args.gt).as_posix() for p in gts.values())
+    first = pred_files[0]
     shared = max(len(os.path.commonprefix([first, g])) for g in gt_files)
     while shared > 0 and first[shared - 1] not in "_-. /":  # the shared part ends at a separator
         shared -= 1
     if shared > 0 and first[shared - 1] != "/":
         shared -= 1  # the separator goes with the suffixes
     hint = "; a prediction pairs with the ground-truth file of its name"
-    pred_files = [p.relative_to(args.pred).as_posix() for p in preds.values()]
     pred_suffix = first[shared:]
     if shared > 0 and pred_suffix and "/" not in pred_suffix and all(f.endswith(pred_suffix) for f in pred_files):
         names = {f[: -len(pred_suffix)] for f in pred_files}
