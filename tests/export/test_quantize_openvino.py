@@ -18,6 +18,7 @@ from PIL import Image
 import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
+from pspnet.download import file_digest
 from pspnet.train.loss import segmentation_loss
 
 pytest.importorskip("openvino")
@@ -142,14 +143,60 @@ def test_bad_calibration_sets_are_one_line_errors(trained, tmp_path, capsys, cas
     assert not (tmp_path / "o" / "model.xml").exists()
 
 
-@pytest.mark.parametrize("name", ["m.onnx", "m.xml"])
-def test_an_exported_graph_is_refused_naming_the_checkpoint(trained, tmp_path, capsys, name) -> None:
-    root, _ = trained
-    (tmp_path / name).write_text("an export")
-    assert main(["quantize", str(tmp_path / name), "--calib", str(root / "img"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == (f"pspnet quantize: error: {tmp_path / name}: an exported graph; `pspnet "
-                                       "quantize` takes the checkpoint it was exported from (or a published model's "
-                                       "name)\n")
+@pytest.mark.parametrize("export", [["--format", "onnx", "--image-input"], ["--format", "openvino"]],
+                         ids=["onnx-image-input", "ir"])
+def test_an_exported_f32_graph_is_quantized_as_its_checkpoint_is(trained, tmp_path, capsys, export) -> None:
+    root, ckpt = trained
+    graph = tmp_path / ("m.onnx" if "onnx" in export else "m.xml")
+    assert main(["export", str(ckpt), "--out", str(graph), *export]) == 0
+    out = tmp_path / "int8"
+    run = quantize(str(graph), "--calib", str(root / "img"), "--held-back", "3", "--out", str(out), *TINY)
+    assert run.returncode == 0, run.stderr
+    record = json.loads((out / "quantization.json").read_text())
+    assert record["graph"] == str(graph) and record["graph_sha256"] == file_digest(graph)
+    assert "checkpoint" not in record and record["calibration_inputs"] == 7 * 2 * 4
+    assert record["agreement"]["same"] >= 0.95, record["agreement"]  # as from the checkpoint (above)
+    capsys.readouterr()
+    assert main(["info", str(out / "model.xml")]) == 0
+    printed = capsys.readouterr().out
+    assert f"from {graph} (sha256 {file_digest(graph)[:12]}…)" in printed
+    # The graph's input is kept: images in for an --image-input export. The int8 IR's labels on the held-back
+    # images are those quantize measured, and predict reads it as any int8 IR.
+    assert ("uint8 N×H×W×3" in printed) == ("--image-input" in export), printed
+    assert main(["predict", str(out / "model.xml"), str(root / "img" / "0.png"), "--out", str(tmp_path / "p"),
+                 "--quiet", *TINY]) == 0
+    assert "OpenVINO int8" in capsys.readouterr().err and (tmp_path / "p" / "0.png").is_file()
+
+
+def test_graphs_that_cannot_be_quantized_are_one_line_errors(trained, tmp_path, capsys) -> None:
+    root, ckpt = trained
+    static = tmp_path / "static.onnx"
+    assert main(["export", str(ckpt), "--format", "onnx", "--static-size", "40", "40", "--out", str(static)]) == 0
+    (tmp_path / "junk.onnx").write_text("not a graph")
+    f32, int8 = tmp_path / "f32.xml", tmp_path / "int8.xml"
+    assert main(["export", str(ckpt), "--format", "openvino", "--out", str(f32)]) == 0
+    from pspnet.export.openvino import require_openvino
+
+    ov = require_openvino()
+    ir = ov.Core().read_model(str(f32))
+    ir.set_rt_info(json.dumps({"checkpoint": "m.safetensors"}), ["pspnet", "quantization"])  # as quantize marks it
+    ov.save_model(ir, str(int8), compress_to_fp16=False)
+    capsys.readouterr()
+    for model, expected in [
+        (static, "exported for 40×40 inputs (--static-size), but the test protocol gives it 33×33"),
+        (tmp_path / "junk.onnx", "OpenVINO cannot read it"),
+        (tmp_path / "nope.onnx", "no such ONNX file"),
+        (int8, "already int8 (`pspnet quantize` of m.safetensors); quantize the f32 graph"),
+    ]:
+        # In this process: each stops before NNCF quantises anything.
+        assert main(["quantize", str(model), "--calib", str(root / "img"), "--out", str(tmp_path / "o"), *TINY]) == 2
+        err = capsys.readouterr().err.splitlines()[-1]  # after "calibrating on …" where the windows are made
+        assert err.startswith(f"pspnet quantize: error: {model}: ") and expected in err, err
+        assert not (tmp_path / "o" / "model.xml").exists()
+    # The output never replaces the graph it reads.
+    assert main(["quantize", str(tmp_path / "model.xml"), "--calib", str(root / "img"), "--out", str(tmp_path),
+                 *TINY]) == 2
+    assert "would replace an input" in capsys.readouterr().err
 
 
 def test_without_nncf_the_error_says_what_to_install(trained, tmp_path, capsys, monkeypatch) -> None:

@@ -57,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"graph input: {meta['export']['input']}; outputs: {', '.join(meta['export']['outputs'])}")
     if record := meta.get("export", {}).get("quantization"):
         a = record["agreement"]
+        kind = "checkpoint" if "checkpoint" in record else "graph"  # quantised from a checkpoint or an export
+        origin, digest = record[kind], record[f"{kind}_sha256"]
         lines.append(f"int8: calibrated on {record['calibration_images']} images ({record['calibration_inputs']} "
                      f"network inputs) from {record['calibration']}; against f32 on {record['held_back_images']} "
                      f"held-back images {100 * a['same']:.2f}% of the pixels agree (worst image "
-                     f"{100 * a['worst_image']:.2f}%); from {record['checkpoint']} (sha256 "
-                     f"{record['checkpoint_sha256'][:12]}…), nncf {record['nncf']}, openvino {record['openvino']}")
+                     f"{100 * a['worst_image']:.2f}%); from {origin} (sha256 {digest[:12]}…), nncf {record['nncf']}, "
+                     f"openvino {record['openvino']}")
     print("\n".join(lines))
     return 0

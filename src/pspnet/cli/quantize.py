@@ -1,9 +1,10 @@
-"""`pspnet quantize CHECKPOINT --calib LIST_OR_FOLDER --out DIR`: an int8 OpenVINO IR calibrated on your images.
+"""`pspnet quantize MODEL --calib LIST_OR_FOLDER --out DIR`: an int8 OpenVINO IR calibrated on your images. MODEL is a
+checkpoint (or a published model's name), or the f32 .onnx or IR that `pspnet export` wrote from one.
 
 NNCF post-training quantisation on the protocol's own network inputs (resize, windows, mirror images); some images
 are held back and the int8 model's label maps are compared with the f32 model's on them. Writes DIR/model.xml and
 DIR/model.bin (the IR, with the class names, palette and normalisation, and a record of the calibration: set,
-size, agreement, the f32 checkpoint's SHA-256) and DIR/quantization.json (the same record).
+size, agreement, the f32 model's file and SHA-256) and DIR/quantization.json (the same record).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
@@ -25,7 +27,9 @@ DEFAULT_IMAGES = 64
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a checkpoint or a published model's name (`pspnet models`)")
+    p.add_argument("checkpoint", type=Path, metavar="MODEL",
+                   help="a checkpoint, a published model's name (`pspnet models`), or an f32 graph that `pspnet "
+                        "export` wrote (.onnx, or an OpenVINO .xml with its .bin)")
     p.add_argument("--calib", type=Path, required=True, metavar="LIST_OR_FOLDER",
                    help="calibration images: a folder of images (subfolders too), or a list file with an image path "
                         "first on each line (relative to the list's folder; `image label` lists work as they are)")
@@ -57,13 +61,25 @@ def calibration_files(spec: Path) -> list[Path]:
         raise PSPNetError(f"--calib {e}") from None
 
 
+def f32_graph(name: Path, path: Path, exported: bool) -> tuple[Any, dict[str, Any]]:
+    """The f32 OpenVINO model to quantise (a checkpoint converted, or an exported graph read) and the record of where
+    it came from: the file as named and its SHA-256."""
+    from pspnet.export.openvino import OpenVinoModel
+
+    if not exported:
+        return OpenVinoModel(load(path)), {"checkpoint": str(name), "checkpoint_sha256": file_digest(path)}
+    f32 = OpenVinoModel(path)  # a missing, unreadable or foreign file: one line naming it
+    if (record := f32.quantization) is not None:
+        origin = record.get("checkpoint") or record.get("graph")
+        raise PSPNetError(f"{path}: already int8 (`pspnet quantize` of {origin}); quantize the f32 graph or the "
+                          "checkpoint it came from")
+    return f32, {"graph": str(name), "graph_sha256": file_digest(path)}
+
+
 def run(args: argparse.Namespace) -> int:
     from pspnet.engine.openvino_int8 import quantize, require_nncf
 
     require_nncf()  # the install hint before any work
-    if args.checkpoint.suffix.lower() in (".onnx", ".xml"):
-        raise PSPNetError(f"{args.checkpoint}: an exported graph; `pspnet quantize` takes the checkpoint it was "
-                          "exported from (or a published model's name)")
     if args.images < 2:
         raise PSPNetError(f"--images {args.images}: expected at least 2 (calibration, and one image held back)")
     found = calibration_files(args.calib)
@@ -76,11 +92,14 @@ def run(args: argparse.Namespace) -> int:
         raise PSPNetError(f"--held-back {held}: expected 1 to {len(files) - 1} of the {len(files)} images")
     check_output_folder(args.out, "--out")
     xml, record_path = args.out / "model.xml", args.out / "quantization.json"
-    checkpoint = resolve(args.checkpoint)
-    check_new_outputs([xml, xml.with_suffix(".bin"), record_path], [checkpoint, *files], args.overwrite, "--out")
+    exported = args.checkpoint.suffix.lower() in (".onnx", ".xml")
+    model_files = [args.checkpoint] if exported else [resolve(args.checkpoint)]
+    if args.checkpoint.suffix.lower() == ".xml":
+        model_files.append(args.checkpoint.with_suffix(".bin"))  # an IR's weights
+    check_new_outputs([xml, xml.with_suffix(".bin"), record_path], [*model_files, *files], args.overwrite, "--out")
 
-    model = load(checkpoint)
-    settings = settings_from_args(args, model.info)
+    f32, source = f32_graph(args.checkpoint, model_files[0], exported)
+    settings = settings_from_args(args, f32.info)
     images = [to_tensor(read_image(path)) for path in files]  # an unreadable image stops the run, naming it
     kept = set(spread_evenly(len(images), held))  # held back from all over the set too
     calibration = [im for i, im in enumerate(images) if i not in kept]
@@ -88,11 +107,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"calibrating on {len(calibration)} images from {args.calib} (the protocol's inputs: crop "
           f"{settings.crop_size[0]}×{settings.crop_size[1]}, base size {settings.base_size or 'as is'}, flip "
           f"{'on' if settings.flip else 'off'}); {held} held back", file=sys.stderr)
-    source = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": file_digest(checkpoint),
-              "calibration": str(args.calib),
+    source |= {"calibration": str(args.calib),
               "calibration_files": [str(p) for i, p in enumerate(files) if i not in kept],
               "held_back_files": [str(p) for i, p in enumerate(files) if i in kept]}
-    result = quantize(model, calibration, held_back, settings, source)
+    result = quantize(f32, calibration, held_back, settings, source)
     a = result.agreement
     from pspnet.export.openvino import save_ir
 

@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from pspnet.classes import DatasetInfo
 from pspnet.engine.inference import InferenceSettings, network_inputs, segment
 from pspnet.errors import PSPNetError
-from pspnet.export.openvino import OpenVinoModel, attach_metadata, convert, graph_metadata, require_openvino
+from pspnet.export.openvino import OpenVinoModel, attach_metadata, graph_metadata, require_openvino
 
 INSTALL_HINT = "pip install 'pspnet[openvino]'"
 
@@ -61,20 +60,22 @@ def calibration_inputs(images: Sequence[torch.Tensor], settings: InferenceSettin
     return [x[None].numpy().astype(np.float32) for x in network_inputs(images, settings, info.mean, info.std)]
 
 
-def quantize(model: nn.Module, calibration: Sequence[torch.Tensor], held_back: Sequence[torch.Tensor],
+def quantize(f32: OpenVinoModel, calibration: Sequence[torch.Tensor], held_back: Sequence[torch.Tensor],
              settings: InferenceSettings, source: dict[str, Any]) -> Quantized:
-    """`model` (a PSPNet) quantised to int8 on the protocol inputs of `calibration` (uint8 3×H×W images), with its
-    agreement with the f32 model on `held_back`. `source` (file, hash, calibration set) joins the record."""
+    """`f32` (a PSPNet's f32 graph: converted from a checkpoint, or an exported .onnx or IR) quantised to int8 on the
+    protocol inputs of `calibration` (uint8 3×H×W images), with its agreement with the f32 graph on `held_back`.
+    `source` (file, hash, calibration set) joins the record."""
     nncf = require_nncf()
     ov = require_openvino()
     if not calibration:
         raise PSPNetError("no calibration images")
-    info: DatasetInfo = model.info  # type: ignore[assignment]
-    f32_graph = convert(model)
-    inputs = calibration_inputs(calibration, settings, info)
-    int8_graph = nncf.quantize(f32_graph, nncf.Dataset(inputs), subset_size=len(inputs))
-    attach_metadata(int8_graph, graph_metadata(f32_graph))  # the classes, palette, normalisation, kept
-    agreement = compare(OpenVinoModel(f32_graph), OpenVinoModel(int8_graph), held_back, settings, info)
+    info = f32.info
+    # As the graph takes them: images for an --image-input graph, one window at a time for a --static-size one.
+    inputs = [given for x in network_inputs(calibration, settings, info.mean, info.std)
+              for given in f32.graph_inputs(x[None])]
+    int8_graph = nncf.quantize(f32.graph, nncf.Dataset(inputs), subset_size=len(inputs))
+    attach_metadata(int8_graph, graph_metadata(f32.graph))  # the classes, palette, normalisation, kept
+    agreement = compare(f32, OpenVinoModel(int8_graph), held_back, settings, info)
     record = {
         **source,
         "calibration_images": len(calibration),

@@ -225,11 +225,11 @@ class OpenVinoModel:
         self.input_shape = shape[:3] if self.takes_images else [shape[0], *shape[2:]]  # N, H, W; None: dynamic
         self.quantization = quantization_record(graph)
         self.precision = precision
-        self._core, self._graph = core, graph  # an IR's weights are mapped from its file, not held twice
+        self._core, self.graph = core, graph  # an IR's weights are mapped from its file, not held twice
         self._compile()
 
     def _compile(self) -> None:
-        self.compiled = self._core.compile_model(self._graph, "CPU", {"INFERENCE_PRECISION_HINT": self.precision})
+        self.compiled = self._core.compile_model(self.graph, "CPU", {"INFERENCE_PRECISION_HINT": self.precision})
         self.request: Any = self.compiled.create_infer_request()
 
     def describe(self) -> str:
@@ -238,13 +238,17 @@ class OpenVinoModel:
         return f"OpenVINO {self.precision}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a normalised N×3×H×W batch, in the pieces a graph with fixed dimensions takes (an ONNX file
-        exported with --static-size)."""
-        logits = [self._run(part) for part in fixed_input_parts(self.source, self.input_shape, x)]
+        """Logits of a normalised N×3×H×W batch."""
+        logits = [self._run(given).to(x.device) for given in self.graph_inputs(x)]
         return logits[0] if len(logits) == 1 else torch.cat(logits)
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        given = np.ascontiguousarray(graph_input(x, self.info, self.takes_images).detach().cpu().numpy())
+    def graph_inputs(self, x: torch.Tensor) -> list[np.ndarray]:
+        """What the graph is given for a normalised N×3×H×W batch: in the pieces a graph with fixed dimensions takes
+        (an ONNX file exported with --static-size), as images for a graph that takes them (--image-input)."""
+        return [np.ascontiguousarray(graph_input(part, self.info, self.takes_images).detach().cpu().numpy())
+                for part in fixed_input_parts(self.source, self.input_shape, x)]
+
+    def _run(self, given: np.ndarray) -> torch.Tensor:
         failure = None
         try:
             if self.request is None:  # compiled afresh after running out of memory (below)
@@ -261,4 +265,4 @@ class OpenVinoModel:
             self.request = self.compiled = None
             raise OutOfMemory(f"OpenVINO could not allocate memory for an input of shape {tuple(given.shape)}: "
                               f"{failure}")
-        return torch.from_numpy(np.asarray(logits, dtype=np.float32)).to(x.device)
+        return torch.from_numpy(np.asarray(logits, dtype=np.float32))
