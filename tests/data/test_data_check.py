@@ -85,6 +85,57 @@ def test_folders_dataset_pairs_images_with_labels_by_name(tmp_path):
     assert problems_of(cfg) == [(str(tmp_path / "labels/train/y.png"), "label file is missing (the label of y.png)")]
 
 
+def test_a_label_saved_in_another_format_is_named_with_what_to_do(tmp_path, capsys):
+    from PIL import Image
+
+    mask = np.zeros((12, 16), np.uint8)
+    mask[3:9, 4:12] = 255
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    for name, suffix in (("lossy", ".jpg"), ("bitmap", ".bmp")):
+        save_image(tmp_path / "images" / "train" / f"{name}.jpg")
+        Image.fromarray(mask).save(tmp_path / "labels" / "train" / f"{name}{suffix}")
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    found = dict(problems_of(cfg))
+    assert found[str(tmp_path / "labels/train/lossy.png")].startswith(
+        "label file is missing (the label of lossy.jpg); lossy.jpg is beside it, a lossy format: lossy compression "
+        "changes class values")
+    assert found[str(tmp_path / "labels/train/bitmap.png")] == (
+        "label file is missing (the label of bitmap.jpg); bitmap.bmp is beside it: labels are PNGs; convert it to "
+        "bitmap.png (its values unchanged)")
+    # Where a label is read (eval, predict's scoring), the same hint.
+    with pytest.raises(PSPNetError, match=r"lossy\.png: no such label file; lossy\.jpg is beside it, a lossy"):
+        from pspnet.data.imageops import read_label
+
+        read_label(tmp_path / "labels/train/lossy.png")
+
+
+def test_cli_check_takes_overrides_of_the_options_settings(tmp_path, capsys):
+    """`--dataset folders --root R` and a setting no option gives (0/255 masks), without writing a config."""
+    save_image(tmp_path / "images" / "train" / "a.jpg")
+    save_label(tmp_path / "labels" / "train" / "a.png", np.where(np.tri(12, 16) > 0, 255, 0))
+    args = ["data", "check", "--dataset", "folders", "--root", str(tmp_path), "--splits", "train", "--no-progress"]
+    assert main([*args, "data.label_values=[0,255]"]) == 0
+    assert "no problems" in capsys.readouterr().out
+    assert main([*args, "data.num_classes=2"]) == 0  # read as indices, 255 is ignored: class 1 is in no label
+    assert "class 1 (class_1) appears in no train label" in capsys.readouterr().out
+    assert main([*args, "--num-classes", "2", "data.label_values=[0]"]) == 2
+    assert capsys.readouterr().err.strip() == ("pspnet data: error: command line data.label_values=[0]: "
+                                                "data.label_values has 1 values for 2 classes; expected one value "
+                                                "per class")
+    assert main([*args, "--num-classes", "1"]) == 2  # a binary mask's background is a class too
+    assert capsys.readouterr().err.strip() == ("pspnet data: error: --num-classes 1: data.num_classes = 1: 1 class; "
+                                                "expected 2 or more: PSPNet scores every class, the background too (a "
+                                                "binary mask is 2 classes; saved as 0/255: data.label_values: [0, "
+                                                "255])")
+    assert main([*args, "data.label_values=[255]"]) == 2
+    assert "data.label_values = [255]: 1 class; expected 2 or more" in capsys.readouterr().err
+    labels = str(tmp_path / "labels" / "train")
+    assert main(["score", "--pred", labels, "--gt", labels, "--num-classes", "1"]) == 2
+    assert "--num-classes 1: expected 2 or more" in capsys.readouterr().err
+    assert main([*args, "train.lr=1"]) == 2
+    assert "override train.lr=1: expected a setting under data:" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", [False, True])
 def test_cli_check_prints_each_problem_and_fails(tmp_path, capsys, bad):
     pair = good_pair(tmp_path, "a")

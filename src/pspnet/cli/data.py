@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pspnet.data.check import check_dataset, class_shares
-from pspnet.data.config import DATASET_KINDS, DataConfig, check_overrides_have_a_config, load_data_config
+from pspnet.data.config import DATASET_KINDS, DataConfig, data_config_from_options, load_data_config
 from pspnet.data.datasets import build_dataset, dataset_info
 from pspnet.data.prepare import PREPARERS, prepare_dataset
 from pspnet.errors import PSPNetError
@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          description="Check a dataset as the trainer will at start-up: every problem, with its file.")
     chk.add_argument("--config", type=Path, help="a YAML config; its `data:` section (or the whole file) is used")
     chk.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                     help="with --config: override its data: settings, e.g. data.root=/data/camvid")
+                     help="override data: settings (of --config, or of --dataset and --root), e.g. "
+                          "data.root=/data/camvid or data.label_values=[0,255]")
     chk.add_argument("--dataset", choices=list(DATASET_KINDS), help="dataset kind (instead of --config)")
     chk.add_argument("--root", type=Path, help="dataset root (instead of --config)")
     chk.add_argument("--train-list", type=Path, help="train list file, relative to --root")
@@ -66,13 +67,13 @@ def data_config(args: argparse.Namespace) -> DataConfig:
     if named and args.config is None:  # `pspnet data check camvid`, as `data prepare` takes the name
         raise PSPNetError(f"data check {named[0]}: the dataset is named with --dataset {named[0]} --root DIR (or "
                           "--config FILE)")
-    check_overrides_have_a_config(args.overrides, args.config)
     if args.config is not None:
         return load_data_config(args.config, args.overrides)[0]
     if args.dataset is None or args.root is None:
         raise PSPNetError("data check: give --config FILE, or --dataset and --root")
-    return DataConfig(dataset=args.dataset, root=args.root, train_list=args.train_list, val_list=args.val_list,
-                      num_classes=args.num_classes)
+    options = {"dataset": args.dataset, "root": args.root, "train_list": args.train_list, "val_list": args.val_list,
+               "num_classes": args.num_classes}
+    return data_config_from_options({k: v for k, v in options.items() if v is not None}, args.overrides)
 
 
 SHOWN_PROBLEMS = 200  # then a count: a broken dataset can have thousands

@@ -117,6 +117,9 @@ def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColo
     if args.config is None:
         if args.num_classes is None:
             raise PSPNetError("--num-classes N (or --config F): how many classes the labels hold")
+        if args.num_classes < 2:
+            raise PSPNetError(f"--num-classes {args.num_classes}: expected 2 or more (every class is scored, the "
+                              "background too: a binary mask is 2 classes)")
         ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
         return args.num_classes, ignore, None, DatasetInfo.generic(args.num_classes).classes
     cfg, _ = load_data_config(args.config, args.overrides)

@@ -13,7 +13,7 @@ import numpy as np
 from pspnet.classes import KNOWN
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset, folder_pair
-from pspnet.data.imageops import read_image, read_label
+from pspnet.data.imageops import other_format, read_image, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import Pair, unpaired_labels
@@ -45,7 +45,8 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, coding: LabelCol
     image = label = None
     for path, kind, other in ((pair.image, "image", pair.label), (pair.label, "label", pair.image)):
         if not path.is_file():
-            problems.append(Problem(str(path), f"{kind} file is missing (the {kind} of {other.name})"))
+            problems.append(Problem(str(path), f"{kind} file is missing (the {kind} of {other.name})"
+                                               f"{other_format(path) if kind == 'label' else ''}"))
             continue
         try:
             if kind == "image":

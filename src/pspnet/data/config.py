@@ -55,6 +55,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
+        # The setting that gives the class count (before label_colors or label_values may give it instead).
+        counted = next((k for k in ("class_names", "num_classes") if getattr(self, k) is not None), None)
         if self.dataset not in DATASET_KINDS:
             raise PSPNetError(f"data.dataset = {self.dataset!r}; expected one of {', '.join(DATASET_KINDS)}")
         if self.dataset in KNOWN and self.num_classes not in (None, KNOWN[self.dataset].num_classes):
@@ -88,6 +90,12 @@ class DataConfig:
         if self.class_names is not None and self.num_classes not in (None, len(self.class_names)):
             raise PSPNetError(f"data.num_classes = {self.num_classes} but data.class_names has "
                               f"{len(self.class_names)} names")
+        count = len(self.class_names) if self.class_names is not None else self.num_classes
+        if count is not None and count < 2:
+            counted = counted or ("label_colors" if self.label_colors is not None else "label_values")
+            raise PSPNetError(f"data.{counted} = {getattr(self, counted)}: {count} class; expected 2 or more: PSPNet "
+                              "scores every class, the background too (a binary mask is 2 classes; saved as 0/255: "
+                              "data.label_values: [0, 255])")
         if not 0 <= self.ignore_index <= 255:
             raise PSPNetError(f"data.ignore_index = {self.ignore_index}; expected 0..255 (labels are 8-bit)")
         if min(self.crop_size) < 1:
@@ -139,20 +147,37 @@ def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequen
     """The data settings of a YAML file (a training config's `data:` section, or the settings at the top level), and
     the whole file's mapping (for its other sections), after `key=value` overrides of the settings under `sections`
     (`data.root=DIR`, and e.g. `val.flip=false` where the caller reads `val:`)."""
-    from pspnet.configfile import apply_overrides, from_dict, load_yaml
+    from pspnet.configfile import from_dict, load_yaml
 
     origins: dict[str, str] = {}  # where each setting came from: a line of the file or the command line
     raw = load_yaml(path, origins)
     nested = isinstance(raw, dict) and isinstance(raw.get("data"), dict)
     if overrides:
-        for item in overrides:
-            section, dot, _ = item.split("=", 1)[0].partition(".")
-            if not dot or section not in sections:
-                raise PSPNetError(f"override {item}: expected a setting under "
-                                  f"{' or '.join(f'{s}:' for s in sections)} (e.g. data.root=DIR)")
         if not nested:  # the settings alone: they are the data section
             raw, nested = {"data": raw}, True
             origins = {f"data.{key}": line for key, line in origins.items()}
-        raw = apply_overrides(raw, list(overrides), origins=origins)
+        raw = _overridden(raw, overrides, sections, origins)
     section = raw["data"] if nested else raw
     return from_dict(DataConfig, section, str(path), "data." if nested else "", origins), raw
+
+
+def data_config_from_options(settings: dict[str, Any], overrides: Sequence[str] = ()) -> DataConfig:
+    """The data settings given as command-line options (`{"dataset": …, "root": …}`, each named by its option), after
+    `data.key=value` overrides of any setting (e.g. `data.label_values=[0,255]`, which no option gives)."""
+    from pspnet.configfile import from_dict
+
+    origins = {f"data.{key}": f"--{key.replace('_', '-')} {value}" for key, value in settings.items()}
+    raw = _overridden({"data": dict(settings)}, overrides, ("data",), origins)
+    return from_dict(DataConfig, raw["data"], "command line", "data.", origins)
+
+
+def _overridden(raw: dict[str, Any], overrides: Sequence[str], sections: Sequence[str], origins: dict[str, str]
+                ) -> dict[str, Any]:
+    for item in overrides:
+        section, dot, _ = item.split("=", 1)[0].partition(".")
+        if not dot or section not in sections:
+            raise PSPNetError(f"override {item}: expected a setting under "
+                              f"{' or '.join(f'{s}:' for s in sections)} (e.g. data.root=DIR)")
+    from pspnet.configfile import apply_overrides
+
+    return apply_overrides(raw, list(overrides), origins=origins)

@@ -6,6 +6,7 @@ Resizes follow the official code's OpenCV calls: images bilinear with half-pixel
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,6 +86,20 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
     return np.array(out, dtype=np.uint8, order="C", copy=True)  # the caller's array is never shared or changed
 
 
+LOSSY_LABELS = ("lossy compression changes class values (and colours) along every boundary, so labels must be "
+                "lossless: save them as PNG from the program that drew them (converting the file keeps the damage)")
+
+
+def other_format(label: Path) -> str:
+    """For a label PNG that is missing, the file of its name in another format beside it, as a hint ("" if none)."""
+    others = sorted(p for p in label.parent.glob(f"{glob.escape(label.stem)}.*") if p != label and p.is_file())
+    if not others:
+        return ""
+    if others[0].suffix.lower() in (".jpg", ".jpeg", ".webp"):
+        return f"; {others[0].name} is beside it, a lossy format: {LOSSY_LABELS}"
+    return f"; {others[0].name} is beside it: labels are PNGs; convert it to {label.name} (its values unchanged)"
+
+
 class LabelOutOfRange(PSPNetError):
     """A label image holds a value its coding cannot hold (e.g. a 16-bit PNG of values read as 8-bit indices)."""
 
@@ -98,8 +113,7 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
     try:
         with Image.open(path) as im:
             if im.format == "JPEG":
-                raise PSPNetError(f"{path}: a JPEG label; JPEG's lossy compression changes class values (and colours) "
-                                  "along every boundary, so labels must be lossless: save them as PNG")
+                raise PSPNetError(f"{path}: a JPEG label; {LOSSY_LABELS}")
             if im.mode in ("RGB", "RGBA") or (im.mode == "P" and colors is not None):
                 rgb = np.asarray(im.convert("RGB"))
             elif im.mode in ("L", "P", "I", "I;16"):
@@ -108,7 +122,7 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
                 raise PSPNetError(f"{path}: label image has mode {im.mode}; expected a single-channel PNG of class "
                                   "indices")
     except FileNotFoundError:
-        raise PSPNetError(f"{path}: no such label file") from None
+        raise PSPNetError(f"{path}: no such label file{other_format(Path(path))}") from None
     except PSPNetError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
