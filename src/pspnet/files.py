@@ -72,6 +72,10 @@ def current_umask() -> int:
 
 def file_kind(path: Path) -> str:
     """"safetensors", "torch-zip" or "torch-pickle"; anything else is an error naming the file."""
+    if path.is_dir():
+        found = [p.name for p in (path / "best.safetensors", path / "final.safetensors") if p.is_file()]
+        hint = f" {path / found[0]} (a training run's model)" if found else " a file in it"
+        raise PSPNetError(f"{path}: a folder, not a checkpoint file; give{hint}")
     if not path.is_file():
         raise PSPNetError(f"{path}: no such checkpoint file")
     with open(path, "rb") as f:

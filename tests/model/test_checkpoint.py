@@ -86,6 +86,20 @@ def test_a_missing_file_names_the_path(tmp_path):
         pspnet.load(tmp_path / "nope.safetensors")
 
 
+def test_a_folder_is_said_to_be_one_naming_a_training_runs_model(tmp_path, capsys):
+    with pytest.raises(PSPNetError, match=r"a folder, not a checkpoint file; give a file in it$"):
+        pspnet.load(tmp_path)
+    (tmp_path / "final.safetensors").write_bytes(b"")
+    with pytest.raises(PSPNetError, match=rf"give {tmp_path / 'final.safetensors'} \(a training run's model\)$"):
+        pspnet.load(tmp_path)
+    (tmp_path / "best.safetensors").write_bytes(b"")  # the run's best, where validation chose one
+    from pspnet.cli.main import main
+
+    assert main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"pspnet info: error: {tmp_path}: a folder, not a checkpoint file; give "
+                                       f"{tmp_path / 'best.safetensors'} (a training run's model)\n")
+
+
 def test_a_foreign_safetensors_file_is_refused(tmp_path):
     path = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(path))

@@ -10,7 +10,7 @@ from pspnet.checkpoint import read_metadata
 from pspnet.configfile import apply_overrides, from_dict, load_yaml, origin_of
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import dataset_info
-from pspnet.engine.inference import InferenceSettings
+from pspnet.engine.inference import DATASET_SETTINGS, InferenceSettings
 from pspnet.engine.recipe import Recipe
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
@@ -105,6 +105,15 @@ class TrainConfig:
     val: InferenceSettings = field(default_factory=InferenceSettings)  # the protocol of periodic validation
 
 
+def validation_defaults(data: DataConfig) -> dict[str, Any]:
+    """The `val:` sizes a config leaves out: a published dataset's official protocol; for your own data (lists,
+    folders), each image at its own size in windows of the training crop."""
+    if data.dataset in DATASET_SETTINGS:
+        base, crop = DATASET_SETTINGS[data.dataset]
+        return {"base_size": base, "crop_size": list(crop)}
+    return {"base_size": None, "crop_size": list(data.crop_size)}
+
+
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """YAML + `key=value` overrides → TrainConfig; `model.num_classes` defaults to the dataset's class count."""
     origins: dict[str, str] = {}
@@ -115,9 +124,12 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
         raise PSPNetError(f"{source}: no data section; expected data.dataset and data.root at least")
     model = raw.setdefault("model", {})
     explicit = {key: origin_of(f"model.{key}", origins, source) for key in model} if isinstance(model, dict) else {}
+    data = from_dict(DataConfig, raw["data"], source, "data.", origins)
     if isinstance(model, dict) and "num_classes" not in model:
-        data = from_dict(DataConfig, raw["data"], source, "data.", origins)
         model["num_classes"] = dataset_info(data).num_classes
+    if isinstance(val := raw.setdefault("val", {}), dict):
+        for key, value in validation_defaults(data).items():
+            val.setdefault(key, value)
     cfg = from_dict(TrainConfig, raw, source, origins=origins)
     if cfg.train.init:  # the architecture follows the weights the run starts from
         try:

@@ -195,7 +195,7 @@ class Trainer:
                       f"pairs, held out of training (data.val_fraction {cfg.data.val_fraction:g})")
         self.note(f"{self.max_iter} iterations on {d.device} ({d.world_size} process(es)); training recipe "
                   f"{self.recipe.describe()}{', loss compiled' if self.recipe.compile else ''}; validation "
-                  f"{self.val_recipe.describe()}")
+                  f"{self.val_recipe.describe()}: {cfg.val.describe()}")
         self.model = self.build_model()
         self.optimizer = torch.optim.SGD(
             parameter_groups(unwrap(self.model), s.lr, s.head_lr_mult),
