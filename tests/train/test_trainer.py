@@ -85,6 +85,19 @@ def test_a_resume_with_changed_settings_says_which_and_records_them(data_root, t
         (2, ["train.iterations 2 → 3"]), (3, ["train.iterations 2 → 4", "train.lr 0.01 → 0.02"])]
 
 
+def test_a_resume_with_other_model_settings_names_them(data_root, tmp_path):
+    out = tmp_path / "run"
+    run(config_dict(data_root, out, iterations=2), tmp_path)
+    changed = config_dict(data_root, out, iterations=3)
+    changed["model"] |= {"dropout": 0.1, "bins": [1, 2, 4]}
+    with pytest.raises(PSPNetError) as e:
+        run(changed, tmp_path, resume=True)
+    assert str(e.value) == (f"{out / 'checkpoints' / 'iter_0000002.pt'}: its weights are for other model settings "
+                            "than the config's (model.bins [1, 2, 3, 6] → [1, 2, 4], model.dropout 0.0 → 0.1); resume "
+                            "with the run's own model settings, or start afresh with --overwrite or another "
+                            "train.out_dir")
+
+
 def test_a_resume_of_a_run_saved_before_a_setting_existed_does_not_report_it_as_changed(data_root, tmp_path, capsys):
     """A run started by an earlier pspnet has no `train.fast` in its config.yaml: resumed, that setting at its
     default is no change, and the real changes are shown as they are written in YAML."""

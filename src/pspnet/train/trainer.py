@@ -276,9 +276,12 @@ class Trainer:
         else:
             path = Path(resume)
         ckpt = load_training_checkpoint(path)
-        if ModelConfig.from_dict(ckpt["model_config"], str(path)) != self.cfg.model:
-            raise PSPNetError(f"{path}: written for model settings {ckpt['model_config']}, but the config has "
-                              f"{self.cfg.model.to_dict()}; resume with the run's own config")
+        written = ModelConfig.from_dict(ckpt["model_config"], str(path))
+        if written != self.cfg.model:
+            changes = changed_settings(written.to_dict(), self.cfg.model.to_dict(), "model.")
+            raise PSPNetError(f"{path}: its weights are for other model settings than the config's "
+                              f"({', '.join(changes)}); resume with the run's own model settings, or start afresh "
+                              "with --overwrite or another train.out_dir")
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
