@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,25 @@ def read_list(path: Path, root: Path, malformed: list[str] | None = None) -> lis
     return [Pair(root / image, root / label) for image, label in read_list_lines(path, malformed)]
 
 
+SPACES_HINT = "; for paths with spaces, separate the two with a tab or put each in double quotes"
+
+
+def line_paths(line: str) -> list[str]:
+    """The paths on a list line: separated by tabs where the line has one (paths may then hold spaces), else by
+    spaces, a path in double quotes kept whole ("my data/a b.jpg"). Backslashes and apostrophes are kept as
+    written."""
+    if "\t" in line:
+        return [part.strip() for part in line.split("\t") if part.strip()]
+    if '"' in line:
+        return [quoted or bare for quoted, bare in re.findall(r'"([^"]*)"|(\S+)', line)]
+    return line.split()
+
+
+def list_line(*paths: str) -> str:
+    """A list line as `line_paths` reads it back: paths separated by a space, one holding spaces in double quotes."""
+    return " ".join(f'"{p}"' if any(c.isspace() for c in p) else p for p in paths)
+
+
 def list_lines(path: Path) -> list[str]:
     """The lines of a list file; a missing, unreadable or binary file is an error naming it."""
     try:
@@ -51,11 +71,12 @@ def read_list_lines(path: str | Path, malformed: list[str] | None = None) -> lis
     lines = list_lines(Path(path))
     entries = []
     for n, line in enumerate(lines, 1):
-        parts = line.split()
+        parts = line_paths(line)
         if not parts:
             continue
         if len(parts) != 2:
-            message = f"{path}:{n}: expected 'IMAGE LABEL' (two paths), got {line.strip()!r}"
+            spaces = SPACES_HINT if len(parts) > 2 and not any(c in line for c in '\t"') else ""
+            message = f"{path}:{n}: expected 'IMAGE LABEL' (two paths), got {line.strip()!r}{spaces}"
             if malformed is None:
                 raise PSPNetError(message)
             malformed.append(message)
@@ -76,11 +97,16 @@ def read_image_list(path: Path) -> list[Path]:
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        given = Path(line.split()[0])
+        given = Path(line_paths(line)[0])
+        if not any(c in line for c in '\t"') and (whole := Path(line.strip())) != given:
+            # One image per line, its path holding spaces: the whole line is the path where that file exists.
+            if (whole if whole.is_absolute() else path.parent / whole).is_file():
+                given = whole
         image = given if given.is_absolute() else path.parent / given
         if not image.is_file():
             where = "" if given.is_absolute() else f" (a relative path is read from the list's folder, {path.parent})"
-            raise PSPNetError(f"{path}:{number}: {image}: no such image{where}")
+            spaces = SPACES_HINT if len(line.split()) > 2 else ""
+            raise PSPNetError(f"{path}:{number}: {image}: no such image{where}{spaces}")
         files.append(image)
     if not files:
         raise PSPNetError(f"{path}: the list names no images")
@@ -89,7 +115,8 @@ def read_image_list(path: Path) -> list[Path]:
 
 def write_list(path: Path, pairs: list[Pair], root: Path) -> None:
     """Write pairs with paths relative to `root`, atomically (a crash never leaves half a list)."""
-    text = "".join(f"{p.image.relative_to(root).as_posix()} {p.label.relative_to(root).as_posix()}\n" for p in pairs)
+    text = "".join(list_line(p.image.relative_to(root).as_posix(), p.label.relative_to(root).as_posix()) + "\n"
+                   for p in pairs)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -1,0 +1,46 @@
+"""List files with paths that hold spaces: tab-separated or quoted lines, read back as `pspnet data prepare` writes
+them, and a one-line error that says how to write them."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic_data import save_image, save_label
+
+from pspnet.data.lists import Pair, line_paths, read_image_list, read_list, read_list_lines, write_list
+from pspnet.errors import PSPNetError
+
+
+@pytest.mark.parametrize("line, paths", [
+    ("img/a.jpg lab/a.png", ["img/a.jpg", "lab/a.png"]),  # the official format
+    ("my data/a b.jpg\tmy data/a b.png", ["my data/a b.jpg", "my data/a b.png"]),
+    ('"my data/a b.jpg" "my data/a b.png"', ["my data/a b.jpg", "my data/a b.png"]),
+    ('"my data/a b.jpg" lab/a.png', ["my data/a b.jpg", "lab/a.png"]),
+    (r"C:\data\John's a.jpg", [r"C:\data\John's", "a.jpg"]),  # backslashes and apostrophes kept as written
+    ("   ", []),
+])
+def test_a_line_is_split_into_its_paths(line: str, paths: list[str]) -> None:
+    assert line_paths(line) == paths
+
+
+def test_lists_with_spaces_round_trip_and_unquoted_ones_say_how_to_write_them(tmp_path: Path) -> None:
+    pairs = []
+    for name in ("plain", "with space"):
+        save_image(tmp_path / "my images" / f"{name}.jpg")
+        save_label(tmp_path / "my labels" / f"{name}.png", np.zeros((12, 16)))
+        pairs.append(Pair(tmp_path / "my images" / f"{name}.jpg", tmp_path / "my labels" / f"{name}.png"))
+    write_list(tmp_path / "train.txt", pairs, tmp_path)
+    assert read_list(tmp_path / "train.txt", tmp_path) == pairs
+    (tmp_path / "bad.txt").write_text("my images/plain.jpg my labels/plain.png\n")
+    with pytest.raises(PSPNetError) as e:
+        read_list_lines(tmp_path / "bad.txt")
+    assert str(e.value) == (f"{tmp_path / 'bad.txt'}:1: expected 'IMAGE LABEL' (two paths), got 'my images/plain.jpg "
+                            "my labels/plain.png'; for paths with spaces, separate the two with a tab or put each in "
+                            "double quotes")
+    # An image list (predict, quantize --calib): one image per line may hold spaces as it is, or be a pair list.
+    (tmp_path / "images.txt").write_text("my images/with space.jpg\nmy images/plain.jpg\n")
+    assert read_image_list(tmp_path / "images.txt") == [p.image for p in reversed(pairs)]
+    assert read_image_list(tmp_path / "train.txt") == [p.image for p in pairs]
+    (tmp_path / "missing.txt").write_text("my images/no such.jpg\n")
+    with pytest.raises(PSPNetError, match=r"missing.txt:1: .*: no such image .*; for paths with spaces, separate"):
+        read_image_list(tmp_path / "missing.txt")
