@@ -20,7 +20,9 @@ def pspnet(weights: str | None = None, **settings: object) -> "_pspnet.PSPNet":
     """A published or saved model (`weights`), in eval mode; without weights, `PSPNet(**settings)` (num_classes
     and any ModelConfig setting)."""
     if weights is not None:
-        return _pspnet.load(weights)
+        from pspnet.checkpoint import load  # a PSPNet (pspnet.load also opens exported graphs, not modules)
+
+        return load(weights)
     return _pspnet.PSPNet(**settings)  # type: ignore[arg-type]
 
 

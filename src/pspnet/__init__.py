@@ -24,7 +24,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "DatasetInfo": ("pspnet.classes", "DatasetInfo"),
     "InferenceSettings": ("pspnet.engine.inference", "InferenceSettings"),
     "PSPNetError": ("pspnet.errors", "PSPNetError"),
-    "load": ("pspnet.checkpoint", "load"),
+    "load": ("pspnet.engine.loading", "load_model"),
     "save": ("pspnet.checkpoint", "save"),
     "predict": ("pspnet.engine.predict", "predict"),
     "probabilities": ("pspnet.engine.predict", "probabilities"),
@@ -50,10 +50,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from pspnet.checkpoint import load, save
+    from pspnet.checkpoint import save
     from pspnet.classes import DatasetInfo
     from pspnet.engine.evaluate import evaluate_folders as evaluate
     from pspnet.engine.inference import InferenceSettings
+    from pspnet.engine.loading import load_model as load
     from pspnet.engine.predict import predict, probabilities
     from pspnet.errors import PSPNetError
     from pspnet.model.config import ModelConfig

@@ -50,7 +50,8 @@ def save(model: PSPNet, path: str | Path, provenance: dict[str, Any] | None = No
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
     """Rebuild a model, in eval mode, from any file the project writes (a `.safetensors` model, a training
     checkpoint `checkpoints/iter_N.pt`), an official hszhao/semseg `.pth`, an mmsegmentation zoo PSPNet, or the
-    name of a published model (`pspnet models` lists them), downloaded and converted once."""
+    name of a published model (`pspnet models` lists them), downloaded and converted once. (`pspnet.load` also opens
+    exported graphs for inference: `pspnet.engine.loading`.)"""
     path = resolve(path)
     if path.suffix == ".caffemodel" and path.is_file():
         return convert_caffe(path).to(map_location).eval()

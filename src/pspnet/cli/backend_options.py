@@ -155,18 +155,15 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
                   "rounding; --precision f32 (or auto) is the choice here", file=sys.stderr)
         args.precision = None
         source = args.checkpoint if args.checkpoint.suffix.lower() in GRAPHS else None  # an IR or ONNX file
-        if precision == "int8" and source is not None and source.suffix.lower() == ".onnx":
-            raise PSPNetError(f"--precision int8: {source} is an ONNX graph; make an int8 IR with `pspnet quantize "
-                              "CHECKPOINT --calib IMAGES --out DIR` from the checkpoint it was exported from and pass "
-                              "DIR/model.xml")
-        if precision == "int8" and source is None:
-            raise PSPNetError(f"--precision int8: {args.checkpoint} is not an int8 IR; make one with `pspnet quantize "
+        if precision == "int8" and (source is None or source.suffix.lower() == ".onnx"):
+            what = "an f32 ONNX graph" if source is not None else "not an int8 IR"
+            raise PSPNetError(f"--precision int8: {args.checkpoint} is {what}; make an int8 IR with `pspnet quantize "
                               f"{args.checkpoint} --calib IMAGES --out DIR` and pass DIR/model.xml")
         ov = OpenVinoModel(source if source is not None else load(args.checkpoint), "f32" if precision == "int8"
                            else precision)
         if precision == "int8" and ov.quantization is None:
-            raise PSPNetError(f"--precision int8: {args.checkpoint} is an f32 IR; make an int8 one with "
-                              "`pspnet quantize`")
+            raise PSPNetError(f"--precision int8: {args.checkpoint} is an f32 IR; make an int8 one with `pspnet "
+                              f"quantize {args.checkpoint} --calib IMAGES --out DIR`")
         ov.memory_fit = MemoryFit(device, note)
         if source is None and say:
             print(f"OpenVINO graph: {ov.source}", file=sys.stderr)

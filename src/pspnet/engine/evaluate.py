@@ -190,10 +190,10 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     from pspnet.data.datasets import SegmentationDataset
     from pspnet.data.label_values import LabelValues, parse_values
     from pspnet.data.lists import pair_folders
-    from pspnet.engine.recipe import default_recipe, inference_forward
+    from pspnet.engine.recipe import api_forward
 
+    forward, device = api_forward(model, device)
     info: DatasetInfo = model.info  # type: ignore[assignment]
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     settings = settings or InferenceSettings.for_model(info)
     coding = None if label_values is None else LabelValues(parse_values(label_values, "label_values"), (),
                                                            ignore_index)
@@ -201,7 +201,6 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
                                   f"{images} + {labels}", coding)
     if len(dataset) == 0:
         raise PSPNetError(f"{images}: no images to evaluate")
-    forward = inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn)
     result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False)
     if result.failures:
         more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""

@@ -10,7 +10,6 @@ palette) and `OUT/overlay/NAME.png` (the colours blended over the image); per vi
 from __future__ import annotations
 
 import glob
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -110,12 +109,11 @@ def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, im
     images = list(image) if _is_many(image) else [image]  # type: ignore[arg-type]
     if not images:
         raise PSPNetError("no images given (an empty list); expected an image or a list of images")
-    from pspnet.engine.recipe import default_recipe, inference_forward
+    from pspnet.engine.recipe import api_forward
 
+    forward, device = api_forward(model, device)
     info = model.info  # type: ignore[attr-defined]
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     settings = settings or InferenceSettings.for_model(info)
-    forward = inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn)
 
     def rgb(image: ImageInput) -> torch.Tensor:
         if isinstance(image, (str, Path)):

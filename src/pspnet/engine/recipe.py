@@ -14,9 +14,11 @@ same `Recipe` (`training_model`, `autocast`).
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -239,6 +241,18 @@ class CompiledForward:
             out = net(x)
         # CUDA graphs reuse their output buffers on the next call: hand out a copy.
         return out.float().clone() if self.recipe.compile_mode == "reduce-overhead" else out.float()
+
+
+def api_forward(model: Any, device: torch.device | str | None) -> tuple[Forward, torch.device]:
+    """What `pspnet.predict`, `probabilities` and `evaluate` run, and on which device: a PSPNet's fp32 forward with
+    BatchNorm folded, on `device` (default: where its weights are); an exported graph's runner (`pspnet.load` of an
+    .onnx or .xml: callable, with `info`) as it is, the protocol around it on the CPU."""
+    if isinstance(model, nn.Module):
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+        return inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn), device
+    if not callable(model) or not hasattr(model, "info"):
+        raise PSPNetError(f"model: got {type(model).__name__}; expected a PSPNet or what pspnet.load returns")
+    return model, torch.device("cpu")
 
 
 def inference_forward(model: nn.Module, recipe: Recipe, device: torch.device | str,
