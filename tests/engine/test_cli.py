@@ -466,6 +466,20 @@ def test_score_pairs_cityscapes_names_by_their_suffixes_and_says_so_when_nothing
         assert expected in capsys.readouterr().err
 
 
+def test_score_given_jpeg_labels_says_why_they_cannot_be_scored(tmp_path, capsys) -> None:
+    write_label(tmp_path / "png" / "x.png")
+    (tmp_path / "jpg").mkdir()
+    Image.open(tmp_path / "png" / "x.png").save(tmp_path / "jpg" / "x.jpg")
+    for pred, gt, side in (("jpg", "png", "--pred " + str(tmp_path / "jpg") + ": holds no label files"),
+                           ("png", "jpg", str(tmp_path / "jpg") + ": holds no label PNGs")):
+        assert main(["score", "--pred", str(tmp_path / pred), "--gt", str(tmp_path / gt), "--num-classes", "3"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert side in err and err.endswith("; it holds 1 lossy file(s) (x.jpg, …): lossy compression changes class "
+                                            "values (and colours) along every boundary, so labels must be lossless: "
+                                            "save them as PNG from the program that drew them (converting the file "
+                                            "keeps the damage)"), err
+
+
 def test_score_without_a_shared_name_is_one_line_without_a_false_hint(tmp_path, capsys) -> None:
     """Names of one sequence share a prefix (CamVid's 0016E5_07959 and 0016E5_07961): no suffix pairs them."""
     write_label(tmp_path / "pred" / "0016E5_07959.png")

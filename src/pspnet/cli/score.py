@@ -16,7 +16,7 @@ from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
 from pspnet.data.config import check_overrides_have_a_config, load_data_config
 from pspnet.data.datasets import dataset_info
-from pspnet.data.imageops import LabelOutOfRange, read_label
+from pspnet.data.imageops import LOSSY_LABELS, LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import tree_files, tree_name
@@ -75,6 +75,12 @@ def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tup
     return {name: p for name, p in names.items() if name.split("/")[0] not in leave_out or "/" not in name}
 
 
+def lossy_note(folder: Path) -> str:
+    """For a folder without label files: the JPEGs it holds instead, if any, and why they cannot be labels."""
+    lossy = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".webp")]
+    return f"; it holds {len(lossy)} lossy file(s) ({lossy[0]}, …): {LOSSY_LABELS}" if lossy else ""
+
+
 def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[str, Path]) -> PSPNetError:
     """The error when no prediction has the name of a ground-truth file: what each folder holds, and the
     --pred-suffix / --gt-suffix that pair them when the names differ only after a shared part (Cityscapes'
@@ -82,7 +88,7 @@ def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[s
     if not preds:
         suffix = f" named *{args.pred_suffix}" if args.pred_suffix else ""
         return PSPNetError(f"--pred {args.pred}: holds no label files{suffix} (`pspnet predict --out "
-                           f"{args.pred}` writes NAME.png)")
+                           f"{args.pred}` writes NAME.png){lossy_note(args.pred)}")
     pred_files = sorted(p.relative_to(args.pred).as_posix() for p in preds.values())
     gt_files = sorted(p.relative_to(args.gt).as_posix() for p in gts.values())
     first = pred_files[0]
@@ -177,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         and tree_files(d, LABEL_SUFFIXES))
     if not gts:
         raise PSPNetError(f"{args.gt}: holds no label PNGs{f' named *{args.gt_suffix}' if args.gt_suffix else ''}" + (
-            f" (its subfolders {', '.join(nested[:3])} do: --recursive pairs the folders' trees)" if nested else ""))
+            f" (its subfolders {', '.join(nested[:3])} do: --recursive pairs the folders' trees)" if nested else "")
+            + lossy_note(args.gt))
     if nested:
         print(f"pspnet score: note: {args.gt}: left out {len(nested)} subfolder(s) holding labels "
               f"({', '.join(nested[:3])}{' and more' if len(nested) > 3 else ''}; --recursive pairs the folders' "
