@@ -1,6 +1,7 @@
 """`pspnet predict --label-values`: label PNGs written with each class's value (a mask's 0/255, 16-bit values, the
 Cityscapes and ADE20K benchmark servers' formats) instead of the class indices; bad values are one-line errors."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -114,6 +115,26 @@ def test_a_model_trained_on_coded_labels_writes_those_values_with_data_and_says_
     code = main(["predict", str(tiny_model(tmp_path, 3)), str(images), "--out", str(tmp_path / "x"), *args,
                  "--label-values", "data"])
     one_line_error(capsys, code, "--label-values data", "records no label values")
+    # eval reads ground truth drawn that way as the training did, whichever way the data is named; a model saved
+    # before the whole coding was recorded (each class's first value only) reads it the same.
+    labels = root / "labels" / "val"
+    eval_args = ["--quiet", "--workers", "0", "--backend", "torch"]
+    assert main(["eval", str(model), "--config", str(tmp_path / "cfg.yaml"), "--json", str(tmp_path / "c.json"),
+                 *eval_args]) == 0
+    expected = json.loads((tmp_path / "c.json").read_text())["confusion_matrix"]
+    assert sum(map(sum, expected)) > 0
+    older = pspnet.save(pspnet.load(model), tmp_path / "older.safetensors", {"label_values": [0, 100, 200]})
+    for checkpoint in (model, older):
+        capsys.readouterr()
+        assert main(["eval", str(checkpoint), "--images", str(images), "--labels", str(labels), "--json",
+                     str(tmp_path / "i.json"), "--overwrite", *eval_args]) == 0
+        assert ("ground truth: read with the label values 0 100 200 the model was trained with (data.label_values)"
+                in capsys.readouterr().err)
+        assert json.loads((tmp_path / "i.json").read_text())["confusion_matrix"] == expected
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(labels / "0.png")  # a value of no class
+    assert main(["eval", str(model), "--images", str(images), "--labels", str(labels), *eval_args]) == 1
+    assert "0.png: value 7 (64 pixels) is in neither the label values 0 100 200 the model was trained with" in \
+        capsys.readouterr().err
 
 
 def score(tmp_path: Path, pred: Path, gt: Path, *extra: str) -> int:

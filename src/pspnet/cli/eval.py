@@ -138,10 +138,13 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     return NamedData(source, pairs=pairs, ignore=ignore)
 
 
-def build_eval_dataset(args: argparse.Namespace, num_classes: int, named: NamedData) -> Any:
-    """The dataset of `named` for a model of `num_classes` classes (--config's must have as many), cut to --limit."""
+def build_eval_dataset(args: argparse.Namespace, num_classes: int, named: NamedData, say: bool = True) -> Any:
+    """The dataset of `named` for a model of `num_classes` classes (--config's must have as many), cut to --limit.
+    Ground truth named by --images/--labels or --list is read as the model's training read its labels (0/255 masks
+    through the `data.label_values` it recorded), and the line says so."""
     from pspnet.classes import DatasetInfo
     from pspnet.data.datasets import SegmentationDataset
+    from pspnet.engine.label_formats import trained_label_coding
 
     if named.dataset is not None:
         dataset = named.dataset
@@ -149,7 +152,11 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int, named: NamedD
             raise PSPNetError(f"{args.config}: the data has {dataset.info.num_classes} classes but "
                               f"{args.checkpoint} predicts {num_classes}")
     else:
-        dataset = SegmentationDataset(named.pairs, DatasetInfo.generic(num_classes), "eval", named.source)
+        coding = trained_label_coding(args.checkpoint, named.ignore)
+        if coding is not None and say:
+            print(f"ground truth: read with {coding.listed_in}; --config F with a data: section reads it otherwise",
+                  file=sys.stderr)
+        dataset = SegmentationDataset(named.pairs, DatasetInfo.generic(num_classes), "eval", named.source, coding)
     if args.limit is not None:
         dataset.pairs = dataset.pairs[: args.limit]
     if len(dataset) == 0:
@@ -218,7 +225,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     named = read_eval_data(args)
     device, main = processes.device, processes.is_main
     forward, info, how, recipe = backend_forward(args, device, say=main)
-    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes, named), named.ignore, named.protocol
+    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes, named, main), named.ignore, named.protocol
     if (preset := published_preset(args, info.name)) is not None:
         args.preset = preset
         if main:

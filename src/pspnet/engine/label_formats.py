@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pspnet.data.label_values import LabelValues, parse_values
 from pspnet.data.labels import CITYSCAPES_ID_TO_TRAIN_ID
 from pspnet.errors import PSPNetError
 
@@ -71,3 +72,23 @@ def trained_label_values(checkpoint: Path) -> tuple[int, ...] | None:
         return None
     values = read_metadata(path)["provenance"].get("label_values")
     return tuple(int(v) for v in values) if isinstance(values, list) else None
+
+
+def trained_label_coding(checkpoint: Path, ignore_index: int) -> LabelValues | None:
+    """How the labels of a pspnet checkpoint's training were read (`data.label_values` and `data.ignore_values`), to
+    read ground truth drawn the same way; None where it recorded none (index labels, other files). Checkpoints
+    written before the whole coding was recorded give each class's first value."""
+    from pspnet.checkpoint import read_metadata, resolve
+
+    path = resolve(checkpoint)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    provenance = read_metadata(path)["provenance"]
+    coding = provenance.get("label_coding") or {"label_values": provenance.get("label_values"), "ignore_values": []}
+    if not isinstance(coding.get("label_values"), list):
+        return None
+    values = parse_values(coding["label_values"], f"{path}: label_values")
+    ignore = [v for (v,) in parse_values(coding.get("ignore_values") or [], f"{path}: ignore_values", merged=False)]
+    shown = " ".join(str(list(v)) if len(v) > 1 else str(v[0]) for v in values)
+    return LabelValues(values, tuple(ignore), ignore_index,
+                       listed_in=f"the label values {shown} the model was trained with (data.label_values)")

@@ -319,8 +319,10 @@ class Trainer:
                 "out_dir": str(self.out), "train_recipe": self.recipe.describe(), "processes": self.d.world_size,
                 "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "init": s.init,
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                **({"label_values": [v[0] for v in parse_values(cfg.data.label_values, "data.label_values")]}
-                   if cfg.data.label_values is not None else {})}  # each class's (first) value in the labels
+                # each class's (first) value in the labels, and the whole coding (how `pspnet eval` reads them)
+                **({"label_values": [v[0] for v in parse_values(cfg.data.label_values, "data.label_values")],
+                    "label_coding": {"label_values": cfg.data.label_values, "ignore_values": cfg.data.ignore_values}}
+                   if cfg.data.label_values is not None else {})}
 
     def check_same_start(self, start: int) -> None:
         """Every process must continue from the same iteration (a node that cannot see the checkpoint would start
