@@ -155,11 +155,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def with_recorded_protocol(info: dict[str, Any], provenance: Any) -> dict[str, Any]:
-    """The class metadata with the test protocol the model was validated with: models saved before it travelled with
-    the classes (November 2026) record it in their training provenance only."""
-    if info.get("protocol") is None and isinstance(provenance, dict) and isinstance(provenance.get("val_protocol"),
-                                                                                    dict):
-        return {**info, "protocol": provenance["val_protocol"]}
+    """The class metadata with the test protocol the model was validated with and its training's label coding:
+    models saved before they travelled with the classes (November 2026) record them in their training provenance
+    only (the coding as each class's first label value)."""
+    if not isinstance(provenance, dict):
+        return info
+    if info.get("protocol") is None and isinstance(provenance.get("val_protocol"), dict):
+        info = {**info, "protocol": provenance["val_protocol"]}
+    if info.get("label_coding") is None and isinstance(provenance.get("label_values"), list):
+        info = {**info, "label_coding": {"label_values": provenance["label_values"], "ignore_values": []}}
     return info
 
 

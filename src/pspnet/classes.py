@@ -34,7 +34,9 @@ def pascal_palette(n: int) -> list[Color]:
 class DatasetInfo:
     """Class names, colours and the input normalisation (RGB in [0, 1]: x = (rgb - mean) / std), and the test
     protocol the model was validated with where its training run recorded one (`protocol`: the fields of
-    `pspnet.engine.inference.InferenceSettings`; None: the dataset's official protocol)."""
+    `pspnet.engine.inference.InferenceSettings`; None: the dataset's official protocol), and how its training read
+    labels drawn with other values than the class indices (`label_coding`: `{"label_values": …, "ignore_values":
+    …}` as in `data:`; None: the labels held the class indices)."""
 
     name: str
     classes: list[str]
@@ -42,6 +44,7 @@ class DatasetInfo:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     protocol: dict[str, Any] | None = None
+    label_coding: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.palette:
@@ -64,7 +67,8 @@ class DatasetInfo:
         """JSON-ready; what checkpoints and exported files store (`from_dict` reads it back)."""
         data = {"name": self.name, "classes": list(self.classes), "palette": [list(c) for c in self.palette],
                 "mean": list(self.mean), "std": list(self.std)}
-        return data if self.protocol is None else {**data, "protocol": dict(self.protocol)}
+        recorded = {k: dict(v) for k, v in (("protocol", self.protocol), ("label_coding", self.label_coding)) if v}
+        return {**data, **recorded}
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> DatasetInfo:
@@ -72,11 +76,12 @@ class DatasetInfo:
         try:
             if isinstance(data, str):
                 data = json.loads(data)
-            protocol = data.get("protocol")
-            if protocol is not None and not isinstance(protocol, dict):
-                raise TypeError(f"protocol is a {type(protocol).__name__}, not a mapping")
+            for key in ("protocol", "label_coding"):
+                if data.get(key) is not None and not isinstance(data[key], dict):
+                    raise TypeError(f"{key} is a {type(data[key]).__name__}, not a mapping")
             return cls(name=data["name"], classes=list(data["classes"]), palette=[tuple(c) for c in data["palette"]],
-                       mean=tuple(data["mean"]), std=tuple(data["std"]), protocol=protocol)
+                       mean=tuple(data["mean"]), std=tuple(data["std"]), protocol=data.get("protocol"),
+                       label_coding=data.get("label_coding"))
         except (KeyError, TypeError, ValueError) as e:
             raise PSPNetError(f"{source}: damaged class metadata ({type(e).__name__}: {e})") from None
 

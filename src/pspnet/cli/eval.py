@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pspnet.classes import IGNORE_INDEX, KNOWN
+from pspnet.classes import IGNORE_INDEX, KNOWN, DatasetInfo
 from pspnet.cli.backend_options import add_backend_argument, backend_forward, execution_record
 from pspnet.cli.inference_options import (
     add_inference_arguments,
@@ -138,13 +138,14 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     return NamedData(source, pairs=pairs, ignore=ignore)
 
 
-def build_eval_dataset(args: argparse.Namespace, num_classes: int, named: NamedData, say: bool = True) -> Any:
-    """The dataset of `named` for a model of `num_classes` classes (--config's must have as many), cut to --limit.
+def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: NamedData, say: bool = True) -> Any:
+    """The dataset of `named` for a model of `info`'s classes (--config's must have as many), cut to --limit.
     Ground truth named by --images/--labels or --list is read as the model's training read its labels (0/255 masks
     through the `data.label_values` it recorded), and the line says so."""
-    from pspnet.classes import DatasetInfo
     from pspnet.data.datasets import SegmentationDataset
     from pspnet.engine.label_formats import trained_label_coding
+
+    num_classes = info.num_classes
 
     if named.dataset is not None:
         dataset = named.dataset
@@ -152,7 +153,7 @@ def build_eval_dataset(args: argparse.Namespace, num_classes: int, named: NamedD
             raise PSPNetError(f"{args.config}: the data has {dataset.info.num_classes} classes but "
                               f"{args.checkpoint} predicts {num_classes}")
     else:
-        coding = trained_label_coding(args.checkpoint, named.ignore)
+        coding = trained_label_coding(info, named.ignore)
         if coding is not None and say:
             print(f"ground truth: read with {coding.listed_in}; --config F with a data: section reads it otherwise",
                   file=sys.stderr)
@@ -182,7 +183,7 @@ def check_counts(args: argparse.Namespace) -> None:
             raise PSPNetError(f"{option} {value}: expected {least} or more")
 
 
-def prediction_layout(args: argparse.Namespace, num_classes: int, say: bool) -> PredictionLayout | None:
+def prediction_layout(args: argparse.Namespace, info: DatasetInfo, say: bool) -> PredictionLayout | None:
     """Where and what --save-predictions writes (None without it); --outputs and --label-values shape it."""
     given = [f"--{name.replace('_', '-')}" for name in ("outputs", "label_values") if getattr(args, name)]
     if not args.save_predictions:
@@ -194,7 +195,7 @@ def prediction_layout(args: argparse.Namespace, num_classes: int, say: bool) -> 
         raise PSPNetError("--save-predictions needs --out DIR to save them in")
     kinds = tuple(args.outputs or DEFAULT_OUTPUTS)
     check_label_values_written(args, kinds)
-    return PredictionLayout(args.out, kinds, chosen_label_values(args, num_classes, kinds, say))
+    return PredictionLayout(args.out, kinds, chosen_label_values(args, info, kinds, say))
 
 
 def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayout | None) -> None:
@@ -225,7 +226,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     named = read_eval_data(args)
     device, main = processes.device, processes.is_main
     forward, info, how, recipe = backend_forward(args, device, say=main)
-    dataset, ignore, protocol = build_eval_dataset(args, info.num_classes, named, main), named.ignore, named.protocol
+    dataset, ignore, protocol = build_eval_dataset(args, info, named, main), named.ignore, named.protocol
     if (preset := published_preset(args, info.name)) is not None:
         args.preset = preset
         if main:
@@ -234,7 +235,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     settings = settings_from_args(args, info, protocol)
     if main and (note := recorded_protocol_note(args, info, protocol is not None)):
         print(note, file=sys.stderr)
-    layout = prediction_layout(args, info.num_classes, say=main)
+    layout = prediction_layout(args, info, say=main)
     check_outputs(args, dataset, layout)
     barrier(processes)  # every process has checked the outputs before any writes them
     # With --save-predictions the PNGs are written in a second thread while the next images are evaluated.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pspnet.classes import DatasetInfo
 from pspnet.engine.label_formats import label_values, trained_label_values
 from pspnet.engine.predict import OUTPUT_KINDS
 from pspnet.errors import PSPNetError
@@ -35,13 +36,13 @@ def check_label_values_written(args: argparse.Namespace, kinds: tuple[str, ...])
                           f"--outputs {' '.join(args.outputs)} writes none; add labels to --outputs")
 
 
-def chosen_label_values(args: argparse.Namespace, num_classes: int, kinds: tuple[str, ...], say: bool
+def chosen_label_values(args: argparse.Namespace, info: DatasetInfo, kinds: tuple[str, ...], say: bool
                         ) -> tuple[int, ...] | None:
     """The values --label-values asks for (None: the class indices). Without it, a model trained on labels of
     other values (data.label_values) gets a note saying how to write those, where label PNGs are written."""
-    trained = trained_label_values(args.checkpoint)
+    trained = trained_label_values(info)
     if args.label_values:
-        return label_values(args.label_values, num_classes, trained)
+        return label_values(args.label_values, info.num_classes, trained)
     if trained is not None and "labels" in kinds and say:
         print(f"note: {args.checkpoint} was trained on labels holding the values {' '.join(map(str, trained))}; "
               "the label PNGs hold the class indices 0.. (what `pspnet score` reads), --label-values data writes "

@@ -108,7 +108,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     settings = settings_from_args(args, info)
     if main and (note := recorded_protocol_note(args, info)):
         print(f"{note}: {settings.describe()}", file=sys.stderr)
-    values = chosen_label_values(args, info.num_classes, layout.kinds + video_layout.kinds, say=main)
+    values = chosen_label_values(args, info, layout.kinds + video_layout.kinds, say=main)
     layout, video_layout = replace(layout, label_values=values), replace(video_layout, label_values=values)
     mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
     images = [p for p in mine if not is_video(p)]

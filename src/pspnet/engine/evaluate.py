@@ -181,8 +181,9 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     validated with in training, else its dataset's (`InferenceSettings.for_model`), unless `settings` says
     otherwise, fp32 with BatchNorm folded, on `device` (default: where the weights are). As `pspnet eval --images
     --labels` does; an image that cannot be scored raises PSPNetError naming it.
-    `label_values`: the value of each class in the labels (as `data.label_values`, e.g. [0, 255] for masks); a class
-    that appears in no label is a warning (a 0/255 mask read as indices would score the background alone).
+    `label_values`: the value of each class in the labels (as `data.label_values`, e.g. [0, 255] for masks; default:
+    those the model was trained with, where it records them, else the class indices); a class that appears in no
+    label is a warning (a 0/255 mask read as indices would score the background alone).
 
         result = pspnet.evaluate(model, "val/images", "val/labels")
         result.scores.miou, result.scores.iou       # and result.per_image, result.matrix
@@ -190,13 +191,16 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     from pspnet.data.datasets import SegmentationDataset
     from pspnet.data.label_values import LabelValues, parse_values
     from pspnet.data.lists import pair_folders
+    from pspnet.engine.label_formats import trained_label_coding
     from pspnet.engine.recipe import api_forward
 
     forward, device = api_forward(model, device)
     info: DatasetInfo = model.info  # type: ignore[assignment]
     settings = settings or InferenceSettings.for_model(info)
-    coding = None if label_values is None else LabelValues(parse_values(label_values, "label_values"), (),
-                                                           ignore_index)
+    if label_values is None:  # as the model's training read its labels (a 0/255 mask model: those values)
+        coding = trained_label_coding(info, ignore_index)
+    else:
+        coding = LabelValues(parse_values(label_values, "label_values"), (), ignore_index)
     dataset = SegmentationDataset(pair_folders(Path(images), Path(labels), label_suffix), info, "eval",
                                   f"{images} + {labels}", coding)
     if len(dataset) == 0:
@@ -206,7 +210,7 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
         more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""
         raise PSPNetError(f"{result.failures[0]}{more}")
     if note := result.absent_classes_note(info.classes, ignore_index, hint=False):
-        if result.ignored and label_values is None:
+        if result.ignored and coding is None:
             note += (f"; {result.ignored} pixels are {ignore_index}, the ignore index: if {ignore_index} marks a class "
                      f"(a mask saved as 0/{ignore_index}), pass label_values=[0, {ignore_index}]")
         warnings.warn(f"{labels}: {note}", stacklevel=2)

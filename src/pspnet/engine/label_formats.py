@@ -5,10 +5,10 @@ submission format (Cityscapes: the label ids its server reads; ADE20K: 1..150, 0
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
+from pspnet.classes import DatasetInfo
 from pspnet.data.label_values import LabelValues, parse_values
 from pspnet.data.labels import CITYSCAPES_ID_TO_TRAIN_ID
 from pspnet.errors import PSPNetError
@@ -62,33 +62,23 @@ def encode_labels(labels: np.ndarray, values: Sequence[int] | None) -> np.ndarra
     return lut[labels]
 
 
-def trained_label_values(checkpoint: Path) -> tuple[int, ...] | None:
-    """The label values a pspnet checkpoint's training run recorded (`data.label_values`), or None: other files
-    (exports, foreign checkpoints) record none."""
-    from pspnet.checkpoint import read_metadata, resolve
-
-    path = resolve(checkpoint)
-    if path.suffix != ".safetensors" or not path.is_file():
+def trained_label_values(info: DatasetInfo) -> tuple[int, ...] | None:
+    """Each class's label value in a model's training (the first where `data.label_values` gave it several), or None:
+    its labels held the class indices, or its file records no training (foreign checkpoints)."""
+    coding = info.label_coding
+    if coding is None:
         return None
-    values = read_metadata(path)["provenance"].get("label_values")
-    return tuple(int(v) for v in values) if isinstance(values, list) else None
+    return tuple(v[0] for v in parse_values(coding["label_values"], "the model's label_values"))
 
 
-def trained_label_coding(checkpoint: Path, ignore_index: int) -> LabelValues | None:
-    """How the labels of a pspnet checkpoint's training were read (`data.label_values` and `data.ignore_values`), to
-    read ground truth drawn the same way; None where it recorded none (index labels, other files). Checkpoints
-    written before the whole coding was recorded give each class's first value."""
-    from pspnet.checkpoint import read_metadata, resolve
-
-    path = resolve(checkpoint)
-    if path.suffix != ".safetensors" or not path.is_file():
+def trained_label_coding(info: DatasetInfo, ignore_index: int) -> LabelValues | None:
+    """How a model's training read its labels (`info.label_coding`: `data.label_values` and `data.ignore_values`), to
+    read ground truth drawn the same way; None where it records none (index labels, foreign checkpoints)."""
+    coding = info.label_coding
+    if coding is None:
         return None
-    provenance = read_metadata(path)["provenance"]
-    coding = provenance.get("label_coding") or {"label_values": provenance.get("label_values"), "ignore_values": []}
-    if not isinstance(coding.get("label_values"), list):
-        return None
-    values = parse_values(coding["label_values"], f"{path}: label_values")
-    ignore = [v for (v,) in parse_values(coding.get("ignore_values") or [], f"{path}: ignore_values", merged=False)]
+    values = parse_values(coding["label_values"], "the model's label_values")
+    ignore = [v for (v,) in parse_values(coding.get("ignore_values") or [], "the model's ignore_values", merged=False)]
     shown = " ".join(str(list(v)) if len(v) > 1 else str(v[0]) for v in values)
     return LabelValues(values, tuple(ignore), ignore_index,
                        listed_in=f"the label values {shown} the model was trained with (data.label_values)")

@@ -220,7 +220,10 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         data_info = self.train_set.info
         self.info, normalised = normalisation(data_info, init) if init else (data_info, None)
-        self.info = replace(self.info, protocol=to_dict(cfg.val))  # what predict and eval use by default
+        # what predict and eval use by default: the protocol, and how the labels are read (0/255 masks)
+        coding = None if cfg.data.label_values is None else {"label_values": cfg.data.label_values,
+                                                              "ignore_values": cfg.data.ignore_values}
+        self.info = replace(self.info, protocol=to_dict(cfg.val), label_coding=coding)
         model = PSPNet.from_config(cfg.model, self.info)
         if imagenet is not None:
             state, _, path = imagenet
@@ -319,10 +322,8 @@ class Trainer:
                 "out_dir": str(self.out), "train_recipe": self.recipe.describe(), "processes": self.d.world_size,
                 "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "init": s.init,
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                # each class's (first) value in the labels, and the whole coding (how `pspnet eval` reads them)
-                **({"label_values": [v[0] for v in parse_values(cfg.data.label_values, "data.label_values")],
-                    "label_coding": {"label_values": cfg.data.label_values, "ignore_values": cfg.data.ignore_values}}
-                   if cfg.data.label_values is not None else {})}
+                **({"label_values": [v[0] for v in parse_values(cfg.data.label_values, "data.label_values")]}
+                   if cfg.data.label_values is not None else {})}  # each class's (first) value in the labels
 
     def check_same_start(self, start: int) -> None:
         """Every process must continue from the same iteration (a node that cannot see the checkpoint would start
