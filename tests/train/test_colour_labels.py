@@ -54,3 +54,15 @@ def test_colour_labels_train_exactly_as_their_index_labels(tmp_path):
     a, b = load_file(str(by_index)), load_file(str(by_colour))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert pspnet.load(by_colour).info.palette == PALETTE  # predictions are coloured as the labels were
+    # Ground truth named by folders is read with the model's colours, as its validation read it (was: an error per
+    # image, "label image has mode RGB"), and scores as the index labels do.
+    from pspnet.cli.main import main
+
+    scores = []
+    for model, labels in ((by_colour, coloured), (by_index, indexed)):
+        out = tmp_path / f"{model.parent.name}.json"
+        assert main(["eval", str(model), "--images", str(indexed / "images" / "val"), "--labels",
+                     str(labels / "labels" / "val"), "--json", str(out), "--quiet", "--workers", "0",
+                     "--backend", "torch"]) == 0
+        scores.append(yaml.safe_load(out.read_text())["confusion_matrix"])
+    assert scores[0] == scores[1] and sum(map(sum, scores[0])) > 0

@@ -143,6 +143,7 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
     Ground truth named by --images/--labels or --list is read as the model's training read its labels (0/255 masks
     through the `data.label_values` it recorded), and the line says so."""
     from pspnet.data.datasets import SegmentationDataset
+    from pspnet.data.label_values import LabelValues
     from pspnet.engine.label_formats import trained_label_coding
 
     num_classes = info.num_classes
@@ -155,7 +156,9 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
     else:
         coding = trained_label_coding(info, named.ignore)
         if coding is not None and say:
-            print(f"ground truth: read with {coding.listed_in}; --config F with a data: section reads it otherwise",
+            how = coding.listed_in if isinstance(coding, LabelValues) else \
+                f"the {len(coding.colors)} class colours the model was trained with (data.label_colors)"
+            print(f"ground truth: read with {how}; --config F with a data: section reads it otherwise",
                   file=sys.stderr)
         dataset = SegmentationDataset(named.pairs, DatasetInfo.generic(num_classes), "eval", named.source, coding)
     if args.limit is not None:

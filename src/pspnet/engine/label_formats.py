@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pspnet.classes import DatasetInfo
+from pspnet.data.label_colors import LabelColors, parse_colors
 from pspnet.data.label_values import LabelValues, parse_values
 from pspnet.data.labels import CITYSCAPES_ID_TO_TRAIN_ID
 from pspnet.errors import PSPNetError
@@ -64,19 +65,24 @@ def encode_labels(labels: np.ndarray, values: Sequence[int] | None) -> np.ndarra
 
 def trained_label_values(info: DatasetInfo) -> tuple[int, ...] | None:
     """Each class's label value in a model's training (the first where `data.label_values` gave it several), or None:
-    its labels held the class indices, or its file records no training (foreign checkpoints)."""
+    its labels held the class indices or colours, or its file records no training (foreign checkpoints)."""
     coding = info.label_coding
-    if coding is None:
+    if coding is None or "label_values" not in coding:
         return None
     return tuple(v[0] for v in parse_values(coding["label_values"], "the model's label_values"))
 
 
-def trained_label_coding(info: DatasetInfo, ignore_index: int) -> LabelValues | None:
-    """How a model's training read its labels (`info.label_coding`: `data.label_values` and `data.ignore_values`), to
-    read ground truth drawn the same way; None where it records none (index labels, foreign checkpoints)."""
+def trained_label_coding(info: DatasetInfo, ignore_index: int) -> LabelValues | LabelColors | None:
+    """How a model's training read its labels (`info.label_coding`: `data.label_values` and `ignore_values`, or
+    `data.label_colors` and `ignore_colors`), to read ground truth drawn the same way; None where it records none
+    (index labels, foreign checkpoints)."""
     coding = info.label_coding
     if coding is None:
         return None
+    if "label_colors" in coding:
+        colors = parse_colors(coding["label_colors"], "the model's label_colors")
+        return LabelColors(colors, parse_colors(coding.get("ignore_colors") or [], "the model's ignore_colors"),
+                           ignore_index)
     values = parse_values(coding["label_values"], "the model's label_values")
     ignore = [v for (v,) in parse_values(coding.get("ignore_values") or [], "the model's ignore_values", merged=False)]
     shown = " ".join(str(list(v)) if len(v) > 1 else str(v[0]) for v in values)
