@@ -35,8 +35,8 @@ class DatasetInfo:
     """Class names, colours and the input normalisation (RGB in [0, 1]: x = (rgb - mean) / std), and the test
     protocol the model was validated with where its training run recorded one (`protocol`: the fields of
     `pspnet.engine.inference.InferenceSettings`; None: the dataset's official protocol), and how its training read
-    labels drawn with other values than the class indices (`label_coding`: `{"label_values": …, "ignore_values":
-    …}` as in `data:`; None: the labels held the class indices)."""
+    labels drawn otherwise than as class indices (`label_coding`: `{"label_values": …, "ignore_values": …}` or
+    `{"label_colors": …, "ignore_colors": …}`, as in `data:`; None: the labels held the class indices)."""
 
     name: str
     classes: list[str]
