@@ -126,6 +126,10 @@ def test_a_model_trained_on_coded_labels_writes_those_values_with_data_and_says_
     assert sum(map(sum, expected)) > 0
     loaded = pspnet.load(model)
     assert loaded.info.label_coding == {"label_values": [0, 100, 200], "ignore_values": []}
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    assert ("labels: drawn with the values [0, 100, 200], one per class (data.label_values of its training; eval "
+            "reads ground truth so)") in capsys.readouterr().out
     loaded.info = dataclasses.replace(loaded.info, label_coding=None)  # as saved before the info held it
     older = pspnet.save(loaded, tmp_path / "older.safetensors", {"label_values": [0, 100, 200]})
     onnx = tmp_path / "m.onnx"  # an exported graph carries it in its metadata

@@ -50,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
         protocol = InferenceSettings.for_model(DatasetInfo.from_dict(info, str(args.checkpoint)))
         lines.append(f"test protocol: {protocol.describe()} (validated with it in training; predict and eval use it "
                      "unless told otherwise)")
+    if coding := info.get("label_coding"):
+        kind = "colors" if "label_colors" in coding else "values"
+        ignored = f", ignored {coding[f'ignore_{kind}']}" if coding.get(f"ignore_{kind}") else ""
+        lines.append(f"labels: drawn with the {kind} {coding[f'label_{kind}']}, one per class{ignored} "
+                     f"(data.label_{kind} of its training; eval reads ground truth so)")
     if prov:
         lines.append("provenance: " + ", ".join(f"{k} {json.dumps(v) if isinstance(v, dict) else v}"
                                                  for k, v in prov.items() if v is not None))
