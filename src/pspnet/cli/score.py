@@ -16,7 +16,7 @@ from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
 from pspnet.data.config import check_overrides_have_a_config, load_data_config
 from pspnet.data.datasets import dataset_info
-from pspnet.data.imageops import LOSSY_LABELS, LabelOutOfRange, read_label
+from pspnet.data.imageops import LOSSY_LABELS, LOSSY_SUFFIXES, LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import tree_files, tree_name
@@ -77,7 +77,7 @@ def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tup
 
 def lossy_note(folder: Path) -> str:
     """For a folder without label files: the JPEGs it holds instead, if any, and why they cannot be labels."""
-    lossy = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".webp")]
+    lossy = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in LOSSY_SUFFIXES]
     return f"; it holds {len(lossy)} lossy file(s) ({lossy[0]}, …): {LOSSY_LABELS}" if lossy else ""
 
 

@@ -126,14 +126,33 @@ class DataConfig:
         if classes != count:
             raise PSPNetError(f"{setting} has {count} {what}s for {classes} classes; expected one {what} per class")
 
+    def coding_settings(self) -> dict[str, Any] | None:
+        """The settings that say how labels become class indices, JSON-ready (what a trained model records:
+        `DatasetInfo.label_coding`), or None: the labels hold the indices."""
+        if self.label_colors is not None:
+            return {"label_colors": [list(c) for c in self.label_colors],
+                    "ignore_colors": [list(c) for c in self.ignore_colors]}
+        if self.label_values is not None:
+            return {"label_values": self.label_values, "ignore_values": self.ignore_values}
+        return None
+
     def label_coding(self) -> LabelColors | LabelValues | None:
         """How labels become class indices: by their colours, by their values, or None (they hold the indices)."""
-        if self.label_colors is not None:
-            return LabelColors(tuple(self.label_colors), tuple(self.ignore_colors), self.ignore_index)
-        if self.label_values is not None:
-            return LabelValues(parse_values(self.label_values, "data.label_values"), tuple(self.ignore_values),
-                               self.ignore_index)
+        return coding_from_settings(self.coding_settings(), self.ignore_index)
+
+
+def coding_from_settings(settings: dict[str, Any] | None, ignore_index: int, prefix: str = "data."
+                         ) -> LabelColors | LabelValues | None:
+    """How labels become class indices from `DataConfig.coding_settings`' mapping (a config's, or the one a model
+    records); None: they hold the indices. A bad value is an error naming `prefix` + the setting."""
+    if settings is None:
         return None
+    if "label_colors" in settings:
+        return LabelColors(parse_colors(settings["label_colors"], f"{prefix}label_colors"),
+                           parse_colors(settings.get("ignore_colors") or [], f"{prefix}ignore_colors"), ignore_index)
+    ignore = parse_values(settings.get("ignore_values") or [], f"{prefix}ignore_values", merged=False)
+    return LabelValues(parse_values(settings["label_values"], f"{prefix}label_values"), tuple(v for (v,) in ignore),
+                       ignore_index)
 
 
 def check_overrides_have_a_config(overrides: Sequence[str], config: Path | None) -> None:

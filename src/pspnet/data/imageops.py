@@ -86,6 +86,7 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
     return np.array(out, dtype=np.uint8, order="C", copy=True)  # the caller's array is never shared or changed
 
 
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")  # image files whose compression changes pixel values
 LOSSY_LABELS = ("lossy compression changes class values (and colours) along every boundary, so labels must be "
                 "lossless: save them as PNG from the program that drew them (converting the file keeps the damage)")
 
@@ -95,7 +96,7 @@ def other_format(label: Path) -> str:
     others = sorted(p for p in label.parent.glob(f"{glob.escape(label.stem)}.*") if p != label and p.is_file())
     if not others:
         return ""
-    if others[0].suffix.lower() in (".jpg", ".jpeg", ".webp"):
+    if others[0].suffix.lower() in LOSSY_SUFFIXES:
         return f"; {others[0].name} is beside it, a lossy format: {LOSSY_LABELS}"
     return f"; {others[0].name} is beside it: labels are PNGs; convert it to {label.name} (its values unchanged)"
 

@@ -5,11 +5,13 @@ submission format (Cityscapes: the label ids its server reads; ADE20K: 1..150, 0
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from pspnet.classes import DatasetInfo
-from pspnet.data.label_colors import LabelColors, parse_colors
+from pspnet.data.config import coding_from_settings
+from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues, parse_values
 from pspnet.data.labels import CITYSCAPES_ID_TO_TRAIN_ID
 from pspnet.errors import PSPNetError
@@ -76,15 +78,8 @@ def trained_label_coding(info: DatasetInfo, ignore_index: int) -> LabelValues | 
     """How a model's training read its labels (`info.label_coding`: `data.label_values` and `ignore_values`, or
     `data.label_colors` and `ignore_colors`), to read ground truth drawn the same way; None where it records none
     (index labels, foreign checkpoints)."""
-    coding = info.label_coding
-    if coding is None:
-        return None
-    if "label_colors" in coding:
-        colors = parse_colors(coding["label_colors"], "the model's label_colors")
-        return LabelColors(colors, parse_colors(coding.get("ignore_colors") or [], "the model's ignore_colors"),
-                           ignore_index)
-    values = parse_values(coding["label_values"], "the model's label_values")
-    ignore = [v for (v,) in parse_values(coding.get("ignore_values") or [], "the model's ignore_values", merged=False)]
-    shown = " ".join(str(list(v)) if len(v) > 1 else str(v[0]) for v in values)
-    return LabelValues(values, tuple(ignore), ignore_index,
-                       listed_in=f"the label values {shown} the model was trained with (data.label_values)")
+    coding = coding_from_settings(info.label_coding, ignore_index, "the model's ")
+    if isinstance(coding, LabelValues):
+        shown = " ".join(str(list(v)) if len(v) > 1 else str(v[0]) for v in coding.values)
+        coding = replace(coding, listed_in=f"the label values {shown} the model was trained with (data.label_values)")
+    return coding

@@ -221,13 +221,7 @@ class Trainer:
         data_info = self.train_set.info
         self.info, normalised = normalisation(data_info, init) if init else (data_info, None)
         # what predict and eval use by default: the protocol, and how the labels are read (0/255 masks)
-        coding = None
-        if cfg.data.label_values is not None:
-            coding = {"label_values": cfg.data.label_values, "ignore_values": cfg.data.ignore_values}
-        elif cfg.data.label_colors is not None:
-            coding = {"label_colors": [list(c) for c in cfg.data.label_colors],
-                      "ignore_colors": [list(c) for c in cfg.data.ignore_colors]}
-        self.info = replace(self.info, protocol=to_dict(cfg.val), label_coding=coding)
+        self.info = replace(self.info, protocol=to_dict(cfg.val), label_coding=cfg.data.coding_settings())
         model = PSPNet.from_config(cfg.model, self.info)
         if imagenet is not None:
             state, _, path = imagenet
