@@ -58,6 +58,34 @@ def test_an_unknown_key_in_the_file_names_its_line(tmp_path) -> None:
         load_train_config(path)
 
 
+def test_a_yaml_syntax_error_names_the_line_and_a_tab_says_so(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  backbone: resnet18\n  bins: [1, 2\ndata:\n  dataset: folders\n")
+    with pytest.raises(PSPNetError, match=rf"^{path}:4: not valid YAML \(while parsing a flow sequence, expected "):
+        load_train_config(str(path))
+    path.write_text("model:\n\tbackbone: resnet18\n")
+    with pytest.raises(PSPNetError, match=rf"^{path}:2: not valid YAML .*; YAML indents with spaces, not tabs$"):
+        load_train_config(str(path))
+
+
+def test_a_key_set_twice_is_an_error_naming_both_lines(tmp_path) -> None:
+    path = tmp_path / "run.yaml"  # YAML itself keeps the second value and says nothing
+    path.write_text(yaml.safe_dump(CONFIG, sort_keys=False).replace("  lr: 0.01\n", "  lr: 0.01\n  lr: 0.1\n"))
+    first = line_of(str(path), "lr: 0.01")
+    with pytest.raises(PSPNetError, match=rf"^{path}:{first + 1}: train.lr is set twice \(lines {first} and "
+                                          rf"{first + 1}\); keep one$"):
+        load_train_config(str(path))
+
+
+def test_a_crop_size_of_one_number_is_a_square_as_on_the_command_line(tmp_path) -> None:
+    config = load_train_config(write(tmp_path, data__crop_size=97), ["val.crop_size=65"])
+    assert config.data.crop_size == (97, 97) and config.val.crop_size == (65, 65)
+    with pytest.raises(PSPNetError, match=r"data.scale_range = \[1\]; expected 2 values"):  # a range stays two
+        load_train_config(write(tmp_path, data__scale_range=1))
+    with pytest.raises(PSPNetError, match=r"data.crop_size = \[True\]; expected 2 values"):
+        load_train_config(write(tmp_path, data__crop_size=True))
+
+
 def test_bf16_on_a_cpu_without_bf16_units_warns(monkeypatch) -> None:
     monkeypatch.setattr(device_module, "cpu_features", lambda: {"avx2"})
     assert "emulated" in bf16_warning(torch.device("cpu"), "bf16")

@@ -7,7 +7,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 
@@ -18,6 +18,9 @@ T = TypeVar("T")
 
 Origins = dict[str, str]  # dotted key → where its value came from ("run.yaml:12", "command line train.lr=x")
 
+SQUARE = "one number N means N×N"
+HeightWidth = Annotated[tuple[int, int], SQUARE]  # a (height, width) setting: `crop_size: 473` is 473×473, as the CLI's
+
 
 def from_dict(cls: type[T], data: Any, source: str, prefix: str = "", origins: Origins | None = None) -> T:
     """Build dataclass `cls` from a mapping, recursing into nested dataclasses; every key and type is checked, and
@@ -26,7 +29,7 @@ def from_dict(cls: type[T], data: Any, source: str, prefix: str = "", origins: O
     if not isinstance(data, dict):
         where = origin_of(prefix.rstrip("."), origins, source)
         raise PSPNetError(f"{where}: {prefix or 'the file'} must be a mapping of settings, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -62,6 +65,10 @@ def coerce(tp: Any, value: Any, source: str, key: str, origins: Origins | None =
     """`value` as type `tp` (int, float, bool, str, Path, tuples/lists, Optional, Literal, dataclasses)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        if SQUARE in args[1:] and isinstance(value, (int, str)) and not isinstance(value, bool):
+            value = [value, value]
+        return coerce(args[0], value, source, key, origins)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, source, f"{key}.", origins)  # type: ignore[arg-type]
     if origin in (typing.Union, types.UnionType):
@@ -137,10 +144,9 @@ def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any
         raise PSPNetError(f"{path}: not a text file; expected a YAML config (e.g. configs/camvid.yaml)") from None
     try:
         data = yaml.safe_load(text)
-        if origins is not None:
-            _record_lines(yaml.compose(text), "", str(path), origins)
+        _record_lines(yaml.compose(text), "", str(path), {} if origins is None else origins)
     except yaml.YAMLError as e:
-        raise PSPNetError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise PSPNetError(yaml_problem(path, e)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -148,11 +154,28 @@ def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any
     return data
 
 
+def yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: the file and line where the parser stopped, its complaint, and the usual
+    cause when it is a tab."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    text = f"{context}, {problem}" if context and mark is not None else problem
+    tab = "; YAML indents with spaces, not tabs" if "\\t" in text or "\t" in text else ""
+    return f"{where}: not valid YAML ({text}){tab}"
+
+
 def _record_lines(node: Any, prefix: str, path: str, origins: Origins) -> None:
     if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = f"{prefix}{key_node.value}"
-            origins[key] = f"{path}:{key_node.start_mark.line + 1}"
+            line = key_node.start_mark.line + 1
+            if key in seen:  # YAML keeps the last silently; one of the two is a mistake
+                raise PSPNetError(f"{path}:{line}: {key} is set twice (lines {seen[key]} and {line}); keep one")
+            seen[key] = line
+            origins[key] = f"{path}:{line}"
             _record_lines(value_node, f"{key}.", path, origins)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pspnet.classes import IGNORE_INDEX, KNOWN
+from pspnet.configfile import HeightWidth
 from pspnet.data.label_colors import LabelColors, parse_colors
 from pspnet.data.label_values import LabelValues, parse_values
 from pspnet.errors import PSPNetError
@@ -44,7 +45,7 @@ class DataConfig:
     label_values: list[int | list[int]] | None = None
     ignore_values: list[int] = field(default_factory=list)  # the values of unlabelled pixels
     ignore_index: int = IGNORE_INDEX
-    crop_size: tuple[int, int] = (473, 473)  # (height, width)
+    crop_size: HeightWidth = (473, 473)  # (height, width); one number N: N×N
     scale_range: tuple[float, float] = (0.5, 2.0)
     rotate: tuple[float, float] = (-10.0, 10.0)  # degrees
     rotate_p: float = 0.5

@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 import torch
 
 from pspnet.classes import DatasetInfo
-from pspnet.configfile import from_dict
+from pspnet.configfile import HeightWidth, from_dict
 from pspnet.data.imageops import normalize, pad_center, resize_bilinear
 from pspnet.device import MemoryFit, is_out_of_memory
 from pspnet.errors import PSPNetError
@@ -86,7 +86,7 @@ class InferenceSettings:
     """
 
     base_size: int | None = 512
-    crop_size: tuple[int, int] = (473, 473)
+    crop_size: HeightWidth = (473, 473)
     scales: tuple[float, ...] = SINGLE_SCALE
     flip: bool = True
     mode: str = "slide"
