@@ -7,6 +7,7 @@
     maps = pspnet.predict(model, ["a.jpg", "b.jpg"])       # a list of images: a list of label maps
     probs = pspnet.probabilities(model, "street.jpg")      # C×H×W: what predict takes the argmax of
     result = pspnet.evaluate(model, "val/images", "val/labels")   # result.scores.miou, by the test protocol
+    run = pspnet.fit("my.yaml", ["train.lr=0.02"])          # train as `pspnet train` does; run.best_checkpoint
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "predict": ("pspnet.engine.predict", "predict"),
     "probabilities": ("pspnet.engine.predict", "probabilities"),
     "evaluate": ("pspnet.engine.evaluate", "evaluate_folders"),
+    "fit": ("pspnet.train.trainer", "fit"),
 }
 __all__ = ["PSPNet", "ModelConfig", "DatasetInfo", "InferenceSettings", "PSPNetError", "load", "save", "predict",
-           "probabilities", "evaluate", "__version__"]
+           "probabilities", "evaluate", "fit", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -59,3 +61,4 @@ if TYPE_CHECKING:
     from pspnet.errors import PSPNetError
     from pspnet.model.config import ModelConfig
     from pspnet.model.pspnet import PSPNet
+    from pspnet.train.trainer import fit

@@ -58,6 +58,20 @@ def test_a_run_writes_checkpoints_logs_and_the_final_model(data_root, tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["backbone"] == "resnet18"
 
 
+def test_fit_trains_from_python_with_a_mapping_and_overrides_as_the_command_does(data_root, tmp_path):
+    settings = config_dict(data_root, tmp_path / "run", iterations=2)
+    before = yaml.safe_dump(settings)
+    summary = pspnet.fit(settings, "train.val_every=2", progress=False)  # one override may be given as it is
+    assert summary.iterations == 2 and summary.best_miou is not None and summary.best_checkpoint.is_file()
+    assert yaml.safe_dump(settings) == before, "the caller's settings are left as they were"
+    assert pspnet.load(summary.best_checkpoint).info.num_classes == 3
+    continued = pspnet.fit(settings, ["train.iterations=4"], resume=True, progress=False)
+    assert continued.iterations == 4
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")][-1] == "iter_0000004.pt"
+    with pytest.raises(PSPNetError, match=r"^config: unknown key train.learning_rate; expected one of"):
+        pspnet.fit({**settings, "train": {"learning_rate": 0.1}}, progress=False)
+
+
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(data_root, tmp_path):
     full = run(config_dict(data_root, tmp_path / "full"), tmp_path)
     part = tmp_path / "part"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,12 +116,18 @@ def validation_defaults(data: DataConfig) -> dict[str, Any]:
     return {"base_size": None, "crop_size": list(data.crop_size)}
 
 
-def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """YAML + `key=value` overrides → TrainConfig; `model.num_classes` defaults to the dataset's class count."""
+def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: list[str] | None = None
+                      ) -> TrainConfig:
+    """YAML (or the same settings as a mapping) + `key=value` overrides → TrainConfig; `model.num_classes` defaults
+    to the dataset's class count."""
     origins: dict[str, str] = {}
-    raw: dict[str, Any] = load_yaml(path, origins) if path is not None else {}
+    if isinstance(path, Mapping):
+        raw: dict[str, Any] = copy.deepcopy(dict(path))
+        source = "config"
+    else:
+        raw = load_yaml(path, origins) if path is not None else {}
+        source = str(path) if path is not None else "command line"
     raw = apply_overrides(raw, overrides or [], origins=origins)
-    source = str(path) if path is not None else "command line"
     if "data" not in raw:
         raise PSPNetError(f"{source}: no data section; expected data.dataset and data.root at least")
     model = raw.setdefault("model", {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,16 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
         return Trainer(cfg, d, progress).run(resume)
     finally:
         teardown()
+
+
+def fit(config: str | Path | Mapping[str, Any], overrides: Sequence[str] = (), *,
+        resume: str | Path | bool | None = None, overwrite: bool = False, progress: bool = True) -> Summary:
+    """Train from Python as `pspnet train` does: `config` is a YAML file or the same settings as a mapping,
+    `overrides` its `key=value` changes; `resume=True` continues the run in `train.out_dir` (or from a checkpoint
+    file). Returns the run's summary (`best_checkpoint`, `best_miou`, `final_checkpoint`); a stop request (Ctrl-C,
+    SIGTERM) saves a checkpoint and raises `TrainingStopped`."""
+    overrides = [overrides] if isinstance(overrides, str) else list(overrides)  # one override given as it is
+    return train(load_train_config(config, overrides), resume=resume, progress=progress, overwrite=overwrite)
 
 
 class Trainer:
