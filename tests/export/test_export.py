@@ -151,6 +151,18 @@ def test_an_output_named_as_another_format_is_a_one_line_error(model_and_files, 
     assert not (tmp_path / name).exists()
 
 
+def test_without_format_the_output_suffix_names_it(model_and_files, tmp_path, capsys) -> None:
+    _, checkpoint, _, _ = model_and_files
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'm.onnx'}: onnx, input N×3×H×W")
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.pt")]) == 0
+    assert torch.jit.load(str(tmp_path / "m.pt")) is not None
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.bin")]) == 2
+    assert capsys.readouterr().err.strip().endswith("--out " + str(tmp_path / "m.bin") + ": the suffix names no "
+                                                    "format; name it model.onnx, model.pt or model.xml (OpenVINO), or "
+                                                    "give --format onnx|torchscript|openvino")
+
+
 def test_an_ir_with_argmax_is_refused_without_other_complaints(model_and_files, tmp_path, capsys) -> None:
     _, checkpoint, _, _ = model_and_files
     assert main(["export", str(checkpoint), "--format", "openvino", "--out", str(tmp_path / "m.xml"), "--argmax"]) == 2

@@ -1,5 +1,5 @@
-"""`pspnet export CHECKPOINT --format onnx|torchscript|openvino --out FILE`: a deployable file with the model's
-metadata, named by its format's suffix."""
+"""`pspnet export CHECKPOINT --out FILE [--format onnx|torchscript|openvino]`: a deployable file with the model's
+metadata, named by its format's suffix (which gives the format when --format is left out)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ NOT_TORCHSCRIPT = (".onnx", ".xml", ".safetensors", ".caffemodel")  # a TorchScr
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official .pth")
-    p.add_argument("--format", choices=["onnx", "torchscript", "openvino"], required=True,
-                   help="what to write: onnx (.onnx), torchscript (.pt) or an OpenVINO IR (.xml + .bin)")
+    p.add_argument("--format", choices=["onnx", "torchscript", "openvino"],
+                   help="what to write: onnx (.onnx), torchscript (.pt) or an OpenVINO IR (.xml + .bin); by "
+                        "default the one --out's suffix names")
     p.add_argument("--out", type=Path, required=True,
                    help="the file to write: model.onnx, model.pt or model.xml, as --format")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -44,7 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if args.static_size and min(args.static_size) < 1:
         raise PSPNetError(f"--static-size {args.static_size[0]} {args.static_size[1]}: expected a positive height "
                           "and width")
-    suffix, own = args.out.suffix.lower(), SUFFIXES[args.format]
+    suffix = args.out.suffix.lower()
+    if args.format is None:
+        named = {own: kind for kind, own in SUFFIXES.items()}
+        if suffix not in named:
+            raise PSPNetError(f"--out {args.out}: the suffix names no format; name it model.onnx, model.pt or "
+                              "model.xml (OpenVINO), or give --format onnx|torchscript|openvino")
+        args.format = named[suffix]
+    own = SUFFIXES[args.format]
     misnamed = suffix in NOT_TORCHSCRIPT if args.format == "torchscript" else suffix != own
     if misnamed:
         raise PSPNetError(f"--out {args.out}: --format {args.format} writes {own} files (`--backend auto` tells what "
