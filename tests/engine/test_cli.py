@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -541,6 +542,21 @@ def test_eval_config_data_mistakes_are_said_before_the_network_loads(checkpoint,
     assert main(["eval", str(checkpoint), "--config", str(config), *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"pspnet eval: error: {tmp_path / 'val.txt'}: no such list file"), err
+
+
+def test_eval_without_data_names_the_config_of_the_run_that_trained_the_model(checkpoint, tmp_path, capsys) -> None:
+    run = tmp_path / "runs" / "mine"
+    (run / "checkpoints").mkdir(parents=True)
+    for path in (run / "best.safetensors", run / "checkpoints" / "iter_0000004.pt"):
+        shutil.copy(checkpoint, path)
+    expected = ("name the data with exactly one of --config, --images/--labels, --list (got none)")
+    assert main(["eval", str(checkpoint)]) == 2  # no run around it: no hint
+    assert capsys.readouterr().err.strip() == f"pspnet eval: error: {expected}"
+    (run / "config.yaml").write_text("data: {dataset: folders, root: d, num_classes: 3}\n")
+    for path in (run / "best.safetensors", run / "checkpoints" / "iter_0000004.pt"):
+        assert main(["eval", str(path)]) == 2
+        assert capsys.readouterr().err.strip() == (f"pspnet eval: error: {expected}; --config {run / 'config.yaml'} "
+                                                   "scores the validation split of the run that trained it")
 
 
 def test_unknown_crop_size_form_is_a_one_line_error(checkpoint, tmp_path, capsys) -> None:

@@ -103,8 +103,12 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
                                   ("--list", args.list)) if v is not None]
     if len(given) != 1:
+        run_config = [p / "config.yaml" for p in (args.checkpoint.parent, args.checkpoint.parent.parent)
+                      if args.checkpoint.is_file() and (p / "config.yaml").is_file()]
+        hint = (f"; --config {run_config[0]} scores the validation split of the run that trained it"
+                if run_config and not given else "")
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
-                          f"{', '.join(given) or 'none'})")
+                          f"{', '.join(given) or 'none'}){hint}")
     check_overrides_have_a_config(args.overrides, args.config)
     if args.config is not None:
         cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
