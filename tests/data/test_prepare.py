@@ -38,6 +38,40 @@ def test_prepare_twice_is_a_no_op_that_succeeds(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+def test_a_root_holding_other_data_is_refused_before_anything_is_written(tmp_path, capsys):
+    source = make_segnet_camvid(tmp_path / "src")
+    mine = tmp_path / "mine"  # the user's own folders dataset, or a lists dataset's train.txt
+    save_image(mine / "images" / "train" / "a.jpg", 8, 8)
+    before = sorted(mine.rglob("*"))
+    args = ["data", "prepare", "camvid", "--source", str(source), "--no-progress"]
+    assert main([*args, "--root", str(mine)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet data: error: {mine}: holds images/ that `pspnet data prepare` did not write; prepare camvid into a "
+        "new or empty --root (its files would be mixed with those)")
+    assert sorted(mine.rglob("*")) == before
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("a.jpg a.png\n")
+    assert main([*args, "--root", str(lists)]) == 2
+    assert "holds train.txt that `pspnet data prepare` did not write" in capsys.readouterr().err
+    assert (lists / "train.txt").read_text() == "a.jpg a.png\n"
+
+
+def test_a_stopped_prepare_continues_in_its_own_root(tmp_path, capsys):
+    source = make_segnet_camvid(tmp_path / "src")
+    root = tmp_path / "camvid"
+    args = ["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]
+    assert main(args) == 0
+    (root / "pspnet-prepared.json").unlink()  # as if stopped before the end: files there, no stamp
+    (root / ".pspnet-preparing").write_text("camvid\n")
+    capsys.readouterr()
+    assert main(["data", "prepare", "ade20k", "--root", str(root), "--source", str(source), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (f"pspnet data: error: {root}: a `pspnet data prepare camvid` started "
+                                               "there; use another --root for ade20k")
+    assert main(args) == 0 and "prepared and checked" in capsys.readouterr().out
+    assert not (root / ".pspnet-preparing").exists()
+
+
 def test_missing_test_split_is_skipped_with_a_note(tmp_path, capsys):
     source = make_segnet_camvid(tmp_path / "src", splits=("train", "val"))
     assert main(["data", "prepare", "camvid", "--root", str(tmp_path / "r"), "--source", str(source),

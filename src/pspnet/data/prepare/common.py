@@ -24,6 +24,7 @@ from pspnet.download import NotFoundError, download, file_digest
 from pspnet.errors import PSPNetError
 
 STAMP = PREPARED_STAMP
+STARTED = ".pspnet-preparing"  # written when a prepare starts: what it leaves, if stopped, is its own to continue
 
 
 @dataclass
@@ -131,6 +132,28 @@ def extract(archive: Path, dest: Path, md5: str | None = None) -> Path:
     return dest
 
 
+def claim_root(root: Path, dataset: str) -> None:
+    """Before anything is written: `root` is new, empty, or one a prepare of `dataset` started; a folder holding
+    other images, labels or list files (your own dataset, another benchmark) is refused rather than mixed into."""
+    started = root / STARTED
+    if started.exists():
+        other = started.read_text().strip()
+        if other != dataset:
+            raise PSPNetError(f"{root}: a `pspnet data prepare {other}` started there; use another --root for "
+                              f"{dataset}")
+        return
+    if (root / STAMP).exists():  # prepared before (already_prepared refused another dataset's), files since changed
+        return
+    ours = [root / "images", root / "labels", *(root / f"{s}.txt" for s in ("train", "val", "test"))]  # its writes
+    held = [p for p in ours if p.is_file() or (p.is_dir() and any(p.iterdir()))]
+    if held:
+        raise PSPNetError(f"{root}: holds {held[0].name}{'/' if held[0].is_dir() else ''} that `pspnet data prepare` "
+                          f"did not write; prepare {dataset} into a new or empty --root (its files would be mixed "
+                          "with those)")
+    root.mkdir(parents=True, exist_ok=True)
+    started.write_text(dataset + "\n")
+
+
 def already_prepared(root: Path, dataset: str) -> Prepared | None:
     """The stamp of an earlier complete run, if every list file it names is still there with its pairs."""
     stamp = root / STAMP
@@ -170,6 +193,7 @@ def finish(result: Prepared, pairs: dict[str, list[Pair]], num_classes: int, pro
         result.problems += check_pairs(split_pairs, num_classes, progress=progress, desc=f"checking {split}")
     if not result.problems:
         (root / STAMP).write_text(json.dumps({"dataset": result.dataset, "splits": result.splits}, indent=1) + "\n")
+        (root / STARTED).unlink(missing_ok=True)
     return result
 
 
