@@ -99,6 +99,9 @@ def test_offline_without_a_cached_file_is_one_line_naming_the_url(published, mon
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "http://127.0.0.1:9/mmsegmentation/v0.5/pspnet/" in err
     assert "cannot download" in err
+    path = weights_module.cache_dir() / entry.filename  # where to bring the file by hand on a machine offline
+    assert err.endswith(f"; without internet here, download it elsewhere and copy it to {path}, or set "
+                        f"{weights_module.URL_ENV} to a mirror\n")
 
 
 def test_a_mistyped_model_name_suggests_the_published_ones(tmp_path, monkeypatch, capsys) -> None:

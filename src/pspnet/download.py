@@ -17,6 +17,10 @@ CHUNK = 1 << 20
 TIMEOUT_S = 60
 
 
+class UnreachableError(PSPNetError):
+    """No connection to the server (no network, a wrong host, a firewall)."""
+
+
 class NotFoundError(PSPNetError):
     """The server answered 404/410: the file is not there (callers may treat it as optional)."""
 
@@ -91,7 +95,7 @@ def _fetch(url: str, dest: Path, sha256: str | None, progress: bool) -> Path:
             raise PSPNetError(f"{url}: the server answered HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise PSPNetError(f"{url}: cannot download ({reason}); check the address and your connection, then run "
+        raise UnreachableError(f"{url}: cannot download ({reason}); check the address and your connection, then run "
                           "again (finished bytes are kept)") from None
     if response is not None:
         with response:

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pspnet.download import download
+from pspnet.download import UnreachableError, download
 from pspnet.errors import PSPNetError
 
 CATALOGUE = Path(__file__).with_name("catalogue.json")
@@ -145,7 +145,11 @@ def fetch(weights: Weights | Backbone, progress: bool = True) -> Path:
         raise PSPNetError(f"{weights.name}: {weights.filename} is published on a download page only "
                           f"({weights.url}); download it by hand and put it at {path}, then run again")
     url = source_url(weights)
+    path = cache_dir() / weights.filename
     try:
-        return download(url, cache_dir() / weights.filename, sha256=weights.sha256_prefix, progress=progress)
+        return download(url, path, sha256=weights.sha256_prefix, progress=progress)
+    except UnreachableError as e:  # e.g. a cluster node without internet: the file can be brought by hand
+        raise PSPNetError(f"{weights.name}: {e}; without internet here, download it elsewhere and copy it to {path}, "
+                          f"or set {URL_ENV} to a mirror") from None
     except PSPNetError as e:
         raise PSPNetError(f"{weights.name}: {e}") from None
