@@ -252,13 +252,16 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     assert main(["train", "--config", str(cfg(one)), "--no-progress"]) == 0
     two = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = tmp_path / "fit.py"  # a user's script under torchrun: pspnet.fit (the command's DDP runs elsewhere)
+    script.write_text("import sys\nimport pspnet\n\nrun = pspnet.fit(sys.argv[1], sys.argv[2:], progress=False)\n"
+                      "print('fitted', run.iterations, run.final_checkpoint)\n")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "pspnet.cli.main", "train", "--config", str(cfg(two)), "train.device=cpu", "--no-progress",
-         "train.activation_checkpointing=true"],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+         str(cfg(two)), "train.device=cpu", "train.activation_checkpointing=true"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count(f"fitted 2 {two / 'final.safetensors'}") == 2  # each process returns the summary
     a, b = weights(one / "final.safetensors"), weights(two / "final.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
     assert a["head.classifier.weight"].shape[0] == 3 and "aux_head.classifier.weight" in a
