@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet "torch==2.13.0" -e ".[dev,all]"
-python -m pytest -q "$@"
+python -m pytest -q --durations=15 "$@"   # the slowest tests named at the end: the suite is kept to minutes

@@ -1,4 +1,5 @@
-"""`pspnet info CHECKPOINT [--json]`: what a checkpoint holds, read from its metadata."""
+"""`pspnet info CHECKPOINT|RUN_FOLDER [--json]`: what a checkpoint holds, read from its metadata; for a training
+run's folder, how far the run got and its validations, then its best model."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from pspnet.engine.inference import InferenceSettings
 from pspnet.export.read_metadata import export_metadata, is_export
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
+from pspnet.train.run_status import describe_run, is_run_folder, read_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help="a .safetensors model, a training iter_N.pt, a semseg or mmseg .pth, "
-                   "a published model's name, or a file of `pspnet export` / `pspnet quantize` (.onnx, .xml, .pt)")
+                   "a published model's name, a file of `pspnet export` / `pspnet quantize` (.onnx, .xml, .pt), or "
+                   "a training run's folder (train.out_dir)")
     p.add_argument("--json", action="store_true", help="print everything as one JSON object")
 
 
@@ -31,10 +34,18 @@ def parameter_count(model: dict[str, Any], info: dict[str, Any], source: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    status = read_run(args.checkpoint) if is_run_folder(args.checkpoint) else None
+    if status is not None:
+        if status.model is None or not args.json:
+            print(json.dumps({"run": status.to_dict()}, indent=1) if args.json else "\n".join(describe_run(status)))
+        if status.model is None:
+            return 0
+        args.checkpoint = status.model  # then the model the run would be used by
     meta = export_metadata(args.checkpoint) if is_export(args.checkpoint) else read_metadata(args.checkpoint)
     meta["parameters"] = parameter_count(meta["model"], meta["info"], str(args.checkpoint))
     if args.json:
-        print(json.dumps({"file": str(args.checkpoint), **meta}, indent=1))
+        run_record = {"run": status.to_dict()} if status is not None else {}
+        print(json.dumps({**run_record, "file": str(args.checkpoint), **meta}, indent=1))
         return 0
     m, info, prov = meta["model"], meta["info"], meta["provenance"]
     settings = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("num_classes", "backbone"))

@@ -1,0 +1,96 @@
+"""What a training run's folder says about the run: how far it got, its validations, and the model to use."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pspnet.checkpoint import read_metadata
+from pspnet.errors import PSPNetError
+from pspnet.train.checkpoints import NAME, list_checkpoints
+
+
+@dataclass
+class RunStatus:
+    folder: Path
+    finished: bool  # final.safetensors written
+    iteration: int | None  # of the final model, else of the latest checkpoint
+    total: int | None  # the iterations the run was set to (recorded with its best and final models)
+    validations: list[tuple[int, float]] = field(default_factory=list)  # (iteration, val mIoU), in order
+    best: Path | None = None
+    final: Path | None = None
+    latest: Path | None = None  # checkpoints/iter_N.pt
+
+    @property
+    def model(self) -> Path | None:
+        """The file to describe or use: the best model, else the final one, else the latest checkpoint."""
+        return self.best or self.final or self.latest
+
+    def to_dict(self) -> dict[str, object]:
+        return {"folder": str(self.folder), "finished": self.finished, "iteration": self.iteration,
+                "iterations": self.total, "validations": [{"iteration": i, "val_mIoU": m} for i, m in self.validations],
+                "best": _name(self.best), "final": _name(self.final), "latest_checkpoint": _name(self.latest)}
+
+
+def _name(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder `pspnet train` wrote into (its config.yaml beside a log or checkpoints)."""
+    return path.is_dir() and (path / "config.yaml").is_file() and (
+        (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir())
+
+
+def read_run(folder: Path) -> RunStatus:
+    final, best = folder / "final.safetensors", folder / "best.safetensors"
+    checkpoints = list_checkpoints(folder / "checkpoints") if (folder / "checkpoints").is_dir() else []
+    latest = checkpoints[-1] if checkpoints else None
+    status = RunStatus(folder, final.is_file(), None, None, best=best if best.is_file() else None,
+                       final=final if final.is_file() else None, latest=latest)
+    for model in (status.final, status.best):  # the final model's record is the later one
+        if model is None:
+            continue
+        try:
+            provenance = read_metadata(model).get("provenance") or {}
+        except PSPNetError:
+            continue
+        status.total = status.total or provenance.get("iterations")
+        if model == status.final:
+            status.iteration = provenance.get("iteration")
+    if status.iteration is None and latest is not None and (match := NAME.fullmatch(latest.name)):
+        status.iteration = int(match.group(1))
+    log = folder / "metrics.jsonl"
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut by a kill mid-write
+                continue
+            if isinstance(record, dict) and record.get("kind") == "val" and "val_mIoU" in record:
+                status.validations.append((int(record["iteration"]), float(record["val_mIoU"])))
+    return status
+
+
+def describe_run(status: RunStatus) -> list[str]:
+    """A run's state in a few lines, ending with what to do next when it is unfinished."""
+    folder = status.folder
+    of = f" of {status.total}" if status.total else ""
+    if status.finished:
+        state = f"finished, {status.iteration or status.total} iterations ({status.final})"
+    elif status.latest is not None:
+        state = (f"stopped at iteration {status.iteration}{of} (its last checkpoint, {status.latest}); `pspnet train "
+                 f"--config {folder / 'config.yaml'} --resume` continues it")
+    else:
+        state = "no checkpoint yet (stopped before its first, or still starting)"
+    lines = [f"run: {folder}: {state}"]
+    if status.validations:
+        top_iteration, top = max(status.validations, key=lambda v: v[1])
+        iterations = ", ".join(str(i) for i, _ in status.validations)
+        best = f" ({status.best})" if status.best else ""
+        lines.append(f"validations: {len(status.validations)} (iterations {iterations}); best val mIoU {top:.4f} at "
+                     f"iteration {top_iteration}{best}")
+    else:
+        lines.append("validations: none yet")
+    return lines

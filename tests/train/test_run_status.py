@@ -1,0 +1,50 @@
+"""`pspnet info RUN_FOLDER`: how far a training run got, its validations, then its best model."""
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from pspnet.cli.main import main
+from pspnet.train.config import load_train_config
+from pspnet.train.trainer import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import config_dict, make_folders_dataset  # noqa: E402
+
+
+def test_info_of_a_run_folder_says_how_far_it_got_and_describes_its_best_model(tmp_path, capsys) -> None:
+    data = make_folders_dataset(tmp_path / "data", n_train=4, n_val=1)
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_dict(data, out, iterations=4, val_every=2, checkpoint_every=2)))
+    train(load_train_config(config), progress=False)
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["val_mIoU"] for r in log if r["kind"] == "val"]
+    best = max(scores)
+    assert printed[0] == f"run: {out}: finished, 4 iterations ({out / 'final.safetensors'})"
+    assert printed[1] == (f"validations: 2 (iterations 2, 4); best val mIoU {best:.4f} at iteration "
+                          f"{2 * (scores.index(best) + 1)} ({out / 'best.safetensors'})")
+    assert printed[2] == f"file: {out / 'best.safetensors'} (pspnet model (safetensors))"
+    # Stopped after iteration 2: what --resume continues from, and how.
+    (out / "final.safetensors").unlink()
+    (out / "checkpoints" / "iter_0000004.pt").unlink()
+    assert main(["info", str(out), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["run"]["finished"] is False and record["run"]["iteration"] == 2
+    assert record["run"]["iterations"] == 4 and record["file"] == str(out / "best.safetensors")
+    assert main(["info", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"run: {out}: stopped at iteration 2 of 4 (its last checkpoint, {out / 'checkpoints' / 'iter_0000002.pt'}); "
+        f"`pspnet train --config {out / 'config.yaml'} --resume` continues it")
+    # A run stopped before its first checkpoint has no model to describe.
+    empty = tmp_path / "empty"
+    (empty / "checkpoints").mkdir(parents=True)
+    (empty / "config.yaml").write_text((out / "config.yaml").read_text())
+    assert main(["info", str(empty)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"run: {empty}: no checkpoint yet (stopped before its first, or still starting)", "validations: none yet"]
