@@ -44,3 +44,13 @@ def test_lists_with_spaces_round_trip_and_unquoted_ones_say_how_to_write_them(tm
     (tmp_path / "missing.txt").write_text("my images/no such.jpg\n")
     with pytest.raises(PSPNetError, match=r"missing.txt:1: .*: no such image .*; for paths with spaces, separate"):
         read_image_list(tmp_path / "missing.txt")
+
+
+def test_a_list_saved_by_a_windows_editor_reads_as_any_other(tmp_path: Path) -> None:
+    """Notepad's UTF-8 starts the file with a byte-order mark and ends lines with CRLF: neither is part of a path."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("images/a.jpg labels/a.png\nimages/b.jpg labels/b.png\n")
+    windows = tmp_path / "windows.txt"
+    windows.write_bytes(b"\xef\xbb\xbfimages/a.jpg labels/a.png\r\nimages/b.jpg labels/b.png\r\n")
+    assert read_list_lines(windows) == read_list_lines(plain) == [("images/a.jpg", "labels/a.png"),
+                                                                  ("images/b.jpg", "labels/b.png")]

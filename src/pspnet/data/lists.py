@@ -55,7 +55,7 @@ def list_line(*paths: str) -> str:
 def list_lines(path: Path) -> list[str]:
     """The lines of a list file; a missing, unreadable or binary file is an error naming it."""
     try:
-        return path.read_text().splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # a Windows editor's BOM is not a path
     except FileNotFoundError:
         raise PSPNetError(f"{path}: no such list file") from None
     except UnicodeDecodeError:
