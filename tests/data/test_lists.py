@@ -54,3 +54,24 @@ def test_a_list_saved_by_a_windows_editor_reads_as_any_other(tmp_path: Path) -> 
     windows.write_bytes(b"\xef\xbb\xbfimages/a.jpg labels/a.png\r\nimages/b.jpg labels/b.png\r\n")
     assert read_list_lines(windows) == read_list_lines(plain) == [("images/a.jpg", "labels/a.png"),
                                                                   ("images/b.jpg", "labels/b.png")]
+
+
+def test_a_list_written_with_windows_separators_says_so_where_the_files_are(tmp_path: Path) -> None:
+    from pspnet.data.check import check_pair
+
+    save_image(tmp_path / "images" / "a.jpg")
+    save_label(tmp_path / "labels" / "a.png", np.zeros((12, 16)))
+    (tmp_path / "win.txt").write_text("images\\a.jpg labels\\a.png\n")
+    pair = read_list(tmp_path / "win.txt", tmp_path)[0]
+    problems = [str(p) for p in check_pair(pair, 3, 255)]
+    assert problems == [f"{tmp_path}/images\\a.jpg: image file is missing (the image of labels\\a.png); "
+                        f"{tmp_path}/images/a.jpg exists: the list separates folders with \\ (Windows); write / "
+                        "instead",
+                        f"{tmp_path}/labels\\a.png: label file is missing (the label of images\\a.jpg); "
+                        f"{tmp_path}/labels/a.png exists: the list separates folders with \\ (Windows); write / "
+                        "instead"]
+    (tmp_path / "images.txt").write_text("images\\a.jpg\n")
+    with pytest.raises(PSPNetError, match=r"images/a.jpg exists: the list separates folders with \\ \(Windows\)"):
+        read_image_list(tmp_path / "images.txt")
+    (tmp_path / "elsewhere.txt").write_text("images\\b.jpg labels\\b.png\n")  # no such file either way: no hint
+    assert "Windows" not in str(check_pair(read_list(tmp_path / "elsewhere.txt", tmp_path)[0], 3, 255)[0])

@@ -98,7 +98,7 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     from pspnet.configfile import from_dict
     from pspnet.data.config import check_overrides_have_a_config, load_data_config
     from pspnet.data.datasets import build_dataset
-    from pspnet.data.lists import pair_folders, read_list, unpaired_labels
+    from pspnet.data.lists import pair_folders, read_list, unpaired_labels, windows_separators
 
     given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
                                   ("--list", args.list)) if v is not None]
@@ -125,7 +125,7 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
             raise PSPNetError(f"{args.list}: none of its {len(pairs)} images is there (the first would be "
                               f"{pairs[0].image}); its paths are taken relative to "
                               f"{'--root ' + str(args.root) if args.root is not None else 'its folder'}: --root DIR "
-                              "names another")
+                              f"names another{windows_separators(pairs[0].image)}")
     else:
         if args.images is None or args.labels is None:
             raise PSPNetError("--images and --labels go together: the image folder and the label folder")

@@ -16,7 +16,7 @@ from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.imageops import other_format, read_image, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
-from pspnet.data.lists import Pair, unpaired_labels
+from pspnet.data.lists import Pair, unpaired_labels, windows_separators
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
 
@@ -46,7 +46,8 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, coding: LabelCol
     for path, kind, other in ((pair.image, "image", pair.label), (pair.label, "label", pair.image)):
         if not path.is_file():
             problems.append(Problem(str(path), f"{kind} file is missing (the {kind} of {other.name})"
-                                               f"{other_format(path) if kind == 'label' else ''}"))
+                                               f"{other_format(path) if kind == 'label' else ''}"
+                                               f"{windows_separators(path)}"))
             continue
         try:
             if kind == "image":

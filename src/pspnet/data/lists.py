@@ -47,6 +47,15 @@ def line_paths(line: str) -> list[str]:
     return line.split()
 
 
+def windows_separators(path: Path) -> str:
+    """For a missing file named with backslashes (a list written on Windows), a hint when the `/` path exists."""
+    text = str(path)
+    posix = text.replace("\\", "/")
+    if posix == text or not Path(posix).exists():
+        return ""
+    return f"; {posix} exists: the list separates folders with \\ (Windows); write / instead"
+
+
 def list_line(*paths: str) -> str:
     """A list line as `line_paths` reads it back: paths separated by a space, one holding spaces in double quotes."""
     return " ".join(f'"{p}"' if any(c.isspace() for c in p) else p for p in paths)
@@ -106,7 +115,7 @@ def read_image_list(path: Path) -> list[Path]:
         if not image.is_file():
             where = "" if given.is_absolute() else f" (a relative path is read from the list's folder, {path.parent})"
             spaces = SPACES_HINT if len(line.split()) > 2 else ""
-            raise PSPNetError(f"{path}:{number}: {image}: no such image{where}{spaces}")
+            raise PSPNetError(f"{path}:{number}: {image}: no such image{where}{spaces}{windows_separators(image)}")
         files.append(image)
     if not files:
         raise PSPNetError(f"{path}: the list names no images")
