@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from synthetic_data import save_image, save_label
 
-from pspnet.data.lists import Pair, line_paths, read_image_list, read_list, read_list_lines, write_list
+from pspnet.data.lists import (
+    Pair,
+    line_paths,
+    pair_folders,
+    read_image_list,
+    read_list,
+    read_list_lines,
+    unpaired_labels,
+    write_list,
+)
 from pspnet.errors import PSPNetError
 
 
@@ -75,3 +84,15 @@ def test_a_list_written_with_windows_separators_says_so_where_the_files_are(tmp_
         read_image_list(tmp_path / "images.txt")
     (tmp_path / "elsewhere.txt").write_text("images\\b.jpg labels\\b.png\n")  # no such file either way: no hint
     assert "Windows" not in str(check_pair(read_list(tmp_path / "elsewhere.txt", tmp_path)[0], 3, 255)[0])
+
+
+def test_a_label_whose_suffix_is_upper_case_pairs_with_its_image(tmp_path: Path) -> None:
+    """NAME.PNG (cameras and Windows tools write upper-case suffixes) is NAME's label; the name's own case counts."""
+    for name in ("A.JPG", "B.jpg"):
+        save_image(tmp_path / "images" / name)
+    for name in ("A.PNG", "b.png"):
+        save_label(tmp_path / "labels" / name, np.zeros((12, 16)))
+    pairs = pair_folders(tmp_path / "images", tmp_path / "labels")
+    assert [(p.image.name, p.label.name, p.label.is_file()) for p in pairs] == [("A.JPG", "A.PNG", True),
+                                                                                ("B.jpg", "B.png", False)]
+    assert unpaired_labels(tmp_path / "images", tmp_path / "labels") == ([tmp_path / "labels" / "b.png"], None)

@@ -159,6 +159,13 @@ def spread_evenly(count: int, k: int) -> list[int]:
     return sorted(set(np.linspace(0, count - 1, k).round().astype(int).tolist()))  # distinct: the step exceeds 1
 
 
+def fold_suffix(name: str, suffix: str) -> str:
+    """`name` with its ending `suffix` in the case written in `suffix` (A.PNG → A.png for ".png"); the rest kept."""
+    if len(name) > len(suffix) and name.lower().endswith(suffix.lower()):
+        return name[: -len(suffix)] + suffix
+    return name
+
+
 def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -> list[Pair]:
     """Images `PATH/NAME.<image suffix>` anywhere in `image_dir`'s tree matched with labels
     `label_dir/PATH/NAME<label_suffix>` (e.g. `NAME_mask.png`), sorted by path. An image without its label is still
@@ -168,10 +175,16 @@ def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -
     if not label_dir.is_dir():
         raise PSPNetError(f"{label_dir}: no such label folder")
     pairs = []
+    listed: dict[Path, dict[str, Path]] = {}  # a label folder's files by lower-case name, read once if needed
     for p in tree_files(image_dir, IMAGE_SUFFIXES):
         relative = p.relative_to(image_dir)
         nested = tree_name(p, image_dir) if len(relative.parts) > 1 else None
-        pairs.append(Pair(p, label_dir / relative.parent / f"{p.stem}{label_suffix}", nested))
+        label = label_dir / relative.parent / f"{p.stem}{label_suffix}"
+        if not label.exists() and label.parent.is_dir():  # NAME.PNG (a Windows habit) is the label NAME.png too
+            if label.parent not in listed:
+                listed[label.parent] = {fold_suffix(q.name, label_suffix): q for q in label.parent.iterdir()}
+            label = listed[label.parent].get(fold_suffix(label.name, label_suffix), label)
+        pairs.append(Pair(p, label, nested))
     return pairs
 
 
@@ -182,7 +195,8 @@ def unpaired_labels(image_dir: Path, label_dir: Path, label_suffix: str = ".png"
     if not image_dir.is_dir() or not label_dir.is_dir():
         return [], None
     stems = {tree_name(p, image_dir) for p in tree_files(image_dir, IMAGE_SUFFIXES)}
-    labels = {p.relative_to(label_dir).as_posix(): p for p in tree_files(label_dir) if p.name.endswith(label_suffix)}
+    labels = {fold_suffix(p.relative_to(label_dir).as_posix(), label_suffix): p for p in tree_files(label_dir)
+              if p.name.lower().endswith(label_suffix.lower())}
     unpaired = sorted((name, p) for name, p in labels.items() if name[: -len(label_suffix)] not in stems)
     # Another suffix pairs a label with an image when a prefix of its path is an image's: each label's prefixes
     # are looked up in the set of image paths (not each image's path tried against each label).
