@@ -173,7 +173,7 @@ def test_labels_without_an_image_are_named_in_a_note_not_a_problem(tmp_path):
     for name in ("a", "a_mask", "b_mask"):
         save_label(tmp_path / "labels" / "train" / f"{name}.png", np.tri(12, 16))  # both classes
     notes = []
-    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2, crop_size=(16, 16))
     assert check_dataset(cfg, ("train",), notes=notes) == []
     assert notes == [f"{tmp_path / 'labels/train'}: 2 label(s) without an image of the same name, left out "
                      "(a_mask.png, b_mask.png); an image NAME.* is paired with the label NAME.png"]
@@ -184,10 +184,10 @@ def test_labels_named_with_a_suffix_are_paired_by_label_suffix_and_the_note_says
         save_image(tmp_path / "images" / "train" / f"{name}.jpg")
         save_label(tmp_path / "labels" / "train" / f"{name}_mask.png", np.tri(12, 16))
     notes = []
-    plain = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    plain = DataConfig(dataset="folders", root=tmp_path, num_classes=2, crop_size=(16, 16))
     assert len(check_dataset(plain, ("train",), notes=notes)) == 2  # a.png and b.png are missing
     assert notes[0].endswith("; these labels are named NAME_mask.png: set data.label_suffix: _mask.png")
-    suffixed = DataConfig(dataset="folders", root=tmp_path, num_classes=2, label_suffix="_mask.png")
+    suffixed = DataConfig(dataset="folders", root=tmp_path, num_classes=2, crop_size=(16, 16), label_suffix="_mask.png")
     notes = []
     assert check_dataset(suffixed, ("train",), notes=notes) == [] and notes == []
     assert [p.label.name for p in build_dataset(suffixed, "train").pairs] == ["a_mask.png", "b_mask.png"]
@@ -231,7 +231,7 @@ def test_a_folders_dataset_reads_its_subfolders_and_names_by_path_in_the_tree(tm
         save_label(tmp_path / "labels" / "train" / f"{name}.png", np.tri(12, 16))
     save_image(tmp_path / "images" / "train" / ".thumbs" / "a.jpg")
     save_label(tmp_path / "labels" / "train" / "seq3" / "c.png", np.tri(12, 16))
-    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2, crop_size=(16, 16))
     dataset = build_dataset(cfg, "train")
     assert [p.name for p in dataset.pairs] == ["b", "seq1/a", "seq2/a"]
     assert [p.label for p in dataset.pairs] == [tmp_path / "labels" / "train" / f"{n}.png" for n in ("b", "seq1/a",
@@ -260,3 +260,22 @@ def test_eval_of_image_and_label_trees_saves_predictions_at_their_paths(tmp_path
                  "--out", str(out), "--save-predictions", "--outputs", "labels"]) == 0
     assert "2 of 2 images scored" in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["seq1/a.png", "seq2/a.png"]
+
+
+def test_images_smaller_than_the_crop_at_every_scale_get_a_note_with_a_crop_that_holds_them(tmp_path):
+    """Default 473×473 crops of 12×16 images are 99% padding: computed, ignored. The note names a crop holding the
+    largest image at the largest scale; with that crop, or where some image fills the crop, no note."""
+    for name, (h, w) in (("a", (12, 16)), ("b", (20, 10))):
+        save_image(tmp_path / "images" / "train" / f"{name}.jpg", h, w)
+        save_label(tmp_path / "labels" / "train" / f"{name}.png", np.tri(h, w))
+    notes: list[str] = []
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2)
+    assert check_dataset(cfg, ("train",), notes=notes) == []
+    assert notes == [f"{tmp_path / 'images/train'} + {tmp_path / 'labels/train'}: every train image is smaller than "
+                     "data.crop_size 473×473, even at the largest scale (×2 of data.scale_range: at most 40×32): most "
+                     "of each crop is padding, computed and ignored; a crop of the largest scaled image's size holds "
+                     "the same pixels in less compute (e.g. data.crop_size: [41, 41], 1% of the pixels per crop)"]
+    for crop in ((41, 41), (40, 8)):  # the suggestion, and a crop one image reaches in height
+        notes = []
+        assert check_dataset(DataConfig(dataset="folders", root=tmp_path, num_classes=2, crop_size=crop), ("train",),
+                             notes=notes) == [] and notes == []

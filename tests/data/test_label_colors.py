@@ -123,7 +123,7 @@ def test_data_check_reports_each_label_with_an_unlisted_colour(tmp_path, capsys)
         save_rgb(tmp_path / "labels" / "train" / f"{name}.png", painted([[0, 1, 2, 3], [0, 0, 0, 0]], colors))
     config = tmp_path / "data.yaml"
     config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  label_colors: [[128, 64, 128], [0, 0, 142], "
-                      "[70, 130, 180]]\n  ignore_colors: [[0, 0, 0]]\n")
+                      "[70, 130, 180]]\n  ignore_colors: [[0, 0, 0]]\n  crop_size: 4\n")
     rc = main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 1

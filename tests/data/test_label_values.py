@@ -78,17 +78,17 @@ def test_bad_value_settings_are_one_line_errors(settings, expected):
 def test_binary_masks_saved_as_0_255_get_a_note_and_train_once_their_values_are_given(tmp_path, capsys):
     root = masks(tmp_path)
     config = tmp_path / "data.yaml"
-    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  num_classes: 2\n")
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  num_classes: 2\n  crop_size: 4\n")
     assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "train pixels: class_0 100.0%, class_1 0.0%; ignored 50.0% of all pixels\n" in out
     assert ("class 1 (class_1) appears in no train label; 50% of their pixels are 255, the ignore index: if 255 marks "
             "a class in your labels (a mask saved as 0/255), give each class's value, e.g. data.label_values: "
             "[0, 255]") in out
-    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  label_values: [0, 255]\n")
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  label_values: [0, 255]\n  crop_size: 4\n")
     assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 0
     assert "train pixels: class_0 50.0%, class_1 50.0%; ignored 0.0% of all pixels\n" in capsys.readouterr().out
-    cfg = DataConfig(dataset="folders", root=root, label_values=[0, 255])
+    cfg = DataConfig(dataset="folders", root=root, label_values=[0, 255], crop_size=(4, 4))
     assert cfg.num_classes == 2
     assert build_dataset(cfg, "train")[0]["label"].tolist() == [[0, 0, 1, 1], [0, 1, 1, 0]]
     notes: list[str] = []
@@ -100,8 +100,8 @@ def test_binary_masks_saved_as_0_255_get_a_note_and_train_once_their_values_are_
 def test_a_class_absent_from_index_labels_is_a_note_without_the_mask_hint(tmp_path):
     masks(tmp_path, mask=[[0, 1, 1, 0], [0, 0, 1, 1]])
     notes: list[str] = []
-    assert check_dataset(DataConfig(dataset="folders", root=tmp_path, class_names=["bg", "cat", "dog"]), ("train",),
-                         notes=notes) == []
+    cfg = DataConfig(dataset="folders", root=tmp_path, class_names=["bg", "cat", "dog"], crop_size=(4, 4))
+    assert check_dataset(cfg, ("train",), notes=notes) == []
     assert len(notes) == 1 and notes[0].endswith("class 2 (dog) appears in no train label")
 
 
@@ -109,7 +109,7 @@ def test_data_check_reports_each_label_with_an_unlisted_value(tmp_path, capsys):
     masks(tmp_path, names=("good",))
     masks(tmp_path, names=("bad",), mask=[[0, 0, 255, 254], [0, 0, 0, 0]])
     config = tmp_path / "data.yaml"
-    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  label_values: [0, 255]\n")
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  label_values: [0, 255]\n  crop_size: 4\n")
     assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"{tmp_path / 'labels/train/bad.png'}: unreadable label: value 254 (1 pixel) is in neither "
@@ -145,6 +145,6 @@ def test_a_prepared_benchmark_missing_a_class_gets_the_note_without_the_label_va
     masks(tmp_path, mask=[[0, 1, 255, 0], [0, 0, 1, 1]])
     (tmp_path / "train.txt").write_text("".join(f"images/train/{n}.png labels/train/{n}.png\n" for n in ("a", "b")))
     notes: list[str] = []
-    assert check_dataset(DataConfig(dataset="camvid", root=tmp_path), ("train",), notes=notes) == []
+    assert check_dataset(DataConfig(dataset="camvid", root=tmp_path, crop_size=(4, 4)), ("train",), notes=notes) == []
     assert len(notes) == 1 and "classes 2 (Pole), 3 (Road)" in notes[0]
     assert notes[0].endswith("and 4 more appear in no train label")

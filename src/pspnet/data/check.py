@@ -38,9 +38,10 @@ def _message(e: PSPNetError, path: Path) -> str:
 
 
 def check_pair(pair: Pair, num_classes: int, ignore_index: int, coding: LabelColors | LabelValues | None = None,
-               counts: np.ndarray | None = None) -> list[Problem]:
+               counts: np.ndarray | None = None, sizes: list[tuple[int, int]] | None = None) -> list[Problem]:
     """The problems of one pair: missing or unreadable files, sizes that differ, label values out of range.
-    `counts` (256 int64, one per label value after `coding`) receives the label's pixel counts."""
+    `counts` (256 int64, one per label value after `coding`) receives the label's pixel counts, `sizes` the image's
+    (height, width)."""
     problems = []
     image = label = None
     for path, kind, other in ((pair.image, "image", pair.label), (pair.label, "label", pair.image)):
@@ -58,6 +59,8 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, coding: LabelCol
             problems.append(Problem(str(path), f"unreadable {kind}: {_message(e, path)}"))
     if label is not None and counts is not None:
         counts += np.bincount(label.ravel(), minlength=256)
+    if image is not None and sizes is not None:
+        sizes.append((image.shape[0], image.shape[1]))
     if image is not None and label is not None:
         if image.shape[:2] != label.shape:
             problems.append(Problem(str(pair.label), f"label is {label.shape[1]}×{label.shape[0]} but its image "
@@ -73,14 +76,14 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, coding: LabelCol
 
 def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255, *, progress: bool = False,
                 desc: str = "checking", threads: int | None = None, coding: LabelColors | LabelValues | None = None,
-                counts: np.ndarray | None = None) -> list[Problem]:
+                counts: np.ndarray | None = None, sizes: list[tuple[int, int]] | None = None) -> list[Problem]:
     """check_pair over all pairs, decoding in threads (PIL releases the GIL), problems in list order; `counts`
-    (256 int64) receives the pixel count of every label value over all labels."""
+    (256 int64) receives the pixel count of every label value over all labels, `sizes` every image's size."""
     threads = threads or min(8, os.cpu_count() or 1)
 
     def check(pair: Pair) -> tuple[list[Problem], np.ndarray]:
         own = np.zeros(256, dtype=np.int64)
-        return check_pair(pair, num_classes, ignore_index, coding, own), own
+        return check_pair(pair, num_classes, ignore_index, coding, own, sizes), own
 
     with ThreadPoolExecutor(threads) as pool:
         results = pool.map(check, pairs)
@@ -112,6 +115,26 @@ def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, 
                  f"class in your labels (a mask saved as 0/{ignore_index}), give each class's value, e.g. "
                  f"data.label_values: [{example}]")
     return note
+
+
+def crops_of_padding(sizes: Sequence[tuple[int, int]], cfg: DataConfig) -> str | None:
+    """A note when every training image, even at the largest augmentation scale, is smaller than the crop in both
+    dimensions, and a crop holding them all has less than half its pixels: most of each crop is then padding
+    (ignored), which costs the compute of the whole crop and trains nothing."""
+    if not sizes:
+        return None
+    crop_h, crop_w = cfg.crop_size
+    top = max(cfg.scale_range)
+    height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
+    side = round(max(height, width) * top) // 8 * 8 + 1  # 8n+1, the paper's habit, holding the largest scaled image
+    share = side * side / (crop_h * crop_w)
+    if height * top >= crop_h or width * top >= crop_w or share > 0.5:  # some image fills it, or little to gain
+        return None
+    scaled = f"{round(height * top)}×{round(width * top)}"
+    return (f"every train image is smaller than data.crop_size {crop_h}×{crop_w}, even at the largest scale (×{top:g}"
+            f" of data.scale_range: at most {scaled}): most of each crop is padding, computed and ignored; a crop "
+            f"of the largest scaled image's size holds the same pixels in less compute (e.g. data.crop_size: "
+            f"[{side}, {side}], {share:.0%} of the pixels per crop)")
 
 
 def class_shares(counts: np.ndarray, names: Sequence[str], ignore_index: int) -> str:
@@ -155,8 +178,11 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
             problems.append(Problem(dataset.source, f"the {split} split is empty; expected at least one pair"))
             continue
         counts = np.zeros(256, dtype=np.int64)
+        sizes: list[tuple[int, int]] = []
         problems += check_pairs(dataset.pairs, dataset.info.num_classes, cfg.ignore_index, progress=progress,
-                                desc=f"checking {split}", coding=dataset.label_coding, counts=counts)
+                                desc=f"checking {split}", coding=dataset.label_coding, counts=counts, sizes=sizes)
+        if split == "train" and notes is not None and (note := crops_of_padding(sizes, cfg)):
+            notes.append(f"{dataset.source}: {note}")
         if pixels is not None:
             pixels[split] = counts
         recodable = dataset.label_coding is None and cfg.dataset not in KNOWN
