@@ -55,6 +55,9 @@ def test_a_root_holding_other_data_is_refused_before_anything_is_written(tmp_pat
     assert main([*args, "--root", str(lists)]) == 2
     assert "holds train.txt that `pspnet data prepare` did not write" in capsys.readouterr().err
     assert (lists / "train.txt").read_text() == "a.jpg a.png\n"
+    assert main([*args, "--root", str(lists / "train.txt")]) == 2  # a file given as the root: was a traceback
+    assert capsys.readouterr().err == (f"pspnet data: error: --root {lists / 'train.txt'}: a file, not a folder; give "
+                                       "the folder to prepare the dataset in\n")
 
 
 def test_a_stopped_prepare_continues_in_its_own_root(tmp_path, capsys):

@@ -175,7 +175,7 @@ def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -
     if not label_dir.is_dir():
         raise PSPNetError(f"{label_dir}: no such label folder")
     pairs = []
-    listed: dict[Path, dict[str, Path]] = {}  # a label folder's files by lower-case name, read once if needed
+    listed: dict[Path, dict[str, Path]] = {}  # a label folder's files by name, suffix case folded; read if needed
     for p in tree_files(image_dir, IMAGE_SUFFIXES):
         relative = p.relative_to(image_dir)
         nested = tree_name(p, image_dir) if len(relative.parts) > 1 else None

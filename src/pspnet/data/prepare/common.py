@@ -135,6 +135,8 @@ def extract(archive: Path, dest: Path, md5: str | None = None) -> Path:
 def claim_root(root: Path, dataset: str) -> None:
     """Before anything is written: `root` is new, empty, or one a prepare of `dataset` started; a folder holding
     other images, labels or list files (your own dataset, another benchmark) is refused rather than mixed into."""
+    if root.exists() and not root.is_dir():
+        raise PSPNetError(f"--root {root}: a file, not a folder; give the folder to prepare the dataset in")
     started = root / STARTED
     if started.exists():
         other = started.read_text().strip()
