@@ -66,7 +66,8 @@ def test_a_list_saved_by_a_windows_editor_reads_as_any_other(tmp_path: Path) -> 
 
 
 def test_a_list_written_with_windows_separators_says_so_where_the_files_are(tmp_path: Path) -> None:
-    from pspnet.data.check import check_pair
+    from pspnet.data.check import check_dataset, check_pair
+    from pspnet.data.config import DataConfig
 
     save_image(tmp_path / "images" / "a.jpg")
     save_label(tmp_path / "labels" / "a.png", np.zeros((12, 16)))
@@ -82,6 +83,9 @@ def test_a_list_written_with_windows_separators_says_so_where_the_files_are(tmp_
     (tmp_path / "images.txt").write_text("images\\a.jpg\n")
     with pytest.raises(PSPNetError, match=r"images/a.jpg exists: the list separates folders with \\ \(Windows\)"):
         read_image_list(tmp_path / "images.txt")
+    notes: list[str] = []  # every label missing: no note that its classes appear in no label
+    cfg = DataConfig(dataset="lists", root=tmp_path, train_list="win.txt", num_classes=3, crop_size=(12, 16))
+    assert len(check_dataset(cfg, ("train",), notes=notes)) == 2 and notes == []
     (tmp_path / "elsewhere.txt").write_text("images\\b.jpg labels\\b.png\n")  # no such file either way: no hint
     assert "Windows" not in str(check_pair(read_list(tmp_path / "elsewhere.txt", tmp_path)[0], 3, 255)[0])
 

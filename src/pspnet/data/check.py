@@ -102,7 +102,7 @@ def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, 
     labels that `data.label_values` could recode) also the likely cause when pixels are `ignore_index`: masks that
     draw a class with that value (0/255 binary masks)."""
     absent = [i for i in range(len(names)) if counts[i] == 0]
-    if not absent:
+    if not absent or not counts.any():  # no label read at all (missing files, said as problems): nothing to note
         return None
     shown = ", ".join(f"{i} ({names[i]})" for i in absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5
                                                                   else "")
