@@ -178,10 +178,10 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
             problems.append(Problem(dataset.source, f"the {split} split is empty; expected at least one pair"))
             continue
         counts = np.zeros(256, dtype=np.int64)
-        sizes: list[tuple[int, int]] = []
+        sizes: list[tuple[int, int]] | None = [] if split == "train" and notes is not None else None  # for the note
         problems += check_pairs(dataset.pairs, dataset.info.num_classes, cfg.ignore_index, progress=progress,
                                 desc=f"checking {split}", coding=dataset.label_coding, counts=counts, sizes=sizes)
-        if split == "train" and notes is not None and (note := crops_of_padding(sizes, cfg)):
+        if sizes is not None and notes is not None and (note := crops_of_padding(sizes, cfg)):
             notes.append(f"{dataset.source}: {note}")
         if pixels is not None:
             pixels[split] = counts
