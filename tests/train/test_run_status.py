@@ -48,3 +48,46 @@ def test_info_of_a_run_folder_says_how_far_it_got_and_describes_its_best_model(t
     assert main(["info", str(empty)]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"run: {empty}: no checkpoint yet (stopped before its first, or still starting)", "validations: none yet"]
+
+
+def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, capsys) -> None:
+    data = make_folders_dataset(tmp_path / "data", n_train=4, n_val=2)
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_dict(data, out, iterations=4, val_every=2, checkpoint_every=2)))
+    train(load_train_config(config), progress=False)
+    capsys.readouterr()
+    best = out / "best.safetensors"
+    # eval RUN: the best model on the run's own validation split, as eval BEST --config RUN/config.yaml scores it.
+    assert main(["eval", str(out), "--backend", "torch", "--json", str(tmp_path / "a.json")]) == 0
+    err = capsys.readouterr().err
+    assert f"{out}: a training run; using its best model, {best} (val mIoU " in err
+    assert f"data: the val split of the run's config (--config {out / 'config.yaml'})" in err
+    assert main(["eval", str(best), "--config", str(out / "config.yaml"), "--backend", "torch",
+                 "--json", str(tmp_path / "b.json")]) == 0
+    by_folder, by_file = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert by_folder["checkpoint"] == str(best) and by_folder["images"] == by_file["images"] == 2
+    assert by_folder["mIoU"] == by_file["mIoU"]
+    # Data options given: the run's model on them.
+    assert main(["eval", str(out), "--images", str(data / "images" / "val"), "--labels", str(data / "labels" / "val"),
+                 "--backend", "torch"]) == 0
+    assert "data: the val split" not in capsys.readouterr().err
+    image = next((data / "images" / "val").iterdir())
+    assert main(["predict", str(out), str(image), "--out", str(tmp_path / "pred"), "--backend", "torch",
+                 "--quiet"]) == 0
+    assert (tmp_path / "pred" / f"{image.stem}.png").is_file()
+    assert main(["export", str(out), "--out", str(tmp_path / "m.pt")]) == 0
+    assert f"a training run; using its best model, {best}" in capsys.readouterr().err
+    # A run with checkpoints only (stopped before a validation): its latest checkpoint.
+    best.unlink()
+    (out / "final.safetensors").unlink()
+    assert main(["export", str(out), "--out", str(tmp_path / "m2.pt")]) == 0
+    assert (f"using its latest checkpoint, {out / 'checkpoints' / 'iter_0000004.pt'} (stopped at iteration 4; no best "
+            "model yet)") in capsys.readouterr().err
+    # No model at all: one line naming the folder.
+    for path in (out / "checkpoints").iterdir():
+        path.unlink()
+    assert main(["eval", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet eval: error: {out}: a training run with no model yet (no best.safetensors, final.safetensors or "
+        f"checkpoints/iter_N.pt); `pspnet info {out}` says how far it got")

@@ -26,6 +26,7 @@ from pspnet.cli.inference_options import (
 )
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
+from pspnet.cli.run_folder import use_run_folder
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
@@ -39,8 +40,9 @@ OUT_FILES = ("scores.json", "confusion.csv", "per_image.csv")  # what --out hold
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or "
-                   "an .onnx (ONNX Runtime or OpenVINO) or .xml (OpenVINO) file written by `pspnet export`")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, a training run's folder (its best model; without data "
+                   "options, its config's validation split), a published model's name (`pspnet models`), or an "
+                   ".onnx (ONNX Runtime or OpenVINO) or .xml (OpenVINO) file written by `pspnet export`")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="with --config: override its data: and val: settings, e.g. data.root=/data/camvid "
                         "val.flip=false")
@@ -230,8 +232,14 @@ def run(args: argparse.Namespace) -> int:
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
     check_protocol_options(args)
-    named = read_eval_data(args)
     device, main = processes.device, processes.is_main
+    run_folder = use_run_folder(args, say=main)
+    if run_folder is not None and args.config is None and args.images is None and args.labels is None \
+            and args.list is None:
+        args.config = run_folder / "config.yaml"
+        if main:
+            print(f"data: the {args.split} split of the run's config (--config {args.config})", file=sys.stderr)
+    named = read_eval_data(args)
     forward, info, how, recipe = backend_forward(args, device, say=main)
     dataset, ignore, protocol = build_eval_dataset(args, info, named, main), named.ignore, named.protocol
     if (preset := published_preset(args, info.name)) is not None:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from pspnet.checkpoint import load
+from pspnet.cli.run_folder import use_run_folder
 from pspnet.device import resolve_device
 from pspnet.errors import PSPNetError
 from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset, export_onnx, require_onnx
@@ -18,7 +19,8 @@ NOT_TORCHSCRIPT = (".onnx", ".xml", ".safetensors", ".caffemodel")  # a TorchScr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors) or an official .pth")
+    p.add_argument("checkpoint", type=Path, help="a pspnet checkpoint (.safetensors), a training run's "
+                   "folder (its best model) or an official .pth")
     p.add_argument("--format", choices=["onnx", "torchscript", "openvino"],
                    help="what to write: onnx (.onnx), torchscript (.pt) or an OpenVINO IR (.xml + .bin); by "
                         "default the one --out's suffix names")
@@ -39,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    use_run_folder(args)
     check_output_file(args.out, "--out", args.overwrite)
     if args.out.resolve() == args.checkpoint.resolve():
         raise PSPNetError(f"--out {args.out}: is the checkpoint being exported; choose another file")

@@ -26,6 +26,7 @@ from pspnet.cli.inference_options import (
 )
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
+from pspnet.cli.run_folder import use_run_folder
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, run_in_processes, shard_indices
 from pspnet.engine.inference import fill_batches, segment_and_confidence
@@ -45,8 +46,9 @@ from pspnet.progress import progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="a checkpoint, a published model's name (`pspnet models`), or "
-                   "an .onnx (ONNX Runtime or OpenVINO) or .xml (OpenVINO) file written by `pspnet export`")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint, a training run's folder (its best model), a published "
+                   "model's name (`pspnet models`), or an .onnx (ONNX Runtime or OpenVINO) or .xml (OpenVINO) file "
+                   "written by `pspnet export`")
     add_backend_argument(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image or video files, folders, glob patterns, or list files (.txt, .lst: an image path "
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     main = processes.is_main
     check_protocol_options(args)
+    use_run_folder(args, say=main)
     found = expand_inputs(args.inputs, args.recursive, exclude=args.out)
     failures = list(found.problems) if main else []  # the whole run's problems, counted by the first process
     for message in (found.problems + found.notes) if main else []:

@@ -73,6 +73,28 @@ def read_run(folder: Path) -> RunStatus:
     return status
 
 
+def run_model(path: Path) -> tuple[Path, str] | None:
+    """For a training run's folder, the model a command given the folder uses (the best model, else the final one,
+    else the latest checkpoint) and a line saying which; None for any other path. A run with no model yet is an
+    error saying how far it got."""
+    if not is_run_folder(path):
+        return None
+    status = read_run(path)
+    model = status.model
+    if model is None:
+        raise PSPNetError(f"{path}: a training run with no model yet (no best.safetensors, final.safetensors or "
+                          f"checkpoints/iter_N.pt); `pspnet info {path}` says how far it got")
+    if model == status.best:
+        top = max(status.validations, key=lambda v: v[1]) if status.validations else None
+        scored = f" (val mIoU {top[1]:.4f} at iteration {top[0]})" if top else ""
+        which = f"its best model, {model}{scored}"
+    elif model == status.final:
+        which = f"its final model, {model} (no validation chose a best one)"
+    else:
+        which = f"its latest checkpoint, {model} (stopped at iteration {status.iteration}; no best model yet)"
+    return model, f"{path}: a training run; using {which}"
+
+
 def describe_run(status: RunStatus) -> list[str]:
     """A run's state in a few lines, ending with what to do next when it is unfinished."""
     folder = status.folder
