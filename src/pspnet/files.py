@@ -78,6 +78,9 @@ def file_kind(path: Path) -> str:
         raise PSPNetError(f"{path}: a folder, not a checkpoint file; give{hint}")
     if not path.is_file():
         raise PSPNetError(f"{path}: no such checkpoint file")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise PSPNetError(f"{path}: a config file, not a checkpoint (a .safetensors or .pth model, or a published "
+                          "model's name)")
     if path.suffix.lower() in (".onnx", ".xml"):
         raise PSPNetError(f"{path}: an exported graph, not a checkpoint; this takes the checkpoint it was exported "
                           "from (or a published model's name)")

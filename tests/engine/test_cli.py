@@ -557,6 +557,21 @@ def test_eval_without_data_names_the_config_of_the_run_that_trained_the_model(ch
         assert main(["eval", str(path)]) == 2
         assert capsys.readouterr().err.strip() == (f"pspnet eval: error: {expected}; --config {run / 'config.yaml'} "
                                                    "scores the validation split of the run that trained it")
+    # The config given where the model goes: the command that was meant.
+    assert main(["eval", str(run / "config.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet eval: error: {run / 'config.yaml'}: a config file where the model goes; `pspnet eval {run}` "
+        "evaluates the run's best model on this config's validation split")
+    other = tmp_path / "camvid.yml"
+    other.write_text("data: {dataset: folders, root: d, num_classes: 3}\n")
+    assert main(["eval", str(other), str(checkpoint)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet eval: error: {other}: a config file where the model goes; the model comes first: pspnet eval "
+        f"{checkpoint} --config {other}")
+    assert main(["export", str(other), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet export: error: {other}: a config file, not a checkpoint (a .safetensors or .pth model, or a "
+        "published model's name)")
 
 
 def test_unknown_crop_size_form_is_a_one_line_error(checkpoint, tmp_path, capsys) -> None:

@@ -34,6 +34,7 @@ from pspnet.engine.metrics import per_image_csv
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
+from pspnet.train.run_status import is_run_folder
 from pspnet.weights import find
 
 OUT_FILES = ("scores.json", "confusion.csv", "per_image.csv")  # what --out holds besides predictions
@@ -174,6 +175,22 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
     return dataset
 
 
+def check_not_a_config(args: argparse.Namespace) -> None:
+    """A config file where the model goes (`pspnet eval configs/camvid.yaml best.safetensors`) is said with the
+    command that was meant, before the data options are asked for."""
+    path = args.checkpoint
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return
+    if is_run_folder(path.parent) and path.name == "config.yaml":
+        raise PSPNetError(f"{path}: a config file where the model goes; `pspnet eval {path.parent}` evaluates the "
+                          "run's best model on this config's validation split")
+    models = [o for o in args.overrides if "=" not in o]
+    model, what = (models[0], "") if len(models) == 1 else (
+        "MODEL", " (MODEL: a checkpoint, a training run's folder or a published model's name)")
+    raise PSPNetError(f"{path}: a config file where the model goes; the model comes first: pspnet eval {model} "
+                      f"--config {path}{what}")
+
+
 def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
     """For a catalogue name from mmsegmentation's zoo evaluated without protocol options: its own test ("mmseg")."""
     given = (args.preset, args.base_size, args.crop_size, args.scales, args.flip, args.mode)
@@ -233,6 +250,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
     check_protocol_options(args)
     device, main = processes.device, processes.is_main
+    check_not_a_config(args)
     run_folder = use_run_folder(args, say=main)
     if run_folder is not None and args.config is None and args.images is None and args.labels is None \
             and args.list is None:
