@@ -15,6 +15,7 @@ import torch
 from pspnet.bench.report import format_markdown, format_text, machine, recipes_line
 from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, TrainVariant, run_bench
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
+from pspnet.cli.run_folder import use_run_folder
 from pspnet.device import resolve_device
 from pspnet.engine.recipe import OFFICIAL, Recipe
 from pspnet.errors import PSPNetError
@@ -78,7 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--sizes", nargs="+", type=int, default=[473, 713], metavar="N",
                    help="square input sizes (default 473 713; smaller ones keep a CPU run short)")
     m.add_argument("--classes", type=int, default=150, help="classes of the random models (default 150, ADE20K)")
-    m.add_argument("--checkpoint", type=Path, help="measure this trained model instead of random ones")
+    m.add_argument("--checkpoint", type=Path,
+                   help="measure this trained model (or a training run's folder: its best model) instead of random "
+                        "ones")
     m.add_argument("--workloads", nargs="*", choices=WORKLOADS, default=list(WORKLOADS),
                    help="infer1: latency at batch 1; inferN: throughput at --batch-size; eval: the test protocol "
                         "(sliding window + flip); train: SGD steps (default: all; give none to run only --whole or "
@@ -207,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.
     _dynamo.config.recompile_limit = 64
+    if args.checkpoint is not None:
+        use_run_folder(args)
     config = config_from_args(args)
     for option, path in (("--markdown", args.markdown), ("--json", args.json)):
         if path is not None:
