@@ -68,6 +68,22 @@ def test_a_yaml_syntax_error_names_the_line_and_a_tab_says_so(tmp_path) -> None:
         load_train_config(str(path))
 
 
+def test_a_folder_given_as_the_config_names_the_configs_in_it(tmp_path) -> None:
+    (tmp_path / "configs").mkdir()
+    with pytest.raises(PSPNetError, match=rf"^{tmp_path / 'configs'}: a folder, not a config file$"):
+        load_train_config(tmp_path / "configs")
+    for name in ("b.yaml", "a.yml", "notes.txt"):
+        (tmp_path / "configs" / name).write_text("model: {}\n")
+    with pytest.raises(PSPNetError, match=rf"^{tmp_path / 'configs'}: a folder, not a config file; it holds a.yml, "
+                                          rf"b.yaml: e.g. {tmp_path / 'configs' / 'a.yml'}$"):
+        load_train_config(tmp_path / "configs")
+    (tmp_path / "run").mkdir()  # a training run's folder
+    (tmp_path / "run" / "config.yaml").write_text("model: {}\n")
+    with pytest.raises(PSPNetError, match=rf"^{tmp_path / 'run'}: a folder, not a config file; the config in it is "
+                                          rf"{tmp_path / 'run' / 'config.yaml'}$"):
+        load_train_config(tmp_path / "run")
+
+
 def test_a_key_set_twice_is_an_error_naming_both_lines(tmp_path) -> None:
     path = tmp_path / "run.yaml"  # YAML itself keeps the second value and says nothing
     path.write_text(yaml.safe_dump(CONFIG, sort_keys=False).replace("  lr: 0.01\n", "  lr: 0.01\n  lr: 0.1\n"))

@@ -133,9 +133,25 @@ def coerce(tp: Any, value: Any, source: str, key: str, origins: Origins | None =
     raise PSPNetError(f"{source}: {key}: unsupported setting type {tp}")
 
 
+def folder_configs(folder: Path) -> str:
+    """What in `folder` could be the config meant: a training run's config.yaml, or the YAML files it holds."""
+    if (folder / "config.yaml").is_file():
+        return f"; the config in it is {folder / 'config.yaml'}"
+    try:
+        found = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    shown = ", ".join(found[:6]) + (f", … ({len(found) - 6} more)" if len(found) > 6 else "")
+    return f"; it holds {shown}: e.g. {folder / found[0]}"
+
+
 def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any]:
     """The mapping in a YAML file; with `origins`, each dotted key's `file:line` is recorded there."""
     path = Path(path)
+    if path.is_dir():
+        raise PSPNetError(f"{path}: a folder, not a config file{folder_configs(path)}")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:

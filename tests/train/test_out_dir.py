@@ -41,6 +41,22 @@ def test_resuming_a_finished_run_says_so_and_trains_nothing(finished, capsys) ->
     assert (out / "metrics.jsonl").read_text() == before
 
 
+def test_a_config_or_run_given_without_config_is_answered_with_the_command_meant(finished, capsys) -> None:
+    cfg, out = finished
+    assert main(["train", str(cfg), "train.lr=0.1"]) == 2  # as mmsegmentation's tools/train.py takes it
+    assert capsys.readouterr().err.strip() == (f"pspnet train: error: {cfg}: the config goes after --config: "
+                                               f"pspnet train --config {cfg} train.lr=0.1")
+    assert main(["train", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet train: error: {out}: the config goes after --config: pspnet train --config {out / 'config.yaml'} "
+        "--resume (continues that run)")
+    assert main(["train", "--config", str(out), "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (f"pspnet train: error: {out}: a folder, not a config file; the config "
+                                               f"in it is {out / 'config.yaml'}")
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err.strip().startswith("pspnet train: error: --config FILE is required")
+
+
 def test_resume_and_overwrite_together_are_refused(finished, capsys) -> None:
     cfg, _ = finished
     assert main(["train", "--config", str(cfg), "--resume", "--overwrite"]) == 2

@@ -81,6 +81,10 @@ def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, c
     assert main(["bench", "--checkpoint", str(out), "--device", "cpu", "--sizes", "33", "--workloads", "infer1",
                  "--repeats", "1", "--warmup", "0"]) in (0, 1)  # 1 only if a recipe moved an argmax (not the point)
     assert f"a training run; using its best model, {best}" in capsys.readouterr().err
+    # The folder above the run: the runs in it named.
+    assert main(["predict", str(tmp_path), str(image), "--out", str(tmp_path / "pred2")]) == 2
+    assert capsys.readouterr().err.strip() == (f"pspnet predict: error: {tmp_path}: a folder of training runs (run); "
+                                               f"give one, e.g. {out} (its best model)")
     # A run with checkpoints only (stopped before a validation): its latest checkpoint.
     best.unlink()
     (out / "final.safetensors").unlink()

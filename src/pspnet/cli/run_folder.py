@@ -6,14 +6,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from pspnet.train.run_status import run_model
+from pspnet.errors import PSPNetError
+from pspnet.train.run_status import is_run_folder, run_model
 
 
 def use_run_folder(args: argparse.Namespace, say: bool = True) -> Path | None:
     """When `args.checkpoint` is a training run's folder, it becomes the run's model (said on stderr unless not
-    `say`: the other processes of a torchrun) and the folder is returned; else None and nothing changes."""
+    `say`: the other processes of a torchrun) and the folder is returned; a folder holding runs (`runs/`) is an
+    error naming them; else None and nothing changes."""
     found = run_model(args.checkpoint)
     if found is None:
+        try:
+            runs = sorted(p.name for p in args.checkpoint.iterdir() if is_run_folder(p))
+        except OSError:  # not a folder, or one that cannot be listed: the loader says what it is
+            runs = []
+        if runs:
+            shown = ", ".join(runs[:5]) + (f", … ({len(runs) - 5} more)" if len(runs) > 5 else "")
+            raise PSPNetError(f"{args.checkpoint}: a folder of training runs ({shown}); give one, e.g. "
+                              f"{args.checkpoint / runs[0]} (its best model)")
         return None
     folder, (args.checkpoint, line) = args.checkpoint, found
     if say:
