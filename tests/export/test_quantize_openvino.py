@@ -100,11 +100,13 @@ def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, caps
     labels.mkdir()
     for i in range(10):
         Image.new("L", Image.open(root / "img" / f"{i}.png").size).save(labels / f"{i}.png")
-    assert main(["eval", str(out / "model.xml"), "--images", str(root / "img"), "--labels", str(labels), "--quiet",
-                 "--workers", "0", "--json", str(tmp_path / "e.json"), *TINY]) == 0
-    assert json.loads((tmp_path / "e.json").read_text())["recipe"] == {
-        "backend": "openvino", "description": "OpenVINO int8 (f32 elsewhere)", "precision": "int8"}
     capsys.readouterr()
+    assert main(["eval", str(out), "--images", str(root / "img"), "--labels", str(labels), "--quiet",  # the folder
+                 "--workers", "0", "--json", str(tmp_path / "e.json"), *TINY]) == 0
+    assert f"{out}: the int8 model of `pspnet quantize`; using {out / 'model.xml'}" in capsys.readouterr().err
+    scored = json.loads((tmp_path / "e.json").read_text())
+    assert scored["checkpoint"] == str(out / "model.xml") and scored["recipe"] == {
+        "backend": "openvino", "description": "OpenVINO int8 (f32 elsewhere)", "precision": "int8"}
     # `pspnet info` reads the record back from the IR alone.
     assert main(["info", str(out / "model.xml")]) == 0
     printed = capsys.readouterr().out

@@ -17,7 +17,7 @@ from typing import Any
 
 from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
-from pspnet.cli.run_folder import use_run_folder
+from pspnet.cli.run_folder import QUANTIZATION_RECORD, QUANTIZED_IR, use_run_folder
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.data.lists import IMAGE_SUFFIXES, read_image_list, spread_evenly, tree_files
 from pspnet.download import file_digest
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= held < len(files):
         raise PSPNetError(f"--held-back {held}: expected 1 to {len(files) - 1} of the {len(files)} images")
     check_output_folder(args.out, "--out")
-    xml, record_path = args.out / "model.xml", args.out / "quantization.json"
+    xml, record_path = args.out / QUANTIZED_IR, args.out / QUANTIZATION_RECORD
     exported = args.checkpoint.suffix.lower() in (".onnx", ".xml")
     model_files = [args.checkpoint] if exported else [resolve(args.checkpoint)]
     if args.checkpoint.suffix.lower() == ".xml":

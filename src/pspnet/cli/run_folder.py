@@ -1,4 +1,5 @@
-"""A training run's folder where a command takes a model: `pspnet eval runs/camvid` uses the run's best model."""
+"""A folder where a command takes a model: a training run's (`pspnet eval runs/camvid` uses the run's best model), or
+the one `pspnet quantize --out DIR` wrote (its int8 IR)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ from pathlib import Path
 from pspnet.errors import PSPNetError
 from pspnet.train.run_status import is_run_folder, run_model
 
+QUANTIZED_IR, QUANTIZATION_RECORD = "model.xml", "quantization.json"  # what `pspnet quantize --out DIR` writes
+
 
 def use_run_folder(args: argparse.Namespace, say: bool = True) -> Path | None:
     """When `args.checkpoint` is a training run's folder, it becomes the run's model (said on stderr unless not
-    `say`: the other processes of a torchrun) and the folder is returned; a folder holding runs (`runs/`) is an
-    error naming them; else None and nothing changes."""
+    `say`: the other processes of a torchrun) and the folder is returned. The folder of `pspnet quantize --out`
+    becomes its IR (and None is returned); a folder holding runs (`runs/`) is an error naming them; else None and
+    nothing changes."""
+    quantized = args.checkpoint / QUANTIZED_IR
+    if quantized.is_file() and (args.checkpoint / QUANTIZATION_RECORD).is_file():
+        if say:
+            print(f"{args.checkpoint}: the int8 model of `pspnet quantize`; using {quantized}", file=sys.stderr)
+        args.checkpoint = quantized
+        return None
     found = run_model(args.checkpoint)
     if found is None:
         try:
