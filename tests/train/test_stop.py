@@ -30,19 +30,21 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(data_root, tmp_path_factory) -> Path:
-    """The final weights of the 6-iteration run, never stopped."""
+    """The final weights of the 6-iteration run of 8 micro-batches a step, never stopped."""
     tmp = tmp_path_factory.mktemp("whole")
-    assert main(["train", "--config", str(write(tmp, data_root, tmp / "run")), "--no-progress"]) == 0
+    assert main(["train", "--config", str(write(tmp, data_root, tmp / "run", accumulate=8)), "--no-progress"]) == 0
     return tmp / "run" / "final.safetensors"
 
 
-def write(tmp: Path, data_root: Path, out: Path, workers: int = 0, val_every: int = -1) -> Path:
-    """Six iterations, a checkpoint every 100 (none on the way: a stop writes its own); with `val_every`, validations
-    of one image per forward (four groups a stop can come between). With `workers`, the data
-    come from worker processes (they get a scheduler's SIGTERM too), 2 × 2 micro-batches in flight when a step
-    needing 8 starts: the step needs them alive after the signal. (Workers run in subprocess tests only: forked from
-    a test process where OpenVINO's threads run, they hang.) The weights do not depend on them: they only decode."""
-    cfg = config_dict(data_root, out, iterations=6, checkpoint_every=100, batch_size=16, accumulate=8)
+def write(tmp: Path, data_root: Path, out: Path, workers: int = 0, val_every: int = -1, accumulate: int = 2) -> Path:
+    """Six iterations of `accumulate` micro-batches of two images, a checkpoint every 100 (none on the way: a stop
+    writes its own); with `val_every`, validations of one image per forward (four groups a stop can come between).
+    With `workers`, the data come from worker processes (they get a scheduler's SIGTERM too), 2 × 2 micro-batches in
+    flight when a step needing 8 (`accumulate=8`) starts: the step needs them alive after the signal. (Workers run in
+    subprocess tests only: forked from a test process where OpenVINO's threads run, they hang.) The weights do not
+    depend on them: they only decode."""
+    cfg = config_dict(data_root, out, iterations=6, checkpoint_every=100, batch_size=2 * accumulate,
+                      accumulate=accumulate)
     cfg["data"]["workers"] = workers
     cfg["train"]["val_every"] = val_every
     cfg["val"]["batch_size"] = 1
@@ -62,7 +64,7 @@ def test_sigterm_to_the_run_and_its_loader_workers_saves_the_iteration_and_resum
     """As a scheduler stops a job: SIGTERM to the whole process group (the data loader's workers included) during
     the third step → iteration 3 finished and saved, exit 143; --resume ends where a run never stopped ends."""
     out = tmp_path / "run"
-    cfg = write(tmp_path, data_root, out, workers=2)
+    cfg = write(tmp_path, data_root, out, workers=2, accumulate=8)
     done = run_signalled(cfg, 2, "SIGTERM", "group")
     assert done.returncode == 143, done.stderr[-3000:]
     printed = done.stdout + done.stderr
@@ -87,7 +89,7 @@ def run_signalled(cfg: Path, at: int | str, signals: str, target: str, **env: st
 def test_ctrl_c_twice_at_once_is_one_request(data_root, uninterrupted, tmp_path):
     """torchrun's workers get a Ctrl-C twice (the terminal's and torchrun's): one request, a checkpoint, exit 130."""
     out = tmp_path / "run"
-    cfg = write(tmp_path, data_root, out)
+    cfg = write(tmp_path, data_root, out, accumulate=8)
     done = run_signalled(cfg, 3, "SIGINT,SIGINT", "self")
     assert done.returncode == 130, done.stderr[-3000:]
     assert f"stopped by SIGINT after iteration 4: saved {out / 'checkpoints' / 'iter_0000004.pt'}" in done.stdout
