@@ -44,10 +44,10 @@ def write_report(out_dir: Path, scores: Scores, matrix: torch.Tensor, class_name
     figures = [("Per-class IoU", "iou.png"), ("Confusion matrix (rows: ground truth, normalised per row)",
                                                "confusion.png")]
     if samples:
-        _samples(plt, out_dir / "samples.png", samples, palette)
+        _samples(plt, out_dir / "samples.png", samples, palette, class_names)
         figures.append(("Samples spread over the set: image | ground truth | prediction", "samples.png"))
     if worst:
-        _samples(plt, out_dir / "worst.png", worst, palette)
+        _samples(plt, out_dir / "worst.png", worst, palette, class_names)
         figures.append(("The lowest per-image mIoU: image | ground truth | prediction", "worst.png"))
     rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{_pct(i)}</td><td>{_pct(a)}</td></tr>"
                    for n, i, a in zip(class_names, scores.iou, scores.acc, strict=True))
@@ -111,15 +111,42 @@ def _confusion(plt, path: Path, matrix: torch.Tensor, names: Sequence[str]) -> N
     plt.close(fig)
 
 
-def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color]) -> None:  # noqa: ANN001
-    fig, axes = plt.subplots(len(samples), 3, figsize=(9, 2.6 * len(samples)), squeeze=False)
+LEGEND_COLUMNS = 6
+
+
+def legend_entries(samples: Sequence[Sample], names: Sequence[str], palette: Sequence[Color]
+                   ) -> list[tuple[str, Color]]:
+    """The colour key of a sample grid: each class in its ground truths or predictions, in class order, then
+    "ignored" (black) where a ground truth has pixels of no class."""
+    present: set[int] = set()
+    for s in samples:
+        present.update(int(c) for c in np.unique(s.label))
+        present.update(int(c) for c in np.unique(s.pred))
+    entries = [(names[c], tuple(palette[c])) for c in sorted(present) if 0 <= c < min(len(names), len(palette))]
+    if any(not 0 <= c < len(palette) for c in present):
+        entries.append(("ignored", (0, 0, 0)))
+    return entries
+
+
+def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color],  # noqa: ANN001
+             names: Sequence[str]) -> None:
+    from matplotlib.patches import Patch
+
+    entries = legend_entries(samples, names, palette)
+    key = 0.3 * math.ceil(len(entries) / LEGEND_COLUMNS) + 0.1  # inches under the grid for the colour key
+    height = 2.6 * len(samples) + key
+    fig, axes = plt.subplots(len(samples), 3, figsize=(9, height), squeeze=False)
     for row, s in zip(axes, samples, strict=True):
         for ax, img, title in zip(row, (s.image, colorize(s.label, palette), colorize(s.pred, palette)),
                                   (f"{s.name} · mIoU {_pct(s.miou)}", "ground truth", "prediction"), strict=True):
             ax.imshow(img, interpolation="nearest")
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-    fig.tight_layout()
+    handles = [Patch(facecolor=np.asarray(color) / 255, edgecolor="black", linewidth=0.3, label=name)
+               for name, color in entries]
+    fig.legend(handles=handles, loc="lower center", ncol=min(LEGEND_COLUMNS, len(handles)), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, key / height, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
