@@ -127,13 +127,15 @@ def test_the_last_validation_equals_a_one_process_eval_of_the_final_model(two_pr
 
 def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_process_run, tmp_path) -> None:
     run, cfg = two_process_run
-    model = str(run / "final.safetensors")
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     saved = ["--save-predictions", "--outputs", "labels", "confidence"]
-    assert main(["eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
-                 "--json", str(one), "--out", str(tmp_path / "one"), *saved]) == 0
-    finish([start(torchrun("eval", model, "--config", str(cfg), "--device", "cpu", "--quiet", "--workers", "0",
-                           "--json", str(two), "--out", str(tmp_path / "two"), *saved))])
+    assert main(["eval", str(run / "best.safetensors"), "--config", str(cfg), "--device", "cpu", "--quiet",
+                 "--workers", "0", "--json", str(one), "--out", str(tmp_path / "one"), *saved]) == 0
+    # The run's folder, as a user names it: its best model on the validation split of its own config.yaml.
+    [err] = finish([start(torchrun("eval", str(run), "--device", "cpu", "--quiet", "--workers", "0",
+                                   "--json", str(two), "--out", str(tmp_path / "two"), *saved))])
+    assert err.count(f"{run}: a training run; using its best model, {run / 'best.safetensors'}") == 1, err[-3000:]
+    assert err.count(f"data: the val split of the run's config (--config {run / 'config.yaml'})") == 1
     # each process saved its own images' label and confidence PNGs: together those of one process, byte for byte
     pngs = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
     assert len(pngs) == 2 * VAL_IMAGES and sum(p.parts[0] == "confidence" for p in pngs) == VAL_IMAGES
