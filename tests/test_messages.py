@@ -68,6 +68,17 @@ def test_a_yaml_syntax_error_names_the_line_and_a_tab_says_so(tmp_path) -> None:
         load_train_config(str(path))
 
 
+def test_a_gpu_asked_for_on_a_machine_without_one_names_the_setting_to_change(tmp_path, monkeypatch) -> None:
+    import pspnet
+    from pspnet.distributed import setup
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PSPNetError, match=r"^device 'cuda' asked for, .*; use --device cpu$"):
+        setup("cuda")  # eval, predict
+    with pytest.raises(PSPNetError, match=r"^device 'cuda:1' asked for, .*; use train.device=cpu$"):
+        pspnet.fit(write(tmp_path, train__device="cuda:1", train__out_dir=str(tmp_path / "run")), progress=False)
+
+
 def test_a_folder_given_as_the_config_names_the_configs_in_it(tmp_path) -> None:
     (tmp_path / "configs").mkdir()
     with pytest.raises(PSPNetError, match=rf"^{tmp_path / 'configs'}: a folder, not a config file$"):
