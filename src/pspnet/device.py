@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -109,6 +110,22 @@ def memory_state(device: torch.device) -> str:
     return f" ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
 
 
+@dataclass(frozen=True)
+class MemorySettings:
+    """How the caller names the protocol settings that hold less memory: command-line options (eval, predict), a
+    training config's val: section (validation), or InferenceSettings fields (the Python API)."""
+
+    slide: str = "--mode slide"
+    base_size: str = "--base-size"
+    batch_size: str = "--batch-size {n}"
+    bf16: str | None = "--fast"  # None: the caller has no bf16 protocol
+
+
+OPTIONS = MemorySettings()
+VAL_SECTION = MemorySettings("val.mode: slide", "val.base_size", "val.batch_size: {n}", None)
+SETTINGS_FIELDS = MemorySettings("InferenceSettings(mode='slide')", "base_size", "batch_size={n}", None)
+
+
 class MemoryFit:
     """The largest network batch known to fit in memory, learnt from out-of-memory failures. The test protocol runs
     a batch that does not fit in halves, and every later batch in parts of the size that fitted, each part's
@@ -116,8 +133,8 @@ class MemoryFit:
     outputs at a time. Inference treats each input alone, so the answer is the same. `note` hears of each halving;
     one input that does not fit is an error that says what to change."""
 
-    def __init__(self, device: torch.device, note: Callable[[str], None]) -> None:
-        self.device, self.note = device, note
+    def __init__(self, device: torch.device, note: Callable[[str], None], names: MemorySettings = OPTIONS) -> None:
+        self.device, self.note, self.names = device, note, names
         self.fitted: int | None = None  # network inputs
 
     def part(self, remaining: int, per_input: int) -> int:
@@ -128,11 +145,13 @@ class MemoryFit:
         """A part of `size` protocol inputs of `shape` ran out of memory (and its tensors are freed): halve it."""
         release_cached_memory(self.device)
         dims = "×".join(str(n) for n in shape)
+        names = self.names
         if size == 1:
+            ways = (f"evaluate windows instead of whole images ({names.slide}), at a smaller scale "
+                    f"({names.base_size})") + (f", or in bf16 on a GPU ({names.bf16})" if names.bf16 else "")
             raise PSPNetError(f"one input of {dims} does not fit in the memory of {self.device}"
-                              f"{memory_state(self.device)}: evaluate windows instead of whole images (--mode slide), "
-                              "at a smaller scale (--base-size), or in bf16 on a GPU (--fast)")
+                              f"{memory_state(self.device)}: {ways}")
         self.fitted = size // 2 * per_input
         self.note(f"a batch of {size * per_input} network inputs of {dims} did not fit in the memory of "
-                  f"{self.device}; running {self.fitted} at a time from now on (--batch-size {self.fitted} starts "
-                  "there)")
+                  f"{self.device}; running {self.fitted} at a time from now on "
+                  f"({names.batch_size.format(n=self.fitted)} starts there)")

@@ -120,6 +120,19 @@ def test_one_input_that_does_not_fit_is_an_error_that_says_what_to_change(net):
                             "(--fast)")
 
 
+def test_the_python_api_names_the_inference_settings_to_change(net):
+    """pspnet.probabilities runs a batch that does not fit in parts with a warning, and one input that does not fit
+    is an error, both naming InferenceSettings' fields rather than the command's options."""
+    model = RunsOutOfMemory(net, fits=1)
+    model.info = net.info
+    with pytest.warns(UserWarning, match=r"running 1 at a time from now on \(batch_size=1 starts there\)$"):
+        pspnet.probabilities(model, TWO_BLANK[0].permute(1, 2, 0).numpy(), settings=SLIDE)
+    model.fits = 0
+    with pytest.raises(PSPNetError, match=r"instead of whole images \(InferenceSettings\(mode='slide'\)\), at a "
+                                          r"smaller scale \(base_size\)$"):
+        pspnet.probabilities(model, TWO_BLANK[0].permute(1, 2, 0).numpy(), settings=WHOLE)
+
+
 def test_without_fit_memory_the_failure_is_raised_as_it_is(net):
     """`pspnet bench` times the batch it names: no parts."""
     forward = inference_forward(RunsOutOfMemory(net, fits=1), Recipe(fold_bn=True), "cpu")

@@ -397,3 +397,26 @@ def test_a_model_saved_before_the_protocol_travelled_reads_it_from_its_provenanc
     assert read_metadata(path)["info"]["protocol"] == protocol
     plain = pspnet.save(PSPNet(3, backbone="resnet18"), tmp_path / "plain.safetensors")
     assert pspnet.load(plain).info.protocol is None  # the dataset's official protocol, as before
+
+
+def test_a_validation_batch_that_does_not_fit_runs_in_parts_and_names_the_val_setting(data_root, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """The validation's network batch runs out of memory (as on a GPU): it runs in parts, and the note names the
+    config's setting (val.batch_size), not the eval command's option."""
+    from pspnet.model.pspnet import PSPNet
+
+    forward = PSPNet.forward
+
+    def runs_out_beyond_one(self, x, *args, **kwargs):
+        if not self.training and x.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(PSPNet, "forward", runs_out_beyond_one)
+    cfg = config_dict(data_root, tmp_path / "run", iterations=2, val_every=2)
+    cfg["val"]["batch_size"] = 2
+    cfg["train"]["precision"] = "fp32"
+    summary = run(cfg, tmp_path)
+    assert summary.best_miou is not None
+    said = capsys.readouterr().out
+    assert "did not fit in the memory of cpu; running 1 at a time from now on (val.batch_size: 1 starts there)" in said

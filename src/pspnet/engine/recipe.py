@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pspnet.device import NATIVE_BF16, MemoryFit, cpu_features
+from pspnet.device import NATIVE_BF16, OPTIONS, SETTINGS_FIELDS, MemoryFit, MemorySettings, cpu_features
 from pspnet.engine.inference import Forward
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
@@ -249,20 +249,21 @@ def api_forward(model: Any, device: torch.device | str | None) -> tuple[Forward,
     .onnx or .xml: callable, with `info`) as it is, the protocol around it on the CPU."""
     if isinstance(model, nn.Module):
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        return inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn), device
+        return inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn,
+                                 memory_names=SETTINGS_FIELDS), device
     if not callable(model) or not hasattr(model, "info"):
         raise PSPNetError(f"model: got {type(model).__name__}; expected a PSPNet or what pspnet.load returns")
     return model, torch.device("cpu")
 
 
 def inference_forward(model: nn.Module, recipe: Recipe, device: torch.device | str,
-                      calibration: Sequence[torch.Tensor] = (), fit_memory: Callable[[str], None] | None = None
-                      ) -> Forward:
+                      calibration: Sequence[torch.Tensor] = (), fit_memory: Callable[[str], None] | None = None,
+                      memory_names: MemorySettings = OPTIONS) -> Forward:
     """The `Forward` callable running `model` (in eval mode) by `recipe`; the reference recipe runs it as it is.
     `calibration`: sample input batches, for int8 quantisation only. `fit_memory`: the test protocol runs a batch
     that does not fit in memory in parts, and tells this function so (`MemoryFit`); without it (the benchmark, which
-    times the batch it names) the failure is raised."""
-    fit = MemoryFit(torch.device(device), fit_memory) if fit_memory is not None else None
+    times the batch it names) the failure is raised; `memory_names`: how its messages name the settings to change."""
+    fit = MemoryFit(torch.device(device), fit_memory, memory_names) if fit_memory is not None else None
     return CompiledForward(model, recipe, device, calibration, fit)
 
 

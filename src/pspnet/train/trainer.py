@@ -23,7 +23,7 @@ from pspnet.data.check import check_dataset
 from pspnet.data.datasets import build_dataset
 from pspnet.data.label_values import parse_values
 from pspnet.data.loader import build_loader
-from pspnet.device import bf16_warning, is_out_of_memory, memory_state, release_cached_memory
+from pspnet.device import VAL_SECTION, bf16_warning, is_out_of_memory, memory_state, release_cached_memory
 from pspnet.distributed import (
     Distributed,
     all_reduce_sum,
@@ -500,7 +500,7 @@ class Trainer:
         dataset = self.val_set
         if self.cfg.train.val_images:
             dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
-        forward = inference_forward(net, self.val_recipe, self.d.device, fit_memory=self.note)
+        forward = inference_forward(net, self.val_recipe, self.d.device, fit_memory=self.note, memory_names=VAL_SECTION)
         samples = self.cfg.train.val_samples if log.shows_images else 0  # from rank 0's share of the images
         ev = evaluate(forward, dataset, self.cfg.val, self.info, self.d.device, self.cfg.data.ignore_index,
                       num_samples=samples, progress=self.progress and self.d.is_main, processes=self.d,
