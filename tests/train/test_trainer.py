@@ -420,3 +420,23 @@ def test_a_validation_batch_that_does_not_fit_runs_in_parts_and_names_the_val_se
     assert summary.best_miou is not None
     said = capsys.readouterr().out
     assert "did not fit in the memory of cpu; running 1 at a time from now on (val.batch_size: 1 starts there)" in said
+
+
+def test_fit_names_its_own_arguments_where_the_command_names_flags(data_root, tmp_path, monkeypatch):
+    """From Python, continuing and restarting are `resume=True` and `overwrite=True`: the messages say so."""
+    import signal
+
+    from pspnet.train.stop import StopRequests, TrainingStopped
+
+    settings = config_dict(data_root, tmp_path / "run", iterations=4, checkpoint_every=2)
+    monkeypatch.setattr(StopRequests, "agreed", lambda self, d: signal.SIGTERM)  # a stop asked for at once
+    with pytest.raises(TrainingStopped, match=r"after iteration 1: saved .*iter_0000001.pt; `resume=True` continues "
+                                              r"from it$"):
+        pspnet.fit(settings, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(PSPNetError, match=r"holds an earlier run .*; continue it with resume=True, or start afresh "
+                                          r"with overwrite=True \(its files"):
+        pspnet.fit(settings, progress=False)
+    with pytest.raises(PSPNetError, match=r"^resume=True continues the run in train.out_dir and overwrite=True starts "
+                                          r"it afresh: choose one$"):
+        pspnet.fit(settings, resume=True, overwrite=True, progress=False)

@@ -17,6 +17,7 @@ import torch
 from pspnet.checkpoint import TRAINING_FORMAT, model_weights, unwrap
 from pspnet.errors import PSPNetError
 from pspnet.files import file_kind, read_torch_file, write_atomically
+from pspnet.train.outdir import COMMAND, RunOptions
 
 NAME = re.compile(r"iter_(\d+)\.pt")
 
@@ -57,18 +58,18 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def check_resume_file(path: Path) -> None:
+def check_resume_file(path: Path, names: RunOptions = COMMAND) -> None:
     """What can be told of a --resume file before the run spends anything (the data check, the model): that it
     exists and is not a weights-only .safetensors file."""
     if file_kind(path) == "safetensors":
         raise PSPNetError(f"{path}: holds the weights only (no optimiser state, no iteration), so a run cannot resume "
-                          "from it; --resume takes a run's checkpoints/iter_N.pt. To start a new run from these "
+                          f"from it; {names.resume} takes a run's checkpoints/iter_N.pt. To start a new run from these "
                           f"weights, set train.init={path}")
 
 
-def load_training_checkpoint(path: Path) -> dict[str, Any]:
+def load_training_checkpoint(path: Path, names: RunOptions = COMMAND) -> dict[str, Any]:
     """The content of `iter_N.pt`, for --resume; any other file is an error that says what --resume takes."""
-    check_resume_file(path)
+    check_resume_file(path, names)
     obj = read_torch_file(path)
     if not isinstance(obj, dict) or obj.get("format") != TRAINING_FORMAT:
         raise PSPNetError(f"{path}: not a pspnet training checkpoint (expected checkpoints/iter_N.pt written by "

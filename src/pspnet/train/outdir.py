@@ -4,9 +4,23 @@ started afresh with --overwrite (the old run's files moved aside, not deleted); 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pspnet.errors import PSPNetError
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the caller names continuing a run and starting it afresh, for the messages that say which to use: the
+    command's flags, or the arguments of `pspnet.fit`."""
+
+    resume: str = "--resume"
+    overwrite: str = "--overwrite"
+
+
+COMMAND = RunOptions()
+FIT = RunOptions("resume=True", "overwrite=True")
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "tensorboard", "checkpoints", "best.safetensors", "final.safetensors")
 
@@ -16,18 +30,19 @@ def run_files(out_dir: Path) -> list[Path]:
     return [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
 
 
-def check_out_dir(out_dir: Path, resume: object, overwrite: bool) -> None:
+def check_out_dir(out_dir: Path, resume: object, overwrite: bool, names: RunOptions = COMMAND) -> None:
     """Before anything is computed: refuse to mix a new run into an old one (every process calls it)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PSPNetError(f"train.out_dir = {out_dir}: exists and is not a folder; expected a folder for the run")
     if resume and overwrite:
-        raise PSPNetError("--resume continues the run in train.out_dir and --overwrite starts it afresh: choose one")
+        raise PSPNetError(f"{names.resume} continues the run in train.out_dir and {names.overwrite} starts it afresh: "
+                          "choose one")
     found = run_files(out_dir)
     has_checkpoints = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").glob("iter_*.pt"))
     if found and not overwrite and not (resume and (has_checkpoints or resume is not True)):
-        what = "continue it with --resume, or " if has_checkpoints else ""
+        what = f"continue it with {names.resume}, or " if has_checkpoints else ""
         raise PSPNetError(f"train.out_dir = {out_dir}: holds an earlier run ({', '.join(p.name for p in found)}); "
-                          f"{what}start afresh with --overwrite (its files are moved aside), or choose another "
+                          f"{what}start afresh with {names.overwrite} (its files are moved aside), or choose another "
                           "train.out_dir")
 
 

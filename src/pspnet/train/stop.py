@@ -26,14 +26,15 @@ REPEAT_WINDOW_S = 1.0  # requests this close to the first are the same request
 class TrainingStopped(Exception):
     """The run stopped when asked, after saving `checkpoint` at `iteration`."""
 
-    def __init__(self, signum: int, iteration: int, checkpoint: str, validating: bool = False) -> None:
+    def __init__(self, signum: int, iteration: int, checkpoint: str, validating: bool = False,
+                 resume: str = "--resume") -> None:
         self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
         name = signal.Signals(signum).name
         if validating:
             super().__init__(f"stopped by {name} during the validation of iteration {iteration}: saved {checkpoint}; "
-                             "`--resume` validates it first, then continues")
+                             f"`{resume}` validates it first, then continues")
         else:
-            super().__init__(f"stopped by {name} after iteration {iteration}: saved {checkpoint}; `--resume` "
+            super().__init__(f"stopped by {name} after iteration {iteration}: saved {checkpoint}; `{resume}` "
                              "continues from it")
 
 

@@ -58,7 +58,7 @@ from pspnet.train.checkpoints import (
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig, load_train_config
 from pspnet.train.init_weights import normalisation, start_from
-from pspnet.train.outdir import check_out_dir, move_aside
+from pspnet.train.outdir import COMMAND, FIT, RunOptions, check_out_dir, move_aside
 from pspnet.train.runlog import RunLog
 from pspnet.train.schedule import parameter_groups, set_poly_lr
 from pspnet.train.step import TrainingStep
@@ -113,12 +113,13 @@ DATA_WAIT_NOTE = 0.1  # a run that waited longer than this share of its time for
 
 
 def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: bool = True,
-          overwrite: bool = False) -> Summary:
+          overwrite: bool = False, names: RunOptions = COMMAND) -> Summary:
     """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`.
-    A folder holding an earlier run needs `resume` (continue) or `overwrite` (start afresh; old files moved aside)."""
-    check_out_dir(cfg.train.out_dir, resume, overwrite)
+    A folder holding an earlier run needs `resume` (continue) or `overwrite` (start afresh; old files moved aside).
+    `names`: how the messages name those two (the command's flags, or `pspnet.fit`'s arguments)."""
+    check_out_dir(cfg.train.out_dir, resume, overwrite, names)
     if isinstance(resume, (str, Path)):
-        check_resume_file(Path(resume))
+        check_resume_file(Path(resume), names)
     d = setup(cfg.train.device, "train.device")
     try:
         if overwrite and d.is_main:
@@ -126,7 +127,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
             if aside is not None:
                 tqdm.write(f"the earlier run in {cfg.train.out_dir} was moved to {aside}")
         barrier(d)
-        return Trainer(cfg, d, progress).run(resume)
+        return Trainer(cfg, d, progress, names).run(resume)
     finally:
         teardown()
 
@@ -138,12 +139,13 @@ def fit(config: str | Path | Mapping[str, Any], overrides: Sequence[str] = (), *
     file). Returns the run's summary (`best_checkpoint`, `best_miou`, `final_checkpoint`); a stop request (Ctrl-C,
     SIGTERM) saves a checkpoint and raises `TrainingStopped`."""
     overrides = [overrides] if isinstance(overrides, str) else list(overrides)  # one override given as it is
-    return train(load_train_config(config, overrides), resume=resume, progress=progress, overwrite=overwrite)
+    return train(load_train_config(config, overrides), resume=resume, progress=progress, overwrite=overwrite,
+                 names=FIT)
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, d: Distributed, progress: bool) -> None:
-        self.cfg, self.d, self.progress = cfg, d, progress
+    def __init__(self, cfg: TrainConfig, d: Distributed, progress: bool, names: RunOptions = COMMAND) -> None:
+        self.cfg, self.d, self.progress, self.names = cfg, d, progress, names
         s = cfg.train
         self.out = s.out_dir
         self.ckpt_dir = self.out / "checkpoints"
@@ -286,13 +288,13 @@ class Trainer:
             path = found[-1]
         else:
             path = Path(resume)
-        ckpt = load_training_checkpoint(path)
+        ckpt = load_training_checkpoint(path, self.names)
         written = ModelConfig.from_dict(ckpt["model_config"], str(path))
         if written != self.cfg.model:
             changes = changed_settings(written.to_dict(), self.cfg.model.to_dict(), "model.")
             raise PSPNetError(f"{path}: its weights are for other model settings than the config's "
                               f"({', '.join(changes)}); resume with the run's own model settings, or start afresh "
-                              "with --overwrite or another train.out_dir")
+                              f"with {self.names.overwrite} or another train.out_dir")
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
@@ -354,8 +356,8 @@ class Trainer:
             progress.get("val_due") == start or (start >= self.max_iter and not final.exists()))
         if start >= self.max_iter and final.exists() and not owed:
             self.note(f"the run in {self.out} is finished (iteration {start} of {self.max_iter}): nothing to train. "
-                      "To train longer, raise train.iterations (or train.epochs) and --resume; to start afresh, "
-                      "--overwrite")
+                      f"To train longer, raise train.iterations (or train.epochs) and {self.names.resume}; to start "
+                      f"afresh, {self.names.overwrite}")
             best_path = self.out / "best.safetensors"
             return Summary(start, final, best_path if best_path.exists() else None, progress.get("best_miou"), 0.0)
         best = progress.get("best_miou")
@@ -416,7 +418,7 @@ class Trainer:
                 if done < self.max_iter and (signum := stops.agreed(d)):  # SIGTERM or Ctrl-C: stop, resumable
                     if last_saved != checkpoint_path(self.ckpt_dir, done):
                         last_saved = self.save_checkpoint(done, {"best_miou": best})
-                    stopped = TrainingStopped(signum, done, str(last_saved))
+                    stopped = TrainingStopped(signum, done, str(last_saved), resume=self.names.resume)
                     self.note(str(stopped))
                     raise stopped
         except KeyboardInterrupt:  # a second request: at once, mid-step; the last checkpoint is a finished step's
@@ -459,8 +461,8 @@ class Trainer:
         if d.device.type == "cuda" and self.recipe.precision == "fp32":
             ways.append("train.fast=true (bf16)")
         ways.append("a smaller data.crop_size")
-        where = (f"; the last checkpoint, {last_saved}, is intact: --resume continues from it with the change"
-                 if last_saved else "")
+        where = (f"; the last checkpoint, {last_saved}, is intact: {self.names.resume} continues from it with the "
+                 "change" if last_saved else "")
         return PSPNetError(f"out of memory in training step {iteration + 1} on {d.device}{memory_state(d.device)}, "
                            f"{self.micro} images of {h}×{w} per forward; lower what one forward holds with "
                            f"{', '.join(ways[:-1])} or {ways[-1]}{where}")
@@ -481,7 +483,8 @@ class Trainer:
         miou = self.validate(done, log, stops)  # the same on every process: they take one branch
         if miou is None:
             last_saved = self.save_checkpoint(done, {"best_miou": best, "val_due": done})
-            stopped = TrainingStopped(stops.agreed(self.d), done, str(last_saved), validating=True)
+            stopped = TrainingStopped(stops.agreed(self.d), done, str(last_saved), validating=True,
+                                      resume=self.names.resume)
             self.note(str(stopped))
             raise stopped
         if not math.isnan(miou) and (best is None or miou > best):
