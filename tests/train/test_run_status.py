@@ -14,12 +14,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import config_dict, make_folders_dataset  # noqa: E402
 
 
-def test_info_of_a_run_folder_says_how_far_it_got_and_describes_its_best_model(tmp_path, capsys) -> None:
-    data = make_folders_dataset(tmp_path / "data", n_train=4, n_val=1)
+def trained_run(tmp_path: Path, n_val: int) -> tuple[Path, Path]:
+    """(the data, the run's folder) of a 4-iteration run validated and checkpointed every 2."""
+    data = make_folders_dataset(tmp_path / "data", n_train=4, n_val=n_val)
     out = tmp_path / "run"
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(config_dict(data, out, iterations=4, val_every=2, checkpoint_every=2)))
     train(load_train_config(config), progress=False)
+    return data, out
+
+
+def test_info_of_a_run_folder_says_how_far_it_got_and_describes_its_best_model(tmp_path, capsys) -> None:
+    _, out = trained_run(tmp_path, n_val=1)
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
@@ -51,11 +57,7 @@ def test_info_of_a_run_folder_says_how_far_it_got_and_describes_its_best_model(t
 
 
 def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, capsys) -> None:
-    data = make_folders_dataset(tmp_path / "data", n_train=4, n_val=2)
-    out = tmp_path / "run"
-    config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(config_dict(data, out, iterations=4, val_every=2, checkpoint_every=2)))
-    train(load_train_config(config), progress=False)
+    data, out = trained_run(tmp_path, n_val=2)
     capsys.readouterr()
     best = out / "best.safetensors"
     # eval RUN: the best model on the run's own validation split, as eval BEST --config RUN/config.yaml scores it.
