@@ -157,6 +157,25 @@ def test_a_dataset_named_as_data_prepare_takes_it_says_which_options_name_it(cap
                   "(or --config FILE)"
 
 
+def test_a_root_or_config_given_without_its_option_is_answered_with_the_command_meant(tmp_path, capsys):
+    prepared, mine, config = tmp_path / "cv", tmp_path / "mine", tmp_path / "data.yaml"
+    prepared.mkdir()
+    (prepared / "pspnet-prepared.json").write_text('{"dataset": "camvid", "splits": {}}')
+    (mine / "images").mkdir(parents=True)
+    (mine / "labels").mkdir()
+    config.write_text("data: {dataset: folders, root: mine, num_classes: 3}\n")
+    said = {}
+    for path in (prepared, mine, config, tmp_path):
+        assert main(["data", "check", str(path)]) == 2
+        said[path] = capsys.readouterr().err.strip().removeprefix("pspnet data: error: ")
+    assert said[prepared] == (f"{prepared}: the dataset's root goes after --root: pspnet data check --dataset camvid "
+                              f"--root {prepared}")  # the stamp `data prepare` wrote names it
+    assert said[mine].endswith(f"pspnet data check --dataset folders --root {mine}")
+    assert said[config] == f"{config}: the config goes after --config: pspnet data check --config {config}"
+    assert said[tmp_path].startswith(f"{tmp_path}: the dataset's root goes after --root, with its kind: pspnet data "
+                                     f"check --dataset KIND --root {tmp_path} (KIND: folders for")
+
+
 def test_every_malformed_list_line_is_reported_and_the_good_pairs_still_checked(tmp_path):
     good = good_pair(tmp_path, "a")
     cfg = lists_dataset(tmp_path, [good])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
 from pspnet.data.check import check_dataset, class_shares
 from pspnet.data.config import DATASET_KINDS, DataConfig, data_config_from_options, load_data_config
-from pspnet.data.datasets import build_dataset, dataset_info
+from pspnet.data.datasets import PREPARED_STAMP, build_dataset, dataset_info
 from pspnet.data.prepare import PREPARERS, prepare_dataset
 from pspnet.errors import PSPNetError
 
@@ -62,11 +63,39 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_named_positionally(words: list[str]) -> None:
+    """`pspnet data check data/camvid` or `… my.yaml`: the folder or config given without its option is answered
+    with the command meant (a prepared root's stamp names its dataset)."""
+    named = [Path(w) for w in words if "=" not in w]
+    if not named:
+        return
+    path = named[0]
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        raise PSPNetError(f"{path}: the config goes after --config: pspnet data check --config {path}")
+    if not path.is_dir():
+        return
+    try:
+        dataset = json.loads((path / PREPARED_STAMP).read_text()).get("dataset")  # a root `data prepare` wrote
+    except (OSError, ValueError, AttributeError):
+        dataset = None
+    if not isinstance(dataset, str):
+        dataset = ("lists" if (path / "train.txt").is_file() else
+                   "folders" if (path / "images").is_dir() and (path / "labels").is_dir() else None)
+    if dataset is None:
+        raise PSPNetError(f"{path}: the dataset's root goes after --root, with its kind: pspnet data check --dataset "
+                          f"KIND --root {path} (KIND: folders for images/ and labels/ folders, lists for train.txt and "
+                          "val.txt, or a benchmark's name)")
+    raise PSPNetError(f"{path}: the dataset's root goes after --root: pspnet data check --dataset {dataset} --root "
+                      f"{path}")
+
+
 def data_config(args: argparse.Namespace) -> DataConfig:
     named = [word for word in args.overrides if word in DATASET_KINDS]
     if named and args.config is None:  # `pspnet data check camvid`, as `data prepare` takes the name
         raise PSPNetError(f"data check {named[0]}: the dataset is named with --dataset {named[0]} --root DIR (or "
                           "--config FILE)")
+    if args.config is None and args.dataset is None and args.root is None:
+        check_named_positionally(args.overrides)
     if args.config is not None:
         return load_data_config(args.config, args.overrides)[0]
     if args.dataset is None or args.root is None:
