@@ -17,6 +17,8 @@ import torch
 
 from pspnet.errors import PSPNetError
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # files read as images
+
 
 def write_atomically(path: Path, write: Callable[[str], Any]) -> None:
     """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
@@ -78,6 +80,8 @@ def file_kind(path: Path) -> str:
         raise PSPNetError(f"{path}: a folder, not a checkpoint file; give{hint}")
     if not path.is_file():
         raise PSPNetError(f"{path}: no such checkpoint file")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise PSPNetError(f"{path}: an image, not a checkpoint; the model is named first, then the images")
     if path.suffix.lower() in (".yaml", ".yml"):
         raise PSPNetError(f"{path}: a config file, not a checkpoint (a .safetensors or .pth model, or a published "
                           "model's name)")

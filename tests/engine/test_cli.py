@@ -568,6 +568,17 @@ def test_eval_without_data_names_the_config_of_the_run_that_trained_the_model(ch
     assert capsys.readouterr().err.strip() == (
         f"pspnet eval: error: {other}: a config file where the model goes; the model comes first: pspnet eval "
         f"{checkpoint} --config {other}")
+    listing = tmp_path / "val.txt"
+    listing.write_text("a.png a_label.png\n")
+    assert main(["eval", str(listing), str(checkpoint)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pspnet eval: error: {listing}: a list file where the model goes; the model comes first: pspnet eval "
+        f"{checkpoint} --list {listing}")
+    write_image(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), str(checkpoint), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"pspnet predict: error: {tmp_path / 'a.png'}: an image, not a checkpoint; the model is named first, then the "
+        "images")
     assert main(["export", str(other), "--out", str(tmp_path / "m.onnx")]) == 2
     assert capsys.readouterr().err.strip() == (
         f"pspnet export: error: {other}: a config file, not a checkpoint (a .safetensors or .pth model, or a "

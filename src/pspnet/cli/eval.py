@@ -27,6 +27,7 @@ from pspnet.cli.inference_options import (
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.cli.run_folder import use_run_folder
+from pspnet.data.lists import LIST_SUFFIXES
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
@@ -176,19 +177,22 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
 
 
 def check_not_a_config(args: argparse.Namespace) -> None:
-    """A config file where the model goes (`pspnet eval configs/camvid.yaml best.safetensors`) is said with the
-    command that was meant, before the data options are asked for."""
+    """A config or list file where the model goes (`pspnet eval configs/camvid.yaml best.safetensors`) is said with
+    the command that was meant, before the data options are asked for."""
     path = args.checkpoint
-    if path.suffix.lower() not in (".yaml", ".yml"):
+    suffix = path.suffix.lower()
+    option = "--config" if suffix in (".yaml", ".yml") else "--list" if suffix in LIST_SUFFIXES else None
+    if option is None:
         return
-    if is_run_folder(path.parent) and path.name == "config.yaml":
-        raise PSPNetError(f"{path}: a config file where the model goes; `pspnet eval {path.parent}` evaluates the "
-                          "run's best model on this config's validation split")
+    what = "a config file" if option == "--config" else "a list file"
+    if option == "--config" and is_run_folder(path.parent) and path.name == "config.yaml":
+        raise PSPNetError(f"{path}: {what} where the model goes; `pspnet eval {path.parent}` evaluates the run's best "
+                          "model on this config's validation split")
     models = [o for o in args.overrides if "=" not in o]
-    model, what = (models[0], "") if len(models) == 1 else (
+    model, which = (models[0], "") if len(models) == 1 else (
         "MODEL", " (MODEL: a checkpoint, a training run's folder or a published model's name)")
-    raise PSPNetError(f"{path}: a config file where the model goes; the model comes first: pspnet eval {model} "
-                      f"--config {path}{what}")
+    raise PSPNetError(f"{path}: {what} where the model goes; the model comes first: pspnet eval {model} {option} "
+                      f"{path}{which}")
 
 
 def published_preset(args: argparse.Namespace, dataset: str) -> str | None:

@@ -19,10 +19,10 @@ from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.run_folder import QUANTIZATION_RECORD, QUANTIZED_IR, use_run_folder
 from pspnet.data.imageops import read_image, to_tensor
-from pspnet.data.lists import IMAGE_SUFFIXES, read_image_list, spread_evenly, tree_files
+from pspnet.data.lists import read_image_list, spread_evenly, tree_files
 from pspnet.download import file_digest
 from pspnet.errors import PSPNetError
-from pspnet.files import check_new_outputs, check_output_folder, write_atomically
+from pspnet.files import IMAGE_SUFFIXES, check_new_outputs, check_output_folder, write_atomically
 
 DEFAULT_IMAGES = 64
 

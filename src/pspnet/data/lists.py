@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pspnet.errors import PSPNetError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from pspnet.files import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

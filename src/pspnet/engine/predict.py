@@ -26,7 +26,7 @@ from PIL import Image
 
 from pspnet.classes import Color
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
-from pspnet.data.lists import IMAGE_SUFFIXES, LIST_SUFFIXES, read_image_list, tree_files, tree_name
+from pspnet.data.lists import LIST_SUFFIXES, read_image_list, tree_files, tree_name
 from pspnet.engine.inference import (
     Forward,
     InferenceSettings,
@@ -37,7 +37,7 @@ from pspnet.engine.inference import (
 )
 from pspnet.engine.label_formats import encode_labels
 from pspnet.errors import PSPNetError
-from pspnet.files import atomic_target, staged_folder, write_atomically
+from pspnet.files import IMAGE_SUFFIXES, atomic_target, staged_folder, write_atomically
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
