@@ -14,8 +14,8 @@ import torch
 
 from pspnet.bench.report import format_markdown, format_text, machine, recipes_line
 from pspnet.bench.suite import WORKLOADS, BenchConfig, BenchResult, TrainVariant, run_bench
+from pspnet.cli.model_folder import use_model_folder
 from pspnet.cli.recipe_options import add_recipe_arguments, recipe_from_args
-from pspnet.cli.run_folder import use_run_folder
 from pspnet.device import resolve_device
 from pspnet.engine.recipe import OFFICIAL, Recipe
 from pspnet.errors import PSPNetError
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.
     _dynamo.config.recompile_limit = 64
     if args.checkpoint is not None:
-        use_run_folder(args)
+        use_model_folder(args)
     config = config_from_args(args)
     for option, path in (("--markdown", args.markdown), ("--json", args.json)):
         if path is not None:

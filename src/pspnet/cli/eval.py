@@ -24,9 +24,9 @@ from pspnet.cli.inference_options import (
     recorded_protocol_note,
     settings_from_args,
 )
+from pspnet.cli.model_folder import use_model_folder
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
-from pspnet.cli.run_folder import use_run_folder
 from pspnet.data.lists import LIST_SUFFIXES
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
@@ -255,7 +255,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_protocol_options(args)
     device, main = processes.device, processes.is_main
     check_not_a_config(args)
-    run_folder = use_run_folder(args, say=main)
+    run_folder = use_model_folder(args, say=main)
     if run_folder is not None and args.config is None and args.images is None and args.labels is None \
             and args.list is None:
         args.config = run_folder / "config.yaml"

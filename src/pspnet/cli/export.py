@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from pspnet.checkpoint import load
-from pspnet.cli.run_folder import use_run_folder
+from pspnet.cli.model_folder import use_model_folder
 from pspnet.device import resolve_device
 from pspnet.errors import PSPNetError
 from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset, export_onnx, require_onnx
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    use_run_folder(args)
+    use_model_folder(args)
     check_output_file(args.out, "--out", args.overwrite)
     if args.out.resolve() == args.checkpoint.resolve():
         raise PSPNetError(f"--out {args.out}: is the checkpoint being exported; choose another file")

@@ -12,7 +12,7 @@ import torch
 
 from pspnet.checkpoint import read_metadata
 from pspnet.classes import DatasetInfo
-from pspnet.cli.run_folder import use_run_folder
+from pspnet.cli.model_folder import use_model_folder
 from pspnet.engine.inference import InferenceSettings
 from pspnet.export.read_metadata import export_metadata, is_export
 from pspnet.model.config import ModelConfig
@@ -37,7 +37,7 @@ def parameter_count(model: dict[str, Any], info: dict[str, Any], source: str) ->
 def run(args: argparse.Namespace) -> int:
     status = read_run(args.checkpoint) if is_run_folder(args.checkpoint) else None
     if status is None:
-        use_run_folder(args)  # the folder of `pspnet quantize`: its IR; a folder of runs: they are named
+        use_model_folder(args)  # the folder of `pspnet quantize`: its IR; a folder of runs: they are named
     if status is not None:
         if status.model is None or not args.json:
             print(json.dumps({"run": status.to_dict()}, indent=1) if args.json else "\n".join(describe_run(status)))

@@ -24,9 +24,9 @@ from pspnet.cli.inference_options import (
     recorded_protocol_note,
     settings_from_args,
 )
+from pspnet.cli.model_folder import use_model_folder
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
-from pspnet.cli.run_folder import use_run_folder
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, run_in_processes, shard_indices
 from pspnet.engine.inference import fill_batches, segment_and_confidence
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     main = processes.is_main
     check_protocol_options(args)
-    use_run_folder(args, say=main)
+    use_model_folder(args, say=main)
     found = expand_inputs(args.inputs, args.recursive, exclude=args.out)
     failures = list(found.problems) if main else []  # the whole run's problems, counted by the first process
     for message in (found.problems + found.notes) if main else []:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
-from pspnet.cli.run_folder import QUANTIZATION_RECORD, QUANTIZED_IR, use_run_folder
+from pspnet.cli.model_folder import QUANTIZATION_RECORD, QUANTIZED_IR, use_model_folder
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.data.lists import read_image_list, spread_evenly, tree_files
 from pspnet.download import file_digest
@@ -30,8 +30,8 @@ DEFAULT_IMAGES = 64
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, metavar="MODEL",
                    help="a checkpoint, a training run's folder (its best model), a published model's name "
-                        "(`pspnet models`), or an f32 graph that `pspnet "
-                        "export` wrote (.onnx, or an OpenVINO .xml with its .bin)")
+                        "(`pspnet models`), or an f32 graph that `pspnet export` wrote (.onnx, or an OpenVINO .xml "
+                        "with its .bin)")
     p.add_argument("--calib", type=Path, required=True, metavar="LIST_OR_FOLDER",
                    help="calibration images: a folder of images (subfolders too), or a list file with an image path "
                         "first on each line (relative to the list's folder; `image label` lists work as they are)")
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from pspnet.engine.openvino_int8 import quantize, require_nncf
 
     require_nncf()  # the install hint before any work
-    use_run_folder(args)
+    use_model_folder(args)
     if args.images < 2:
         raise PSPNetError(f"--images {args.images}: expected at least 2 (calibration, and one image held back)")
     found = calibration_files(args.calib)

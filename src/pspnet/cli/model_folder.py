@@ -13,7 +13,7 @@ from pspnet.train.run_status import is_run_folder, run_model
 QUANTIZED_IR, QUANTIZATION_RECORD = "model.xml", "quantization.json"  # what `pspnet quantize --out DIR` writes
 
 
-def use_run_folder(args: argparse.Namespace, say: bool = True) -> Path | None:
+def use_model_folder(args: argparse.Namespace, say: bool = True) -> Path | None:
     """When `args.checkpoint` is a training run's folder, it becomes the run's model (said on stderr unless not
     `say`: the other processes of a torchrun) and the folder is returned. The folder of `pspnet quantize --out`
     becomes its IR (and None is returned); a folder holding runs (`runs/`) is an error naming them; else None and
