@@ -144,7 +144,7 @@ def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color
             ax.axis("off")
     handles = [Patch(facecolor=np.asarray(color) / 255, edgecolor="black", linewidth=0.3, label=name)
                for name, color in entries]
-    fig.legend(handles=handles, loc="lower center", ncol=min(LEGEND_COLUMNS, len(handles)), fontsize=8,
+    fig.legend(handles=handles, loc="lower center", ncol=max(1, min(LEGEND_COLUMNS, len(handles))), fontsize=8,
                frameon=False)
     fig.tight_layout(rect=(0, key / height, 1, 1))
     fig.savefig(path, dpi=100)
