@@ -562,18 +562,14 @@ def test_eval_without_data_names_the_config_of_the_run_that_trained_the_model(ch
     assert capsys.readouterr().err.strip() == (
         f"pspnet eval: error: {run / 'config.yaml'}: a config file where the model goes; `pspnet eval {run}` "
         "evaluates the run's best model on this config's validation split")
-    other = tmp_path / "camvid.yml"
+    other, listing = tmp_path / "camvid.yml", tmp_path / "val.txt"
     other.write_text("data: {dataset: folders, root: d, num_classes: 3}\n")
-    assert main(["eval", str(other), str(checkpoint)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"pspnet eval: error: {other}: a config file where the model goes; the model comes first: pspnet eval "
-        f"{checkpoint} --config {other}")
-    listing = tmp_path / "val.txt"
     listing.write_text("a.png a_label.png\n")
-    assert main(["eval", str(listing), str(checkpoint)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"pspnet eval: error: {listing}: a list file where the model goes; the model comes first: pspnet eval "
-        f"{checkpoint} --list {listing}")
+    for data, what, option in ((other, "a config file", "--config"), (listing, "a list file", "--list")):
+        assert main(["eval", str(data), str(checkpoint)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"pspnet eval: error: {data}: {what} where the model goes; the model comes first: pspnet eval "
+            f"{checkpoint} {option} {data}")
     write_image(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "a.png"), str(checkpoint), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip().endswith(
