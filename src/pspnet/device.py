@@ -11,9 +11,9 @@ import torch
 from pspnet.errors import PSPNetError
 
 
-def resolve_device(name: str = "auto", option: str = "--device") -> torch.device:
-    """"auto" picks CUDA when available, else the CPU; "cuda:1" must exist. `option` is the setting that named it,
-    for the error that says what to set instead."""
+def resolve_device(name: str = "auto", use_cpu: str = "--device cpu") -> torch.device:
+    """"auto" picks CUDA when available, else the CPU; "cuda:1" must exist. `use_cpu`: how the caller asks for the
+    CPU instead (a command's option, a config's setting), for the error on a machine without a GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -22,8 +22,7 @@ def resolve_device(name: str = "auto", option: str = "--device") -> torch.device
         raise PSPNetError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            cpu = f"{option}=cpu" if "." in option else f"{option} cpu"  # train.device=cpu, --device cpu
-            raise PSPNetError(f"device {name!r} asked for, but this machine has no usable CUDA GPU; use {cpu}")
+            raise PSPNetError(f"device {name!r} asked for, but this machine has no usable CUDA GPU; use {use_cpu}")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise PSPNetError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
     elif device.type != "cpu":

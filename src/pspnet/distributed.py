@@ -32,13 +32,13 @@ class Distributed:
         return self.world_size > 1
 
 
-def setup(device_name: str, option: str = "--device") -> Distributed:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a single process otherwise. `option`:
-    the setting that named the device (for its errors)."""
+def setup(device_name: str, use_cpu: str = "--device cpu") -> Distributed:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a single process otherwise. `use_cpu`:
+    how the caller asks for the CPU (for the error on a machine without a GPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, option)
+    device = resolve_device(device_name, use_cpu)
     if world_size > 1:
         if device.type == "cuda":
             if local_rank >= torch.cuda.device_count():

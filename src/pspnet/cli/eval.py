@@ -95,6 +95,12 @@ class NamedData:
     ignore: int = IGNORE_INDEX
 
 
+def data_options(args: argparse.Namespace) -> list[str]:
+    """Which of --config, --images/--labels, --list name the data."""
+    return [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
+                                 ("--list", args.list)) if v is not None]
+
+
 def read_eval_data(args: argparse.Namespace) -> NamedData:
     """The data of exactly one of --config, --images/--labels, --list, with the mistakes that can be told before the
     model loads: overrides without a config, a missing list or folder, no images, and images none of whose labels
@@ -104,8 +110,7 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     from pspnet.data.datasets import build_dataset
     from pspnet.data.lists import pair_folders, read_list, unpaired_labels, windows_separators
 
-    given = [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
-                                  ("--list", args.list)) if v is not None]
+    given = data_options(args)
     if len(given) != 1:
         run_config = [p / "config.yaml" for p in (args.checkpoint.parent, args.checkpoint.parent.parent)
                       if args.checkpoint.is_file() and (p / "config.yaml").is_file()]
@@ -256,8 +261,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     device, main = processes.device, processes.is_main
     check_not_a_config(args)
     run_folder = use_model_folder(args, say=main)
-    if run_folder is not None and args.config is None and args.images is None and args.labels is None \
-            and args.list is None:
+    if run_folder is not None and not data_options(args):
         args.config = run_folder / "config.yaml"
         if main:
             print(f"data: the {args.split} split of the run's config (--config {args.config})", file=sys.stderr)

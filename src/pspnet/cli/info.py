@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     status = read_run(args.checkpoint) if is_run_folder(args.checkpoint) else None
     if status is None:
         use_model_folder(args)  # the folder of `pspnet quantize`: its IR; a folder of runs: they are named
-    if status is not None:
+    else:
         if status.model is None or not args.json:
             print(json.dumps({"run": status.to_dict()}, indent=1) if args.json else "\n".join(describe_run(status)))
         if status.model is None:

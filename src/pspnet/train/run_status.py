@@ -23,6 +23,11 @@ class RunStatus:
     latest: Path | None = None  # checkpoints/iter_N.pt
 
     @property
+    def top_validation(self) -> tuple[int, float] | None:
+        """(iteration, val mIoU) of the best validation; None before the first."""
+        return max(self.validations, key=lambda v: v[1]) if self.validations else None
+
+    @property
     def model(self) -> Path | None:
         """The file to describe or use: the best model, else the final one, else the latest checkpoint."""
         return self.best or self.final or self.latest
@@ -85,7 +90,7 @@ def run_model(path: Path) -> tuple[Path, str] | None:
         raise PSPNetError(f"{path}: a training run with no model yet (no best.safetensors, final.safetensors or "
                           f"checkpoints/iter_N.pt); `pspnet info {path}` says how far it got")
     if model == status.best:
-        top = max(status.validations, key=lambda v: v[1]) if status.validations else None
+        top = status.top_validation
         scored = f" (val mIoU {top[1]:.4f} at iteration {top[0]})" if top else ""
         which = f"its best model, {model}{scored}"
     elif model == status.final:
@@ -107,8 +112,8 @@ def describe_run(status: RunStatus) -> list[str]:
     else:
         state = "no checkpoint yet (stopped before its first, or still starting)"
     lines = [f"run: {folder}: {state}"]
-    if status.validations:
-        top_iteration, top = max(status.validations, key=lambda v: v[1])
+    if (top_validation := status.top_validation) is not None:
+        top_iteration, top = top_validation
         iterations = ", ".join(str(i) for i, _ in status.validations)
         best = f" ({status.best})" if status.best else ""
         lines.append(f"validations: {len(status.validations)} (iterations {iterations}); best val mIoU {top:.4f} at "

@@ -120,7 +120,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     check_out_dir(cfg.train.out_dir, resume, overwrite, names)
     if isinstance(resume, (str, Path)):
         check_resume_file(Path(resume), names)
-    d = setup(cfg.train.device, "train.device")
+    d = setup(cfg.train.device, "train.device=cpu")
     try:
         if overwrite and d.is_main:
             aside = move_aside(cfg.train.out_dir)
