@@ -64,7 +64,9 @@ def test_an_unlisted_value_names_the_file_the_value_and_its_pixels(tmp_path):
     ({"label_values": [[0, 1], [2, 1]]}, "data.label_values[1]: 1 is also in data.label_values[0]"),
     ({"label_values": [0, 1], "ignore_values": [[2, 3]]}, "data.ignore_values[0] = [2, 3]; expected a label value "
                                                           "in 0..65535"),
-    ({"num_classes": 2, "ignore_values": [7]}, "data.ignore_values is set without data.label_values"),
+    ({"label_colors": [[0, 0, 0], [9, 9, 9]], "ignore_values": [7]}, "data.ignore_values = [7] with "
+     "data.label_colors; the colours of unlabelled pixels are data.ignore_colors, e.g. [[0, 0, 0]]"),
+    ({"dataset": "camvid", "ignore_values": [11]}, "data.ignore_values is set but camvid is prepared with train ids"),
     ({"dataset": "camvid", "label_values": list(range(11))}, "data.label_values is set but camvid"),
     ({"label_values": [0, 1], "label_colors": [[0, 0, 0], [1, 1, 1]]}, "data.label_values and data.label_colors"),
     ({"label_values": "0, 255"}, "data.label_values = '0, 255'; expected a list of label values"),
@@ -114,6 +116,40 @@ def test_data_check_reports_each_label_with_an_unlisted_value(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"{tmp_path / 'labels/train/bad.png'}: unreadable label: value 254 (1 pixel) is in neither "
                       "data.label_values nor data.ignore_values; expected only the listed values")
+
+
+def test_a_void_value_is_a_note_naming_ignore_values_which_alone_ignores_it(tmp_path, capsys):
+    """Index labels with a void class of their own (SegNet's CamVid: 11): data check says how to ignore it, and
+    `data.ignore_values` alone does, the classes keeping their values and 255 staying ignored."""
+    masks(tmp_path, names=("a", "b"), mask=[[0, 1, 11, 11], [0, 255, 1, 11]])
+    (tmp_path / "images" / "val").mkdir()
+    config = tmp_path / "data.yaml"
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  num_classes: 2\n  crop_size: 4\n")
+    assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("label value 11 is no class of data.num_classes 2: if it marks unlabelled pixels, "
+                     "data.ignore_values: [11]; if it is a class, raise data.num_classes") == 1
+    config.write_text(config.read_text() + "  ignore_values: [11]\n")
+    assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 0
+    assert "train pixels: class_0 50.0%, class_1 50.0%; ignored 50.0% of all pixels\n" in capsys.readouterr().out
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2, ignore_values=[11], crop_size=(4, 4))
+    assert (cfg.label_values, cfg.ignore_values) == ([0, 1], [11, 255])  # what the run's config.yaml records
+    assert build_dataset(cfg, "train")[0]["label"].tolist() == [[0, 1, 255, 255], [0, 255, 1, 255]]
+
+
+def test_grey_labels_saved_as_rgb_hold_their_values_and_colours_stay_an_error(tmp_path):
+    """A label map saved with three equal channels (many tools write RGB) is the greyscale map it shows; a label of
+    real colours still needs data.label_colors."""
+    values = np.array([[0, 1, 2], [255, 1, 0]], dtype=np.uint8)
+    Image.fromarray(np.stack([values] * 3, -1)).save(tmp_path / "grey.png")
+    Image.fromarray(np.stack([values] * 3 + [np.full_like(values, 255)], -1)).save(tmp_path / "grey_rgba.png")
+    assert read_label(tmp_path / "grey.png").tolist() == values.tolist()
+    assert read_label(tmp_path / "grey_rgba.png").tolist() == values.tolist()
+    assert read_label(tmp_path / "grey.png", LabelValues(((0,), (1,), (2,)), (255,))).tolist() == values.tolist()
+    coloured = np.stack([values, values, values // 2], -1)
+    Image.fromarray(coloured).save(tmp_path / "colour.png")
+    with pytest.raises(PSPNetError, match="a colour-coded label"):
+        read_label(tmp_path / "colour.png")
 
 
 def test_score_reads_value_coded_ground_truth_through_a_config(tmp_path, capsys):

@@ -117,6 +117,19 @@ def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, 
     return note
 
 
+def values_of_no_class(counts: np.ndarray, num_classes: int, ignore_index: int) -> str | None:
+    """A note when index labels hold values that are no class (each file is a problem already): how to say that
+    they mark unlabelled pixels (`data.ignore_values`), or that there are more classes."""
+    extra = [int(v) for v in np.flatnonzero(counts) if v >= num_classes and v != ignore_index]
+    if not extra:
+        return None
+    shown = ", ".join(str(v) for v in extra[:8]) + (", ..." if len(extra) > 8 else "")
+    return (f"label value{'s' if len(extra) > 1 else ''} {shown} {'are' if len(extra) > 1 else 'is'} no class of "
+            f"data.num_classes {num_classes}: if {'they mark' if len(extra) > 1 else 'it marks'} unlabelled pixels, "
+            f"data.ignore_values: [{', '.join(str(v) for v in extra[:8])}]; if "
+            f"{'they are classes' if len(extra) > 1 else 'it is a class'}, raise data.num_classes")
+
+
 def crops_of_padding(sizes: Sequence[tuple[int, int]], cfg: DataConfig) -> str | None:
     """A note when every training image, even at the largest augmentation scale, is smaller than the crop in both
     dimensions, and a crop holding them all has less than half its pixels: most of each crop is then padding
@@ -151,6 +164,7 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
     out), classes that appear in no train label. `pixels` receives each checked split's pixel count per label value
     (256, after the label coding)."""
     problems = []
+    said: set[str] = set()
     for split in splits:
         if cfg.dataset == "folders" and notes is not None:
             image_dir, label_dir = folder_pair(cfg, split)
@@ -186,6 +200,10 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
         if pixels is not None:
             pixels[split] = counts
         recodable = dataset.label_coding is None and cfg.dataset not in KNOWN
+        if recodable and notes is not None and (note := values_of_no_class(counts, dataset.info.num_classes,
+                                                                           cfg.ignore_index)) and note not in said:
+            said.add(note)  # once: the val split's labels usually hold the same values
+            notes.append(f"{dataset.source}: {note}")
         if split == "train" and notes is not None and (note := absent_classes(
                 counts, dataset.info.classes, cfg.ignore_index, split, recodable)):
             notes.append(f"{dataset.source}: {note}")

@@ -26,7 +26,8 @@ class DataConfig:
     `label_colors` (the [r, g, b] of class 0, 1, ...), are colour-coded RGB PNGs; `ignore_colors` are the colours of
     unlabelled pixels. The label colours also colour the model's predictions. With `label_values` (the value of class
     0, 1, ..., e.g. [0, 255] for binary masks) index labels hold other values than the class indices;
-    `ignore_values` are those of unlabelled pixels.
+    `ignore_values` are those of unlabelled pixels (alone: the labels hold the class indices, the ignore index and
+    these values, e.g. a void class).
     """
 
     dataset: str = "lists"
@@ -83,15 +84,23 @@ class DataConfig:
             parse_values(self.label_values, "data.label_values")
             self._one_per_class("data.label_values", len(self.label_values), "value")
         self.ignore_values = [v for (v,) in parse_values(self.ignore_values, "data.ignore_values", merged=False)]
-        if self.ignore_values and self.label_values is None:
-            raise PSPNetError("data.ignore_values is set without data.label_values; expected both (labels drawn "
-                              "with other values than the class indices) or neither")
+        if self.ignore_values and self.label_colors is not None:
+            raise PSPNetError(f"data.ignore_values = {self.ignore_values} with data.label_colors; the colours of "
+                              "unlabelled pixels are data.ignore_colors, e.g. [[0, 0, 0]]")
+        if self.ignore_values and self.dataset in KNOWN:
+            raise PSPNetError(f"data.ignore_values is set but {self.dataset} is prepared with train ids (255: "
+                              "ignored); leave it out (it is for dataset: lists or folders)")
         if self.dataset not in KNOWN and self.num_classes is None and self.class_names is None:
             raise PSPNetError(f"data.dataset = {self.dataset}: set data.num_classes (or data.class_names)")
         if self.class_names is not None and self.num_classes not in (None, len(self.class_names)):
             raise PSPNetError(f"data.num_classes = {self.num_classes} but data.class_names has "
                               f"{len(self.class_names)} names")
         count = len(self.class_names) if self.class_names is not None else self.num_classes
+        if self.ignore_values and self.label_values is None and count is not None:
+            # Index labels with other values for unlabelled pixels (e.g. a void class 11): the classes keep their
+            # values, the ignore index stays ignored, written out as the settings that say so.
+            self.label_values = list(range(count))
+            self.ignore_values = sorted({*self.ignore_values, self.ignore_index})
         if count is not None and count < 2:
             counted = counted or ("label_colors" if self.label_colors is not None else "label_values")
             raise PSPNetError(f"data.{counted} = {getattr(self, counted)}: {count} class; expected 2 or more: PSPNet "

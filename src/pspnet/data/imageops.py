@@ -108,8 +108,9 @@ class LabelOutOfRange(PSPNetError):
 def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None) -> np.ndarray:
     """A label map as uint8 H×W; an unreadable file raises PSPNetError. Greyscale PNGs hold the indices, or with
     `LabelValues` the values that `coding` maps to indices; RGB/RGBA labels are mapped to indices by `LabelColors`
-    (alpha dropped); palette PNGs give their indices (VOC), or with `LabelColors` their colours' classes, since the
-    colours say how the labels are drawn."""
+    (alpha dropped), or without it, when every pixel is grey (R = G = B), read as those grey values; palette PNGs
+    give their indices (VOC), or with `LabelColors` their colours' classes, since the colours say how the labels
+    are drawn."""
     colors = coding if isinstance(coding, LabelColors) else None
     try:
         with Image.open(path) as im:
@@ -128,6 +129,8 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise PSPNetError(f"{path}: cannot read it as a label image ({e})") from None
+    if rgb is not None and colors is None and is_grey(rgb):  # greyscale indices saved as RGB (R = G = B)
+        rgb, arr = None, rgb[..., 0]
     if rgb is not None:
         if colors is None:
             raise PSPNetError(f"{path}: a colour-coded label (colours {colors_of(rgb)}); expected a single-channel "
@@ -141,6 +144,11 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
     if isinstance(coding, LabelValues):
         return coding.to_indices(arr, path)
     return arr.astype(np.uint8)
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """Whether every pixel of an H×W×3 image has equal red, green and blue."""
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
