@@ -34,3 +34,32 @@ def test_bad_settings_name_the_setting(bad, message):
 def test_known_dataset_without_prepared_lists_says_to_run_prepare(tmp_path):
     with pytest.raises(PSPNetError, match="run `pspnet data prepare camvid"):
         build_dataset(DataConfig(dataset="camvid", root=tmp_path), "train")
+
+
+def test_a_relative_root_beside_the_config_run_from_elsewhere_names_both_places(tmp_path, monkeypatch, capsys):
+    """data.root is read from the current folder (as mmsegmentation's data_root): a config kept next to its data
+    and run from another folder gets one line saying where the data is and the two ways to reach it."""
+    from synthetic_data import save_image, save_label
+
+    from pspnet.cli.main import main
+    from pspnet.train.config import load_train_config
+
+    project = tmp_path / "project"
+    for split in ("train", "val"):
+        save_image(project / "mydata" / "images" / split / "a.png", 4, 4)
+        save_label(project / "mydata" / "labels" / split / "a.png", [[0, 1, 1, 0]] * 4)
+    config = project / "my.yaml"
+    config.write_text("data:\n  dataset: folders\n  root: mydata\n  num_classes: 2\n")
+    monkeypatch.chdir(tmp_path)
+    expected = (f"{config}: data.root = mydata: no such folder in the current folder ({tmp_path}), which relative "
+                f"paths start from; {project / 'mydata'} is beside the config: run from {project}, or give "
+                f"data.root={project / 'mydata'}")
+    assert main(["data", "check", "--config", str(config), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"pspnet data: error: {expected}\n"
+    with pytest.raises(PSPNetError) as e:
+        load_train_config(config)
+    assert str(e.value) == expected
+    assert main(["data", "check", "--config", str(config), "--no-progress", f"data.root={project / 'mydata'}"]) == 0
+    monkeypatch.chdir(project)
+    assert main(["data", "check", "--config", "my.yaml", "--no-progress"]) == 0
+    assert str(load_train_config("my.yaml").data.root) == "mydata"

@@ -187,7 +187,21 @@ def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequen
             origins = {f"data.{key}": line for key, line in origins.items()}
         raw = _overridden(raw, overrides, sections, origins)
     section = raw["data"] if nested else raw
-    return from_dict(DataConfig, section, str(path), "data." if nested else "", origins), raw
+    cfg = from_dict(DataConfig, section, str(path), "data." if nested else "", origins)
+    check_root_here(cfg, Path(path))
+    return cfg, raw
+
+
+def check_root_here(cfg: DataConfig, config: Path) -> None:
+    """A relative data.root is read from the current folder: when it names no folder here but one beside the
+    `config` file (a config written next to its data, run from elsewhere), an error that says both."""
+    if cfg.root.is_absolute() or cfg.root.exists():
+        return
+    beside = config.parent / cfg.root
+    if beside.is_dir():
+        raise PSPNetError(f"{config}: data.root = {cfg.root}: no such folder in the current folder ({Path.cwd()}), "
+                          f"which relative paths start from; {beside} is beside the config: run from "
+                          f"{config.parent}, or give data.root={beside.resolve()}")
 
 
 def data_config_from_options(settings: dict[str, Any], overrides: Sequence[str] = ()) -> DataConfig:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pspnet.checkpoint import read_metadata
 from pspnet.configfile import apply_overrides, from_dict, load_yaml, origin_of
-from pspnet.data.config import DataConfig
+from pspnet.data.config import DataConfig, check_root_here
 from pspnet.data.datasets import dataset_info
 from pspnet.engine.inference import DATASET_SETTINGS, InferenceSettings
 from pspnet.engine.recipe import Recipe
@@ -133,6 +133,8 @@ def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: li
     model = raw.setdefault("model", {})
     explicit = {key: origin_of(f"model.{key}", origins, source) for key in model} if isinstance(model, dict) else {}
     data = from_dict(DataConfig, raw["data"], source, "data.", origins)
+    if path is not None and not isinstance(path, Mapping):
+        check_root_here(data, Path(path))
     if isinstance(model, dict) and "num_classes" not in model:
         model["num_classes"] = dataset_info(data).num_classes
     if isinstance(val := raw.setdefault("val", {}), dict):
