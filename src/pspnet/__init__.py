@@ -6,6 +6,7 @@
     labels = pspnet.predict(model, "street.jpg")           # H×W class indices by the dataset's test protocol
     maps = pspnet.predict(model, ["a.jpg", "b.jpg"])       # a list of images: a list of label maps
     probs = pspnet.probabilities(model, "street.jpg")      # C×H×W: what predict takes the argmax of
+    rgb = pspnet.colorize(labels, model, "street.jpg")     # H×W×3: the labels in the class colours over the image
     result = pspnet.evaluate(model, "val/images", "val/labels")   # result.scores.miou, by the test protocol
     run = pspnet.fit("my.yaml", ["train.lr=0.02"])          # train as `pspnet train` does; run.best_checkpoint
 """
@@ -29,11 +30,12 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "save": ("pspnet.checkpoint", "save"),
     "predict": ("pspnet.engine.predict", "predict"),
     "probabilities": ("pspnet.engine.predict", "probabilities"),
+    "colorize": ("pspnet.engine.predict", "colorize_api"),
     "evaluate": ("pspnet.engine.evaluate", "evaluate_folders"),
     "fit": ("pspnet.train.trainer", "fit"),
 }
 __all__ = ["PSPNet", "ModelConfig", "DatasetInfo", "InferenceSettings", "PSPNetError", "load", "save", "predict",
-           "probabilities", "evaluate", "fit", "__version__"]
+           "probabilities", "colorize", "evaluate", "fit", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from pspnet.engine.evaluate import evaluate_folders as evaluate
     from pspnet.engine.inference import InferenceSettings
     from pspnet.engine.loading import load_model as load
+    from pspnet.engine.predict import colorize_api as colorize
     from pspnet.engine.predict import predict, probabilities
     from pspnet.errors import PSPNetError
     from pspnet.model.config import ModelConfig

@@ -18,6 +18,7 @@ from pspnet.cli.main import main
 from pspnet.engine import predict as engine_predict
 from pspnet.engine.inference import InferenceSettings, segment_and_confidence
 from pspnet.engine.metrics import scores_from_matrix
+from pspnet.errors import PSPNetError
 
 TINY = ["--crop-size", "33", "--base-size", "0", "--quiet"]
 
@@ -56,6 +57,16 @@ def test_predict_writes_labels_colours_and_overlays_at_input_size(checkpoint, tm
     assert np.asarray(label).max() < 3
     assert Image.open(tmp_path / "out" / "color" / "one.png").mode == "RGB"
     assert (tmp_path / "out" / "overlay" / "one.png").is_file()
+    # The API draws a label map as the command does: colours, and the overlay on the image read the same way.
+    model, labels = pspnet.load(checkpoint), np.array(label)
+    assert (pspnet.colorize(labels, model) == np.asarray(Image.open(tmp_path / "out" / "color" / "two.png"))).all()
+    drawn = pspnet.colorize(torch.from_numpy(labels), model, tmp_path / "in" / "two.jpg")
+    assert (drawn == np.asarray(Image.open(tmp_path / "out" / "overlay" / "two.png"))).all()
+    for bad, words in (((labels[None], model), "labels of shape (1, 20, 31) and type uint8; expected an H×W map"),
+                       ((labels, torch.nn.Conv2d(3, 3, 1)), "a Conv2d without class colours"),
+                       ((labels, model, tmp_path / "in" / "one.png"), "image of 45×33 for labels of 31×20; expected")):
+        with pytest.raises(PSPNetError, match=re.escape(words)):
+            pspnet.colorize(*bad)
 
 
 def test_predict_accepts_globs(checkpoint, tmp_path) -> None:

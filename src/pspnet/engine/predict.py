@@ -115,17 +115,46 @@ def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, im
     info = model.info  # type: ignore[attr-defined]
     settings = settings or InferenceSettings.for_model(info)
 
-    def rgb(image: ImageInput) -> torch.Tensor:
-        if isinstance(image, (str, Path)):
-            if Path(image).is_dir():
-                raise PSPNetError(f"{image}: is a folder; pass its images as a list (or run `pspnet predict "
-                                  f"CHECKPOINT {image} --out DIR`)")
-            return to_tensor(read_image(image))
-        return to_tensor(to_rgb(image))
-
-    tensors = (rgb(image) for image in images)
+    tensors = (to_tensor(rgb_of(image)) for image in images)
     for group in fill_batches(tensors, settings, lambda t: (t.shape[1], t.shape[2])):
         yield from protocol(forward, group, settings, info.mean, info.std, device)
+
+
+def rgb_of(image: ImageInput) -> np.ndarray:
+    """The H×W×3 uint8 RGB pixels of an API image: a file read as `pspnet predict` reads it, or a PIL image, array
+    or tensor (`to_rgb`)."""
+    if isinstance(image, (str, Path)):
+        if Path(image).is_dir():
+            raise PSPNetError(f"{image}: is a folder; pass its images as a list (or run `pspnet predict "
+                              f"CHECKPOINT {image} --out DIR`)")
+        return read_image(image)
+    return to_rgb(image)
+
+
+def colorize_api(labels: np.ndarray | torch.Tensor, model: torch.nn.Module, image: ImageInput | None = None
+                 ) -> np.ndarray:
+    """A label map (H×W class indices, e.g. from `pspnet.predict`) in the model's class colours, H×W×3 uint8 RGB:
+    what `pspnet predict` writes to OUT/color/; with `image`, blended over it as OUT/overlay/.
+
+        labels = pspnet.predict(model, "street.jpg")
+        PIL.Image.fromarray(pspnet.colorize(labels, model, "street.jpg")).save("overlay.png")
+    """
+    info = getattr(model, "info", None)
+    if info is None:
+        raise PSPNetError(f"a {type(model).__name__} without class colours; expected a model of pspnet.load or "
+                          "pspnet.PSPNet (its .info.palette)")
+    labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise PSPNetError(f"labels of shape {labels.shape} and type {labels.dtype}; expected an H×W map of class "
+                          "indices, as pspnet.predict returns")
+    color = colorize(labels, info.palette)
+    if image is None:
+        return color
+    rgb = rgb_of(image)
+    if rgb.shape[:2] != labels.shape:
+        raise PSPNetError(f"image of {rgb.shape[1]}×{rgb.shape[0]} for labels of {labels.shape[1]}×"
+                          f"{labels.shape[0]}; expected the image the labels were predicted for")
+    return overlay(rgb, color)
 
 
 def is_video(path: Path) -> bool:
