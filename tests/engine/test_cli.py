@@ -447,6 +447,56 @@ def test_score_names_a_missing_counterpart(tmp_path, capsys) -> None:
     assert code != 0 and f"{tmp_path / 'gt' / 'y.png'}: no prediction" in err
 
 
+def test_score_of_a_few_predictions_names_five_missing_ones_and_json_lists_them_all(tmp_path, capsys) -> None:
+    """A prediction folder of a few images scored against a whole split: five missing files named, the count of the
+    rest, every one of them in --json's failures."""
+    for i in range(9):
+        write_label(tmp_path / "gt" / f"{i}.png", seed=i)
+    write_label(tmp_path / "pred" / "0.png", seed=0)
+    command = ["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"]
+    assert main(command) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[2] for line in err[:5]] == ["no prediction " + str(tmp_path / "pred" / f"{i}.png")
+                                                         for i in range(1, 6)]
+    assert err[5] == (f"pspnet score: ... and 3 more ground-truth files without a prediction in {tmp_path / 'pred'} "
+                      "(8 in all; --json FILE lists them)")
+    assert main([*command, "--json", str(tmp_path / "s.json")]) == 1
+    assert "--json FILE lists them" not in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "s.json").read_text())["failures"]) == 8
+
+
+def test_ground_truth_with_a_void_value_of_its_own_gets_a_note_naming_the_setting_that_ignores_it(tmp_path,
+                                                                                                 capsys) -> None:
+    """SegNet's CamVid marks unlabelled pixels 11: score names the value once and how to ignore it, --ignore-index
+    where no pixel is 255, else a data config's data.ignore_values (which keeps 255 ignored too)."""
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        values = rng.integers(0, 3, (6, 8), dtype=np.uint8)
+        Image.fromarray(values).save(write_label(tmp_path / "pred" / f"{i}.png"))
+        values[1, :4] = 11
+        Image.fromarray(values).save(write_label(tmp_path / "gt" / f"{i}.png"))
+    command = ["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"]
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert err.count("pspnet score: note: ground-truth value 11 is no class (0..2) and not the ignore index 255: if it "
+                     "marks unlabelled pixels, --ignore-index 11; if it is a class, raise --num-classes\n") == 1
+    assert main([*command, "--ignore-index", "11"]) == 0
+    assert "2 of 2 ground-truth files scored" in capsys.readouterr().out
+    gt = np.array(Image.open(tmp_path / "gt" / "1.png"))
+    gt[0, 0] = 255  # unlabelled pixels of both kinds: --ignore-index cannot name both
+    Image.fromarray(gt).save(tmp_path / "gt" / "1.png")
+    assert main(command) == 1
+    assert ("if it marks unlabelled pixels, data.ignore_values: [11] in a data config given as --config; if it is a "
+            "class, raise --num-classes\n") in capsys.readouterr().err
+    config = tmp_path / "data.yaml"
+    config.write_text(f"dataset: folders\nroot: {tmp_path}\nnum_classes: 3\n")
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--config", str(config)]) == 1
+    assert (f"if it marks unlabelled pixels, data.ignore_values: [11] in {config}; if it is a class, raise "
+            "data.num_classes\n") in capsys.readouterr().err
+    config.write_text(config.read_text() + "ignore_values: [11]\n")
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--config", str(config)]) == 0
+
+
 def test_score_pairs_cityscapes_names_by_their_suffixes_and_says_so_when_nothing_pairs(tmp_path, capsys) -> None:
     """Cityscapes' layout: predictions NAME_leftImg8bit.png (as `predict --recursive` names them from the images),
     ground truth NAME_gtFine_labelTrainIds.png beside NAME_gtFine_color.png and others, one folder per city."""

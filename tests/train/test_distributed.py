@@ -241,3 +241,26 @@ def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_proce
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["val_mIoU"] for r in val_records(single)] == [r["val_mIoU"] for r in val_records(tmp_path / "run")]
+
+
+def test_two_process_eval_says_once_which_ground_truth_values_of_both_shards_are_no_class(two_process_run, data_root,
+                                                                                         tmp_path) -> None:
+    """Labels holding values that are no class (a void value of their own) on each process's shard: the images are
+    skipped on the process that reads them, and the first process names every such value in one note."""
+    import numpy as np
+    from PIL import Image
+
+    run, _ = two_process_run
+    labels = tmp_path / "labels"
+    shutil.copytree(data_root / "labels" / "val", labels)
+    for index, value in ((1, 9), (2, 7)):  # image 1 is the second process's, image 2 the first's
+        label = np.array(Image.open(labels / f"{index}.png"))
+        label[0, 0] = value
+        Image.fromarray(label).save(labels / f"{index}.png")
+    err = finish([start(torchrun("eval", str(run / "final.safetensors"), "--images", str(data_root / "images" / "val"),
+                                 "--labels", str(labels), "--device", "cpu", "--quiet", "--workers", "0"))],
+                 returncode=1)[0]
+    assert err.count("pspnet eval: skipped") == 2
+    assert err.count("pspnet eval: note: ground-truth values 7, 9 are no class (0..2) and not the ignore index 255: "
+                     "if they mark unlabelled pixels, data.ignore_values: [7, 9] in a data config given as "
+                     "--config") == 1

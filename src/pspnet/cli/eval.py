@@ -31,7 +31,7 @@ from pspnet.data.lists import LIST_SUFFIXES
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
-from pspnet.engine.metrics import per_image_csv
+from pspnet.engine.metrics import per_image_csv, unscored_note
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
@@ -302,6 +302,10 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         return 1 if result.failures else 0
     for message in result.failures:
         print(f"pspnet eval: skipped {message}", file=sys.stderr)
+    if result.unscored:  # the model's classes are fixed: ignoring the values is the only way
+        note = unscored_note(result.unscored, info.num_classes, ignore, args.config, None,
+                             result.unscored_beside_ignored)
+        print(f"pspnet eval: note: {note}", file=sys.stderr)
     recodable = dataset.label_coding is None and dataset.info.name not in KNOWN  # index labels of the user's own
     if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable)):
         where = " (in a data config given as --config)" if recodable and args.config is None else ""

@@ -22,7 +22,14 @@ from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import tree_files, tree_name
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.label_formats import label_values
-from pspnet.engine.metrics import ConfusionMatrix, ImageScore, image_score, per_image_csv
+from pspnet.engine.metrics import (
+    ConfusionMatrix,
+    ImageScore,
+    UnscoredValues,
+    image_score,
+    per_image_csv,
+    unscored_note,
+)
 from pspnet.engine.predict import OUTPUT_KINDS
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file
@@ -79,6 +86,9 @@ def lossy_note(folder: Path) -> str:
     """For a folder without label files: the JPEGs it holds instead, if any, and why they cannot be labels."""
     lossy = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in LOSSY_SUFFIXES]
     return f"; it holds {len(lossy)} lossy file(s) ({lossy[0]}, …): {LOSSY_LABELS}" if lossy else ""
+
+
+MISSING_SHOWN = 5  # ground-truth files without a prediction named one by one (all of them in --json's failures)
 
 
 def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[str, Path]) -> PSPNetError:
@@ -192,15 +202,17 @@ def run(args: argparse.Namespace) -> int:
     if not gts.keys() & preds.keys():
         raise no_pairs_error(args, preds, gts)
     expected = args.pred_suffix or ".png"
-    failures = [f"{gts[s]}: no prediction {args.pred / (s + expected)}" for s in sorted(gts.keys() - preds.keys())]
-    failures += [f"{preds[s]}: no ground truth {s}{args.gt_suffix or '.png'} in {args.gt}"
-                 for s in sorted(preds.keys() - gts.keys())]
+    missing = [f"{gts[s]}: no prediction {args.pred / (s + expected)}" for s in sorted(gts.keys() - preds.keys())]
+    failures = missing + [f"{preds[s]}: no ground truth {s}{args.gt_suffix or '.png'} in {args.gt}"
+                          for s in sorted(preds.keys() - gts.keys())]
     num_classes, ignore, coding, names = ground_truth_settings(args)
     pred_coding = prediction_coding(args.pred_values, num_classes, coding, args.config)
     cm = ConfusionMatrix(num_classes, ignore)
     counts = np.zeros(256, dtype=np.int64)  # ground-truth pixels per value, for the note on absent classes
     scored = 0
     per_image: list[ImageScore] = []
+    unscored: set[int] = set()  # ground-truth values that are neither a class nor ignored
+    beside_ignored = False  # ... in files that hold the ignore index too
     for stem in sorted(gts.keys() & preds.keys()):
         try:
             gt = read_label(gts[stem], coding)
@@ -213,10 +225,23 @@ def run(args: argparse.Namespace) -> int:
             counts += np.bincount(gt.ravel(), minlength=256)
         except PSPNetError as e:
             failures.append(str(e))
+            if isinstance(e, UnscoredValues):
+                unscored.update(e.values)
+                beside_ignored |= e.ignored
             continue
         scored += 1
-    for message in failures:
+    for message in failures[:MISSING_SHOWN] if len(missing) > MISSING_SHOWN else missing:
         print(f"pspnet score: {message}", file=sys.stderr)
+    if len(missing) > MISSING_SHOWN:
+        print(f"pspnet score: ... and {len(missing) - MISSING_SHOWN} more ground-truth files without a prediction "
+              f"in {args.pred} ({len(missing)} in all{'' if args.json else '; --json FILE lists them'})",
+              file=sys.stderr)
+    for message in failures[len(missing):]:
+        print(f"pspnet score: {message}", file=sys.stderr)
+    if unscored:
+        classes = "data.num_classes" if args.config is not None else "--num-classes"
+        note = unscored_note(sorted(unscored), num_classes, ignore, args.config, classes, beside_ignored)
+        print(f"pspnet score: note: {note}", file=sys.stderr)
     if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is None)):
         where = "" if coding is not None or "label_values" not in note else " (in a data config given as --config)"
         print(f"pspnet score: note: {args.gt}: {note}{where}", file=sys.stderr)

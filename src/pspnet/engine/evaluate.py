@@ -24,7 +24,7 @@ from pspnet.data.check import absent_classes
 from pspnet.data.lists import spread_evenly
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment_and_confidence
-from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, image_score
+from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, UnscoredValues, image_score
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
 
@@ -50,6 +50,8 @@ class Evaluation:
     failures: list[str] = field(default_factory=list)
     per_image: list[ImageScore] = field(default_factory=list)  # every scored image's own scores, in split order
     ignored: int = 0  # ground-truth pixels of the ignore index, skipped
+    unscored: list[int] = field(default_factory=list)  # ground-truth values of skipped images: no class, not ignored
+    unscored_beside_ignored: bool = False  # ... in images that hold the ignore index too
     interrupted: bool = False  # `stop` said so before every image was scored: the scores are a part's
 
     def absent_classes_note(self, names: Sequence[str], ignore_index: int, hint: bool) -> str | None:
@@ -136,6 +138,9 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
                 counts = cm.update(pred, label, source=item.get("image_path", item["name"]))
             except PSPNetError as e:
                 result.failures.append(str(e))
+                if isinstance(e, UnscoredValues):
+                    result.unscored = sorted({*result.unscored, *e.values})
+                    result.unscored_beside_ignored |= e.ignored
                 continue
             result.images += 1
             if on_prediction is not None:
@@ -164,6 +169,8 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
         totals = all_reduce_sum(torch.tensor([result.images, cm.ignored], device=cm.matrix.device), processes)
         result.images, cm.ignored = (int(v) for v in totals.tolist())
         result.failures = gather_lists(result.failures, processes)
+        result.unscored = sorted(set(gather_lists(result.unscored, processes)))
+        result.unscored_beside_ignored = any(gather_lists([result.unscored_beside_ignored], processes))
         per_image = gather_lists(per_image, processes)
     result.per_image = [score for _, score in sorted(per_image, key=lambda entry: entry[0])]
     result.scores = cm.compute()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,35 @@ import torch
 
 from pspnet.classes import IGNORE_INDEX
 from pspnet.errors import PSPNetError
+
+
+class UnscoredValues(PSPNetError):
+    """Ground truth holding values that are neither a class nor the ignore index (`values`, sorted); `ignored`:
+    it holds the ignore index too."""
+
+    def __init__(self, message: str, values: list[int], ignored: bool) -> None:
+        super().__init__(message)
+        self.values, self.ignored = values, ignored
+
+
+def unscored_note(values: Sequence[int], num_classes: int, ignore_index: int, config: object | None,
+                  classes: str | None, ignored: bool) -> str:
+    """How to score ground truth whose `values` are no class: ignore them (they mark unlabelled pixels, e.g. the
+    void 11 of SegNet's CamVid) with `--ignore-index` (one value, and no pixel of the ignore index: `ignored`
+    false) or a data config's `data.ignore_values` (`config`: its path, if given); or, where the caller can
+    (`classes`: the setting), count more classes."""
+    listed = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+    if config is not None:
+        ignoring = f"data.ignore_values: [{listed}] in {config}"
+    elif len(values) == 1 and not ignored:
+        ignoring = f"--ignore-index {values[0]}"
+    else:
+        ignoring = f"data.ignore_values: [{listed}] in a data config given as --config"
+    one = len(values) == 1
+    note = (f"ground-truth value{'' if one else 's'} {listed} {'is' if one else 'are'} no class (0..{num_classes - 1})"
+            f" and not the ignore index {ignore_index}: if {'it marks' if one else 'they mark'} unlabelled pixels, "
+            f"{ignoring}")
+    return note + (f"; if {'it is a class' if one else 'they are classes'}, raise {classes}" if classes else "")
 
 
 @dataclass
@@ -171,8 +201,9 @@ class ConfusionMatrix:
         if lo < 0 or hi >= c:
             bad_t = target[(target < 0) | (target >= c)]
             if bad_t.numel():
-                raise PSPNetError(f"{where}ground-truth value {int(bad_t[0])} is not a class index 0..{c - 1} "
-                                  f"nor the ignore index {self.ignore_index}")
+                raise UnscoredValues(f"{where}ground-truth value {int(bad_t[0])} is not a class index 0..{c - 1} "
+                                     f"nor the ignore index {self.ignore_index}", sorted(set(bad_t.tolist())),
+                                     ignored=bool(target.numel() < every))
             bad_p = pred[(pred < 0) | (pred >= c)]
             raise PSPNetError(f"{where}predicted value {int(bad_p[0])} is not a class index 0..{c - 1}")
         counts = torch.bincount(target * c + pred, minlength=c * c).view(c, c)
