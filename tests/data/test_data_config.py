@@ -63,3 +63,36 @@ def test_a_relative_root_beside_the_config_run_from_elsewhere_names_both_places(
     monkeypatch.chdir(project)
     assert main(["data", "check", "--config", "my.yaml", "--no-progress"]) == 0
     assert str(load_train_config("my.yaml").data.root) == "mydata"
+
+
+def test_a_runs_config_used_from_another_folder_names_where_the_run_was_started(tmp_path, monkeypatch, capsys):
+    """`pspnet eval RUN` reads the run's config.yaml, whose relative data.root is that of the folder the run was
+    started in (train.out_dir: runs/x): from elsewhere, one line says where; `--resume` is told to run from there, as
+    its relative out_dir is read from there too."""
+    import yaml
+    from synthetic_data import save_image, save_label
+
+    import pspnet
+    from pspnet.cli.main import main
+    from pspnet.train.config import load_train_config
+
+    project = tmp_path / "project"
+    for split in ("train", "val"):
+        save_image(project / "mydata" / "images" / split / "a.png", 4, 4)
+        save_label(project / "mydata" / "labels" / split / "a.png", [[0, 1, 1, 0]] * 4)
+    run = project / "runs" / "x"
+    run.mkdir(parents=True)
+    settings = {"model": {"backbone": "resnet18", "num_classes": 2}, "train": {"out_dir": "runs/x"},
+                "data": {"dataset": "folders", "root": "mydata", "num_classes": 2}}
+    (run / "config.yaml").write_text(yaml.safe_dump(settings))
+    pspnet.save(pspnet.PSPNet(2, backbone="resnet18", output_stride=16).eval(), run / "best.safetensors")
+    (run / "metrics.jsonl").write_text("")  # what makes it a run's folder, with config.yaml
+    monkeypatch.chdir(tmp_path)
+    where = (f"{run / 'config.yaml'}: data.root = mydata: no such folder in the current folder ({tmp_path}), which "
+             f"relative paths start from; {project / 'mydata'} is where the run was started: run from {project}")
+    assert main(["eval", str(run), "--backend", "torch", "--quiet"]) == 2
+    assert capsys.readouterr().err.endswith(f"pspnet eval: error: {where}, or give data.root={project / 'mydata'}\n")
+    with pytest.raises(PSPNetError) as e:
+        load_train_config(run / "config.yaml")
+    assert str(e.value) == f"{where} (train.out_dir runs/x is read from there too)"
+    assert main(["eval", str(run), "--backend", "torch", "--quiet", f"data.root={project / 'mydata'}"]) == 0

@@ -188,20 +188,29 @@ def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequen
         raw = _overridden(raw, overrides, sections, origins)
     section = raw["data"] if nested else raw
     cfg = from_dict(DataConfig, section, str(path), "data." if nested else "", origins)
-    check_root_here(cfg, Path(path))
+    check_root_here(cfg, Path(path), (raw.get("train") or {}).get("out_dir") if nested else None)
     return cfg, raw
 
 
-def check_root_here(cfg: DataConfig, config: Path) -> None:
+def check_root_here(cfg: DataConfig, config: Path, out_dir: object = None, training: bool = False) -> None:
     """A relative data.root is read from the current folder: when it names no folder here but one beside the
-    `config` file (a config written next to its data, run from elsewhere), an error that says both."""
+    `config` file (a config written next to its data, run from elsewhere) or, for a training run's config.yaml
+    (`out_dir`: its train.out_dir), in the folder the run was started from, an error that says both. `training`:
+    the caller trains into that out_dir (relative too), so only running from there keeps the run's folder."""
     if cfg.root.is_absolute() or cfg.root.exists():
         return
-    beside = config.parent / cfg.root
-    if beside.is_dir():
-        raise PSPNetError(f"{config}: data.root = {cfg.root}: no such folder in the current folder ({Path.cwd()}), "
-                          f"which relative paths start from; {beside} is beside the config: run from "
-                          f"{config.parent}, or give data.root={beside.resolve()}")
+    places = [(config.parent, "beside the config")]
+    if isinstance(out_dir, str) and out_dir and not Path(out_dir).is_absolute():
+        parts, folder = Path(out_dir).parts, config.parent.resolve().parts
+        if len(folder) > len(parts) and folder[-len(parts):] == parts:
+            places.insert(0, (Path(*folder[: -len(parts)]), "where the run was started"))
+    for place, how in places:
+        if (place / cfg.root).is_dir():
+            other = (f" (train.out_dir {out_dir} is read from there too)" if training and how.startswith("where")
+                     else f", or give data.root={(place / cfg.root).resolve()}")
+            raise PSPNetError(f"{config}: data.root = {cfg.root}: no such folder in the current folder "
+                              f"({Path.cwd()}), which relative paths start from; {place / cfg.root} is {how}: run "
+                              f"from {place}{other}")
 
 
 def data_config_from_options(settings: dict[str, Any], overrides: Sequence[str] = ()) -> DataConfig:

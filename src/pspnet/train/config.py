@@ -134,7 +134,8 @@ def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: li
     explicit = {key: origin_of(f"model.{key}", origins, source) for key in model} if isinstance(model, dict) else {}
     data = from_dict(DataConfig, raw["data"], source, "data.", origins)
     if path is not None and not isinstance(path, Mapping):
-        check_root_here(data, Path(path))
+        check_root_here(data, Path(path), raw["train"].get("out_dir") if isinstance(raw.get("train"), dict) else None,
+                        training=True)
     if isinstance(model, dict) and "num_classes" not in model:
         model["num_classes"] = dataset_info(data).num_classes
     if isinstance(val := raw.setdefault("val", {}), dict):
