@@ -152,6 +152,39 @@ def test_a_model_trained_on_coded_labels_writes_those_values_with_data_and_says_
         capsys.readouterr().err
 
 
+def test_a_model_trained_with_a_void_value_ignored_writes_indices_and_reads_ground_truth_as_trained(tmp_path,
+                                                                                                   capsys) -> None:
+    """Index labels with a void value of their own (data.ignore_values: [11] alone): the model records the class
+    indices with 11 and 255 ignored; predict writes indices with no note about values, info and eval say how ground
+    truth is read, and a value that is neither is named."""
+    root = make_folders_dataset(tmp_path / "data", n_train=2, n_val=1)
+    for label in (root / "labels").rglob("*.png"):
+        values = np.asarray(Image.open(label)).copy()
+        values[:2] = 11
+        Image.fromarray(values).save(label)
+    cfg = config_dict(root, tmp_path / "run", iterations=1)
+    cfg["data"]["ignore_values"] = [11]
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    train(load_train_config(tmp_path / "cfg.yaml"), progress=False)
+    model = tmp_path / "run" / "final.safetensors"
+    assert pspnet.load(model).info.label_coding == {"label_values": [0, 1, 2], "ignore_values": [11, 255]}
+    images, labels = root / "images" / "val", root / "labels" / "val"
+    capsys.readouterr()
+    assert main(["predict", str(model), str(images), "--out", str(tmp_path / "idx"), *ARGS]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["info", str(model)]) == 0
+    assert ("labels: drawn with the class indices, ignored [11, 255] (data.ignore_values of its training; eval reads "
+            "ground truth so)") in capsys.readouterr().out
+    eval_args = ["--images", str(images), "--labels", str(labels), "--quiet", "--workers", "0", "--backend", "torch"]
+    assert main(["eval", str(model), *eval_args]) == 0
+    assert ("ground truth: read with the class indices, the values 11 255 ignored as in the model's training "
+            "(data.ignore_values)") in capsys.readouterr().err
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(labels / "0.png")  # a value of no class
+    assert main(["eval", str(model), *eval_args]) == 1
+    assert ("0.png: value 7 (64 pixels) is in neither the class indices 0..2 nor the values 11 255 the model was "
+            "trained to ignore (data.ignore_values)") in capsys.readouterr().err
+
+
 def score(tmp_path: Path, pred: Path, gt: Path, *extra: str) -> int:
     return main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", *extra,
                  "--json", str(tmp_path / "s.json"), "--overwrite"])

@@ -169,8 +169,13 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
     else:
         coding = trained_label_coding(info, named.ignore)
         if coding is not None and say:
-            how = coding.listed_in if isinstance(coding, LabelValues) else \
-                f"the {len(coding.colors)} class colours the model was trained with (data.label_colors)"
+            if isinstance(coding, LabelValues) and coding.indices:
+                how = (f"the class indices, the values {' '.join(map(str, coding.ignore))} ignored as in the model's "
+                       "training (data.ignore_values)")
+            elif isinstance(coding, LabelValues):
+                how = coding.listed_in
+            else:
+                how = f"the {len(coding.colors)} class colours the model was trained with (data.label_colors)"
             print(f"ground truth: read with {how}; --config F with a data: section reads it otherwise",
                   file=sys.stderr)
         dataset = SegmentationDataset(named.pairs, DatasetInfo.generic(num_classes), "eval", named.source, coding)

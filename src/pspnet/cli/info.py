@@ -67,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if coding := info.get("label_coding"):
         kind = "colors" if "label_colors" in coding else "values"
         ignored = f", ignored {coding[f'ignore_{kind}']}" if coding.get(f"ignore_{kind}") else ""
-        lines.append(f"labels: drawn with the {kind} {coding[f'label_{kind}']}, one per class{ignored} "
-                     f"(data.label_{kind} of its training; eval reads ground truth so)")
+        listed = coding[f"label_{kind}"]
+        drawn, setting = ((f"the {kind} {listed}, one per class", f"label_{kind}") if listed != list(range(len(listed)))
+                          else ("the class indices", "ignore_values"))  # data.ignore_values alone
+        lines.append(f"labels: drawn with {drawn}{ignored} (data.{setting} of its training; eval reads ground truth "
+                     "so)")
     if prov:
         lines.append("provenance: " + ", ".join(f"{k} {json.dumps(v) if isinstance(v, dict) else v}"
                                                  for k, v in prov.items() if v is not None))

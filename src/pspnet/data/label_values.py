@@ -59,6 +59,13 @@ class LabelValues:
                     if v in seen:
                         raise PSPNetError(f"{name}[{i}]: {v} is also in {seen[v]}; expected each value once")
                     seen[v] = f"{name}[{i}]"
+        if self.indices and self.listed_in == LabelValues.listed_in:  # data.ignore_values alone
+            self.listed_in = f"the class indices 0..{len(self.values) - 1} nor data.ignore_values"
+
+    @property
+    def indices(self) -> bool:
+        """Whether each class is drawn as its index (only the ignored values differ from index labels)."""
+        return self.values == tuple((i,) for i in range(len(self.values)))
 
     def table(self) -> np.ndarray:
         """The class index (or ignore_index) of every label value, UNLISTED for the others."""

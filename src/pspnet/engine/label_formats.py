@@ -67,11 +67,13 @@ def encode_labels(labels: np.ndarray, values: Sequence[int] | None) -> np.ndarra
 
 def trained_label_values(info: DatasetInfo) -> tuple[int, ...] | None:
     """Each class's label value in a model's training (the first where `data.label_values` gave it several), or None:
-    its labels held the class indices or colours, or its file records no training (foreign checkpoints)."""
+    its labels held the class indices (with other ignored values or not) or colours, or its file records no
+    training (foreign checkpoints)."""
     coding = info.label_coding
     if coding is None or "label_values" not in coding:
         return None
-    return tuple(v[0] for v in parse_values(coding["label_values"], "the model's label_values"))
+    values = tuple(v[0] for v in parse_values(coding["label_values"], "the model's label_values"))
+    return None if values == tuple(range(len(values))) else values  # the class indices (data.ignore_values alone)
 
 
 def trained_label_coding(info: DatasetInfo, ignore_index: int) -> LabelValues | LabelColors | None:
@@ -79,7 +81,11 @@ def trained_label_coding(info: DatasetInfo, ignore_index: int) -> LabelValues | 
     `data.label_colors` and `ignore_colors`), to read ground truth drawn the same way; None where it records none
     (index labels, foreign checkpoints)."""
     coding = coding_from_settings(info.label_coding, ignore_index, "the model's ")
-    if isinstance(coding, LabelValues):
+    if isinstance(coding, LabelValues) and coding.indices:
+        ignored = " ".join(map(str, coding.ignore))
+        coding = replace(coding, listed_in=f"the class indices 0..{len(coding.values) - 1} nor the values {ignored} "
+                                           "the model was trained to ignore (data.ignore_values)")
+    elif isinstance(coding, LabelValues):
         shown = " ".join(str(list(v)) if len(v) > 1 else str(v[0]) for v in coding.values)
         coding = replace(coding, listed_in=f"the label values {shown} the model was trained with (data.label_values)")
     return coding
