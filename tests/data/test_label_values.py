@@ -138,13 +138,18 @@ def test_a_void_value_is_a_note_naming_ignore_values_which_alone_ignores_it(tmp_
 
 
 def test_grey_labels_saved_as_rgb_hold_their_values_and_colours_stay_an_error(tmp_path):
-    """A label map saved with three equal channels (many tools write RGB) is the greyscale map it shows; a label of
-    real colours still needs data.label_colors."""
+    """A label map saved with three equal channels (many tools write RGB), or as greyscale with alpha, is the
+    greyscale map it shows; a 1-bit mask holds 0 and 1; a label of real colours still needs data.label_colors."""
     values = np.array([[0, 1, 2], [255, 1, 0]], dtype=np.uint8)
+    opaque = np.full_like(values, 255)
     Image.fromarray(np.stack([values] * 3, -1)).save(tmp_path / "grey.png")
-    Image.fromarray(np.stack([values] * 3 + [np.full_like(values, 255)], -1)).save(tmp_path / "grey_rgba.png")
-    assert read_label(tmp_path / "grey.png").tolist() == values.tolist()
-    assert read_label(tmp_path / "grey_rgba.png").tolist() == values.tolist()
+    Image.fromarray(np.stack([values] * 3 + [opaque], -1)).save(tmp_path / "grey_rgba.png")
+    Image.fromarray(np.stack([values, opaque], -1), mode="LA").save(tmp_path / "grey_alpha.png")
+    for name in ("grey.png", "grey_rgba.png", "grey_alpha.png"):
+        assert read_label(tmp_path / name).tolist() == values.tolist(), name
+    Image.fromarray(values == 1).save(tmp_path / "bits.png")
+    assert Image.open(tmp_path / "bits.png").mode == "1"
+    assert read_label(tmp_path / "bits.png").tolist() == (values == 1).astype(int).tolist()
     assert read_label(tmp_path / "grey.png", LabelValues(((0,), (1,), (2,)), (255,))).tolist() == values.tolist()
     coloured = np.stack([values, values, values // 2], -1)
     Image.fromarray(coloured).save(tmp_path / "colour.png")

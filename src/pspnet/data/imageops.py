@@ -110,7 +110,7 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
     `LabelValues` the values that `coding` maps to indices; RGB/RGBA labels are mapped to indices by `LabelColors`
     (alpha dropped), or without it, when every pixel is grey (R = G = B), read as those grey values; palette PNGs
     give their indices (VOC), or with `LabelColors` their colours' classes, since the colours say how the labels
-    are drawn."""
+    are drawn; 1-bit masks give 0 and 1, greyscale with alpha its grey values."""
     colors = coding if isinstance(coding, LabelColors) else None
     try:
         with Image.open(path) as im:
@@ -120,6 +120,10 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
                 rgb = np.asarray(im.convert("RGB"))
             elif im.mode in ("L", "P", "I", "I;16"):
                 rgb, arr = None, np.asarray(im)
+            elif im.mode == "1":  # a 1-bit mask: its bits, 0 and 1, are the class indices of a binary mask
+                rgb, arr = None, np.asarray(im).astype(np.uint8)
+            elif im.mode == "LA":  # greyscale with transparency (an image editor's export): alpha dropped
+                rgb, arr = None, np.asarray(im.getchannel("L"))
             else:
                 raise PSPNetError(f"{path}: label image has mode {im.mode}; expected a single-channel PNG of class "
                                   "indices")
