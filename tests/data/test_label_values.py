@@ -127,8 +127,8 @@ def test_a_void_value_is_a_note_naming_ignore_values_which_alone_ignores_it(tmp_
     config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  num_classes: 2\n  crop_size: 4\n")
     assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 1
     out = capsys.readouterr().out
-    assert out.count("label value 11 is no class of data.num_classes 2: if it marks unlabelled pixels, "
-                     "data.ignore_values: [11]; if it is a class, raise data.num_classes") == 1
+    assert out.count("label value 11 is no class (0..1) and not the ignore index 255: if it marks unlabelled "
+                     "pixels, data.ignore_values: [11]; if it is a class, raise data.num_classes") == 1
     config.write_text(config.read_text() + "  ignore_values: [11]\n")
     assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 0
     assert "train pixels: class_0 50.0%, class_1 50.0%; ignored 50.0% of all pixels\n" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.imageops import other_format, read_image, read_label
 from pspnet.data.label_colors import LabelColors
-from pspnet.data.label_values import LabelValues
+from pspnet.data.label_values import LabelValues, no_class_note
 from pspnet.data.lists import Pair, unpaired_labels, windows_separators
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
@@ -117,19 +117,6 @@ def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, 
     return note
 
 
-def values_of_no_class(counts: np.ndarray, num_classes: int, ignore_index: int) -> str | None:
-    """A note when index labels hold values that are no class (each file is a problem already): how to say that
-    they mark unlabelled pixels (`data.ignore_values`), or that there are more classes."""
-    extra = [int(v) for v in np.flatnonzero(counts) if v >= num_classes and v != ignore_index]
-    if not extra:
-        return None
-    shown = ", ".join(str(v) for v in extra[:8]) + (", ..." if len(extra) > 8 else "")
-    return (f"label value{'s' if len(extra) > 1 else ''} {shown} {'are' if len(extra) > 1 else 'is'} no class of "
-            f"data.num_classes {num_classes}: if {'they mark' if len(extra) > 1 else 'it marks'} unlabelled pixels, "
-            f"data.ignore_values: [{', '.join(str(v) for v in extra[:8])}]; if "
-            f"{'they are classes' if len(extra) > 1 else 'it is a class'}, raise data.num_classes")
-
-
 def crops_of_padding(sizes: Sequence[tuple[int, int]], cfg: DataConfig) -> str | None:
     """A note when every training image, even at the largest augmentation scale, is smaller than the crop in both
     dimensions, and a crop holding them all has less than half its pixels: most of each crop is then padding
@@ -200,9 +187,11 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
         if pixels is not None:
             pixels[split] = counts
         recodable = dataset.label_coding is None and cfg.dataset not in KNOWN
-        if recodable and notes is not None and (note := values_of_no_class(counts, dataset.info.num_classes,
-                                                                           cfg.ignore_index)) and note not in said:
-            said.add(note)  # once: the val split's labels usually hold the same values
+        classes = dataset.info.num_classes
+        extra = [int(v) for v in np.flatnonzero(counts) if v >= classes and v != cfg.ignore_index]
+        if recodable and notes is not None and extra and (note := no_class_note(
+                extra, classes, cfg.ignore_index, classes="data.num_classes")) not in said:
+            said.add(note)  # once: the val split's labels usually hold the same values (each file is a problem)
             notes.append(f"{dataset.source}: {note}")
         if split == "train" and notes is not None and (note := absent_classes(
                 counts, dataset.info.classes, cfg.ignore_index, split, recodable)):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,26 +30,6 @@ class UnscoredValues(PSPNetError):
     def __init__(self, message: str, values: list[int], ignored: bool) -> None:
         super().__init__(message)
         self.values, self.ignored = values, ignored
-
-
-def unscored_note(values: Sequence[int], num_classes: int, ignore_index: int, config: object | None,
-                  classes: str | None, ignored: bool) -> str:
-    """How to score ground truth whose `values` are no class: ignore them (they mark unlabelled pixels, e.g. the
-    void 11 of SegNet's CamVid) with `--ignore-index` (one value, and no pixel of the ignore index: `ignored`
-    false) or a data config's `data.ignore_values` (`config`: its path, if given); or, where the caller can
-    (`classes`: the setting), count more classes."""
-    listed = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
-    if config is not None:
-        ignoring = f"data.ignore_values: [{listed}] in {config}"
-    elif len(values) == 1 and not ignored:
-        ignoring = f"--ignore-index {values[0]}"
-    else:
-        ignoring = f"data.ignore_values: [{listed}] in a data config given as --config"
-    one = len(values) == 1
-    note = (f"ground-truth value{'' if one else 's'} {listed} {'is' if one else 'are'} no class (0..{num_classes - 1})"
-            f" and not the ignore index {ignore_index}: if {'it marks' if one else 'they mark'} unlabelled pixels, "
-            f"{ignoring}")
-    return note + (f"; if {'it is a class' if one else 'they are classes'}, raise {classes}" if classes else "")
 
 
 @dataclass
