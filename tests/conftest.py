@@ -37,6 +37,13 @@ def _no_stale_dataloader_sigchld_handler():
             signal_handling._SIGCHLD_handler_set = False
 
 
+# Under pytest-xdist (scripts/test.sh: `-n 2`), the workers share the cores (and so do the processes they start)
+# rather than each running a thread per core: on 2 cores, four threads contending for two.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
 # Converted OpenVINO graphs go to a folder of the test session, not the user's cache: set when this file is imported,
 # before any test module copies os.environ for its subprocesses (torchrun's workers included).
 CACHE = Path(tempfile.mkdtemp(prefix="pspnet_test_cache_"))

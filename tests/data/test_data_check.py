@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image
 from synthetic_data import save_image, save_label
 
 from pspnet.cli.main import main
@@ -298,3 +299,18 @@ def test_images_smaller_than_the_crop_at_every_scale_get_a_note_with_a_crop_that
         notes = []
         assert check_dataset(DataConfig(dataset="folders", root=tmp_path, num_classes=2, crop_size=crop), ("train",),
                              notes=notes) == [] and notes == []
+
+
+def test_a_split_of_no_readable_label_has_no_class_shares_to_print(tmp_path, capsys):
+    """Every label unreadable (here colour-coded, with no data.label_colors): the shares line says none were read
+    rather than 0.0% for every class."""
+    save_image(tmp_path / "images" / "train" / "a.png")
+    rgb = np.zeros((12, 16, 3), np.uint8)
+    rgb[..., 0] = 200
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    Image.fromarray(rgb).save(tmp_path / "labels" / "train" / "a.png")
+    assert main(["data", "check", "--dataset", "folders", "--root", str(tmp_path), "--num-classes", "2", "--splits",
+                 "train", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "a colour-coded label (colours [200, 0, 0])" in out
+    assert "train pixels: none read (see the problems above)\n" in out

@@ -122,7 +122,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"... and {len(problems) - SHOWN_PROBLEMS} more problem(s)")
     names = dataset_info(cfg).classes
     for split, counts in pixels.items():
-        print(f"{split} pixels: {class_shares(counts, names, cfg.ignore_index)}")
+        shares = class_shares(counts, names, cfg.ignore_index) if counts.any() else "none read (see the problems above)"
+        print(f"{split} pixels: {shares}")
     counts = []
     for split in splits:
         try:
