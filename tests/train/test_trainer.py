@@ -253,8 +253,10 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     two = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = tmp_path / "fit.py"  # a user's script under torchrun: pspnet.fit (the command's DDP runs elsewhere)
+    # Each process's line in a write of its own (a pipe keeps a short write whole): rank 0's earlier output, flushed
+    # in pieces, once split its own line as rank 1 wrote between the pieces.
     script.write_text("import sys\nimport pspnet\n\nrun = pspnet.fit(sys.argv[1], sys.argv[2:], progress=False)\n"
-                      "print('fitted', run.iterations, run.final_checkpoint)\n")
+                      "sys.stdout.flush()\nprint('fitted', run.iterations, run.final_checkpoint, flush=True)\n")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
          str(cfg(two)), "train.device=cpu", "train.activation_checkpointing=true"],
