@@ -449,7 +449,7 @@ def test_score_names_a_missing_counterpart(tmp_path, capsys) -> None:
 
 def test_score_of_a_few_predictions_names_five_missing_ones_and_json_lists_them_all(tmp_path, capsys) -> None:
     """A prediction folder of a few images scored against a whole split: five missing files named, the count of the
-    rest, every one of them in --json's failures."""
+    rest, every one of them in --json's failures; the same for predictions without ground truth."""
     for i in range(9):
         write_label(tmp_path / "gt" / f"{i}.png", seed=i)
     write_label(tmp_path / "pred" / "0.png", seed=0)
@@ -463,6 +463,12 @@ def test_score_of_a_few_predictions_names_five_missing_ones_and_json_lists_them_
     assert main([*command, "--json", str(tmp_path / "s.json")]) == 1
     assert "--json FILE lists them" not in capsys.readouterr().err
     assert len(json.loads((tmp_path / "s.json").read_text())["failures"]) == 8
+    # the other way round: predictions of a whole split scored against the ground truth of a few images
+    assert main(["score", "--pred", str(tmp_path / "gt"), "--gt", str(tmp_path / "pred"), "--num-classes", "3"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 7 and err[0].endswith(f"no ground truth 1.png in {tmp_path / 'pred'}")
+    assert err[5] == (f"pspnet score: ... and 3 more predictions without a ground truth in {tmp_path / 'pred'} (8 in "
+                      "all; --json FILE lists them)")
 
 
 def test_ground_truth_with_a_void_value_of_its_own_gets_a_note_naming_the_setting_that_ignores_it(tmp_path,

@@ -81,7 +81,7 @@ def lossy_note(folder: Path) -> str:
     return f"; it holds {len(lossy)} lossy file(s) ({lossy[0]}, …): {LOSSY_LABELS}" if lossy else ""
 
 
-MISSING_SHOWN = 5  # ground-truth files without a prediction named one by one (all of them in --json's failures)
+MISSING_SHOWN = 5  # files without a counterpart named one by one on each side (all of them in --json's failures)
 
 
 def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[str, Path]) -> PSPNetError:
@@ -196,8 +196,9 @@ def run(args: argparse.Namespace) -> int:
         raise no_pairs_error(args, preds, gts)
     expected = args.pred_suffix or ".png"
     missing = [f"{gts[s]}: no prediction {args.pred / (s + expected)}" for s in sorted(gts.keys() - preds.keys())]
-    failures = missing + [f"{preds[s]}: no ground truth {s}{args.gt_suffix or '.png'} in {args.gt}"
-                          for s in sorted(preds.keys() - gts.keys())]
+    unmatched = [f"{preds[s]}: no ground truth {s}{args.gt_suffix or '.png'} in {args.gt}"
+                 for s in sorted(preds.keys() - gts.keys())]
+    failures = missing + unmatched
     num_classes, ignore, coding, names = ground_truth_settings(args)
     pred_coding = prediction_coding(args.pred_values, num_classes, coding, args.config)
     cm = ConfusionMatrix(num_classes, ignore)
@@ -223,13 +224,15 @@ def run(args: argparse.Namespace) -> int:
                 beside_ignored |= e.ignored
             continue
         scored += 1
-    for message in failures[:MISSING_SHOWN] if len(missing) > MISSING_SHOWN else missing:
-        print(f"pspnet score: {message}", file=sys.stderr)
-    if len(missing) > MISSING_SHOWN:
-        print(f"pspnet score: ... and {len(missing) - MISSING_SHOWN} more ground-truth files without a prediction "
-              f"in {args.pred} ({len(missing)} in all{'' if args.json else '; --json FILE lists them'})",
-              file=sys.stderr)
-    for message in failures[len(missing):]:
+    listed = "" if args.json else "; --json FILE lists them"
+    for unpaired, what in ((missing, f"ground-truth files without a prediction in {args.pred}"),
+                           (unmatched, f"predictions without a ground truth in {args.gt}")):
+        for message in unpaired[:MISSING_SHOWN]:
+            print(f"pspnet score: {message}", file=sys.stderr)
+        if len(unpaired) > MISSING_SHOWN:
+            print(f"pspnet score: ... and {len(unpaired) - MISSING_SHOWN} more {what} ({len(unpaired)} in all"
+                  f"{listed})", file=sys.stderr)
+    for message in failures[len(missing) + len(unmatched):]:
         print(f"pspnet score: {message}", file=sys.stderr)
     if unscored:
         note = no_class_note(sorted(unscored), num_classes, ignore, what="ground-truth", **ignoring_settings(
