@@ -185,6 +185,29 @@ def test_a_model_trained_with_a_void_value_ignored_writes_indices_and_reads_grou
             "trained to ignore (data.ignore_values)") in capsys.readouterr().err
 
 
+def test_the_api_names_a_void_value_and_ignore_values_ignores_it(tmp_path) -> None:
+    """pspnet.evaluate on ground truth with a value of its own for unlabelled pixels (11): the error says how to
+    ignore it; ignore_values=[11] does, beside the class indices or with label_values."""
+    model = pspnet.load(tiny_model(tmp_path, 3))
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(tmp_path / "images" / f"{i}.png", seed=i)
+        values = rng.integers(0, 3, (33, 45), dtype=np.uint8)
+        values[:3] = 11
+        values[3] = 255
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        Image.fromarray(values).save(tmp_path / "labels" / f"{i}.png")
+    with pytest.raises(pspnet.PSPNetError) as e:
+        pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels")
+    assert str(e.value).endswith("(and 1 more); ground-truth value 11 is no class (0..2) and not the ignore index 255: "
+                                 "if it marks unlabelled pixels, ignore_values=[11]")
+    result = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", ignore_values=[11])
+    assert result.images == 2 and result.ignored == 2 * 4 * 45
+    both = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", label_values=[0, 1, 2],
+                           ignore_values=[11, 255])
+    assert torch.equal(both.matrix, result.matrix)
+
+
 def score(tmp_path: Path, pred: Path, gt: Path, *extra: str) -> int:
     return main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", *extra,
                  "--json", str(tmp_path / "s.json"), "--overwrite"])

@@ -27,7 +27,7 @@ from pspnet.cli.inference_options import (
 from pspnet.cli.model_folder import use_model_folder
 from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
 from pspnet.cli.recipe_options import add_recipe_arguments
-from pspnet.data.label_values import ignoring_settings, no_class_note
+from pspnet.data.label_values import ignoring_option, no_class_note
 from pspnet.data.lists import LIST_SUFFIXES
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
@@ -310,7 +310,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         print(f"pspnet eval: skipped {message}", file=sys.stderr)
     if result.unscored:  # the model's classes are fixed: ignoring the values is the only way
         note = no_class_note(result.unscored, info.num_classes, ignore, what="ground-truth",
-                             **ignoring_settings(args.config, result.unscored_beside_ignored))
+                             ignoring=ignoring_option(result.unscored, args.config, result.unscored_beside_ignored))
         print(f"pspnet eval: note: {note}", file=sys.stderr)
     recodable = dataset.label_coding is None and dataset.info.name not in KNOWN  # index labels of the user's own
     if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable)):

@@ -18,7 +18,7 @@ from pspnet.data.config import check_overrides_have_a_config, load_data_config
 from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import LOSSY_LABELS, LOSSY_SUFFIXES, LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
-from pspnet.data.label_values import LabelValues, ignoring_settings, no_class_note
+from pspnet.data.label_values import LabelValues, ignoring_option, no_class_note
 from pspnet.data.lists import tree_files, tree_name
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.label_formats import label_values
@@ -235,8 +235,9 @@ def run(args: argparse.Namespace) -> int:
     for message in failures[len(missing) + len(unmatched):]:
         print(f"pspnet score: {message}", file=sys.stderr)
     if unscored:
-        note = no_class_note(sorted(unscored), num_classes, ignore, what="ground-truth", **ignoring_settings(
-            args.config, beside_ignored), classes="data.num_classes" if args.config else "--num-classes")
+        values = sorted(unscored)
+        note = no_class_note(values, num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
+            values, args.config, beside_ignored), classes="data.num_classes" if args.config else "--num-classes")
         print(f"pspnet score: note: {note}", file=sys.stderr)
     if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is None)):
         where = "" if coding is not None or "label_values" not in note else " (in a data config given as --config)"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -92,25 +91,29 @@ class LabelValues:
         return indices.astype(np.uint8)
 
 
+def shown_values(values: Sequence[int]) -> str:
+    """Label values as a message lists them: the first eight."""
+    return ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+
+
 def no_class_note(values: Sequence[int], num_classes: int, ignore_index: int, *, what: str = "label",
-                  config: str = "", option: bool = False, classes: str | None = None) -> str:
+                  ignoring: str | None = None, classes: str | None = None) -> str:
     """How to use labels whose `values` are neither a class nor the ignore index: ignore them, when they mark
-    unlabelled pixels (e.g. the void 11 of SegNet's CamVid), with `data.ignore_values` (`config`: where that setting
-    goes, e.g. "in F"; "" for the config at hand) or, with `option` (one value, and no pixel of the ignore index),
-    `--ignore-index`; or, where the caller can (`classes`: the setting), count more classes."""
-    listed = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
-    one = len(values) == 1
-    ignoring = f"--ignore-index {values[0]}" if option and one else f"data.ignore_values: [{listed}]" + (
-        f" {config}" if config else "")
+    unlabelled pixels (e.g. the void 11 of SegNet's CamVid), with `ignoring` (the setting that says so; default
+    `data.ignore_values: [...]`); or, where the caller can (`classes`: the setting), count more classes."""
+    listed, one = shown_values(values), len(values) == 1
     note = (f"{what} value{'' if one else 's'} {listed} {'is' if one else 'are'} no class (0..{num_classes - 1}) and "
             f"not the ignore index {ignore_index}: if {'it marks' if one else 'they mark'} unlabelled pixels, "
-            f"{ignoring}")
+            f"{ignoring or f'data.ignore_values: [{listed}]'}")
     return note + (f"; if {'it is a class' if one else 'they are classes'}, raise {classes}" if classes else "")
 
 
-def ignoring_settings(config: object | None, ignored: bool) -> dict[str, Any]:
-    """`no_class_note`'s `config` and `option` for a command with --config and --ignore-index (eval, score):
-    `config` the --config given (or None), `ignored` whether the labels hold the ignore index too."""
+def ignoring_option(values: Sequence[int], config: object | None, ignored: bool) -> str:
+    """`no_class_note`'s `ignoring` for a command with --config and --ignore-index (eval, score): `config` the
+    --config given (or None), `ignored` whether the labels hold the ignore index too (--ignore-index cannot then say
+    both)."""
     if config is not None:
-        return {"config": f"in {config}", "option": False}
-    return {"config": "in a data config given as --config", "option": not ignored}
+        return f"data.ignore_values: [{shown_values(values)}] in {config}"
+    if len(values) == 1 and not ignored:
+        return f"--ignore-index {values[0]}"
+    return f"data.ignore_values: [{shown_values(values)}] in a data config given as --config"

@@ -182,7 +182,8 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
 def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | Path,
                      settings: InferenceSettings | None = None, device: torch.device | str | None = None,
                      ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png",
-                     label_values: Sequence[int | Sequence[int]] | None = None) -> Evaluation:
+                     label_values: Sequence[int | Sequence[int]] | None = None,
+                     ignore_values: Sequence[int] = ()) -> Evaluation:
     """`pspnet.evaluate`: a model (`pspnet.load`'s, or any PSPNet with its `info`) scored on the images of a folder
     against the labels (class indices, `ignore_index` skipped) of another, by the test protocol the model was
     validated with in training, else its dataset's (`InferenceSettings.for_model`), unless `settings` says
@@ -190,13 +191,15 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     --labels` does; an image that cannot be scored raises PSPNetError naming it.
     `label_values`: the value of each class in the labels (as `data.label_values`, e.g. [0, 255] for masks; default:
     those the model was trained with, where it records them, else the class indices); a class that appears in no
-    label is a warning (a 0/255 mask read as indices would score the background alone).
+    label is a warning (a 0/255 mask read as indices would score the background alone). `ignore_values`: the values
+    of unlabelled pixels besides `ignore_index` (as `data.ignore_values`, e.g. [11] for SegNet's CamVid void),
+    with `label_values` or, without them, beside the class indices.
 
         result = pspnet.evaluate(model, "val/images", "val/labels")
         result.scores.miou, result.scores.iou       # and result.per_image, result.matrix
     """
     from pspnet.data.datasets import SegmentationDataset
-    from pspnet.data.label_values import LabelValues, parse_values
+    from pspnet.data.label_values import LabelValues, no_class_note, parse_values, shown_values
     from pspnet.data.lists import pair_folders
     from pspnet.engine.label_formats import trained_label_coding
     from pspnet.engine.recipe import api_forward
@@ -204,10 +207,15 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     forward, device = api_forward(model, device)
     info: DatasetInfo = model.info  # type: ignore[assignment]
     settings = settings or InferenceSettings.for_model(info)
-    if label_values is None:  # as the model's training read its labels (a 0/255 mask model: those values)
+    ignored = tuple(v for (v,) in parse_values(list(ignore_values), "ignore_values", merged=False))
+    if label_values is None and not ignored:  # as the model's training read its labels (a 0/255 mask model: those)
         coding = trained_label_coding(info, ignore_index)
+    elif label_values is None:  # class indices, and other values of unlabelled pixels
+        coding = LabelValues(tuple((i,) for i in range(info.num_classes)), tuple(sorted({*ignored, ignore_index})),
+                             ignore_index, "the class indices nor ignore_values")
     else:
-        coding = LabelValues(parse_values(label_values, "label_values"), (), ignore_index)
+        coding = LabelValues(parse_values(label_values, "label_values"), ignored, ignore_index,
+                             "label_values nor ignore_values")
     dataset = SegmentationDataset(pair_folders(Path(images), Path(labels), label_suffix), info, "eval",
                                   f"{images} + {labels}", coding)
     if len(dataset) == 0:
@@ -215,7 +223,10 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False)
     if result.failures:
         more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""
-        raise PSPNetError(f"{result.failures[0]}{more}")
+        hint = "" if not result.unscored else "; " + no_class_note(
+            result.unscored, info.num_classes, ignore_index, what="ground-truth",
+            ignoring=f"ignore_values=[{shown_values(result.unscored)}]")
+        raise PSPNetError(f"{result.failures[0]}{more}{hint}")
     if note := result.absent_classes_note(info.classes, ignore_index, hint=False):
         if result.ignored and coding is None:
             note += (f"; {result.ignored} pixels are {ignore_index}, the ignore index: if {ignore_index} marks a class "
