@@ -185,10 +185,12 @@ def test_a_model_trained_with_a_void_value_ignored_writes_indices_and_reads_grou
             "trained to ignore (data.ignore_values)") in capsys.readouterr().err
 
 
-def test_the_api_names_a_void_value_and_ignore_values_ignores_it(tmp_path) -> None:
+def test_the_api_names_a_void_value_and_ignore_values_ignores_it(tmp_path, capsys) -> None:
     """pspnet.evaluate on ground truth with a value of its own for unlabelled pixels (11): the error says how to
-    ignore it; ignore_values=[11] does, beside the class indices or with label_values."""
+    ignore it; ignore_values=[11] does, beside the class indices or with label_values; `pspnet eval --images
+    --labels` likewise with data.ignore_values=[11]."""
     model = pspnet.load(tiny_model(tmp_path, 3))
+    small = pspnet.InferenceSettings(base_size=None, crop_size=(33, 33), flip=False)  # TINY's protocol, no flip
     rng = np.random.default_rng(0)
     for i in range(2):
         write_image(tmp_path / "images" / f"{i}.png", seed=i)
@@ -198,14 +200,26 @@ def test_the_api_names_a_void_value_and_ignore_values_ignores_it(tmp_path) -> No
         (tmp_path / "labels").mkdir(exist_ok=True)
         Image.fromarray(values).save(tmp_path / "labels" / f"{i}.png")
     with pytest.raises(pspnet.PSPNetError) as e:
-        pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels")
+        pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", small)
     assert str(e.value).endswith("(and 1 more); ground-truth value 11 is no class (0..2) and not the ignore index 255: "
                                  "if it marks unlabelled pixels, ignore_values=[11]")
-    result = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", ignore_values=[11])
+    result = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", small, ignore_values=[11])
     assert result.images == 2 and result.ignored == 2 * 4 * 45
-    both = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", label_values=[0, 1, 2],
+    both = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", small, label_values=[0, 1, 2],
                            ignore_values=[11, 255])
     assert torch.equal(both.matrix, result.matrix)
+    # The command: the note names the override that --images/--labels take, which reads them so.
+    command = ["eval", str(tmp_path / "3.safetensors"), "--images", str(tmp_path / "images"), "--labels",
+               str(tmp_path / "labels"), *TINY, "--no-flip", "--workers", "0", "--backend", "torch"]
+    assert main(command) == 1
+    assert ("pspnet eval: note: ground-truth value 11 is no class (0..2) and not the ignore index 255: if it marks "
+            "unlabelled pixels, data.ignore_values=[11]\n") in capsys.readouterr().err
+    assert main([*command, "data.ignore_values=[11]", "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["confusion_matrix"] == result.matrix.tolist()
+    assert main([*command, "data.root=/x"]) == 2
+    assert capsys.readouterr().err.endswith("data.root=/x: without --config, the overrides taken are "
+                                            "data.label_values and data.ignore_values (how the labels are read); "
+                                            "the others change a --config's settings: give --config F\n")
 
 
 def score(tmp_path: Path, pred: Path, gt: Path, *extra: str) -> int:

@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    ".onnx (ONNX Runtime or OpenVINO) or .xml (OpenVINO) file written by `pspnet export`")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                    help="with --config: override its data: and val: settings, e.g. data.root=/data/camvid "
-                        "val.flip=false")
+                        "val.flip=false; with --images/--labels or --list: data.label_values=[0,255] or "
+                        "data.ignore_values=[11], how the labels are read")
     src = p.add_argument_group("data (one of --config, --images/--labels, --list)")
     src.add_argument("--config", type=Path,
                      help="a YAML file with the data settings (top level or under 'data:'); its 'val:' section, when "
@@ -96,6 +97,9 @@ class NamedData:
     ignore: int = IGNORE_INDEX
 
 
+CODING_OVERRIDES = ("data.label_values", "data.ignore_values")  # how labels are read, without a --config
+
+
 def data_options(args: argparse.Namespace) -> list[str]:
     """Which of --config, --images/--labels, --list name the data."""
     return [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
@@ -119,7 +123,13 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
                 if run_config and not given else "")
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
                           f"{', '.join(given) or 'none'}){hint}")
-    check_overrides_have_a_config(args.overrides, args.config)
+    others = [o for o in args.overrides if o.split("=", 1)[0] not in CODING_OVERRIDES]
+    if args.config is None and args.overrides and others:
+        raise PSPNetError(f"{' '.join(others)}: without --config, the overrides taken are "
+                          f"{' and '.join(CODING_OVERRIDES)} (how the labels are read); the others change a "
+                          "--config's settings: give --config F")
+    if args.config is not None:
+        check_overrides_have_a_config(args.overrides, args.config)
     if args.config is not None:
         cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
         protocol = None
@@ -156,6 +166,7 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
     """The dataset of `named` for a model of `info`'s classes (--config's must have as many), cut to --limit.
     Ground truth named by --images/--labels or --list is read as the model's training read its labels (0/255 masks
     through the `data.label_values` it recorded), and the line says so."""
+    from pspnet.data.config import data_config_from_options
     from pspnet.data.datasets import SegmentationDataset
     from pspnet.data.label_values import LabelValues
     from pspnet.engine.label_formats import trained_label_coding
@@ -167,6 +178,10 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
         if dataset.info.num_classes != num_classes:
             raise PSPNetError(f"{args.config}: the data has {dataset.info.num_classes} classes but "
                               f"{args.checkpoint} predicts {num_classes}")
+    elif args.overrides:  # data.label_values / data.ignore_values: the labels' coding, given on the command line
+        coding = data_config_from_options({"dataset": "folders", "num_classes": num_classes,
+                                           "ignore_index": named.ignore}, args.overrides).label_coding()
+        dataset = SegmentationDataset(named.pairs, DatasetInfo.generic(num_classes), "eval", named.source, coding)
     else:
         coding = trained_label_coding(info, named.ignore)
         if coding is not None and say:
@@ -309,8 +324,8 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     for message in result.failures:
         print(f"pspnet eval: skipped {message}", file=sys.stderr)
     if result.unscored:  # the model's classes are fixed: ignoring the values is the only way
-        note = no_class_note(result.unscored, info.num_classes, ignore, what="ground-truth",
-                             ignoring=ignoring_option(result.unscored, args.config, result.unscored_beside_ignored))
+        note = no_class_note(result.unscored, info.num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
+            result.unscored, args.config, result.unscored_beside_ignored, override=True))
         print(f"pspnet eval: note: {note}", file=sys.stderr)
     recodable = dataset.label_coding is None and dataset.info.name not in KNOWN  # index labels of the user's own
     if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable)):
