@@ -111,7 +111,7 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     model loads: overrides without a config, a missing list or folder, no images, and images none of whose labels
     exist (a wrong folder or root, said at once rather than image by image after the evaluation)."""
     from pspnet.configfile import from_dict
-    from pspnet.data.config import check_overrides_have_a_config, load_data_config
+    from pspnet.data.config import load_data_config
     from pspnet.data.datasets import build_dataset
     from pspnet.data.lists import pair_folders, read_list, unpaired_labels, windows_separators
 
@@ -124,12 +124,10 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
                           f"{', '.join(given) or 'none'}){hint}")
     others = [o for o in args.overrides if o.split("=", 1)[0] not in CODING_OVERRIDES]
-    if args.config is None and args.overrides and others:
+    if args.config is None and others:
         raise PSPNetError(f"{' '.join(others)}: without --config, the overrides taken are "
                           f"{' and '.join(CODING_OVERRIDES)} (how the labels are read); the others change a "
                           "--config's settings: give --config F")
-    if args.config is not None:
-        check_overrides_have_a_config(args.overrides, args.config)
     if args.config is not None:
         cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
         protocol = None
@@ -178,13 +176,13 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
         if dataset.info.num_classes != num_classes:
             raise PSPNetError(f"{args.config}: the data has {dataset.info.num_classes} classes but "
                               f"{args.checkpoint} predicts {num_classes}")
-    elif args.overrides:  # data.label_values / data.ignore_values: the labels' coding, given on the command line
-        coding = data_config_from_options({"dataset": "folders", "num_classes": num_classes,
-                                           "ignore_index": named.ignore}, args.overrides).label_coding()
-        dataset = SegmentationDataset(named.pairs, DatasetInfo.generic(num_classes), "eval", named.source, coding)
     else:
-        coding = trained_label_coding(info, named.ignore)
-        if coding is not None and say:
+        if args.overrides:  # data.label_values / data.ignore_values: the labels' coding, given on the command line
+            coding = data_config_from_options({"dataset": "folders", "num_classes": num_classes,
+                                               "ignore_index": named.ignore}, args.overrides).label_coding()
+        else:
+            coding = trained_label_coding(info, named.ignore)
+        if coding is not None and say and not args.overrides:
             if isinstance(coding, LabelValues) and coding.indices:
                 how = (f"the class indices, the values {' '.join(map(str, coding.ignore))} ignored as in the model's "
                        "training (data.ignore_values)")

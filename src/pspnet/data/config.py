@@ -10,7 +10,7 @@ from typing import Any
 from pspnet.classes import IGNORE_INDEX, KNOWN
 from pspnet.configfile import HeightWidth
 from pspnet.data.label_colors import LabelColors, parse_colors
-from pspnet.data.label_values import LabelValues, parse_values
+from pspnet.data.label_values import LabelValues, beside_indices, parse_values
 from pspnet.errors import PSPNetError
 
 DATASET_KINDS = (*KNOWN, "lists", "folders")
@@ -99,8 +99,7 @@ class DataConfig:
         if self.ignore_values and self.label_values is None and count is not None:
             # Index labels with other values for unlabelled pixels (e.g. a void class 11): the classes keep their
             # values, the ignore index stays ignored, written out as the settings that say so.
-            self.label_values = list(range(count))
-            self.ignore_values = sorted({*self.ignore_values, self.ignore_index})
+            self.label_values, self.ignore_values = beside_indices(count, self.ignore_values, self.ignore_index)
         if count is not None and count < 2:
             counted = counted or ("label_colors" if self.label_colors is not None else "label_values")
             raise PSPNetError(f"data.{counted} = {getattr(self, counted)}: {count} class; expected 2 or more: PSPNet "

@@ -91,6 +91,12 @@ class LabelValues:
         return indices.astype(np.uint8)
 
 
+def beside_indices(num_classes: int, ignore: Sequence[int], ignore_index: int) -> tuple[list[int], list[int]]:
+    """`data.ignore_values` without `data.label_values`: each class drawn as its index, and `ignore` besides the
+    ignore index ignored. The label values and the ignored values that say so."""
+    return list(range(num_classes)), sorted({*ignore, ignore_index})
+
+
 def shown_values(values: Sequence[int]) -> str:
     """Label values as a message lists them: the first eight."""
     return ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")

@@ -199,7 +199,7 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
         result.scores.miou, result.scores.iou       # and result.per_image, result.matrix
     """
     from pspnet.data.datasets import SegmentationDataset
-    from pspnet.data.label_values import LabelValues, no_class_note, parse_values, shown_values
+    from pspnet.data.label_values import LabelValues, beside_indices, no_class_note, parse_values, shown_values
     from pspnet.data.lists import pair_folders
     from pspnet.engine.label_formats import trained_label_coding
     from pspnet.engine.recipe import api_forward
@@ -211,8 +211,9 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     if label_values is None and not ignored:  # as the model's training read its labels (a 0/255 mask model: those)
         coding = trained_label_coding(info, ignore_index)
     elif label_values is None:  # class indices, and other values of unlabelled pixels
-        coding = LabelValues(tuple((i,) for i in range(info.num_classes)), tuple(sorted({*ignored, ignore_index})),
-                             ignore_index, "the class indices nor ignore_values")
+        indices, ignored_too = beside_indices(info.num_classes, ignored, ignore_index)
+        coding = LabelValues(tuple((i,) for i in indices), tuple(ignored_too), ignore_index,
+                             "the class indices nor ignore_values")
     else:
         coding = LabelValues(parse_values(label_values, "label_values"), ignored, ignore_index,
                              "label_values nor ignore_values")

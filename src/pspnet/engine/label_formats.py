@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from pspnet.classes import DatasetInfo
+from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.config import coding_from_settings
 from pspnet.data.label_colors import LabelColors
-from pspnet.data.label_values import LabelValues, parse_values
+from pspnet.data.label_values import LabelValues
 from pspnet.data.labels import CITYSCAPES_ID_TO_TRAIN_ID
 from pspnet.errors import PSPNetError
 
@@ -69,11 +69,10 @@ def trained_label_values(info: DatasetInfo) -> tuple[int, ...] | None:
     """Each class's label value in a model's training (the first where `data.label_values` gave it several), or None:
     its labels held the class indices (with other ignored values or not) or colours, or its file records no
     training (foreign checkpoints)."""
-    coding = info.label_coding
-    if coding is None or "label_values" not in coding:
+    coding = coding_from_settings(info.label_coding, IGNORE_INDEX, "the model's ")  # its ignore index: no part here
+    if not isinstance(coding, LabelValues) or coding.indices:  # colours, none, or the class indices
         return None
-    values = tuple(v[0] for v in parse_values(coding["label_values"], "the model's label_values"))
-    return None if values == tuple(range(len(values))) else values  # the class indices (data.ignore_values alone)
+    return tuple(v[0] for v in coding.values)
 
 
 def trained_label_coding(info: DatasetInfo, ignore_index: int) -> LabelValues | LabelColors | None:
