@@ -69,6 +69,37 @@ def test_predict_writes_labels_colours_and_overlays_at_input_size(checkpoint, tm
             pspnet.colorize(*bad)
 
 
+def test_predict_legend_names_the_classes_under_each_colour_map_overlay_and_video(checkpoint, tmp_path, capsys):
+    """--legend: the colour map and overlay as without it, with the key of the classes the image shows under them
+    (as `pspnet.colorize(..., legend=True)` draws); a video's frames all carry the key of every class; the label
+    PNGs are untouched. Asked for without a colour output: a one-line error."""
+    from pspnet.engine.legend import draw_key, key_entries
+
+    write_image(tmp_path / "in" / "a.png")
+    write_video(tmp_path / "in" / "clip.mp4", 2)
+    assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "plain"), *TINY]) == 0
+    assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "key"), "--legend",
+                 "--outputs", "labels", "color", "overlay", *TINY]) == 0
+    model = pspnet.load(checkpoint)
+    labels = np.asarray(Image.open(tmp_path / "key" / "a.png"))
+    assert (labels == np.asarray(Image.open(tmp_path / "plain" / "a.png"))).all() and labels.shape == (33, 45)
+    key = draw_key(key_entries([labels], model.info.classes, model.info.palette), 45)
+    for kind in ("color", "overlay"):
+        keyed, plain = (np.asarray(Image.open(tmp_path / run / kind / "a.png")) for run in ("key", "plain"))
+        assert (keyed[:33] == plain).all() and (keyed[33:] == key).all(), kind
+    assert (pspnet.colorize(labels, model, legend=True) == np.asarray(
+        Image.open(tmp_path / "key" / "color" / "a.png"))).all()
+    every = draw_key(key_entries([np.arange(3)], model.info.classes, model.info.palette), 48)
+    frames = video_frames(tmp_path / "key" / "color" / "clip.mp4")
+    assert len(frames) == 2 and {(f.height, f.width) for f in frames} == {(32 + every.shape[0], 48)}
+    capsys.readouterr()
+    assert main(["predict", str(checkpoint), str(tmp_path / "in" / "a.png"), "--out", str(tmp_path / "o"),
+                 "--outputs", "labels", "--legend", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "error: --legend: it draws a colour key under the colour maps and overlays, but --outputs labels writes " \
+        "neither; add color or overlay to --outputs" in err and "Traceback" not in err
+
+
 def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
     write_image(tmp_path / "a1.png")
     write_image(tmp_path / "a2.png")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import pspnet
 from pspnet.classes import DatasetInfo
@@ -107,12 +108,15 @@ def test_eval_saves_what_predict_writes_confidence_and_label_values_included(che
         write_image(tmp_path / "img" / f"s{i}.png", seed=i)
         write_label(tmp_path / "lab" / f"s{i}.png", seed=i)
     data = ["--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"), "--workers", "0", *TINY]
-    options = ["--outputs", "labels", "confidence", "--label-values", "0", "255", "77", "--backend", "torch"]
+    options = ["--outputs", "labels", "confidence", "overlay", "--label-values", "0", "255", "77", "--legend",
+               "--backend", "torch"]
     assert main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev"), "--save-predictions", *options]) == 0
     assert main(["predict", str(checkpoint), str(tmp_path / "img"), "--out", str(tmp_path / "pr"), *TINY,
                  *options]) == 0
     saved = {k: v for k, v in digests(tmp_path / "ev").items() if k.endswith(".png")}
-    assert set(saved) == {"s0.png", "s1.png", "confidence/s0.png", "confidence/s1.png"}
+    assert set(saved) == {"s0.png", "s1.png", "confidence/s0.png", "confidence/s1.png", "overlay/s0.png",
+                          "overlay/s1.png"}
+    assert Image.open(tmp_path / "ev" / "overlay" / "s0.png").height > 33  # the colour key under the overlay
     assert saved == digests(tmp_path / "pr")
     capsys.readouterr()
     code = main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev2"), "--outputs", "confidence"])
@@ -120,6 +124,12 @@ def test_eval_saves_what_predict_writes_confidence_and_label_values_included(che
     code = main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev2"), "--save-predictions", "--outputs",
                  "color", "--label-values", "0", "1", "2"])
     one_line_error(capsys, code, "--label-values 0 1 2", "--outputs color", "add labels")
+    code = main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev2"), "--legend"])
+    one_line_error(capsys, code, "--legend chooses what --save-predictions writes", "add --save-predictions")
+    code = main(["eval", str(checkpoint), *data, "--out", str(tmp_path / "ev2"), "--save-predictions", "--outputs",
+                 "labels", "--legend"])
+    one_line_error(capsys, code, "--legend: it draws a colour key under the colour maps and overlays, but --outputs "
+                   "labels writes neither", "add color or overlay")
     assert not (tmp_path / "ev2").exists()
 
 

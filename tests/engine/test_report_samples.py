@@ -1,6 +1,5 @@
 """The report's grids: images spread over the whole set, and the images with the lowest per-image mIoU."""
 
-import numpy as np
 import torch
 
 from pspnet.classes import DatasetInfo
@@ -33,17 +32,3 @@ def test_samples_are_spread_over_the_set_and_the_worst_come_worst_first() -> Non
     assert [s.name for s in ev.worst] == ["i11", "i10", "i9"]  # more class-0 pixels missed: lower mIoU
     assert ev.worst[0].miou < ev.worst[1].miou < ev.worst[2].miou
     assert ev.samples[0].miou == 1.0  # all class 1, all predicted 1 (class 0 absent: left out of the mean)
-
-
-def test_the_sample_grids_colour_key_names_the_classes_shown_and_the_ignored_pixels() -> None:
-    from pspnet.engine.evaluate import Sample
-    from pspnet.engine.report import legend_entries
-
-    names, palette = ["road", "car", "tree", "sky"], [(1, 1, 1), (2, 2, 2), (3, 3, 3), (4, 4, 4)]
-    image = np.zeros((2, 2, 3), np.uint8)
-    truth = np.array([[3, 0], [0, 255]], np.uint8)  # sky, road and an ignored pixel
-    pred = np.array([[3, 0], [1, 0]], np.uint8)  # a car only the prediction has
-    assert legend_entries([Sample("a", image, truth, pred)], names, palette) == [
-        ("road", (1, 1, 1)), ("car", (2, 2, 2)), ("sky", (4, 4, 4)), ("ignored", (0, 0, 0))]
-    assert legend_entries([Sample("b", image, pred, pred)], names, palette) == [
-        ("road", (1, 1, 1)), ("car", (2, 2, 2)), ("sky", (4, 4, 4))]

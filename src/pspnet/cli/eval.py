@@ -25,7 +25,7 @@ from pspnet.cli.inference_options import (
     settings_from_args,
 )
 from pspnet.cli.model_folder import use_model_folder
-from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
+from pspnet.cli.output_options import add_output_arguments, check_outputs_shaped, chosen_label_values, legend_names
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.label_values import ignoring_option, no_class_note
 from pspnet.data.lists import LIST_SUFFIXES
@@ -239,7 +239,7 @@ def check_counts(args: argparse.Namespace) -> None:
 
 def prediction_layout(args: argparse.Namespace, info: DatasetInfo, say: bool) -> PredictionLayout | None:
     """Where and what --save-predictions writes (None without it); --outputs and --label-values shape it."""
-    given = [f"--{name.replace('_', '-')}" for name in ("outputs", "label_values") if getattr(args, name)]
+    given = [f"--{name.replace('_', '-')}" for name in ("outputs", "label_values", "legend") if getattr(args, name)]
     if not args.save_predictions:
         if given:
             raise PSPNetError(f"{given[0]} chooses what --save-predictions writes; add --save-predictions (and "
@@ -248,8 +248,8 @@ def prediction_layout(args: argparse.Namespace, info: DatasetInfo, say: bool) ->
     if args.out is None:
         raise PSPNetError("--save-predictions needs --out DIR to save them in")
     kinds = tuple(args.outputs or DEFAULT_OUTPUTS)
-    check_label_values_written(args, kinds)
-    return PredictionLayout(args.out, kinds, chosen_label_values(args, info, kinds, say))
+    check_outputs_shaped(args, kinds)
+    return PredictionLayout(args.out, kinds, chosen_label_values(args, info, kinds, say), legend_names(args, info))
 
 
 def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayout | None) -> None:

@@ -27,13 +27,25 @@ def add_output_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, v
                         "the 19 classes' label ids, as the Cityscapes benchmark server reads them; ade20k: 1..150 "
                         "(0 = other), as the scene-parsing benchmark reads them; data: the values of the labels "
                         "the model was trained on (data.label_values)")
+    p.add_argument("--legend", action="store_true",
+                   help="a colour key under each colour map and overlay: the classes it shows, named"
+                        + (" (a video's: all the model's classes, so that its frames keep one size)" if videos else ""))
 
 
-def check_label_values_written(args: argparse.Namespace, kinds: tuple[str, ...]) -> None:
-    """--label-values sets the label PNGs' values: an error where --outputs writes none."""
+def check_outputs_shaped(args: argparse.Namespace, kinds: tuple[str, ...]) -> None:
+    """--label-values sets the label PNGs' values and --legend draws on the colour maps and overlays: an error where
+    --outputs writes none of those."""
     if args.label_values and args.outputs and "labels" not in kinds:
         raise PSPNetError(f"--label-values {' '.join(args.label_values)}: it sets the label PNGs' values, but "
                           f"--outputs {' '.join(args.outputs)} writes none; add labels to --outputs")
+    if args.legend and args.outputs and not {"color", "overlay"} & set(kinds):
+        raise PSPNetError(f"--legend: it draws a colour key under the colour maps and overlays, but --outputs "
+                          f"{' '.join(args.outputs)} writes neither; add color or overlay to --outputs")
+
+
+def legend_names(args: argparse.Namespace, info: DatasetInfo) -> tuple[str, ...] | None:
+    """The class names of the colour key --legend draws (None without it)."""
+    return tuple(info.classes) if args.legend else None
 
 
 def chosen_label_values(args: argparse.Namespace, info: DatasetInfo, kinds: tuple[str, ...], say: bool

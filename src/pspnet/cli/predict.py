@@ -25,7 +25,7 @@ from pspnet.cli.inference_options import (
     settings_from_args,
 )
 from pspnet.cli.model_folder import use_model_folder
-from pspnet.cli.output_options import add_output_arguments, check_label_values_written, chosen_label_values
+from pspnet.cli.output_options import add_output_arguments, check_outputs_shaped, chosen_label_values, legend_names
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, run_in_processes, shard_indices
@@ -81,7 +81,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         print(f"pspnet predict: {message}", file=sys.stderr)
     layout = PredictionLayout(args.out, tuple(args.outputs or DEFAULT_OUTPUTS))
     video_layout = replace(layout, kinds=tuple(args.outputs or DEFAULT_VIDEO_OUTPUTS))
-    check_label_values_written(args, layout.kinds + video_layout.kinds)
+    check_outputs_shaped(args, layout.kinds + video_layout.kinds)
     check_output_folder(args.out, "--out")
     files, planned, writers = [], [], {}
     for path in found.files:  # every output must be unique, else one input would overwrite another's
@@ -112,7 +112,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     if main and (note := recorded_protocol_note(args, info)):
         print(f"{note}: {settings.describe()}", file=sys.stderr)
     values = chosen_label_values(args, info, layout.kinds + video_layout.kinds, say=main)
-    layout, video_layout = replace(layout, label_values=values), replace(video_layout, label_values=values)
+    legend = legend_names(args, info)
+    layout, video_layout = (replace(lay, label_values=values, legend=legend) for lay in (layout, video_layout))
     mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
     images = [p for p in mine if not is_video(p)]
     bar = progress_bar(total=len(images), desc="predict" if not processes.enabled else "predict (this process)",

@@ -4,7 +4,8 @@ One output layout for `predict` and `eval --save-predictions` (`PredictionLayout
 (class index per pixel, at the input size: what `pspnet score --pred OUT` reads; or each class's value,
 `engine/label_formats.py`), `OUT/color/NAME.png` (the dataset
 palette) and `OUT/overlay/NAME.png` (the colours blended over the image); per video `NAME.ext`,
-`OUT/overlay/NAME.mp4`.
+`OUT/overlay/NAME.mp4`. With a colour key (`PredictionLayout.legend`), the colour maps and overlays have the classes
+they show named under them (`engine/legend.py`; a video: all the classes, so that its frames keep one size).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pspnet.engine.inference import (
     segment_and_confidence,
 )
 from pspnet.engine.label_formats import encode_labels
+from pspnet.engine.legend import key_entries, with_key
 from pspnet.errors import PSPNetError
 from pspnet.files import IMAGE_SUFFIXES, atomic_target, staged_folder, write_atomically
 
@@ -131,10 +133,11 @@ def rgb_of(image: ImageInput) -> np.ndarray:
     return to_rgb(image)
 
 
-def colorize_api(labels: np.ndarray | torch.Tensor, model: torch.nn.Module, image: ImageInput | None = None
-                 ) -> np.ndarray:
+def colorize_api(labels: np.ndarray | torch.Tensor, model: torch.nn.Module, image: ImageInput | None = None,
+                 legend: bool = False) -> np.ndarray:
     """A label map (H×W class indices, e.g. from `pspnet.predict`) in the model's class colours, H×W×3 uint8 RGB:
-    what `pspnet predict` writes to OUT/color/; with `image`, blended over it as OUT/overlay/.
+    what `pspnet predict` writes to OUT/color/; with `image`, blended over it as OUT/overlay/; with `legend`, a key
+    of the classes it shows under it (taller than H), as `pspnet predict --legend` draws.
 
         labels = pspnet.predict(model, "street.jpg")
         PIL.Image.fromarray(pspnet.colorize(labels, model, "street.jpg")).save("overlay.png")
@@ -148,13 +151,13 @@ def colorize_api(labels: np.ndarray | torch.Tensor, model: torch.nn.Module, imag
         raise PSPNetError(f"labels of shape {labels.shape} and type {labels.dtype}; expected an H×W map of class "
                           "indices, as pspnet.predict returns")
     color = colorize(labels, info.palette)
-    if image is None:
-        return color
-    rgb = rgb_of(image)
-    if rgb.shape[:2] != labels.shape:
-        raise PSPNetError(f"image of {rgb.shape[1]}×{rgb.shape[0]} for labels of {labels.shape[1]}×"
-                          f"{labels.shape[0]}; expected the image the labels were predicted for")
-    return overlay(rgb, color)
+    if image is not None:
+        rgb = rgb_of(image)
+        if rgb.shape[:2] != labels.shape:
+            raise PSPNetError(f"image of {rgb.shape[1]}×{rgb.shape[0]} for labels of {labels.shape[1]}×"
+                              f"{labels.shape[0]}; expected the image the labels were predicted for")
+        color = overlay(rgb, color)
+    return with_key(color, key_entries([labels], info.classes, info.palette)) if legend else color
 
 
 def is_video(path: Path) -> bool:
@@ -268,11 +271,13 @@ DEFAULT_VIDEO_OUTPUTS = ("overlay",)
 @dataclass(frozen=True)
 class PredictionLayout:
     """Where the predictions of a run go (see the module docstring), which of `OUTPUT_KINDS` are written, and the
-    value each class is written as in the label PNGs (`label_values`; None: the class index)."""
+    value each class is written as in the label PNGs (`label_values`; None: the class index); `legend`: the class
+    names of a colour key drawn under the colour maps and overlays (None: no key)."""
 
     root: Path
     kinds: tuple[str, ...] = DEFAULT_OUTPUTS
     label_values: tuple[int, ...] | None = None
+    legend: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if unknown := [k for k in self.kinds if k not in OUTPUT_KINDS]:
@@ -334,10 +339,15 @@ def write_image_outputs(layout: PredictionLayout, stem: str, image: np.ndarray, 
         save_label_png(layout.label(stem), labels, layout.label_values)
     if "color" in layout.kinds or "overlay" in layout.kinds:
         color = colorize(labels, palette)
+        entries = key_entries([labels], layout.legend, palette) if layout.legend is not None else None
+
+        def keyed(picture: np.ndarray) -> np.ndarray:
+            return picture if entries is None else with_key(picture, entries)
+
         if "color" in layout.kinds:
-            save_rgb_png(layout.color(stem), color)
+            save_rgb_png(layout.color(stem), keyed(color))
         if "overlay" in layout.kinds:
-            save_rgb_png(layout.overlay(stem), overlay(image, color), compress_level=OVERLAY_COMPRESS_LEVEL)
+            save_rgb_png(layout.overlay(stem), keyed(overlay(image, color)), compress_level=OVERLAY_COMPRESS_LEVEL)
 
 
 class BackgroundWriter:
@@ -441,6 +451,8 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
     rate = Fraction(video_rate(path)).limit_denominator(1000)
     stem, kinds = name, layout.kinds
     movies = [kind for kind in VIDEO_KINDS if kind in kinds]
+    # A video's key names every class: one key, so that every frame has the same size.
+    entries = None if layout.legend is None else key_entries([np.arange(len(palette))], layout.legend, palette)
     count = 0
 
     def encode(container: Any, picture: np.ndarray) -> None:
@@ -461,7 +473,8 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
             labels = labels.cpu().numpy()
             color = colorize(labels, palette) if movies else None
             for kind, container in containers.items():
-                encode(container, overlay(frame, color) if kind == "overlay" else color)
+                picture = overlay(frame, color) if kind == "overlay" else color
+                encode(container, picture if entries is None else with_key(picture, entries))
             if "labels" in folders:
                 save_label_png(folders["labels"] / f"{count:06d}.png", labels, layout.label_values)
             if confidence is not None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pspnet.classes import Color
 from pspnet.engine.evaluate import Sample
+from pspnet.engine.legend import key_entries
 from pspnet.engine.metrics import Scores
 from pspnet.engine.predict import colorize
 from pspnet.errors import PSPNetError
-
-Color = tuple[int, int, int]
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib is optional
@@ -114,25 +114,11 @@ def _confusion(plt, path: Path, matrix: torch.Tensor, names: Sequence[str]) -> N
 LEGEND_COLUMNS = 6
 
 
-def legend_entries(samples: Sequence[Sample], names: Sequence[str], palette: Sequence[Color]
-                   ) -> list[tuple[str, Color]]:
-    """The colour key of a sample grid: each class in its ground truths or predictions, in class order, then
-    "ignored" (black) where a ground truth has pixels of no class."""
-    present: set[int] = set()
-    for s in samples:
-        present.update(int(c) for c in np.unique(s.label))
-        present.update(int(c) for c in np.unique(s.pred))
-    entries = [(names[c], tuple(palette[c])) for c in sorted(present) if 0 <= c < min(len(names), len(palette))]
-    if any(not 0 <= c < len(palette) for c in present):
-        entries.append(("ignored", (0, 0, 0)))
-    return entries
-
-
 def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color],  # noqa: ANN001
              names: Sequence[str]) -> None:
     from matplotlib.patches import Patch
 
-    entries = legend_entries(samples, names, palette)
+    entries = key_entries([m for s in samples for m in (s.label, s.pred)], names, palette)
     key = 0.3 * math.ceil(len(entries) / LEGEND_COLUMNS) + 0.1  # inches under the grid for the colour key
     height = 2.6 * len(samples) + key
     fig, axes = plt.subplots(len(samples), 3, figsize=(9, height), squeeze=False)
