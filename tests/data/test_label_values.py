@@ -177,8 +177,11 @@ def test_score_notes_0_255_ground_truth_scored_as_indices(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"pspnet score: note: {tmp_path / 'gt'}: class 1 (class_1) appears in no ground-truth label; 50% "
                    "of their pixels are 255, the ignore index: if 255 marks a class in your labels (a mask saved as "
-                   "0/255), give each class's value, e.g. data.label_values: [0, 255] (in a data config given as "
-                   "--config)\n")
+                   "0/255), give each class's value, e.g. data.label_values=[0,255]\n")
+    # As the note says, on the command line: the mask's object is class 1, and the all-background prediction misses it.
+    assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "2",
+                 "data.label_values=[0,255]", "--json", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["confusion_matrix"] == [[4, 0], [4, 0]]
 
 
 def test_a_prepared_benchmark_missing_a_class_gets_the_note_without_the_label_values_hint(tmp_path):

@@ -505,7 +505,8 @@ def test_score_of_a_few_predictions_names_five_missing_ones_and_json_lists_them_
 def test_ground_truth_with_a_void_value_of_its_own_gets_a_note_naming_the_setting_that_ignores_it(tmp_path,
                                                                                                  capsys) -> None:
     """SegNet's CamVid marks unlabelled pixels 11: score names the value once and how to ignore it, --ignore-index
-    where no pixel is 255, else a data config's data.ignore_values (which keeps 255 ignored too)."""
+    where no pixel is 255, else data.ignore_values (which keeps 255 ignored too), on the command line or in a data
+    config."""
     rng = np.random.default_rng(0)
     for i in range(2):
         values = rng.integers(0, 3, (6, 8), dtype=np.uint8)
@@ -523,8 +524,10 @@ def test_ground_truth_with_a_void_value_of_its_own_gets_a_note_naming_the_settin
     gt[0, 0] = 255  # unlabelled pixels of both kinds: --ignore-index cannot name both
     Image.fromarray(gt).save(tmp_path / "gt" / "1.png")
     assert main(command) == 1
-    assert ("if it marks unlabelled pixels, data.ignore_values: [11] in a data config given as --config; if it is a "
-            "class, raise --num-classes\n") in capsys.readouterr().err
+    assert ("if it marks unlabelled pixels, data.ignore_values=[11]; if it is a class, raise --num-classes\n"
+            ) in capsys.readouterr().err
+    assert main([*command, "data.ignore_values=[11]", "--json", str(tmp_path / "s.json")]) == 0  # 11 and 255 ignored
+    assert np.sum(json.loads((tmp_path / "s.json").read_text())["confusion_matrix"]) == 2 * (6 * 8 - 4) - 1
     config = tmp_path / "data.yaml"
     config.write_text(f"dataset: folders\nroot: {tmp_path}\nnum_classes: 3\n")
     assert main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--config", str(config)]) == 1
@@ -775,5 +778,9 @@ def test_eval_notes_a_class_no_ground_truth_holds_and_the_setting_for_0_255_mask
                  "--workers", "0", "--json", str(tmp_path / "e.json"), *TINY]) == 0
     err = capsys.readouterr().err
     assert "note:" in err and "classes 1 (b), 2 (c) appear in no ground-truth label" in err
-    assert "data.label_values: [0, 255] (in a data config given as --config)" in err
+    assert "data.label_values=[0,255]" in err  # as eval --images --labels takes it (below)
     assert json.loads((tmp_path / "e.json").read_text())["ignored_pixels"] == 15 * 25
+    assert main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--workers", "0", "--json", str(tmp_path / "e2.json"), "--overwrite", *TINY,
+                 "data.label_values=[0,255,128]"]) == 0
+    assert json.loads((tmp_path / "e2.json").read_text())["ignored_pixels"] == 0  # 255 is class 1 now

@@ -273,6 +273,13 @@ def test_score_pred_values_data_takes_the_configs_label_values(tmp_path, capsys)
     assert main(["score", "--pred", str(pred), "--gt", str(gt), "--config", str(cfg), "--pred-values", "data"]) == 0
     assert "mIoU" in capsys.readouterr().out
     code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "--pred-values", "data"])
-    one_line_error(capsys, code, "--pred-values data", "no --config is given")
+    one_line_error(capsys, code, "--pred-values data", "neither --config nor an override gives them")
+    # The ground truth's values given on the command line, without a config: the same scores.
+    assert main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "data.label_values=[0,100,200]",
+                 "--pred-values", "data", "--json", str(tmp_path / "o.json")]) == 0
+    assert yaml.safe_load((tmp_path / "o.json").read_text())["mIoU"] == 1.0
+    code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "data.root=x"])
+    one_line_error(capsys, code, "data.root=x: without --config, the overrides taken are data.label_values and "
+                   "data.ignore_values")
     code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "--pred-values", "0", "1"])
     one_line_error(capsys, code, "--pred-values", "2 value(s) for 3 classes")

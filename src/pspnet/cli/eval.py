@@ -97,9 +97,6 @@ class NamedData:
     ignore: int = IGNORE_INDEX
 
 
-CODING_OVERRIDES = ("data.label_values", "data.ignore_values")  # how labels are read, without a --config
-
-
 def data_options(args: argparse.Namespace) -> list[str]:
     """Which of --config, --images/--labels, --list name the data."""
     return [name for name, v in (("--config", args.config), ("--images/--labels", args.images or args.labels),
@@ -111,7 +108,7 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     model loads: overrides without a config, a missing list or folder, no images, and images none of whose labels
     exist (a wrong folder or root, said at once rather than image by image after the evaluation)."""
     from pspnet.configfile import from_dict
-    from pspnet.data.config import load_data_config
+    from pspnet.data.config import check_overrides_without_config, load_data_config
     from pspnet.data.datasets import build_dataset
     from pspnet.data.lists import pair_folders, read_list, unpaired_labels, windows_separators
 
@@ -123,11 +120,7 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
                 if run_config and not given else "")
         raise PSPNetError(f"name the data with exactly one of --config, --images/--labels, --list (got "
                           f"{', '.join(given) or 'none'}){hint}")
-    others = [o for o in args.overrides if o.split("=", 1)[0] not in CODING_OVERRIDES]
-    if args.config is None and others:
-        raise PSPNetError(f"{' '.join(others)}: without --config, the overrides taken are "
-                          f"{' and '.join(CODING_OVERRIDES)} (how the labels are read); the others change a "
-                          "--config's settings: give --config F")
+    check_overrides_without_config(args.overrides, args.config)
     if args.config is not None:
         cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
         protocol = None
@@ -323,12 +316,11 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         print(f"pspnet eval: skipped {message}", file=sys.stderr)
     if result.unscored:  # the model's classes are fixed: ignoring the values is the only way
         note = no_class_note(result.unscored, info.num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
-            result.unscored, args.config, result.unscored_beside_ignored, override=True))
+            result.unscored, args.config, result.unscored_beside_ignored))
         print(f"pspnet eval: note: {note}", file=sys.stderr)
     recodable = dataset.label_coding is None and dataset.info.name not in KNOWN  # index labels of the user's own
-    if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable)):
-        where = " (in a data config given as --config)" if recodable and args.config is None else ""
-        print(f"pspnet eval: note: {dataset.source}: {note}{where}", file=sys.stderr)
+    if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable, args.config is None)):
+        print(f"pspnet eval: note: {dataset.source}: {note}", file=sys.stderr)
     print(format_table(result.scores, info.classes))
     print(f"{result.images} of {len(dataset)} images scored ({how})")
     doc = result.scores.to_dict(info.classes) | {

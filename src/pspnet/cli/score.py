@@ -14,7 +14,7 @@ import torch
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
-from pspnet.data.config import check_overrides_have_a_config, load_data_config
+from pspnet.data.config import check_overrides_without_config, data_config_from_options, load_data_config
 from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import LOSSY_LABELS, LOSSY_SUFFIXES, LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
@@ -38,10 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "the settings alone): its classes, ignore index and how the ground truth is coded (label colours "
                    "or values)")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                   help="with --config: override its data: settings, e.g. data.ignore_index=0")
+                   help="how the ground truth codes the classes: data.label_values=[0,255] (a value per class), "
+                        "data.ignore_values=[11] (values of unlabelled pixels); with --config, any of its data: "
+                        "settings, e.g. data.ignore_index=0")
     p.add_argument("--pred-values", nargs="+", metavar="V", help="how the predictions code the classes, as "
                    "`pspnet predict --label-values` wrote them: one value per class, cityscapes, ade20k, or data "
-                   "(--config's data.label_values); default: the class indices")
+                   "(the ground truth's data.label_values); default: the class indices")
     p.add_argument("--ignore-index", type=int, help="ground-truth value to skip (default 255, or the config's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write mIoU, mAcc, allAcc and per-class IoU/Acc")
     p.add_argument("--per-image", type=Path, metavar="CSV", help="write each image's mIoU, pixel accuracy and "
@@ -122,7 +124,7 @@ def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[s
 
 def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColors | LabelValues | None, list[str]]:
     """(classes, ignore index, how labels become indices, class names): from --config where given, the options win."""
-    check_overrides_have_a_config(args.overrides, args.config)
+    check_overrides_without_config(args.overrides, args.config)
     if args.config is None:
         if args.num_classes is None:
             raise PSPNetError("--num-classes N (or --config F): how many classes the labels hold")
@@ -130,7 +132,9 @@ def ground_truth_settings(args: argparse.Namespace) -> tuple[int, int, LabelColo
             raise PSPNetError(f"--num-classes {args.num_classes}: expected 2 or more (every class is scored, the "
                               "background too: a binary mask is 2 classes)")
         ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
-        return args.num_classes, ignore, None, DatasetInfo.generic(args.num_classes).classes
+        coding = data_config_from_options({"dataset": "folders", "num_classes": args.num_classes,
+                                           "ignore_index": ignore}, args.overrides).label_coding()
+        return args.num_classes, ignore, coding, DatasetInfo.generic(args.num_classes).classes
     cfg, _ = load_data_config(args.config, args.overrides)
     info = dataset_info(cfg)
     if args.num_classes is not None and args.num_classes != info.num_classes:
@@ -147,9 +151,9 @@ def prediction_coding(spec: list[str] | None, num_classes: int, coding: LabelCol
         return None
     if spec == ["data"]:
         if not isinstance(coding, LabelValues):
-            where = f"{config} sets no data.label_values" if config is not None else "no --config is given"
-            raise PSPNetError(f"--pred-values data: the values come from --config's data.label_values, but {where}; "
-                              "give one value per class instead")
+            where = f"{config} sets none" if config is not None else "neither --config nor an override gives them"
+            raise PSPNetError(f"--pred-values data: the values come from data.label_values, but {where}; give one "
+                              "value per class instead")
         return coding
     values = label_values(spec, num_classes, option="--pred-values")
     return LabelValues(tuple((v,) for v in values), listed_in="--pred-values nor a class index")
@@ -237,11 +241,11 @@ def run(args: argparse.Namespace) -> int:
     if unscored:
         values = sorted(unscored)
         note = no_class_note(values, num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
-            values, args.config, beside_ignored), classes="data.num_classes" if args.config else "--num-classes")
+            values, args.config, beside_ignored),
+            classes="data.num_classes" if args.config else "--num-classes")
         print(f"pspnet score: note: {note}", file=sys.stderr)
-    if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is None)):
-        where = "" if coding is not None or "label_values" not in note else " (in a data config given as --config)"
-        print(f"pspnet score: note: {args.gt}: {note}{where}", file=sys.stderr)
+    if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is None, args.config is None)):
+        print(f"pspnet score: note: {args.gt}: {note}", file=sys.stderr)
     scores = cm.compute()
     print(format_table(scores, names))
     print(f"{scored} of {len(gts)} ground-truth files scored")

@@ -97,10 +97,11 @@ def check_pairs(pairs: Sequence[Pair], num_classes: int, ignore_index: int = 255
 
 
 def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, split: str,
-                   hint: bool) -> str | None:
+                   hint: bool, override: bool = False) -> str | None:
     """A note when classes appear in none of a split's labels (`counts`: pixels per label value); with `hint` (index
     labels that `data.label_values` could recode) also the likely cause when pixels are `ignore_index`: masks that
-    draw a class with that value (0/255 binary masks)."""
+    draw a class with that value (0/255 binary masks), the setting named as in a config or, with `override`, as a
+    command-line override."""
     absent = [i for i in range(len(names)) if counts[i] == 0]
     if not absent or not counts.any():  # no label read at all (missing files, said as problems): nothing to note
         return None
@@ -113,7 +114,8 @@ def absent_classes(counts: np.ndarray, names: Sequence[str], ignore_index: int, 
         example = ", ".join(str(v) for v in values) if len(values) == len(names) else f"0, {ignore_index}"
         note += (f"; {ignored:.0%} of their pixels are {ignore_index}, the ignore index: if {ignore_index} marks a "
                  f"class in your labels (a mask saved as 0/{ignore_index}), give each class's value, e.g. "
-                 f"data.label_values: [{example}]")
+                 + (f"data.label_values=[{example.replace(' ', '')}]" if override else
+                    f"data.label_values: [{example}]"))
     return note
 
 

@@ -164,10 +164,17 @@ def coding_from_settings(settings: dict[str, Any] | None, ignore_index: int, pre
                        ignore_index)
 
 
-def check_overrides_have_a_config(overrides: Sequence[str], config: Path | None) -> None:
-    """`key=value` overrides change a --config's settings: without one they are a mistake, said in one line."""
-    if overrides and config is None:
-        raise PSPNetError(f"{' '.join(overrides)}: overrides change --config's settings; give --config F")
+CODING_OVERRIDES = ("data.label_values", "data.ignore_values")  # how labels are read: taken without a --config too
+
+
+def check_overrides_without_config(overrides: Sequence[str], config: Path | None) -> None:
+    """Without --config, the `key=value` overrides a command reading labels takes are those of `CODING_OVERRIDES`;
+    any other changes a --config's settings: a mistake, said in one line."""
+    others = [o for o in overrides if o.split("=", 1)[0] not in CODING_OVERRIDES]
+    if config is None and others:
+        raise PSPNetError(f"{' '.join(others)}: without --config, the overrides taken are "
+                          f"{' and '.join(CODING_OVERRIDES)} (how the labels are read); the others change a "
+                          "--config's settings: give --config F")
 
 
 def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequence[str] = ("data",)

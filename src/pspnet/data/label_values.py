@@ -114,14 +114,12 @@ def no_class_note(values: Sequence[int], num_classes: int, ignore_index: int, *,
     return note + (f"; if {'it is a class' if one else 'they are classes'}, raise {classes}" if classes else "")
 
 
-def ignoring_option(values: Sequence[int], config: object | None, ignored: bool, override: bool = False) -> str:
-    """`no_class_note`'s `ignoring` for a command with --config and --ignore-index (eval, score): `config` the
-    --config given (or None), `ignored` whether the labels hold the ignore index too (--ignore-index cannot then say
-    both), `override` whether the command takes `data.ignore_values=[...]` without a config (eval)."""
+def ignoring_option(values: Sequence[int], config: object | None, ignored: bool) -> str:
+    """`no_class_note`'s `ignoring` for a command with --config, --ignore-index and `data.ignore_values=[...]`
+    without a config (eval, score): `config` the --config given (or None), `ignored` whether the labels hold the
+    ignore index too (--ignore-index cannot then say both)."""
     if config is not None:
         return f"data.ignore_values: [{shown_values(values)}] in {config}"
     if len(values) == 1 and not ignored:
         return f"--ignore-index {values[0]}"
-    listed = ",".join(str(v) for v in values)
-    return f"data.ignore_values=[{listed}]" if override else (
-        f"data.ignore_values: [{shown_values(values)}] in a data config given as --config")
+    return f"data.ignore_values=[{','.join(str(v) for v in values)}]"

@@ -54,16 +54,17 @@ class Evaluation:
     unscored_beside_ignored: bool = False  # ... in images that hold the ignore index too
     interrupted: bool = False  # `stop` said so before every image was scored: the scores are a part's
 
-    def absent_classes_note(self, names: Sequence[str], ignore_index: int, hint: bool) -> str | None:
+    def absent_classes_note(self, names: Sequence[str], ignore_index: int, hint: bool, override: bool = False
+                            ) -> str | None:
         """A note when classes appear in no ground truth, with the likely cause when pixels were ignored (`hint`:
-        labels that `data.label_values` could recode, e.g. masks saved 0/255): a perfect-looking score may then
-        count the background alone."""
+        labels that `data.label_values` could recode, e.g. masks saved 0/255; `override`: named as a command-line
+        override): a perfect-looking score may then count the background alone."""
         if not 0 <= ignore_index < 1 << 16:
             return None
         counts = np.zeros(max(len(names), ignore_index + 1), dtype=np.int64)
         counts[: len(names)] = self.matrix.sum(dim=1).numpy()
         counts[ignore_index] += self.ignored
-        return absent_classes(counts, names, ignore_index, "ground-truth", hint)
+        return absent_classes(counts, names, ignore_index, "ground-truth", hint, override)
 
 
 class _Guarded(Dataset):
