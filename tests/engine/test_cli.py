@@ -502,6 +502,38 @@ def test_score_of_a_few_predictions_names_five_missing_ones_and_json_lists_them_
                       "all; --json FILE lists them)")
 
 
+def test_colour_coded_ground_truth_is_summarised_then_read_through_label_colors_given_on_the_command_line(
+        checkpoint, tmp_path, capsys) -> None:
+    """Ground truth saved in colours (what a colour map looks like) fails file by file: five named, the count of the
+    rest, and no table of n/a when nothing was scored, in score and in eval; `data.label_colors=[[...], ...]` on the
+    command line, without a config, reads it."""
+    palette = [[200, 10, 10], [10, 200, 10], [10, 10, 200]]
+    for i in range(7):
+        labels = np.random.default_rng(i).integers(0, 3, (33, 45), dtype=np.uint8)
+        Image.fromarray(labels).save(write_label(tmp_path / "pred" / f"{i}.png"))
+        Image.fromarray(np.array(palette, np.uint8)[labels]).save(write_label(tmp_path / "gt" / f"{i}.png"))
+        write_image(tmp_path / "img" / f"{i}.png", seed=i)
+    command = ["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3"]
+    assert main(command) == 1
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert all("a colour-coded label" in line for line in lines[:5])
+    assert lines[5] == "pspnet score: ... and 2 more pairs not scored (7 in all; --json FILE lists them)"
+    assert out == "0 of 7 ground-truth files scored\n"  # no table of n/a
+    colors = "data.label_colors=" + str(palette).replace(" ", "")
+    assert main([*command, colors, "--json", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["mIoU"] == 1.0
+    evaluate = ["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "gt"),
+                "--workers", "0", "--backend", "torch", *TINY]
+    capsys.readouterr()
+    assert main(evaluate) == 1
+    out, err = capsys.readouterr()
+    assert err.count("pspnet eval: skipped ") == 5 and "pspnet eval: ... and 2 more images skipped (7 in all" in err
+    assert "mIoU" not in out and "0 of 7 images scored" in out
+    assert main([*evaluate, colors]) == 0
+    assert "7 of 7 images scored" in capsys.readouterr().out
+
+
 def test_ground_truth_with_a_void_value_of_its_own_gets_a_note_naming_the_setting_that_ignores_it(tmp_path,
                                                                                                  capsys) -> None:
     """SegNet's CamVid marks unlabelled pixels 11: score names the value once and how to ignore it, --ignore-index

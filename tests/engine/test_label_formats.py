@@ -218,7 +218,8 @@ def test_the_api_names_a_void_value_and_ignore_values_ignores_it(tmp_path, capsy
     assert json.loads((tmp_path / "e.json").read_text())["confusion_matrix"] == result.matrix.tolist()
     assert main([*command, "data.root=/x"]) == 2
     assert capsys.readouterr().err.endswith("data.root=/x: without --config, the overrides taken are "
-                                            "data.label_values and data.ignore_values (how the labels are read); "
+                                            "data.label_values, data.ignore_values, data.label_colors, "
+                                            "data.ignore_colors (how the labels are read); "
                                             "the others change a --config's settings: give --config F\n")
 
 
@@ -279,7 +280,7 @@ def test_score_pred_values_data_takes_the_configs_label_values(tmp_path, capsys)
                  "--pred-values", "data", "--json", str(tmp_path / "o.json")]) == 0
     assert yaml.safe_load((tmp_path / "o.json").read_text())["mIoU"] == 1.0
     code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "data.root=x"])
-    one_line_error(capsys, code, "data.root=x: without --config, the overrides taken are data.label_values and "
-                   "data.ignore_values")
+    one_line_error(capsys, code, "data.root=x: without --config, the overrides taken are data.label_values, "
+                   "data.ignore_values, data.label_colors, data.ignore_colors")
     code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "--pred-values", "0", "1"])
     one_line_error(capsys, code, "--pred-values", "2 value(s) for 3 classes")

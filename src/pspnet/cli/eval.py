@@ -24,6 +24,7 @@ from pspnet.cli.inference_options import (
     recorded_protocol_note,
     settings_from_args,
 )
+from pspnet.cli.listing import print_first
 from pspnet.cli.model_folder import use_model_folder
 from pspnet.cli.output_options import add_output_arguments, check_outputs_shaped, chosen_label_values, legend_names
 from pspnet.cli.recipe_options import add_recipe_arguments
@@ -312,8 +313,8 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
             writer.close()
     if not main:
         return 1 if result.failures else 0
-    for message in result.failures:
-        print(f"pspnet eval: skipped {message}", file=sys.stderr)
+    print_first([f"skipped {message}" for message in result.failures], "pspnet eval: ", "images skipped",
+                listed=args.json is not None or args.out is not None)
     if result.unscored:  # the model's classes are fixed: ignoring the values is the only way
         note = no_class_note(result.unscored, info.num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
             result.unscored, args.config, result.unscored_beside_ignored))
@@ -321,7 +322,8 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     recodable = dataset.label_coding is None and dataset.info.name not in KNOWN  # index labels of the user's own
     if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable, args.config is None)):
         print(f"pspnet eval: note: {dataset.source}: {note}", file=sys.stderr)
-    print(format_table(result.scores, info.classes))
+    if result.images:  # else a table of n/a: the skipped images above say why
+        print(format_table(result.scores, info.classes))
     print(f"{result.images} of {len(dataset)} images scored ({how})")
     doc = result.scores.to_dict(info.classes) | {
         "images": result.images, "checkpoint": str(args.checkpoint), "settings": asdict(settings),

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
+from pspnet.cli.listing import print_first
 from pspnet.data.check import absent_classes
 from pspnet.data.config import check_overrides_without_config, data_config_from_options, load_data_config
 from pspnet.data.datasets import dataset_info
@@ -81,9 +82,6 @@ def lossy_note(folder: Path) -> str:
     """For a folder without label files: the JPEGs it holds instead, if any, and why they cannot be labels."""
     lossy = [p.name for p in sorted(folder.iterdir()) if p.suffix.lower() in LOSSY_SUFFIXES]
     return f"; it holds {len(lossy)} lossy file(s) ({lossy[0]}, …): {LOSSY_LABELS}" if lossy else ""
-
-
-MISSING_SHOWN = 5  # files without a counterpart named one by one on each side (all of them in --json's failures)
 
 
 def no_pairs_error(args: argparse.Namespace, preds: dict[str, Path], gts: dict[str, Path]) -> PSPNetError:
@@ -228,16 +226,10 @@ def run(args: argparse.Namespace) -> int:
                 beside_ignored |= e.ignored
             continue
         scored += 1
-    listed = "" if args.json else "; --json FILE lists them"
     for unpaired, what in ((missing, f"ground-truth files without a prediction in {args.pred}"),
-                           (unmatched, f"predictions without a ground truth in {args.gt}")):
-        for message in unpaired[:MISSING_SHOWN]:
-            print(f"pspnet score: {message}", file=sys.stderr)
-        if len(unpaired) > MISSING_SHOWN:
-            print(f"pspnet score: ... and {len(unpaired) - MISSING_SHOWN} more {what} ({len(unpaired)} in all"
-                  f"{listed})", file=sys.stderr)
-    for message in failures[len(missing) + len(unmatched):]:
-        print(f"pspnet score: {message}", file=sys.stderr)
+                           (unmatched, f"predictions without a ground truth in {args.gt}"),
+                           (failures[len(missing) + len(unmatched):], "pairs not scored")):
+        print_first(unpaired, "pspnet score: ", what, listed=args.json is not None)
     if unscored:
         values = sorted(unscored)
         note = no_class_note(values, num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
@@ -247,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
     if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is None, args.config is None)):
         print(f"pspnet score: note: {args.gt}: {note}", file=sys.stderr)
     scores = cm.compute()
-    print(format_table(scores, names))
+    if scored:  # else a table of n/a: the problems above say why
+        print(format_table(scores, names))
     print(f"{scored} of {len(gts)} ground-truth files scored")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -164,7 +164,8 @@ def coding_from_settings(settings: dict[str, Any] | None, ignore_index: int, pre
                        ignore_index)
 
 
-CODING_OVERRIDES = ("data.label_values", "data.ignore_values")  # how labels are read: taken without a --config too
+# How labels are read: the overrides taken without a --config too.
+CODING_OVERRIDES = ("data.label_values", "data.ignore_values", "data.label_colors", "data.ignore_colors")
 
 
 def check_overrides_without_config(overrides: Sequence[str], config: Path | None) -> None:
@@ -173,7 +174,7 @@ def check_overrides_without_config(overrides: Sequence[str], config: Path | None
     others = [o for o in overrides if o.split("=", 1)[0] not in CODING_OVERRIDES]
     if config is None and others:
         raise PSPNetError(f"{' '.join(others)}: without --config, the overrides taken are "
-                          f"{' and '.join(CODING_OVERRIDES)} (how the labels are read); the others change a "
+                          f"{', '.join(CODING_OVERRIDES)} (how the labels are read); the others change a "
                           "--config's settings: give --config F")
 
 
