@@ -507,7 +507,7 @@ def test_colour_coded_ground_truth_is_summarised_then_read_through_label_colors_
     """Ground truth saved in colours (what a colour map looks like) fails file by file: five named, the count of the
     rest, and no table of n/a when nothing was scored, in score and in eval; `data.label_colors=[[...], ...]` on the
     command line, without a config, reads it."""
-    palette = [[200, 10, 10], [10, 200, 10], [10, 10, 200]]
+    palette = [list(c) for c in pspnet.load(checkpoint).info.palette]  # drawn in the model's own class colours
     for i in range(7):
         labels = np.random.default_rng(i).integers(0, 3, (33, 45), dtype=np.uint8)
         Image.fromarray(labels).save(write_label(tmp_path / "pred" / f"{i}.png"))
@@ -523,15 +523,24 @@ def test_colour_coded_ground_truth_is_summarised_then_read_through_label_colors_
     colors = "data.label_colors=" + str(palette).replace(" ", "")
     assert main([*command, colors, "--json", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["mIoU"] == 1.0
+    # eval reads the first labels before it evaluates: all of them in colours, it stops at once, naming the
+    # model's own colours where they are those.
     evaluate = ["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "gt"),
                 "--workers", "0", "--backend", "torch", *TINY]
     capsys.readouterr()
-    assert main(evaluate) == 1
+    assert main(evaluate) == 2
     out, err = capsys.readouterr()
-    assert err.count("pspnet eval: skipped ") == 5 and "pspnet eval: ... and 2 more images skipped (7 in all" in err
-    assert "mIoU" not in out and "0 of 7 images scored" in out
+    assert err.endswith(f"(the next 2 labels too); its colours are the model's class colours: {colors} reads them; "
+                        "nothing was evaluated\n"), err
+    assert f"error: {tmp_path / 'gt' / '0.png'}: a colour-coded label" in err and "mIoU" not in out
     assert main([*evaluate, colors]) == 0
     assert "7 of 7 images scored" in capsys.readouterr().out
+    # One label that reads among them: the evaluation runs, and skips the others, five named, then a count.
+    Image.open(tmp_path / "pred" / "0.png").save(tmp_path / "gt" / "0.png")
+    assert main(evaluate) == 1
+    out, err = capsys.readouterr()
+    assert err.count("pspnet eval: skipped ") == 5 and "pspnet eval: ... and 1 more images skipped (6 in all" in err
+    assert "1 of 7 images scored" in out and "mIoU" in out
 
 
 def test_ground_truth_with_a_void_value_of_its_own_gets_a_note_naming_the_setting_that_ignores_it(tmp_path,

@@ -147,9 +147,10 @@ def test_a_model_trained_on_coded_labels_writes_those_values_with_data_and_says_
     api = pspnet.evaluate(pspnet.load(model), images, labels)
     assert np.array_equal(api.matrix, np.array(expected))
     Image.fromarray(np.full((8, 8), 7, np.uint8)).save(labels / "0.png")  # a value of no class
-    assert main(["eval", str(model), "--images", str(images), "--labels", str(labels), *eval_args]) == 1
-    assert "0.png: value 7 (64 pixels) is in neither the label values 0 100 200 the model was trained with" in \
-        capsys.readouterr().err
+    assert main(["eval", str(model), "--images", str(images), "--labels", str(labels), *eval_args]) == 2
+    err = capsys.readouterr().err  # the only label: said before the evaluation
+    assert "0.png: value 7 (64 pixels) is in neither the label values 0 100 200 the model was trained with" in err
+    assert err.endswith("; nothing was evaluated\n")
 
 
 def test_a_model_trained_with_a_void_value_ignored_writes_indices_and_reads_ground_truth_as_trained(tmp_path,
@@ -180,7 +181,7 @@ def test_a_model_trained_with_a_void_value_ignored_writes_indices_and_reads_grou
     assert ("ground truth: read with the class indices, the values 11 255 ignored as in the model's training "
             "(data.ignore_values)") in capsys.readouterr().err
     Image.fromarray(np.full((8, 8), 7, np.uint8)).save(labels / "0.png")  # a value of no class
-    assert main(["eval", str(model), *eval_args]) == 1
+    assert main(["eval", str(model), *eval_args]) == 2  # the only label: said before the evaluation
     assert ("0.png: value 7 (64 pixels) is in neither the class indices 0..2 nor the values 11 255 the model was "
             "trained to ignore (data.ignore_values)") in capsys.readouterr().err
 
@@ -211,9 +212,11 @@ def test_the_api_names_a_void_value_and_ignore_values_ignores_it(tmp_path, capsy
     # The command: the note names the override that --images/--labels take, which reads them so.
     command = ["eval", str(tmp_path / "3.safetensors"), "--images", str(tmp_path / "images"), "--labels",
                str(tmp_path / "labels"), *TINY, "--no-flip", "--workers", "0", "--backend", "torch"]
-    assert main(command) == 1
-    assert ("pspnet eval: note: ground-truth value 11 is no class (0..2) and not the ignore index 255: if it marks "
-            "unlabelled pixels, data.ignore_values=[11]\n") in capsys.readouterr().err
+    assert main(command) == 2  # found in the first labels, before the evaluation
+    assert capsys.readouterr().err.endswith(
+        f"pspnet eval: error: {tmp_path / 'labels' / '0.png'} (the next label too): ground-truth value 11 is no class "
+        "(0..2) and not the ignore index 255: if it marks unlabelled pixels, data.ignore_values=[11]; nothing was "
+        "evaluated\n")
     assert main([*command, "data.ignore_values=[11]", "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["confusion_matrix"] == result.matrix.tolist()
     assert main([*command, "data.root=/x"]) == 2

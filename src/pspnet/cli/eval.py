@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pspnet.classes import IGNORE_INDEX, KNOWN, DatasetInfo
+from pspnet.classes import IGNORE_INDEX, KNOWN, Color, DatasetInfo
 from pspnet.cli.backend_options import add_backend_argument, backend_forward, execution_record
 from pspnet.cli.inference_options import (
     add_inference_arguments,
@@ -28,12 +29,13 @@ from pspnet.cli.listing import print_first
 from pspnet.cli.model_folder import use_model_folder
 from pspnet.cli.output_options import add_output_arguments, check_outputs_shaped, chosen_label_values, legend_names
 from pspnet.cli.recipe_options import add_recipe_arguments
+from pspnet.data.imageops import ColourCodedLabel
 from pspnet.data.label_values import ignoring_option, no_class_note
 from pspnet.data.lists import LIST_SUFFIXES
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
-from pspnet.engine.metrics import per_image_csv
+from pspnet.engine.metrics import ConfusionMatrix, UnscoredValues, per_image_csv
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
@@ -194,6 +196,41 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
     return dataset
 
 
+FIRST_LABELS = 3  # read before the evaluation: where all of them fail, nothing is evaluated
+
+
+def check_first_labels(args: argparse.Namespace, dataset: Any, num_classes: int, ignore: int,
+                       palette: Sequence[Color]) -> None:
+    """The first `FIRST_LABELS` pairs read as the evaluation reads them, before it runs. Where every one fails (ground
+    truth saved in colours, a void value of its own), the evaluation would run the network on each image and then
+    skip it (an hour on a large set, for "0 images scored"): the first failure is an error at once, with the setting
+    that reads such labels (the model's own `palette` where the colours are those). Where one of them reads, the
+    evaluation runs and skips the others, named."""
+    failures: list[PSPNetError] = []
+    for i in range(min(FIRST_LABELS, len(dataset))):
+        try:
+            label = dataset[i]["label"]
+            ConfusionMatrix(num_classes, ignore).update(torch.zeros_like(label), label, str(dataset.pairs[i].label))
+        except PSPNetError as e:
+            failures.append(e)
+            continue
+        return
+    if not failures:
+        return
+    first, rest = failures[0], len(failures) - 1
+    others = "" if not rest else " (the next label too)" if rest == 1 else f" (the next {rest} labels too)"
+    if all(isinstance(e, UnscoredValues) for e in failures):
+        values = sorted({v for e in failures for v in e.values})  # type: ignore[attr-defined]
+        note = no_class_note(values, num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
+            values, args.config, any(e.ignored for e in failures)))  # type: ignore[attr-defined]
+        raise PSPNetError(f"{dataset.pairs[0].label}{others}: {note}; nothing was evaluated")
+    hint = ""
+    if isinstance(first, ColourCodedLabel) and first.colors <= set(palette):
+        listed = ",".join(f"[{r},{g},{b}]" for r, g, b in palette)
+        hint = f"; its colours are the model's class colours: data.label_colors=[{listed}] reads them"
+    raise PSPNetError(f"{first}{others}{hint}; nothing was evaluated")
+
+
 def check_not_a_config(args: argparse.Namespace) -> None:
     """A config or list file where the model goes (`pspnet eval configs/camvid.yaml best.safetensors`) is said with
     the command that was meant, before the data options are asked for."""
@@ -281,6 +318,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     named = read_eval_data(args)
     forward, info, how, recipe = backend_forward(args, device, say=main)
     dataset, ignore, protocol = build_eval_dataset(args, info, named, main), named.ignore, named.protocol
+    check_first_labels(args, dataset, info.num_classes, ignore, info.palette)
     if (preset := published_preset(args, info.name)) is not None:
         args.preset = preset
         if main:

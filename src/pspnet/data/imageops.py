@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pspnet.data.label_colors import LabelColors, colors_of
+from pspnet.data.label_colors import LabelColors, colors_in, colors_of
 from pspnet.data.label_values import TOP, LabelValues
 from pspnet.errors import PSPNetError
 
@@ -105,6 +105,14 @@ class LabelOutOfRange(PSPNetError):
     """A label image holds a value its coding cannot hold (e.g. a 16-bit PNG of values read as 8-bit indices)."""
 
 
+class ColourCodedLabel(PSPNetError):
+    """A label drawn in colours, read without `data.label_colors`; `colors`: the colours it holds, (r, g, b) each."""
+
+    def __init__(self, message: str, colors: set[tuple[int, int, int]]) -> None:
+        super().__init__(message)
+        self.colors = colors
+
+
 def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None) -> np.ndarray:
     """A label map as uint8 H×W; an unreadable file raises PSPNetError. Greyscale PNGs hold the indices, or with
     `LabelValues` the values that `coding` maps to indices; RGB/RGBA labels are mapped to indices by `LabelColors`
@@ -137,8 +145,9 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
         rgb, arr = None, rgb[..., 0]
     if rgb is not None:
         if colors is None:
-            raise PSPNetError(f"{path}: a colour-coded label (colours {colors_of(rgb)}); expected a single-channel "
-                              "PNG of class indices, or the colour of each class in data.label_colors")
+            raise ColourCodedLabel(f"{path}: a colour-coded label (colours {colors_of(rgb)}); expected a "
+                                   "single-channel PNG of class indices, or the colour of each class in "
+                                   "data.label_colors", colors_in(rgb))
         return colors.to_indices(rgb, path)
     top = TOP if isinstance(coding, LabelValues) else 255
     high = int(arr.max(initial=0))

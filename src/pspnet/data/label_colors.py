@@ -78,6 +78,11 @@ class LabelColors:
         return indices.astype(np.uint8)
 
 
+def colors_in(rgb: np.ndarray) -> set[Color]:
+    """The colours an H×W×3 label holds."""
+    return {(k >> 16, (k >> 8) & 255, k & 255) for k in np.unique(_key(rgb)).tolist()}
+
+
 def colors_of(rgb: np.ndarray) -> str:
     """The colours of an H×W×3 label, most frequent first, as a short text for messages."""
     return describe(_key(rgb), pixels=False)
