@@ -503,7 +503,7 @@ def test_score_of_a_few_predictions_names_five_missing_ones_and_json_lists_them_
 
 
 def test_colour_coded_ground_truth_is_summarised_then_read_through_label_colors_given_on_the_command_line(
-        checkpoint, tmp_path, capsys) -> None:
+        checkpoint, tmp_path, capsys, monkeypatch) -> None:
     """Ground truth saved in colours (what a colour map looks like) fails file by file: five named, the count of the
     rest, and no table of n/a when nothing was scored, in score and in eval; `data.label_colors=[[...], ...]` on the
     command line, without a config, reads it."""
@@ -528,7 +528,13 @@ def test_colour_coded_ground_truth_is_summarised_then_read_through_label_colors_
     evaluate = ["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "gt"),
                 "--workers", "0", "--backend", "torch", *TINY]
     capsys.readouterr()
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("the network ran on labels that cannot be scored")
+
+    monkeypatch.setattr("pspnet.cli.eval.evaluate", no_evaluation)
     assert main(evaluate) == 2
+    monkeypatch.undo()
     out, err = capsys.readouterr()
     assert err.endswith(f"(the next 2 labels too); its colours are the model's class colours: {colors} reads them; "
                         "nothing was evaluated\n"), err

@@ -33,9 +33,9 @@ from pspnet.data.imageops import ColourCodedLabel
 from pspnet.data.label_values import ignoring_option, no_class_note
 from pspnet.data.lists import LIST_SUFFIXES
 from pspnet.distributed import Distributed, barrier, run_in_processes
-from pspnet.engine.evaluate import evaluate, format_table
+from pspnet.engine.evaluate import evaluate, first_label_failures, format_table
 from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSettings
-from pspnet.engine.metrics import ConfusionMatrix, UnscoredValues, per_image_csv
+from pspnet.engine.metrics import UnscoredValues, per_image_csv
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
@@ -196,25 +196,11 @@ def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: Named
     return dataset
 
 
-FIRST_LABELS = 3  # read before the evaluation: where all of them fail, nothing is evaluated
-
-
 def check_first_labels(args: argparse.Namespace, dataset: Any, num_classes: int, ignore: int,
                        palette: Sequence[Color]) -> None:
-    """The first `FIRST_LABELS` pairs read as the evaluation reads them, before it runs. Where every one fails (ground
-    truth saved in colours, a void value of its own), the evaluation would run the network on each image and then
-    skip it (an hour on a large set, for "0 images scored"): the first failure is an error at once, with the setting
-    that reads such labels (the model's own `palette` where the colours are those). Where one of them reads, the
-    evaluation runs and skips the others, named."""
-    failures: list[PSPNetError] = []
-    for i in range(min(FIRST_LABELS, len(dataset))):
-        try:
-            label = dataset[i]["label"]
-            ConfusionMatrix(num_classes, ignore).update(torch.zeros_like(label), label, str(dataset.pairs[i].label))
-        except PSPNetError as e:
-            failures.append(e)
-            continue
-        return
+    """Where none of the first labels reads (`first_label_failures`), the first one's error at once, with the setting
+    that reads such labels (the model's own `palette` where the colours are those), before the network runs."""
+    failures = first_label_failures(dataset, num_classes, ignore)
     if not failures:
         return
     first, rest = failures[0], len(failures) - 1

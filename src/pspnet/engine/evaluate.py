@@ -180,6 +180,26 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     return result
 
 
+FIRST_LABELS = 3  # read before an evaluation: where none of them reads, nothing is evaluated
+
+
+def first_label_failures(dataset: Any, num_classes: int, ignore_index: int) -> list[PSPNetError]:
+    """The first `FIRST_LABELS` pairs of `dataset` read as the evaluation reads them, before it runs: their errors
+    where every one fails (ground truth in colours, a void value of its own: `UnscoredValues`), else none. An
+    evaluation would otherwise run the network on each image and then skip it, to score nothing."""
+    failures: list[PSPNetError] = []
+    for i in range(min(FIRST_LABELS, len(dataset))):
+        try:
+            label = dataset[i]["label"]
+            ConfusionMatrix(num_classes, ignore_index).update(torch.zeros_like(label), label,
+                                                              str(dataset.pairs[i].label))
+        except PSPNetError as e:
+            failures.append(e)
+            continue
+        return []
+    return failures
+
+
 def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | Path,
                      settings: InferenceSettings | None = None, device: torch.device | str | None = None,
                      ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png",
@@ -222,13 +242,20 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
                                   f"{images} + {labels}", coding)
     if len(dataset) == 0:
         raise PSPNetError(f"{images}: no images to evaluate")
+
+    def failed(messages: Sequence[str], unscored: Sequence[int]) -> PSPNetError:
+        more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
+        hint = "" if not unscored else "; " + no_class_note(
+            unscored, info.num_classes, ignore_index, what="ground-truth",
+            ignoring=f"ignore_values=[{shown_values(unscored)}]")
+        return PSPNetError(f"{messages[0]}{more}{hint}")
+
+    if first := first_label_failures(dataset, info.num_classes, ignore_index):  # before the network runs
+        raise failed([str(e) for e in first], sorted({v for e in first if isinstance(e, UnscoredValues)
+                                                      for v in e.values}))
     result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False)
     if result.failures:
-        more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""
-        hint = "" if not result.unscored else "; " + no_class_note(
-            result.unscored, info.num_classes, ignore_index, what="ground-truth",
-            ignoring=f"ignore_values=[{shown_values(result.unscored)}]")
-        raise PSPNetError(f"{result.failures[0]}{more}{hint}")
+        raise failed(result.failures, result.unscored)
     if note := result.absent_classes_note(info.classes, ignore_index, hint=False):
         if result.ignored and coding is None:
             note += (f"; {result.ignored} pixels are {ignore_index}, the ignore index: if {ignore_index} marks a class "
