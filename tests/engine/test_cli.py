@@ -73,7 +73,7 @@ def test_predict_legend_names_the_classes_under_each_colour_map_overlay_and_vide
     """--legend: the colour map and overlay as without it, with the key of the classes the image shows under them
     (as `pspnet.colorize(..., legend=True)` draws); a video's frames all carry the key of every class; the label
     PNGs are untouched. Asked for without a colour output: a one-line error."""
-    from pspnet.engine.legend import draw_key, key_entries
+    from pspnet.engine.legend import draw_key, key_entries, video_key
 
     write_image(tmp_path / "in" / "a.png")
     write_video(tmp_path / "in" / "clip.mp4", 2)
@@ -89,9 +89,9 @@ def test_predict_legend_names_the_classes_under_each_colour_map_overlay_and_vide
         assert (keyed[:33] == plain).all() and (keyed[33:] == key).all(), kind
     assert (pspnet.colorize(labels, model, legend=True) == np.asarray(
         Image.open(tmp_path / "key" / "color" / "a.png"))).all()
-    every = draw_key(key_entries([np.arange(3)], model.info.classes, model.info.palette), 48)
+    key = video_key(np.zeros((1, 1), np.uint8), model.info.classes, model.info.palette, 48)  # one height for all
     frames = video_frames(tmp_path / "key" / "color" / "clip.mp4")
-    assert len(frames) == 2 and {(f.height, f.width) for f in frames} == {(32 + every.shape[0], 48)}
+    assert len(frames) == 2 and {(f.height, f.width) for f in frames} == {(32 + key.shape[0], 48)}
     capsys.readouterr()
     assert main(["predict", str(checkpoint), str(tmp_path / "in" / "a.png"), "--out", str(tmp_path / "o"),
                  "--outputs", "labels", "--legend", *TINY]) == 2

@@ -29,7 +29,8 @@ def add_output_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, v
                         "the model was trained on (data.label_values)")
     p.add_argument("--legend", action="store_true",
                    help="a colour key under each colour map and overlay: the classes it shows, named"
-                        + (" (a video's: all the model's classes, so that its frames keep one size)" if videos else ""))
+                        + (" (a video's frames: all the classes where they fit in two rows, else the frame's "
+                           "largest)" if videos else ""))
 
 
 def check_outputs_shaped(args: argparse.Namespace, kinds: tuple[str, ...]) -> None:

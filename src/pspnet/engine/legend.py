@@ -1,5 +1,6 @@
 """The colour key of label maps: which classes it names (`key_entries`, also the eval report's), and the strip drawn
-under a colour map or overlay (`with_key`: `pspnet predict --legend`, `pspnet.colorize(..., legend=True)`)."""
+under a colour map or overlay (`with_key`: `pspnet predict --legend`, `pspnet.colorize(..., legend=True)`; a video
+frame's: `video_key`)."""
 
 from __future__ import annotations
 
@@ -32,28 +33,66 @@ def key_font_size(width: int) -> int:
     return max(11, round(width / 60))
 
 
-def draw_key(entries: Sequence[tuple[str, Color]], width: int) -> np.ndarray:
+VIDEO_KEY_ROWS = 2  # a video's key at most: every class where they fit, else the frame's largest classes
+
+
+def _layout(names: Sequence[str], width: int) -> tuple[list[tuple[int, int]], int]:
+    """Where each entry of a key starts (x, row), left to right and wrapped at `width`, and how many rows they take."""
+    size = key_font_size(width)
+    font = ImageFont.load_default(size=size)
+    pad = size // 2
+    places, x, row = [], pad, 0
+    for name in names:
+        span = size + pad // 2 + round(font.getlength(name)) + 2 * pad
+        if x > pad and x + span > width:  # wrap; a name wider than the image stays on its own row (cut off)
+            x, row = pad, row + 1
+        places.append((x, row))
+        x += span
+    return places, row + 1 if names else 0
+
+
+def key_rows(entries: Sequence[tuple[str, Color]], width: int) -> int:
+    """The rows the key of `entries` takes at `width`."""
+    return _layout([name for name, _ in entries], width)[1]
+
+
+def draw_key(entries: Sequence[tuple[str, Color]], width: int, rows: int | None = None) -> np.ndarray:
     """A white strip `width` pixels wide (an even number of rows, as video encoders need): a square of each
-    entry's colour followed by its name, left to right, in as many rows as the names need at this width."""
+    entry's colour followed by its name, left to right, in as many rows as the names need at this width; with `rows`,
+    exactly that many, the first entries that fit followed by "+N more" for the others."""
+    shown, more = list(entries), 0
+    places, used = _layout([name for name, _ in shown], width)
+    while rows is not None and used > rows and shown:
+        shown, more = shown[:-1], more + 1
+        places, used = _layout([name for name, _ in shown] + [f"+{more} more"], width)
     size = key_font_size(width)
     font = ImageFont.load_default(size=size)
     pad, row = size // 2, round(size * 1.6)
-    places, x, y = [], pad, 0
-    for name, _ in entries:
-        span = size + pad // 2 + round(font.getlength(name)) + 2 * pad
-        if x > pad and x + span > width:  # wrap; a name wider than the image stays on its own row (cut off)
-            x, y = pad, y + row
-        places.append((x, y))
-        x += span
-    height = y + row + pad if entries else 0
+    lines = used if rows is None else rows
+    height = lines * row + pad if lines else 0
     height += height % 2
     strip = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
-    for (name, color), (x, y) in zip(entries, places, strict=True):
-        top = y + pad + (row - size) // 2
-        draw.rectangle((x, top, x + size - 1, top + size - 1), fill=tuple(color), outline=(0, 0, 0))
-        draw.text((x + size + pad // 2, top + size // 2), name, fill=(0, 0, 0), font=font, anchor="lm")
+    for i, (x, line) in enumerate(places):
+        top = line * row + pad + (row - size) // 2
+        if i < len(shown):
+            draw.rectangle((x, top, x + size - 1, top + size - 1), fill=tuple(shown[i][1]), outline=(0, 0, 0))
+            draw.text((x + size + pad // 2, top + size // 2), shown[i][0], fill=(0, 0, 0), font=font, anchor="lm")
+        else:
+            draw.text((x, top + size // 2), f"+{more} more", fill=(0, 0, 0), font=font, anchor="lm")
     return np.asarray(strip)
+
+
+def video_key(labels: np.ndarray, names: Sequence[str], palette: Sequence[Color], width: int) -> np.ndarray:
+    """A video frame's key, of one height for every frame of the video: every class where they fit in
+    `VIDEO_KEY_ROWS` rows (Cityscapes' 19), else the classes of this frame, the largest first, as many as fit
+    (ADE20K's 150 would take more rows than the frame)."""
+    every = key_entries([np.arange(min(len(names), len(palette)))], names, palette)
+    if key_rows(every, width) <= VIDEO_KEY_ROWS:
+        return draw_key(every, width)
+    counts = np.bincount(labels.ravel(), minlength=len(every))[: len(every)]
+    largest = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    return draw_key([every[c] for c in largest], width, rows=VIDEO_KEY_ROWS)
 
 
 def with_key(rgb: np.ndarray, entries: Sequence[tuple[str, Color]]) -> np.ndarray:

@@ -5,7 +5,7 @@ One output layout for `predict` and `eval --save-predictions` (`PredictionLayout
 `engine/label_formats.py`), `OUT/color/NAME.png` (the dataset
 palette) and `OUT/overlay/NAME.png` (the colours blended over the image); per video `NAME.ext`,
 `OUT/overlay/NAME.mp4`. With a colour key (`PredictionLayout.legend`), the colour maps and overlays have the classes
-they show named under them (`engine/legend.py`; a video: all the classes, so that its frames keep one size).
+they show named under them (`engine/legend.py`; a video's frames a key of one height, `video_key`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pspnet.engine.inference import (
     segment_and_confidence,
 )
 from pspnet.engine.label_formats import encode_labels
-from pspnet.engine.legend import key_entries, with_key
+from pspnet.engine.legend import key_entries, video_key, with_key
 from pspnet.errors import PSPNetError
 from pspnet.files import IMAGE_SUFFIXES, atomic_target, staged_folder, write_atomically
 
@@ -451,8 +451,6 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
     rate = Fraction(video_rate(path)).limit_denominator(1000)
     stem, kinds = name, layout.kinds
     movies = [kind for kind in VIDEO_KINDS if kind in kinds]
-    # A video's key names every class: one key, so that every frame has the same size.
-    entries = None if layout.legend is None else key_entries([np.arange(len(palette))], layout.legend, palette)
     count = 0
 
     def encode(container: Any, picture: np.ndarray) -> None:
@@ -474,7 +472,9 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
             color = colorize(labels, palette) if movies else None
             for kind, container in containers.items():
                 picture = overlay(frame, color) if kind == "overlay" else color
-                encode(container, picture if entries is None else with_key(picture, entries))
+                if layout.legend is not None:  # of one height in every frame (video_key)
+                    picture = np.concatenate([picture, video_key(labels, layout.legend, palette, picture.shape[1])])
+                encode(container, picture)
             if "labels" in folders:
                 save_label_png(folders["labels"] / f"{count:06d}.png", labels, layout.label_values)
             if confidence is not None:
