@@ -42,7 +42,27 @@ def test_label_of_another_size_is_reported(tmp_path):
     pair = good_pair(tmp_path, "a")
     save_label(tmp_path / pair[1], np.zeros((5, 10)))
     [(path, reason)] = problems_of(lists_dataset(tmp_path, [pair]))
-    assert path == str(tmp_path / pair[1]) and "label is 10×5 but its image a.png is 10×8" in reason
+    assert path == str(tmp_path / pair[1]) and reason == (f"label is 10×5 but its image {tmp_path / pair[0]} is 10×8; "
+                                                          "expected the same size")
+
+
+def test_a_label_drawn_on_a_sideways_photo_before_its_exif_turn_is_reported_with_why(tmp_path):
+    """A phone photo stored 10×8 with EXIF orientation 6 is read upright, 8×10 (as viewers show it); a label drawn on
+    the stored pixels is 10×8: the problem says so. A label drawn upright is fine."""
+    pair = good_pair(tmp_path, "a")  # image and label stored 10 wide, 8 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    Image.open(tmp_path / pair[0]).save(tmp_path / "img" / "a.jpg", exif=exif)
+    pair = ("img/a.jpg", pair[1])
+    [(path, reason)] = problems_of(lists_dataset(tmp_path, [pair]))
+    assert reason.startswith(f"label is 10×8 but its image {tmp_path / 'img/a.jpg'} is 8×10; expected the same size "
+                             "(the image is stored 10×8 and turned upright by its EXIF orientation, as viewers show "
+                             "it; the label matches the stored pixels: save it upright"), reason
+    save_label(tmp_path / pair[1], np.zeros((10, 8)))  # drawn on the upright photo
+    assert problems_of(lists_dataset(tmp_path, [pair])) == []
+    Image.open(tmp_path / pair[0]).save(tmp_path / "img" / "a.jpg")  # no orientation: a plain size mismatch
+    [(path, reason)] = problems_of(lists_dataset(tmp_path, [pair]))
+    assert reason.endswith("expected the same size"), reason
 
 
 def test_label_values_out_of_range_are_reported_but_ignore_is_fine(tmp_path):

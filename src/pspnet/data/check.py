@@ -13,7 +13,7 @@ import numpy as np
 from pspnet.classes import KNOWN
 from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset, folder_pair
-from pspnet.data.imageops import other_format, read_image, read_label
+from pspnet.data.imageops import label_size_problem, other_format, read_image, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues, no_class_note
 from pspnet.data.lists import Pair, unpaired_labels, windows_separators
@@ -62,9 +62,8 @@ def check_pair(pair: Pair, num_classes: int, ignore_index: int, coding: LabelCol
     if image is not None and sizes is not None:
         sizes.append((image.shape[0], image.shape[1]))
     if image is not None and label is not None:
-        if image.shape[:2] != label.shape:
-            problems.append(Problem(str(pair.label), f"label is {label.shape[1]}×{label.shape[0]} but its image "
-                                                     f"{pair.image.name} is {image.shape[1]}×{image.shape[0]}"))
+        if problem := label_size_problem(pair.image, image.shape, label.shape):
+            problems.append(Problem(str(pair.label), problem))
         values = np.unique(label)
         bad = values[(values >= num_classes) & (values != ignore_index)]
         if bad.size:

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from pspnet.classes import KNOWN, DatasetInfo
 from pspnet.data.config import DataConfig
-from pspnet.data.imageops import read_image, read_label, to_tensor
+from pspnet.data.imageops import label_size_problem, read_image, read_label, to_tensor
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues
 from pspnet.data.lists import Pair, pair_folders, read_list
@@ -42,9 +42,8 @@ class SegmentationDataset(Dataset):
         pair = self.pairs[i]
         image = read_image(pair.image)
         label = read_label(pair.label, self.label_coding)
-        if image.shape[:2] != label.shape:
-            raise PSPNetError(f"{pair.label}: label is {label.shape[1]}×{label.shape[0]} but its image {pair.image} "
-                              f"is {image.shape[1]}×{image.shape[0]}; expected the same size")
+        if problem := label_size_problem(pair.image, image.shape, label.shape):
+            raise PSPNetError(f"{pair.label}: {problem}")
         return {"image": to_tensor(image), "label": torch.from_numpy(label), "name": pair.name,
                 "image_path": str(pair.image)}
 

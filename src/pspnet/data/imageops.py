@@ -32,6 +32,35 @@ def read_image(path: str | Path) -> np.ndarray:
         raise PSPNetError(f"{path}: cannot read it as an image ({e})") from None
 
 
+EXIF_ORIENTATION = 0x0112
+TURNED_SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def label_size_problem(image: Path, image_size: tuple[int, ...], label_size: tuple[int, ...]) -> str | None:
+    """Where a label's (H, W) differs from its image's: what is wrong, and why where the image is turned upright by
+    its EXIF orientation and the label matches the stored pixels; else None."""
+    if tuple(image_size[:2]) == tuple(label_size[:2]):
+        return None
+    return (f"label is {label_size[1]}×{label_size[0]} but its image {image} is {image_size[1]}×{image_size[0]}; "
+            f"expected the same size{_sideways_note(image, label_size)}")
+
+
+def _sideways_note(image: Path, label_size: tuple[int, ...]) -> str:
+    """Where the image is stored sideways with an EXIF orientation that turns it upright (`read_image` does) and
+    `label_size` (H, W) is its stored size: a note that the label was drawn on the stored pixels; else empty."""
+    try:
+        with Image.open(image) as im:
+            turned = im.getexif().get(EXIF_ORIENTATION) in TURNED_SIDEWAYS
+            stored = (im.height, im.width)
+    except (OSError, ValueError, SyntaxError):
+        return ""
+    if not turned or tuple(label_size[:2]) != stored:
+        return ""
+    return (f" (the image is stored {stored[1]}×{stored[0]} and turned upright by its EXIF orientation, as viewers "
+            "show it; the label matches the stored pixels: save it upright, as the image is shown, or save the "
+            "image without the orientation tag)")
+
+
 def to_rgb(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     """uint8 H×W×3 RGB of any image: EXIF orientation applied (phone photos upright, as viewers show them),
     16-bit and 32-bit greyscale scaled (not clipped) to 0..255, float images in 0..1 scaled, palette, greyscale,
