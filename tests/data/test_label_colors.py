@@ -93,6 +93,16 @@ def test_a_colour_label_without_label_colors_says_what_to_set(tmp_path):
     assert "data.label_colors" in message and "cannot read" not in message
 
 
+def test_a_photograph_given_as_a_label_is_called_one(tmp_path):
+    """An image folder passed as the labels: thousands of colours are no colour coding."""
+    photo = np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)  # 6400 pixels, ~6400 colours
+    path = save_rgb(tmp_path / "photo.png", photo)
+    with pytest.raises(PSPNetError) as e:
+        read_label(path)
+    assert str(e.value).startswith(f"{path}: a photograph rather than a label (")
+    assert "an image folder given as the labels?" in str(e.value)
+
+
 @pytest.mark.parametrize(("settings", "expected"), [
     ({"num_classes": 3, "label_colors": [ROAD, CAR]}, "data.label_colors has 2 colours for 3 classes"),
     ({"label_colors": [ROAD, (0, 300, 0)]}, "data.label_colors[1] = (0, 300, 0); expected [r, g, b] with values"),

@@ -134,6 +134,9 @@ class LabelOutOfRange(PSPNetError):
     """A label image holds a value its coding cannot hold (e.g. a 16-bit PNG of values read as 8-bit indices)."""
 
 
+PHOTO_COLORS = 4096  # more colours than a colour-coded label holds, even antialiased: a photograph
+
+
 class ColourCodedLabel(PSPNetError):
     """A label drawn in colours, read without `data.label_colors`; `colors`: the colours it holds, (r, g, b) each."""
 
@@ -174,9 +177,14 @@ def read_label(path: str | Path, coding: LabelColors | LabelValues | None = None
         rgb, arr = None, rgb[..., 0]
     if rgb is not None:
         if colors is None:
+            found = colors_in(rgb)
+            if len(found) > PHOTO_COLORS:
+                raise ColourCodedLabel(f"{path}: a photograph rather than a label ({len(found)} colours); expected "
+                                       "a single-channel PNG of class indices (an image folder given as the labels?)",
+                                       found)
             raise ColourCodedLabel(f"{path}: a colour-coded label (colours {colors_of(rgb)}); expected a "
                                    "single-channel PNG of class indices, or the colour of each class in "
-                                   "data.label_colors", colors_in(rgb))
+                                   "data.label_colors", found)
         return colors.to_indices(rgb, path)
     top = TOP if isinstance(coding, LabelValues) else 255
     high = int(arr.max(initial=0))
