@@ -132,9 +132,10 @@ def check_output_file(path: Path, option: str, overwrite: bool) -> None:
     _check_creatable(path.parent, option, path)
 
 
-def check_new_outputs(paths: list[Path], inputs: list[Path], overwrite: bool, option: str) -> None:
+def check_new_outputs(paths: list[Path], inputs: list[Path], overwrite: bool, option: str,
+                      skippable: bool = False) -> None:
     """Before any compute: none of `paths` is one of the `inputs` (never, whatever the options), and none exists
-    unless `overwrite` (outputs of an earlier run)."""
+    unless `overwrite` (outputs of an earlier run); `skippable`: the command takes --skip-existing, named too."""
     inputs_resolved = {p.resolve() for p in inputs}
     clashes = [p for p in paths if p.resolve() in inputs_resolved]
     if clashes:
@@ -145,8 +146,10 @@ def check_new_outputs(paths: list[Path], inputs: list[Path], overwrite: bool, op
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        skip = (", --skip-existing to do only the inputs whose outputs are not all there (an interrupted run)"
+                if skippable else "")
         raise PSPNetError(f"{option}: {existing[0]} exists{more}, from an earlier run; pass --overwrite to replace "
-                          "such outputs, or choose another folder")
+                          f"such outputs{skip}, or choose another folder")
 
 
 def _check_creatable(folder: Path, option: str, target: Path | None = None) -> None:

@@ -65,9 +65,37 @@ def test_a_second_predict_into_the_same_folder_needs_overwrite(checkpoint, tmp_p
     args = ["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY]
     assert main(args) == 0
     first = digests(tmp_path / "out")
-    one_line_error(capsys, main(args), "exists", "--overwrite")
+    one_line_error(capsys, main(args), "exists", "--overwrite", "--skip-existing to do only the inputs whose outputs "
+                   "are not all there (an interrupted run)")
     assert digests(tmp_path / "out") == first
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_skip_existing_finishes_an_interrupted_predict_and_leaves_what_it_wrote(checkpoint, tmp_path, capsys):
+    """An interrupted run left one image done, one with its label but no overlay, one untouched: --skip-existing
+    predicts the two unfinished ones (the partial one's label replaced) and leaves the finished one's files as they
+    were; the outputs are what an uninterrupted run writes."""
+    for i, name in enumerate("abc"):
+        write_image(tmp_path / "in" / f"{name}.png", seed=i)
+    args = ["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY]
+    assert main(args) == 0
+    whole = digests(tmp_path / "out")
+    (tmp_path / "out" / "overlay" / "b.png").unlink()
+    for kind in ("", "color/", "overlay/"):
+        (tmp_path / "out" / f"{kind}c.png").unlink()
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("a.png")}
+    capsys.readouterr()
+    assert main([*args, "--skip-existing"]) == 0
+    err = capsys.readouterr().err
+    assert f"--skip-existing: 1 of 3 inputs have their outputs in {tmp_path / 'out'} already; predicting the other 2" \
+        in err and "2 of 2 inputs written" in err
+    assert digests(tmp_path / "out") == whole
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # not written again
+    assert main([*args, "--skip-existing"]) == 0
+    err = capsys.readouterr().err
+    assert "3 of 3 inputs have their outputs in" in err and "already; nothing left to predict" in err
+    one_line_error(capsys, main([*args, "--skip-existing", "--overwrite"]), "--skip-existing and --overwrite: choose "
+                   "one")
 
 
 @pytest.mark.parametrize("make", ["file", "under_a_file"])

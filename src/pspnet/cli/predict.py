@@ -62,6 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a folder that holds inputs")
     add_output_arguments(p, videos=True)
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave out the inputs whose outputs are all in --out already (to finish an interrupted run: "
+                        "each file is written whole or not at all); the others are predicted, their partial outputs "
+                        "replaced")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_arguments(p)
     add_recipe_arguments(p)
@@ -83,7 +87,10 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     video_layout = replace(layout, kinds=tuple(args.outputs or DEFAULT_VIDEO_OUTPUTS))
     check_outputs_shaped(args, layout.kinds + video_layout.kinds)
     check_output_folder(args.out, "--out")
-    files, planned, writers = [], [], {}
+    if args.skip_existing and args.overwrite:
+        raise PSPNetError("--skip-existing and --overwrite: choose one (keep the outputs already written, or replace "
+                          "them all)")
+    files, planned, writers, written_before = [], [], {}, 0
     for path in found.files:  # every output must be unique, else one input would overwrite another's
         name = found.name(path)
         outputs = video_layout.video_outputs(name) if is_video(path) else layout.image_files(name)
@@ -93,8 +100,17 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
                 print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
             continue
         writers.update({f: path for f in outputs})
+        if args.skip_existing and all(f.exists() for f in outputs):
+            written_before += 1
+            continue
         files.append(path)
         planned += outputs
+    if written_before and main:
+        rest = f"predicting the other {len(files)}" if files else "nothing left to predict"
+        print(f"--skip-existing: {written_before} of {written_before + len(files)} inputs have their outputs in "
+              f"{args.out} already; {rest}", file=sys.stderr)
+    if args.skip_existing and not files and not failures:
+        return 0
 
     refused = len(failures)  # inputs missing or clashing, left out before the run (counted on the first process)
     if not files:  # every argument failed (each said why): nothing to load the network for
@@ -102,7 +118,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
             print(f"pspnet predict: no input to predict ({len(failures)} problem(s) above)", file=sys.stderr)
         return 1
     check_inputs_outside(args.out, found.files)
-    check_new_outputs(planned, found.files, args.overwrite, "--out")  # before any compute
+    # Before any compute. With --skip-existing, what exists of the inputs left to do is an interrupted run's.
+    check_new_outputs(planned, found.files, args.overwrite or args.skip_existing, "--out", skippable=True)
     barrier(processes)  # every process has checked --out before any writes into it
     device = processes.device
     start = time.perf_counter()  # the run's time, as the user waits for it: loading the network included
