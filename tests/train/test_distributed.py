@@ -186,6 +186,16 @@ def test_two_process_predict_writes_each_input_once_as_one_process_does(two_proc
                    returncode=1)[0]
     assert again.count(f"pspnet predict: error: --out: {two / '0.png'} exists") == 2
     assert "pspnet/cli" not in again
+    # --skip-existing after an interruption: both processes leave out the same finished inputs and share the rest.
+    for path in [two / "overlay" / "0.png", *two.rglob("3.png")]:
+        path.unlink()
+    resumed = finish([start(torchrun("predict", model, str(inputs), "--recursive", "--out", str(two), "--device",
+                                     "cpu", "--quiet", "--skip-existing"))], returncode=1)[0]  # broken.png again
+    assert resumed.count(f"--skip-existing: {VAL_IMAGES - 2} of {VAL_IMAGES + 1} inputs have their outputs in {two} "
+                         "already; predicting the other 3") == 1
+    assert resumed.count(f"2 of 3 inputs written to {two}") == 1
+    assert sorted(p.relative_to(two) for p in two.rglob("*.png")) == written
+    assert all((one / p).read_bytes() == (two / p).read_bytes() for p in written)
 
 
 @pytest.mark.parametrize("when", ["2", "val4"], ids=["in-a-step", "in-a-validation"])
