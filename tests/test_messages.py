@@ -1,6 +1,7 @@
 """Config mistakes name the key and where its value came from; warnings for settings that cannot pay off."""
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,6 +57,20 @@ def test_an_unknown_key_in_the_file_names_its_line(tmp_path) -> None:
     line = line_of(path, "learning_rate")
     with pytest.raises(PSPNetError, match=rf"^{path}:{line}: unknown key train.learning_rate"):
         load_train_config(path)
+
+
+def test_a_mistyped_key_or_config_name_says_what_was_meant(tmp_path) -> None:
+    path = Path(write(tmp_path))
+    with pytest.raises(PSPNetError, match=r"^command line train.iter=2: unknown key train.iter \(did you mean "
+                                          r"train.iterations\?\); expected one of"):
+        load_train_config(path, ["train.iter=2"])  # the start of one key
+    with pytest.raises(PSPNetError, match=r"unknown key data.crop_szie \(did you mean data.crop_size\?\)"):
+        load_train_config(path, ["data.crop_szie=9"])  # a typo
+    with pytest.raises(PSPNetError, match=r"unknown key train.learning_rate; expected one of"):
+        load_train_config(path, ["train.learning_rate=0.1"])  # nothing close: no guess
+    with pytest.raises(PSPNetError, match=rf"^{path.with_suffix('.yml')}: cannot read config \(No such file or "
+                                          rf"directory\); {path} exists$"):
+        load_train_config(path.with_suffix(".yml"))
 
 
 def test_a_yaml_syntax_error_names_the_line_and_a_tab_says_so(tmp_path) -> None:

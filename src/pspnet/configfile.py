@@ -4,6 +4,7 @@ its value came from: `file:line` for the YAML file, the override itself for the 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -34,7 +35,12 @@ def from_dict(cls: type[T], data: Any, source: str, prefix: str = "", origins: O
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = origin_of(f"{prefix}{unknown[0]}", origins, source)
-        raise PSPNetError(f"{where}: unknown key {prefix}{unknown[0]}; expected one of {', '.join(sorted(fields))}")
+        starting = [f for f in fields if f.startswith(unknown[0])]  # train.iter: train.iterations
+        close = starting if len(starting) == 1 else difflib.get_close_matches(unknown[0], list(fields), n=1,
+                                                                             cutoff=0.6)
+        meant = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        raise PSPNetError(f"{where}: unknown key {prefix}{unknown[0]}{meant}; expected one of "
+                          f"{', '.join(sorted(fields))}")
     values = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
@@ -155,7 +161,9 @@ def load_yaml(path: str | Path, origins: Origins | None = None) -> dict[str, Any
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise PSPNetError(f"{path}: cannot read config ({e.strerror})") from None
+        other = [p for p in (path.with_suffix(s) for s in (".yaml", ".yml")) if p != path and p.is_file()]
+        hint = f"; {other[0]} exists" if other and not path.exists() else ""
+        raise PSPNetError(f"{path}: cannot read config ({e.strerror}){hint}") from None
     except UnicodeDecodeError:
         raise PSPNetError(f"{path}: not a text file; expected a YAML config (e.g. configs/camvid.yaml)") from None
     try:
