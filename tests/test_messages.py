@@ -274,3 +274,27 @@ def test_out_of_memory_anywhere_else_is_one_line_with_what_holds_less(monkeypatc
     monkeypatch.setattr(bench, "run", bug)
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         main(["bench"])
+
+
+def test_a_path_one_letter_off_names_the_one_that_exists(tmp_path, capsys, monkeypatch) -> None:
+    from pspnet.cli.main import main
+    from pspnet.files import near_miss
+
+    (tmp_path / "runs" / "camvid").mkdir(parents=True)
+    (tmp_path / "runs" / "camvid" / "best.safetensors").write_bytes(b"")
+    (tmp_path / "images").mkdir()
+    assert near_miss(tmp_path / "runs" / "camvid" / "best.safetensor") == (
+        f"; did you mean {tmp_path / 'runs' / 'camvid' / 'best.safetensors'}?")
+    assert near_miss(tmp_path / "runs" / "camvd" / "best.safetensors") == (  # a folder's name in the middle
+        f"; did you mean {tmp_path / 'runs' / 'camvid' / 'best.safetensors'}?")
+    assert near_miss(tmp_path / "runs" / "camvd" / "final.safetensors") == ""  # the mended path does not exist
+    assert near_miss(tmp_path / "elsewhere" / "model.pt") == ""
+    monkeypatch.chdir(tmp_path)  # relative paths, as users type them
+    from PIL import Image
+
+    Image.new("RGB", (9, 9)).save(tmp_path / "images" / "a.png")
+    assert main(["predict", "runs/camvid/best.safetensor", "images", "--out", "o"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "runs/camvid/best.safetensor: no such checkpoint file; did you mean runs/camvid/best.safetensors?")
+    assert main(["score", "--pred", "imagse", "--gt", "images", "--num-classes", "2"]) == 2
+    assert capsys.readouterr().err.strip().endswith("imagse: no such prediction folder; did you mean images?")

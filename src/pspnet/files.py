@@ -3,6 +3,7 @@ every weight file it reads is read without unpickling arbitrary objects."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import pickle
 import shutil
@@ -72,6 +73,27 @@ def current_umask() -> int:
     return mask
 
 
+def near_miss(path: Path) -> str:
+    """For a path that does not exist: "; did you mean P?" where one name in it, nearly spelled (the first missing
+    one), makes a path P that does; else empty."""
+    parts = path.parts
+    for i in range(len(parts)):
+        folder = Path(*parts[:i]) if i else Path(".")
+        if not (folder / parts[i]).exists():
+            break
+    else:
+        return ""
+    try:
+        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    except OSError:
+        return ""
+    for name in difflib.get_close_matches(parts[i], names, n=3, cutoff=0.75):
+        meant = folder / name / Path(*parts[i + 1:]) if i + 1 < len(parts) else folder / name
+        if meant.exists():
+            return f"; did you mean {meant}?"
+    return ""
+
+
 def file_kind(path: Path) -> str:
     """"safetensors", "torch-zip" or "torch-pickle"; anything else is an error naming the file."""
     if path.is_dir():
@@ -79,7 +101,7 @@ def file_kind(path: Path) -> str:
         hint = f" {path / found[0]} (a training run's model)" if found else " a file in it"
         raise PSPNetError(f"{path}: a folder, not a checkpoint file; give{hint}")
     if not path.is_file():
-        raise PSPNetError(f"{path}: no such checkpoint file")
+        raise PSPNetError(f"{path}: no such checkpoint file{near_miss(path)}")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         raise PSPNetError(f"{path}: an image, not a checkpoint; the model is named first, then the images")
     if path.suffix.lower() in (".yaml", ".yml"):

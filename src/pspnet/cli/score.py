@@ -26,7 +26,7 @@ from pspnet.engine.label_formats import label_values
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, UnscoredValues, image_score, per_image_csv
 from pspnet.engine.predict import OUTPUT_KINDS
 from pspnet.errors import PSPNetError
-from pspnet.files import check_output_file
+from pspnet.files import check_output_file, near_miss
 
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 
@@ -66,7 +66,7 @@ def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tup
     suffix (`CITY/NAME`), leaving out hidden files and folders and the top-level folders `leave_out`. With `suffix`,
     only the files whose names end in it, named without it (`NAME_gtFine_labelTrainIds.png` → `NAME`)."""
     if not folder.is_dir():
-        raise PSPNetError(f"{folder}: no such {what} folder")
+        raise PSPNetError(f"{folder}: no such {what} folder{near_miss(folder)}")
     files = tree_files(folder, LABEL_SUFFIXES) if recursive else sorted(
         p for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in LABEL_SUFFIXES and not p.name.startswith("."))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pspnet.errors import PSPNetError
-from pspnet.files import IMAGE_SUFFIXES
+from pspnet.files import IMAGE_SUFFIXES, near_miss
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,9 @@ def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -
     `label_dir/PATH/NAME<label_suffix>` (e.g. `NAME_mask.png`), sorted by path. An image without its label is still
     listed (the check reports the missing file); labels without an image are left out (see `unpaired_labels`)."""
     if not image_dir.is_dir():
-        raise PSPNetError(f"{image_dir}: no such image folder")
+        raise PSPNetError(f"{image_dir}: no such image folder{near_miss(image_dir)}")
     if not label_dir.is_dir():
-        raise PSPNetError(f"{label_dir}: no such label folder")
+        raise PSPNetError(f"{label_dir}: no such label folder{near_miss(label_dir)}")
     pairs = []
     listed: dict[Path, dict[str, Path]] = {}  # a label folder's files by name, suffix case folded; read if needed
     for p in tree_files(image_dir, IMAGE_SUFFIXES):

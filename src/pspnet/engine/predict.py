@@ -39,7 +39,7 @@ from pspnet.engine.inference import (
 from pspnet.engine.label_formats import encode_labels
 from pspnet.engine.legend import key_entries, video_key, with_key
 from pspnet.errors import PSPNetError
-from pspnet.files import IMAGE_SUFFIXES, atomic_target, staged_folder, write_atomically
+from pspnet.files import IMAGE_SUFFIXES, atomic_target, near_miss, staged_folder, write_atomically
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
@@ -217,7 +217,7 @@ def expand_inputs(specs: Sequence[str], recursive: bool = False, exclude: Path |
                 found.problems.append(f"{spec}: pattern matches no file")
             found.files.extend(matches)
         else:
-            found.problems.append(f"{spec}: no such file or folder")
+            found.problems.append(f"{spec}: no such file or folder{near_miss(Path(spec))}")
     return found
 
 
