@@ -100,6 +100,16 @@ def test_predict_legend_names_the_classes_under_each_colour_map_overlay_and_vide
         "neither; add color or overlay to --outputs" in err and "Traceback" not in err
 
 
+def test_a_window_size_for_the_whole_image_protocol_is_said_to_change_nothing(checkpoint, tmp_path, capsys) -> None:
+    write_image(tmp_path / "a.png")
+    out = [str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--quiet", "--outputs", "labels"]
+    assert main(["predict", str(checkpoint), *out, "--mode", "whole", "--crop-size", "33"]) == 0
+    assert ("note: --crop-size 33 is unused: the protocol runs the whole image; --mode slide runs it in 33×33 "
+            "windows") in capsys.readouterr().err
+    assert main(["predict", str(checkpoint), *out, "--overwrite", "--crop-size", "33"]) == 0
+    assert "unused" not in capsys.readouterr().err  # windows of 33×33: used
+
+
 def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
     write_image(tmp_path / "a1.png")
     write_image(tmp_path / "a2.png")

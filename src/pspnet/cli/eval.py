@@ -24,6 +24,7 @@ from pspnet.cli.inference_options import (
     check_protocol_options,
     recorded_protocol_note,
     settings_from_args,
+    unused_crop_note,
 )
 from pspnet.cli.listing import print_first
 from pspnet.cli.model_folder import use_model_folder
@@ -312,6 +313,8 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
                   "paper's)", file=sys.stderr)
     settings = settings_from_args(args, info, protocol)
     if main and (note := recorded_protocol_note(args, info, protocol is not None)):
+        print(note, file=sys.stderr)
+    if main and (note := unused_crop_note(args, settings)):
         print(note, file=sys.stderr)
     layout = prediction_layout(args, info, say=main)
     check_outputs(args, dataset, layout)

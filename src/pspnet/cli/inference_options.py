@@ -78,3 +78,13 @@ def recorded_protocol_note(args: argparse.Namespace, info: DatasetInfo, config_p
         return None
     return (f"protocol: the one {args.checkpoint} was validated with in training (--base-size, --crop-size, --mode, "
             "--scales and --flip change it)")
+
+
+def unused_crop_note(args: argparse.Namespace, settings: InferenceSettings) -> str | None:
+    """--crop-size given for a protocol that runs the whole image (recorded with the model, --mode whole, a preset):
+    a note that it changes nothing (else None)."""
+    if args.crop_size is None or settings.mode != "whole":
+        return None
+    crop = args.crop_size
+    return (f"note: --crop-size {' '.join(map(str, crop))} is unused: the protocol runs the whole image; --mode slide "
+            f"runs it in {crop[0]}×{crop[-1]} windows")

@@ -23,6 +23,7 @@ from pspnet.cli.inference_options import (
     check_protocol_options,
     recorded_protocol_note,
     settings_from_args,
+    unused_crop_note,
 )
 from pspnet.cli.model_folder import use_model_folder
 from pspnet.cli.output_options import add_output_arguments, check_outputs_shaped, chosen_label_values, legend_names
@@ -128,6 +129,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     settings = settings_from_args(args, info)
     if main and (note := recorded_protocol_note(args, info)):
         print(f"{note}: {settings.describe()}", file=sys.stderr)
+    if main and (note := unused_crop_note(args, settings)):
+        print(note, file=sys.stderr)
     values = chosen_label_values(args, info, layout.kinds + video_layout.kinds, say=main)
     legend = legend_names(args, info)
     layout, video_layout = (replace(lay, label_values=values, legend=legend) for lay in (layout, video_layout))
