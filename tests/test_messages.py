@@ -289,6 +289,11 @@ def test_a_path_one_letter_off_names_the_one_that_exists(tmp_path, capsys, monke
         f"; did you mean {tmp_path / 'runs' / 'camvid' / 'best.safetensors'}?")
     assert near_miss(tmp_path / "runs" / "camvd" / "final.safetensors") == ""  # the mended path does not exist
     assert near_miss(tmp_path / "elsewhere" / "model.pt") == ""
+    from pspnet.files import NEAR_MISS_NAMES
+
+    for i in range(NEAR_MISS_NAMES + 1):  # a dataset's folder of images: not spelled against (it takes seconds)
+        (tmp_path / "images" / f"frame_{i:05d}.png").write_bytes(b"")
+    assert near_miss(tmp_path / "images" / "frame_00001.pn") == ""
     monkeypatch.chdir(tmp_path)  # relative paths, as users type them
     from PIL import Image
 

@@ -73,6 +73,9 @@ def current_umask() -> int:
     return mask
 
 
+NEAR_MISS_NAMES = 2000  # the most names of a folder `near_miss` compares a mistyped name with
+
+
 def near_miss(path: Path) -> str:
     """For a path that does not exist: "; did you mean P?" where one name in it, nearly spelled (the first missing
     one), makes a path P that does; else empty."""
@@ -84,8 +87,11 @@ def near_miss(path: Path) -> str:
     else:
         return ""
     try:
-        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        names = [p.name for _, p in zip(range(NEAR_MISS_NAMES + 1), folder.iterdir(), strict=False)] \
+            if folder.is_dir() else []
     except OSError:
+        return ""
+    if len(names) > NEAR_MISS_NAMES:  # a folder of a dataset's images: spelling against them all takes seconds
         return ""
     for name in difflib.get_close_matches(parts[i], names, n=3, cutoff=0.75):
         meant = folder / name / Path(*parts[i + 1:]) if i + 1 < len(parts) else folder / name
