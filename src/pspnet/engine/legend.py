@@ -4,6 +4,7 @@ frame's: `video_key`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -36,50 +37,73 @@ def key_font_size(width: int) -> int:
 VIDEO_KEY_ROWS = 2  # a video's key at most: every class where they fit, else the frame's largest classes
 
 
-def _layout(names: Sequence[str], width: int) -> tuple[list[tuple[int, int]], int]:
-    """Where each entry of a key starts (x, row), left to right and wrapped at `width`, and how many rows they take."""
-    size = key_font_size(width)
-    font = ImageFont.load_default(size=size)
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _span(name: str, size: int) -> int:
+    """The width an entry takes at font size `size`: its square, a gap, its name and the space before the next."""
     pad = size // 2
-    places, x, row = [], pad, 0
+    return size + pad // 2 + round(_font(size).getlength(name)) + 2 * pad
+
+
+def _place(cursor: tuple[int, int], span: int, width: int, pad: int) -> tuple[int, int]:
+    """Where an entry `span` wide starts (x, row) when the row so far ends at `cursor`: there, or at the start of
+    the next row where it would cross `width` (a name wider than the image stays on its own row, cut off)."""
+    x, row = cursor
+    return (pad, row + 1) if x > pad and x + span > width else cursor
+
+
+def _layout(names: Sequence[str], width: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Where each entry of a key starts (x, row), left to right and wrapped at `width`, and where the key ends after
+    each first k of them (k = 0 … len(names)); the place of an entry depends only on those before it."""
+    size = key_font_size(width)
+    pad = size // 2
+    places, ends = [], [(pad, 0)]
     for name in names:
-        span = size + pad // 2 + round(font.getlength(name)) + 2 * pad
-        if x > pad and x + span > width:  # wrap; a name wider than the image stays on its own row (cut off)
-            x, row = pad, row + 1
+        span = _span(name, size)
+        x, row = _place(ends[-1], span, width, pad)
         places.append((x, row))
-        x += span
-    return places, row + 1 if names else 0
+        ends.append((x + span, row))
+    return places, ends
 
 
 def key_rows(entries: Sequence[tuple[str, Color]], width: int) -> int:
     """The rows the key of `entries` takes at `width`."""
-    return _layout([name for name, _ in entries], width)[1]
+    places, _ = _layout([name for name, _ in entries], width)
+    return places[-1][1] + 1 if places else 0
 
 
 def draw_key(entries: Sequence[tuple[str, Color]], width: int, rows: int | None = None) -> np.ndarray:
     """A white strip `width` pixels wide (an even number of rows, as video encoders need): a square of each
     entry's colour followed by its name, left to right, in as many rows as the names need at this width; with `rows`,
     exactly that many, the first entries that fit followed by "+N more" for the others."""
-    shown, more = list(entries), 0
-    places, used = _layout([name for name, _ in shown], width)
-    while rows is not None and used > rows and shown:
-        shown, more = shown[:-1], more + 1
-        places, used = _layout([name for name, _ in shown] + [f"+{more} more"], width)
     size = key_font_size(width)
-    font = ImageFont.load_default(size=size)
+    font = _font(size)
     pad, row = size // 2, round(size * 1.6)
+    places, ends = _layout([name for name, _ in entries], width)
+    shown, more = len(entries), 0
+    used = places[-1][1] + 1 if places else 0
+    more_at = None  # where "+N more" starts
+    while rows is not None and used > rows and shown:  # the fewest entries dropped for the key to fit in `rows`
+        shown, more = shown - 1, more + 1
+        more_at = _place(ends[shown], _span(f"+{more} more", size), width, pad)
+        used = more_at[1] + 1
     lines = used if rows is None else rows
     height = lines * row + pad if lines else 0
     height += height % 2
     strip = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
-    for i, (x, line) in enumerate(places):
+    for (name, color), (x, line) in zip(entries[:shown], places[:shown], strict=True):
         top = line * row + pad + (row - size) // 2
-        if i < len(shown):
-            draw.rectangle((x, top, x + size - 1, top + size - 1), fill=tuple(shown[i][1]), outline=(0, 0, 0))
-            draw.text((x + size + pad // 2, top + size // 2), shown[i][0], fill=(0, 0, 0), font=font, anchor="lm")
-        else:
-            draw.text((x, top + size // 2), f"+{more} more", fill=(0, 0, 0), font=font, anchor="lm")
+        draw.rectangle((x, top, x + size - 1, top + size - 1), fill=tuple(color), outline=(0, 0, 0))
+        draw.text((x + size + pad // 2, top + size // 2), name, fill=(0, 0, 0), font=font, anchor="lm")
+    if more_at is not None:
+        x, line = more_at
+        top = line * row + pad + (row - size) // 2
+        draw.text((x, top + size // 2), f"+{more} more", fill=(0, 0, 0), font=font, anchor="lm")
     return np.asarray(strip)
 
 
