@@ -112,27 +112,37 @@ def _confusion(plt, path: Path, matrix: torch.Tensor, names: Sequence[str]) -> N
 
 
 LEGEND_COLUMNS = 6
+PANEL = 2.9  # inches: the width of each picture of the sample grid (three to a row, 9 inches in all)
+MARGIN, TITLE, KEY_ROW = 0.1, 0.25, 0.2  # inches: around and between the pictures, above each, per row of the key
 
 
 def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color],  # noqa: ANN001
              names: Sequence[str]) -> None:
+    """A row per sample (image, ground truth, prediction), each row as tall as its pictures, the key right under."""
     from matplotlib.patches import Patch
 
     entries = key_entries([m for s in samples for m in (s.label, s.pred)], names, palette)
-    key = 0.3 * math.ceil(len(entries) / LEGEND_COLUMNS) + 0.1  # inches under the grid for the colour key
-    height = 2.6 * len(samples) + key
-    fig, axes = plt.subplots(len(samples), 3, figsize=(9, height), squeeze=False)
-    for row, s in zip(axes, samples, strict=True):
-        for ax, img, title in zip(row, (s.image, colorize(s.label, palette), colorize(s.pred, palette)),
-                                  (f"{s.name} · mIoU {_pct(s.miou)}", "ground truth", "prediction"), strict=True):
-            ax.imshow(img, interpolation="nearest")
+    key = KEY_ROW * math.ceil(len(entries) / LEGEND_COLUMNS) + 0.15 if entries else 0.0
+    rows = [PANEL * s.image.shape[0] / s.image.shape[1] for s in samples]  # each picture's height
+    width = 3 * PANEL + 4 * MARGIN
+    height = sum(rows) + len(samples) * (TITLE + MARGIN) + MARGIN + key
+    fig = plt.figure(figsize=(width, height))
+    top = height - MARGIN
+    for s, h in zip(samples, rows, strict=True):
+        top -= TITLE + h
+        for col, (img, title) in enumerate(zip((s.image, colorize(s.label, palette), colorize(s.pred, palette)),
+                                               (f"{s.name} · mIoU {_pct(s.miou)}", "ground truth", "prediction"),
+                                               strict=True)):
+            ax = fig.add_axes(((MARGIN + col * (PANEL + MARGIN)) / width, top / height, PANEL / width, h / height))
+            ax.imshow(img, interpolation="nearest", aspect="auto")
             ax.set_title(title, fontsize=8)
             ax.axis("off")
+        top -= MARGIN
     handles = [Patch(facecolor=np.asarray(color) / 255, edgecolor="black", linewidth=0.3, label=name)
                for name, color in entries]
-    fig.legend(handles=handles, loc="lower center", ncol=max(1, min(LEGEND_COLUMNS, len(handles))), fontsize=8,
-               frameon=False)
-    fig.tight_layout(rect=(0, key / height, 1, 1))
+    if handles:
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, key / height),
+                   ncol=min(LEGEND_COLUMNS, len(handles)), fontsize=8, frameon=False)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
