@@ -62,7 +62,8 @@ def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, c
     best = out / "best.safetensors"
     # eval RUN: the best model on the run's own validation split, as eval BEST --config RUN/config.yaml scores it.
     # --workers 0: with the default two loader processes this eval read garbage ground truth in 3 of 6 full suite
-    # runs on 2026-11-28, late in a long pytest process (never in a fresh one); notes/session 21, not yet explained.
+    # runs on one machine (session 21), late in a long pytest process; on the next, 4 full runs (58 such evals there;
+    # in two runs each shared-memory descriptor received was checked) never did (session 22's note).
     assert main(["eval", str(out), "--backend", "torch", "--workers", "0", "--json", str(tmp_path / "a.json")]) == 0
     err = capsys.readouterr().err
     assert f"{out}: a training run; using its best model, {best} (val mIoU " in err
