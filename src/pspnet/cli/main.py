@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no valued options
     parser = build_parser(command)
+    from pspnet.cli.comma_lists import split_comma_lists
+
+    argv = split_comma_lists(parser, argv)  # `--scales 0.5,1` as `--scales 0.5 1`
     args, extra = parser.parse_known_args(argv)
     if extra and isinstance(getattr(args, "overrides", None), list) and all(
             "=" in a and not a.startswith("-") for a in extra):
