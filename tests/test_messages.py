@@ -214,6 +214,24 @@ def test_an_argument_the_command_does_not_take_is_one_line_naming_the_command(ca
     assert capsys.readouterr().err == expected + "\n"
 
 
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["predict", "m.safetensors", "x.png"], "pspnet predict: error: the following arguments are required: --out"),
+    (["predict", "m", "x.png", "--out", "o", "--scales", "a"], "pspnet predict: error: argument --scales: invalid "
+                                                               "float value: 'a'"),
+    (["data", "prepare", "nope"], "pspnet data prepare: error: argument dataset: invalid choice: 'nope' (choose from "
+                                  "'camvid', 'ade20k', 'cityscapes', 'voc2012')"),
+    ([], "pspnet: error: the following arguments are required: COMMAND"),
+])
+def test_argparses_own_errors_are_one_line_without_the_usage(capsys, argv, expected) -> None:
+    from pspnet.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    prog = expected.split(": error")[0]
+    assert capsys.readouterr().err == f"{expected}; `{prog} --help` lists what it takes\n"
+
+
 @pytest.mark.parametrize(("option", "expected"), [(["--crop-size", "0"], "crop size (0, 0): expected positive"),
                                                  (["--scales", "-1"], "scales [-1.0]: expected one or more positive")])
 @pytest.mark.parametrize("command", ["predict", "eval"])

@@ -7,6 +7,7 @@ import difflib
 import importlib
 import os
 import sys
+import typing
 
 from pspnet.errors import PSPNetError
 
@@ -26,12 +27,19 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors in one line, with where to look, rather than the command's whole usage above them."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists what it takes\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `command`, only that command's options are built (its module imported): the others
     keep their name and help, which is all that `pspnet --help` or a mistyped command prints."""
     from pspnet import __version__
 
-    parser = argparse.ArgumentParser(prog="pspnet", description="PSPNet: train, evaluate, predict, export.")
+    parser = OneLineParser(prog="pspnet", description="PSPNet: train, evaluate, predict, export.")
     parser.add_argument("--version", action="version", version=f"pspnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module, help_text in COMMANDS:
