@@ -45,6 +45,20 @@ def test_a_bad_override_names_the_override(tmp_path) -> None:
         load_train_config(path, ["model.backbone=resnet7"])
 
 
+def test_a_bad_override_of_one_of_two_related_settings_names_that_one_where_it_was_set(tmp_path) -> None:
+    path = write(tmp_path, train__epochs=20)  # in the file; the override is the bad one
+    with pytest.raises(PSPNetError, match=r"^command line train.iterations=-5: train.iterations = -5; expected 0 or "
+                                          "more$"):
+        load_train_config(path, ["train.iterations=-5"])
+
+
+def test_list_settings_take_comma_separated_numbers_as_the_command_line_options_do(tmp_path) -> None:
+    cfg = load_train_config(write(tmp_path), ["val.scales=0.5,1", "data.crop_size=100,120", "model.bins=1,2,4"])
+    assert (list(cfg.val.scales), list(cfg.data.crop_size), list(cfg.model.bins)) == ([0.5, 1], [100, 120], [1, 2, 4])
+    with pytest.raises(PSPNetError, match=r"^command line val.scales=0.5,x: val.scales = '0.5,x'; expected a number"):
+        load_train_config(write(tmp_path), ["val.scales=0.5,x"])
+
+
 def test_a_setting_that_may_be_left_out_says_null_is_none(tmp_path) -> None:
     path = write(tmp_path, train__imagenet=False)  # meant as "no ImageNet weights"
     with pytest.raises(PSPNetError, match=rf"^{path}:\d+: train.imagenet = False; expected a string, or null for "

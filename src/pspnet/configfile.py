@@ -67,10 +67,23 @@ def origin_of(key: str, origins: Origins, source: str) -> str:
     return source
 
 
+def comma_numbers(value: str) -> str | list[str]:
+    """"0.5,1" (a list written as on other tools' command lines, `val.scales=0.5,1`) → ["0.5", "1"]; any other text
+    as it is."""
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        [float(part) for part in parts]
+    except ValueError:
+        return value
+    return parts
+
+
 def coerce(tp: Any, value: Any, source: str, key: str, origins: Origins | None = None) -> Any:
     """`value` as type `tp` (int, float, bool, str, Path, tuples/lists, Optional, Literal, dataclasses)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin in (list, tuple, Annotated) and isinstance(value, str) and "," in value:
+        value = comma_numbers(value)
     if origin is Annotated:
         if SQUARE in args[1:] and isinstance(value, (int, str)) and not isinstance(value, bool):
             value = [value, value]

@@ -76,8 +76,9 @@ class TrainSettings:
         for name in ("batch_size", "accumulate", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise PSPNetError(f"train.{name} = {getattr(self, name)}; expected 1 or more")
-        if self.epochs < 0 or self.iterations < 0:
-            raise PSPNetError("train.epochs and train.iterations must not be negative")
+        for name in ("epochs", "iterations"):
+            if getattr(self, name) < 0:
+                raise PSPNetError(f"train.{name} = {getattr(self, name)}; expected 0 or more")
         if self.lr <= 0:
             raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
         if self.init and self.imagenet:
