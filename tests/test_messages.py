@@ -52,6 +52,15 @@ def test_a_bad_override_of_one_of_two_related_settings_names_that_one_where_it_w
         load_train_config(path, ["train.iterations=-5"])
 
 
+def test_a_class_count_other_than_the_datas_is_named_before_training(tmp_path) -> None:
+    path = write(tmp_path)  # folders data of 3 classes
+    with pytest.raises(PSPNetError, match=r"^command line model.num_classes=5: model.num_classes = 5, but the data "
+                                          r"\(folders\) has 3 classes \(class_0, class_1, class_2\); leave "
+                                          "model.num_classes out to take the data's$"):
+        load_train_config(path, ["model.num_classes=5"])
+    assert load_train_config(path, ["model.num_classes=3"]).model.num_classes == 3
+
+
 def test_list_settings_take_comma_separated_numbers_as_the_command_line_options_do(tmp_path) -> None:
     cfg = load_train_config(write(tmp_path), ["val.scales=0.5,1", "data.crop_size=100,120", "model.bins=1,2,4"])
     assert (list(cfg.val.scales), list(cfg.data.crop_size), list(cfg.model.bins)) == ([0.5, 1], [100, 120], [1, 2, 4])

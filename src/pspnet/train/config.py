@@ -149,6 +149,12 @@ def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: li
         except PSPNetError as e:
             raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None
         cfg.model = follow_init(cfg.model, explicit, weights, cfg.train.init)
+    info = dataset_info(cfg.data)
+    if cfg.model.num_classes != info.num_classes:
+        names = ", ".join(info.classes[:5]) + (", …" if info.num_classes > 5 else "")
+        raise PSPNetError(f"{origin_of('model.num_classes', origins, source)}: model.num_classes = "
+                          f"{cfg.model.num_classes}, but the data ({cfg.data.dataset}) has {info.num_classes} classes "
+                          f"({names}); leave model.num_classes out to take the data's")
     try:
         check_class_weights(cfg.train.class_weights, cfg.model.num_classes)
     except PSPNetError as e:
