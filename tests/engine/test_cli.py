@@ -841,3 +841,23 @@ def test_eval_notes_a_class_no_ground_truth_holds_and_the_setting_for_0_255_mask
                  "--workers", "0", "--json", str(tmp_path / "e2.json"), "--overwrite", *TINY,
                  "data.label_values=[0,255,128]"]) == 0
     assert json.loads((tmp_path / "e2.json").read_text())["ignored_pixels"] == 0  # 255 is class 1 now
+
+
+@pytest.mark.parametrize(("option", "make", "expected"), [
+    ("--json", "folder", "--json {p}: is a folder; expected a file name"),
+    ("--json", "file", "--json {p}: exists; pass --overwrite to replace it"),
+    ("--out", "file", "--out {p}: exists and is not a folder"),
+    ("--report", "file", "--report {p}: exists and is not a folder"),
+])
+def test_eval_says_an_output_it_cannot_write_before_the_network_loads(checkpoint, tmp_path, capsys, monkeypatch,
+                                                                       option, make, expected) -> None:
+    import pspnet.cli.eval as eval_cli
+
+    monkeypatch.setattr(eval_cli, "backend_forward", lambda *a, **k: pytest.fail("the network was loaded"))
+    write_image(tmp_path / "img" / "a.png")
+    write_label(tmp_path / "lab" / "a.png")
+    target = tmp_path / "target"
+    target.mkdir() if make == "folder" else target.write_text("{}")
+    assert main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 option, str(target), *TINY]) == 2
+    assert expected.format(p=target) in capsys.readouterr().err

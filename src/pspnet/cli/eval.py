@@ -270,13 +270,20 @@ def prediction_layout(args: argparse.Namespace, info: DatasetInfo, say: bool) ->
     return PredictionLayout(args.out, kinds, chosen_label_values(args, info, kinds, say), legend_names(args, info))
 
 
+def check_output_places(args: argparse.Namespace) -> None:
+    """Before the network loads: the output file and folders can be written (the files of each image: later)."""
+    if args.json is not None:
+        check_output_file(args.json, "--json", args.overwrite)
+    for folder, option in ((args.out, "--out"), (args.report, "--report")):
+        if folder is not None:
+            check_output_folder(folder, option)
+
+
 def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayout | None) -> None:
     """Every output path, before any compute: writable, and no file of an earlier run replaced without --overwrite."""
     inputs = [path for pair in dataset.pairs for path in (pair.image, pair.label)]
-    if args.json is not None:
-        check_output_file(args.json, "--json", args.overwrite)
+    check_output_places(args)
     if args.out is not None:
-        check_output_folder(args.out, "--out")
         planned = [args.out / name for name in OUT_FILES]
         if layout is not None:
             planned += [f for pair in dataset.pairs for f in layout.image_files(pair.name)]
@@ -284,7 +291,6 @@ def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayo
     if args.report is not None:
         from pspnet.engine.report import REPORT_FILES
 
-        check_output_folder(args.report, "--report")
         check_new_outputs([args.report / name for name in REPORT_FILES], inputs, args.overwrite, "--report")
 
 
@@ -303,6 +309,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         if main:
             print(f"data: the {args.split} split of the run's config (--config {args.config})", file=sys.stderr)
     named = read_eval_data(args)
+    check_output_places(args)
     forward, info, how, recipe = backend_forward(args, device, say=main)
     dataset, ignore, protocol = build_eval_dataset(args, info, named, main), named.ignore, named.protocol
     check_first_labels(args, dataset, info.num_classes, ignore, info.palette)
