@@ -4,6 +4,7 @@ every weight file it reads is read without unpickling arbitrary objects."""
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import pickle
 import shutil
@@ -87,8 +88,7 @@ def near_miss(path: Path) -> str:
     else:
         return ""
     try:
-        names = [p.name for _, p in zip(range(NEAR_MISS_NAMES + 1), folder.iterdir(), strict=False)] \
-            if folder.is_dir() else []
+        names = [p.name for p in itertools.islice(folder.iterdir(), NEAR_MISS_NAMES + 1)] if folder.is_dir() else []
     except OSError:
         return ""
     if len(names) > NEAR_MISS_NAMES:  # a folder of a dataset's images: spelling against them all takes seconds

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from pspnet.configfile import comma_numbers
+
 
 def _listed(action: argparse.Action) -> bool:
     """Whether the option takes several values of a type or from a set of choices."""
@@ -16,16 +18,11 @@ def _parts(action: argparse.Action, word: str) -> list[str] | None:
     """`word`'s comma-separated values where each is one the option takes, else None (argparse then says why)."""
     if "," not in word:
         return None
-    parts = word.split(",")
-    for part in parts:
-        if action.choices is not None and part not in action.choices:
-            return None
-        if action.type in (int, float):
-            try:
-                action.type(part)
-            except ValueError:
-                return None
-    return parts
+    if action.choices is not None:
+        parts = word.split(",")
+        return parts if all(part in action.choices for part in parts) else None
+    parts = comma_numbers(word)  # the same reading as a config's list settings (`val.scales=0.5,1`)
+    return parts if isinstance(parts, list) else None
 
 
 def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:

@@ -280,9 +280,9 @@ def check_output_places(args: argparse.Namespace) -> None:
 
 
 def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayout | None) -> None:
-    """Every output path, before any compute: writable, and no file of an earlier run replaced without --overwrite."""
+    """Every output path, before any compute (their places checked by `check_output_places` already): no file of an
+    earlier run replaced without --overwrite, and no input."""
     inputs = [path for pair in dataset.pairs for path in (pair.image, pair.label)]
-    check_output_places(args)
     if args.out is not None:
         planned = [args.out / name for name in OUT_FILES]
         if layout is not None:

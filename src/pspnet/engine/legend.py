@@ -70,10 +70,14 @@ def _layout(names: Sequence[str], width: int) -> tuple[list[tuple[int, int]], li
     return places, ends
 
 
+def _rows(places: Sequence[tuple[int, int]]) -> int:
+    """The rows that entries at `places` take (the last is on the last row)."""
+    return places[-1][1] + 1 if places else 0
+
+
 def key_rows(entries: Sequence[tuple[str, Color]], width: int) -> int:
     """The rows the key of `entries` takes at `width`."""
-    places, _ = _layout([name for name, _ in entries], width)
-    return places[-1][1] + 1 if places else 0
+    return _rows(_layout([name for name, _ in entries], width)[0])
 
 
 def draw_key(entries: Sequence[tuple[str, Color]], width: int, rows: int | None = None) -> np.ndarray:
@@ -85,12 +89,12 @@ def draw_key(entries: Sequence[tuple[str, Color]], width: int, rows: int | None 
     pad, row = size // 2, round(size * 1.6)
     places, ends = _layout([name for name, _ in entries], width)
     shown, more = len(entries), 0
-    used = places[-1][1] + 1 if places else 0
+    used = _rows(places)
     more_at = None  # where "+N more" starts
     while rows is not None and used > rows and shown:  # the fewest entries dropped for the key to fit in `rows`
         shown, more = shown - 1, more + 1
         more_at = _place(ends[shown], _span(f"+{more} more", size), width, pad)
-        used = more_at[1] + 1
+        used = _rows([more_at])
     lines = used if rows is None else rows
     height = lines * row + pad if lines else 0
     height += height % 2
