@@ -78,9 +78,14 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, capsys) -> None:
+    """Calibrated on the images a list file names (a dataset's list: image and label paths relative to it); the
+    graphs' test below calibrates on a folder. One quantisation each: every one is a process importing NNCF."""
     root, ckpt = trained
     out = tmp_path / "int8"
-    run = quantize(str(ckpt), "--calib", str(root / "img"), "--images", "10", "--held-back", "3", "--out", str(out),
+    listing = tmp_path / "calib.txt"
+    listing.write_text("".join(f"img/{i}.png labels/{i}.png\n" for i in range(10)))
+    (tmp_path / "img").symlink_to(root / "img")
+    run = quantize(str(ckpt), "--calib", str(listing), "--images", "10", "--held-back", "3", "--out", str(out),
                    *TINY)
     assert run.returncode == 0, run.stderr
     assert "held-back images" in run.stderr and (out / "model.xml").is_file() and (out / "model.bin").is_file()
@@ -111,17 +116,7 @@ def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, caps
     assert main(["info", str(out)]) == 0  # the folder stands for its IR
     printed = capsys.readouterr().out
     assert f"file: {out / 'model.xml'} (OpenVINO IR (pspnet quantize, int8))" in printed
-    assert f"int8: calibrated on 7 images (56 network inputs) from {root / 'img'}; against f32 on 3" in printed
-
-
-def test_a_list_file_names_the_calibration_images(trained, tmp_path) -> None:
-    root, ckpt = trained
-    listing = root / "calib.txt"
-    listing.write_text("".join(f"img/{i}.png labels/{i}.png\n" for i in range(4)))
-    run = quantize(str(ckpt), "--calib", str(listing), "--out", str(tmp_path / "o"), *TINY)
-    assert run.returncode == 0, run.stderr
-    record = json.loads((tmp_path / "o" / "quantization.json").read_text())
-    assert record["calibration_images"] + record["held_back_images"] == 4
+    assert f"int8: calibrated on 7 images (56 network inputs) from {listing}; against f32 on 3" in printed
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "one image", "bad line", "too few"])
