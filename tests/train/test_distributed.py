@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 from pspnet.checkpoint import read_metadata
@@ -156,14 +158,29 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
     assert sum(map(sum, a["confusion_matrix"])) > 0
 
 
+def write_video(path: Path, frames: int) -> None:
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=5)
+        s.width, s.height, s.pix_fmt = 40, 32, "yuv420p"
+        for i in range(frames):
+            frame = np.asarray(Image.open(path.parent / f"{i}.png").convert("RGB"))
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
 def test_two_process_predict_writes_each_input_once_as_one_process_does(two_process_run, data_root, tmp_path) -> None:
-    """Five images (two in a subfolder: --recursive) and an unreadable one between two processes: the same PNGs at
-    the same paths as one process, the failure counted once, one summary, and both processes (so torchrun) exiting 1
-    for the failed input."""
+    """Five images (two in a subfolder: --recursive), two videos and an unreadable image between two processes: the
+    same PNGs and videos at the same paths as one process, the failure counted once, one summary, and both processes
+    (so torchrun) exiting 1 for the failed input."""
     run, _ = two_process_run
     model = str(run / "final.safetensors")
     inputs = tmp_path / "inputs"
     shutil.copytree(data_root / "images" / "val", inputs)
+    write_video(inputs / "v3.mp4", 3)  # the val images as frames
+    write_video(inputs / "v4.mp4", 4)
     (inputs / "broken.png").write_bytes(b"not a png")
     (inputs / "sub").mkdir()
     for moved in ("3.png", "4.png"):
@@ -172,12 +189,14 @@ def test_two_process_predict_writes_each_input_once_as_one_process_does(two_proc
     assert main(["predict", model, str(inputs), "--recursive", "--out", str(one), "--device", "cpu", "--quiet"]) == 1
     err = finish([start(torchrun("predict", model, str(inputs), "--recursive", "--out", str(two), "--device", "cpu",
                                  "--quiet"))], returncode=1)[0]
-    written = sorted(p.relative_to(one) for p in one.rglob("*.png"))
-    assert len(written) == 3 * VAL_IMAGES  # labels, colour, overlay
+    written = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert len(written) == 3 * VAL_IMAGES + 2  # labels, colour, overlay; an overlay video of each video
     assert len([p for p in written if "sub" in p.parts]) == 3 * 2
-    assert sorted(p.relative_to(two) for p in two.rglob("*.png")) == written
-    assert all((one / p).read_bytes() == (two / p).read_bytes() for p in written)
-    assert err.count(f"{VAL_IMAGES} of {VAL_IMAGES + 1} inputs written to {two}") == 1
+    assert [p for p in written if p.suffix == ".mp4"] == [Path("overlay/v3.mp4"), Path("overlay/v4.mp4")]
+    assert sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file()) == written
+    assert all((one / p).read_bytes() == (two / p).read_bytes() for p in written)  # H.264 encoding is deterministic
+    assert err.count("v3.mp4: 3 frames → ") == err.count("v4.mp4: 4 frames → ") == 1  # by one process each
+    assert err.count(f"{VAL_IMAGES + 2} of {VAL_IMAGES + 3} inputs written to {two}") == 1
     assert err.count("1 input(s) failed") == 1 and err.count("cannot read it as an image") == 1
     assert "device cpu, 2 processes)" in err
     # A second run into the same folder is refused before anything is computed, by each process alike, in one line
@@ -187,14 +206,14 @@ def test_two_process_predict_writes_each_input_once_as_one_process_does(two_proc
     assert again.count(f"pspnet predict: error: --out: {two / '0.png'} exists") == 2
     assert "pspnet/cli" not in again
     # --skip-existing after an interruption: both processes leave out the same finished inputs and share the rest.
-    for path in [two / "overlay" / "0.png", *two.rglob("3.png")]:
+    for path in [two / "overlay" / "0.png", *two.rglob("3.png"), two / "overlay" / "v4.mp4"]:
         path.unlink()
     resumed = finish([start(torchrun("predict", model, str(inputs), "--recursive", "--out", str(two), "--device",
                                      "cpu", "--quiet", "--skip-existing"))], returncode=1)[0]  # broken.png again
-    assert resumed.count(f"--skip-existing: {VAL_IMAGES - 2} of {VAL_IMAGES + 1} inputs have their outputs in {two} "
-                         "already; predicting the other 3") == 1
-    assert resumed.count(f"2 of 3 inputs written to {two}") == 1
-    assert sorted(p.relative_to(two) for p in two.rglob("*.png")) == written
+    assert resumed.count(f"--skip-existing: {VAL_IMAGES - 1} of {VAL_IMAGES + 3} inputs have their outputs in {two} "
+                         "already; predicting the other 4") == 1
+    assert resumed.count(f"3 of 4 inputs written to {two}") == 1
+    assert sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file()) == written
     assert all((one / p).read_bytes() == (two / p).read_bytes() for p in written)
 
 
