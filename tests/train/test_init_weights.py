@@ -159,3 +159,31 @@ def test_follow_init_takes_what_is_left_out_and_keeps_what_is_set() -> None:
     with pytest.raises(PSPNetError, match=r"^f.yaml:3: model.norm = group, but train.init = w was trained with "
                                           r"norm syncbatch"):
         follow_init(ModelConfig(num_classes=3, norm="group"), {"norm": "f.yaml:3"}, weights, "w")
+
+
+def test_a_training_runs_folder_starts_the_run_from_its_best_model(data_root, tmp_path, capsys) -> None:
+    """train.init = RUN (as `pspnet eval RUN`): its best model, recorded as that file. Fine-tuning into RUN itself with
+    --overwrite (which moves its files aside, the weights included) is refused before anything moves."""
+    first = tmp_path / "first"
+    d = config_dict(data_root, first, iterations=2, val_every=2)
+    (tmp_path / "first.yaml").write_text(yaml.safe_dump(d))
+    assert main(["train", "--config", str(tmp_path / "first.yaml"), "--no-progress"]) == 0
+    best = first / "best.safetensors"
+    t, out = trainer(config(data_root, tmp_path, first), capsys)
+    assert t.cfg.train.init == str(best) and f"weights initialised from {best}\n" in out
+    assert all(torch.equal(model_weights(t.model)[k], v) for k, v in model_weights(pspnet.load(best)).items())
+
+    before = sorted(first.rglob("*"))
+    for init in (first, best):
+        assert main(["train", "--config", str(tmp_path / "cfg.yaml"), f"train.init={init}",
+                     f"train.out_dir={first}", "--overwrite", "--no-progress"]) == 2
+        assert capsys.readouterr().err == (
+            f"pspnet train: error: train.init = {best}: part of the earlier run in train.out_dir = {first} "
+            f"(best.safetensors), which --overwrite moves aside; train into another train.out_dir (e.g. "
+            f"{tmp_path / 'first-finetuned'})\n")
+    assert sorted(first.rglob("*")) == before  # nothing moved
+
+    for path in [best, first / "final.safetensors", *(first / "checkpoints").iterdir()]:
+        path.unlink()
+    assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "--no-progress"]) == 2
+    assert f"train.init: {first}: a training run with no model yet" in capsys.readouterr().err

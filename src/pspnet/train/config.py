@@ -18,6 +18,7 @@ from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.train.class_weights import check_class_weights
 from pspnet.train.init_weights import follow_init
+from pspnet.train.run_status import run_model
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -145,6 +146,10 @@ def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: li
     cfg = from_dict(TrainConfig, raw, source, origins=origins)
     if cfg.train.init:  # the architecture follows the weights the run starts from
         try:
+            # A training run's folder: the model every command takes from it (the best, else the final, else the
+            # latest checkpoint), recorded as that file.
+            if found := run_model(Path(cfg.train.init)):
+                cfg.train.init = str(found[0])
             weights = ModelConfig.from_dict(read_metadata(cfg.train.init)["model"], cfg.train.init)
         except PSPNetError as e:
             raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None

@@ -30,20 +30,33 @@ def run_files(out_dir: Path) -> list[Path]:
     return [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
 
 
-def check_out_dir(out_dir: Path, resume: object, overwrite: bool, names: RunOptions = COMMAND) -> None:
-    """Before anything is computed: refuse to mix a new run into an old one (every process calls it)."""
+def check_out_dir(out_dir: Path, resume: object, overwrite: bool, names: RunOptions = COMMAND,
+                  init: str | None = None) -> None:
+    """Before anything is computed: refuse to mix a new run into an old one (every process calls it), and to move
+    aside the weights the new run starts from (`init`, train.init)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PSPNetError(f"train.out_dir = {out_dir}: exists and is not a folder; expected a folder for the run")
     if resume and overwrite:
         raise PSPNetError(f"{names.resume} continues the run in train.out_dir and {names.overwrite} starts it afresh: "
                           "choose one")
     found = run_files(out_dir)
+    if overwrite and init and (moved := next((p for p in found if _within(Path(init), p)), None)):
+        raise PSPNetError(f"train.init = {init}: part of the earlier run in train.out_dir = {out_dir} ({moved.name}), "
+                          f"which {names.overwrite} moves aside; train into another train.out_dir (e.g. "
+                          f"{out_dir.with_name(out_dir.name + '-finetuned')})")
     has_checkpoints = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").glob("iter_*.pt"))
     if found and not overwrite and not (resume and (has_checkpoints or resume is not True)):
         what = f"continue it with {names.resume}, or " if has_checkpoints else ""
         raise PSPNetError(f"train.out_dir = {out_dir}: holds an earlier run ({', '.join(p.name for p in found)}); "
                           f"{what}start afresh with {names.overwrite} (its files are moved aside), or choose another "
                           "train.out_dir")
+
+
+def _within(path: Path, run_file: Path) -> bool:
+    try:
+        return path.exists() and path.resolve().is_relative_to(run_file.resolve())
+    except OSError:
+        return False
 
 
 def move_aside(out_dir: Path) -> Path | None:

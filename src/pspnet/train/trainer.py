@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`.
     A folder holding an earlier run needs `resume` (continue) or `overwrite` (start afresh; old files moved aside).
     `names`: how the messages name those two (the command's flags, or `pspnet.fit`'s arguments)."""
-    check_out_dir(cfg.train.out_dir, resume, overwrite, names)
+    check_out_dir(cfg.train.out_dir, resume, overwrite, names, init=cfg.train.init)
     if isinstance(resume, (str, Path)):
         check_resume_file(Path(resume), names)
     d = setup(cfg.train.device, "train.device=cpu")
