@@ -673,6 +673,30 @@ def test_eval_with_a_label_folder_of_none_of_the_images_says_so_before_evaluatin
     assert main([*base, "--labels", str(tmp_path / "lab"), "--label-suffix", "_mask.png"]) == 0
 
 
+def test_eval_names_the_labels_it_leaves_out_for_want_of_their_image(checkpoint, tmp_path, capsys) -> None:
+    """A copy of the images that stopped short, or files written into the label folder: the labels without an image
+    are named in a note before the model loads (never skipped silently), with --images/--labels as with a config."""
+    for i in range(5):
+        if i < 2:
+            write_image(tmp_path / "data" / "images" / "val" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "data" / "labels" / "val" / f"s{i}.png", seed=i)
+    (tmp_path / "data" / "labels" / "val" / "notes.txt").write_text("not a label")
+    labels = tmp_path / "data" / "labels" / "val"
+    note = (f"pspnet eval: note: {labels}: 3 label(s) without an image of the same name, left out (s2.png, s3.png, "
+            "s4.png); an image NAME.* is paired with the label NAME.png")
+    base = ["eval", str(checkpoint), "--workers", "0", "--backend", "torch", *TINY]
+    assert main([*base, "--images", str(tmp_path / "data" / "images" / "val"), "--labels", str(labels)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err.count(note) == 1 and err.index(note) < min(i for i, line in enumerate(err) if "network" in line)
+    (tmp_path / "c.yaml").write_text(f"data: {{dataset: folders, root: {tmp_path / 'data'}, num_classes: 3}}\n")
+    assert main([*base, "--config", str(tmp_path / "c.yaml")]) == 0
+    assert capsys.readouterr().err.splitlines().count(note) == 1
+    for i in range(2, 5):
+        write_image(tmp_path / "data" / "images" / "val" / f"s{i}.png", seed=i)
+    assert main([*base, "--images", str(tmp_path / "data" / "images" / "val"), "--labels", str(labels)]) == 0
+    assert "note" not in capsys.readouterr().err
+
+
 def test_eval_list_paths_are_relative_to_the_lists_folder_and_a_wrong_root_is_said_at_once(checkpoint, tmp_path,
                                                                                              capsys) -> None:
     """As `predict` reads lists and as `data prepare` writes them (data/camvid/val.txt: images/val/NAME.png)."""

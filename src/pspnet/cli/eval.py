@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,7 @@ class NamedData:
     pairs: list[Any] | None = None  # --images/--labels, --list: made a dataset once the class count is known
     protocol: InferenceSettings | None = None  # --config's val: section
     ignore: int = IGNORE_INDEX
+    notes: list[str] = field(default_factory=list)  # what is left out: labels without an image
 
 
 def data_options(args: argparse.Namespace) -> list[str]:
@@ -113,8 +114,8 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
     exist (a wrong folder or root, said at once rather than image by image after the evaluation)."""
     from pspnet.configfile import from_dict
     from pspnet.data.config import check_overrides_without_config, load_data_config
-    from pspnet.data.datasets import build_dataset
-    from pspnet.data.lists import pair_folders, read_list, unpaired_labels, windows_separators
+    from pspnet.data.datasets import build_dataset, folder_pair
+    from pspnet.data.lists import pair_folders, read_list, unpaired_labels, unpaired_note, windows_separators
 
     given = data_options(args)
     if len(given) != 1:
@@ -130,8 +131,13 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
         protocol = None
         if isinstance(raw, dict) and raw.get("val") is not None:
             protocol = from_dict(InferenceSettings, raw["val"], str(args.config), "val.")
-        return NamedData(str(args.config), dataset=build_dataset(cfg, args.split), protocol=protocol,
-                         ignore=cfg.ignore_index if args.ignore_index is None else args.ignore_index)
+        dataset = build_dataset(cfg, args.split)
+        notes = []
+        if cfg.dataset == "folders":  # with data.val_fraction the val split is drawn from the train folders
+            split = "train" if cfg.val_fraction > 0 and args.split == "val" else args.split
+            notes = [n for n in [unpaired_note(*folder_pair(cfg, split), cfg.label_suffix, "data.label_suffix:")] if n]
+        return NamedData(str(args.config), dataset=dataset, protocol=protocol,
+                         ignore=cfg.ignore_index if args.ignore_index is None else args.ignore_index, notes=notes)
     ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index
     if args.list is not None:
         root = args.list.parent if args.root is None else args.root
@@ -154,7 +160,10 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
                               f"{pairs[0].label}){hint}")
     if not pairs:
         raise PSPNetError(f"{source}: no images to evaluate")
-    return NamedData(source, pairs=pairs, ignore=ignore)
+    notes = []
+    if args.list is None and (note := unpaired_note(args.images, args.labels, args.label_suffix, "--label-suffix")):
+        notes.append(note)
+    return NamedData(source, pairs=pairs, ignore=ignore, notes=notes)
 
 
 def build_eval_dataset(args: argparse.Namespace, info: DatasetInfo, named: NamedData, say: bool = True) -> Any:
@@ -309,6 +318,8 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         if main:
             print(f"data: the {args.split} split of the run's config (--config {args.config})", file=sys.stderr)
     named = read_eval_data(args)
+    for note in named.notes if main else []:
+        print(f"pspnet eval: note: {note}", file=sys.stderr)
     check_output_places(args)
     forward, info, how, recipe = backend_forward(args, device, say=main)
     dataset, ignore, protocol = build_eval_dataset(args, info, named, main), named.ignore, named.protocol

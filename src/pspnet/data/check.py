@@ -16,7 +16,7 @@ from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.imageops import label_size_problem, other_format, read_image, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues, no_class_note
-from pspnet.data.lists import Pair, unpaired_labels, windows_separators
+from pspnet.data.lists import Pair, unpaired_note, windows_separators
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
 
@@ -156,13 +156,8 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
     for split in splits:
         if cfg.dataset == "folders" and notes is not None:
             image_dir, label_dir = folder_pair(cfg, split)
-            unpaired, suffix = unpaired_labels(image_dir, label_dir, cfg.label_suffix)
-            if unpaired:
-                shown = ", ".join(p.relative_to(label_dir).as_posix() for p in unpaired[:3]) + (
-                    " ..." if len(unpaired) > 3 else "")
-                hint = f"; these labels are named NAME{suffix}: set data.label_suffix: {suffix}" if suffix else ""
-                notes.append(f"{label_dir}: {len(unpaired)} label(s) without an image of the same name, left out "
-                             f"({shown}); an image NAME.* is paired with the label NAME{cfg.label_suffix}{hint}")
+            if note := unpaired_note(image_dir, label_dir, cfg.label_suffix, "data.label_suffix:"):
+                notes.append(note)
         malformed: list[str] = []
         try:
             dataset = build_dataset(cfg, split, malformed)

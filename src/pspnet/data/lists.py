@@ -187,6 +187,19 @@ def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -
     return pairs
 
 
+def unpaired_note(image_dir: Path, label_dir: Path, label_suffix: str, suffix_setting: str) -> str | None:
+    """The note for the labels of `label_dir` with no image (left out of the evaluation or training), naming the
+    first few; None when every label has its image. `suffix_setting` is how the caller sets the label suffix
+    (`data.label_suffix:`, `--label-suffix`), named when another suffix pairs them all."""
+    unpaired, suffix = unpaired_labels(image_dir, label_dir, label_suffix)
+    if not unpaired:
+        return None
+    shown = ", ".join(p.relative_to(label_dir).as_posix() for p in unpaired[:3]) + (" ..." if len(unpaired) > 3 else "")
+    hint = f"; these labels are named NAME{suffix}: set {suffix_setting} {suffix}" if suffix else ""
+    return (f"{label_dir}: {len(unpaired)} label(s) without an image of the same name, left out ({shown}); an image "
+            f"NAME.* is paired with the label NAME{label_suffix}{hint}")
+
+
 def unpaired_labels(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -> tuple[list[Path], str | None]:
     """The label files of `label_dir`'s tree (named `*<label_suffix>`) with no image of their path and name in
     `image_dir`'s: what `pair_folders` leaves out; and, when they all pair with the images under another suffix such
