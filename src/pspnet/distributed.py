@@ -106,6 +106,15 @@ def gather_lists(items: list[T], d: Distributed) -> list[T]:
     return [item for part in gathered for item in (part or [])]
 
 
+def all_gather_tensor(value: torch.Tensor, d: Distributed) -> list[torch.Tensor]:
+    """Every process's `value` (the same shape and dtype on each, on the process's device), in rank order."""
+    if not d.enabled:
+        return [value]
+    gathered = [torch.empty_like(value) for _ in range(d.world_size)]
+    dist.all_gather(gathered, value.contiguous())
+    return gathered
+
+
 def shard_indices(length: int, d: Distributed) -> range:
     """This process's share of `length` items: every world_size-th from its rank on. Together the shards hold each
     index exactly once, whatever the length (shards differ by at most one item; nothing is padded or dropped)."""

@@ -172,9 +172,9 @@ def write_video(path: Path, frames: int) -> None:
 
 
 def test_two_process_predict_writes_each_input_once_as_one_process_does(two_process_run, data_root, tmp_path) -> None:
-    """Five images (two in a subfolder: --recursive), two videos and an unreadable image between two processes: the
-    same PNGs and videos at the same paths as one process, the failure counted once, one summary, and both processes
-    (so torchrun) exiting 1 for the failed input."""
+    """Five images (two in a subfolder: --recursive), two videos (their frames shared) and an unreadable image between
+    two processes: the same PNGs and videos at the same paths as one process, the failure counted once, one summary,
+    and both processes (so torchrun) exiting 1 for the failed input."""
     run, _ = two_process_run
     model = str(run / "final.safetensors")
     inputs = tmp_path / "inputs"
@@ -195,7 +195,7 @@ def test_two_process_predict_writes_each_input_once_as_one_process_does(two_proc
     assert [p for p in written if p.suffix == ".mp4"] == [Path("overlay/v3.mp4"), Path("overlay/v4.mp4")]
     assert sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file()) == written
     assert all((one / p).read_bytes() == (two / p).read_bytes() for p in written)  # H.264 encoding is deterministic
-    assert err.count("v3.mp4: 3 frames → ") == err.count("v4.mp4: 4 frames → ") == 1  # by one process each
+    assert err.count("v3.mp4: 3 frames → ") == err.count("v4.mp4: 4 frames → ") == 1  # by the first process
     assert err.count(f"{VAL_IMAGES + 2} of {VAL_IMAGES + 3} inputs written to {two}") == 1
     assert err.count("1 input(s) failed") == 1 and err.count("cannot read it as an image") == 1
     assert "device cpu, 2 processes)" in err

@@ -1,8 +1,9 @@
 """`pspnet predict CHECKPOINT INPUT... --out DIR`: label, colour, overlay (and confidence) PNGs for images; overlay
 and colour videos, and label and confidence PNGs per frame, for videos.
 
-Under `torchrun` every process segments its share of the inputs (each input exactly once, one device per process)
-into the same --out; the first process prints the checks and the summary of the whole run."""
+Under `torchrun` every process segments its share of the images (each exactly once, one device per process) into the
+same --out, and its share of each video's frames, which the first process gathers and writes; the first process
+prints the checks and the summary of the whole run."""
 
 from __future__ import annotations
 
@@ -134,8 +135,11 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     values = chosen_label_values(args, info, layout.kinds + video_layout.kinds, say=main)
     legend = legend_names(args, info)
     layout, video_layout = (replace(lay, label_values=values, legend=legend) for lay in (layout, video_layout))
-    mine = [files[i] for i in shard_indices(len(files), processes)]  # all of them in one process
-    images = [p for p in mine if not is_video(p)]
+    # Images: every world_size-th to each process (all of them in one process); videos: every process takes part in
+    # each, segmenting its share of the frames, the first process writing the outputs.
+    all_images = [p for p in files if not is_video(p)]
+    images = [all_images[i] for i in shard_indices(len(all_images), processes)]
+    videos = [p for p in files if is_video(p)]
     bar = progress_bar(total=len(images), desc="predict" if not processes.enabled else "predict (this process)",
                        unit="img", disable=args.quiet or not images or not main, leave=False)
     written = 0
@@ -167,20 +171,22 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         written += done
     bar.close()
 
-    for path in (p for p in mine if is_video(p)):
+    for path in videos:  # said and counted by the first process, which writes them
         vbar = progress_bar(desc=path.name, unit="frame", disable=args.quiet or not main, leave=False)
         try:
             frames = predict_video(forward, path, found.name(path), video_layout, settings, info.mean, info.std,
-                                   info.palette, device, on_frames=vbar.update)
+                                   info.palette, device, on_frames=vbar.update, processes=processes)
         except PSPNetError as e:
-            failures.append(str(e))
-            tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
+            if main:
+                failures.append(str(e))
+                tqdm.write(f"pspnet predict: {e}", file=sys.stderr)
             continue
         finally:
             vbar.close()
-        written += 1
-        targets = ", ".join(str(p) for p in video_layout.video_outputs(found.name(path)))
-        print(f"{path}: {frames} frames → {targets}", file=sys.stderr)
+        if main:
+            written += 1
+            targets = ", ".join(str(p) for p in video_layout.video_outputs(found.name(path)))
+            print(f"{path}: {frames} frames → {targets}", file=sys.stderr)
 
     # The whole run's counts on every process (one process: its own), so that every process exits alike.
     counts = all_reduce_sum(torch.tensor([written, len(failures), len(images)], device=device), processes)

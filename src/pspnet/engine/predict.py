@@ -28,6 +28,7 @@ from PIL import Image
 from pspnet.classes import Color
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
 from pspnet.data.lists import LIST_SUFFIXES, read_image_list, tree_files, tree_name
+from pspnet.distributed import Distributed, all_gather_tensor, all_reduce_sum
 from pspnet.engine.inference import (
     Forward,
     InferenceSettings,
@@ -439,18 +440,25 @@ def video_rate(path: Path) -> float:
 def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLayout, settings: InferenceSettings,
                   mean: Sequence[float], std: Sequence[float], palette: Sequence[Color],
                   device: torch.device | str = "cpu", frames_per_step: int = 4,
-                  on_frames: Callable[[int], None] | None = None) -> int:
+                  on_frames: Callable[[int], None] | None = None, processes: Distributed | None = None) -> int:
     """Segment every frame of `path` and write what `layout.kinds` names of it under `name` (`Inputs.name`): the
     overlay and colour videos (H.264 MP4, `layout.video`) and each frame's label and confidence PNGs
     (`layout.frames`: 000000.png, ...). Returns the frame count. Frames are segmented `frames_per_step` at a time so
     that their windows share network batches. Each video is written to a temporary file renamed at the end, and the
     frame PNGs to a temporary folder moved into place at the end (`files.staged_folder`, which also removes the
     frames an earlier, longer run left): a failure or an interruption leaves no partial video or frame set and keeps
-    an earlier run's."""
+    an earlier run's.
+
+    Under torchrun (`processes`), every process reads every frame and segments its share of each step's
+    (`frames_per_step` each: every world_size-th frame); the first process gathers the label maps and writes every
+    output, and a failure to write stops every process at the same step (then raised on each)."""
     av = _av()
     rate = Fraction(video_rate(path)).limit_denominator(1000)
     stem, kinds = name, layout.kinds
     movies = [kind for kind in VIDEO_KINDS if kind in kinds]
+    share = processes if processes is not None and processes.enabled else None
+    rank, world = (share.rank, share.world_size) if share is not None else (0, 1)
+    writes = rank == 0
     count = 0
 
     def encode(container: Any, picture: np.ndarray) -> None:
@@ -463,12 +471,18 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
         for packet in container.streams.video[0].encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
             container.mux(packet)
 
-    def write(containers: dict[str, Any], folders: dict[str, Path], chunk: list[np.ndarray]) -> None:
-        nonlocal count
-        found = segment_and_confidence(forward, [to_tensor(f) for f in chunk], settings, mean, std, device,
-                                       "confidence" in kinds)
-        for frame, (labels, confidence) in zip(chunk, found, strict=True):
-            labels = labels.cpu().numpy()
+    def segmented(chunk: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Each frame's label map and confidence: this process's share, gathered from every process."""
+        mine = chunk[rank::world]
+        found = segment_and_confidence(forward, [to_tensor(f) for f in mine], settings, mean, std, device,
+                                       "confidence" in kinds) if mine else []
+        if share is not None:
+            return _gather_frames(found, chunk, share, "confidence" in kinds, len(palette), path, count)
+        return [(labels.cpu().numpy(), None if conf is None else conf.cpu().numpy()) for labels, conf in found]
+
+    def write(containers: dict[str, Any], folders: dict[str, Path], chunk: list[np.ndarray],
+              found: list[tuple[np.ndarray, np.ndarray | None]]) -> None:
+        for index, (frame, (labels, confidence)) in enumerate(zip(chunk, found, strict=True), start=count):
             color = colorize(labels, palette) if movies else None
             for kind, container in containers.items():
                 picture = overlay(frame, color) if kind == "overlay" else color
@@ -476,29 +490,54 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
                     picture = np.concatenate([picture, video_key(labels, layout.legend, palette, picture.shape[1])])
                 encode(container, picture)
             if "labels" in folders:
-                save_label_png(folders["labels"] / f"{count:06d}.png", labels, layout.label_values)
+                save_label_png(folders["labels"] / f"{index:06d}.png", labels, layout.label_values)
             if confidence is not None:
-                save_confidence_png(folders["confidence"] / f"{count:06d}.png", confidence.cpu().numpy())
-            count += 1
-        if on_frames is not None:
-            on_frames(len(chunk))
-        chunk.clear()
+                save_confidence_png(folders["confidence"] / f"{index:06d}.png", confidence)
+
+    def agree(failure: BaseException | None) -> None:
+        """Every process stops where the writing one failed; the writer raises its own error."""
+        if share is not None and all_reduce_sum(torch.tensor([int(failure is not None)], device=share.device),
+                                                share).item() and failure is None:
+            raise PSPNetError(f"{path}: stopped: the first process could not write its outputs")
+        if failure is not None:
+            raise failure
 
     named = layout.video_outputs(stem)[0]
     try:
         with ExitStack() as stack:
-            folders = {kind: stack.enter_context(staged_folder(layout.frames(stem, kind), FRAME_PATTERN))
-                       for kind in FRAME_KINDS if kind in kinds}
-            targets = {kind: stack.enter_context(atomic_target(layout.video(stem, kind))) for kind in movies}
-            containers = {kind: stack.enter_context(av.open(target, mode="w", format="mp4"))
-                          for kind, target in targets.items()}
+            folders: dict[str, Path] = {}
+            containers: dict[str, Any] = {}
+            failure: BaseException | None = None
+            if writes:
+                try:
+                    folders = {kind: stack.enter_context(staged_folder(layout.frames(stem, kind), FRAME_PATTERN))
+                               for kind in FRAME_KINDS if kind in kinds}
+                    targets = {kind: stack.enter_context(atomic_target(layout.video(stem, kind))) for kind in movies}
+                    containers = {kind: stack.enter_context(av.open(target, mode="w", format="mp4"))
+                                  for kind, target in targets.items()}
+                except (OSError, av.FFmpegError) as e:
+                    failure = e
+            agree(failure)
             chunk: list[np.ndarray] = []
-            for frame in read_video_frames(path):
-                chunk.append(frame)
-                if len(chunk) >= frames_per_step:
-                    write(containers, folders, chunk)
-            if chunk:
-                write(containers, folders, chunk)
+            frames = read_video_frames(path)
+            while True:
+                frame = next(frames, None)
+                if frame is not None:
+                    chunk.append(frame)
+                if chunk and (frame is None or len(chunk) >= frames_per_step * world):
+                    found = segmented(chunk)
+                    if writes:
+                        try:
+                            write(containers, folders, chunk, found)
+                        except (OSError, av.FFmpegError) as e:
+                            failure = e
+                    agree(failure)
+                    count += len(chunk)
+                    if on_frames is not None:
+                        on_frames(len(chunk))
+                    chunk = []
+                if frame is None:
+                    break
             if count == 0:
                 raise PSPNetError(f"{path}: video has no frames")
             for container in containers.values():
@@ -507,3 +546,28 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
     except (OSError, av.FFmpegError) as e:  # a full disk, an unwritable folder: after the frames were read
         raise PSPNetError(f"{named}: cannot write the video ({e})") from None
     return count
+
+
+def _gather_frames(found: list[tuple[torch.Tensor, torch.Tensor | None]], chunk: list[np.ndarray],
+                   share: Distributed, confidence: bool, classes: int, path: Path,
+                   first: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The label maps (and confidences) of every frame of `chunk`, in order, from the processes that segmented
+    them (frame i: process i mod world_size), on every process. Every process reads the same frames, so all agree
+    on the shapes, and a frame of another size is the same error on each."""
+    height, width = chunk[0].shape[:2]
+    for index, frame in enumerate(chunk):
+        if frame.shape[:2] != (height, width):
+            raise PSPNetError(f"{path}: frame {first + index} is {frame.shape[1]}×{frame.shape[0]}, the frames "
+                              f"before it {width}×{height}; a video whose frame size changes is not supported")
+    world = share.world_size
+    per_process = -(-len(chunk) // world)
+    labels = torch.zeros((per_process, height, width), dtype=torch.uint8 if classes <= 256 else torch.int32,
+                         device=share.device)
+    sure = torch.zeros((per_process, height, width) if confidence else (0,), device=share.device)
+    for index, (lab, conf) in enumerate(found):
+        labels[index] = lab
+        if conf is not None:
+            sure[index] = conf
+    all_labels, all_sure = all_gather_tensor(labels, share), all_gather_tensor(sure, share)
+    return [(all_labels[i % world][i // world].long().cpu().numpy(),
+             all_sure[i % world][i // world].cpu().numpy() if confidence else None) for i in range(len(chunk))]
