@@ -211,11 +211,18 @@ def test_predict_names_the_files_of_a_folder_it_leaves_out(checkpoint, tmp_path,
     assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["a.png"]
 
 
-def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path) -> None:
+def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path, capsys) -> None:
     src = write_video(tmp_path / "clip.mp4", 3)
-    assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), *TINY]) == 0
+    write_image(tmp_path / "a.png")
+    capsys.readouterr()
+    assert main(["predict", str(checkpoint), str(src), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
+                 *TINY]) == 0
     frames = video_frames(tmp_path / "o" / "overlay" / "clip.mp4")
     assert len(frames) == 3 and (frames[0].height, frames[0].width) == (32, 48)
+    # The run's rate counts the frames: images segmented too.
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(r"2 of 2 inputs written to .* in \d+\.\d s, \d+\.\d\d images/s \(3 of them video frames\) \(",
+                    last), last
 
 
 def test_predict_video_writes_its_colour_video_and_label_and_confidence_frames_when_asked(checkpoint, tmp_path):

@@ -171,6 +171,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         written += done
     bar.close()
 
+    frame_count = 0
     for path in videos:  # said and counted by the first process, which writes them
         vbar = progress_bar(desc=path.name, unit="frame", disable=args.quiet or not main, leave=False)
         try:
@@ -185,15 +186,20 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
             vbar.close()
         if main:
             written += 1
+            frame_count += frames
             targets = ", ".join(str(p) for p in video_layout.video_outputs(found.name(path)))
             print(f"{path}: {frames} frames → {targets}", file=sys.stderr)
 
     # The whole run's counts on every process (one process: its own), so that every process exits alike.
-    counts = all_reduce_sum(torch.tensor([written, len(failures), len(images)], device=device), processes)
-    written, failed, image_count = (int(c) for c in counts)
+    counts = all_reduce_sum(torch.tensor([written, len(failures), len(images), frame_count], device=device),
+                            processes)
+    written, failed, image_count, frame_count = (int(c) for c in counts)
     seconds = time.perf_counter() - start
     if main:
-        rate = f", {image_count / seconds:.2f} images/s" if image_count and written == len(files) else ""
+        # The rate of the whole run: a video's frames are images segmented too.
+        frames_said = f" ({frame_count} of them video frames)" if frame_count else ""
+        rate = (f", {(image_count + frame_count) / seconds:.2f} images/s{frames_said}"
+                if image_count + frame_count and written == len(files) else "")
         where = f"device {device}" + (f", {processes.world_size} processes" if processes.enabled else "")
         print(f"{written} of {len(files) + refused} inputs written to {args.out} in {seconds:.1f} s{rate} ({how}, "
               f"{where})",
