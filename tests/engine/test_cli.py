@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import videos  # tests/, on the path by conftest.py
 from PIL import Image
 
 import pspnet
@@ -162,17 +163,8 @@ def test_predict_reports_a_missing_input(checkpoint, tmp_path, capsys) -> None:
 
 
 def write_video(path: Path, frames: int) -> Path:
-    av = pytest.importorskip("av")
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=5)
-        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
-        for i in range(frames):
-            frame = np.full((32, 48, 3), 40 * i % 256, dtype=np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    """`frames` grey 48×32 frames, each lighter than the one before."""
+    return videos.write_video(path, (np.full((32, 48, 3), 40 * i % 256, dtype=np.uint8) for i in range(frames)))
 
 
 def video_frames(path: Path) -> list:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from videos import write_video  # tests/, on the path by conftest.py
 
 import pspnet
 from pspnet.distributed import Distributed
@@ -53,19 +54,13 @@ def model():
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     """7 frames of coloured blocks moving across 48×32."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=5)
-        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
-        for i in range(7):
-            frame = np.full((32, 48, 3), 60, dtype=np.uint8)
-            frame[:, 4 * i: 4 * i + 16] = rng.integers(0, 256, 3)
-            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    frames = []
+    for i in range(7):
+        frame = np.full((32, 48, 3), 60, dtype=np.uint8)
+        frame[:, 4 * i: 4 * i + 16] = rng.integers(0, 256, 3)
+        frames.append(frame)
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames)
 
 
 def run(model, video: Path, out: Path, processes: list[Distributed | None]) -> list[int | BaseException]:

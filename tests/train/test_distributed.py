@@ -25,6 +25,7 @@ from pspnet.engine.recipe import training_precision
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import config_dict, make_folders_dataset  # noqa: E402
+from videos import write_video  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 
@@ -158,19 +159,6 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
     assert sum(map(sum, a["confusion_matrix"])) > 0
 
 
-def write_video(path: Path, frames: int) -> None:
-    av = pytest.importorskip("av")
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=5)
-        s.width, s.height, s.pix_fmt = 40, 32, "yuv420p"
-        for i in range(frames):
-            frame = np.asarray(Image.open(path.parent / f"{i}.png").convert("RGB"))
-            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
 def test_two_process_predict_writes_each_input_once_as_one_process_does(two_process_run, data_root, tmp_path) -> None:
     """Five images (two in a subfolder: --recursive), two videos (their frames shared) and an unreadable image between
     two processes: the same PNGs and videos at the same paths as one process, the failure counted once, one summary,
@@ -179,8 +167,8 @@ def test_two_process_predict_writes_each_input_once_as_one_process_does(two_proc
     model = str(run / "final.safetensors")
     inputs = tmp_path / "inputs"
     shutil.copytree(data_root / "images" / "val", inputs)
-    write_video(inputs / "v3.mp4", 3)  # the val images as frames
-    write_video(inputs / "v4.mp4", 4)
+    for frames in (3, 4):  # the val images as frames
+        write_video(inputs / f"v{frames}.mp4", [np.asarray(Image.open(inputs / f"{i}.png")) for i in range(frames)])
     (inputs / "broken.png").write_bytes(b"not a png")
     (inputs / "sub").mkdir()
     for moved in ("3.png", "4.png"):
