@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 
-def write_video(path: Path, frames: Iterable[np.ndarray], rate: int = 5) -> Path:
-    """An MP4 of RGB uint8 H×W×3 frames, all of one size (even sides, as yuv420p needs)."""
+def write_video(path: Path, frames: Iterable[np.ndarray], rate: int = 5, container: str | None = None) -> Path:
+    """An H.264 video (MP4 unless `container` names another format) of RGB uint8 H×W×3 frames, all of one size (even
+    sides, as yuv420p needs)."""
     av = pytest.importorskip("av")
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", format=container) as c:
         stream = None
         for frame in frames:
             if stream is None:

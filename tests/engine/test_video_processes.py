@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from videos import write_video  # tests/, on the path by conftest.py
 
 import pspnet
@@ -136,6 +137,24 @@ def test_a_failed_write_stops_every_process_at_the_same_step(model, video, tmp_p
     assert isinstance(second, PSPNetError) and str(second) == (
         f"{video}: stopped: the first process could not write its outputs")
     assert files(tmp_path / "o") == {}
+
+
+def test_a_stream_whose_frame_size_changes_is_shared_as_one_process_writes_it(model, tmp_path, monkeypatch):
+    """An MPEG transport stream that changes from 48×32 to 64×48 after 3 frames (two encodings joined, as a broadcast
+    or a camera's recording may): the steps that mix the sizes are exchanged at the larger."""
+    parts = []
+    for size, start in (((32, 48), 0), ((48, 64), 3)):
+        frames = [np.full((*size, 3), 40 * i % 256, dtype=np.uint8) for i in range(start, start + 3)]
+        parts.append(write_video(tmp_path / f"{start}.ts", frames, container="mpegts").read_bytes())
+    video = tmp_path / "joined.mpg"
+    video.write_bytes(b"".join(parts))
+    assert run(model, video, tmp_path / "one", [None]) == [6]
+    processes, segmented = two_processes(monkeypatch)
+    assert run(model, video, tmp_path / "two", processes) == [6, 6]
+    assert segmented == {0: [2, 1], 1: [2, 1]}
+    one, two = files(tmp_path / "one"), files(tmp_path / "two")
+    assert len(one) == 6 * 2 + 2 and one == two
+    assert [Image.open(tmp_path / "two" / "clip" / f"00000{i}.png").size for i in (2, 3)] == [(48, 32), (64, 48)]
 
 
 def test_a_video_that_cannot_be_read_is_the_same_error_on_every_process(model, video, tmp_path, monkeypatch):

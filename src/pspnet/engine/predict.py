@@ -477,7 +477,7 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
         found = segment_and_confidence(forward, [to_tensor(f) for f in mine], settings, mean, std, device,
                                        "confidence" in kinds) if mine else []
         if share is not None:
-            return _gather_frames(found, chunk, share, "confidence" in kinds, len(palette), path, count)
+            return _gather_frames(found, chunk, share, "confidence" in kinds, len(palette))
         return [(labels.cpu().numpy(), None if conf is None else conf.cpu().numpy()) for labels, conf in found]
 
     def write(containers: dict[str, Any], folders: dict[str, Path], chunk: list[np.ndarray],
@@ -549,25 +549,25 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
 
 
 def _gather_frames(found: list[tuple[torch.Tensor, torch.Tensor | None]], chunk: list[np.ndarray],
-                   share: Distributed, confidence: bool, classes: int, path: Path,
-                   first: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+                   share: Distributed, confidence: bool, classes: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """The label maps (and confidences) of every frame of `chunk`, in order, from the processes that segmented
     them (frame i: process i mod world_size), on every process. Every process reads the same frames, so all agree
-    on the shapes, and a frame of another size is the same error on each."""
-    height, width = chunk[0].shape[:2]
-    for index, frame in enumerate(chunk):
-        if frame.shape[:2] != (height, width):
-            raise PSPNetError(f"{path}: frame {first + index} is {frame.shape[1]}×{frame.shape[0]}, the frames "
-                              f"before it {width}×{height}; a video whose frame size changes is not supported")
+    on the shapes exchanged: the chunk's largest frame (a stream may change its frame size), each map cut back to
+    its frame's."""
+    height, width = max(f.shape[0] for f in chunk), max(f.shape[1] for f in chunk)
     world = share.world_size
     per_process = -(-len(chunk) // world)
     labels = torch.zeros((per_process, height, width), dtype=torch.uint8 if classes <= 256 else torch.int32,
                          device=share.device)
     sure = torch.zeros((per_process, height, width) if confidence else (0,), device=share.device)
     for index, (lab, conf) in enumerate(found):
-        labels[index] = lab
+        labels[index, : lab.shape[0], : lab.shape[1]] = lab
         if conf is not None:
-            sure[index] = conf
+            sure[index, : conf.shape[0], : conf.shape[1]] = conf
     all_labels, all_sure = all_gather_tensor(labels, share), all_gather_tensor(sure, share)
-    return [(all_labels[i % world][i // world].long().cpu().numpy(),
-             all_sure[i % world][i // world].cpu().numpy() if confidence else None) for i in range(len(chunk))]
+    frames = []
+    for i, frame in enumerate(chunk):
+        h, w = frame.shape[:2]
+        frames.append((all_labels[i % world][i // world, :h, :w].long().cpu().contiguous().numpy(),
+                       all_sure[i % world][i // world, :h, :w].cpu().contiguous().numpy() if confidence else None))
+    return frames
