@@ -135,7 +135,8 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
         notes = []
         if cfg.dataset == "folders":  # with data.val_fraction the val split is drawn from the train folders
             split = "train" if cfg.val_fraction > 0 and args.split == "val" else args.split
-            notes = [n for n in [unpaired_note(*folder_pair(cfg, split), cfg.label_suffix, "data.label_suffix:")] if n]
+            if note := unpaired_note(*folder_pair(cfg, split), cfg.label_suffix, "data.label_suffix:"):
+                notes.append(note)
         return NamedData(str(args.config), dataset=dataset, protocol=protocol,
                          ignore=cfg.ignore_index if args.ignore_index is None else args.ignore_index, notes=notes)
     ignore = IGNORE_INDEX if args.ignore_index is None else args.ignore_index

@@ -496,11 +496,27 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
 
     def agree(failure: BaseException | None) -> None:
         """Every process stops where the writing one failed; the writer raises its own error."""
-        if share is not None and all_reduce_sum(torch.tensor([int(failure is not None)], device=share.device),
-                                                share).item() and failure is None:
-            raise PSPNetError(f"{path}: stopped: the first process could not write its outputs")
+        if share is not None:
+            failed = all_reduce_sum(torch.tensor([int(failure is not None)], device=share.device), share).item()
+            if failed and failure is None:
+                raise PSPNetError(f"{path}: stopped: the first process could not write its outputs")
         if failure is not None:
             raise failure
+
+    def step(containers: dict[str, Any], folders: dict[str, Path], chunk: list[np.ndarray]) -> None:
+        """Segment `chunk` (this process's share), write it (the first process), and agree on how that went."""
+        nonlocal count
+        found = segmented(chunk)
+        failure = None
+        if writes:
+            try:
+                write(containers, folders, chunk, found)
+            except (OSError, av.FFmpegError) as e:
+                failure = e
+        agree(failure)
+        count += len(chunk)
+        if on_frames is not None:
+            on_frames(len(chunk))
 
     named = layout.video_outputs(stem)[0]
     try:
@@ -519,25 +535,13 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
                     failure = e
             agree(failure)
             chunk: list[np.ndarray] = []
-            frames = read_video_frames(path)
-            while True:
-                frame = next(frames, None)
-                if frame is not None:
-                    chunk.append(frame)
-                if chunk and (frame is None or len(chunk) >= frames_per_step * world):
-                    found = segmented(chunk)
-                    if writes:
-                        try:
-                            write(containers, folders, chunk, found)
-                        except (OSError, av.FFmpegError) as e:
-                            failure = e
-                    agree(failure)
-                    count += len(chunk)
-                    if on_frames is not None:
-                        on_frames(len(chunk))
+            for frame in read_video_frames(path):
+                chunk.append(frame)
+                if len(chunk) >= frames_per_step * world:
+                    step(containers, folders, chunk)
                     chunk = []
-                if frame is None:
-                    break
+            if chunk:
+                step(containers, folders, chunk)
             if count == 0:
                 raise PSPNetError(f"{path}: video has no frames")
             for container in containers.values():
@@ -560,14 +564,15 @@ def _gather_frames(found: list[tuple[torch.Tensor, torch.Tensor | None]], chunk:
     labels = torch.zeros((per_process, height, width), dtype=torch.uint8 if classes <= 256 else torch.int32,
                          device=share.device)
     sure = torch.zeros((per_process, height, width) if confidence else (0,), device=share.device)
-    for index, (lab, conf) in enumerate(found):
+    for index, (lab, conf) in enumerate(found):  # conf: None unless confidence is asked for
         labels[index, : lab.shape[0], : lab.shape[1]] = lab
         if conf is not None:
             sure[index, : conf.shape[0], : conf.shape[1]] = conf
-    all_labels, all_sure = all_gather_tensor(labels, share), all_gather_tensor(sure, share)
-    frames = []
-    for i, frame in enumerate(chunk):
-        h, w = frame.shape[:2]
-        frames.append((all_labels[i % world][i // world, :h, :w].long().cpu().contiguous().numpy(),
-                       all_sure[i % world][i // world, :h, :w].cpu().contiguous().numpy() if confidence else None))
-    return frames
+    all_labels = all_gather_tensor(labels, share)
+    all_sure = all_gather_tensor(sure, share) if confidence else None  # exchanged only when written
+
+    def cut(maps: list[torch.Tensor], i: int, frame: np.ndarray) -> np.ndarray:  # frame i's map, at its size
+        return maps[i % world][i // world, : frame.shape[0], : frame.shape[1]].cpu().contiguous().numpy()
+
+    return [(cut(all_labels, i, frame).astype(np.int64), None if all_sure is None else cut(all_sure, i, frame))
+            for i, frame in enumerate(chunk)]
