@@ -202,3 +202,19 @@ def test_a_missing_checkpoint_is_named_without_the_optional_overrides(capsys) ->
     error = capsys.readouterr().err
     assert error == ("pspnet eval: error: the following arguments are required: checkpoint; `pspnet eval --help` "
                      "lists what it takes\n")  # one line: not the usage (it shows [key=value ...]) above it
+
+
+@pytest.mark.parametrize("argv,dest", [
+    (["train", "--config", "c.yaml"], "no_progress"),
+    (["data", "prepare", "camvid", "--root", "r"], "no_progress"),
+    (["data", "check", "--dataset", "camvid", "--root", "r"], "no_progress"),
+    (["eval", "m.safetensors", "--config", "c.yaml"], "quiet"),
+    (["predict", "m.safetensors", "a.png", "--out", "o"], "quiet"),
+])
+def test_every_command_with_progress_bars_takes_both_quiet_and_no_progress(argv, dest) -> None:
+    """One spelling learnt on one command works on the others (`train --no-progress`, `predict --quiet`)."""
+    from pspnet.cli.main import build_parser
+
+    for flag in ("--quiet", "--no-progress"):
+        assert getattr(build_parser(argv[0]).parse_args([*argv, flag]), dest) is True
+    assert getattr(build_parser(argv[0]).parse_args(argv), dest) is False

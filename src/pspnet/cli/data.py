@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     prep.add_argument("--root", type=Path, required=True, help="where to put the prepared dataset")
     prep.add_argument("--source", help="a local folder or mirror URL laid out like the upstream source, or the "
                                        "downloaded archive(s); default: the public download (not for cityscapes)")
-    prep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    prep.add_argument("--no-progress", "--quiet", action="store_true", dest="no_progress",
+                      help="no progress bars")
     chk = sub.add_parser("check", help="report every unreadable, missing, mismatched or out-of-range file",
                          description="Check a dataset as the trainer will at start-up: every problem, with its file.")
     chk.add_argument("--config", type=Path, help="a YAML config; its `data:` section (or the whole file) is used")
@@ -37,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     chk.add_argument("--val-list", type=Path, help="val list file, relative to --root")
     chk.add_argument("--num-classes", type=int, help="for lists/folders")
     chk.add_argument("--splits", default="train,val", help="comma-separated splits to check (default: train,val)")
-    chk.add_argument("--no-progress", action="store_true", help="no progress bars")
+    chk.add_argument("--no-progress", "--quiet", action="store_true", dest="no_progress",
+                     help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--samples", type=int, default=6,
                      help="images in each of the report's grids: spread over the set, and the lowest per-image mIoU "
                           "(default 6)")
-    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet", help="no progress bar")
     add_inference_arguments(p)
     add_recipe_arguments(p)
     add_backend_argument(p)

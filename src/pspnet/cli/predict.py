@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave out the inputs whose outputs are all in --out already (to finish an interrupted run: "
                         "each file is written whole or not at all); the others are predicted, their partial outputs "
                         "replaced")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet", help="no progress bar")
     add_inference_arguments(p)
     add_recipe_arguments(p)
 

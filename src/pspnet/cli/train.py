@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "key=value right after it is an override, as anywhere else)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a train.out_dir that holds an earlier run (its files are moved aside)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to metrics.jsonl)")
+    p.add_argument("--no-progress", "--quiet", action="store_true", dest="no_progress",
+                   help="no progress bars (logs still go to metrics.jsonl)")
     p.add_argument("--print-config", action="store_true",
                    help="print the merged config (file, overrides, defaults) as YAML, to save and edit; then exit")
 
