@@ -15,6 +15,7 @@ from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.distributed import single_process
 from pspnet.model.config import ModelConfig
+from pspnet.model.resnet import DilatedResNet
 from pspnet.train.config import load_train_config
 from pspnet.train.init_weights import follow_init
 from pspnet.train.trainer import Trainer
@@ -187,3 +188,60 @@ def test_a_training_runs_folder_starts_the_run_from_its_best_model(data_root, tm
         path.unlink()
     assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "--no-progress"]) == 2
     assert f"train.init: {first}: a training run with no model yet" in capsys.readouterr().err
+
+
+
+def imagenet_file(path: Path) -> Path:
+    """ResNet-18 ImageNet weights as torchvision lays them out (a 7×7 stem, unlike the model's default)."""
+    torch.manual_seed(2)
+    state = {k.removeprefix("stem."): v for k, v in DilatedResNet("resnet18", deep_stem=False).state_dict().items()}
+    torch.save({**state, "fc.weight": torch.randn(1000, 512), "fc.bias": torch.randn(1000)}, path)
+    return path
+
+
+@pytest.mark.parametrize("start_from", ["init", "imagenet"])
+def test_a_resume_needs_neither_the_starting_weights_nor_the_folder_they_were_named_from(
+        data_root, tmp_path, monkeypatch, capsys, start_from) -> None:
+    """The weights a run started from (train.init, or train.imagenet's backbone) live on in its checkpoints: after
+    they are deleted, or from another folder (their file named relative to the first), `--resume` continues to the
+    weights of a run never stopped, with what the run took from them: the architecture and the normalisation (the
+    Caffe models' here), or the ImageNet weights' 7×7 stem."""
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    if start_from == "init":
+        weights = own_model(start / "init.safetensors", classes=["a", "b", "c"], aux=True)
+        path = config(data_root, tmp_path, Path(weights.name), iterations=4, checkpoint_every=2)
+        missing = "init.safetensors: no such checkpoint file"
+    else:
+        weights = imagenet_file(start / "resnet18-tv.pth")
+        path = tmp_path / "cfg.yaml"
+        path.write_text(yaml.safe_dump(config_dict(data_root, tmp_path / "run", iterations=4, checkpoint_every=2,
+                                                   imagenet=weights.name)))
+        missing = "no such ImageNet weights file"
+    run = tmp_path / "run"
+    monkeypatch.chdir(start)
+    assert main(["train", "--config", str(path), "--no-progress"]) == 0
+    whole = torch.load(run / "checkpoints" / "iter_0000004.pt", weights_only=True)["model"]
+    # As if killed after iteration 2's checkpoint, then the weights it started from deleted:
+    for name in ("checkpoints/iter_0000004.pt", "final.safetensors"):
+        (run / name).unlink()
+    weights.unlink()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["train", "--config", str(path), "--resume", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed from {run / 'checkpoints' / 'iter_0000002.pt'} at iteration 2" in out
+    assert "initialised" not in out and "stem set" not in out and "settings changed" not in out
+    resumed = torch.load(run / "checkpoints" / "iter_0000004.pt", weights_only=True)["model"]
+    assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
+    model = pspnet.load(run / "final.safetensors")
+    if start_from == "init":
+        assert (model.config.dilation, model.info.std) == ("contracted", CAFFE_STD)
+    else:
+        assert not model.config.deep_stem
+
+    # Without a checkpoint to continue from, the run needs them, and says so.
+    assert main(["train", "--config", str(path), f"train.out_dir={tmp_path / 'fresh'}", "--resume",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and missing in err, err

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     check_config_given(args)
     if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
         args.overrides, args.resume = [*args.overrides, args.resume], True  # `--resume train.accumulate=2`
-    cfg = load_train_config(args.config, [*args.overrides, *(["train.fast=true"] if args.fast else [])])
+    cfg = load_train_config(args.config, [*args.overrides, *(["train.fast=true"] if args.fast else [])],
+                            resuming=bool(args.resume))
     if args.print_config:
         print(config_yaml(cfg), end="")
         return 0

@@ -118,10 +118,12 @@ def validation_defaults(data: DataConfig) -> dict[str, Any]:
     return {"base_size": None, "crop_size": list(data.crop_size)}
 
 
-def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: list[str] | None = None
-                      ) -> TrainConfig:
+def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: list[str] | None = None,
+                      resuming: bool = False) -> TrainConfig:
     """YAML (or the same settings as a mapping) + `key=value` overrides → TrainConfig; `model.num_classes` defaults
-    to the dataset's class count."""
+    to the dataset's class count. `resuming`: for a run that continues from its checkpoint, which holds the weights
+    train.init gave it: when those can no longer be read (deleted, or named relative to another folder), the model
+    settings the run took from them are those its config.yaml recorded."""
     origins: dict[str, str] = {}
     if isinstance(path, Mapping):
         raw: dict[str, Any] = copy.deepcopy(dict(path))
@@ -152,7 +154,10 @@ def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: li
                 cfg.train.init = str(found[0])
             weights = ModelConfig.from_dict(read_metadata(cfg.train.init)["model"], cfg.train.init)
         except PSPNetError as e:
-            raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None
+            recorded = recorded_model(cfg.train.out_dir) if resuming else None
+            if recorded is None:
+                raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None
+            weights = recorded
         cfg.model = follow_init(cfg.model, explicit, weights, cfg.train.init)
     info = dataset_info(cfg.data)
     if cfg.model.num_classes != info.num_classes:
@@ -165,3 +170,14 @@ def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: li
     except PSPNetError as e:
         raise PSPNetError(f"{origin_of('train.class_weights', origins, source)}: {e}") from None
     return cfg
+
+
+def recorded_model(out_dir: Path) -> ModelConfig | None:
+    """The model settings a run in `out_dir` started with (its config.yaml; None when it has none to read)."""
+    import yaml
+
+    saved = out_dir / "config.yaml"
+    try:
+        return ModelConfig.from_dict(yaml.safe_load(saved.read_text())["model"], str(saved))
+    except (OSError, yaml.YAMLError, TypeError, KeyError, ValueError, PSPNetError):
+        return None

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pspnet.checkpoint import load, save, unwrap
+from pspnet.classes import DatasetInfo
 from pspnet.configfile import changed_settings, to_dict
 from pspnet.convert.imagenet import backbone_state, imagenet_state
 from pspnet.data.augment import TrainAugment
@@ -127,7 +128,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
             if aside is not None:
                 tqdm.write(f"the earlier run in {cfg.train.out_dir} was moved to {aside}")
         barrier(d)
-        return Trainer(cfg, d, progress, names).run(resume)
+        return Trainer(cfg, d, progress, names, resume).run()
     finally:
         teardown()
 
@@ -139,16 +140,18 @@ def fit(config: str | Path | Mapping[str, Any], overrides: Sequence[str] = (), *
     file). Returns the run's summary (`best_checkpoint`, `best_miou`, `final_checkpoint`); a stop request (Ctrl-C,
     SIGTERM) saves a checkpoint and raises `TrainingStopped`."""
     overrides = [overrides] if isinstance(overrides, str) else list(overrides)  # one override given as it is
-    return train(load_train_config(config, overrides), resume=resume, progress=progress, overwrite=overwrite,
-                 names=FIT)
+    return train(load_train_config(config, overrides, resuming=bool(resume)), resume=resume, progress=progress,
+                 overwrite=overwrite, names=FIT)
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, d: Distributed, progress: bool, names: RunOptions = COMMAND) -> None:
+    def __init__(self, cfg: TrainConfig, d: Distributed, progress: bool, names: RunOptions = COMMAND,
+                 resume: str | Path | bool | None = None) -> None:
         self.cfg, self.d, self.progress, self.names = cfg, d, progress, names
         s = cfg.train
         self.out = s.out_dir
         self.ckpt_dir = self.out / "checkpoints"
+        self.resumed = self.checkpoint_to_resume(resume)  # (file, content) until run() has taken its state
         if s.batch_size % (d.world_size * s.accumulate):
             raise PSPNetError(f"train.batch_size = {s.batch_size} is not divisible by processes × accumulate = "
                               f"{d.world_size} × {s.accumulate}; each step needs equal micro-batches")
@@ -223,15 +226,26 @@ class Trainer:
         """The run's model, seeded, initialised from train.init or the ImageNet weights, wrapped for the recipe and
         DDP. Sets `self.info`: the classes of the data, the normalisation of the weights it starts from."""
         cfg, d = self.cfg, self.d
-        imagenet = imagenet_state(cfg.train.imagenet, cfg.model.backbone) if cfg.train.imagenet else None
+        # A resume takes every weight from its checkpoint: the ImageNet or train.init weights the run started from
+        # are not read again (they may be gone); what the run took from them comes with the checkpoint.
+        starting = self.resumed is None
+        imagenet = imagenet_state(cfg.train.imagenet, cfg.model.backbone) if cfg.train.imagenet and starting else None
         if imagenet is not None and any(getattr(cfg.model, k) != v for k, v in imagenet[1].items()):
             # The stem follows the backbone weights (e.g. ResNetV1c's 32-32-64): the run's model settings say so.
             cfg.model = replace(cfg.model, **imagenet[1])
             self.note(f"model stem set to {imagenet[1]} to match the ImageNet weights {imagenet[2]}")
-        init = load(cfg.train.init) if cfg.train.init else None
+        try:
+            init = load(cfg.train.init) if cfg.train.init and starting else None
+        except PSPNetError as e:  # read when the config was (a resume with no checkpoint yet): gone since
+            raise PSPNetError(f"train.init: {e}") from None
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         data_info = self.train_set.info
         self.info, normalised = normalisation(data_info, init) if init else (data_info, None)
+        if self.resumed is not None:
+            path, ckpt = self.resumed
+            self.check_resumed_model(path, ckpt)
+            saved = DatasetInfo.from_dict(json.loads(ckpt["info"]), str(path))
+            self.info = replace(self.info, mean=saved.mean, std=saved.std)  # as its weights were trained
         # what predict and eval use by default: the protocol, and how the labels are read (0/255 masks)
         self.info = replace(self.info, protocol=to_dict(cfg.val), label_coding=cfg.data.coding_settings())
         model = PSPNet.from_config(cfg.model, self.info)
@@ -277,24 +291,39 @@ class Trainer:
         if self.d.is_main:
             tqdm.write(message)
 
-    def resume_from(self, resume: str | Path | bool | None) -> tuple[int, dict[str, Any]]:
+    def checkpoint_to_resume(self, resume: str | Path | bool | None) -> tuple[Path, dict[str, Any]] | None:
+        """The training checkpoint `resume` names (True: the newest in the run's folder), read; None: the run starts
+        at iteration 0."""
         if not resume:
-            return 0, {}
+            return None
         if resume is True:
             found = list_checkpoints(self.ckpt_dir)
             if not found:
                 self.note(f"no checkpoint in {self.ckpt_dir}: starting from the beginning")
-                return 0, {}
+                return None
             path = found[-1]
         else:
             path = Path(resume)
-        ckpt = load_training_checkpoint(path, self.names)
+        return path, load_training_checkpoint(path, self.names)
+
+    def check_resumed_model(self, path: Path, ckpt: dict[str, Any]) -> None:
+        """The checkpoint's weights must be for the run's model settings. The stem that ImageNet weights set at the
+        start (train.imagenet, not read again) is the checkpoint's."""
         written = ModelConfig.from_dict(ckpt["model_config"], str(path))
+        if self.cfg.train.imagenet:
+            self.cfg.model = replace(self.cfg.model, deep_stem=written.deep_stem, stem_channels=written.stem_channels)
         if written != self.cfg.model:
             changes = changed_settings(written.to_dict(), self.cfg.model.to_dict(), "model.")
             raise PSPNetError(f"{path}: its weights are for other model settings than the config's "
                               f"({', '.join(changes)}); resume with the run's own model settings, or start afresh "
                               f"with {self.names.overwrite} or another train.out_dir")
+
+    def resume_from(self) -> tuple[int, dict[str, Any]]:
+        """The iteration and progress the run continues from, its model and optimiser state loaded."""
+        if self.resumed is None:
+            return 0, {}
+        path, ckpt = self.resumed
+        self.resumed = None  # the checkpoint's tensors are not held for the whole run
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
@@ -309,7 +338,7 @@ class Trainer:
         if not saved.is_file():
             return  # a run without its config.yaml (copied checkpoints): nothing to compare with
         try:  # with today's defaults filled in: a setting added since the run started is no change
-            before = yaml.safe_load(config_yaml(load_train_config(saved)))
+            before = yaml.safe_load(config_yaml(load_train_config(saved, resuming=True)))
         except PSPNetError:  # settings this version no longer reads: compared as written
             try:
                 before = yaml.safe_load(saved.read_text())
@@ -345,9 +374,9 @@ class Trainer:
             raise PSPNetError(f"the processes would continue from different iterations {starts} (by rank): every "
                               f"node must see the same train.out_dir ({self.out}); put it on a shared filesystem")
 
-    def run(self, resume: str | Path | bool | None) -> Summary:
+    def run(self) -> Summary:
         cfg, d, s = self.cfg, self.d, self.cfg.train
-        start, progress = self.resume_from(resume)
+        start, progress = self.resume_from()
         self.check_same_start(start)
         final = self.out / "final.safetensors"
         # A validation still owed at `start`: cut short by a stop request (the checkpoint says so), or the last one
