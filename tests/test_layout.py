@@ -12,7 +12,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("errors", "classes", "files", "progress"),
     ("configfile", "device", "download", "distributed", "model"),
     ("data", "convert", "export", "weights"),
-    ("checkpoint", "engine"),
+    ("checkpoint", "engine", "run_folder"),
     ("train",),
     ("bench",),
     ("cli", "__init__", "__main__"),

@@ -19,7 +19,8 @@ from pspnet.checkpoint import read_metadata
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.errors import PSPNetError
-from pspnet.train.checkpoints import list_checkpoints, load_training_checkpoint
+from pspnet.run_folder import list_checkpoints
+from pspnet.train.checkpoints import load_training_checkpoint
 from pspnet.train.config import load_train_config
 from pspnet.train.trainer import train
 

@@ -40,7 +40,7 @@ from pspnet.engine.metrics import UnscoredValues, per_image_csv
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_file, check_output_folder
-from pspnet.train.run_status import is_run_folder
+from pspnet.run_folder import is_run_folder
 from pspnet.weights import find
 
 OUT_FILES = ("scores.json", "confusion.csv", "per_image.csv")  # what --out holds besides predictions

@@ -17,7 +17,7 @@ from pspnet.engine.inference import InferenceSettings
 from pspnet.export.read_metadata import export_metadata, is_export
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
-from pspnet.train.run_status import describe_run, is_run_folder, read_run
+from pspnet.run_folder import describe_run, is_run_folder, read_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

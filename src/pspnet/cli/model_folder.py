@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pspnet.errors import PSPNetError
-from pspnet.train.run_status import is_run_folder, run_model
+from pspnet.run_folder import is_run_folder, run_model
 
 QUANTIZED_IR, QUANTIZATION_RECORD = "model.xml", "quantization.json"  # what `pspnet quantize --out DIR` writes
 

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from pspnet.errors import PSPNetError
+from pspnet.run_folder import is_run_folder
 from pspnet.train.config import load_train_config
-from pspnet.train.run_status import is_run_folder
 from pspnet.train.stop import TrainingStopped
 from pspnet.train.trainer import config_yaml, train
 

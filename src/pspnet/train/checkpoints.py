@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,8 @@ import torch
 from pspnet.checkpoint import TRAINING_FORMAT, model_weights, unwrap
 from pspnet.errors import PSPNetError
 from pspnet.files import file_kind, read_torch_file, write_atomically
+from pspnet.run_folder import checkpoint_path, list_checkpoints
 from pspnet.train.outdir import COMMAND, RunOptions
-
-NAME = re.compile(r"iter_(\d+)\.pt")
-
-
-def checkpoint_path(directory: Path, iteration: int) -> Path:
-    return directory / f"iter_{iteration:07d}.pt"
 
 
 def save_training_checkpoint(
@@ -48,14 +42,6 @@ def save_training_checkpoint(
     for old in list_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
-
-
-def list_checkpoints(directory: Path) -> list[Path]:
-    """Training checkpoints in `directory`, oldest first."""
-    if not directory.is_dir():
-        return []
-    found = [(int(m[1]), p) for p in directory.iterdir() if (m := NAME.fullmatch(p.name))]
-    return [p for _, p in sorted(found)]
 
 
 def check_resume_file(path: Path, names: RunOptions = COMMAND) -> None:

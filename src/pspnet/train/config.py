@@ -16,9 +16,9 @@ from pspnet.engine.inference import DATASET_SETTINGS, InferenceSettings
 from pspnet.engine.recipe import Recipe
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
+from pspnet.run_folder import run_model
 from pspnet.train.class_weights import check_class_weights
 from pspnet.train.init_weights import follow_init
-from pspnet.train.run_status import run_model
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -49,13 +49,8 @@ from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
 from pspnet.progress import progress_bar
-from pspnet.train.checkpoints import (
-    check_resume_file,
-    checkpoint_path,
-    list_checkpoints,
-    load_training_checkpoint,
-    save_training_checkpoint,
-)
+from pspnet.run_folder import checkpoint_path, list_checkpoints
+from pspnet.train.checkpoints import check_resume_file, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig, load_train_config
 from pspnet.train.init_weights import normalisation, start_from

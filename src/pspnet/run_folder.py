@@ -1,14 +1,29 @@
-"""What a training run's folder says about the run: how far it got, its validations, and the model to use."""
+"""A training run's folder: where its checkpoints are, what it says about the run (how far it got, its validations),
+and the model a command given the folder uses."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pspnet.checkpoint import read_metadata
 from pspnet.errors import PSPNetError
-from pspnet.train.checkpoints import NAME, list_checkpoints
+
+NAME = re.compile(r"iter_(\d+)\.pt")  # a training checkpoint, checkpoints/iter_0000450.pt
+
+
+def checkpoint_path(directory: Path, iteration: int) -> Path:
+    return directory / f"iter_{iteration:07d}.pt"
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Training checkpoints in `directory`, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m[1]), p) for p in directory.iterdir() if (m := NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
 
 
 @dataclass
