@@ -3,6 +3,7 @@
     import pspnet
     model = pspnet.PSPNet(num_classes=150, backbone="resnet50")
     model = pspnet.load("pspnet50_ade20k.safetensors")   # settings, classes and mean/std come with the file
+    model = pspnet.load("runs/camvid")                   # a training run's folder: its best model
     labels = pspnet.predict(model, "street.jpg")           # H×W class indices by the dataset's test protocol
     maps = pspnet.predict(model, ["a.jpg", "b.jpg"])       # a list of images: a list of label maps
     probs = pspnet.probabilities(model, "street.jpg")      # C×H×W: what predict takes the argmax of

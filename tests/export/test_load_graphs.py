@@ -70,3 +70,18 @@ def test_mistakes_with_graphs_are_one_line(exported, capsys) -> None:
 
     with pytest.raises(PSPNetError, match="an exported graph, not a checkpoint"):
         load(xml)
+
+
+def test_the_folder_pspnet_quantize_writes_loads_as_its_ir(exported) -> None:
+    """`pspnet.load(DIR)` of `pspnet quantize --out DIR` (model.xml beside quantization.json), as the commands take it;
+    an IR alone in a folder is not guessed at."""
+    root, _, _, xml = exported
+    folder = root / "quantized"
+    folder.mkdir()
+    for suffix in (".xml", ".bin"):
+        (folder / f"model{suffix}").write_bytes(xml.with_suffix(suffix).read_bytes())
+    with pytest.raises(PSPNetError, match="a folder, not a checkpoint file"):
+        pspnet.load(folder)
+    (folder / "quantization.json").write_text("{}")
+    model = pspnet.load(folder)
+    assert type(model).__name__ == "OpenVinoModel" and model.info.classes == ["a", "b", "c"]

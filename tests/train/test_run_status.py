@@ -4,9 +4,13 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
+import pspnet
 from pspnet.cli.main import main
+from pspnet.errors import PSPNetError
 from pspnet.train.config import load_train_config
 from pspnet.train.trainer import train
 
@@ -56,7 +60,7 @@ def test_info_of_a_run_folder_says_how_far_it_got_and_describes_its_best_model(t
         f"run: {empty}: no checkpoint yet (stopped before its first, or still starting)", "validations: none yet"]
 
 
-def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, capsys) -> None:
+def test_eval_predict_export_and_pspnet_load_take_a_run_folder_as_its_best_model(tmp_path, capsys) -> None:
     data, out = trained_run(tmp_path, n_val=2)
     capsys.readouterr()
     best = out / "best.safetensors"
@@ -81,6 +85,8 @@ def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, c
     assert main(["predict", str(out), str(image), "--out", str(tmp_path / "pred"), "--backend", "torch",
                  "--quiet"]) == 0
     assert (tmp_path / "pred" / f"{image.stem}.png").is_file()
+    by_folder, by_file = pspnet.load(out).state_dict(), pspnet.load(best).state_dict()  # the Python API alike
+    assert by_folder.keys() == by_file.keys() and all(torch.equal(by_folder[k], by_file[k]) for k in by_file)
     assert main(["export", str(out), "--out", str(tmp_path / "m.pt")]) == 0
     assert f"a training run; using its best model, {best}" in capsys.readouterr().err
     assert main(["bench", "--checkpoint", str(out), "--device", "cpu", "--sizes", "33", "--workloads", "infer1",
@@ -90,6 +96,8 @@ def test_eval_predict_and_export_take_a_run_folder_as_its_best_model(tmp_path, c
     assert main(["predict", str(tmp_path), str(image), "--out", str(tmp_path / "pred2")]) == 2
     assert capsys.readouterr().err.strip() == (f"pspnet predict: error: {tmp_path}: a folder of training runs (run); "
                                                f"give one, e.g. {out} (its best model)")
+    with pytest.raises(PSPNetError, match=rf"^{tmp_path}: a folder of training runs \(run\); give one"):
+        pspnet.load(tmp_path)
     # A run with checkpoints only (stopped before a validation): its latest checkpoint.
     best.unlink()
     (out / "final.safetensors").unlink()

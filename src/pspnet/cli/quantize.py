@@ -17,10 +17,11 @@ from typing import Any
 
 from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
-from pspnet.cli.model_folder import QUANTIZATION_RECORD, QUANTIZED_IR, use_model_folder
+from pspnet.cli.model_folder import use_model_folder
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.data.lists import read_image_list, spread_evenly, tree_files
 from pspnet.download import file_digest
+from pspnet.engine.loading import QUANTIZATION_RECORD, QUANTIZED_IR
 from pspnet.errors import PSPNetError
 from pspnet.files import IMAGE_SUFFIXES, check_new_outputs, check_output_folder, write_atomically
 
