@@ -246,6 +246,27 @@ def test_torchrun_stopped_by_sigterm_saves_one_iteration_on_both_processes_and_r
         (r["iteration"], r["val_mIoU"]) for r in val_records(single)]
 
 
+def test_torchrun_resumes_from_the_checkpoint_alone_when_the_init_weights_are_gone(two_process_run, data_root,
+                                                                                    tmp_path) -> None:
+    """Both processes continue from the checkpoint: the train.init file the run started from, deleted before the
+    resume, is not read again; the run ends with the weights of the run never stopped."""
+    single, _ = two_process_run
+    init = tmp_path / "init.safetensors"
+    init.write_bytes((single / "final.safetensors").read_bytes())
+    cfg = ddp_config(data_root, tmp_path / "run", tmp_path / "run.yaml")
+    settings = yaml.safe_load(cfg.read_text())
+    settings["train"].update(init=str(init), iterations=4, val_every=-1)  # no validation: not the point here
+    cfg.write_text(yaml.safe_dump(settings))
+    run = tmp_path / "run"
+    finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress"))])
+    whole = torch.load(run / "checkpoints" / "iter_0000004.pt", weights_only=True)["model"]
+    for path in (run / "checkpoints" / "iter_0000004.pt", run / "final.safetensors", init):  # killed at 4, init gone
+        path.unlink()
+    [err] = finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress", "--resume"))])
+    resumed = load_file(str(run / "final.safetensors"))
+    assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole), err[-3000:]
+
+
 def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_process_run, data_root, tmp_path) -> None:
     """`torchrun --nnodes 2 --node-rank {0,1} --nproc-per-node 1` twice on this machine, meeting over 127.0.0.1:
     each process has local rank 0, so anything keyed on the local rank instead of the global one shows here."""
