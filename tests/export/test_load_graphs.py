@@ -60,6 +60,9 @@ def test_mistakes_with_graphs_are_one_line(exported, capsys) -> None:
         pspnet.load(xml, "cuda")
     with pytest.raises(PSPNetError, match=r"^model: got int; expected a PSPNet or what pspnet.load returns$"):
         pspnet.predict(5, root / "img" / "0.png")  # type: ignore[arg-type]
+    with pytest.raises(PSPNetError, match=rf"^model: got the path {xml}; expected the model itself: model = "
+                                          rf"pspnet.load\('{xml}'\), then pass model$"):
+        pspnet.predict(str(xml), root / "img" / "0.png")  # type: ignore[arg-type]
     with pytest.raises(PSPNetError, match=r"nope\.onnx: no such ONNX file"):
         pspnet.load(root / "nope.onnx")
     # A command that needs the network's weights (export, training's init) names what it takes.

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -251,6 +252,9 @@ def api_forward(model: Any, device: torch.device | str | None) -> tuple[Forward,
         device = torch.device(device) if device is not None else next(model.parameters()).device
         return inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn,
                                  memory_names=SETTINGS_FIELDS), device
+    if isinstance(model, (str, Path)):  # a file or folder the commands take: loaded once, not on every call
+        raise PSPNetError(f"model: got the path {model}; expected the model itself: model = pspnet.load({str(model)!r})"
+                          ", then pass model")
     if not callable(model) or not hasattr(model, "info"):
         raise PSPNetError(f"model: got {type(model).__name__}; expected a PSPNet or what pspnet.load returns")
     return model, torch.device("cpu")
