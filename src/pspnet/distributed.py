@@ -85,6 +85,18 @@ def barrier(d: Distributed) -> None:
         dist.barrier()
 
 
+def raise_together(failure: BaseException | None, d: Distributed | None, elsewhere: str) -> None:
+    """Every process learns whether any failed at this point (one all-reduce), so that none waits for one that has
+    stopped: the one that failed raises `failure`, the others PSPNetError(`elsewhere`). Every process must call it."""
+    failed = failure is not None
+    if d is not None and d.enabled:
+        failed = bool(all_reduce_sum(torch.tensor([int(failed)], device=d.device), d).item())
+    if failure is not None:
+        raise failure
+    if failed:
+        raise PSPNetError(elsewhere)
+
+
 def single_process(device: torch.device) -> Distributed:
     """The one-process place (no process group): for code that takes a `Distributed` outside torchrun."""
     return Distributed(0, 1, 0, device)

@@ -13,6 +13,7 @@ from PIL import Image
 from videos import write_video  # tests/, on the path by conftest.py
 
 import pspnet
+from pspnet import distributed
 from pspnet.distributed import Distributed
 from pspnet.engine import predict as engine_predict
 from pspnet.engine.inference import InferenceSettings
@@ -90,7 +91,7 @@ def two_processes(monkeypatch) -> tuple[list[Distributed], dict[int, list[int]]]
     """Two ranks sharing the collectives, and the frame count of each step each segments."""
     collectives = Collectives(2)
     monkeypatch.setattr(engine_predict, "all_gather_tensor", collectives.all_gather_tensor)
-    monkeypatch.setattr(engine_predict, "all_reduce_sum", collectives.all_reduce_sum)
+    monkeypatch.setattr(distributed, "all_reduce_sum", collectives.all_reduce_sum)  # in raise_together
     segmented: dict[int, list[int]] = {0: [], 1: []}
     real = engine_predict.segment_and_confidence
 

@@ -267,6 +267,32 @@ def test_torchrun_resumes_from_the_checkpoint_alone_when_the_init_weights_are_go
     assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole), err[-3000:]
 
 
+def test_a_full_disk_or_bad_data_under_torchrun_stops_both_processes_in_a_line_each(data_root, tmp_path) -> None:
+    """The first process writes the run's files and checks the data; when it cannot (a full disk at the second
+    checkpoint) or will not (a label beyond the classes), both processes stop there: it says why, the other that it
+    stopped for it — no process waits for one that has gone, none prints a traceback."""
+    cfg = ddp_config(data_root, tmp_path / "run", tmp_path / "run.yaml")
+    helper = Path(__file__).parent / "disk_full_at.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(helper),
+               "iter_0000004.pt", "train", "--config", str(cfg), "train.device=cpu", "train.val_every=-1",
+               "--no-progress"]
+    [err] = finish([start(command)], returncode=1)  # torchrun's own code for failed workers
+    failed = tmp_path / "run" / "checkpoints" / "iter_0000004.pt"
+    assert (f"pspnet train: error: {failed}: cannot write it (No space left on device); the last checkpoint, "
+            f"{failed.with_name('iter_0000002.pt')}, is intact: make room and --resume continues from it\n") in err
+    assert f"pspnet train: error: stopped: the first process could not write {failed}\n" in err
+    assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err, err[-3000:]
+
+    bad = tmp_path / "bad"
+    shutil.copytree(data_root, bad)
+    Image.fromarray(np.full((32, 40), 7, np.uint8)).save(bad / "labels" / "train" / "0.png")
+    [err] = finish([start(torchrun("train", "--config", str(cfg), f"data.root={bad}", f"train.out_dir={tmp_path / 'b'}",
+                                   "train.device=cpu", "--no-progress"))], returncode=1)
+    assert "pspnet train: error: the data has 1 problem(s)" in err
+    assert "pspnet train: error: stopped: the first process found problems in the data (its message lists them)" in err
+    assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err, err[-3000:]
+
+
 def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_process_run, data_root, tmp_path) -> None:
     """`torchrun --nnodes 2 --node-rank {0,1} --nproc-per-node 1` twice on this machine, meeting over 127.0.0.1:
     each process has local rank 0, so anything keyed on the local rank instead of the global one shows here."""

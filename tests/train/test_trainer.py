@@ -219,6 +219,63 @@ def test_a_kill_during_checkpoint_writing_leaves_loadable_checkpoints(tmp_path):
         assert load_training_checkpoint(path)["iteration"] >= 1
 
 
+
+@pytest.mark.parametrize("failing", ["iter_0000004.pt", "final.safetensors", "metrics.jsonl"])
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_to_the_same_weights(
+        data_root, tmp_path, monkeypatch, capsys, failing):
+    """A write that fails (the disk full at the second checkpoint, at the final model, or at a log line) is one line
+    naming the file, why, and the checkpoint --resume continues from; nothing half-written is left, and the resumed
+    run ends with the weights of a run that never stopped."""
+    import errno
+
+    import pspnet.files
+    import pspnet.train.runlog
+
+    whole = weights(run(config_dict(data_root, tmp_path / "whole", iterations=4, checkpoint_every=2),
+                        tmp_path).final_checkpoint)
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "run.yaml", config_dict(data_root, out, iterations=4, checkpoint_every=2))
+    full = OSError(errno.ENOSPC, "No space left on device")
+    real_write, real_open = pspnet.files.write_atomically, open
+
+    def write_atomically(path, write):
+        if Path(path).name == failing:
+            raise full
+        return real_write(path, write)
+
+    def opening(path, *args, **kwargs):  # the log appends its lines with open(path, "a")
+        if Path(path).name == failing and iteration_logged(path):
+            raise full
+        return real_open(path, *args, **kwargs)
+
+    def iteration_logged(path) -> bool:  # the third line (iteration 3) is the one that fails
+        return Path(path).is_file() and len(Path(path).read_text().splitlines()) >= 2
+
+    monkeypatch.setattr("pspnet.train.checkpoints.write_atomically", write_atomically)
+    monkeypatch.setattr("pspnet.checkpoint.write_atomically", write_atomically)
+    monkeypatch.setattr(pspnet.train.runlog, "open", opening, raising=False)
+    capsys.readouterr()
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    path = out / failing if failing != "iter_0000004.pt" else out / "checkpoints" / failing
+    last = out / "checkpoints" / ("iter_0000004.pt" if failing == "final.safetensors" else "iter_0000002.pt")
+    assert err == (f"pspnet train: error: {path}: cannot write it (No space left on device); the last checkpoint, "
+                   f"{last}, is intact: make room and --resume continues from it\n")
+    assert not (out / "final.safetensors").exists()
+    monkeypatch.undo()
+    assert main(["train", "--config", str(cfg), "--resume", "--no-progress"]) == 0
+    resumed = weights(out / "final.safetensors")
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+
+
+def test_an_out_dir_that_cannot_be_made_is_refused_before_the_run_starts(data_root, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    cfg = write_config(tmp_path / "c.yaml", config_dict(data_root, tmp_path / "file" / "run"))
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"pspnet train: error: train.out_dir = {tmp_path / 'file' / 'run'}: cannot write into it: {tmp_path / 'file'}, "
+        "where it would be made, is not a writable folder; choose a folder you can write to\n")
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_activation_checkpointing_trains_to_the_same_weights(data_root, tmp_path, capsys):
     """BatchNorm and dropout on: the recomputed forward replays the dropout masks and leaves the statistics alone."""

@@ -28,7 +28,7 @@ from PIL import Image
 from pspnet.classes import Color
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
 from pspnet.data.lists import LIST_SUFFIXES, read_image_list, tree_files, tree_name
-from pspnet.distributed import Distributed, all_gather_tensor, all_reduce_sum
+from pspnet.distributed import Distributed, all_gather_tensor, raise_together
 from pspnet.engine.inference import (
     Forward,
     InferenceSettings,
@@ -496,12 +496,7 @@ def predict_video(forward: Forward, path: Path, name: str, layout: PredictionLay
 
     def agree(failure: BaseException | None) -> None:
         """Every process stops where the writing one failed; the writer raises its own error."""
-        if share is not None:
-            failed = all_reduce_sum(torch.tensor([int(failure is not None)], device=share.device), share).item()
-            if failed and failure is None:
-                raise PSPNetError(f"{path}: stopped: the first process could not write its outputs")
-        if failure is not None:
-            raise failure
+        raise_together(failure, share, f"{path}: stopped: the first process could not write its outputs")
 
     def step(containers: dict[str, Any], folders: dict[str, Path], chunk: list[np.ndarray]) -> None:
         """Segment `chunk` (this process's share), write it (the first process), and agree on how that went."""

@@ -3,6 +3,7 @@ started afresh with --overwrite (the old run's files moved aside, not deleted); 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,10 @@ def check_out_dir(out_dir: Path, resume: object, overwrite: bool, names: RunOpti
     aside the weights the new run starts from (`init`, train.init)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PSPNetError(f"train.out_dir = {out_dir}: exists and is not a folder; expected a folder for the run")
+    existing = next((p for p in (out_dir, *out_dir.absolute().parents) if p.exists()), None)
+    if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        where = "" if existing == out_dir else f": {existing}, where it would be made, is not a writable folder"
+        raise PSPNetError(f"train.out_dir = {out_dir}: cannot write into it{where}; choose a folder you can write to")
     if resume and overwrite:
         raise PSPNetError(f"{names.resume} continues the run in train.out_dir and {names.overwrite} starts it afresh: "
                           "choose one")

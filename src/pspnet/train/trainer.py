@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -32,6 +33,7 @@ from pspnet.distributed import (
     broadcast_buffers,
     broadcast_from_main,
     gather_lists,
+    raise_together,
     setup,
     teardown,
 )
@@ -105,6 +107,7 @@ class TimedStream:
         return item
 
 
+T = TypeVar("T")
 DATA_WAIT_NOTE = 0.1  # a run that waited longer than this share of its time for data says so at the end
 
 
@@ -157,18 +160,13 @@ class Trainer:
         except PSPNetError as e:
             raise PSPNetError(f"{e} (the validation split: add it, hold out part of train with data.val_fraction=0.1, "
                               "or train without validation: train.val_every=-1)") from None
-        if s.check_data and d.is_main:
-            splits = ("train", "val") if self.val_set is not None else ("train",)
-            notes: list[str] = []
-            problems = check_dataset(cfg.data, splits, progress=progress, notes=notes)
-            for message in notes:
-                self.note(f"note: {message}")
-            if problems:
-                shown = "\n  ".join(str(p) for p in problems[:20])
-                more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-                raise PSPNetError(f"the data has {len(problems)} problem(s); fix them before training "
-                                  f"(`pspnet data check` lists them):\n  {shown}{more}")
-        barrier(d)
+        failure = None
+        if s.check_data and d.is_main:  # the others wait for its answer
+            try:
+                self.check_data(progress)
+            except PSPNetError as e:
+                failure = e
+        raise_together(failure, d, "stopped: the first process found problems in the data (its message lists them)")
         self.loader = build_loader(self.train_set, self.micro, train=True, seed=s.seed, rank=d.rank,
                                    world_size=d.world_size, workers=cfg.data.workers, device=d.device)
         if self.loader.num_workers < cfg.data.workers:
@@ -216,6 +214,19 @@ class Trainer:
             micro=self.micro, accumulate=s.accumulate, ignore_index=cfg.data.ignore_index, aux_weight=s.aux_weight,
             class_weights=self.loss_class_weights(progress), seed=s.seed, compile_loss=self.recipe.compile,
         )
+
+    def check_data(self, progress: bool) -> None:
+        """Every file of the splits the run reads: its problems, all listed, are an error before training starts."""
+        splits = ("train", "val") if self.val_set is not None else ("train",)
+        notes: list[str] = []
+        problems = check_dataset(self.cfg.data, splits, progress=progress, notes=notes)
+        for message in notes:
+            self.note(f"note: {message}")
+        if problems:
+            shown = "\n  ".join(str(p) for p in problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise PSPNetError(f"the data has {len(problems)} problem(s); fix them before training "
+                              f"(`pspnet data check` lists them):\n  {shown}{more}")
 
     def build_model(self) -> nn.Module:
         """The run's model, seeded, initialised from train.init or the ImageNet weights, wrapped for the recipe and
@@ -343,7 +354,7 @@ class Trainer:
         if changes:
             self.note(f"resuming at iteration {start} with settings changed since the run started ({saved}): "
                       + ", ".join(changes))
-            log.scalars(start, {}, kind="resume", notes={"changed": changes})
+            self.written(log.path, lambda: log.scalars(start, {}, kind="resume", notes={"changed": changes}))
 
     def provenance(self, iteration: int, val_miou: float | None) -> dict[str, Any]:
         """What a saved model records of its training (shown by `pspnet info`)."""
@@ -386,11 +397,11 @@ class Trainer:
             return Summary(start, final, best_path if best_path.exists() else None, progress.get("best_miou"), 0.0)
         best = progress.get("best_miou")
         last_miou: float | None = None
-        log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
-        if d.is_main and start == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(config_yaml(cfg))
-        elif d.is_main:
+        log = self.written(self.out, lambda: RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard))
+        if start == 0:
+            self.written(self.out / "config.yaml",
+                         lambda: (self.out / "config.yaml").write_text(config_yaml(cfg)) if d.is_main else None)
+        else:
             self.note_changes(start, log)
         stream = TimedStream(micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate))
         bar = progress_bar(total=self.max_iter, initial=start, desc="train", unit="it",
@@ -431,7 +442,8 @@ class Trainer:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     rate, waiting = window_images / elapsed, (stream.waited - window_waited) / elapsed
                     bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                    log.scalars(done, {**losses, "lr": lr, "images_per_s": rate, "data_wait": waiting})
+                    self.written(log.path, partial(log.scalars, done, {**losses, "lr": lr, "images_per_s": rate,
+                                                                       "data_wait": waiting}))
                     window_start, window_images, window_waited = time.perf_counter(), 0, stream.waited
                 if done % s.checkpoint_every == 0 or done == self.max_iter:
                     last_saved = self.save_checkpoint(done, {"best_miou": best})
@@ -453,9 +465,8 @@ class Trainer:
             stops.restore()
             bar.close()
             log.close()
-        if d.is_main:
-            save(self.model, final, self.provenance(self.max_iter, last_miou))
-        barrier(d)
+        self.written(final, lambda: save(self.model, final, self.provenance(self.max_iter, last_miou)) if d.is_main
+                     else None)
         seconds = time.perf_counter() - t0
         best_path = self.out / "best.safetensors" if best is not None else None
         summary = Summary(self.max_iter, final, best_path, best, seconds)
@@ -492,12 +503,31 @@ class Trainer:
                            f"{', '.join(ways[:-1])} or {ways[-1]}{where}")
 
     def save_checkpoint(self, iteration: int, progress: dict[str, Any]) -> Path:
+        def write() -> None:
+            if self.d.is_main:
+                save_training_checkpoint(self.ckpt_dir, self.model, self.optimizer, iteration, progress,
+                                         self.cfg.train.keep_last)
+
         path = checkpoint_path(self.ckpt_dir, iteration)
-        if self.d.is_main:
-            path = save_training_checkpoint(self.ckpt_dir, self.model, self.optimizer, iteration, progress,
-                                            self.cfg.train.keep_last)
-        barrier(self.d)
+        self.written(path, write)
         return path
+
+    def written(self, path: Path, write: Callable[[], T]) -> T:
+        """`write()` of the run's files (called by every process; the first one writes), its outcome agreed by all:
+        a write that fails (a full disk, a quota, a folder made read-only) stops every process at the same point,
+        the first with one line naming the file, why and the checkpoint the run continues from (every file is
+        written whole or not at all: those written before are intact), the others saying they stopped for it."""
+        failure = result = None
+        try:
+            result = write()
+        except OSError as e:
+            found = [p for p in list_checkpoints(self.ckpt_dir) if p != path]
+            where = (f"; the last checkpoint, {found[-1]}, is intact: make room and {self.names.resume} continues "
+                     "from it" if found else "; no checkpoint was written yet")
+            failure = PSPNetError(f"{path}: cannot write {'into it' if path == self.out else 'it'} "
+                                  f"({e.strerror or e}){where}")
+        raise_together(failure, self.d, f"stopped: the first process could not write {path}")
+        return result  # type: ignore[return-value]
 
     def validation(self, done: int, best: float | None, log: RunLog, stops: StopRequests, last_saved: Path | None
                    ) -> tuple[float | None, float, Path | None]:
@@ -513,8 +543,8 @@ class Trainer:
             raise stopped
         if not math.isnan(miou) and (best is None or miou > best):
             best = miou
-            if self.d.is_main:
-                save(self.model, self.out / "best.safetensors", self.provenance(done, best))
+            path = self.out / "best.safetensors"
+            self.written(path, lambda: save(self.model, path, self.provenance(done, best)) if self.d.is_main else None)
             last_saved = self.save_checkpoint(done, {"best_miou": best})
         self.model.train()
         return best, miou, last_saved
@@ -537,8 +567,9 @@ class Trainer:
         sc = ev.scores
         per_class = {f"val_IoU/{name}": iou for name, iou in zip(self.info.classes, sc.iou, strict=True)
                      if not math.isnan(iou)}
-        log.scalars(iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc, **per_class},
-                    kind="val", notes={"recipe": self.val_recipe.describe(), "images": ev.images})
+        self.written(log.path, lambda: log.scalars(
+            iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc, **per_class}, kind="val",
+            notes={"recipe": self.val_recipe.describe(), "images": ev.images}))
         if ev.samples:
             log.image(iteration, "val/samples (image | ground truth | prediction)",
                       sample_grid(ev.samples, self.info.palette))
