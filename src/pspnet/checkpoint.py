@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as serialise
 from torch import nn
 
 from pspnet.classes import DatasetInfo
@@ -43,7 +44,10 @@ def save(model: PSPNet, path: str | Path, provenance: dict[str, Any] | None = No
     }
     if provenance:
         metadata["provenance"] = json.dumps(provenance)
-    write_atomically(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    # Serialised in memory, then written by Python: a failed write (a full disk) is then an OSError naming the file,
+    # not safetensors' own error type.
+    data = serialise(state, metadata=metadata)
+    write_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
     return path
 
 

@@ -41,6 +41,10 @@ def atomic_target(path: Path) -> Iterator[str]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename not in (None, tmp):  # another file's failure (one the writer read)
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None  # the file being written, not its temporary twin
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -230,3 +230,31 @@ def test_a_failed_write_stops_eval_save_predictions_in_one_line(checkpoint, tmp_
     one_line_error(capsys, code, str(tmp_path / "ev" / "color" / "s1.png"), "No space left on device")
     assert not (tmp_path / "ev" / "color" / "s1.png").exists()
     assert not any(p.name.endswith(".tmp") for p in (tmp_path / "ev").rglob("*"))
+
+
+@pytest.mark.parametrize("failing", ["scores.json", "per_image.csv"])
+def test_eval_writes_its_scores_whole_or_says_which_file_it_could_not(checkpoint, tmp_path, capsys, monkeypatch,
+                                                                      failing):
+    """A full disk as eval writes its scores (`--out`, `--json`): one line naming the file; none of them cut short
+    (an earlier run's scores.json stays as it was)."""
+    for i in range(2):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}.png", seed=i)
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "scores.json").write_text("{}")  # an earlier run's
+    write_text = Path.write_text
+
+    def disk_full(self, data, *args, **kwargs):  # noqa: ANN001, ANN202
+        if self.name.startswith(f".{failing}."):  # the temporary file beside it
+            self.write_bytes(data.encode()[:10])  # part of it reached the disk
+            raise OSError(28, "No space left on device")
+        return write_text(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--workers", "0", *TINY, "--out", str(out), "--overwrite"])
+    one_line_error(capsys, code, str(out / failing), "No space left on device")
+    assert (out / "scores.json").read_text() == "{}"
+    assert (out / "per_image.csv").exists() == (failing == "scores.json")  # written before scores.json
+    assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))

@@ -1,6 +1,7 @@
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from safetensors.torch import save_file
 import pspnet
 from pspnet import PSPNet, PSPNetError
 from pspnet.classes import CAMVID
+from pspnet.cli.main import main
 
 
 def test_save_then_load_rebuilds_the_model_with_no_other_argument(tmp_path):
@@ -152,3 +154,25 @@ def test_every_command_refuses_a_pickle_that_would_run_code(tmp_path, capsys, co
     err = capsys.readouterr().err
     assert code != 0 and "refused to load" in err and "Traceback" not in err
     assert not marker.exists()
+
+
+def test_a_write_that_fails_names_the_file_and_leaves_nothing_beside_it(tmp_path, monkeypatch, capsys) -> None:
+    """A full disk (the write itself fails, naming no file) while `pspnet.save` or `pspnet export` writes: an OSError
+    naming the file being written, no temporary file left; a command says it in one line."""
+    import errno
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    model = PSPNet(3, backbone="resnet18")
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match="No space left on device") as e:
+        pspnet.save(model, tmp_path / "m.safetensors")
+    assert e.value.filename == str(tmp_path / "m.safetensors") and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    pspnet.save(model, tmp_path / "m.safetensors")
+    monkeypatch.setattr(Path, "write_bytes", full)
+    out = tmp_path / "m.pt"
+    assert main(["export", str(tmp_path / "m.safetensors"), "--format", "torchscript", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"pspnet export: error: {out}: No space left on device\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

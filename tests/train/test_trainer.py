@@ -228,20 +228,19 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_to_the_same_
     run ends with the weights of a run that never stopped."""
     import errno
 
-    import pspnet.files
     import pspnet.train.runlog
 
     whole = weights(run(config_dict(data_root, tmp_path / "whole", iterations=4, checkpoint_every=2),
                         tmp_path).final_checkpoint)
     out = tmp_path / "run"
     cfg = write_config(tmp_path / "run.yaml", config_dict(data_root, out, iterations=4, checkpoint_every=2))
-    full = OSError(errno.ENOSPC, "No space left on device")
-    real_write, real_open = pspnet.files.write_atomically, open
+    full = OSError(errno.ENOSPC, "No space left on device")  # as a write() says it: no file named
+    real_write, real_open = Path.write_bytes, open
 
-    def write_atomically(path, write):
-        if Path(path).name == failing:
+    def write_bytes(self, data):  # the checkpoints and models are written to a temporary file beside them
+        if self.name.startswith(f".{failing}."):
             raise full
-        return real_write(path, write)
+        return real_write(self, data)
 
     def opening(path, *args, **kwargs):  # the log appends its lines with open(path, "a")
         if Path(path).name == failing and iteration_logged(path):
@@ -251,8 +250,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_to_the_same_
     def iteration_logged(path) -> bool:  # the third line (iteration 3) is the one that fails
         return Path(path).is_file() and len(Path(path).read_text().splitlines()) >= 2
 
-    monkeypatch.setattr("pspnet.train.checkpoints.write_atomically", write_atomically)
-    monkeypatch.setattr("pspnet.checkpoint.write_atomically", write_atomically)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
     monkeypatch.setattr(pspnet.train.runlog, "open", opening, raising=False)
     capsys.readouterr()
     assert main(["train", "--config", str(cfg), "--no-progress"]) == 2

@@ -39,7 +39,7 @@ from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSe
 from pspnet.engine.metrics import UnscoredValues, per_image_csv
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
-from pspnet.files import check_new_outputs, check_output_file, check_output_folder
+from pspnet.files import check_new_outputs, check_output_file, check_output_folder, write_atomically
 from pspnet.run_folder import is_run_folder
 from pspnet.weights import find
 
@@ -381,12 +381,15 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         targets.append(args.out / "scores.json")
-        np.savetxt(args.out / "confusion.csv", result.matrix.numpy(), fmt="%d", delimiter=",",
-                   header=",".join(info.classes) + "  (rows: ground truth, columns: prediction)")
-        (args.out / "per_image.csv").write_text(per_image_csv(result.per_image, info.classes))
+        # Each file whole or not at all (write_atomically): a full disk leaves none cut short, and says which.
+        write_atomically(args.out / "confusion.csv", lambda tmp: np.savetxt(
+            tmp, result.matrix.numpy(), fmt="%d", delimiter=",",
+            header=",".join(info.classes) + "  (rows: ground truth, columns: prediction)"))
+        table = per_image_csv(result.per_image, info.classes)
+        write_atomically(args.out / "per_image.csv", lambda tmp: Path(tmp).write_text(table))
+    text = json.dumps(doc, indent=1) + "\n"
     for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=1) + "\n")
+        write_atomically(path, lambda tmp: Path(tmp).write_text(text))
     if args.report is not None:
         from pspnet.engine.report import write_report
 

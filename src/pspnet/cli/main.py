@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `pspnet models | head`: the reader has gone; stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # what the machine said to a read or write (a full disk, a quota, a read-only folder)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"pspnet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

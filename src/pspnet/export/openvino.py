@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -184,7 +185,12 @@ def save_ir(graph: Any, path: str | Path) -> Path:
     # OpenVINO writes NAME.xml and NAME.bin itself: into a temporary folder beside, then both moved into place
     # (the .bin first, so that a .xml never points at a missing or half-written .bin).
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
-        ov.save_model(graph, str(Path(tmp) / path.name), compress_to_fp16=False)
+        try:
+            ov.save_model(graph, str(Path(tmp) / path.name), compress_to_fp16=False)
+        except RuntimeError as e:  # its C++ stream's words ("basic_ios::clear: iostream error"): no errno to show
+            free = shutil.disk_usage(tmp).free
+            raise PSPNetError(f"{path}: OpenVINO could not write the IR ({str(e).splitlines()[0]}; "
+                              f"{free / 2**20:.0f} MiB free there)") from None
         os.replace(Path(tmp) / path.with_suffix(".bin").name, path.with_suffix(".bin"))
         os.replace(Path(tmp) / path.name, path)
     return path

@@ -5,6 +5,7 @@ A traced module keeps the device it was traced on in its constants: export on th
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -28,7 +29,11 @@ def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False,
         with torchscript_quietly(), torch.no_grad():
             traced = torch.jit.trace(graph, example_input(model, TRACE_SIZE, image_input))
             extra = model_metadata(model, output_names(argmax), image_input)
-            write_atomically(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
+            # Saved to memory, then written: on a full disk torch.jit.save's own writer fails twice, the second
+            # time in a destructor, which aborts the process (torch 2.13) and leaves its temporary file behind.
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer, _extra_files=extra)
+            write_atomically(path, lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
     finally:
         model.train(was_training)
     return path
