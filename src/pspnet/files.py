@@ -23,9 +23,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # 
 
 
 def write_atomically(path: Path, write: Callable[[str], Any]) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`. A write that fails
+    (a full disk) raises an OSError naming `path`."""
     with atomic_target(path) as tmp:
-        write(tmp)
+        try:
+            write(tmp)
+        except OSError as e:
+            raise _named(e, tmp, path) from None
+
+
+def _named(error: OSError, tmp: str, path: Path) -> OSError:
+    """`error` as the failure of writing `path` where it came from writing `tmp` (or named no file); else as is."""
+    return OSError(error.errno, error.strerror, str(path)) if error.filename in (None, tmp) else error
 
 
 @contextmanager
@@ -37,14 +46,13 @@ def atomic_target(path: Path) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if e.filename not in (None, tmp):  # another file's failure (one the writer read)
-            raise
-        raise OSError(e.errno, e.strerror, str(path)) from None  # the file being written, not its temporary twin
+        try:
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:  # the file being written, not its temporary twin
+            raise _named(e, tmp, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
