@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
     except PSPNetError as e:
-        print(f"pspnet {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return error(args.command, str(e))
     except KeyboardInterrupt:
         print(f"pspnet {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -109,15 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         if not is_out_of_memory(e):
             raise
         hint = OUT_OF_MEMORY_HINTS.get(args.command, "")
-        print(f"pspnet {args.command}: error: out of memory ({str(e).splitlines()[0]}){hint}", file=sys.stderr)
-        return 2
+        return error(args.command, f"out of memory ({str(e).splitlines()[0]}){hint}")
     except BrokenPipeError:  # `pspnet models | head`: the reader has gone; stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # what the machine said to a read or write (a full disk, a quota, a read-only folder)
         where = f"{e.filename}: " if e.filename else ""
-        print(f"pspnet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+        return error(args.command, f"{where}{e.strerror or e}")
+
+
+def error(command: str, message: str) -> int:
+    """`pspnet COMMAND: error: MESSAGE` on stderr in one write (print writes the line's end apart: under torchrun,
+    where the processes share one stderr, another's line could land in between); the exit code 2."""
+    sys.stderr.write(f"pspnet {command}: error: {message}\n")
+    sys.stderr.flush()
+    return 2
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ def model_in_folder(folder: Path) -> tuple[Path, str] | None:
     """The model a folder stands for, and a line saying which: a training run's (its best model, else the final one,
     else the latest checkpoint), or the int8 IR `pspnet quantize --out DIR` wrote. None for any other path; a folder
     holding training runs (`runs/`) is an error naming them."""
+    if not folder.is_dir():  # a file, a published model's name
+        return None
     quantized = folder / QUANTIZED_IR
     if quantized.is_file() and (folder / QUANTIZATION_RECORD).is_file():
         return quantized, f"{folder}: the int8 model of `pspnet quantize`; using {quantized}"
@@ -26,7 +28,7 @@ def model_in_folder(folder: Path) -> tuple[Path, str] | None:
     if found is None:
         try:
             runs = sorted(p.name for p in folder.iterdir() if is_run_folder(p))
-        except OSError:  # not a folder, or one that cannot be listed: the loader says what it is
+        except OSError:  # a folder that cannot be listed: the loader says what it is
             runs = []
         if runs:
             shown = ", ".join(runs[:5]) + (f", … ({len(runs) - 5} more)" if len(runs) > 5 else "")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,7 +107,6 @@ class TimedStream:
         return item
 
 
-T = TypeVar("T")
 DATA_WAIT_NOTE = 0.1  # a run that waited longer than this share of its time for data says so at the end
 
 
@@ -397,10 +396,10 @@ class Trainer:
             return Summary(start, final, best_path if best_path.exists() else None, progress.get("best_miou"), 0.0)
         best = progress.get("best_miou")
         last_miou: float | None = None
-        log = self.written(self.out, lambda: RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard))
+        self.written(self.out, lambda: self.out.mkdir(parents=True, exist_ok=True))
+        log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
         if start == 0:
-            self.written(self.out / "config.yaml",
-                         lambda: (self.out / "config.yaml").write_text(config_yaml(cfg)) if d.is_main else None)
+            self.written(self.out / "config.yaml", lambda: (self.out / "config.yaml").write_text(config_yaml(cfg)))
         else:
             self.note_changes(start, log)
         stream = TimedStream(micro_batches(self.loader, self.per_epoch, self.micro, start * s.accumulate))
@@ -465,8 +464,7 @@ class Trainer:
             stops.restore()
             bar.close()
             log.close()
-        self.written(final, lambda: save(self.model, final, self.provenance(self.max_iter, last_miou)) if d.is_main
-                     else None)
+        self.written(final, lambda: save(self.model, final, self.provenance(self.max_iter, last_miou)))
         seconds = time.perf_counter() - t0
         best_path = self.out / "best.safetensors" if best is not None else None
         summary = Summary(self.max_iter, final, best_path, best, seconds)
@@ -503,23 +501,20 @@ class Trainer:
                            f"{', '.join(ways[:-1])} or {ways[-1]}{where}")
 
     def save_checkpoint(self, iteration: int, progress: dict[str, Any]) -> Path:
-        def write() -> None:
-            if self.d.is_main:
-                save_training_checkpoint(self.ckpt_dir, self.model, self.optimizer, iteration, progress,
-                                         self.cfg.train.keep_last)
-
         path = checkpoint_path(self.ckpt_dir, iteration)
-        self.written(path, write)
+        self.written(path, lambda: save_training_checkpoint(self.ckpt_dir, self.model, self.optimizer, iteration,
+                                                            progress, self.cfg.train.keep_last))
         return path
 
-    def written(self, path: Path, write: Callable[[], T]) -> T:
-        """`write()` of the run's files (called by every process; the first one writes), its outcome agreed by all:
+    def written(self, path: Path, write: Callable[[], object]) -> None:
+        """`write()` of the run's files by the first process (every process calls this), its outcome agreed by all:
         a write that fails (a full disk, a quota, a folder made read-only) stops every process at the same point,
         the first with one line naming the file, why and the checkpoint the run continues from (every file is
         written whole or not at all: those written before are intact), the others saying they stopped for it."""
-        failure = result = None
+        failure = None
         try:
-            result = write()
+            if self.d.is_main:
+                write()
         except OSError as e:
             found = [p for p in list_checkpoints(self.ckpt_dir) if p != path]
             where = (f"; the last checkpoint, {found[-1]}, is intact: make room and {self.names.resume} continues "
@@ -527,7 +522,6 @@ class Trainer:
             failure = PSPNetError(f"{path}: cannot write {'into it' if path == self.out else 'it'} "
                                   f"({e.strerror or e}){where}")
         raise_together(failure, self.d, f"stopped: the first process could not write {path}")
-        return result  # type: ignore[return-value]
 
     def validation(self, done: int, best: float | None, log: RunLog, stops: StopRequests, last_saved: Path | None
                    ) -> tuple[float | None, float, Path | None]:
@@ -544,7 +538,7 @@ class Trainer:
         if not math.isnan(miou) and (best is None or miou > best):
             best = miou
             path = self.out / "best.safetensors"
-            self.written(path, lambda: save(self.model, path, self.provenance(done, best)) if self.d.is_main else None)
+            self.written(path, lambda: save(self.model, path, self.provenance(done, best)))
             last_saved = self.save_checkpoint(done, {"best_miou": best})
         self.model.train()
         return best, miou, last_saved
