@@ -268,11 +268,12 @@ def test_torchrun_resumes_from_the_checkpoint_alone_when_the_init_weights_are_go
 
 
 def test_a_full_disk_or_bad_data_under_torchrun_stops_both_processes_in_a_line_each(data_root, tmp_path) -> None:
-    """The first process writes the run's files and checks the data; when it cannot (a full disk at the second
-    checkpoint) or will not (a label beyond the classes), both processes stop there: it says why, the other that it
-    stopped for it — no process waits for one that has gone, none prints a traceback."""
+    """The first process writes the run's files, moves an earlier run aside and checks the data; when it cannot (a
+    full disk at the second checkpoint, a busy folder) or will not (a label beyond the classes), both processes stop
+    there: it says why, the other that it stopped for it — no process waits for one that has gone, none prints a
+    traceback."""
     cfg = ddp_config(data_root, tmp_path / "run", tmp_path / "run.yaml")
-    helper = Path(__file__).parent / "disk_full_at.py"
+    helper = Path(__file__).parent / "write_fails_at.py"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(helper),
                "iter_0000004.pt", "train", "--config", str(cfg), "train.device=cpu", "train.val_every=-1",
                "--no-progress"]
@@ -282,6 +283,16 @@ def test_a_full_disk_or_bad_data_under_torchrun_stops_both_processes_in_a_line_e
             f"{failed.with_name('iter_0000002.pt')}, is intact: make room and --resume continues from it\n") in err
     assert f"pspnet train: error: stopped: the first process could not write {failed}\n" in err
     assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err, err[-3000:]
+
+    run = tmp_path / "run"  # the stopped run, started afresh: its checkpoints folder cannot be moved aside
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    command[command.index("iter_0000004.pt")] = "move:checkpoints"
+    [err] = finish([start([*command, "--overwrite"])], returncode=1)
+    assert f"pspnet train: error: train.out_dir = {run}: cannot move the earlier run aside into {run}" in err
+    assert " (Device or resource busy); nothing was moved\n" in err
+    assert "pspnet train: error: stopped: the first process could not move the earlier run aside\n" in err
+    assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err, err[-3000:]
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
     bad = tmp_path / "bad"
     shutil.copytree(data_root, bad)

@@ -65,12 +65,34 @@ def _within(path: Path, run_file: Path) -> bool:
 
 
 def move_aside(out_dir: Path) -> Path | None:
-    """--overwrite: the earlier run's files into `out_dir/replaced-<time>/`; returns that folder (None: nothing)."""
+    """--overwrite: the earlier run's files into a new folder `out_dir/replaced-<time>[-N]/` (a run replaced twice in
+    one second keeps both); returns that folder (None: nothing to move). A move that fails is one PSPNetError
+    naming the folders and where the files are."""
     found = run_files(out_dir)
     if not found:
         return None
-    aside = out_dir / time.strftime("replaced-%Y%m%d-%H%M%S")
-    aside.mkdir()
-    for path in found:
-        path.rename(aside / path.name)
+    stamp = time.strftime("replaced-%Y%m%d-%H%M%S")
+    aside, n = out_dir / stamp, 1
+    moved: list[Path] = []
+    try:
+        while True:
+            try:
+                aside.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                aside = out_dir / f"{stamp}-{n}"
+        for path in found:
+            path.rename(aside / path.name)
+            moved.append(path)
+    except OSError as e:
+        why = f"train.out_dir = {out_dir}: cannot move the earlier run aside into {aside} ({e.strerror or e})"
+        try:  # put back what was moved: the folder holds the earlier run as it was, not half of it
+            for path in reversed(moved):
+                (aside / path.name).rename(path)
+            if aside.is_dir():
+                aside.rmdir()
+        except OSError:
+            raise PSPNetError(f"{why}; {', '.join(p.name for p in moved)} are in {aside}") from e
+        raise PSPNetError(f"{why}; nothing was moved") from e
     return aside

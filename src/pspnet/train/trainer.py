@@ -29,7 +29,6 @@ from pspnet.device import VAL_SECTION, bf16_warning, is_out_of_memory, memory_st
 from pspnet.distributed import (
     Distributed,
     all_reduce_sum,
-    barrier,
     broadcast_buffers,
     broadcast_from_main,
     gather_lists,
@@ -120,11 +119,13 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
         check_resume_file(Path(resume), names)
     d = setup(cfg.train.device, "train.device=cpu")
     try:
-        if overwrite and d.is_main:
-            aside = move_aside(cfg.train.out_dir)
-            if aside is not None:
+        failure = None
+        try:
+            if overwrite and d.is_main and (aside := move_aside(cfg.train.out_dir)) is not None:
                 tqdm.write(f"the earlier run in {cfg.train.out_dir} was moved to {aside}")
-        barrier(d)
+        except PSPNetError as e:
+            failure = e
+        raise_together(failure, d, "stopped: the first process could not move the earlier run aside")
         return Trainer(cfg, d, progress, names, resume).run()
     finally:
         teardown()
