@@ -232,6 +232,33 @@ def test_a_failed_write_stops_eval_save_predictions_in_one_line(checkpoint, tmp_
     assert not any(p.name.endswith(".tmp") for p in (tmp_path / "ev").rglob("*"))
 
 
+def test_a_full_disk_while_the_report_is_drawn_is_one_line_and_leaves_no_picture_cut_short(
+        checkpoint, tmp_path, capsys, monkeypatch):
+    """`eval --report`: the disk full while the confusion matrix is saved (part of the PNG written): one line naming
+    confusion.png; the picture drawn before it is whole, none is cut short, no index.html points at a missing one."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    for i in range(2):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}.png", seed=i)
+    savefig = Figure.savefig
+
+    def disk_full(self, fname, *args, **kwargs):  # noqa: ANN001, ANN202
+        if "confusion.png" in str(fname):
+            Path(fname).write_bytes(b"\x89PNG\r\n")  # part of it reached the disk
+            raise OSError(28, "No space left on device")
+        return savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    report = tmp_path / "rep"
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--workers", "0", *TINY, "--report", str(report)])
+    one_line_error(capsys, code, str(report / "confusion.png"), "No space left on device")
+    assert sorted(p.name for p in report.iterdir()) == ["iou.png"]
+    assert (report / "iou.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("failing", ["scores.json", "per_image.csv"])
 def test_eval_writes_its_scores_whole_or_says_which_file_it_could_not(checkpoint, tmp_path, capsys, monkeypatch,
                                                                       failing):

@@ -16,6 +16,7 @@ from pspnet.engine.legend import key_entries
 from pspnet.engine.metrics import Scores
 from pspnet.engine.predict import colorize
 from pspnet.errors import PSPNetError
+from pspnet.files import write_atomically
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib is optional
@@ -53,13 +54,22 @@ def write_report(out_dir: Path, scores: Scores, matrix: torch.Tensor, class_name
                    for n, i, a in zip(class_names, scores.iou, scores.acc, strict=True))
     body = "".join(f"<h2>{html.escape(t)}</h2><img src='{f}' style='max-width:100%'>" for t, f in figures)
     index = out_dir / "index.html"
-    index.write_text(
+    page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
         f"<h1>{html.escape(title)}</h1><p>mIoU {_pct(scores.miou)} · mAcc {_pct(scores.macc)} · "
         f"allAcc {_pct(scores.allacc)}</p>{body}<h2>Per-class scores</h2>"
         f"<table border='1' cellpadding='3'><tr><th>class</th><th>IoU %</th><th>Acc %</th></tr>{rows}</table>"
         "</body></html>\n")
+    write_atomically(index, lambda tmp: Path(tmp).write_text(page))
     return index
+
+
+def _save(plt, fig, path: Path) -> None:  # noqa: ANN001
+    """The figure as a PNG, written whole or not at all (a full disk leaves no picture cut short, and says which)."""
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _pct(v: float) -> str:
@@ -81,8 +91,7 @@ def _iou_chart(plt, path: Path, scores: Scores, names: Sequence[str], palette: S
     ax.set_title("Per-class IoU (n/a classes drawn as 0)" if any(math.isnan(v) for v in scores.iou)
                  else "Per-class IoU")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _confusion(plt, path: Path, matrix: torch.Tensor, names: Sequence[str]) -> None:  # noqa: ANN001
@@ -107,8 +116,7 @@ def _confusion(plt, path: Path, matrix: torch.Tensor, names: Sequence[str]) -> N
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 LEGEND_COLUMNS = 6
@@ -143,8 +151,7 @@ def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color
     if handles:
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, key / height),
                    ncol=min(LEGEND_COLUMNS, len(handles)), fontsize=8, frameon=False)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def sample_grid(samples: Sequence[Sample], palette: Sequence[Color]) -> np.ndarray:
