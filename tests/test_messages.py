@@ -162,6 +162,7 @@ def test_bf16_on_a_cpu_without_bf16_units_warns(monkeypatch) -> None:
 def test_tensorboard_asked_for_but_missing_warns_once(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     log = RunLog(tmp_path, tensorboard=True)
+    log.open()
     log.scalars(1, {"loss": 1.0})
     log.close()
     err = capsys.readouterr().err

@@ -42,3 +42,46 @@ def test_validation_logs_per_class_iou_and_sample_rows_to_tensorboard(tmp_path) 
     assert iou_tags and set(iou_tags) <= {f"val/val_IoU/class_{i}" for i in range(3)}
     (picture,) = events.Images("val/samples (image | ground truth | prediction)")
     assert picture.step == 2 and (picture.height, picture.width) == (2 * 32, 3 * 40)  # 2 rows of 32×40 images
+
+
+@pytest.mark.parametrize("at_the_end", [False, True], ids=["during-the-run", "at-the-last-flush"])
+def test_a_full_disk_under_tensorboard_is_one_line_naming_its_folder(tmp_path, monkeypatch, capsys,
+                                                                     at_the_end) -> None:
+    """TensorBoard writes its events from a thread of its own: a write that fails there (the disk full) stops the run
+    with one line naming the TensorBoard folder and the checkpoint --resume continues from — no traceback from that
+    thread, metrics.jsonl (written fine) not blamed — whether it fails mid-run or at the end's flush."""
+    import errno
+    import threading
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.summary.writer import record_writer
+
+    from pspnet.cli.main import main
+
+    root = make_folders_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config_dict(root, out, iterations=4, checkpoint_every=2, tensorboard=True)))
+    real_write, real_flush = record_writer.RecordWriter.write, record_writer.RecordWriter.flush
+
+    def full() -> bool:  # once the first checkpoint is written
+        return (out / "checkpoints" / "iter_0000002.pt").exists()
+
+    def write(self, data):  # noqa: ANN001, ANN202 (in the writer's thread)
+        if not at_the_end and full():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    def flush(self):  # noqa: ANN001, ANN202 (the end's flush, from the run itself, is where the events go to disk)
+        if at_the_end and full() and threading.current_thread() is threading.main_thread():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_flush(self)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", write)
+    monkeypatch.setattr(record_writer.RecordWriter, "flush", flush)
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pspnet train: error: {out / 'tensorboard'}: cannot write into it (No space left on "
+                          "device); the last checkpoint, "), err
+    assert err.endswith(", is intact: make room and --resume continues from it\n") and err.count("\n") == 1, err
+    assert not (out / "final.safetensors").exists()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,33 +16,68 @@ import numpy as np
 
 class RunLog:
     def __init__(self, out_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
-        self.enabled = enabled
+        """Nothing is written before `open()`."""
+        self.enabled, self.wants_tensorboard = enabled, tensorboard
         self.path = out_dir / "metrics.jsonl"
+        self.tensorboard_dir = out_dir / "tensorboard"
         self.writer: Any = None
-        if not enabled:
+        self._threads: set[threading.Thread] = set()
+        self._hook: Any = None
+
+    def open(self) -> None:
+        """Make the run's folder and start TensorBoard's writer (when asked for and installed: else a warning)."""
+        if not self.enabled:
             return
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is an optional extra
-                SummaryWriter = None  # noqa: N806
-                print("warning: train.tensorboard is on but tensorboard is not installed (pip install "
-                      "'pspnet[tensorboard]'); the metrics still go to metrics.jsonl", file=sys.stderr)
-            if SummaryWriter is not None:
-                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.wants_tensorboard:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is an optional extra
+            print("warning: train.tensorboard is on but tensorboard is not installed (pip install "
+                  "'pspnet[tensorboard]'); the metrics still go to metrics.jsonl", file=sys.stderr)
+            return
+        before = set(threading.enumerate())
+        self.writer = self._tensorboard(lambda: SummaryWriter(str(self.tensorboard_dir)))
+        self._threads = set(threading.enumerate()) - before  # its writer's thread
+        self._hook = threading.excepthook
+        threading.excepthook = self._quiet_writer_failure
+
+    def _quiet_writer_failure(self, args: Any) -> None:
+        """TensorBoard writes from a thread of its own; a write that fails there (a full disk) would print that
+        thread's traceback. It is raised again by the next call from the run (`_tensorboard`), named: not printed."""
+        if not (args.thread in self._threads and isinstance(args.exc_value, OSError)):
+            self._hook(args)
+
+    def _tensorboard(self, call: Callable[[], Any]) -> Any:
+        """A call into TensorBoard's writer; its OSError (its own or its thread's, raised by the next call) names
+        the TensorBoard folder, as the failure of a file the run writes."""
+        try:
+            return call()
+        except OSError as e:
+            raise OSError(e.errno, e.strerror or str(e), str(self.tensorboard_dir)) from e
 
     def scalars(self, iteration: int, values: dict[str, float], kind: str = "train",
                 notes: dict[str, Any] | None = None) -> None:
         """One metrics.jsonl record; `values` also go to TensorBoard, `notes` (e.g. the recipe) to the file only."""
+        self.record(iteration, values, kind, notes)
+        self.tensorboard_scalars(iteration, values, kind)
+
+    def record(self, iteration: int, values: dict[str, float], kind: str = "train",
+               notes: dict[str, Any] | None = None) -> None:
+        """One metrics.jsonl record: `values` and `notes`."""
         if not self.enabled:
             return
         record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **values, **(notes or {})}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def tensorboard_scalars(self, iteration: int, values: dict[str, float], kind: str = "train") -> None:
+        """`values` as TensorBoard scalars `kind/name` (nothing without TensorBoard)."""
         if self.writer is not None:
             for key, value in values.items():
-                self.writer.add_scalar(f"{kind}/{key}", value, iteration)
+                self._tensorboard(lambda key=key, value=value: self.writer.add_scalar(f"{kind}/{key}", value,
+                                                                                      iteration))
 
     @property
     def shows_images(self) -> bool:
@@ -49,8 +86,17 @@ class RunLog:
     def image(self, iteration: int, tag: str, picture: np.ndarray) -> None:
         """An H×W×3 uint8 picture to TensorBoard (images have no place in metrics.jsonl)."""
         if self.writer is not None:
-            self.writer.add_image(tag, picture, iteration, dataformats="HWC")
+            self._tensorboard(lambda: self.writer.add_image(tag, picture, iteration, dataformats="HWC"))
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        """Everything written (TensorBoard's pending events flushed); raises the OSError of a write that failed.
+        Closing again does nothing."""
+        writer, self.writer = self.writer, None
+        try:
+            if writer is not None:
+                self._tensorboard(writer.flush)
+                self._tensorboard(writer.close)
+        finally:
+            if self._hook is not None and threading.excepthook == self._quiet_writer_failure:
+                threading.excepthook = self._hook
+            self._hook = None

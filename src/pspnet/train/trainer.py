@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +354,7 @@ class Trainer:
         if changes:
             self.note(f"resuming at iteration {start} with settings changed since the run started ({saved}): "
                       + ", ".join(changes))
-            self.written(log.path, lambda: log.scalars(start, {}, kind="resume", notes={"changed": changes}))
+            self.written(log.path, lambda: log.record(start, {}, kind="resume", notes={"changed": changes}))
 
     def provenance(self, iteration: int, val_miou: float | None) -> dict[str, Any]:
         """What a saved model records of its training (shown by `pspnet info`)."""
@@ -399,6 +399,7 @@ class Trainer:
         last_miou: float | None = None
         self.written(self.out, lambda: self.out.mkdir(parents=True, exist_ok=True))
         log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
+        self.written(log.tensorboard_dir, log.open)
         if start == 0:
             self.written(self.out / "config.yaml", lambda: (self.out / "config.yaml").write_text(config_yaml(cfg)))
         else:
@@ -442,8 +443,7 @@ class Trainer:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     rate, waiting = window_images / elapsed, (stream.waited - window_waited) / elapsed
                     bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                    self.written(log.path, partial(log.scalars, done, {**losses, "lr": lr, "images_per_s": rate,
-                                                                       "data_wait": waiting}))
+                    self.logged(log, done, {**losses, "lr": lr, "images_per_s": rate, "data_wait": waiting})
                     window_start, window_images, window_waited = time.perf_counter(), 0, stream.waited
                 if done % s.checkpoint_every == 0 or done == self.max_iter:
                     last_saved = self.save_checkpoint(done, {"best_miou": best})
@@ -461,10 +461,14 @@ class Trainer:
             self.note("stopped at once, without saving" + (f"; the last checkpoint is {last_saved}" if last_saved
                                                              else ""))
             raise
+        except BaseException:
+            with contextlib.suppress(OSError):  # already stopping: the failure that stopped the run is the one told
+                log.close()
+            raise
         finally:
             stops.restore()
             bar.close()
-            log.close()
+        self.written(log.tensorboard_dir, log.close)
         self.written(final, lambda: save(self.model, final, self.provenance(self.max_iter, last_miou)))
         seconds = time.perf_counter() - t0
         best_path = self.out / "best.safetensors" if best is not None else None
@@ -520,9 +524,15 @@ class Trainer:
             found = [p for p in list_checkpoints(self.ckpt_dir) if p != path]
             where = (f"; the last checkpoint, {found[-1]}, is intact: make room and {self.names.resume} continues "
                      "from it" if found else "; no checkpoint was written yet")
-            failure = PSPNetError(f"{path}: cannot write {'into it' if path == self.out else 'it'} "
+            failure = PSPNetError(f"{path}: cannot write {'into it' if path.is_dir() else 'it'} "
                                   f"({e.strerror or e}){where}")
         raise_together(failure, self.d, f"stopped: the first process could not write {path}")
+
+    def logged(self, log: RunLog, iteration: int, values: dict[str, float], kind: str = "train",
+               notes: dict[str, Any] | None = None) -> None:
+        """A record of metrics.jsonl and its TensorBoard scalars, each write agreed by every process (`written`)."""
+        self.written(log.path, lambda: log.record(iteration, values, kind, notes))
+        self.written(log.tensorboard_dir, lambda: log.tensorboard_scalars(iteration, values, kind))
 
     def validation(self, done: int, best: float | None, log: RunLog, stops: StopRequests, last_saved: Path | None
                    ) -> tuple[float | None, float, Path | None]:
@@ -562,12 +572,10 @@ class Trainer:
         sc = ev.scores
         per_class = {f"val_IoU/{name}": iou for name, iou in zip(self.info.classes, sc.iou, strict=True)
                      if not math.isnan(iou)}
-        self.written(log.path, lambda: log.scalars(
-            iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc, **per_class}, kind="val",
-            notes={"recipe": self.val_recipe.describe(), "images": ev.images}))
-        if ev.samples:
-            log.image(iteration, "val/samples (image | ground truth | prediction)",
-                      sample_grid(ev.samples, self.info.palette))
+        self.logged(log, iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc, **per_class},
+                    kind="val", notes={"recipe": self.val_recipe.describe(), "images": ev.images})
+        self.written(log.tensorboard_dir, lambda: ev.samples and log.image(
+            iteration, "val/samples (image | ground truth | prediction)", sample_grid(ev.samples, self.info.palette)))
         self.note(f"iteration {iteration}: val mIoU {sc.miou:.4f}  mAcc {sc.macc:.4f}  allAcc {sc.allacc:.4f} "
                   f"({ev.images} images, {self.val_recipe.describe()})")
         for message in ev.failures:
