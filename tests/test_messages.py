@@ -163,7 +163,8 @@ def test_tensorboard_asked_for_but_missing_warns_once(tmp_path, monkeypatch, cap
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     log = RunLog(tmp_path, tensorboard=True)
     log.open()
-    log.scalars(1, {"loss": 1.0})
+    log.record(1, {"loss": 1.0})
+    log.tensorboard_scalars(1, {"loss": 1.0})
     log.close()
     err = capsys.readouterr().err
     assert err.count("tensorboard is not installed") == 1 and "metrics.jsonl" in err

@@ -29,6 +29,7 @@ from videos import write_video  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 
+TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 HANG = 300  # seconds: a deadlock becomes a failure, not a stuck suite
 VAL_IMAGES = 5  # odd: the two shards differ in size
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -47,6 +48,8 @@ def ddp_config(data_root: Path, out: Path, path: Path) -> Path:
     d["model"]["dropout"] = 0.1
     d["val"]["batch_size"] = 1
     d["train"]["precision"] = "auto"  # resolved by every process alike (bf16 only if all CPUs have bf16 units)
+    # TensorBoard on where installed: the first process writes it, and every process agrees on each of its writes.
+    d["train"].update(tensorboard=TENSORBOARD, val_samples=2)
     path.write_text(yaml.safe_dump(d))
     return path
 
@@ -116,6 +119,15 @@ def test_two_processes_validate_three_times_and_end(two_process_run) -> None:
     assert (run / "final.safetensors").is_file() and (run / "best.safetensors").is_file()
     auto = training_precision("auto", torch.device("cpu"))[0]  # both processes agreed on train.precision: auto
     assert read_metadata(run / "final.safetensors")["provenance"]["train_recipe"] == f"eager {auto}"
+    if TENSORBOARD:  # what metrics.jsonl holds, and the samples of each validation
+        from tensorboard.backend.event_processing import event_accumulator
+
+        events = event_accumulator.EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("val/val_mIoU")] == [
+            (r["iteration"], pytest.approx(r["val_mIoU"])) for r in records]
+        assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 7))
+        assert [e.step for e in events.Images("val/samples (image | ground truth | prediction)")] == [2, 4, 6]
 
 
 def test_the_last_validation_equals_a_one_process_eval_of_the_final_model(two_process_run, tmp_path) -> None:

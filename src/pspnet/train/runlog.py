@@ -57,12 +57,6 @@ class RunLog:
         except OSError as e:
             raise OSError(e.errno, e.strerror or str(e), str(self.tensorboard_dir)) from e
 
-    def scalars(self, iteration: int, values: dict[str, float], kind: str = "train",
-                notes: dict[str, Any] | None = None) -> None:
-        """One metrics.jsonl record; `values` also go to TensorBoard, `notes` (e.g. the recipe) to the file only."""
-        self.record(iteration, values, kind, notes)
-        self.tensorboard_scalars(iteration, values, kind)
-
     def record(self, iteration: int, values: dict[str, float], kind: str = "train",
                notes: dict[str, Any] | None = None) -> None:
         """One metrics.jsonl record: `values` and `notes`."""
