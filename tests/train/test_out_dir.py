@@ -1,7 +1,10 @@
 """A run's folder is never trained into twice by accident: --resume continues, --overwrite starts afresh with the
 old files moved aside, and a finished run is reported as finished."""
 
+import errno
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,39 +66,39 @@ def test_resume_and_overwrite_together_are_refused(finished, capsys) -> None:
     assert "choose one" in capsys.readouterr().err
 
 
-def test_overwrite_moves_the_earlier_run_aside_and_starts_afresh(finished, tmp_path) -> None:
+def copy_of(finished, tmp_path: Path) -> tuple[Path, Path]:
+    """The finished run copied to tmp_path/run, and a config that trains there: (config, run folder)."""
     cfg, out = finished
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
     copy = tmp_path / "cfg.yaml"
     data = yaml.safe_load(cfg.read_text())
-    data["train"]["out_dir"] = str(tmp_path / "run")
+    data["train"]["out_dir"] = str(run)
     copy.write_text(yaml.safe_dump(data))
-    assert main(["train", "--config", str(copy), "--no-progress"]) == 0
-    first = (tmp_path / "run" / "final.safetensors").read_bytes()
-    assert main(["train", "--config", str(copy), "--no-progress", "--overwrite"]) == 0
-    aside = [p for p in (tmp_path / "run").iterdir() if p.name.startswith("replaced-")]
+    return copy, run
+
+
+def test_overwrite_moves_the_earlier_run_aside_and_starts_afresh(finished, tmp_path) -> None:
+    cfg, run = copy_of(finished, tmp_path)
+    first = (run / "final.safetensors").read_bytes()
+    assert main(["train", "--config", str(cfg), "--no-progress", "--overwrite"]) == 0
+    aside = [p for p in run.iterdir() if p.name.startswith("replaced-")]
     assert len(aside) == 1 and (aside[0] / "final.safetensors").read_bytes() == first
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2  # the new run's lines only
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # the new run's lines only
 
 
 def test_a_run_replaced_twice_in_one_second_keeps_both_earlier_runs(finished, tmp_path) -> None:
     """The folder for the moved files is named by the second; one of that name already there (a run replaced a
     moment before) is neither reused nor merged into: the files go to a folder of their own."""
-    import time
-
-    cfg, out = finished
-    copy = tmp_path / "cfg.yaml"
-    data = yaml.safe_load(cfg.read_text())
-    data["train"]["out_dir"] = str(tmp_path / "run")
-    copy.write_text(yaml.safe_dump(data))
-    assert main(["train", "--config", str(copy), "--no-progress"]) == 0
-    first = (tmp_path / "run" / "final.safetensors").read_bytes()
+    cfg, run = copy_of(finished, tmp_path)
+    first = (run / "final.safetensors").read_bytes()
     now = time.time()
-    taken = [tmp_path / "run" / time.strftime("replaced-%Y%m%d-%H%M%S", time.localtime(now + s)) for s in range(60)]
+    taken = [run / time.strftime("replaced-%Y%m%d-%H%M%S", time.localtime(now + s)) for s in range(60)]
     for folder in taken:  # every second of the next minute already holds a replaced run
         folder.mkdir()
         (folder / "final.safetensors").write_bytes(b"an earlier run")
-    assert main(["train", "--config", str(copy), "--no-progress", "--overwrite"]) == 0
-    [aside] = [p for p in (tmp_path / "run").iterdir() if p.name.startswith("replaced-") and p.name.endswith("-2")]
+    assert main(["train", "--config", str(cfg), "--no-progress", "--overwrite"]) == 0
+    [aside] = [p for p in run.iterdir() if p.name.startswith("replaced-") and p.name.endswith("-2")]
     assert aside.name[:-2] in {p.name for p in taken} and (aside / "final.safetensors").read_bytes() == first
     assert all((p / "final.safetensors").read_bytes() == b"an earlier run" for p in taken)
     assert all(sorted(q.name for q in p.iterdir()) == ["final.safetensors"] for p in taken)
@@ -105,16 +108,7 @@ def test_a_move_aside_that_fails_leaves_the_earlier_run_in_place_and_says_why(fi
                                                                             capsys) -> None:
     """A file of the earlier run that cannot be moved (here: its checkpoints folder, busy) stops --overwrite in one
     line, with what was moved before it put back: the folder holds the earlier run as it was."""
-    import errno
-    import shutil
-
-    cfg, out = finished
-    run = tmp_path / "run"
-    shutil.copytree(out, run)
-    copy = tmp_path / "cfg.yaml"
-    data = yaml.safe_load(cfg.read_text())
-    data["train"]["out_dir"] = str(run)
-    copy.write_text(yaml.safe_dump(data))
+    cfg, run = copy_of(finished, tmp_path)
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     real = Path.rename
 
@@ -124,7 +118,7 @@ def test_a_move_aside_that_fails_leaves_the_earlier_run_in_place_and_says_why(fi
         return real(self, target)
 
     monkeypatch.setattr(Path, "rename", rename)
-    assert main(["train", "--config", str(copy), "--no-progress", "--overwrite"]) == 2
+    assert main(["train", "--config", str(cfg), "--no-progress", "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith(f"pspnet train: error: train.out_dir = {run}: cannot move the earlier run aside into "
