@@ -7,11 +7,13 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from pspnet.classes import Color
+from pspnet.engine.evaluate import Sample
+from pspnet.engine.report import sample_grid
 
 
 class RunLog:
@@ -69,18 +71,20 @@ class RunLog:
     def tensorboard_scalars(self, iteration: int, values: dict[str, float], kind: str = "train") -> None:
         """`values` as TensorBoard scalars `kind/name` (nothing without TensorBoard)."""
         if self.writer is not None:
-            for key, value in values.items():
-                self._tensorboard(lambda key=key, value=value: self.writer.add_scalar(f"{kind}/{key}", value,
-                                                                                      iteration))
+            self._tensorboard(lambda: [self.writer.add_scalar(f"{kind}/{key}", value, iteration)
+                                       for key, value in values.items()])
 
     @property
     def shows_images(self) -> bool:
         return self.writer is not None
 
-    def image(self, iteration: int, tag: str, picture: np.ndarray) -> None:
-        """An H×W×3 uint8 picture to TensorBoard (images have no place in metrics.jsonl)."""
-        if self.writer is not None:
-            self._tensorboard(lambda: self.writer.add_image(tag, picture, iteration, dataformats="HWC"))
+    def samples(self, iteration: int, samples: Sequence[Sample], palette: Sequence[Color]) -> None:
+        """A validation's samples to TensorBoard as one picture, a row of image | ground truth | prediction each
+        (nothing without TensorBoard or samples; images have no place in metrics.jsonl)."""
+        if self.writer is not None and samples:
+            picture = sample_grid(samples, palette)
+            self._tensorboard(lambda: self.writer.add_image("val/samples (image | ground truth | prediction)", picture,
+                                                            iteration, dataformats="HWC"))
 
     def close(self) -> None:
         """Everything written (TensorBoard's pending events flushed); raises the OSError of a write that failed.

@@ -44,7 +44,6 @@ from pspnet.engine.recipe import (
     training_model,
     training_precision,
 )
-from pspnet.engine.report import sample_grid
 from pspnet.errors import PSPNetError
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
@@ -574,10 +573,7 @@ class Trainer:
                      if not math.isnan(iou)}
         self.logged(log, iteration, {"val_mIoU": sc.miou, "val_mAcc": sc.macc, "val_allAcc": sc.allacc, **per_class},
                     kind="val", notes={"recipe": self.val_recipe.describe(), "images": ev.images})
-        # Every process takes part in agreeing on the write; the samples, the first process's, only it draws.
-        self.written(log.tensorboard_dir, lambda: log.image(
-            iteration, "val/samples (image | ground truth | prediction)", sample_grid(ev.samples, self.info.palette)
-        ) if ev.samples else None)
+        self.written(log.tensorboard_dir, lambda: log.samples(iteration, ev.samples, self.info.palette))
         self.note(f"iteration {iteration}: val mIoU {sc.miou:.4f}  mAcc {sc.macc:.4f}  allAcc {sc.allacc:.4f} "
                   f"({ev.images} images, {self.val_recipe.describe()})")
         for message in ev.failures:
