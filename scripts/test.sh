@@ -15,12 +15,15 @@ if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
   export TMPDIR="$scratch"
   trap 'rm -rf "$scratch"; exit 130' INT TERM  # interrupted: nothing left holding memory
 fi
-# One test process: with two (pytest-xdist, `-n 2 --dist loadfile`, 11 minutes instead of 15.5 on a 2-core Zen 1)
-# a worker that crashed left the run hung (2026-11-28: a DataLoader forking its workers late in a long-lived process;
-# notes: session 21); one process fails instead. `-n 2` still works for a quick local run.
+# Two test processes (pytest-xdist; a test file each at a time, so a file's shared fixtures are made once; the cores
+# split between them by tests/conftest.py): 10.5 minutes instead of 16-17 in one on a 2-core EPYC. A test that hangs
+# fails after 10 minutes (pytest-timeout, pyproject.toml) and the run goes on: it never hangs. (Session
+# 21 saw a DataLoader's forked workers die or read garbage late in a long test process, in one process as in two;
+# it has not come back, and that test's evaluations read with --workers 0 since.) Plain `python -m pytest` runs
+# one process.
 # The slowest tests are named at the end.
 status=0
-python -m pytest -q --durations=15 "$@" || status=$?
+python -m pytest -q -n 2 --dist loadfile --durations=15 "$@" || status=$?
 if [ -n "${scratch:-}" ]; then
   if [ "$status" -eq 0 ]; then rm -rf "$scratch"; else echo "the failed tests' temporary files: $scratch" >&2; fi
 fi
