@@ -1,10 +1,13 @@
-"""Start-up costs, side by side in one run: the command line before any work, and OpenVINO's conversion against
-reading the converted graph back from the cache.
+"""Start-up costs, side by side in one run: the command line before any work, reading a model file, and OpenVINO's
+conversion against reading the converted graph back from the cache.
 
     python benchmarks/startup.py --checkpoint runs/camvid/best.safetensors [--baseline-src OLD_CHECKOUT/src]
 
 - `pspnet --help` and `pspnet info CHECKPOINT`, each a fresh process (median of 5, in turns), from this tree and,
   with --baseline-src, from another source tree (e.g. a checkout of an earlier commit);
+- `pspnet.load(FILE)` of a PSPNet-50 and a PSPNet-101 file (150 classes, random weights), each a fresh process
+  (median of 5, in turns), from this tree and the other: the seconds of the call, and how much it raised the
+  process's peak memory;
 - `OpenVinoModel(model)` for the checkpoint and for a random PSPNet-50 (150 classes): converted into an empty cache
   (PSPNET_CACHE: a new temporary folder), then read back from it, then converted with the cache off; median of 3.
 """
@@ -33,6 +36,28 @@ def command_seconds(args: list[str], src: Path | None) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pspnet.cli.main", *args], env=env, check=True, capture_output=True)
     return time.perf_counter() - start
+
+
+LOAD = """
+import resource, sys, time
+import pspnet
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+pspnet.load(sys.argv[1])
+seconds = time.perf_counter() - start
+print(seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def load_figures(path: Path, src: Path | None) -> tuple[float, float]:
+    """`pspnet.load(path)` in a fresh process: its seconds and the MiB it raised the peak memory by."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    done = subprocess.run([sys.executable, "-c", LOAD, str(path)], env=env, check=True, capture_output=True,
+                          text=True)
+    seconds, mib = done.stdout.split()
+    return float(seconds), float(mib)
 
 
 def openvino_seconds(model: torch.nn.Module, rounds: int) -> dict[str, float]:
@@ -72,6 +97,19 @@ def main() -> None:
     print("| source | command | wall s (median) |\n|---|---|---|")
     for tree, name in rows:
         print(f"| {tree} | {name} | {median(times[(tree, name)]):.2f} |")
+
+    with tempfile.TemporaryDirectory() as folder:
+        files = {f"PSPNet-{depth}": pspnet.save(pspnet.PSPNet(150, backbone=f"resnet{depth}"),
+                                                Path(folder) / f"pspnet{depth}.safetensors") for depth in (50, 101)}
+        rows_load = [(tree, name) for tree in trees for name in files]
+        figures: dict[tuple[str, str], list[tuple[float, float]]] = {row: [] for row in rows_load}
+        for _ in range(args.repeats):
+            for tree, name in rows_load:
+                figures[(tree, name)].append(load_figures(files[name], trees[tree]))
+    print("\n| source | `pspnet.load(FILE)` of | s (median) | peak memory raised by, MiB (median) |\n|---|---|---|---|")
+    for tree, name in rows_load:
+        print(f"| {tree} | {name} | {median(t for t, _ in figures[(tree, name)]):.2f} | "
+              f"{median(m for _, m in figures[(tree, name)]):.0f} |")
 
     torch.manual_seed(0)
     models = {str(args.checkpoint): pspnet.load(args.checkpoint),

@@ -22,7 +22,7 @@ from pspnet.errors import PSPNetError
 from pspnet.files import file_kind, read_torch_file, write_atomically
 from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict, tensor_state
+from pspnet.model.state import built_holding, tensor_state
 from pspnet.weights import Weights, cache_dir, fetch, find, similar_names
 
 FORMAT = "pspnet"
@@ -122,9 +122,7 @@ def model_from_training_checkpoint(obj: dict[str, Any], path: Path) -> PSPNet:
         state = obj["model"]
     except (KeyError, json.JSONDecodeError, TypeError) as e:
         raise PSPNetError(f"{path}: damaged pspnet training checkpoint ({type(e).__name__}: {e})") from None
-    model = PSPNet.from_config(config, info)
-    load_state_strict(model, state, str(path))
-    return model
+    return built_holding(lambda: PSPNet.from_config(config, info), state, str(path))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -189,9 +187,7 @@ def load_safetensors(path: Path) -> PSPNet:
                                                             json.loads(metadata.get("provenance", "{}"))), str(path))
     except (KeyError, json.JSONDecodeError, TypeError) as e:
         raise PSPNetError(f"{path}: damaged pspnet metadata ({e})") from None
-    model = PSPNet.from_config(config, info)
-    load_state_strict(model, state, str(path))
-    return model
+    return built_holding(lambda: PSPNet.from_config(config, info), state, str(path))
 
 
 def model_weights(model: nn.Module) -> dict[str, torch.Tensor]:

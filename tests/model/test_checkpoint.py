@@ -26,6 +26,31 @@ def test_save_then_load_rebuilds_the_model_with_no_other_argument(tmp_path):
         assert torch.equal(loaded(x), model(x))
 
 
+def test_loading_draws_no_random_weights_and_gives_the_file_its_own_dtypes_back(tmp_path):
+    """A model file and a training checkpoint are read into a model built without weights of its own: the global
+    random number generator is left as it was (a seeded script draws the same numbers whether it loads a model or
+    not), every tensor is the file's, and half-precision weights come back as the model's float32, as copied before."""
+    from pspnet.train.checkpoints import save_training_checkpoint
+
+    model = PSPNet(3, backbone="resnet18").eval()
+    files = [pspnet.save(model, tmp_path / "m.safetensors"),
+             save_training_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), 2, {}, 1),
+             pspnet.save(PSPNet(3, backbone="resnet18").half(), tmp_path / "half.safetensors")]
+    for path in files:
+        torch.manual_seed(0)
+        expected = torch.rand(4)
+        torch.manual_seed(0)
+        loaded = pspnet.load(path)
+        assert torch.equal(torch.rand(4), expected), f"{path.name}: loading drew random numbers"
+        state = loaded.state_dict()
+        assert not any(t.is_meta for t in state.values())
+        assert {t.dtype for t in loaded.parameters()} == {torch.float32}
+        assert all(p.requires_grad for p in loaded.parameters()) and not loaded.training
+    x = torch.randn(1, 3, 41, 33)
+    with torch.no_grad():
+        assert torch.equal(pspnet.load(files[1])(x), model(x))
+
+
 def test_save_replaces_the_file_atomically_and_leaves_no_temporary_files(tmp_path):
     path = tmp_path / "m.safetensors"
     pspnet.save(PSPNet(2, backbone="resnet18"), path)

@@ -5,16 +5,37 @@ match."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from pspnet.errors import PSPNetError
 
+M = TypeVar("M", bound=nn.Module)
+
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load every tensor or fail with the list of missing, unexpected and mis-shaped keys."""
+    check_state(model, state, source)
+    model.load_state_dict(state, strict=True)
+
+
+def built_holding(build: Callable[[], M], state: dict[str, torch.Tensor], source: str) -> M:
+    """The module `build` makes, holding `state` (checked as `load_state_strict` checks it). It is built on the meta
+    device and given the tensors of `state` themselves (cast to its own dtypes): no time goes to drawing random
+    weights that are replaced at once (0.9 s for PSPNet-101), no second copy of the weights is held, and the global
+    random number generator is left as it was. `state` must be fresh from a file: the module shares its tensors."""
+    with torch.device("meta"):
+        module = build()
+    own = check_state(module, state, source)
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+    return module
+
+
+def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """`model`'s own state dict, once `state` has been found to hold exactly its keys and shapes; else an error that
+    lists what does not match."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -30,7 +51,7 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
             problems.append(f"{len(keys)} {title}: {shown}")
     if problems:
         raise PSPNetError(f"{source}: weights do not match the model: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    return own
 
 
 def tensor_state(obj: Any, source: str, what: str = "a state dict") -> dict[str, torch.Tensor]:
