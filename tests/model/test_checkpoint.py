@@ -29,7 +29,8 @@ def test_save_then_load_rebuilds_the_model_with_no_other_argument(tmp_path):
 def test_loading_draws_no_random_weights_and_gives_the_file_its_own_dtypes_back(tmp_path):
     """A model file and a training checkpoint are read into a model built without weights of its own: the global
     random number generator is left as it was (a seeded script draws the same numbers whether it loads a model or
-    not), every tensor is the file's, and half-precision weights come back as the model's float32, as copied before."""
+    not), every tensor is the file's, in memory of its own (aligned: the saved model's outputs are reproduced bit for
+    bit, above), and half-precision weights come back as the model's float32, as copied before."""
     from pspnet.train.checkpoints import save_training_checkpoint
 
     model = PSPNet(3, backbone="resnet18").eval()
@@ -44,6 +45,7 @@ def test_loading_draws_no_random_weights_and_gives_the_file_its_own_dtypes_back(
         assert torch.equal(torch.rand(4), expected), f"{path.name}: loading drew random numbers"
         state = loaded.state_dict()
         assert not any(t.is_meta for t in state.values())
+        assert all(t.data_ptr() % 64 == 0 for t in state.values() if t.numel() > 1)
         assert {t.dtype for t in loaded.parameters()} == {torch.float32}
         assert all(p.requires_grad for p in loaded.parameters()) and not loaded.training
     x = torch.randn(1, 3, 41, 33)
@@ -91,7 +93,7 @@ def test_mismatched_weights_list_missing_unexpected_and_misshaped_keys(tmp_path)
     state.pop("head.classifier.bias")
     state["extra.weight"] = torch.zeros(1)
     state["head.classifier.weight"] = torch.zeros(5, 512, 1, 1)
-    from pspnet.checkpoint import load_state_strict
+    from pspnet.model.state import load_state_strict
 
     with pytest.raises(PSPNetError) as e:
         load_state_strict(model, state, "f.safetensors")
