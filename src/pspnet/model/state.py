@@ -24,9 +24,10 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
 def built_holding(build: Callable[[], M], state: dict[str, torch.Tensor], source: str) -> M:
     """The module `build` makes, holding `state` (checked as `load_state_strict` checks it). It is built on the meta
     device, then given copies of the tensors of `state` in its own dtypes: no time goes to drawing random weights
-    that are replaced at once (PSPNet-101 loads in half the time: BENCHMARKS.md), and the global random number generator is left as it was.
-    (Copies, not the tensors themselves: a safetensors file's tensors share one buffer at offsets that are not
-    64-byte aligned, and oneDNN's kernels then round differently, 1e-6 off the saved model's outputs.)"""
+    that are replaced at once (PSPNet-101 loads in half the time: BENCHMARKS.md), and the global random number
+    generator is left as it was. (Copies, not the tensors themselves: a safetensors file's tensors share one buffer
+    at offsets that are not 64-byte aligned, and oneDNN's kernels then round differently, 1e-6 off the saved
+    model's outputs.)"""
     with torch.device("meta"):
         module = build()
     own = check_state(module, state, source)
