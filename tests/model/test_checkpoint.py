@@ -26,17 +26,20 @@ def test_save_then_load_rebuilds_the_model_with_no_other_argument(tmp_path):
         assert torch.equal(loaded(x), model(x))
 
 
-def test_loading_draws_no_random_weights_and_gives_the_file_its_own_dtypes_back(tmp_path):
-    """A model file and a training checkpoint are read into a model built without weights of its own: the global
-    random number generator is left as it was (a seeded script draws the same numbers whether it loads a model or
-    not), every tensor is the file's, in memory of its own (aligned: the saved model's outputs are reproduced bit for
-    bit, above), and half-precision weights come back as the model's float32, as copied before."""
+def test_loading_draws_no_random_weights_and_gives_the_file_its_own_dtypes_back(tmp_path, official_fixture):
+    """A model file, a training checkpoint and the authors' checkpoint layout (converted as it is read) are read into
+    a model built without weights of its own: the global random number generator is left as it was (a seeded script
+    draws the same numbers whether it loads a model or not), every tensor is the file's, in memory of its own
+    (aligned: the saved model's outputs are reproduced bit for bit, above), and half-precision weights come back as
+    the model's float32, as copied before."""
     from pspnet.train.checkpoints import save_training_checkpoint
 
     model = PSPNet(3, backbone="resnet18").eval()
     files = [pspnet.save(model, tmp_path / "m.safetensors"),
              save_training_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), 2, {}, 1),
-             pspnet.save(PSPNet(3, backbone="resnet18").half(), tmp_path / "half.safetensors")]
+             pspnet.save(PSPNet(3, backbone="resnet18").half(), tmp_path / "half.safetensors"),
+             tmp_path / "official.pth"]
+    torch.save({"state_dict": official_fixture["state"]}, files[-1])
     for path in files:
         torch.manual_seed(0)
         expected = torch.rand(4)

@@ -24,7 +24,7 @@ import torch
 from pspnet.classes import DatasetInfo, info_for_class_count
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict
+from pspnet.model.state import built_holding
 
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)  # the authors' deploy mean (their evaluation code), RGB order
 DEPTHS = {6: "resnet50", 23: "resnet101", 36: "resnet152"}  # stage-4 ("conv4_x") blocks → depth
@@ -183,7 +183,5 @@ def convert_caffe(path: Path, info: DatasetInfo | None = None, mean_rgb: tuple[f
     state["backbone.stem.conv1.weight"] = state["backbone.stem.conv1.weight"].flip(1)
     info = info or info_for_class_count(num_classes)
     info = DatasetInfo(info.name, info.classes, info.palette, tuple(m / 255 for m in mean_rgb), (1 / 255,) * 3)
-    model = PSPNet(num_classes, info=info, backbone=depth, bins=PPM_ORDER, aux=False, stride_on_1x1=True,
-                   ceil_pool=True, align_corners=True)
-    load_state_strict(model, state, source)
-    return model
+    return built_holding(lambda: PSPNet(num_classes, info=info, backbone=depth, bins=PPM_ORDER, aux=False,
+                                        stride_on_1x1=True, ceil_pool=True, align_corners=True), state, source)

@@ -17,7 +17,7 @@ import torch
 from pspnet.classes import DatasetInfo, info_for_class_count
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict, rename_strictly, tensor_state
+from pspnet.model.state import built_holding, rename_strictly, tensor_state
 
 DEEP_STEM = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
 DEPTHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
@@ -119,6 +119,5 @@ def convert_mmseg_state(obj: Any, source: str, info: DatasetInfo | None = None,
     settings["align_corners"] = config_align_corners(obj) if align_corners is None else align_corners
     num_classes = int(state["decode_head.conv_seg.weight"].shape[0])
     renamed = rename_strictly(state, rename, source, "an mmseg PSPNet")
-    model = PSPNet(num_classes, info=info or class_info(obj, num_classes), **settings)
-    load_state_strict(model, renamed, source)
-    return model
+    return built_holding(lambda: PSPNet(num_classes, info=info or class_info(obj, num_classes), **settings), renamed,
+                         source)

@@ -8,7 +8,7 @@ from typing import Any
 from pspnet.classes import DatasetInfo, info_for_class_count
 from pspnet.errors import PSPNetError
 from pspnet.model.pspnet import PSPNet
-from pspnet.model.state import load_state_strict, rename_strictly, tensor_state
+from pspnet.model.state import built_holding, rename_strictly, tensor_state
 
 STEM = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
 HEAD = {"0": "conv", "1": "norm", "4": "classifier"}
@@ -48,7 +48,5 @@ def convert_semseg_state(obj: Any, source: str, info: DatasetInfo | None = None)
     num_classes = int(state["cls.4.weight"].shape[0])
     has_aux = any(k.startswith("aux.") for k in state)
     renamed = rename_strictly(state, rename, source, "the official PSPNet")
-    model = PSPNet(num_classes, info=info or info_for_class_count(num_classes), backbone=depth, aux=has_aux,
-                   bins=OFFICIAL_BINS)
-    load_state_strict(model, renamed, source)
-    return model
+    return built_holding(lambda: PSPNet(num_classes, info=info or info_for_class_count(num_classes), backbone=depth,
+                                        aux=has_aux, bins=OFFICIAL_BINS), renamed, source)
