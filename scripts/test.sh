@@ -16,7 +16,7 @@ if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
   trap 'rm -rf "$scratch"; exit 130' INT TERM  # interrupted: nothing left holding memory
 fi
 # Two test processes (pytest-xdist; a test file each at a time, so a file's shared fixtures are made once; the cores
-# split between them by tests/conftest.py): 10.5 to 12.5 minutes instead of 16-17 in one on a 2-core EPYC. A test
+# split between them by tests/conftest.py): 10.5 to 13 minutes instead of 16-17 in one on a 2-core EPYC. A test
 # that hangs fails after 10 minutes (pytest-timeout, pyproject.toml) and the run goes on: it never hangs. (Session
 # 21 saw a DataLoader's forked workers die or read garbage late in a long test process, in one process as in two;
 # it has not come back, and that test's evaluations read with --workers 0 since.) Plain `python -m pytest` runs
