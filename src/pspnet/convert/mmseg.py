@@ -119,5 +119,5 @@ def convert_mmseg_state(obj: Any, source: str, info: DatasetInfo | None = None,
     settings["align_corners"] = config_align_corners(obj) if align_corners is None else align_corners
     num_classes = int(state["decode_head.conv_seg.weight"].shape[0])
     renamed = rename_strictly(state, rename, source, "an mmseg PSPNet")
-    return built_holding(lambda: PSPNet(num_classes, info=info or class_info(obj, num_classes), **settings), renamed,
-                         source)
+    info = info or class_info(obj, num_classes)  # outside the build: only the model is made on the meta device
+    return built_holding(lambda: PSPNet(num_classes, info=info, **settings), renamed, source)

@@ -48,5 +48,6 @@ def convert_semseg_state(obj: Any, source: str, info: DatasetInfo | None = None)
     num_classes = int(state["cls.4.weight"].shape[0])
     has_aux = any(k.startswith("aux.") for k in state)
     renamed = rename_strictly(state, rename, source, "the official PSPNet")
-    return built_holding(lambda: PSPNet(num_classes, info=info or info_for_class_count(num_classes), backbone=depth,
-                                        aux=has_aux, bins=OFFICIAL_BINS), renamed, source)
+    info = info or info_for_class_count(num_classes)  # outside the build: only the model is made on the meta device
+    return built_holding(lambda: PSPNet(num_classes, info=info, backbone=depth, aux=has_aux, bins=OFFICIAL_BINS),
+                         renamed, source)
