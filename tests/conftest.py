@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import shutil
 import signal
@@ -10,6 +11,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from local_server import serve  # noqa: E402, F401  (a fixture for every test folder)
+
+if importlib.util.find_spec("xdist"):  # a run that ends when a test process dies (scripts/test.sh runs two)
+    from xdist_scheduler import pytest_handlecrashitem, pytest_xdist_make_scheduler  # noqa: F401
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"
