@@ -13,7 +13,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from local_server import serve  # noqa: E402, F401  (a fixture for every test folder)
 
 if importlib.util.find_spec("xdist"):  # a run that ends when a test process dies (scripts/test.sh runs two)
-    from xdist_scheduler import pytest_handlecrashitem, pytest_xdist_make_scheduler  # noqa: F401
+    from xdist_scheduler import (  # noqa: F401
+        pytest_handlecrashitem,
+        pytest_report_teststatus,
+        pytest_terminal_summary,
+        pytest_xdist_make_scheduler,
+    )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"

@@ -1,5 +1,6 @@
-"""The suite's runner (scripts/test.sh: pytest-xdist, two processes, `--dist loadfile`): a test process that dies
-fails the test it was running, every other test runs once, and the run ends (tests/xdist_scheduler.py)."""
+"""The suite's runner (scripts/test.sh: pytest-xdist, two processes, `--dist loadfile`): a test whose process dies
+runs once more in a new process, fails if it dies again, every other test runs once, and the run ends, saying how
+the process ended (tests/xdist_scheduler.py)."""
 
 import os
 import subprocess
@@ -11,17 +12,21 @@ import pytest
 pytest.importorskip("xdist")
 
 SUITE = {
-    "conftest.py": "from xdist_scheduler import pytest_handlecrashitem, pytest_xdist_make_scheduler\n",
+    "conftest.py": "from xdist_scheduler import (pytest_handlecrashitem, pytest_report_teststatus,\n"
+                   "    pytest_terminal_summary, pytest_xdist_make_scheduler)\n",
     "test_a.py": "def test_a1(): pass\ndef test_a2(): pass\n",
-    # SIGKILL: as the kernel's out-of-memory killer ends a process, with nothing printed
+    # SIGKILL: as the kernel's out-of-memory killer ends a process, with nothing printed; b2 every time, c1 once
     "test_b.py": "import os, signal, time\ndef test_b1(): time.sleep(0.5)\n"
                  "def test_b2(): os.kill(os.getpid(), signal.SIGKILL)\ndef test_b3(): pass\n",
-    "test_c.py": "import time\ndef test_c1(): time.sleep(0.5)\ndef test_c2(): pass\n",
+    "test_c.py": "import os, signal, time\nfrom pathlib import Path\ndef test_c1():\n"
+                 "    if not Path(__file__).with_name('died').exists():\n"
+                 "        Path(__file__).with_name('died').touch()\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+                 "def test_c2(): pass\n",
     "test_d.py": "def test_d1(): pass\ndef test_d2(): pass\n",
 }
 
 
-def test_a_test_process_that_dies_fails_its_test_and_the_run_still_ends(tmp_path):
+def test_a_test_whose_process_dies_runs_once_more_and_the_run_still_ends(tmp_path):
     for name, text in SUITE.items():
         (tmp_path / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
@@ -32,10 +37,15 @@ def test_a_test_process_that_dies_fails_its_test_and_the_run_still_ends(tmp_path
                               env={**env, "PYTHONPATH": str(Path(__file__).parent)})
     except subprocess.TimeoutExpired:
         pytest.fail("the run did not end after its test process died (pytest-xdist#1323)")
-    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "crashed while running 'test_b.py::test_b2'; its process " in done.stdout
-    assert " was ended by SIGKILL; MemAvailable now " in done.stdout
-    assert "1 failed, 8 passed" in done.stdout, done.stdout[-3000:]
-    for test in ("a1", "a2", "b1", "b3", "c1", "c2", "d1", "d2"):
-        name = f"test_{test[0]}.py::test_{test}"
-        assert done.stdout.count(f"PASSED {name}") == 1, name
+    said = done.stdout
+    assert done.returncode == 1, said[-3000:] + done.stderr[-3000:]
+    assert said.count("RERUN test_b.py::test_b2") == 1 and said.count("FAILED test_b.py::test_b2") >= 1, said[-3000:]
+    assert said.count("RERUN test_c.py::test_c1") == 1 and said.count("PASSED test_c.py::test_c1") == 1
+    for test in ("a1", "a2", "b1", "b3", "c2", "d1", "d2"):
+        assert said.count(f"PASSED test_{test[0]}.py::test_{test}") == 1, test
+    assert "1 failed, 8 passed, 2 rerun" in said, said[-3000:]
+    died = [line for line in said.splitlines() if line.startswith("a test process died while running ")]
+    assert len(died) == 3 and all(" was ended by SIGKILL; MemAvailable now " in line for line in died), died
+    assert sorted(line.split(";")[0].split()[-1] + line.split(":")[-1] for line in died) == [
+        "test_b.py::test_b2 the test failed", "test_b.py::test_b2 the test ran once more",
+        "test_c.py::test_c1 the test ran once more"]
