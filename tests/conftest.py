@@ -65,6 +65,19 @@ def _remove_cache():
     shutil.rmtree(CACHE, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _module_folders_removed(tmp_path_factory, request):
+    """The folders a test file's fixtures made (`tmp_path_factory.mktemp`) go when the file ends without a failure,
+    not when the session ends: in /dev/shm (scripts/test.sh) they are memory, and they reached ~5 GB by the end of a
+    run. (Each test's own `tmp_path` goes when it passes: pyproject's retention policy.)"""
+    base = tmp_path_factory.getbasetemp()
+    before, failed = set(base.iterdir()), request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        for path in set(base.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def official_fixture() -> dict:
     """The official model's outputs for reproducible weights (../shared/fixtures), with the weights rebuilt."""
