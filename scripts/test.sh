@@ -17,10 +17,12 @@ if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
 fi
 # Two test processes (pytest-xdist; a test file each at a time, so a file's shared fixtures are made once; the cores
 # split between them by tests/conftest.py): 10.5 to 13 minutes instead of 16-17 in one on a 2-core EPYC. A test
-# that hangs fails after 10 minutes (pytest-timeout, pyproject.toml) and the run goes on: it never hangs. (Session
-# 21 saw a DataLoader's forked workers die or read garbage late in a long test process, in one process as in two;
-# it has not come back, and that test's evaluations read with --workers 0 since.) Plain `python -m pytest` runs
-# one process.
+# that hangs fails after 10 minutes (pytest-timeout, pyproject.toml) and the run goes on. A test process that dies
+# (a signal, the kernel's out-of-memory killer) is replaced; its test runs once more in the new process and fails if
+# that one dies too, and the summary says how each process ended (tests/xdist_scheduler.py: pytest-xdist 3.8.0
+# alone then waited for ever, as a CI run did for 90 minutes). (Session 21 saw a DataLoader's forked workers die or
+# read garbage late in a long test process, in one process as in two; it has not come back, and that test's
+# evaluations read with --workers 0 since.) Plain `python -m pytest` runs one process.
 # The slowest tests are named at the end.
 status=0
 python -m pytest -q -n 2 --dist loadfile --durations=15 "$@" || status=$?
