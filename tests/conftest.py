@@ -1,4 +1,5 @@
 import importlib.util
+import multiprocessing
 import os
 import shutil
 import signal
@@ -52,6 +53,15 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     threads = max(1, (os.cpu_count() or 1) // workers)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+
+# A DataLoader's workers in a test's own process come from a fork server (a clean process started once), not from a
+# fork of the test process: late in a long test process, which by then runs OpenVINO's, ONNX Runtime's and the
+# compiler's threads, a fork's child can hang and the process itself died (SIGSEGV, nothing printed: a CI run, in an
+# in-process `pspnet eval` with its two default workers; it passed when run again). This is also what a user gets on
+# macOS and Windows (spawn): everything sent to a worker must pickle. Tests that start `pspnet` in a subprocess
+# keep Linux's fork there.
+multiprocessing.set_start_method("forkserver", force=True)
+multiprocessing.set_forkserver_preload(["torch", "pspnet.data.datasets"])
 
 # Converted OpenVINO graphs go to a folder of the test session, not the user's cache: set when this file is imported,
 # before any test module copies os.environ for its subprocesses (torchrun's workers included).
