@@ -18,6 +18,7 @@ if importlib.util.find_spec("xdist"):  # a run that ends when a test process die
         pytest_handlecrashitem,
         pytest_report_teststatus,
         pytest_terminal_summary,
+        pytest_testnodedown,
         pytest_xdist_make_scheduler,
     )
 

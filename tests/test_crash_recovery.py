@@ -1,6 +1,6 @@
 """The suite's runner (scripts/test.sh: pytest-xdist, two processes, `--dist loadfile`): a test whose process dies
 runs once more in a new process, fails if it dies again, every other test runs once, and the run ends, saying how
-the process ended (tests/xdist_scheduler.py)."""
+each process ended, one that died after its last test too (tests/xdist_scheduler.py)."""
 
 import os
 import subprocess
@@ -12,8 +12,14 @@ import pytest
 pytest.importorskip("xdist")
 
 SUITE = {
-    "conftest.py": "from xdist_scheduler import (pytest_handlecrashitem, pytest_report_teststatus,\n"
-                   "    pytest_terminal_summary, pytest_xdist_make_scheduler)\n",
+    "conftest.py": "import os, signal\nfrom pathlib import Path\n"
+                   "from xdist_scheduler import (pytest_handlecrashitem, pytest_report_teststatus,\n"
+                   "    pytest_terminal_summary, pytest_testnodedown, pytest_xdist_make_scheduler)\n"
+                   # the process that ran test_d2 dies at its session's end, once
+                   "def pytest_sessionfinish(session):\n"
+                   "    here = Path(__file__).parent\n"
+                   "    if hasattr(session.config, 'workerinput') and (here / 'd2').exists():\n"
+                   "        (here / 'd2').unlink()\n        os.kill(os.getpid(), signal.SIGKILL)\n",
     "test_a.py": "def test_a1(): pass\ndef test_a2(): pass\n",
     # SIGKILL: as the kernel's out-of-memory killer ends a process, with nothing printed; b2 every time, c1 once
     "test_b.py": "import os, signal, time\ndef test_b1(): time.sleep(0.5)\n"
@@ -22,7 +28,8 @@ SUITE = {
                  "    if not Path(__file__).with_name('died').exists():\n"
                  "        Path(__file__).with_name('died').touch()\n        os.kill(os.getpid(), signal.SIGKILL)\n"
                  "def test_c2(): pass\n",
-    "test_d.py": "def test_d1(): pass\ndef test_d2(): pass\n",
+    "test_d.py": "from pathlib import Path\ndef test_d1(): pass\n"
+                 "def test_d2(): Path(__file__).with_name('d2').touch()\n",
 }
 
 
@@ -44,8 +51,10 @@ def test_a_test_whose_process_dies_runs_once_more_and_the_run_still_ends(tmp_pat
     for test in ("a1", "a2", "b1", "b3", "c2", "d1", "d2"):
         assert said.count(f"PASSED test_{test[0]}.py::test_{test}") == 1, test
     assert "1 failed, 8 passed, 2 rerun" in said, said[-3000:]
-    died = [line for line in said.splitlines() if line.startswith("a test process died while running ")]
-    assert len(died) == 3 and all(" was ended by SIGKILL; MemAvailable now " in line for line in died), died
-    assert sorted(line.split(";")[0].split()[-1] + line.split(":")[-1] for line in died) == [
-        "test_b.py::test_b2 the test failed", "test_b.py::test_b2 the test ran once more",
-        "test_c.py::test_c1 the test ran once more"]
+    died = [line for line in said.splitlines() if line.startswith("a test process died ")]
+    assert len(died) == 4 and all(" was ended by SIGKILL; MemAvailable now " in line for line in died), died
+    assert sorted(line.split("; its process")[0].removeprefix("a test process died ") + line.split(":")[-1]
+                  for line in died if "after its last test" not in line) == [
+        "while running test_b.py::test_b2 the test failed", "while running test_b.py::test_b2 the test ran once more",
+        "while running test_c.py::test_c1 the test ran once more"]
+    assert sum(line.startswith("a test process died after its last test; its process ") for line in died) == 1

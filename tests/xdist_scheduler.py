@@ -9,7 +9,8 @@ tests whose end never comes, so the run waits until something kills it (pytest-x
 hung so for its 90 minutes, after a process died with nothing printed, and its test passed when run again). Here only
 the tests the dead process had not run go back, the crashing one first, once: it fails if its process dies again.
 Either way the report names the test, its process's exit status, the memory then available and what the kernel's log
-says of the process, and the summary lists every test whose process died."""
+says of the process, and the summary lists every test process that died (after its last test too: that fails
+nothing)."""
 
 import signal
 import subprocess
@@ -19,15 +20,20 @@ import pytest
 from xdist.scheduler import LoadFileScheduling
 from xdist.workermanage import WorkerController
 
-CRASHES: list[tuple[str, str, bool]] = []  # (test, how its process ended, whether it runs again), in the controller
+# In the controller: (the test whose process died, or None after its last test; how the process ended; whether the
+# test runs again), and the processes that went down with an error (a crash, not a stop).
+CRASHES: list[tuple[str | None, str, bool]] = []
+DIED: set[WorkerController] = set()
 
 
 class CrashSafeLoadFileScheduling(LoadFileScheduling):
     def remove_node(self, node: WorkerController) -> str | None:
         workload = self.assigned_work.pop(node)
         unfinished = [nodeid for unit in workload.values() for nodeid, done in unit.items() if not done]
-        if not unfinished:
-            return None  # the process finished its work: a shutdown, not a crash
+        if not unfinished:  # a stop, or a death after the process's last test (in its session's end)
+            if node in DIED:
+                CRASHES.append((None, how_it_ended(node), False))
+            return None
         crashed = unfinished[0]  # a file's tests run in order: the first not finished was running
         again = not any(test == crashed for test, _, _ in CRASHES)
         CRASHES.append((crashed, how_it_ended(node), again))
@@ -90,6 +96,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadFileSchedulin
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: WorkerController, error: object | None) -> None:
+    if error is not None:
+        DIED.add(node)
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> None:  # noqa: ANN001
     if isinstance(sched, CrashSafeLoadFileScheduling) and CRASHES and CRASHES[-1][0] == crashitem:
         _, ending, again = CRASHES[-1]
@@ -106,5 +118,8 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     if CRASHES:
         terminalreporter.write_sep("=", "test processes that died")
     for test, ending, again in CRASHES:
-        verdict = "ran once more" if again else "failed"
-        terminalreporter.write_line(f"a test process died while running {test}{ending}: the test {verdict}")
+        if test is None:
+            terminalreporter.write_line(f"a test process died after its last test{ending}")
+        else:
+            verdict = "ran once more" if again else "failed"
+            terminalreporter.write_line(f"a test process died while running {test}{ending}: the test {verdict}")
