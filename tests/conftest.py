@@ -56,11 +56,11 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 # A DataLoader's workers in a test's own process come from a fork server (a clean process started once), not from a
-# fork of the test process: late in a long test process, which by then runs OpenVINO's, ONNX Runtime's and the
-# compiler's threads, a fork's child can hang and the process itself died (SIGSEGV, nothing printed: a CI run, in an
-# in-process `pspnet eval` with its two default workers; it passed when run again). This is also what a user gets on
-# macOS and Windows (spawn): everything sent to a worker must pickle. Tests that start `pspnet` in a subprocess
-# keep Linux's fork there.
+# fork of the test process, which late in a run holds OpenVINO's, ONNX Runtime's and the compiler's threads: a fork's
+# children hung there (tests/train/test_stop.py), and a test process died of SIGSEGV, nothing printed, in an
+# in-process `pspnet eval` with its two default workers (a CI replica; the cause is not proven, and the test passed
+# when run again). This is also what a user gets on macOS and Windows (spawn): all a worker is sent must pickle.
+# Tests that start `pspnet` in a subprocess keep Linux's fork there.
 multiprocessing.set_start_method("forkserver", force=True)
 multiprocessing.set_forkserver_preload(["torch", "pspnet.data.datasets"])
 
