@@ -13,15 +13,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from local_server import serve  # noqa: E402, F401  (a fixture for every test folder)
 
-if importlib.util.find_spec("xdist"):  # a run that ends when a test process dies (scripts/test.sh runs two)
-    from xdist_scheduler import (  # noqa: F401
-        pytest_handlecrashitem,
-        pytest_report_teststatus,
-        pytest_terminal_summary,
-        pytest_testnodedown,
-        pytest_xdist_make_scheduler,
-    )
-
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"
 
@@ -46,6 +37,13 @@ def _no_stale_dataloader_sigchld_handler():
 
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal_handling._SIGCHLD_handler_set = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if importlib.util.find_spec("xdist"):  # a run that ends when a test process dies (scripts/test.sh runs two)
+        import xdist_scheduler
+
+        config.pluginmanager.register(xdist_scheduler, "xdist_scheduler")
 
 
 # Under pytest-xdist (scripts/test.sh: `-n 2`), the workers share the cores (and so do the processes they start)

@@ -13,8 +13,6 @@ pytest.importorskip("xdist")
 
 SUITE = {
     "conftest.py": "import os, signal\nfrom pathlib import Path\n"
-                   "from xdist_scheduler import (pytest_handlecrashitem, pytest_report_teststatus,\n"
-                   "    pytest_terminal_summary, pytest_testnodedown, pytest_xdist_make_scheduler)\n"
                    # the process that ran test_d2 dies at its session's end, once
                    "def pytest_sessionfinish(session):\n"
                    "    here = Path(__file__).parent\n"
@@ -39,7 +37,8 @@ def test_a_test_whose_process_dies_runs_once_more_and_the_run_still_ends(tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-n", "2", "--dist", "loadfile", "-p",
-                               "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)], cwd=tmp_path,
+                               "xdist_scheduler", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
+                              cwd=tmp_path,
                               capture_output=True, text=True, timeout=90,
                               env={**env, "PYTHONPATH": str(Path(__file__).parent)})
     except subprocess.TimeoutExpired:

@@ -1,6 +1,6 @@
-"""pytest-xdist's file scheduler (`--dist loadfile`, scripts/test.sh) with its crash recovery mended: a test whose
-process dies runs once more in a new process, and the run ends whatever the second run does, saying how the process
-ended.
+"""A plugin (registered by tests/conftest.py): pytest-xdist's file scheduler (`--dist loadfile`, scripts/test.sh)
+with its crash recovery mended: a test whose process dies runs once more in a new process, and the run ends whatever
+the second run does, saying how the process ended.
 
 When a test process dies (a signal, the kernel's out-of-memory killer), pytest-xdist 3.8.0 reports the test it was
 running as failed and starts a new process, but puts back in the queue every file the dead process was ever given,
