@@ -62,16 +62,20 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
 multiprocessing.set_start_method("forkserver", force=True)
 multiprocessing.set_forkserver_preload(["torch", "pspnet.data.datasets"])
 
-# Converted OpenVINO graphs go to a folder of the test session, not the user's cache: set when this file is imported,
-# before any test module copies os.environ for its subprocesses (torchrun's workers included).
-CACHE = Path(tempfile.mkdtemp(prefix="pspnet_test_cache_"))
+# A folder of this test process, removed when it ends (`pytest_unconfigure`, which pytest-xdist's controller runs
+# too): converted OpenVINO graphs go there, not to the user's cache, and so do the temporary files of the processes
+# the tests start (TMPDIR: torchrun leaves a torchelastic_* log folder behind at every launch, hundreds a run in the
+# system's /tmp otherwise). Set when this file is imported, before any test module copies os.environ for its
+# subprocesses; this process's own temporary files (pytest's tmp_path among them) stay where they were.
+SCRATCH = Path(tempfile.mkdtemp(prefix="pspnet_test_"))
+CACHE = SCRATCH / "cache"
 os.environ["PSPNET_CACHE"] = str(CACHE)
+(SCRATCH / "tmp").mkdir()
+os.environ["TMPDIR"] = str(SCRATCH / "tmp")
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _remove_cache():
-    yield
-    shutil.rmtree(CACHE, ignore_errors=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="module")
