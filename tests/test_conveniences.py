@@ -61,6 +61,29 @@ def test_info_shows_the_architecture_classes_and_training_provenance(run_dir, ca
     assert json.loads(capsys.readouterr().out)["provenance"]["iteration"] == 2
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_a_command_that_does_not_share_its_work_runs_in_the_first_process_only(run_dir, capsys,
+                                                                                              monkeypatch, rank):
+    """What torchrun sets in each process (tests/train/test_distributed.py launches it): the first runs `pspnet
+    info` and says the others stop; the second stops at once, exit 0, silent. train, eval and predict share out."""
+    from pspnet.cli.main import other_process_of_torchrun
+
+    final = run_dir / "run" / "final.safetensors"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    assert main(["info", str(final)]) == 0
+    out, err = capsys.readouterr()
+    if rank:
+        assert (out, err) == ("", "")
+    else:
+        assert "PSPNet resnet18, 3 classes" in out
+        assert err == ("pspnet info: note: under torchrun (2 processes) the first process runs it and the others stop "
+                       "at once; only train, eval and predict share their work out\n")
+    assert not any(other_process_of_torchrun(command) for command in ("train", "eval", "predict"))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not other_process_of_torchrun("info")
+
+
 def test_info_on_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys) -> None:
     (tmp_path / "x.safetensors").write_bytes(b"not a checkpoint at all")
     assert main(["info", str(tmp_path / "x.safetensors")]) == 2

@@ -330,6 +330,22 @@ def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_proce
     assert [r["val_mIoU"] for r in val_records(single)] == [r["val_mIoU"] for r in val_records(tmp_path / "run")]
 
 
+def test_an_export_under_torchrun_is_written_once_by_the_first_process(two_process_run, tmp_path) -> None:
+    """A command that does not share its work out (export, score, data prepare, bench, ...) runs in the first
+    process only: one file written by one process, its line printed once, and a note saying so."""
+    run, _ = two_process_run
+    out = tmp_path / "m.onnx"
+    proc = start(torchrun("export", str(run / "final.safetensors"), "--format", "onnx", "--out", str(out)))
+    try:
+        output, err = proc.communicate(timeout=HANG)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert output.count(f"{out}: onnx, input") == 1 and out.is_file(), output[-3000:]
+    assert err.count("pspnet export: note: under torchrun (2 processes) the first process runs it") == 1, err[-3000:]
+
+
 def test_two_process_eval_says_once_which_ground_truth_values_of_both_shards_are_no_class(two_process_run, data_root,
                                                                                          tmp_path) -> None:
     """Labels holding values that are no class (a void value of their own) on each process's shard: the images are

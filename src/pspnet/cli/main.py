@@ -50,6 +50,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# The commands whose work torchrun's processes share out (each its part, the first writing); the others run once.
+SHARED_WORK = ("train", "eval", "predict")
+
+
+def other_process_of_torchrun(command: str) -> bool:
+    """Under torchrun (WORLD_SIZE > 1) a command that does not share its work out runs in the first process only:
+    the others stop at once (exit 0), rather than all doing the same work at the same time (writing the same
+    files, downloading the same dataset, timing against each other). The first says so, once."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if command in SHARED_WORK or world_size <= 1:
+        return False
+    if int(os.environ.get("RANK", "0")) != 0:
+        return True
+    print(f"pspnet {command}: note: under torchrun ({world_size} processes) the first process runs it and the others "
+          "stop at once; only train, eval and predict share their work out", file=sys.stderr)
+    return False
+
+
 OUT_OF_MEMORY_HINTS = {
     "eval": "; a smaller --batch-size holds less at once, and --mode slide less for large images",
     "predict": "; a smaller --batch-size holds less at once, and --mode slide less for large images",
@@ -95,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         print(unrecognized(parser, argv, extra), file=sys.stderr)
         return 2
+    if other_process_of_torchrun(args.command):
+        return 0
     try:
         return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
     except PSPNetError as e:
