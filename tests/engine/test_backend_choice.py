@@ -36,23 +36,32 @@ def test_pytorch_execution_options_keep_pytorch(option) -> None:
     assert backend == "torch", why
 
 
-@pytest.mark.parametrize("option", [["--compile"], ["--no-fold-bn"], ["--matmul-upsample"], ["--fast"]])
-def test_pytorch_options_on_another_engine_are_a_one_line_error_not_ignored(tmp_path, capsys, option) -> None:
-    """An exported graph runs in ONNX Runtime (or OpenVINO) its own way: a PyTorch execution option given with it
-    would do nothing, so it is refused, naming the option and the backend."""
+@pytest.fixture(scope="module")
+def onnx_and_image(tmp_path_factory) -> tuple[Path, Path]:
+    """An exported .onnx and a folder of one image (exported once: the four cases below read it)."""
     pytest.importorskip("onnxruntime")
     import pspnet
-    from pspnet.cli.main import main
     from pspnet.export.onnx import export_onnx
 
+    tmp = tmp_path_factory.mktemp("onnx")
     torch.manual_seed(0)
-    model = pspnet.PSPNet(3, backbone="resnet18", output_stride=16).eval()
-    onnx = export_onnx(model, tmp_path / "m.onnx")
-    (tmp_path / "img").mkdir()
+    onnx = export_onnx(pspnet.PSPNet(3, backbone="resnet18", output_stride=16).eval(), tmp / "m.onnx")
+    (tmp / "img").mkdir()
     from PIL import Image
 
-    Image.new("RGB", (20, 16)).save(tmp_path / "img" / "a.png")
-    code = main(["predict", str(onnx), str(tmp_path / "img"), "--out", str(tmp_path / "o"), *option])
+    Image.new("RGB", (20, 16)).save(tmp / "img" / "a.png")
+    return onnx, tmp / "img"
+
+
+@pytest.mark.parametrize("option", [["--compile"], ["--no-fold-bn"], ["--matmul-upsample"], ["--fast"]])
+def test_pytorch_options_on_another_engine_are_a_one_line_error_not_ignored(onnx_and_image, tmp_path, capsys,
+                                                                              option) -> None:
+    """An exported graph runs in ONNX Runtime (or OpenVINO) its own way: a PyTorch execution option given with it
+    would do nothing, so it is refused, naming the option and the backend."""
+    from pspnet.cli.main import main
+
+    onnx, images = onnx_and_image
+    code = main(["predict", str(onnx), str(images), "--out", str(tmp_path / "o"), *option])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert option[0] in err and "onnxruntime backend (an .onnx file)" in err and "--backend torch" in err
