@@ -80,6 +80,10 @@ def test_under_torchrun_a_command_that_does_not_share_its_work_runs_in_the_first
         assert err == ("pspnet info: note: under torchrun (2 processes) the first process runs it and the others stop "
                        "at once; only train, eval and predict share their work out\n")
     assert not any(other_process_of_torchrun(command) for command in ("train", "eval", "predict"))
+    # The merged config (a command that stops before training) is printed by the first process only.
+    assert main(["train", "--config", str(run_dir / "cfg.yaml"), "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert (printed == "") if rank else (yaml.safe_load(printed)["train"]["iterations"] == 2)
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert not other_process_of_torchrun("info")
 
