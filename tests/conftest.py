@@ -64,8 +64,8 @@ multiprocessing.set_forkserver_preload(["torch", "pspnet.data.datasets"])
 
 # A folder of this test process, removed when it ends (`pytest_unconfigure`, which pytest-xdist's controller runs
 # too): converted OpenVINO graphs go there, not to the user's cache, and so do the temporary files of the processes
-# the tests start (TMPDIR: torchrun leaves a torchelastic_* log folder behind at every launch, hundreds a run in the
-# system's /tmp otherwise). Set when this file is imported, before any test module copies os.environ for its
+# the tests start (TMPDIR: torchrun leaves a torchelastic_* log folder behind at every launch, in the system's /tmp
+# otherwise). Set when this file is imported, before any test module copies os.environ for its
 # subprocesses; this process's own temporary files (pytest's tmp_path among them) stay where they were.
 SCRATCH = Path(tempfile.mkdtemp(prefix="pspnet_test_"))
 CACHE = SCRATCH / "cache"
