@@ -65,13 +65,17 @@ multiprocessing.set_forkserver_preload(["torch", "pspnet.data.datasets"])
 # A folder of this test process, removed when it ends (`pytest_unconfigure`, which pytest-xdist's controller runs
 # too): converted OpenVINO graphs go there, not to the user's cache, and so do the temporary files of the processes
 # the tests start (TMPDIR: torchrun leaves a torchelastic_* log folder behind at every launch, in the system's /tmp
-# otherwise). Set when this file is imported, before any test module copies os.environ for its
-# subprocesses; this process's own temporary files (pytest's tmp_path among them) stay where they were.
-SCRATCH = Path(tempfile.mkdtemp(prefix="pspnet_test_"))
-CACHE = SCRATCH / "cache"
-os.environ["PSPNET_CACHE"] = str(CACHE)
-(SCRATCH / "tmp").mkdir()
-os.environ["TMPDIR"] = str(SCRATCH / "tmp")
+# otherwise). Set when this file is imported, before any test module copies os.environ for its subprocesses; this
+# process's own temporary files (pytest's tmp_path among them) stay where they were.
+# The folders sit side by side in the temporary folder the run started with (xdist's workers inherit the
+# controller's TMPDIR: nested in it, a CI run's paths grew past what a Unix socket's address holds, 107 bytes, and a
+# DataLoader worker of a subprocess could not send its batch: "AF_UNIX path too long", the run hung). Where even
+# that is too long for multiprocessing's socket paths (TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX), TMPDIR stays.
+ROOT = os.environ.setdefault("PSPNET_TESTS_TMPDIR", tempfile.gettempdir())
+SCRATCH = Path(tempfile.mkdtemp(prefix="pspnet_test_", dir=ROOT))
+os.environ["PSPNET_CACHE"] = str(SCRATCH / "cache")
+if len(str(SCRATCH)) + len("/pymp-XXXXXXXX/listener-XXXXXXXX") <= 107:
+    os.environ["TMPDIR"] = str(SCRATCH)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
