@@ -90,6 +90,15 @@ def finish(procs: list[subprocess.Popen], returncode: int = 0) -> list[str]:
     return errors
 
 
+def output_of(proc: subprocess.Popen) -> tuple[str, str]:
+    """Its stdout and stderr once it ended (HANG seconds at most: then its session is killed, the timeout raised)."""
+    try:
+        return proc.communicate(timeout=HANG)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -233,11 +242,7 @@ def test_torchrun_stopped_by_sigterm_saves_one_iteration_on_both_processes_and_r
                when, "SIGTERM", "parent", "train", "--config", str(stopped), "train.device=cpu", "--no-progress",
                "--fast"]
     proc = start(command)
-    try:
-        output, err = proc.communicate(timeout=HANG)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    output, err = output_of(proc)
     assert proc.returncode != 0, err[-3000:]  # torchrun reports its stopped workers
     said = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM")]
     assert len(said) == 1, output[-3000:]  # the first process speaks for both
@@ -336,11 +341,7 @@ def test_an_export_under_torchrun_is_written_once_by_the_first_process(two_proce
     run, _ = two_process_run
     out = tmp_path / "m.onnx"
     proc = start(torchrun("export", str(run / "final.safetensors"), "--format", "onnx", "--out", str(out)))
-    try:
-        output, err = proc.communicate(timeout=HANG)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    output, err = output_of(proc)
     assert proc.returncode == 0, err[-3000:]
     assert output.count(f"{out}: onnx, input") == 1 and out.is_file(), output[-3000:]
     assert err.count("pspnet export: note: under torchrun (2 processes) the first process runs it") == 1, err[-3000:]

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         print(unrecognized(parser, argv, extra), file=sys.stderr)
         return 2
-    if other_process_of_torchrun(args.command):
+    # `train --print-config` stops before training: a command of one process, whose YAML goes out once.
+    if other_process_of_torchrun("train --print-config" if getattr(args, "print_config", False) else args.command):
         return 0
     try:
         return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)

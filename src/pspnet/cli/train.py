@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from pspnet.errors import PSPNetError
@@ -57,9 +56,8 @@ def run(args: argparse.Namespace) -> int:
         args.overrides, args.resume = [*args.overrides, args.resume], True  # `--resume train.accumulate=2`
     cfg = load_train_config(args.config, [*args.overrides, *(["train.fast=true"] if args.fast else [])],
                             resuming=bool(args.resume))
-    if args.print_config:  # under torchrun once, by the first process: `> my.yaml` gets one copy
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(config_yaml(cfg), end="")
+    if args.print_config:
+        print(config_yaml(cfg), end="")
         return 0
     try:
         train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
