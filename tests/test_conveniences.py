@@ -170,6 +170,9 @@ def test_python_evaluate_gives_the_scores_of_the_eval_command(run_dir, tmp_path)
     cli = json.loads((tmp_path / "e.json").read_text())
     assert result.images == cli["images"] == 2 and len(result.per_image) == 2
     assert result.matrix.tolist() == cli["confusion_matrix"] and result.scores.miou == pytest.approx(cli["mIoU"])
+    # shard=True in one process (no torchrun, no process group): the same, and no process group left behind
+    assert torch.equal(pspnet.evaluate(model, images, labels, settings, shard=True).matrix, result.matrix)
+    assert not torch.distributed.is_initialized()
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "0.png").write_bytes((labels / "0.png").read_bytes())  # 1.png's label is missing
     with pytest.raises(pspnet.PSPNetError, match="1.png"):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -35,34 +36,49 @@ class Distributed:
 def setup(device_name: str, use_cpu: str = "--device cpu") -> Distributed:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); a single process otherwise. `use_cpu`:
     how the caller asks for the CPU (for the error on a machine without a GPU)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, use_cpu)
-    if world_size > 1:
-        if device.type == "cuda":
-            if local_rank >= torch.cuda.device_count():
-                raise PSPNetError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
-                                  "start at most one process per GPU (torchrun --nproc-per-node)")
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Distributed(rank, world_size, local_rank, device)
+    if launched_processes() > 1 and device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise PSPNetError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) here; "
+                              "start at most one process per GPU (torchrun --nproc-per-node)")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return join(device)
 
 
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def launched_processes() -> int:
+    """How many processes torchrun started (WORLD_SIZE; 1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def join(device: torch.device) -> Distributed:
+    """This process among its peers, on `device` as it is: in the process group the caller started (under torchrun
+    or not), else, launched by torchrun, in one started here (NCCL for a GPU, gloo for the CPU); else one process."""
+    if launched_processes() > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        return single_process(device)
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), device)
+
+
+@contextmanager
+def processes_of(place: Callable[[], Distributed]) -> Iterator[Distributed]:
+    """The processes `place()` joins (`setup` or `join`), and at the end the process group left where it was
+    started here; one the caller started stays for the caller (a user's script under torchrun goes on using it)."""
+    started = not dist.is_initialized()
+    processes = place()
+    try:
+        yield processes
+    finally:
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def run_in_processes(device_name: str, command: Callable[[Distributed], int]) -> int:
-    """`command(processes)` inside the process group of a torchrun (one process without one), left at the end."""
-    processes = setup(device_name)
-    try:
+    """`command(processes)` inside the process group of a torchrun (one process without one)."""
+    with processes_of(lambda: setup(device_name)) as processes:
         return command(processes)
-    finally:
-        teardown()
 
 
 def all_reduce_mean(value: torch.Tensor, d: Distributed) -> torch.Tensor:

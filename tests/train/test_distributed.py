@@ -367,3 +367,54 @@ def test_two_process_eval_says_once_which_ground_truth_values_of_both_shards_are
     assert err.count("pspnet eval: skipped") == 2
     assert err.count("pspnet eval: note: ground-truth values 7, 9 are no class (0..2) and not the ignore index 255: "
                      "if they mark unlabelled pixels, data.ignore_values=[7,9]") == 1
+
+
+EVALUATE_SHARDED = """
+import json, os, sys
+from pathlib import Path
+import torch.distributed as dist
+import pspnet
+import pspnet.engine.evaluate
+
+scored = []  # the images this process ran the network on
+run_network = pspnet.engine.evaluate.segment_and_confidence
+def counted(forward, images, *args, **kwargs):
+    scored.append(len(images))
+    return run_network(forward, images, *args, **kwargs)
+pspnet.engine.evaluate.segment_and_confidence = counted
+
+model = pspnet.load(sys.argv[1])
+own = pspnet.evaluate(model, sys.argv[2], sys.argv[3], shard=True)  # a process group started for the call
+left = not dist.is_initialized()
+share = sum(scored)
+dist.init_process_group("gloo")  # the script's own group: used, and still there for the script afterwards
+theirs = pspnet.evaluate(model, sys.argv[2], sys.argv[3], shard=True)
+dist.barrier()
+Path(sys.argv[4], f"rank{dist.get_rank()}.json").write_text(json.dumps({
+    "matrices": [own.matrix.tolist(), theirs.matrix.tolist()], "images": [own.images, theirs.images],
+    "per_image": [s.name for s in theirs.per_image], "shares": [share, sum(scored) - share], "left": left}))
+dist.destroy_process_group()
+"""
+
+
+def test_python_evaluate_with_shard_shares_the_images_between_the_processes_of_a_script(two_process_run, data_root,
+                                                                                          tmp_path) -> None:
+    """`pspnet.evaluate(..., shard=True)` in a user's script under torchrun: each process runs the network on its
+    share of the images and returns the whole folder's confusion matrix, that of one process; a process group it
+    started is left at its end, the script's own is used and kept."""
+    run, _ = two_process_run
+    model, images, labels = run / "final.safetensors", data_root / "images" / "val", data_root / "labels" / "val"
+    script = tmp_path / "evaluate.py"
+    script.write_text(EVALUATE_SHARDED)
+    finish([start([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                   str(script), str(model), str(images), str(labels), str(tmp_path)])])
+    import pspnet
+
+    one = pspnet.evaluate(pspnet.load(model), images, labels)
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    for result in ranks:
+        assert result["matrices"] == [one.matrix.tolist()] * 2
+        assert result["images"] == [VAL_IMAGES] * 2
+        assert result["per_image"] == [score.name for score in one.per_image]  # in the folder's order
+        assert result["left"]
+    assert [r["shares"] for r in ranks] == [[3, 3], [2, 2]]  # every image once per call, none twice

@@ -310,11 +310,13 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = tmp_path / "fit.py"  # a user's script under torchrun: pspnet.fit (the command's DDP runs elsewhere)
     # Each process writes what pspnet.fit returned to a file of its own: their stdout, which torchrun shares and
-    # relays, once came back with one of the two lines missing (under a loaded machine).
-    script.write_text("import os\nimport sys\nfrom pathlib import Path\nimport pspnet\n\n"
-                      "run = pspnet.fit(sys.argv[1], sys.argv[2:], progress=False)\n"
+    # relays, once came back with one of the two lines missing (under a loaded machine). The script started its own
+    # process group, which pspnet.fit uses and leaves to it: the barrier after it needs it still.
+    script.write_text("import os\nimport sys\nfrom pathlib import Path\nimport torch.distributed as dist\n"
+                      "import pspnet\n\ndist.init_process_group('gloo')\n"
+                      "run = pspnet.fit(sys.argv[1], sys.argv[2:], progress=False)\ndist.barrier()\n"
                       "Path(sys.argv[1]).with_name(f\"fitted_{os.environ['RANK']}.txt\").write_text("
-                      "f'fitted {run.iterations} {run.final_checkpoint}')\n")
+                      "f'fitted {run.iterations} {run.final_checkpoint}')\ndist.destroy_process_group()\n")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
          str(cfg(two)), "train.device=cpu", "train.activation_checkpointing=true"],

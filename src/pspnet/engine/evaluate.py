@@ -11,6 +11,7 @@ import heapq
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
 from pspnet.data.lists import spread_evenly
-from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, shard_indices
+from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, join, processes_of, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment_and_confidence
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, UnscoredValues, image_score
 from pspnet.errors import PSPNetError
@@ -204,7 +205,7 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
                      settings: InferenceSettings | None = None, device: torch.device | str | None = None,
                      ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png",
                      label_values: Sequence[int | Sequence[int]] | None = None,
-                     ignore_values: Sequence[int] = ()) -> Evaluation:
+                     ignore_values: Sequence[int] = (), shard: bool = False) -> Evaluation:
     """`pspnet.evaluate`: a model (`pspnet.load`'s, or any PSPNet with its `info`) scored on the images of a folder
     against the labels (class indices, `ignore_index` skipped) of another, by the test protocol the model was
     validated with in training, else its dataset's (`InferenceSettings.for_model`), unless `settings` says
@@ -215,6 +216,10 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     label is a warning (a 0/255 mask read as indices would score the background alone). `ignore_values`: the values
     of unlabelled pixels besides `ignore_index` (as `data.ignore_values`, e.g. [11] for SegNet's CamVid void),
     with `label_values` or, without them, beside the class indices.
+    `shard=True` in a script of many processes (under torchrun, or in a process group the script started): each
+    process scores its share of the images and every process returns the whole folder's result, as `pspnet eval`
+    under torchrun does; every process must call it. A process group started for the call is left at its end; one
+    the script started stays. In one process it changes nothing.
 
         result = pspnet.evaluate(model, "val/images", "val/labels")
         result.scores.miou, result.scores.iou       # and result.per_image, result.matrix
@@ -253,10 +258,13 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     if first := first_label_failures(dataset, info.num_classes, ignore_index):  # before the network runs
         raise failed([str(e) for e in first], sorted({v for e in first if isinstance(e, UnscoredValues)
                                                       for v in e.values}))
-    result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False)
-    if result.failures:
+    with processes_of(lambda: join(torch.device(device))) if shard else nullcontext(None) as processes:
+        result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False,
+                          processes=processes)
+    if result.failures:  # every process's, on every process
         raise failed(result.failures, result.unscored)
-    if note := result.absent_classes_note(info.classes, ignore_index, hint=False):
+    first = processes is None or processes.is_main
+    if first and (note := result.absent_classes_note(info.classes, ignore_index, hint=False)):
         if result.ignored and coding is None:
             note += (f"; {result.ignored} pixels are {ignore_index}, the ignore index: if {ignore_index} marks a class "
                      f"(a mask saved as 0/{ignore_index}), pass label_values=[0, {ignore_index}]")

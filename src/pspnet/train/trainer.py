@@ -32,9 +32,9 @@ from pspnet.distributed import (
     broadcast_buffers,
     broadcast_from_main,
     gather_lists,
+    processes_of,
     raise_together,
     setup,
-    teardown,
 )
 from pspnet.engine.evaluate import evaluate
 from pspnet.engine.recipe import (
@@ -116,8 +116,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     check_out_dir(cfg.train.out_dir, resume, overwrite, names, init=cfg.train.init)
     if isinstance(resume, (str, Path)):
         check_resume_file(Path(resume), names)
-    d = setup(cfg.train.device, "train.device=cpu")
-    try:
+    with processes_of(lambda: setup(cfg.train.device, "train.device=cpu")) as d:  # a caller's group stays
         failure = None
         try:
             if overwrite and d.is_main and (aside := move_aside(cfg.train.out_dir)) is not None:
@@ -126,8 +125,6 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
             failure = e
         raise_together(failure, d, "stopped: the first process could not move the earlier run aside")
         return Trainer(cfg, d, progress, names, resume).run()
-    finally:
-        teardown()
 
 
 def fit(config: str | Path | Mapping[str, Any], overrides: Sequence[str] = (), *,
