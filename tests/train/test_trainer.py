@@ -292,7 +292,8 @@ def test_activation_checkpointing_trains_to_the_same_weights(data_root, tmp_path
 def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(data_root, tmp_path):
     """Both start from other weights (train.init): 5 classes and no auxiliary head, so the classifiers and that
     head start afresh, and another normalisation, which the runs take. The two processes recompute the backbone's
-    activations (train.activation_checkpointing), the one process keeps them: the same weights either way."""
+    activations (train.activation_checkpointing) and accumulate two micro-batches of one image each per step (DDP's
+    gradients reduced at the last), the one process keeps them and takes its 4 images at once: the same weights."""
     torch.manual_seed(1)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.2, 0.2)
     other = PSPNet(5, backbone="resnet18", norm="group", aux=False,
@@ -319,7 +320,7 @@ def test_two_process_torchrun_matches_one_process_with_the_same_global_batch(dat
                       "f'fitted {run.iterations} {run.final_checkpoint}')\ndist.destroy_process_group()\n")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-         str(cfg(two)), "train.device=cpu", "train.activation_checkpointing=true"],
+         str(cfg(two)), "train.device=cpu", "train.activation_checkpointing=true", "train.accumulate=2"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
