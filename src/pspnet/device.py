@@ -40,6 +40,19 @@ _ISA_CAPS: dict[str, frozenset[str]] = {
 }
 
 
+def engine_threads() -> int | None:
+    """The CPU threads another inference engine (OpenVINO, ONNX Runtime) takes in this process: PyTorch's count where
+    one was asked for (OMP_NUM_THREADS: torchrun sets 1 per process unless told otherwise; `pspnet bench --threads`),
+    else None, the engine's own choice (a thread per core). One knob for every engine."""
+    return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else None
+
+
+def cores_shared() -> bool:
+    """Several processes of one torchrun on this machine (LOCAL_WORLD_SIZE > 1): an engine must not pin its threads
+    to cores, or every process pins to the same ones."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1
+
+
 def isa_cap() -> str | None:
     """The instruction-set cap set for oneDNN (`ONEDNN_MAX_CPU_ISA=AVX2` runs an AVX-512 CPU's convolutions as an
     AVX2-only CPU would), upper-cased; None when there is none."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from dataclasses import asdict, replace
@@ -113,7 +114,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--json", type=Path, metavar="FILE", help="write every measurement as JSON")
     o.add_argument("--overwrite", action="store_true", help="replace --markdown / --json files that exist")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of both engines timed, PyTorch and OpenVINO (default: each engine's choice, or "
+                        "OMP_NUM_THREADS where set)")
     p.add_argument("--backend", choices=["torch", "openvino"], default="torch",
                    help="what runs the 'fast' column: PyTorch by the fast recipe (default) or OpenVINO on the CPU "
                         "(f32; bf16 with --precision bf16); the reference is eager PyTorch fp32 either way")
@@ -205,7 +208,10 @@ def disagreements(result: BenchResult, trained: bool) -> tuple[list[str], list[s
 
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
+        if args.threads < 1:
+            raise PSPNetError(f"--threads {args.threads}: expected at least 1")
         torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what the other engines follow (`engine_threads`)
     from torch import _dynamo  # 1 s to import: only when the bench runs
 
     # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pspnet.classes import DatasetInfo
-from pspnet.device import MemoryFit, OutOfMemory
+from pspnet.device import MemoryFit, OutOfMemory, engine_threads
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import INPUT_NAME, LOGITS_NAME, fixed_input_parts, graph_input
 from pspnet.export.metadata import info_from_metadata, takes_images
@@ -31,6 +31,15 @@ def providers_for(device: torch.device) -> list[str]:
     if device.type == "cuda" and "CUDAExecutionProvider" in require_onnxruntime().get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+def session_options(ort: Any) -> Any:
+    """The threads of this process (`engine_threads`; ONNX Runtime pins its threads only when it picks their count
+    itself, so a count given here leaves them unpinned), else ONNX Runtime's own choice."""
+    options = ort.SessionOptions()
+    if (threads := engine_threads()) is not None:
+        options.intra_op_num_threads = threads
+    return options
 
 
 # ONNX Runtime's texts when it cannot allocate a buffer (1.32 under an address-space limit: its arena's "Failed to
@@ -53,7 +62,8 @@ class OnnxRuntimeModel:
         if not self.path.is_file():
             raise PSPNetError(f"{self.path}: no such ONNX file")
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=providers_for(torch.device(device)))
+            self.session = ort.InferenceSession(str(self.path), session_options(ort),
+                                                providers=providers_for(torch.device(device)))
         except Exception as e:  # onnxruntime's errors (Fail, InvalidProtobuf...) derive from Exception only
             raise PSPNetError(f"{self.path}: ONNX Runtime cannot load it ({str(e).strip().splitlines()[0]})") from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)

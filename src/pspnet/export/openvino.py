@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from pspnet.classes import DatasetInfo
-from pspnet.device import MemoryFit, OutOfMemory
+from pspnet.device import MemoryFit, OutOfMemory, cores_shared, engine_threads
 from pspnet.errors import PSPNetError
 from pspnet.export.graph import ExportGraph, example_input, fixed_input_parts, graph_input
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
@@ -201,6 +201,18 @@ def save_ir(graph: Any, path: str | Path) -> Path:
 ALLOCATION_FAILURES = ("can't alloc", "Failed to allocate ", "Could not allocate memory")
 
 
+def compile_settings(precision: str) -> dict[str, Any]:
+    """The CPU plugin's settings: `precision`, and the threads of this process (`engine_threads`), unpinned where
+    torchrun's processes share the cores (pinned, each process's threads sat on the same cores: 7% fewer images/s
+    from 2 processes on 2 cores, BENCHMARKS.md)."""
+    settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+    if (threads := engine_threads()) is not None:
+        settings["INFERENCE_NUM_THREADS"] = threads
+    if cores_shared():
+        settings["ENABLE_CPU_PINNING"] = False
+    return settings
+
+
 class OpenVinoModel:
     """A PSPNet (converted in memory) or an IR file, compiled for the CPU at `precision`."""
 
@@ -235,7 +247,7 @@ class OpenVinoModel:
         self._compile()
 
     def _compile(self) -> None:
-        self.compiled = self._core.compile_model(self.graph, "CPU", {"INFERENCE_PRECISION_HINT": self.precision})
+        self.compiled = self._core.compile_model(self.graph, "CPU", compile_settings(self.precision))
         self.request: Any = self.compiled.create_infer_request()
 
     def describe(self) -> str:
