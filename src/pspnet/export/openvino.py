@@ -203,8 +203,8 @@ ALLOCATION_FAILURES = ("can't alloc", "Failed to allocate ", "Could not allocate
 
 def compile_settings(precision: str) -> dict[str, Any]:
     """The CPU plugin's settings: `precision`, and the threads of this process (`engine_threads`), unpinned where
-    torchrun's processes share the cores (pinned, each process's threads sat on the same cores: 7% fewer images/s
-    from 2 processes on 2 cores, BENCHMARKS.md)."""
+    torchrun's processes share the cores (the plugin's defaults, a thread per core in every process pinned to the
+    same cores, gave 2 processes on 2 cores 1/1.12 of the images per second: BENCHMARKS.md)."""
     settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
     if (threads := engine_threads()) is not None:
         settings["INFERENCE_NUM_THREADS"] = threads
