@@ -6,8 +6,8 @@ cores) and as pspnet sets it up (now: the threads torchrun gives each process, O
 
 The script starts torchrun itself (`--processes N`; 1: one plain process, for the figure without torchrun). Every
 variant runs for `--seconds` in all processes at once, after a barrier, in `--rounds` rounds taken in turns; the
-table gives the median. The reference is PyTorch eager fp32 (the weights as trained, BatchNorm not folded). Prints a
-Markdown table with the CPU's model and flags.
+table gives the median and every round. The reference is PyTorch eager fp32 (the weights as trained, BatchNorm not
+folded). Prints a Markdown table with the CPU's model and flags.
 """
 
 from __future__ import annotations
@@ -88,10 +88,11 @@ def worker(args: argparse.Namespace) -> None:
         processes = int(os.environ.get("WORLD_SIZE", "1"))
         print(f"{cpu_line()}; {processes} process(es), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
               f"input {args.batch}×3×{args.size[0]}×{args.size[1]}, {args.seconds} s × {args.rounds} rounds\n")
-        print("| engine | images/s, all processes | vs reference |\n|---|---|---|")
+        print("| engine | images/s, all processes (median) | each round | vs reference |\n|---|---|---|---|")
         reference = median(rates[VARIANTS[0]])
         for variant in VARIANTS:
-            print(f"| {variant} | {median(rates[variant]):.2f} | {median(rates[variant]) / reference:.2f}× |")
+            middle, rounds = median(rates[variant]), " ".join(f"{r:.2f}" for r in rates[variant])
+            print(f"| {variant} | {middle:.2f} | {rounds} | {middle / reference:.2f}× |")
     if several:
         dist.destroy_process_group()
 
