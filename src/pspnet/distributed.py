@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,11 +53,18 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+_started = itertools.count()  # the process groups started here in this process, the same count in every process
+
+
 def join(device: torch.device) -> Distributed:
     """This process among its peers, on `device` as it is: in the process group the caller started (under torchrun
-    or not), else, launched by torchrun, in one started here (NCCL for a GPU, gloo for the CPU); else one process."""
+    or not), else, launched by torchrun, in one started here (NCCL for a GPU, gloo for the CPU); else one process.
+    Each group started here meets under keys of its own in torchrun's store: a second group under the default keys
+    read the first one's addresses, closed by then (gloo: "Connection refused"; every time in 6 starts in a row)."""
     if launched_processes() > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        store, rank, world_size = next(dist.rendezvous("env://"))
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
+                                store=dist.PrefixStore(f"pspnet/{next(_started)}", store))
     if not dist.is_initialized():
         return single_process(device)
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), device)

@@ -30,6 +30,7 @@ from videos import write_video  # noqa: E402
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 
 TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 HANG = 300  # seconds: a deadlock becomes a failure, not a stuck suite
 VAL_IMAGES = 5  # odd: the two shards differ in size
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -153,11 +154,17 @@ def test_two_process_eval_gives_the_one_process_confusion_matrix_exactly(two_pro
     run, cfg = two_process_run
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     saved = ["--save-predictions", "--outputs", "labels", "confidence"]
+    # A report of 4 images spread over the 5 and the 4 lowest: either holds images of both processes' shards.
+    report = ["--samples", "4"] if MATPLOTLIB else []
     assert main(["eval", str(run / "best.safetensors"), "--config", str(cfg), "--device", "cpu", "--quiet",
-                 "--workers", "0", "--json", str(one), "--out", str(tmp_path / "one"), *saved]) == 0
+                 "--workers", "0", "--json", str(one), "--out", str(tmp_path / "one"), *saved,
+                 *(["--report", str(tmp_path / "report_one"), *report] if report else [])]) == 0
     # The run's folder, as a user names it: its best model on the validation split of its own config.yaml.
     [err] = finish([start(torchrun("eval", str(run), "--device", "cpu", "--quiet", "--workers", "0",
-                                   "--json", str(two), "--out", str(tmp_path / "two"), *saved))])
+                                   "--json", str(two), "--out", str(tmp_path / "two"), *saved,
+                                   *(["--report", str(tmp_path / "report_two"), *report] if report else [])))])
+    for grid in ("samples.png", "worst.png") if report else ():  # the report's images: those of one process
+        assert (tmp_path / "report_one" / grid).read_bytes() == (tmp_path / "report_two" / grid).read_bytes(), grid
     assert err.count(f"{run}: a training run; using its best model, {run / 'best.safetensors'}") == 1, err[-3000:]
     assert err.count(f"data: the val split of the run's config (--config {run / 'config.yaml'})") == 1
     # each process saved its own images' label and confidence PNGs: together those of one process, byte for byte

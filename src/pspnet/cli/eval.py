@@ -352,7 +352,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
               f"{how}", file=sys.stderr)
     with writer or contextlib.nullcontext():
         result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore, workers=args.workers,
-                          num_samples=args.samples if args.report and main else 0,
+                          num_samples=args.samples if args.report else 0,  # over the whole split
                           on_prediction=save if writer is not None else None, progress=main and not args.quiet,
                           processes=processes, confidence=layout is not None and "confidence" in layout.kinds)
         if writer is not None:

@@ -105,20 +105,27 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     PNGs; `confidence`: the predicted classes' probabilities H×W with `confidence`, else None). For the
     report, `num_samples` images spread evenly over the set are kept, and the `num_samples` with the lowest
     per-image mIoU. With `processes` (under torchrun) this process evaluates
-    its shard only; the matrix, the image count and the failures are then those of the whole split, on every
-    process. Every process must call it (it ends with collective calls).
+    its shard only; the matrix, the image count, the failures and the report's images (those one process would keep,
+    as many as the process asking for most wants) are then those of the whole split, on every process. Every process
+    must call it (it ends with collective calls).
     `stop()`, asked before each group of images, ends the loop early when true (a training run asked to stop while
     it validates): the result is then marked `interrupted` on the processes that stopped.
     """
     cm = ConfusionMatrix(info.num_classes, ignore_index, device)
     result = Evaluation(cm.compute(), cm.matrix, 0)
-    positions = range(len(dataset))  # each item's place in the whole split
-    if processes is not None and processes.enabled:
-        positions = shard_indices(len(dataset), processes)
+    whole = len(dataset)
+    positions = range(whole)  # each item's place in the whole split
+    shared = processes is not None and processes.enabled
+    if shared:
+        positions = shard_indices(whole, processes)
         dataset = Subset(dataset, positions)
+        # The report's images are chosen over the whole split, so every process keeps its candidates, however many
+        # the process that writes the report asked for.
+        num_samples = max(gather_lists([num_samples], processes))
     per_image: list[tuple[int, ImageScore]] = []
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
-    picks = set(spread_evenly(len(dataset), num_samples))
+    picks = set(spread_evenly(whole, num_samples))  # places in the whole split
+    kept: list[tuple[int, Sample]] = []
     worst: list[tuple[float, int, Sample]] = []  # a max-heap on mIoU (negated), the num_samples lowest
     position = -1
     bar = progress_bar(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
@@ -151,22 +158,28 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
             per_image.append((positions[position], score))
             if not num_samples:
                 continue
-            miou = score.miou
-            kept = position in picks
+            miou, place = score.miou, positions[position]
+            picked = place in picks
             ranks = not math.isnan(miou) and (len(worst) < num_samples or -worst[0][0] >= miou)
-            if kept or ranks:  # only the images a grid keeps are copied out
+            if picked or ranks:  # only the images a grid keeps are copied out
                 sample = Sample(item["name"], item["image"].permute(1, 2, 0).numpy(), label.numpy().astype(np.uint8),
                                 pred.cpu().numpy().astype(np.uint8), miou)
-                if kept:
-                    result.samples.append(sample)
+                if picked:
+                    kept.append((place, sample))
                 if ranks:
-                    heapq.heappush(worst, (-miou, position, sample))
+                    heapq.heappush(worst, (-miou, place, sample))
                     if len(worst) > num_samples:
                         heapq.heappop(worst)
         bar.update(len(group))
     bar.close()
-    result.worst = [sample for _, _, sample in sorted(worst, key=lambda entry: (-entry[0], entry[1]))]
-    if processes is not None and processes.enabled:
+    lowest = [(place, sample) for _, place, sample in worst]
+    if shared and num_samples:  # the lowest of all processes' candidates, then only those images sent
+        chosen = sorted(gather_lists([(sample.miou, place) for place, sample in lowest], processes))[:num_samples]
+        lowest = gather_lists([entry for entry in lowest if (entry[1].miou, entry[0]) in chosen], processes)
+        kept = gather_lists(kept, processes)
+    result.worst = [sample for _, sample in sorted(lowest, key=lambda entry: (entry[1].miou, entry[0]))]
+    result.samples = [sample for _, sample in sorted(kept, key=lambda entry: entry[0])]
+    if shared:
         all_reduce_sum(cm.matrix, processes)
         totals = all_reduce_sum(torch.tensor([result.images, cm.ignored], device=cm.matrix.device), processes)
         result.images, cm.ignored = (int(v) for v in totals.tolist())

@@ -559,7 +559,7 @@ class Trainer:
         if self.cfg.train.val_images:
             dataset = torch.utils.data.Subset(dataset, range(min(self.cfg.train.val_images, len(dataset))))
         forward = inference_forward(net, self.val_recipe, self.d.device, fit_memory=self.note, memory_names=VAL_SECTION)
-        samples = self.cfg.train.val_samples if log.shows_images else 0  # from rank 0's share of the images
+        samples = self.cfg.train.val_samples if log.shows_images else 0  # chosen over the whole split
         ev = evaluate(forward, dataset, self.cfg.val, self.info, self.d.device, self.cfg.data.ignore_index,
                       num_samples=samples, progress=self.progress and self.d.is_main, processes=self.d,
                       stop=lambda: bool(stops.received))
