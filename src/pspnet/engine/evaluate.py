@@ -126,7 +126,7 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
     picks = set(spread_evenly(whole, num_samples))  # places in the whole split
     kept: list[tuple[int, Sample]] = []
-    worst: list[tuple[float, int, Sample]] = []  # a max-heap on mIoU (negated), the num_samples lowest
+    worst: list[tuple[float, int, Sample]] = []  # a max-heap on (mIoU, place) (negated), the num_samples lowest
     position = -1
     bar = progress_bar(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
     for group in fill_batches(loader, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
@@ -167,12 +167,12 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
                 if picked:
                     kept.append((place, sample))
                 if ranks:
-                    heapq.heappush(worst, (-miou, place, sample))
+                    heapq.heappush(worst, (-miou, -place, sample))  # of equal ones, the first places kept
                     if len(worst) > num_samples:
                         heapq.heappop(worst)
         bar.update(len(group))
     bar.close()
-    lowest = [(place, sample) for _, place, sample in worst]
+    lowest = [(-negated, sample) for _, negated, sample in worst]
     if shared and num_samples:  # the lowest of all processes' candidates, then only those images sent
         chosen = sorted(gather_lists([(sample.miou, place) for place, sample in lowest], processes))[:num_samples]
         lowest = gather_lists([entry for entry in lowest if (entry[1].miou, entry[0]) in chosen], processes)
