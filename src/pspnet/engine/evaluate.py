@@ -172,12 +172,12 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
                         heapq.heappop(worst)
         bar.update(len(group))
     bar.close()
-    lowest = [(-negated, sample) for _, negated, sample in worst]
+    lowest = [(-miou, -place, sample) for miou, place, sample in worst]  # (mIoU, place, sample)
     if shared and num_samples:  # the lowest of all processes' candidates, then only those images sent
-        chosen = sorted(gather_lists([(sample.miou, place) for place, sample in lowest], processes))[:num_samples]
-        lowest = gather_lists([entry for entry in lowest if (entry[1].miou, entry[0]) in chosen], processes)
+        chosen = set(sorted(gather_lists([entry[:2] for entry in lowest], processes))[:num_samples])
+        lowest = gather_lists([entry for entry in lowest if entry[:2] in chosen], processes)
         kept = gather_lists(kept, processes)
-    result.worst = [sample for _, sample in sorted(lowest, key=lambda entry: (entry[1].miou, entry[0]))]
+    result.worst = [sample for *_, sample in sorted(lowest, key=lambda entry: entry[:2])]
     result.samples = [sample for _, sample in sorted(kept, key=lambda entry: entry[0])]
     if shared:
         all_reduce_sum(cm.matrix, processes)

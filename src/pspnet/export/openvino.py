@@ -272,7 +272,7 @@ class OpenVinoModel:
             if self.request is None:  # compiled afresh after running out of memory (below)
                 self._compile()
             logits = self.request.infer([given])[0]
-            if np.size(logits) == 0 < given.size:  # with one thread, memory it could not have came back as this
+            if np.size(logits) == 0 < given.size:  # how one thread answered an allocation it could not make
                 failure = f"it returned an empty output, of shape {tuple(np.shape(logits))}"
                 del logits  # a view of the request's buffers
         except (RuntimeError, MemoryError) as e:  # std::bad_alloc arrives as MemoryError
