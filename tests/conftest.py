@@ -22,6 +22,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """`fake_cpu(vendor, *flags)`: pspnet reads a CPU of that vendor_id and those flags, as /proc/cpuinfo lists them
+    (the `auto` choices and warnings that depend on the CPU)."""
+    import pspnet.device
+
+    def fake(vendor: str, *flags: str) -> None:
+        monkeypatch.setattr(pspnet.device, "_cpuinfo", lambda: (vendor, set(flags)))
+
+    return fake
+
+
 @pytest.fixture(autouse=True)
 def _no_stale_dataloader_sigchld_handler():
     """torch's DataLoader installs a SIGCHLD handler at its first worker and never removes it. In one long pytest

@@ -62,36 +62,85 @@ def isa_cap() -> str | None:
     return None
 
 
-def cpu_features() -> set[str]:
-    """The CPU's instruction-set flags that matter for speed (avx2, avx512f, avx512_bf16, avx512_vnni, amx_*),
-    read from /proc/cpuinfo, less those above an `isa_cap()`; empty where they cannot be read (not Linux)."""
-    found: set[str] = set()
+def _cpuinfo() -> tuple[str, set[str]]:
+    """(vendor_id, every flag) of the first CPU in /proc/cpuinfo; ("", set()) where it cannot be read (not Linux)."""
+    vendor, flags = "", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    found = {flag for flag in line.split(":", 1)[1].split()
-                             if flag in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or flag.startswith("amx")}
+                if line.startswith("vendor_id") and not vendor:
+                    vendor = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
+    return vendor, flags
+
+
+def cpu_features() -> set[str]:
+    """The CPU's instruction-set flags that matter for speed (avx2, avx512f, avx512_bf16, avx512_vnni, amx_*),
+    read from /proc/cpuinfo, less those above an `isa_cap()`; empty where they cannot be read (not Linux)."""
+    found = {flag for flag in _cpuinfo()[1]
+             if flag in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or flag.startswith("amx")}
     cap = isa_cap()
     return found & _ISA_CAPS[cap] if cap in _ISA_CAPS else found
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor_id ("GenuineIntel", "AuthenticAMD"); "" where it cannot be read."""
+    return _cpuinfo()[0]
 
 
 NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})  # CPU flags of bf16 arithmetic in hardware
 
 
+@dataclass(frozen=True)
+class Bf16Units:
+    """What bf16 arithmetic costs on this CPU, for the `auto` choices and the warnings.
+
+    kind: "fast" (AMX tiles, or AVX-512 BF16 on an AMD CPU: bf16 outruns fp32; the issue-14 measurement on an AMD
+    EPYC: a PSPNet-50 training step 2.18× fp32, OpenVINO bf16 1.9× its f32), "slow" (AVX-512 BF16 without AMX on
+    another vendor's CPU, an Intel Xeon whose hypervisor hides AMX among them: its one bf16 dot-product port gives
+    no more than the two fp32 FMA ports; measured 0.5× fp32's matrix-product rate, 0.70× for inference and 0.79× for
+    a training step, BENCHMARKS.md), "emulated" (no bf16 instructions: ~3× slower than fp32 with AVX-512, ~50× with
+    AVX2 only) or "unknown" (the flags cannot be read). `flags`: the flags (and vendor) that say so, for messages."""
+
+    kind: str
+    flags: str
+
+
+def bf16_units() -> Bf16Units:
+    features, vendor = cpu_features(), cpu_vendor()
+    listed = ", ".join(sorted(features))
+    if not features:
+        return Bf16Units("unknown", "no CPU flags readable")
+    if "amx_bf16" in features:
+        return Bf16Units("fast", "amx_bf16")
+    if "avx512_bf16" in features:
+        if vendor == "AuthenticAMD":
+            return Bf16Units("fast", f"avx512_bf16 on {vendor}")
+        return Bf16Units("slow", f"avx512_bf16 without AMX on {vendor or 'an unknown vendor'}")
+    return Bf16Units("emulated", listed)
+
+
+SLOW_BF16 = ("runs bf16 slower than fp32 (one bf16 dot-product port against two fp32 FMA ports: measured 0.70× fp32 "
+             "for inference, 0.79× for a training step, BENCHMARKS.md)")
+
+
 def bf16_warning(device: torch.device, precision: str) -> str | None:
-    """A warning for bf16 on a CPU without bf16 arithmetic (AVX-512 BF16 or AMX), where it is emulated: measured ~3×
-    slower than fp32 on an AVX-512 CPU, ~50× on an AVX2-only one (BENCHMARKS.md); None when there is nothing to say."""
+    """A warning for bf16 on a CPU where it is slower than fp32: emulated (no AVX-512 BF16 or AMX: measured ~3×
+    slower than fp32 on an AVX-512 CPU, ~50× on an AVX2-only one) or on bf16 units that do not outrun fp32's (see
+    `Bf16Units`); None when there is nothing to say."""
     if precision != "bf16" or device.type != "cpu":
         return None
-    features = cpu_features()
-    if not features or features & NATIVE_BF16:
+    units = bf16_units()
+    if units.kind == "slow":
+        return f"this CPU ({units.flags}) {SLOW_BF16}; use fp32 here"
+    if units.kind != "emulated":
         return None
-    return ("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX: it has " + (", ".join(sorted(features)) or "none")
-            + "), so it runs slower than fp32 (measured ~3× slower with AVX-512, ~50× with AVX2 only); use fp32 here")
+    return (f"bf16 on this CPU is emulated (no AVX-512 BF16 or AMX: it has {units.flags}), so it runs slower than "
+            "fp32 (measured ~3× slower with AVX-512, ~50× with AVX2 only); use fp32 here")
 
 
 class OutOfMemory(RuntimeError):

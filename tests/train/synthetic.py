@@ -34,6 +34,6 @@ def config_dict(root: Path, out_dir: Path, **train: object) -> dict:
         "data": {"dataset": "folders", "root": str(root), "num_classes": 3, "crop_size": [32, 32], "workers": 0},
         "train": {"out_dir": str(out_dir), "iterations": 4, "batch_size": 2, "lr": 0.01, "log_every": 1,
                   "checkpoint_every": 2, "keep_last": 5, "val_every": -1, "tensorboard": False,
-                  "precision": "fp32", **train},  # fp32 on every CPU: tests compare runs to 1e-5 (auto: bf16 units)
+                  "precision": "fp32", **train},  # fp32 on every CPU: tests compare runs to 1e-5 (auto: maybe bf16)
         "val": {"base_size": None, "crop_size": [32, 32], "mode": "whole", "flip": False},
     }

@@ -48,7 +48,7 @@ def ddp_config(data_root: Path, out: Path, path: Path) -> Path:
     d = config_dict(data_root, out, iterations=6, batch_size=4, val_every=2, checkpoint_every=2)
     d["model"]["dropout"] = 0.1
     d["val"]["batch_size"] = 1
-    d["train"]["precision"] = "auto"  # resolved by every process alike (bf16 only if all CPUs have bf16 units)
+    d["train"]["precision"] = "auto"  # resolved by every process alike (bf16 only if all CPUs have fast bf16 units)
     # TensorBoard on where installed: the first process writes it, and every process agrees on each of its writes.
     d["train"].update(tensorboard=TENSORBOARD, val_samples=2)
     path.write_text(yaml.safe_dump(d))

@@ -24,7 +24,7 @@ import torch
 from pspnet.checkpoint import load
 from pspnet.classes import DatasetInfo
 from pspnet.cli.recipe_options import recipe_from_args
-from pspnet.device import NATIVE_BF16, MemoryFit, cpu_features
+from pspnet.device import SLOW_BF16, MemoryFit, bf16_units, bf16_warning
 from pspnet.engine.inference import Forward
 from pspnet.engine.recipe import Recipe, inference_forward
 from pspnet.errors import PSPNetError
@@ -108,12 +108,12 @@ def openvino_precision(requested: str | None, purpose: str) -> tuple[str, str]:
     if requested in (None, "auto"):
         if purpose == "eval":
             return "f32", "precision auto: f32 for metrics"
-        features = cpu_features()
-        listed = ", ".join(sorted(features)) or "unknown"
-        if features & NATIVE_BF16:
-            return "bf16", f"precision auto: native bf16 on this CPU ({listed})"
-        return "f32", (f"precision auto: no native bf16 on this CPU ({listed}); int8 needs an IR from "
-                       "`pspnet quantize`")
+        units = bf16_units()
+        if units.kind == "fast":
+            return "bf16", f"precision auto: fast bf16 on this CPU ({units.flags})"
+        why = (f"this CPU ({units.flags}) {SLOW_BF16}" if units.kind == "slow" else
+               f"no native bf16 on this CPU ({units.flags})")
+        return "f32", f"precision auto: {why}; int8 needs an IR from `pspnet quantize`"
     if requested in ("fp32", "f32", "bf16", "int8"):
         return ("f32" if requested == "fp32" else requested), f"--precision {requested}"
     raise PSPNetError(f"--precision {requested}: OpenVINO runs f32, bf16 or int8 (an IR from `pspnet quantize`)")
@@ -148,11 +148,8 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
         if device.type != "cpu":
             raise PSPNetError(f"--backend openvino runs on the CPU; got --device {device}")
         precision, precision_why = openvino_precision(requested, purpose)
-        features = cpu_features()
-        if precision == "bf16" and features and not features & NATIVE_BF16 and say:
-            print(f"warning: bf16 is not native on this CPU (no AVX-512 BF16 or AMX; it has "
-                  f"{', '.join(sorted(features))}): OpenVINO emulates it, slower than f32 and with bf16's "
-                  "rounding; --precision f32 (or auto) is the choice here", file=sys.stderr)
+        if precision == "bf16" and say and (warning := bf16_warning(device, "bf16")) is not None:
+            print(f"warning: {warning}", file=sys.stderr)
         args.precision = None
         source = args.checkpoint if args.checkpoint.suffix.lower() in GRAPHS else None  # an IR or ONNX file
         if precision == "int8" and (source is None or source.suffix.lower() == ".onnx"):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pspnet.device import NATIVE_BF16, OPTIONS, SETTINGS_FIELDS, MemoryFit, MemorySettings, cpu_features
+from pspnet.device import OPTIONS, SETTINGS_FIELDS, SLOW_BF16, MemoryFit, MemorySettings, bf16_units
 from pspnet.engine.inference import Forward
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
@@ -106,18 +106,20 @@ def default_recipe(device: torch.device | str, training: bool = False) -> Recipe
 
 
 def training_precision(requested: str, device: torch.device) -> tuple[str, str]:
-    """`train.precision` → ("fp32" | "bf16", why). "auto" is bf16 on a CPU with bf16 units (AVX-512 BF16 or AMX): the
-    CamVid recipe in bf16 kept its val mIoU within the run-to-run spread of fp32 (BENCHMARKS.md) and such CPUs run
-    bf16 convolutions at about twice the fp32 rate; fp32 elsewhere (bf16 is emulated, and slower, on other CPUs; on
+    """`train.precision` → ("fp32" | "bf16", why). "auto" is bf16 on a CPU whose bf16 units outrun fp32 (AMX, or
+    AVX-512 BF16 on an AMD CPU: `Bf16Units`): the CamVid recipe in bf16 kept its val mIoU within the run-to-run
+    spread of fp32 (BENCHMARKS.md); fp32 elsewhere (bf16 is emulated, or runs on units no faster than fp32's; on
     GPUs the fast recipe is asked for with train.precision=bf16 and its companions)."""
     if requested != "auto":
         return requested, "as configured"
     if device.type != "cpu":
         return "fp32", f"auto → fp32 on {device.type} (train.precision=bf16 for the fast recipe)"
-    features = cpu_features()
-    if native := sorted(features & NATIVE_BF16):
-        return "bf16", f"auto → bf16: this CPU has bf16 units ({', '.join(native)}); train.precision=fp32 for fp32"
-    return "fp32", f"auto → fp32: this CPU has no bf16 units ({', '.join(sorted(features)) or 'none known'})"
+    units = bf16_units()
+    if units.kind == "fast":
+        return "bf16", f"auto → bf16: this CPU has bf16 units ({units.flags}); train.precision=fp32 for fp32"
+    if units.kind == "slow":
+        return "fp32", f"auto → fp32: this CPU ({units.flags}) {SLOW_BF16}"
+    return "fp32", f"auto → fp32: this CPU has no bf16 units ({units.flags})"
 
 
 def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:
@@ -128,7 +130,7 @@ def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:
     channels_last and 69 for the official eager fp32; on CamVid, val mIoU within the spread of fp32 runs).
     CPU: the fp32 default: bf16 is emulated and far slower on CPUs without bf16 units, and compiling (40 s per input
     shape) and channels_last measured no faster on a 2-core AVX2 CPU; compiled training measured 0.75×. (The trainer
-    turns `train.fast` on a CPU into `train.precision: auto`, which picks bf16 where the CPU has bf16 units.)
+    turns `train.fast` on a CPU into `train.precision: auto`, which picks bf16 where the CPU's bf16 units outrun fp32.)
     """
     if torch.device(device).type == "cuda":
         if training:

@@ -41,7 +41,7 @@ class TrainSettings:
     # per-class cross-entropy weights: null (the paper), "median_frequency" or "sqrt_median_frequency" (computed from
     # the train labels, pspnet.train.class_weights), or a list of one weight per class
     class_weights: str | list[float] | None = None
-    # "bf16": autocast on CUDA and CPU; "auto": bf16 on CPUs with bf16 units, else fp32 (recipe.training_precision)
+    # "bf16": autocast on CUDA and CPU; "auto": bf16 on CPUs with fast bf16 units, else fp32 (training_precision)
     precision: str = "auto"
     channels_last: bool = False
     compile: bool = False

@@ -187,7 +187,7 @@ class Trainer:
             requested = "auto" if s.fast else s.precision  # on CPUs train.fast is what auto picks
             precision, why = training_precision(requested, d.device)
             if requested == "auto" and set(gather_lists([precision], d)) != {precision}:
-                precision, why = "fp32", "auto → fp32: not every process's CPU has bf16 units"
+                precision, why = "fp32", "auto → fp32: not every process's CPU has fast bf16 units"
             self.recipe = s.recipe(precision)
             if requested == "auto":
                 self.note(f"train.{'fast' if s.fast else 'precision'} {why}")
