@@ -11,11 +11,14 @@
 # are no bf16 units, and far slower: the summary says which it was).
 #   bash benchmarks/cpu_bf16_check.sh            (CamVid prepared in data/camvid, as by scripts/camvid.sh)
 #   DRY=1 bash benchmarks/cpu_bf16_check.sh      (every step at tiny sizes, a few minutes)
+#   CHECKPOINT=runs/camvid/best.safetensors bash benchmarks/cpu_bf16_check.sh   (steps 2 and 3 only, on that model:
+#                                                 where the bench shows bf16 slower than fp32, the recipe runs say little)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/cpu_bf16_check}
 DATA=${DATA:-data/camvid}
 DRY=${DRY:-0}
+CHECKPOINT=${CHECKPOINT:-}
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
@@ -36,8 +39,9 @@ fi
 say "== $(date -u +%FT%TZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g')"
 say "flags: $(grep -o 'avx512_bf16\|avx512_vnni\|amx[a-z_]*\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 say "$(python -c 'import torch; print("torch", torch.__version__, "threads", torch.get_num_threads())')"
+say "bf16 here: $(python -c 'from pspnet.device import bf16_units; u = bf16_units(); print(u.kind, "(" + u.flags + ")")')"
 
-for precision in fp32 bf16; do
+for precision in $([ -z "$CHECKPOINT" ] && echo fp32 bf16); do
   run="$OUT/camvid_$precision"
   start=$(date +%s)
   pspnet train --config configs/camvid.yaml --no-progress data.root="$DATA" train.out_dir="$run" \
@@ -47,14 +51,15 @@ print(" ".join("%d:%.4f" % (r["iteration"], r["val_mIoU"]) for r in rows))' "$ru
   say "CamVid recipe, train.precision=$precision: $(( $(date +%s) - start )) s; val mIoU by iteration: $best"
 done
 
+MODEL=${CHECKPOINT:-$OUT/camvid_fp32/best.safetensors}
 pspnet bench "${BENCH50[@]}" --workloads infer1 train --precision bf16 --channels-last --no-anchor \
   > "$OUT/bench_pspnet50.txt" 2>&1
-pspnet bench --checkpoint "$OUT/camvid_fp32/best.safetensors" "${BENCH_CAMVID[@]}" --workloads infer1 train \
+pspnet bench --checkpoint "$MODEL" "${BENCH_CAMVID[@]}" --workloads infer1 train \
   --precision bf16 --channels-last --no-anchor > "$OUT/bench_camvid.txt" 2>&1
 say "bench, bf16 + channels_last against eager fp32:"
 grep -hE "^PSPNet-[0-9]+ +[0-9]+×" "$OUT/bench_pspnet50.txt" "$OUT/bench_camvid.txt" | tee -a "$SUMMARY"
 
-python benchmarks/cpu_engines.py --checkpoint "$OUT/camvid_fp32/best.safetensors" --data "$DATA" \
+python benchmarks/cpu_engines.py --checkpoint "$MODEL" --data "$DATA" \
   --out "$OUT/engines" "${ENGINES[@]}" > "$OUT/engines.txt" 2>&1
 cat "$OUT/engines/table.md" >> "$SUMMARY"
 say "== done $(date -u +%FT%TZ)"
