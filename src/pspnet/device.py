@@ -111,6 +111,7 @@ class Bf16Units:
 
 
 def bf16_units() -> Bf16Units:
+    """This CPU's `Bf16Units`, from its flags (less an `isa_cap()`) and vendor."""
     features, vendor = cpu_features(), cpu_vendor()
     listed = ", ".join(sorted(features))
     if not features:

@@ -155,3 +155,17 @@ def test_a_bf16_recipe_on_random_weights_is_noted_and_a_trained_model_or_fp32_is
                                                     "98.00%"], [])
     fp32 = BenchResult(rows=[row("eval protocol", 0.99, "fp32")])
     assert disagreements(fp32, trained=False)[0] == ["PSPNet-50 473×473 eval protocol: argmax agreement 99.00%"]
+
+
+def test_bf16_on_a_cpu_where_it_is_slow_is_warned_once_for_both_recipes(fake_cpu, capsys):
+    import argparse
+
+    from pspnet.cli.bench import add_arguments, config_from_args
+
+    fake_cpu("GenuineIntel", "avx2", "avx512f", "avx512_bf16")  # no AMX: bf16 slower than fp32
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(["--device", "cpu", "--precision", "bf16"]))
+    assert config.fast.precision == "bf16" and config.fast_train.precision == "bf16"
+    err = capsys.readouterr().err
+    assert err.count("runs bf16 slower than fp32") == 1, err

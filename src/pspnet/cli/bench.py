@@ -129,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     device = resolve_device(args.device)
     args.fast = True  # the bench's "fast" column is the --fast recipe, with the options given applied
     fast = recipe_from_args(args, device)
-    fast_train = recipe_from_args(args, device, training=True)
+    fast_train = recipe_from_args(args, device, training=True, warn=False)  # the same precision: said once
     for name in ("batch_size", "train_batch", "repeats", "classes", "whole_classes"):
         if getattr(args, name) < 1:
             raise PSPNetError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at least 1")

@@ -37,9 +37,11 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                         "under bf16 autocast; default off for inference, on in --fast training on CUDA)")
 
 
-def recipe_from_args(args: argparse.Namespace, device: torch.device, training: bool = False) -> Recipe:
+def recipe_from_args(args: argparse.Namespace, device: torch.device, training: bool = False, warn: bool = True
+                     ) -> Recipe:
     """The default (fp32) recipe, or the device type's fast one with --fast, with every option given on the command
-    line applied (BatchNorm folding is an inference switch: training ignores it)."""
+    line applied (BatchNorm folding is an inference switch: training ignores it). `warn`: print the warning for bf16
+    on a CPU where it is slow (a command that builds two recipes from one command line says it once)."""
     names = ("precision", "channels_last", "compile", "compile_mode", "matmul_upsample") + (
         () if training else ("fold_bn",))
     changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
@@ -52,6 +54,6 @@ def recipe_from_args(args: argparse.Namespace, device: torch.device, training: b
     base = fast_recipe if getattr(args, "fast", False) else default_recipe
     recipe = replace(base(device, training), **changes)
     warning = bf16_warning(device, recipe.precision)
-    if warning:
+    if warning and warn:
         print(f"warning: {warning}", file=sys.stderr)
     return recipe
