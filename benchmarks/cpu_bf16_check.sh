@@ -52,10 +52,12 @@ print(" ".join("%d:%.4f" % (r["iteration"], r["val_mIoU"]) for r in rows))' "$ru
 done
 
 MODEL=${CHECKPOINT:-$OUT/camvid_fp32/best.safetensors}
+# the bench exits 1 where bf16 moves a trained model's argmax by more than 0.5%: a finding to record, not a failure
 pspnet bench "${BENCH50[@]}" --workloads infer1 train --precision bf16 --channels-last --no-anchor \
-  > "$OUT/bench_pspnet50.txt" 2>&1
+  > "$OUT/bench_pspnet50.txt" 2>&1 || say "note: pspnet bench exited $? (see bench_pspnet50.txt)"
 pspnet bench --checkpoint "$MODEL" "${BENCH_CAMVID[@]}" --workloads infer1 train \
-  --precision bf16 --channels-last --no-anchor > "$OUT/bench_camvid.txt" 2>&1
+  --precision bf16 --channels-last --no-anchor > "$OUT/bench_camvid.txt" 2>&1 \
+  || say "note: pspnet bench exited $? ($(grep -h 'changes the answer' "$OUT/bench_camvid.txt" | head -1))"
 say "bench, bf16 + channels_last against eager fp32:"
 grep -hE "^PSPNet-[0-9]+ +[0-9]+×" "$OUT/bench_pspnet50.txt" "$OUT/bench_camvid.txt" | tee -a "$SUMMARY"
 
