@@ -102,9 +102,10 @@ class Bf16Units:
     kind: "fast" (AMX tiles, or AVX-512 BF16 on an AMD CPU: bf16 outruns fp32; the issue-14 measurement on an AMD
     EPYC: a PSPNet-50 training step 2.18× fp32, OpenVINO bf16 1.9× its f32), "slow" (AVX-512 BF16 without AMX on
     another vendor's CPU, an Intel Xeon whose hypervisor hides AMX among them: its one bf16 dot-product port gives
-    no more than the two fp32 FMA ports; measured 0.5× fp32's matrix-product rate, 0.70× for inference and 0.79× for
-    a training step, BENCHMARKS.md), "emulated" (no bf16 instructions: ~3× slower than fp32 with AVX-512, ~50× with
-    AVX2 only) or "unknown" (the flags cannot be read). `flags`: the flags (and vendor) that say so, for messages."""
+    no more than the two fp32 FMA ports; measured 0.5× fp32's matrix-product rate, 0.70–0.84× for inference and
+    0.75–0.87× for a training step, BENCHMARKS.md), "emulated" (no bf16 instructions: ~3× slower than fp32 with
+    AVX-512, ~50× with AVX2 only) or "unknown" (the flags cannot be read). `flags`: the flags (and vendor) that say
+    so, for messages."""
 
     kind: str
     flags: str
@@ -125,8 +126,8 @@ def bf16_units() -> Bf16Units:
     return Bf16Units("emulated", listed)
 
 
-SLOW_BF16 = ("runs bf16 slower than fp32 (one bf16 dot-product port against two fp32 FMA ports: measured 0.70× fp32 "
-             "for inference, 0.79× for a training step, BENCHMARKS.md)")
+SLOW_BF16 = ("runs bf16 slower than fp32 (one bf16 dot-product port against two fp32 FMA ports: measured 0.70–0.84× "
+             "fp32 for inference, 0.75–0.87× for a training step, BENCHMARKS.md)")
 
 
 def bf16_warning(device: torch.device, precision: str) -> str | None:

@@ -61,7 +61,7 @@ def test_the_upsampling_as_matmuls_is_a_switch_of_inference_too_with_the_same_an
 @pytest.mark.parametrize(("vendor", "flags", "expected", "why"), [
     ("GenuineIntel", ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"), "bf16", "bf16 units (amx_bf16)"),
     ("AuthenticAMD", ("avx2", "avx512f", "avx512_vnni", "avx512_bf16"), "bf16", "(avx512_bf16 on AuthenticAMD)"),
-    # an Intel Xeon whose hypervisor hides AMX: bf16 measured 0.79× fp32 for a training step (BENCHMARKS.md)
+    # an Intel Xeon whose hypervisor hides AMX: bf16 measured 0.75–0.87× fp32 for a training step (BENCHMARKS.md)
     ("GenuineIntel", ("avx2", "avx512f", "avx512_vnni", "avx512_bf16"), "fp32",
      "(avx512_bf16 without AMX on GenuineIntel) runs bf16 slower than fp32"),
     ("AuthenticAMD", ("avx2",), "fp32", "no bf16 units (avx2)"),
