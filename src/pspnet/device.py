@@ -78,21 +78,25 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return vendor, flags
 
 
-def cpu_features() -> set[str]:
-    """The CPU's instruction-set flags that matter for speed (avx2, avx512f, avx512_bf16, avx512_vnni, amx_*),
-    read from /proc/cpuinfo, less those above an `isa_cap()`; empty where they cannot be read (not Linux)."""
-    found = {flag for flag in _cpuinfo()[1]
+def _speed_flags(flags: set[str]) -> set[str]:
+    """Of /proc/cpuinfo's `flags`, those that matter for speed, less those above an `isa_cap()`."""
+    found = {flag for flag in flags
              if flag in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or flag.startswith("amx")}
     cap = isa_cap()
     return found & _ISA_CAPS[cap] if cap in _ISA_CAPS else found
 
 
-def cpu_vendor() -> str:
-    """The CPU's vendor_id ("GenuineIntel", "AuthenticAMD"); "" where it cannot be read."""
-    return _cpuinfo()[0]
+def cpu_features() -> set[str]:
+    """The CPU's instruction-set flags that matter for speed (avx2, avx512f, avx512_bf16, avx512_vnni, amx_*),
+    read from /proc/cpuinfo, less those above an `isa_cap()`; empty where they cannot be read (not Linux)."""
+    return _speed_flags(_cpuinfo()[1])
 
 
 NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})  # CPU flags of bf16 arithmetic in hardware
+
+
+SLOW_BF16 = ("runs bf16 slower than fp32 (one bf16 dot-product port against two fp32 FMA ports: measured 0.70–0.84× "
+             "fp32 for inference, 0.75–0.87× for a training step, BENCHMARKS.md)")
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,15 @@ class Bf16Units:
     kind: str
     flags: str
 
+    def slower(self) -> str:
+        """Why bf16 is not picked on a "slow" CPU, with the measurement."""
+        return f"this CPU ({self.flags}) {SLOW_BF16}"
+
 
 def bf16_units() -> Bf16Units:
-    """This CPU's `Bf16Units`, from its flags (less an `isa_cap()`) and vendor."""
-    features, vendor = cpu_features(), cpu_vendor()
-    listed = ", ".join(sorted(features))
+    """This CPU's `Bf16Units`, from its flags (less an `isa_cap()`) and vendor, read once."""
+    vendor, flags = _cpuinfo()
+    features = _speed_flags(flags)
     if not features:
         return Bf16Units("unknown", "no CPU flags readable")
     if "amx_bf16" in features:
@@ -123,11 +131,7 @@ def bf16_units() -> Bf16Units:
         if vendor == "AuthenticAMD":
             return Bf16Units("fast", f"avx512_bf16 on {vendor}")
         return Bf16Units("slow", f"avx512_bf16 without AMX on {vendor or 'an unknown vendor'}")
-    return Bf16Units("emulated", listed)
-
-
-SLOW_BF16 = ("runs bf16 slower than fp32 (one bf16 dot-product port against two fp32 FMA ports: measured 0.70–0.84× "
-             "fp32 for inference, 0.75–0.87× for a training step, BENCHMARKS.md)")
+    return Bf16Units("emulated", ", ".join(sorted(features)))
 
 
 def bf16_warning(device: torch.device, precision: str) -> str | None:
@@ -138,7 +142,7 @@ def bf16_warning(device: torch.device, precision: str) -> str | None:
         return None
     units = bf16_units()
     if units.kind == "slow":
-        return f"this CPU ({units.flags}) {SLOW_BF16}; use fp32 here"
+        return f"{units.slower()}; use fp32 here"
     if units.kind != "emulated":
         return None
     return (f"bf16 on this CPU is emulated (no AVX-512 BF16 or AMX: it has {units.flags}), so it runs slower than "

@@ -24,7 +24,7 @@ import torch
 from pspnet.checkpoint import load
 from pspnet.classes import DatasetInfo
 from pspnet.cli.recipe_options import recipe_from_args
-from pspnet.device import SLOW_BF16, MemoryFit, bf16_units, bf16_warning
+from pspnet.device import MemoryFit, bf16_units, bf16_warning
 from pspnet.engine.inference import Forward
 from pspnet.engine.recipe import Recipe, inference_forward
 from pspnet.errors import PSPNetError
@@ -111,7 +111,7 @@ def openvino_precision(requested: str | None, purpose: str) -> tuple[str, str]:
         units = bf16_units()
         if units.kind == "fast":
             return "bf16", f"precision auto: fast bf16 on this CPU ({units.flags})"
-        why = (f"this CPU ({units.flags}) {SLOW_BF16}" if units.kind == "slow" else
+        why = (units.slower() if units.kind == "slow" else
                f"no native bf16 on this CPU ({units.flags})")
         return "f32", f"precision auto: {why}; int8 needs an IR from `pspnet quantize`"
     if requested in ("fp32", "f32", "bf16", "int8"):

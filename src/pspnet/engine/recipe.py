@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pspnet.device import OPTIONS, SETTINGS_FIELDS, SLOW_BF16, MemoryFit, MemorySettings, bf16_units
+from pspnet.device import OPTIONS, SETTINGS_FIELDS, MemoryFit, MemorySettings, bf16_units
 from pspnet.engine.inference import Forward
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
@@ -118,7 +118,7 @@ def training_precision(requested: str, device: torch.device) -> tuple[str, str]:
     if units.kind == "fast":
         return "bf16", f"auto → bf16: this CPU has bf16 units ({units.flags}); train.precision=fp32 for fp32"
     if units.kind == "slow":
-        return "fp32", f"auto → fp32: this CPU ({units.flags}) {SLOW_BF16}"
+        return "fp32", f"auto → fp32: {units.slower()}"
     return "fp32", f"auto → fp32: this CPU has no bf16 units ({units.flags})"
 
 
