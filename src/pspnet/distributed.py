@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,9 +36,9 @@ class Distributed:
         return self.world_size > 1
 
 
-def setup(device_name: str, use_cpu: str = "--device cpu") -> Distributed:
+def setup(device_name: str, use_cpu: str = "--device cpu", caller: str = "run this command") -> Distributed:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); a single process otherwise. `use_cpu`:
-    how the caller asks for the CPU (for the error on a machine without a GPU)."""
+    how the caller asks for the CPU (for the error on a machine without a GPU); `caller`: as for `join`."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, use_cpu)
     if launched_processes() > 1 and device.type == "cuda":
@@ -45,7 +47,7 @@ def setup(device_name: str, use_cpu: str = "--device cpu") -> Distributed:
                               "start at most one process per GPU (torchrun --nproc-per-node)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    return join(device)
+    return join(device, caller)
 
 
 def launched_processes() -> int:
@@ -54,20 +56,52 @@ def launched_processes() -> int:
 
 
 _started = itertools.count()  # the process groups started here in this process, the same count in every process
+# A process that waits this long for the others to join says which it waits for, and gives up after the second
+# (torch's own default process-group timeout), in a line naming them, instead of waiting without a word.
+JOIN_NOTE_AFTER_S = 60.0
+JOIN_GIVE_UP_AFTER_S = 1800.0
 
 
-def join(device: torch.device) -> Distributed:
+def join(device: torch.device, caller: str = "run this command") -> Distributed:
     """This process among its peers, on `device` as it is: in the process group the caller started (under torchrun
     or not), else, launched by torchrun, in one started here (NCCL for a GPU, gloo for the CPU); else one process.
     Each group started here meets under keys of its own in torchrun's store: a second group under the default keys
-    read the first one's addresses, closed by then (gloo: "Connection refused"; every time in 6 starts in a row)."""
+    read the first one's addresses, closed by then (gloo: "Connection refused"; every time in 6 starts in a row).
+    `caller` names what every process must run (in the note and the error of `wait_for_everyone`)."""
     if launched_processes() > 1 and not dist.is_initialized():
         store, rank, world_size = next(dist.rendezvous("env://"))
+        keys = dist.PrefixStore(f"pspnet/{next(_started)}", store)
+        wait_for_everyone(dist.PrefixStore("arrived", keys), rank, world_size, caller)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
-                                store=dist.PrefixStore(f"pspnet/{next(_started)}", store))
+                                store=keys)
     if not dist.is_initialized():
         return single_process(device)
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), device)
+
+
+def wait_for_everyone(store: dist.Store, rank: int, world_size: int, caller: str) -> None:
+    """Return once all `world_size` processes have called this with `store` (keys of their own in torchrun's store).
+    A process that waits JOIN_NOTE_AFTER_S says which ranks have not come (a script that calls
+    `pspnet.evaluate(shard=True)` on rank 0 alone would otherwise wait for ever without a word), and raises
+    PSPNetError naming them after JOIN_GIVE_UP_AFTER_S. `caller`: what every process must do ("run pspnet eval").
+    The store is polled, not waited on: a wait that times out prints two lines of C++ warnings."""
+    store.set(str(rank), "1")
+    store.add("count", 1)
+    start = time.monotonic()
+    pause, noted = 0.01, False
+    while store.add("count", 0) < world_size:
+        waited = time.monotonic() - start
+        if waited >= JOIN_GIVE_UP_AFTER_S or (not noted and waited >= JOIN_NOTE_AFTER_S):
+            missing = [r for r in range(world_size) if not store.check([str(r)])]
+            absent = f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} (of {world_size} processes)"
+            if waited >= JOIN_GIVE_UP_AFTER_S:
+                raise PSPNetError(f"{absent} did not join within {waited:.0f} s; every process of the job must "
+                                  f"{caller}")
+            print(f"note: rank {rank} has waited {waited:.0f} s for {absent} to join; every process of the job must "
+                  f"{caller} (giving up after {JOIN_GIVE_UP_AFTER_S:.0f} s)", file=sys.stderr, flush=True)
+            noted = True
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 @contextmanager
@@ -83,9 +117,9 @@ def processes_of(place: Callable[[], Distributed]) -> Iterator[Distributed]:
             dist.destroy_process_group()
 
 
-def run_in_processes(device_name: str, command: Callable[[Distributed], int]) -> int:
+def run_in_processes(device_name: str, command: Callable[[Distributed], int], caller: str = "run this command") -> int:
     """`command(processes)` inside the process group of a torchrun (one process without one)."""
-    with processes_of(lambda: setup(device_name)) as processes:
+    with processes_of(lambda: setup(device_name, caller=caller)) as processes:
         return command(processes)
 
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -425,3 +426,31 @@ def test_python_evaluate_with_shard_shares_the_images_between_the_processes_of_a
         assert result["per_image"] == [score.name for score in one.per_image]  # in the folder's order
         assert result["left"]
     assert [r["shares"] for r in ranks] == [[3, 3], [2, 2]]  # every image once per call, none twice
+
+
+EVALUATE_ON_RANK_0 = """
+import os, sys
+import pspnet, pspnet.distributed
+pspnet.distributed.JOIN_NOTE_AFTER_S, pspnet.distributed.JOIN_GIVE_UP_AFTER_S = 2, 6  # 60 s and 30 minutes for users
+if os.environ["RANK"] == "0":  # the mistake: the other process never calls it
+    pspnet.evaluate(pspnet.load(sys.argv[1]), sys.argv[2], sys.argv[3], shard=True)
+"""
+
+
+def test_python_evaluate_with_shard_on_one_process_only_says_whom_it_waits_for_then_stops(two_process_run, data_root,
+                                                                                           tmp_path) -> None:
+    """A script that calls `pspnet.evaluate(..., shard=True)` on rank 0 alone: rank 0 says that it waits for rank 1
+    and that every process must call it, then stops with that error, instead of waiting without a word (it waited
+    until torch's 30-minute timeout)."""
+    run, _ = two_process_run
+    script = tmp_path / "evaluate.py"
+    script.write_text(EVALUATE_ON_RANK_0)
+    start_time = time.monotonic()
+    [err] = finish([start([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), str(run / "final.safetensors"), str(data_root / "images" / "val"),
+                           str(data_root / "labels" / "val")])], returncode=1)
+    assert time.monotonic() - start_time < 60
+    assert ("note: rank 0 has waited 2 s for rank 1 (of 2 processes) to join; every process of the job must call "
+            "pspnet.evaluate(shard=True) (giving up after 6 s)") in err
+    assert ("pspnet.errors.PSPNetError: rank 1 (of 2 processes) did not join within 6 s; every process of the job "
+            "must call pspnet.evaluate(shard=True)") in err

@@ -305,7 +305,7 @@ def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayo
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_in_processes(args.device, lambda processes: evaluate_command(args, processes))
+    return run_in_processes(args.device, lambda processes: evaluate_command(args, processes), "run pspnet eval")
 
 
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:

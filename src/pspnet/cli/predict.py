@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_in_processes(args.device, lambda processes: predict_command(args, processes))
+    return run_in_processes(args.device, lambda processes: predict_command(args, processes), "run pspnet predict")
 
 
 def predict_command(args: argparse.Namespace, processes: Distributed) -> int:

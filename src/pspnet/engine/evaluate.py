@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -271,7 +272,8 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
     if first := first_label_failures(dataset, info.num_classes, ignore_index):  # before the network runs
         raise failed([str(e) for e in first], sorted({v for e in first if isinstance(e, UnscoredValues)
                                                       for v in e.values}))
-    with processes_of(lambda: join(torch.device(device))) if shard else nullcontext(None) as processes:
+    place = partial(join, torch.device(device), "call pspnet.evaluate(shard=True)")
+    with processes_of(place) if shard else nullcontext(None) as processes:
         result = evaluate(forward, dataset, settings, info, device, ignore_index=ignore_index, progress=False,
                           processes=processes)
     if result.failures:  # every process's, on every process

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,8 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     check_out_dir(cfg.train.out_dir, resume, overwrite, names, init=cfg.train.init)
     if isinstance(resume, (str, Path)):
         check_resume_file(Path(resume), names)
-    with processes_of(lambda: setup(cfg.train.device, "train.device=cpu")) as d:  # a caller's group stays
+    place = partial(setup, cfg.train.device, "train.device=cpu", "run the training")
+    with processes_of(place) as d:  # a caller's group stays
         failure = None
         try:
             if overwrite and d.is_main and (aside := move_aside(cfg.train.out_dir)) is not None:
