@@ -58,7 +58,12 @@ def measure_interleaved(works: Sequence[Callable[[], Any]], device: torch.device
                         items: int = 1) -> tuple[list[Measurement], list[Any]]:
     """Time several pieces of work in turns (A B A B ...), so that a machine that speeds up or slows down during
     the run (turbo, other processes, a noisy neighbour in a VM) shifts all of them alike and their ratios hold.
-    Each call's peak memory is taken apart; a work's peak is the largest over its repetitions."""
+    Each call's peak memory is taken apart; a work's peak is the largest over its repetitions.
+
+    The results returned are those of the last round; every other call's result is released as soon as its time is
+    taken, as a loop that uses each output and drops it does. Kept until the work's next call, each output made
+    that call write its own into fresh memory: on a VM that cost PSPNet-50's
+    OpenVINO int8 call 0.3-0.5 s of kernel time zeroing pages (0.75-0.9 s instead of 0.37-0.50 s; BENCHMARKS.md)."""
     if repeats < 1:
         raise ValueError(f"repeats {repeats}: expected at least 1")
     results: list[Any] = [None] * len(works)
@@ -68,16 +73,19 @@ def measure_interleaved(works: Sequence[Callable[[], Any]], device: torch.device
     for _ in range(warmup):
         for i, work in enumerate(works):
             start = time.perf_counter()
-            results[i] = work()
+            work()
             synchronize(device)
             warm[i].append(time.perf_counter() - start)
-    for _ in range(repeats):
+    for round_ in range(repeats):
         for i, work in enumerate(works):
             with PeakMemory(device) as peak:
                 start = time.perf_counter()
-                results[i] = work()
+                result = work()
                 synchronize(device)
                 seconds[i].append(time.perf_counter() - start)
+            if round_ == repeats - 1:
+                results[i] = result
+            del result
             if peak.bytes is not None:
                 peaks[i] = max(peaks[i] or 0, peak.bytes)
     return [Measurement(seconds[i], warm[i], peaks[i], items) for i in range(len(works))], results
