@@ -4,6 +4,7 @@ stops in a line naming it (torchrun itself: tests/train/test_distributed.py)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -24,11 +25,10 @@ def store() -> dist.Store:
     return dist.PrefixStore("pspnet/0/arrived", server)
 
 
-@pytest.fixture
-def quick(monkeypatch) -> None:
-    """The note after 0.3 s of waiting, the error after 1.2 s (60 s and 30 minutes for users)."""
-    monkeypatch.setattr(distributed, "JOIN_NOTE_AFTER_S", 0.3)
-    monkeypatch.setattr(distributed, "JOIN_GIVE_UP_AFTER_S", 1.2)
+def limits(monkeypatch, note: float, give_up: float) -> None:
+    """The note after `note` seconds of waiting, the error after `give_up` (60 s and 30 minutes for users)."""
+    monkeypatch.setattr(distributed, "JOIN_NOTE_AFTER_S", note)
+    monkeypatch.setattr(distributed, "JOIN_GIVE_UP_AFTER_S", give_up)
 
 
 def arrive(store: dist.Store, ranks: list[int], world_size: int, delay: float = 0.0,
@@ -49,20 +49,20 @@ def arrive(store: dist.Store, ranks: list[int], world_size: int, delay: float = 
     return threads
 
 
-def test_processes_that_all_come_go_on_without_a_word(store, quick, capsys) -> None:
+def test_processes_that_all_come_go_on_without_a_word(store, monkeypatch, capsys) -> None:
+    limits(monkeypatch, 5, 20)
     others = arrive(store, [1, 2, 3], 4, delay=0.1)
-    start = time.monotonic()
     distributed.wait_for_everyone(store, 0, 4, CALLER)
     for thread in others:
         thread.join(timeout=5)
     assert not any(thread.is_alive() for thread in others)
-    assert time.monotonic() - start < 1.0
     assert capsys.readouterr().err == ""
 
 
-def test_a_process_that_never_comes_is_named_in_a_note_then_in_the_error(store, quick, capsys) -> None:
+def test_a_process_that_never_comes_is_named_in_a_note_then_in_the_error(store, monkeypatch, capsys) -> None:
     """Ranks 0 and 2 of 4 call it, 1 and 3 never do (a script that calls `pspnet.evaluate(shard=True)` on some
     ranks only): each waiting process says once whom it waits for, then stops with a PSPNetError naming them."""
+    limits(monkeypatch, 0.3, 1.2)
     errors: list[str] = []
     [other] = arrive(store, [2], 4, errors=errors)
     start = time.monotonic()
@@ -70,18 +70,21 @@ def test_a_process_that_never_comes_is_named_in_a_note_then_in_the_error(store, 
         distributed.wait_for_everyone(store, 0, 4, CALLER)
     assert 1.2 <= time.monotonic() - start < 5
     other.join(timeout=5)
-    said = ("ranks 1, 3 (of 4 processes) did not join within 1 s; every process of the job must call "
-            "pspnet.evaluate(shard=True)")
-    assert str(e.value) == said
-    assert errors == [f"rank 2: {said}"]
-    notes = capsys.readouterr().err.splitlines()
-    assert sorted(notes) == [f"note: rank {rank} has waited 0 s for ranks 1, 3 (of 4 processes) to join; every "
-                             "process of the job must call pspnet.evaluate(shard=True) (giving up after 1 s)"
-                             for rank in (0, 2)]
+    said = (r"ranks 1, 3 \(of 4 processes\) did not join within \d+ s; every process of the job must call "
+            r"pspnet\.evaluate\(shard=True\)")  # the seconds as waited: 1 here, if the machine keeps time
+    assert re.fullmatch(said, str(e.value))
+    assert len(errors) == 1 and re.fullmatch(f"rank 2: {said}", errors[0])
+    notes = sorted(capsys.readouterr().err.splitlines())
+    assert len(notes) == 2
+    for rank, note in zip((0, 2), notes, strict=True):
+        assert re.fullmatch(rf"note: rank {rank} has waited \d+ s for ranks 1, 3 \(of 4 processes\) to join; every "
+                            r"process of the job must call pspnet\.evaluate\(shard=True\) \(giving up after 1 s\)",
+                            note)
 
 
-def test_a_late_process_is_waited_for_after_the_note(store, quick, capsys) -> None:
+def test_a_late_process_is_waited_for_after_the_note(store, monkeypatch, capsys) -> None:
     """A process that comes after the note but before the limit: the others go on with it."""
+    limits(monkeypatch, 0.3, 20)
     late = arrive(store, [1], 2, delay=0.6)
     distributed.wait_for_everyone(store, 0, 2, CALLER)
     late[0].join(timeout=5)
