@@ -171,10 +171,11 @@ def test_bf16_on_a_cpu_where_it_is_slow_is_warned_once_for_both_recipes(fake_cpu
     assert err.count("runs bf16 slower than fp32") == 1, err
 
 
-def test_a_timed_result_is_released_before_the_next_call_and_the_last_rounds_are_returned():
-    """A call never runs while an earlier call's output is still held (as a loop that uses each output and drops
-    it): holding it made each call write its output into fresh memory, which on a VM cost PSPNet-50's OpenVINO
-    int8 call half its time. The results returned are the last round's."""
+def test_no_timed_call_runs_while_an_earlier_result_is_held_and_the_results_come_after_the_timing():
+    """A timed call never runs while an earlier call's output is still held (as a loop that uses each output and
+    drops it): holding it made each call write its output into fresh memory, which on a VM cost PSPNet-50's OpenVINO
+    int8 call half its time, and counted in the peak memory of the works after it. The results returned come from
+    one more round after the timed ones."""
     import weakref
 
     from pspnet.bench.timing import measure_interleaved
@@ -193,5 +194,5 @@ def test_a_timed_result_is_released_before_the_next_call_and_the_last_rounds_are
 
     measurements, results = measure_interleaved([work, work], torch.device("cpu"), repeats=3, warmup=2)
     assert [len(m.seconds) for m in measurements] == [3, 3] and [len(m.warmup_seconds) for m in measurements] == [2, 2]
-    assert held_at_call == [0] * 9 + [1]  # the first work's last result is held while the second's last call runs
+    assert held_at_call == [0] * 10 + [0, 1]  # then the untimed round: the first result is held for the second call
     assert [r() for r in made[-2:]] == results

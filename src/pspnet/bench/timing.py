@@ -60,13 +60,13 @@ def measure_interleaved(works: Sequence[Callable[[], Any]], device: torch.device
     the run (turbo, other processes, a noisy neighbour in a VM) shifts all of them alike and their ratios hold.
     Each call's peak memory is taken apart; a work's peak is the largest over its repetitions.
 
-    The results returned are those of the last round; every other call's result is released as soon as its time is
-    taken, as a loop that uses each output and drops it does. Kept until the work's next call, each output made
-    that call write its own into fresh memory: on a VM that cost PSPNet-50's
-    OpenVINO int8 call 0.3-0.5 s of kernel time zeroing pages (0.75-0.9 s instead of 0.37-0.50 s; BENCHMARKS.md)."""
+    No timed call runs while an earlier call's result is held: each is released as soon as its time is taken, as a
+    loop that uses each output and drops it does, and the results returned (for the agreement check) come from one
+    more round after the timed ones, untimed. Held until the work's next call, each output made that call write its
+    own into fresh memory (on a VM that cost PSPNet-50's OpenVINO int8 call 0.3-0.5 s of kernel time zeroing pages:
+    0.75-0.9 s instead of 0.37-0.50 s; BENCHMARKS.md), and counted in the peak memory of the works after it."""
     if repeats < 1:
         raise ValueError(f"repeats {repeats}: expected at least 1")
-    results: list[Any] = [None] * len(works)
     warm: list[list[float]] = [[] for _ in works]
     seconds: list[list[float]] = [[] for _ in works]
     peaks: list[int | None] = [None] * len(works)
@@ -76,16 +76,15 @@ def measure_interleaved(works: Sequence[Callable[[], Any]], device: torch.device
             work()
             synchronize(device)
             warm[i].append(time.perf_counter() - start)
-    for round_ in range(repeats):
+    for _ in range(repeats):
         for i, work in enumerate(works):
             with PeakMemory(device) as peak:
                 start = time.perf_counter()
-                result = work()
+                work()
                 synchronize(device)
                 seconds[i].append(time.perf_counter() - start)
-            if round_ == repeats - 1:
-                results[i] = result
-            del result
             if peak.bytes is not None:
                 peaks[i] = max(peaks[i] or 0, peak.bytes)
+    results = [work() for work in works]
+    synchronize(device)
     return [Measurement(seconds[i], warm[i], peaks[i], items) for i in range(len(works))], results
