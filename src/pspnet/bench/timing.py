@@ -49,7 +49,7 @@ def synchronize(device: torch.device) -> None:
 
 def measure(work: Callable[[], Any], device: torch.device, repeats: int, warmup: int, items: int = 1
             ) -> tuple[Measurement, Any]:
-    """Run `work` warmup + repeats times; returns the measurement and the last call's result."""
+    """Run `work` warmup + repeats times, timed; returns the measurement and the result of one more, untimed call."""
     measurements, results = measure_interleaved([work], device, repeats, warmup, items)
     return measurements[0], results[0]
 
