@@ -90,3 +90,10 @@ def test_a_late_process_is_waited_for_after_the_note(store, monkeypatch, capsys)
     late[0].join(timeout=5)
     assert not late[0].is_alive()
     assert capsys.readouterr().err.count("for rank 1 (of 2 processes) to join") == 1
+
+
+def test_missing_ranks_are_named_in_runs():
+    """A node of eight processes that has not started is one item of the line, not eight."""
+    assert distributed.rank_ranges([1]) == "1"
+    assert distributed.rank_ranges([1, 3]) == "1, 3"
+    assert distributed.rank_ranges([0, 1, 3, 8, 9, 10, 11, 15]) == "0, 1, 3, 8-11, 15"

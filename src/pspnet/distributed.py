@@ -93,7 +93,7 @@ def wait_for_everyone(store: dist.Store, rank: int, world_size: int, caller: str
         waited = time.monotonic() - start
         if waited >= JOIN_GIVE_UP_AFTER_S or (not noted and waited >= JOIN_NOTE_AFTER_S):
             missing = [r for r in range(world_size) if not store.check([str(r)])]
-            absent = f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} (of {world_size} processes)"
+            absent = f"rank{'s' if len(missing) > 1 else ''} {rank_ranges(missing)} (of {world_size} processes)"
             if waited >= JOIN_GIVE_UP_AFTER_S:
                 raise PSPNetError(f"{absent} did not join within {waited:.0f} s; every process of the job must "
                                   f"{caller}")
@@ -102,6 +102,18 @@ def wait_for_everyone(store: dist.Store, rank: int, world_size: int, caller: str
             noted = True
         time.sleep(pause)
         pause = min(pause * 2, 1.0)
+
+
+def rank_ranges(ranks: list[int]) -> str:
+    """Sorted ranks with their runs of three or more shortened: [1, 3, 4, 8, 9, 10, 11] → "1, 3, 4, 8-11" (a node of
+    8 GPUs that has not started is one item, not eight)."""
+    runs: list[list[int]] = []
+    for r in ranks:
+        if runs and r == runs[-1][-1] + 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) > 2 else ", ".join(map(str, run)) for run in runs)
 
 
 @contextmanager
