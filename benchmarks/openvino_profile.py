@@ -4,7 +4,8 @@
         --size 240
 
 Prints, for one input of SIZE×SIZE:
-- OpenVINO's own per-layer counters (PERF_COUNT), summed by layer type and kernel, with the share of each;
+- OpenVINO's own per-layer counters (PERF_COUNT), summed by layer type and kernel, with the share of each, then
+  the largest layers by name with their input shapes (a reorder shows what it converts, a convolution its size);
 - the engine's latency back to back (a stream of frames: nothing else runs between calls) and in turns with the eager
   PyTorch fp32 reference (as `pspnet bench` times them: the CPU runs PyTorch between the engine's calls), and the
   reference's latency both ways, so that the ratio can be read under each condition;
@@ -35,6 +36,7 @@ def main() -> None:
     p.add_argument("--ir", type=Path, help="an OpenVINO IR of the checkpoint (default: converted in memory, f32)")
     p.add_argument("--size", type=int, default=240)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--layers", type=int, default=8, help="how many of the largest layers to name")
     args = p.parse_args()
     ov = require_openvino()
 
@@ -50,18 +52,21 @@ def main() -> None:
     core = ov.Core()
     graph = core.read_model(str(args.ir)) if args.ir else convert(model)
     settings = {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}  # f32: OpenVINO's default is bf16 on some CPUs
-    request = core.compile_model(graph, "CPU", settings).create_infer_request()
+    compiled = core.compile_model(graph, "CPU", settings)
+    request = compiled.create_infer_request()
     array = x.numpy()
     for _ in range(3):
         request.infer({0: array})
     totals: dict[tuple[str, str], float] = defaultdict(float)
     counts: dict[tuple[str, str], int] = defaultdict(int)
+    layers: dict[tuple[str, str, str], float] = defaultdict(float)
     for _ in range(args.repeats):
         request.infer({0: array})
         for layer in request.profiling_info:
             key = (layer.node_type, layer.exec_type)
             totals[key] += layer.real_time.total_seconds() / args.repeats
             counts[key] += 1
+            layers[(layer.node_name, *key)] += layer.real_time.total_seconds() / args.repeats
     whole = sum(totals.values())
     print(f"\nOpenVINO layer counters: {1000 * whole:.2f} ms per call in all")
     print("| layer type | kernel | layers | ms | share |\n|---|---|---|---|---|")
@@ -69,6 +74,13 @@ def main() -> None:
         if seconds / whole >= 0.005:
             print(f"| {kind} | {kernel} | {counts[(kind, kernel)] // args.repeats} | {1000 * seconds:.2f} | "
                   f"{100 * seconds / whole:.1f}% |")
+    shapes = {op.get_friendly_name(): " · ".join(str(i.get_partial_shape()) for i in op.inputs())
+              for op in compiled.get_runtime_model().get_ordered_ops()}
+    print(f"\nthe {args.layers} largest layers:")
+    print("| layer | type | kernel | inputs | ms | share |\n|---|---|---|---|---|---|")
+    for (name, kind, kernel), seconds in sorted(layers.items(), key=lambda kv: -kv[1])[:args.layers]:
+        print(f"| {name} | {kind} | {kernel} | {shapes.get(name, '?')} | {1000 * seconds:.2f} | "
+              f"{100 * seconds / whole:.1f}% |")
 
     cpu = torch.device("cpu")
     with torch.inference_mode():  # the bench's own timing: back to back, then in turns
