@@ -9,14 +9,19 @@ Prints, for one input of SIZE×SIZE:
 - the engine's latency back to back (a stream of frames: nothing else runs between calls) and in turns with the eager
   PyTorch fp32 reference (as `pspnet bench` times them: the CPU runs PyTorch between the engine's calls), and the
   reference's latency both ways, so that the ratio can be read under each condition;
-- the network's matrix work against the CPU's measured fp32 matrix-product rate.
+- the network's matrix work against the CPU's measured fp32 matrix-product rate;
+- with --held-runs N, N runs of both engines in turns with each output dropped at once or held until that engine's
+  next call (as `pspnet bench` did before session 32): every call's seconds and the process's system seconds.
 The model is the checkpoint converted in memory (f32) unless --ir names an IR of it (e.g. `pspnet quantize`'s int8).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,6 +35,33 @@ from pspnet.engine.recipe import REFERENCE, inference_forward
 from pspnet.export.openvino import OpenVinoModel, convert, require_openvino
 
 
+def timed(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """The output, the call's wall seconds and the process's system (kernel) seconds during it."""
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_stime, time.perf_counter()
+    with torch.inference_mode():
+        out = forward(x)
+    return out, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_stime - before
+
+
+def held_outputs(engines: dict[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor, runs: int,
+                 turns: int = 4) -> None:
+    """Both engines in turns, each output dropped at once or held until that engine's next call has returned."""
+    print("\nin turns, outputs dropped or held (s per call, and the process's system s during it):")
+    for run in range(1, runs + 1):
+        for way in ("dropped", "held"):
+            held: dict[str, torch.Tensor] = {}
+            calls = []
+            for _ in range(turns):
+                for name, forward in engines.items():
+                    out, seconds, system = timed(forward, x)
+                    if way == "held":
+                        held[name] = out
+                    del out
+                    calls.append(f"{name} {seconds:.3f} s (sys {system:.3f})")
+            held.clear()
+            print(f"run {run}, outputs {way}: " + " | ".join(calls), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path)
@@ -37,6 +69,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=240)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--layers", type=int, default=8, help="how many of the largest layers to name")
+    p.add_argument("--held-runs", type=int, default=0, help="runs of the engines in turns, outputs dropped or held")
     args = p.parse_args()
     ov = require_openvino()
 
@@ -98,6 +131,8 @@ def main() -> None:
           f"runs at {100 * gflop / ref_alone / peak:.0f}% of it, the engine at {100 * gflop / eng_alone / peak:.0f}%"
           + (" (int8 dot products reach up to 4× the fp32 rate with AVX-512 VNNI)"
              if engine.quantization is not None and "avx512_vnni" in cpu_features() else ""))
+    if args.held_runs:
+        held_outputs({"ref": reference, "ov": engine}, x, args.held_runs)
 
 
 if __name__ == "__main__":
