@@ -19,9 +19,10 @@ import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.download import file_digest
+from pspnet.engine.openvino_int8 import F32_OPS
 from pspnet.train.loss import segmentation_loss
 
-pytest.importorskip("openvino")
+ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 TINY = ["--crop-size", "33", "--base-size", "0"]
@@ -95,6 +96,11 @@ def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, caps
     # int8 moves only pixels whose f32 margin is within the quantisation error: on smooth three-colour scenes those
     # lie on the class boundaries, about a tenth of a 40×40 image's pixels. 95% leaves room for them all to flip.
     assert record["agreement"]["same"] >= 0.95, record["agreement"]
+    # The resizing and the pyramid's pooling stay f32: no 8-bit range on their inputs (the logits' among them).
+    ops = ov.Core().read_model(str(out / "model.xml")).get_ordered_ops()
+    quantised = {op.get_friendly_name() for op in ops if op.get_type_name() == "FakeQuantize"}
+    assert quantised and not [op.get_friendly_name() for op in ops if op.get_type_name() in F32_OPS
+                              and {v.get_node().get_friendly_name() for v in op.input_values()} & quantised]
     # The IR runs through the same protocol, says it is int8 and knows its classes.
     assert main(["predict", str(out / "model.xml"), "--backend", "openvino", str(root / "img"), "--out",
                  str(tmp_path / "pred"), "--quiet", *TINY]) == 0

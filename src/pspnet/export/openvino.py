@@ -18,6 +18,7 @@ graphs used last are kept; a damaged or unreadable entry is converted again.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ TRACE_SIZE = (1, 3, 97, 129)  # the example input of the conversion; the graph k
 CACHE_ENV = "PSPNET_CACHE"
 CACHE_OFF = ("none", "off", "0")
 CACHED_GRAPHS = 4  # the graphs used last that the cache keeps
+CONVERSION = "final upsampling as matmuls"  # how `convert` writes the graph: part of the cache's key
 
 
 def require_openvino() -> Any:
@@ -55,18 +57,34 @@ def require_openvino() -> Any:
 
 def convert(model: nn.Module, image_input: bool = False) -> Any:
     """An OpenVINO model of our PSPNet (eval mode) with a dynamic N×3×H×W input (with `image_input`, uint8 N×H×W×3
-    RGB, normalised inside) and its metadata attached."""
+    RGB, normalised inside) and its metadata attached. The final upsampling is converted as two matrix products
+    (`for_openvino`)."""
     ov = require_openvino()
+    network = for_openvino(model)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
         if image_input:
-            wrapped = ExportGraph(model.eval(), argmax=False, image_input=True)  # type: ignore[arg-type]
+            wrapped = ExportGraph(network, argmax=False, image_input=True)  # type: ignore[arg-type]
             example = example_input(model, TRACE_SIZE[2:], image_input=True)  # type: ignore[arg-type]
             graph = ov.convert_model(wrapped, example_input=example, input=[((-1, -1, -1, 3), ov.Type.u8)])
         else:
-            graph = ov.convert_model(model.eval(), example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
+            graph = ov.convert_model(network, example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
     attach_metadata(graph, model_metadata(model, ["logits"], image_input))  # type: ignore[arg-type]
     return graph
+
+
+def for_openvino(model: nn.Module) -> nn.Module:
+    """`model` in eval mode as it is converted: with the final upsampling as two matrix products
+    (`upsample_by_matmul`, the same function to ~1e-7; a shallow copy, the caller's model keeps its setting).
+    OpenVINO's Interpolate writes the full-resolution logits channels-last, and a reorder to the NCHW output follows:
+    for PSPNet-50's 150×473×473 logits the two took 66–76 ms of a 0.44 s int8 call, the matrix products, which write
+    NCHW, 40–48 ms (BENCHMARKS.md)."""
+    model = model.eval()
+    if not hasattr(model, "upsample_by_matmul"):
+        return model
+    network = copy.copy(model)
+    network.upsample_by_matmul = True
+    return network
 
 
 def cache_folder() -> Path | None:
@@ -84,7 +102,7 @@ def graph_key(model: nn.Module) -> str:
     import pspnet
 
     ov = require_openvino()
-    h = hashlib.sha256(f"pspnet {pspnet.__version__}, openvino {ov.get_version()}".encode())
+    h = hashlib.sha256(f"pspnet {pspnet.__version__}, openvino {ov.get_version()}, {CONVERSION}".encode())
     for source in sorted((Path(pspnet.__file__).parent / "model").glob("*.py")):  # the forward code
         h.update(source.read_bytes())
     h.update(json.dumps(model_metadata(model, ["logits"]), sort_keys=True).encode())  # type: ignore[arg-type]
@@ -117,7 +135,9 @@ def cached_convert(model: nn.Module, core: Any) -> tuple[Any, str]:
         print(f"warning: cannot keep the converted model in {folder} ({e}); {CACHE_ENV}=DIR for another folder, "
               f"{CACHE_ENV}=none to stop trying", file=sys.stderr)
         return graph, "the model, converted in memory"
-    return graph, f"the model, converted (kept in {path})"
+    # Run as it was written, so that this run's answer is bit for bit that of the next runs, which read the cache:
+    # the graph in memory and the graph read back gave outputs up to 4e-9 apart (with the upsampling's matmuls).
+    return core.read_model(str(path)), f"the model, converted (kept in {path})"
 
 
 def _evict(folder: Path) -> None:
