@@ -26,7 +26,7 @@ from pspnet.export.openvino import OpenVinoModel, attach_metadata, graph_metadat
 INSTALL_HINT = "pip install 'pspnet[openvino]'"
 # Left in f32: the resizing and the pyramid's pooling (matrix products). Quantised, their inputs get 8-bit ranges,
 # the classifier's logits among them: on PSPNet-50 (random weights, near ties) int8 then agreed with f32 on 97.35% of
-# the held-back pixels instead of 99.11%; they are ~10% of the int8 call either way (BENCHMARKS.md).
+# the held-back pixels instead of 99.10%. In f32 they take 12% of its int8 call (BENCHMARKS.md, session 33).
 F32_OPS = ("Interpolate", "MatMul")
 
 

@@ -77,8 +77,8 @@ def for_openvino(model: nn.Module) -> nn.Module:
     """`model` in eval mode as it is converted: with the final upsampling as two matrix products
     (`upsample_by_matmul`, the same function to ~1e-7; a shallow copy, the caller's model keeps its setting).
     OpenVINO's Interpolate writes the full-resolution logits channels-last, and a reorder to the NCHW output follows:
-    for PSPNet-50's 150×473×473 logits the two took 66–76 ms of a 0.44 s int8 call, the matrix products, which write
-    NCHW, 40–48 ms (BENCHMARKS.md)."""
+    for PSPNet-50's 150×473×473 logits the two took 68–69 ms of a 0.45–0.52 s int8 call; the matrix products, which
+    write NCHW, about 20 ms less (BENCHMARKS.md, session 33)."""
     model = model.eval()
     if not hasattr(model, "upsample_by_matmul"):
         return model
