@@ -49,20 +49,23 @@ def test_eval_through_openvino_f32_gives_the_pytorch_scores(data, tmp_path) -> N
     assert np.abs(a - b).sum() / 2 <= 1e-3 * a.sum()  # at most 0.1% of the pixels change class
 
 
-def test_the_final_upsampling_is_converted_as_matrix_products_with_the_same_logits(data) -> None:
+@pytest.mark.parametrize("align_corners", [True, False])  # the authors' models, mmsegmentation's
+def test_the_final_upsampling_is_converted_as_matrix_products_with_the_same_logits(align_corners) -> None:
     """OpenVINO's Interpolate writes channels-last and needs a reorder to the NCHW output; the two matrix products
     write NCHW (`for_openvino`). Same logits at odd sizes and batches; the caller's model is left as it was."""
     from pspnet.export.openvino import OpenVinoModel, convert
 
-    _, ckpt = data
-    model = pspnet.load(ckpt)
+    torch.manual_seed(0)
+    model = pspnet.PSPNet(3, backbone="resnet18", output_stride=16, align_corners=align_corners).eval()
     graph = convert(model)
     assert graph.get_results()[0].input_value(0).get_node().get_type_name() == "MatMul"
     assert not model.upsample_by_matmul
-    x = torch.randn(2, 3, 37, 45)
-    with torch.no_grad():
-        expected = model(x)
-    torch.testing.assert_close(OpenVinoModel(graph)(x), expected, atol=2e-5, rtol=1e-5)
+    engine = OpenVinoModel(graph)
+    for size in ((37, 45), (200, 13)):
+        x = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            expected = model(x)
+        torch.testing.assert_close(engine(x), expected, atol=2e-5, rtol=1e-5)
 
 
 def test_an_exported_ir_predicts_what_pytorch_predicts(data, tmp_path) -> None:
