@@ -12,7 +12,9 @@ Prints, for one input of SIZE×SIZE:
 - the network's matrix work against the CPU's measured fp32 matrix-product rate;
 - with --held-runs N, N runs of both engines in turns with each output dropped at once or held until that engine's
   next call (as `pspnet bench` did before session 32): every call's seconds and the process's system seconds.
-The model is the checkpoint converted in memory (f32) unless --ir names an IR of it (e.g. `pspnet quantize`'s int8).
+The model is the checkpoint converted in memory (f32) unless --ir names an IR of it (e.g. `pspnet quantize`'s int8);
+with --interpolate converted with OpenVINO's Interpolate for the final upsampling, as before session 33 (the product
+converts it as two matrix products).
 """
 
 from __future__ import annotations
@@ -70,20 +72,23 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--layers", type=int, default=8, help="how many of the largest layers to name")
     p.add_argument("--held-runs", type=int, default=0, help="runs of the engines in turns, outputs dropped or held")
+    p.add_argument("--interpolate", action="store_true", help="convert the final upsampling as an Interpolate")
     args = p.parse_args()
     ov = require_openvino()
 
     model = pspnet.load(args.checkpoint)
-    engine = OpenVinoModel(args.ir if args.ir else model, "f32")
+    graph = None if args.ir else convert(model, matmul_upsample=not args.interpolate)
+    engine = OpenVinoModel(args.ir if args.ir else graph, "f32")
     x = torch.randn(1, 3, args.size, args.size)
     reference = inference_forward(model, REFERENCE, "cpu")
     print(f"CPU: {cpu_line()}; "
           f"openvino {ov.__version__}")
-    print(f"engine: {engine.describe()} from {engine.source}; input 1×3×{args.size}×{args.size}")
+    upsampling = "" if args.ir else f" (final upsampling: {'Interpolate' if args.interpolate else 'matmuls'})"
+    print(f"engine: {engine.describe()} from {engine.source}{upsampling}; input 1×3×{args.size}×{args.size}")
 
     # The layer counters, from a separate compilation with PERF_COUNT on (the timed one runs without it).
     core = ov.Core()
-    graph = core.read_model(str(args.ir)) if args.ir else convert(model)
+    graph = core.read_model(str(args.ir)) if args.ir else graph
     settings = {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}  # f32: OpenVINO's default is bf16 on some CPUs
     compiled = core.compile_model(graph, "CPU", settings)
     request = compiled.create_infer_request()

@@ -55,12 +55,12 @@ def require_openvino() -> Any:
     return openvino
 
 
-def convert(model: nn.Module, image_input: bool = False) -> Any:
+def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool = True) -> Any:
     """An OpenVINO model of our PSPNet (eval mode) with a dynamic N×3×H×W input (with `image_input`, uint8 N×H×W×3
     RGB, normalised inside) and its metadata attached. The final upsampling is converted as two matrix products
-    (`for_openvino`)."""
+    (`for_openvino`), or with `matmul_upsample` False as OpenVINO's Interpolate (to compare them)."""
     ov = require_openvino()
-    network = for_openvino(model)
+    network = for_openvino(model) if matmul_upsample else model.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
         if image_input:
@@ -78,7 +78,8 @@ def for_openvino(model: nn.Module) -> nn.Module:
     (`upsample_by_matmul`, the same function to ~1e-7; a shallow copy, the caller's model keeps its setting).
     OpenVINO's Interpolate writes the full-resolution logits channels-last, and a reorder to the NCHW output follows:
     for PSPNet-50's 150×473×473 logits the two took 68–69 ms of a 0.45–0.52 s int8 call; the matrix products, which
-    write NCHW, about 20 ms less (BENCHMARKS.md, session 33)."""
+    write NCHW, about 20 ms less. Their cost grows with the logits' width (the crossover near inputs ~1000 px wide,
+    beyond the protocols' windows; BENCHMARKS.md, session 33)."""
     model = model.eval()
     if not hasattr(model, "upsample_by_matmul"):
         return model
