@@ -11,6 +11,7 @@ from PIL import Image
 import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
+from pspnet.export.openvino import OpenVinoModel, convert
 
 pytest.importorskip("openvino")
 
@@ -53,8 +54,6 @@ def test_eval_through_openvino_f32_gives_the_pytorch_scores(data, tmp_path) -> N
 def test_the_final_upsampling_is_converted_as_matrix_products_with_the_same_logits(align_corners) -> None:
     """OpenVINO's Interpolate writes channels-last and needs a reorder to the NCHW output; the two matrix products
     write NCHW (`for_openvino`). Same logits at odd sizes and batches; the caller's model is left as it was."""
-    from pspnet.export.openvino import OpenVinoModel, convert
-
     torch.manual_seed(0)
     model = pspnet.PSPNet(3, backbone="resnet18", output_stride=16, align_corners=align_corners).eval()
     graph = convert(model)
