@@ -116,6 +116,24 @@ def test_an_unwritable_cache_warns_once_and_runs(tmp_path, monkeypatch, capsys, 
     assert len(warnings) == 1 and "PSPNET_CACHE" in warnings[0], warnings
 
 
+def test_an_entry_that_cannot_be_read_back_warns_and_runs_the_graph_in_memory(cache, monkeypatch, capsys,
+                                                                              quick_conversions) -> None:
+    """The run goes on with the graph it converted when the entry it wrote does not read back (a full disk that
+    truncated it, another process replacing it)."""
+    def truncated(graph, path):  # noqa: ANN001, ANN202
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("<net>cut off")
+        path.with_suffix(".bin").write_bytes(b"")
+        return path
+
+    monkeypatch.setattr(ov_export, "save_ir", truncated)
+    model = OpenVinoModel(tiny())
+    assert model.source == "the model, converted in memory"
+    assert model(torch.randn(1, 3, 33, 33)).shape == (1, 3, 33, 33)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "cannot keep the converted model" in warnings[0], warnings
+
+
 def test_the_cache_can_be_turned_off(tmp_path, monkeypatch, quick_conversions) -> None:
     monkeypatch.setenv("PSPNET_CACHE", "none")
     monkeypatch.setenv("HOME", str(tmp_path))
