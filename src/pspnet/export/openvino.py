@@ -3,9 +3,10 @@ N×3×H×W batch (any batch, height and width) to N×C×H×W logits, and `model.
 mean/std. The inference protocol (`pspnet.engine.inference`) takes it in place of the PyTorch model, so every
 backend is scored by the same code. Needs `pip install 'pspnet[openvino]'`.
 
-The graph comes from our model converted in memory (`openvino.convert_model`), from an IR written by
-`pspnet export --format openvino` (`.xml` + `.bin`, the metadata in its runtime info), or from an ONNX file written by
-`pspnet export --format onnx` (read by OpenVINO's ONNX frontend, its metadata with it). `precision` is OpenVINO's
+The graph comes from our model converted in memory (`openvino.convert_model`, the final upsampling written as two
+matrix products: `for_openvino`), from an IR written by `pspnet export --format openvino` (`.xml` + `.bin`, the
+metadata in its runtime info), or from an ONNX file written by `pspnet export --format onnx` (read by OpenVINO's ONNX
+frontend, its metadata with it). `precision` is OpenVINO's
 inference precision: "f32" keeps the PyTorch answer (to ~1e-7); "bf16" runs natively only on CPUs with AVX-512 BF16
 or AMX.
 
