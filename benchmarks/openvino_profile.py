@@ -9,6 +9,7 @@ Prints, for one input of SIZE×SIZE:
 - the engine's latency back to back (a stream of frames: nothing else runs between calls) and in turns with the eager
   PyTorch fp32 reference (as `pspnet bench` times them: the CPU runs PyTorch between the engine's calls), and the
   reference's latency both ways, so that the ratio can be read under each condition;
+- the engine's call with its output copied out (as `model(x)` returns it) and lent (as the test protocol takes it);
 - the network's matrix work against the CPU's measured fp32 matrix-product rate;
 - with --held-runs N, N runs of both engines in turns with each output dropped at once or held until that engine's
   next call (as `pspnet bench` did before session 32): every call's seconds and the process's system seconds.
@@ -125,6 +126,10 @@ def main() -> None:
         ref_alone, eng_alone = (measure(lambda f=f: f(x), cpu, args.repeats, 1)[0].median for f in (reference, engine))
         ref_turns, eng_turns = (m.median for m in measure_interleaved([lambda: reference(x), lambda: engine(x)], cpu,
                                                                       args.repeats, 1)[0])
+        copied, lent = (m.median for m in measure_interleaved([lambda: engine(x), lambda: engine.lend(x)], cpu,
+                                                                 args.repeats, 1)[0])
+    print(f"\nthe engine's output copied out (`model(x)`) {1000 * copied:.1f} ms, lent (`model.lend(x)`, as the test "
+          f"protocol takes it) {1000 * lent:.1f} ms: median of {args.repeats} in turns")
     gflop = forward_gflop(model, args.size, args.size)
     peak = matmul_gflops(torch.device("cpu"))
     print(f"\nlatency, median of {args.repeats}: | back to back | in turns (as `pspnet bench`) |")

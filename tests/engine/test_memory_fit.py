@@ -165,10 +165,10 @@ class EngineRequest:
             raise (RuntimeError if self.engine == "openvino" else Exception)(self.text)
         return batch.shape[0] > self.fits
 
-    def infer(self, inputs):  # OpenVINO
+    def infer(self, inputs, share_outputs=False):  # OpenVINO
         if self._fail(inputs[0]):
             return [np.zeros((0, 2, 0, 0), dtype=np.float32)]
-        return self.real.infer(inputs)
+        return self.real.infer(inputs, share_outputs=share_outputs)
 
     def run(self, names, feeds, options=None):  # ONNX Runtime
         self._fail(next(iter(feeds.values())))

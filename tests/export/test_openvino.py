@@ -11,6 +11,7 @@ from PIL import Image
 import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
+from pspnet.engine.inference import InferenceSettings, infer_probabilities
 from pspnet.export.openvino import OpenVinoModel, convert
 
 pytest.importorskip("openvino")
@@ -65,6 +66,30 @@ def test_the_final_upsampling_is_converted_as_matrix_products_with_the_same_logi
         with torch.no_grad():
             expected = model(x)
         torch.testing.assert_close(engine(x), expected, atol=2e-5, rtol=1e-5)
+
+
+def test_the_protocol_takes_the_logits_from_the_engines_buffer_and_a_call_hands_out_its_own(data) -> None:
+    """`lend` saves the copy of the logits into fresh memory; the protocol, which adds each batch into its sums at
+    once, takes them so and gets the answer of copies, bit for bit. A plain call's logits stay the caller's."""
+    root, ckpt = data
+    model = OpenVinoModel(pspnet.load(ckpt), cache=False)
+    x1, x2 = torch.randn(2, 3, 33, 41), torch.randn(2, 3, 33, 41)
+    first = model(x1)
+    kept = first.clone()
+    model(x2)
+    assert torch.equal(first, kept)
+    assert torch.equal(model.lend(x1), kept)
+
+    lent: list[int] = []
+    lend = model.lend
+    model.lend = lambda x: lent.append(len(x)) or lend(x)  # type: ignore[method-assign]
+    images = [torch.from_numpy(np.array(Image.open(root / "img" / f"{i}.png"))).permute(2, 0, 1) for i in range(3)]
+    settings = InferenceSettings(base_size=None, crop_size=(33, 33), batch_size=4)
+    by_lending = infer_probabilities(model, images, settings, model.info.mean, model.info.std)
+    assert sum(lent) == 3 * 4 * 2  # every window (2×2 over each 40×52 image) and its mirror
+    by_copies = infer_probabilities(lambda x: model(x), images, settings, model.info.mean, model.info.std)
+    for a, b in zip(by_lending, by_copies, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_an_exported_ir_predicts_what_pytorch_predicts(data, tmp_path) -> None:

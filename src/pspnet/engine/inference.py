@@ -47,6 +47,17 @@ class SoftmaxForward(Protocol):
     def probabilities(self, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class LendingForward(Protocol):
+    """A `Forward` that can also lend its output: `lend(x)` returns the logits in the engine's own buffer, valid
+    until its next call (`pspnet.export.openvino.OpenVinoModel`), which saves copying them into fresh memory. The
+    protocol takes them so: it adds each batch's logits into its sums before the next call."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def lend(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 SINGLE_SCALE: tuple[float, ...] = (1.0,)
 MULTI_SCALE: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 PRESETS: dict[str, tuple[float, ...]] = {"ss": SINGLE_SCALE, "ms": MULTI_SCALE, "mmseg": SINGLE_SCALE,
@@ -261,6 +272,7 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     # returns the pair's sum: half the full-resolution flips and additions the protocol would make.
     mirrored = fused and settings.flip and settings.batch_size >= 2
     per_input = 2 if mirrored else 1  # network inputs per protocol input
+    lent = not fused and isinstance(forward, LendingForward)  # each batch's logits are added up before the next
 
     fit: MemoryFit | None = getattr(forward, "memory_fit", None)
 
@@ -269,6 +281,8 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
         with torch.inference_mode():
             if fused:
                 scores = forward.probabilities(batch, mirrored=mirrored)  # type: ignore[attr-defined]
+            elif lent:
+                scores = forward.lend(batch)  # type: ignore[attr-defined]
             else:
                 scores = forward(batch)
         logits = torch.as_tensor(scores).to(device)  # or, fused, the probabilities

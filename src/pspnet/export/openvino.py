@@ -284,18 +284,28 @@ class OpenVinoModel:
         logits = [self._run(given).to(x.device) for given in self.graph_inputs(x)]
         return logits[0] if len(logits) == 1 else torch.cat(logits)
 
+    def lend(self, x: torch.Tensor) -> torch.Tensor:
+        """`self(x)` in the request's own output buffer, not copied out: valid until this model's next call (the
+        test protocol adds each batch's logits into its sums at once: `pspnet.engine.inference.LendingForward`). The
+        copy into fresh memory took 44 ms of a 0.45 s PSPNet-50 int8 call (150×473×473 logits; BENCHMARKS.md)."""
+        given = self.graph_inputs(x)
+        if len(given) > 1:  # a --static-size graph, run piece by piece: each piece's call reuses the buffer
+            return self(x)
+        return self._run(given[0], lend=True).to(x.device)
+
     def graph_inputs(self, x: torch.Tensor) -> list[np.ndarray]:
         """What the graph is given for a normalised N×3×H×W batch: in the pieces a graph with fixed dimensions takes
         (an ONNX file exported with --static-size), as images for a graph that takes them (--image-input)."""
         return [np.ascontiguousarray(graph_input(part, self.info, self.takes_images).detach().cpu().numpy())
                 for part in fixed_input_parts(self.source, self.input_shape, x)]
 
-    def _run(self, given: np.ndarray) -> torch.Tensor:
+    def _run(self, given: np.ndarray, lend: bool = False) -> torch.Tensor:
+        """The graph's output for `given`: a copy, or with `lend` the request's own buffer (see `lend`)."""
         failure = None
         try:
             if self.request is None:  # compiled afresh after running out of memory (below)
                 self._compile()
-            logits = self.request.infer([given])[0]
+            logits = self.request.infer([given], share_outputs=lend)[0]
             if np.size(logits) == 0 < given.size:  # how one thread answered an allocation it could not make
                 failure = f"it returned an empty output, of shape {tuple(np.shape(logits))}"
                 del logits  # a view of the request's buffers
