@@ -272,7 +272,7 @@ def infer_probabilities(forward: Forward, images: Sequence[torch.Tensor], settin
     # returns the pair's sum: half the full-resolution flips and additions the protocol would make.
     mirrored = fused and settings.flip and settings.batch_size >= 2
     per_input = 2 if mirrored else 1  # network inputs per protocol input
-    lent = not fused and isinstance(forward, LendingForward)  # each batch's logits are added up before the next
+    lent = isinstance(forward, LendingForward)  # (unless fused) each batch's logits are added up before the next
 
     fit: MemoryFit | None = getattr(forward, "memory_fit", None)
 

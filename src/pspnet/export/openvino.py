@@ -6,9 +6,8 @@ backend is scored by the same code. Needs `pip install 'pspnet[openvino]'`.
 The graph comes from our model converted in memory (`openvino.convert_model`, the final upsampling written as two
 matrix products: `for_openvino`), from an IR written by `pspnet export --format openvino` (`.xml` + `.bin`, the
 metadata in its runtime info), or from an ONNX file written by `pspnet export --format onnx` (read by OpenVINO's ONNX
-frontend, its metadata with it). `precision` is OpenVINO's
-inference precision: "f32" keeps the PyTorch answer (to ~1e-7); "bf16" runs natively only on CPUs with AVX-512 BF16
-or AMX.
+frontend, its metadata with it). `precision` is OpenVINO's inference precision: "f32" keeps the PyTorch answer (to
+~1e-7); "bf16" runs natively only on CPUs with AVX-512 BF16 or AMX.
 
 Converting takes seconds (2.2 s for the CamVid PSPNet-18, more than the network's time on a few images), so a
 converted graph is kept as an IR in a cache (`$PSPNET_CACHE`, default `$XDG_CACHE_HOME/pspnet` or `~/.cache/pspnet`,
