@@ -16,7 +16,8 @@ CPU = torch.device("cpu")
 
 def args(checkpoint: str = "m.safetensors", **options) -> argparse.Namespace:
     base = {"backend": "auto", "checkpoint": Path(checkpoint), "fast": False, "compile": None, "channels_last": None,
-            "fold_bn": None, "compile_mode": None, "matmul_upsample": None, "precision": None}
+            "fold_bn": None, "compile_mode": None, "matmul_upsample": None, "precision": None,
+            "pyramid_at_bins": None}
     return argparse.Namespace(**(base | options))
 
 
@@ -30,7 +31,8 @@ def test_files_pick_their_engine_and_checkpoints_pick_openvino_on_a_cpu() -> Non
 
 
 @pytest.mark.parametrize("option", [{"fast": True}, {"compile": True}, {"channels_last": True}, {"fold_bn": False},
-                                    {"matmul_upsample": True}, {"precision": "fp16"}, {"backend": "torch"}])
+                                    {"matmul_upsample": True}, {"pyramid_at_bins": False}, {"precision": "fp16"},
+                                    {"backend": "torch"}])
 def test_pytorch_execution_options_keep_pytorch(option) -> None:
     backend, why = choose_backend(args(**option), CPU)
     assert backend == "torch", why

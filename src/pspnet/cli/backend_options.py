@@ -32,7 +32,8 @@ from pspnet.files import file_kind
 from pspnet.weights import find
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode", "matmul_upsample")  # PyTorch's alone
+TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode", "matmul_upsample",  # PyTorch's alone
+              "pyramid_at_bins")
 
 
 def torch_options(args: argparse.Namespace) -> list[str]:

@@ -46,6 +46,14 @@ CUDA_STEPS: tuple[tuple[str, Recipe], ...] = (
     ("the fast recipe + upsample as matmuls",
      Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, matmul_upsample=True)),
 )
+# After the device's steps, so that the numbers of the steps above stay what BENCHMARKS.md's commands name.
+PYRAMID_STEPS: tuple[tuple[str, Recipe], ...] = (
+    ("BN folded + pyramid at its bins", Recipe(fold_bn=True, pyramid_at_bins=True)),
+)
+CUDA_PYRAMID_STEPS: tuple[tuple[str, Recipe], ...] = (
+    ("the fast recipe + pyramid at its bins",
+     Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True, pyramid_at_bins=True)),
+)
 _BF16_CL = Recipe(precision="bf16", channels_last=True)
 _FASTEST = replace(_BF16_CL, compile=True, matmul_upsample=True)  # the fastest training step measured on an H100
 TRAIN_ABLATION: tuple[TrainVariant, ...] = (
@@ -69,6 +77,10 @@ TRAIN_ABLATION: tuple[TrainVariant, ...] = (
     TrainVariant("bf16 + channels_last + activation checkpointing", replace(_BF16_CL, activation_checkpointing=True)),
     TrainVariant("step 7 + activation checkpointing", replace(_FASTEST, activation_checkpointing=True),
                  compile_loss=True, fused_sgd=True),
+    # The head's convolution taking the pyramid at its bins (pspnet.model.pyramid_conv), against steps 1 and 7.
+    TrainVariant("reference + pyramid at its bins", replace(OFFICIAL, pyramid_at_bins=True)),
+    TrainVariant("step 7 + pyramid at its bins", replace(_FASTEST, pyramid_at_bins=True), compile_loss=True,
+                 fused_sgd=True),
 )
 ANCHOR = _BF16_CL  # on GPUs: the best execution that needs no compiler (issue 15's yardstick)
 
@@ -103,7 +115,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--train-ablation", nargs="*", type=int, metavar="I",
                    help="also time the training step for each lever separately (reference, bf16, channels_last, "
                         "compiled model, compiled loss, fused SGD, upsample as matmuls, the last eager; 9, 10: step 7 "
-                        "with CUDA graphs, with max-autotune); numbers pick steps (1 = reference, always run)")
+                        "with CUDA graphs, with max-autotune; 11: with cuDNN autotuning; 12-14: activation "
+                        "checkpointing; 15, 16: steps 1 and 7 with the pyramid at its bins); numbers pick steps "
+                        "(1 = reference, always run)")
     m.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None,
                    help="a third column: bf16 + channels_last eager, timed in the same turns (default: on for CUDA)")
     m.add_argument("--smoke", action="store_true",
@@ -170,7 +184,8 @@ def openvino_ir(args: argparse.Namespace) -> Path | None:
 def ablation_steps(args: argparse.Namespace, device: torch.device) -> tuple[tuple[str, Recipe], ...]:
     if not (args.ablation or args.int8):
         return ()
-    full = ABLATION + (CUDA_STEPS if device.type == "cuda" else ())
+    full = ABLATION + (CUDA_STEPS if device.type == "cuda" else ()) + PYRAMID_STEPS + (
+        CUDA_PYRAMID_STEPS if device.type == "cuda" else ())
     steps = (full if args.ablation else ABLATION[:1]) + ((INT8_STEP,) if args.int8 else ())
     return chosen_steps(steps, args.ablation_steps, "--ablation-steps")
 

@@ -49,6 +49,8 @@ class Recipe:
     matmul_upsample: the final upsampling to the input size as two matrix products (`pspnet.model.upsample`): the
         same function; in training its backward is two GEMMs instead of a scatter-add (47% of the fast training
         step's device time on an H100, BENCHMARKS.md).
+    pyramid_at_bins: the head's 3×3 convolution takes the pyramid's branches at their bins, before upsampling
+        (`pspnet.model.pyramid_conv`): the same function, 68 of PSPNet-50's 324 GFLOP at 473×473 fewer.
     cudnn_benchmark: on GPUs, cuDNN times its convolution algorithms at each new input shape and keeps the fastest
         (`torch.backends.cudnn.benchmark`; mmsegmentation's default) instead of its heuristic choice; worth it
         for fixed sizes (training crops, sliding windows), a cost at every new size of whole-image inference.
@@ -63,6 +65,7 @@ class Recipe:
     compile_mode: str = "default"
     int8: bool = False
     matmul_upsample: bool = False
+    pyramid_at_bins: bool = False
     tf32: bool = False
     cudnn_benchmark: bool = False
     activation_checkpointing: bool = False
@@ -85,6 +88,8 @@ class Recipe:
             parts.append("compiled" + ("" if self.compile_mode == "default" else f" ({self.compile_mode})"))
         if self.matmul_upsample:
             parts.append("upsample as matmuls")
+        if self.pyramid_at_bins:
+            parts.append("pyramid at its bins")
         if self.tf32:
             parts.append("PyTorch's default TF32 convolutions")
         if self.cudnn_benchmark:
@@ -100,9 +105,13 @@ OFFICIAL = Recipe(tf32=True)  # eager fp32 exactly as the official code runs, GP
 
 def default_recipe(device: torch.device | str, training: bool = False) -> Recipe:
     """What runs unless the user asks for more: fp32 on every device, so that a headline mIoU is the fp32 protocol's.
-    Inference folds BatchNorm into the convolutions (the same function to ~1e-7, one pass fewer); training runs the
-    eager reference. `device` is accepted for symmetry with `fast_recipe`."""
-    return REFERENCE if training else Recipe(fold_bn=True)
+    Inference folds BatchNorm into the convolutions (the same function to ~1e-7, one pass fewer), and on CPUs the
+    head's convolution takes the pyramid at its bins (the same function to ~1e-7; PSPNet-50 at 473×473 1.22× faster
+    in eager fp32, OpenVINO f32 1.26×: BENCHMARKS.md; on GPUs not yet measured, so off). Training runs the eager
+    reference."""
+    if training:
+        return REFERENCE
+    return Recipe(fold_bn=True, pyramid_at_bins=torch.device(device).type == "cpu")
 
 
 def training_precision(requested: str, device: torch.device) -> tuple[str, str]:
@@ -128,7 +137,8 @@ def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:
     CUDA: bf16 autocast, channels_last and compilation; inference folds BatchNorm too; training computes the final
     upsampling as matrix products (on an H100, PSPNet-50 at 473×473: 199 img/s against 89 for eager bf16 +
     channels_last and 69 for the official eager fp32; on CamVid, val mIoU within the spread of fp32 runs).
-    CPU: the fp32 default: bf16 is emulated and far slower on CPUs without bf16 units, and compiling (40 s per input
+    CPU: the fp32 default, and in training the pyramid at its bins too (a PSPNet-50 step at 473×473 1.32×, the
+    CamVid model's 1.04×): bf16 is emulated and far slower on CPUs without bf16 units, and compiling (40 s per input
     shape) and channels_last measured no faster on a 2-core AVX2 CPU; compiled training measured 0.75×. (The trainer
     turns `train.fast` on a CPU into `train.precision: auto`, which picks bf16 where the CPU's bf16 units outrun fp32.)
     """
@@ -136,7 +146,7 @@ def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:
         if training:
             return Recipe(channels_last=True, precision="bf16", compile=True, matmul_upsample=True)
         return Recipe(fold_bn=True, channels_last=True, precision="bf16", compile=True)
-    return default_recipe(device, training)
+    return replace(default_recipe(device, training), pyramid_at_bins=True)
 
 
 def autocast(recipe: Recipe, device: torch.device) -> AbstractContextManager[object]:
@@ -201,9 +211,10 @@ class CompiledForward:
         self.device = torch.device(device)
         self.memory_fit = memory_fit
         net = fold_batchnorm(model) if recipe.fold_bn else model.eval()
-        if recipe.matmul_upsample:
-            net = net if net is not model else copy.deepcopy(model)  # a switch on our copy, not the caller's model
-            net.upsample_by_matmul = True
+        if recipe.matmul_upsample or recipe.pyramid_at_bins:
+            net = net if net is not model else copy.deepcopy(model)  # switches on our copy, not the caller's model
+            net.upsample_by_matmul = recipe.matmul_upsample
+            net.pyramid_at_bins = recipe.pyramid_at_bins
         net = net.to(self.device)
         self.memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         if recipe.channels_last:
@@ -283,6 +294,8 @@ def training_model(model: nn.Module, recipe: Recipe, device: torch.device | str,
     model = model.to(torch.device(device)).train()
     if hasattr(model, "upsample_by_matmul"):
         model.upsample_by_matmul = recipe.matmul_upsample
+    if hasattr(model, "pyramid_at_bins"):
+        model.pyramid_at_bins = recipe.pyramid_at_bins
     if hasattr(model, "backbone") and hasattr(model.backbone, "recompute"):
         model.backbone.recompute = recipe.activation_checkpointing
     if recipe.channels_last:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,13 +22,26 @@ LABELS_NAME = "labels"  # int64 N×H×W, argmax over classes (only with argmax=T
 TRACE_SIZE = (97, 129)  # the example input's H×W; its 1/8 map (13×17) is divisible by none of the bins but 1
 
 
+def as_exported(model: nn.Module) -> nn.Module:
+    """`model` in eval mode as every exporter writes it: with the head's convolution taking the pyramid at its bins
+    (`pyramid_at_bins`, `pspnet.model.pyramid_conv`: the same function to rounding, 68 of PSPNet-50's 324 GFLOP at
+    473×473 fewer). A shallow copy: the caller's model keeps its setting."""
+    model = model.eval()
+    if not hasattr(model, "pyramid_at_bins"):
+        return model
+    network = copy.copy(model)
+    network.pyramid_at_bins = True
+    return network
+
+
 class ExportGraph(nn.Module):
-    """`model` in eval mode returning `logits`, or `(logits, labels)` with `argmax=True`; with `image_input`, taking
-    uint8 N×H×W×3 RGB images and normalising them with the model's mean and std first (`normalize`)."""
+    """`model` in eval mode (`as_exported`) returning `logits`, or `(logits, labels)` with `argmax=True`; with
+    `image_input`, taking uint8 N×H×W×3 RGB images and normalising them with the model's mean and std first
+    (`normalize`)."""
 
     def __init__(self, model: PSPNet, argmax: bool, image_input: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model = as_exported(model)
         self.argmax = argmax
         self.image_input = image_input
 

@@ -18,7 +18,6 @@ graphs used last are kept; a damaged or unreadable entry is converted again.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ from torch import nn
 from pspnet.classes import DatasetInfo
 from pspnet.device import MemoryFit, OutOfMemory, cores_shared, engine_threads
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import ExportGraph, example_input, fixed_input_parts, graph_input
+from pspnet.export.graph import ExportGraph, as_exported, example_input, fixed_input_parts, graph_input
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
 
 PRECISIONS = ("f32", "bf16")
@@ -44,7 +43,8 @@ TRACE_SIZE = (1, 3, 97, 129)  # the example input of the conversion; the graph k
 CACHE_ENV = "PSPNET_CACHE"
 CACHE_OFF = ("none", "off", "0")
 CACHED_GRAPHS = 4  # the graphs used last that the cache keeps
-CONVERSION = "final upsampling as matmuls"  # how `convert` writes the graph: part of the cache's key
+# How `convert` writes the graph (`for_openvino`): part of the cache's key, so that a change converts afresh.
+CONVERSION = "final upsampling as matmuls, pyramid at its bins"
 
 
 def require_openvino() -> Any:
@@ -60,7 +60,7 @@ def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool =
     RGB, normalised inside) and its metadata attached. The final upsampling is converted as two matrix products
     (`for_openvino`), or with `matmul_upsample` False as OpenVINO's Interpolate (to compare them)."""
     ov = require_openvino()
-    network = for_openvino(model) if matmul_upsample else model.eval()
+    network = for_openvino(model) if matmul_upsample else as_exported(model)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
         if image_input:
@@ -74,16 +74,16 @@ def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool =
 
 
 def for_openvino(model: nn.Module) -> nn.Module:
-    """`model` in eval mode as it is converted: with the final upsampling as two matrix products
-    (`upsample_by_matmul`, the same function to ~1e-7; a shallow copy, the caller's model keeps its setting).
+    """`model` in eval mode as it is converted: as every exporter writes it (`as_exported`: the pyramid at its bins),
+    and with the final upsampling as two matrix products (`upsample_by_matmul`, the same function to ~1e-7; a
+    shallow copy, the caller's model keeps its setting).
     OpenVINO's Interpolate writes the full-resolution logits channels-last, and a reorder to the NCHW output follows:
     for PSPNet-50's 150×473×473 logits the two took 68–69 ms of a 0.45–0.52 s int8 call; the matrix products, which
     write NCHW, about 20 ms less. Their cost grows with the logits' width (the crossover near inputs ~1000 px wide,
     beyond the protocols' windows; BENCHMARKS.md, session 33)."""
-    model = model.eval()
-    if not hasattr(model, "upsample_by_matmul"):
-        return model
-    network = copy.copy(model)
+    network = as_exported(model)
+    if network is model:  # not a PSPNet: nothing to switch
+        return network
     network.upsample_by_matmul = True
     return network
 

@@ -18,4 +18,8 @@ class SegmentationHead(nn.Module):
         self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.relu(self.norm(self.conv(x)))))
+        return self.classify(self.conv(x))
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """The head after its 3×3 convolution, given that convolution's output."""
+        return self.classifier(self.dropout(self.relu(self.norm(features))))

@@ -45,8 +45,9 @@ class PyramidPooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        pooled = [
-            F.interpolate(branch(x), size, mode="bilinear", align_corners=self.align_corners)
-            for branch in self.branches
-        ]
-        return torch.cat([x, *pooled], dim=1)
+        upsampled = [F.interpolate(p, size, mode="bilinear", align_corners=self.align_corners) for p in self.pooled(x)]
+        return torch.cat([x, *upsampled], dim=1)
+
+    def pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each branch's output at its bins×bins, before the upsampling (`pspnet.model.pyramid_conv` takes them)."""
+        return [branch(x) for branch in self.branches]

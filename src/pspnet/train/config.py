@@ -46,11 +46,13 @@ class TrainSettings:
     channels_last: bool = False
     compile: bool = False
     matmul_upsample: bool = False  # the full-resolution upsampling as matrix products (pspnet.model.upsample)
+    # the head's convolution takes the pyramid's branches at their bins, before upsampling (pspnet.model.pyramid_conv)
+    pyramid_at_bins: bool = False
     # the backbone keeps only each block's input and recomputes the rest in the backward pass: less memory (bigger
     # crops or batches per GPU), about one more backbone forward of compute (pspnet.model.recompute)
     activation_checkpointing: bool = False
     # the fastest training recipe measured for the device (engine.recipe.fast_recipe): on GPUs bf16 + channels_last +
-    # compile + matmul_upsample; on CPUs what precision "auto" picks. Instead of the four switches above.
+    # compile + matmul_upsample; on CPUs pyramid_at_bins and what precision "auto" picks. Instead of the switches above.
     fast: bool = False
     sync_bn: bool = True  # SyncBatchNorm across GPUs under DDP (PyTorch's SyncBN is CUDA-only)
     imagenet: str | None = None  # backbone init: a local .pth, a URL, or "torchvision"
@@ -87,9 +89,11 @@ class TrainSettings:
                               "set; set one of them")
         if self.fast and (chosen := [name for name, on in (
                 ("precision", self.precision != "auto"), ("channels_last", self.channels_last),
-                ("compile", self.compile), ("matmul_upsample", self.matmul_upsample)) if on]):
-            raise PSPNetError(f"train.fast picks the precision, channels_last, compile and matmul_upsample for the "
-                              f"device; set either train.fast or train.{', train.'.join(chosen)}, not both")
+                ("compile", self.compile), ("matmul_upsample", self.matmul_upsample),
+                ("pyramid_at_bins", self.pyramid_at_bins)) if on]):
+            raise PSPNetError(f"train.fast picks the precision, channels_last, compile, matmul_upsample and "
+                              f"pyramid_at_bins for the device; set either train.fast or "
+                              f"train.{', train.'.join(chosen)}, not both")
 
     def recipe(self, precision: str | None = None) -> Recipe:
         """How the training steps execute: the same `Recipe` that `pspnet bench` times. `precision`: the resolved
@@ -98,7 +102,8 @@ class TrainSettings:
         if precision == "auto":
             raise ValueError("train.precision 'auto' must be resolved for a device first (training_precision)")
         return Recipe(precision=precision, channels_last=self.channels_last, compile=self.compile,
-                      matmul_upsample=self.matmul_upsample, activation_checkpointing=self.activation_checkpointing)
+                      matmul_upsample=self.matmul_upsample, pyramid_at_bins=self.pyramid_at_bins,
+                      activation_checkpointing=self.activation_checkpointing)
 
 
 @dataclass

@@ -1,0 +1,78 @@
+"""The head's 3×3 convolution over the pyramid with the pooled branches convolved at their bins: the same function
+as convolving the concatenation, with about half the arithmetic of the head.
+
+The head convolves `cat([x, up(p_1), …, up(p_k)])`, where each `p_i` is a branch's b×b map and `up` the bilinear
+upsampling to x's size. Convolution is linear in its input channels, so it is the convolution of `x` with its
+channels' weights plus, per branch, the convolution of `up(p_i)` with the branch's. Upsampling is linear and
+separable (`up(p) = A·p·Bᵀ`, `pspnet.model.upsample`) and each tap of a stride-1 convolution reads a shifted
+copy of its input, so a branch's term is `A'·Q·B'ᵀ`: Q holds every tap's weights applied to `p` at b×b
+(O × k·b × k·b), and A' (B') stacks the rows (columns) of A (B) shifted by each tap's offset, zero outside the
+map. That costs O·R·k²·b² + O·k·b·(k·b + H)·W per branch instead of the O·R·k²·H·W of convolving the upsampled
+map (O outputs, R channels per branch, k×k taps). For PSPNet-50 at 473×473 the head's convolution reads 4096
+channels at 60×60, half of them upsampled bins: convolving those at their bins takes out 68 of the network's 324
+GFLOP. In exact arithmetic the result is identical; in floating point it differs by rounding (~1e-6 of the largest
+activation), as BatchNorm folding does. An execution choice (`Recipe.pyramid_at_bins`), not a weight: the
+checkpoint is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pspnet.model.upsample import bilinear_matrix
+
+
+def shifted_interpolation(bins: int, size: int, out_size: int, kernel: int, dilation: int, padding: int,
+                          align_corners: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The out_size × (kernel·bins) matrix whose row o, column (t, j) is the weight of bin j in the bilinear
+    upsampling (bins → size) at position o + t·dilation − padding: what tap t of a stride-1 convolution reads at
+    output position o, zero where that falls outside the map (the convolution's zero padding)."""
+    a = bilinear_matrix(bins, size, align_corners, device, dtype)  # size × bins
+    at = (torch.arange(out_size, device=device)[:, None]
+          + torch.arange(kernel, device=device)[None, :] * dilation - padding)  # out_size × kernel
+    inside = ((at >= 0) & (at < size)).to(dtype)
+    return (a[at.clamp(0, size - 1)] * inside[..., None]).reshape(out_size, kernel * bins)
+
+
+def convolvable_at_bins(conv: nn.Module) -> bool:
+    """Whether `pyramid_conv` computes `conv`: a plain stride-1 convolution with zero padding given in numbers."""
+    return (isinstance(conv, nn.Conv2d) and conv.stride == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
+
+
+def pyramid_conv(conv: nn.Conv2d, x: torch.Tensor, pooled: Sequence[torch.Tensor], align_corners: bool
+                 ) -> torch.Tensor:
+    """`conv(torch.cat([x, *(F.interpolate(p, x.shape[-2:], mode="bilinear", align_corners=align_corners) for p in
+    pooled)], 1))` with each p (N×R×b×b) convolved at b×b (see the module's docstring). `conv` must satisfy
+    `convolvable_at_bins`; under autocast the products run in its precision, as the convolution does."""
+    weight = conv.weight
+    out = F.conv2d(x, weight[:, :x.shape[1]], conv.bias, 1, conv.padding, conv.dilation)
+    if not pooled:
+        return out
+    dtype = out.dtype
+    n, o = out.shape[:2]
+    (h, w), (out_h, out_w) = x.shape[-2:], out.shape[-2:]
+    (kh, kw), (dh, dw), (ph, pw) = conv.kernel_size, conv.dilation, conv.padding
+    rows, spread_cols = [], []
+    start = x.shape[1]
+    for p in pooled:
+        bins_h, bins_w = p.shape[-2:]
+        branch = weight[:, start:start + p.shape[1]].to(dtype)  # O×R×kh×kw
+        start += p.shape[1]
+        # Every tap's weights applied at each bin, as one matrix product: (O·kh·kw × R) · (R × N·b·b).
+        taps = torch.matmul(branch.permute(0, 2, 3, 1).reshape(o * kh * kw, -1),
+                            p.to(dtype).transpose(0, 1).reshape(p.shape[1], -1))
+        taps = taps.reshape(o, kh, kw, n, bins_h, bins_w).permute(3, 0, 1, 4, 2, 5)  # N×O×kh×bins_h×kw×bins_w
+        cols = shifted_interpolation(bins_w, w, out_w, kw, dw, pw, align_corners, x.device, dtype)
+        # The 2-D matrix on the right: one GEMM over all N·O·k·b rows (on the left it would be N·O small ones).
+        spread_cols.append(torch.matmul(taps.reshape(n, o, kh * bins_h, kw * bins_w), cols.t()))
+        rows.append(shifted_interpolation(bins_h, h, out_h, kh, dh, ph, align_corners, x.device, dtype))
+    if start != weight.shape[1] and not torch.jit.is_tracing():  # (a traced graph's shapes are fixed by now)
+        raise ValueError(f"pyramid_conv: {start} input channels given to a convolution of {weight.shape[1]}")
+    # Every branch's rows at once: (N×O×out_w×Σk·b) · (Σk·b × out_h), transposed back to N×O×out_h×out_w.
+    term = torch.matmul(torch.cat(spread_cols, -2).transpose(-1, -2), torch.cat(rows, 1).t()).transpose(-1, -2)
+    return out + term
