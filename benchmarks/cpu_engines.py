@@ -123,7 +123,8 @@ def main() -> None:
         out / "quantize_camvid.txt")
     record = json.loads((int8 / "quantization.json").read_text())
 
-    engines = [("PyTorch eager fp32", [str(args.checkpoint), "--backend", "torch", "--no-fold-bn"]),
+    engines = [("PyTorch eager fp32", [str(args.checkpoint), "--backend", "torch", "--no-fold-bn",
+                                         "--no-pyramid-at-bins"]),
                ("OpenVINO f32", [str(args.checkpoint), "--backend", "openvino", "--precision", "f32"])]
     if native_bf16:
         engines.append(("OpenVINO bf16", [str(args.checkpoint), "--backend", "openvino", "--precision", "bf16"]))

@@ -6,8 +6,8 @@
 Each row is one `pspnet predict CHECKPOINT FOLDER --out DIR` command (the checkpoint's dataset protocol: CamVid's
 sliding 361 windows + flip; reading, the network, the labels, three PNGs per image), timed from start to exit:
 
-- reference: eager PyTorch fp32, BatchNorm not folded (`--backend torch --no-fold-bn`), as the official code runs;
-- torch: the default PyTorch execution (fp32, BatchNorm folded);
+- reference: eager PyTorch fp32, as the official code runs (`--backend torch --no-fold-bn --no-pyramid-at-bins`);
+- torch: the default PyTorch execution (fp32, BatchNorm folded, on CPUs the pyramid at its bins);
 - openvino f32 (`--backend openvino`) and openvino int8 (the IR of `pspnet quantize`, with --int8);
 - with --baseline-src, the same commands run from another source tree (e.g. a checkout of an earlier commit), so an
   older pipeline is timed side by side with this one on the same machine in the same run.
@@ -82,7 +82,7 @@ def main() -> None:
     (one / images[0].name).symlink_to(images[0].resolve())
 
     ckpt = str(args.checkpoint)
-    engines = {"reference (eager fp32)": [ckpt, "--backend", "torch", "--no-fold-bn"],
+    engines = {"reference (eager fp32)": [ckpt, "--backend", "torch", "--no-fold-bn", "--no-pyramid-at-bins"],
                "torch (fp32, BN folded)": [ckpt, "--backend", "torch"],
                "openvino f32": [ckpt, "--backend", "openvino"]}
     if args.int8 is not None:
@@ -92,17 +92,20 @@ def main() -> None:
         trees["baseline"] = args.baseline_src
     rows = [(tree, name) for tree in trees for name in engines]
 
+    def options(tree: str, name: str) -> list[str]:  # a tree from before session 34 has no --no-pyramid-at-bins
+        return [a for a in engines[name] if tree == "this tree" or a != "--no-pyramid-at-bins"]
+
     def slug(tree: str, name: str) -> str:
         return f"{tree}_{name}".replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
 
     os.environ["PSPNET_CACHE"] = str(args.out / "cache")  # empty: the first start-up converts
-    startup = {row: [predict(trees[row[0]], [*engines[row[1]], str(one)], args.out / "startup",
+    startup = {row: [predict(trees[row[0]], [*options(*row), str(one)], args.out / "startup",
                              logs / f"startup{i}_{slug(*row)}.txt") for i in range(2)] for row in rows}
     walls: dict[tuple[str, str], list[float]] = {row: [] for row in rows}
     for r in range(args.rounds):
         for row in rows if r % 2 == 0 else rows[::-1]:
             out = args.out / "pred" / slug(*row)
-            walls[row].append(predict(trees[row[0]], [*engines[row[1]], str(args.images)], out,
+            walls[row].append(predict(trees[row[0]], [*options(*row), str(args.images)], out,
                                       logs / f"round{r}_{slug(*row)}.txt"))
             print(f"round {r}: {row[0]}, {row[1]}: {walls[row][-1]:.1f} s", file=sys.stderr, flush=True)
 

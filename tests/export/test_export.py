@@ -66,6 +66,19 @@ def test_torchscript_matches_pytorch_at_sizes_not_divisible_by_the_bins(model_an
     assert_close_to_pytorch(TorchScriptModel(ts_file)(x), expected)
 
 
+def test_the_exported_graphs_convolve_the_pyramid_at_its_bins(model_and_files) -> None:
+    """The four branches are not upsampled (`pspnet.model.pyramid_conv`): only the final upsampling resizes, in the
+    ONNX graph and in the TorchScript one; the tests above hold their logits to the model's."""
+    import onnx
+
+    model, _, onnx_file, ts_file = model_and_files
+    assert [n.op_type for n in onnx.load(str(onnx_file)).graph.node].count("Resize") == 1
+    with torchscript_quietly():
+        traced = torch.jit.load(str(ts_file))
+    assert str(traced.inlined_graph).count("aten::upsample_bilinear2d") == 1
+    assert not model.pyramid_at_bins  # the exporters switch it on a copy
+
+
 def test_onnx_graph_has_dynamic_batch_height_and_width(model_and_files) -> None:
     _, _, onnx_file, _ = model_and_files
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])

@@ -59,7 +59,9 @@ def test_the_final_upsampling_is_converted_as_matrix_products_with_the_same_logi
     model = pspnet.PSPNet(3, backbone="resnet18", output_stride=16, align_corners=align_corners).eval()
     graph = convert(model)
     assert graph.get_results()[0].input_value(0).get_node().get_type_name() == "MatMul"
-    assert not model.upsample_by_matmul
+    # The pyramid's branches are not upsampled either: the head's convolution takes them at their bins.
+    assert not [op for op in graph.get_ordered_ops() if op.get_type_name() == "Interpolate"]
+    assert not model.upsample_by_matmul and not model.pyramid_at_bins
     engine = OpenVinoModel(graph)
     for size in ((37, 45), (200, 13)):
         x = torch.randn(2, 3, *size)

@@ -35,7 +35,7 @@ def test_the_branches_convolved_at_their_bins_give_the_convolution_of_the_upsamp
     pooled = [torch.randn(2, 3, b, b, dtype=torch.float64, requires_grad=True) for b in bins]
     layer = nn.Conv2d(6 + 3 * len(bins), 5, bias=conv.pop("bias", False), **conv).double()
     expected = concatenated(layer, x, pooled, align_corners)
-    got = pyramid_conv(layer, x, pooled, align_corners)
+    got = pyramid_conv(layer, x, pooled, align_corners, channels=[6, *[3] * len(bins)], bins=bins)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
     g = torch.randn_like(expected)
     inputs = [x, *pooled, *layer.parameters()]
@@ -49,8 +49,9 @@ def test_only_stride_one_convolutions_with_zero_padding_are_taken_at_the_bins():
     assert not convolvable_at_bins(nn.Conv2d(8, 4, 3, padding=1, padding_mode="reflect"))
     assert not convolvable_at_bins(nn.Conv2d(8, 4, 3, padding="same"))
     assert not convolvable_at_bins(nn.Conv2d(8, 4, 3, padding=1, groups=2))
-    with pytest.raises(ValueError, match="12 input channels given to a convolution of 14"):
-        pyramid_conv(nn.Conv2d(14, 4, 3, padding=1), torch.randn(1, 8, 5, 5), [torch.randn(1, 4, 2, 2)], True)
+    with pytest.raises(ValueError, match=r"channels \[8, 4\] and bins \[2\] for 1 pooled maps and a convolution of 14"):
+        pyramid_conv(nn.Conv2d(14, 4, 3, padding=1), torch.randn(1, 8, 5, 5), [torch.randn(1, 4, 2, 2)], True,
+                     channels=[8, 4], bins=[2])
 
 
 def randomised_statistics(model: nn.Module) -> nn.Module:

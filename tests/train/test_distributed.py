@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from pspnet.checkpoint import read_metadata
 from pspnet.cli.main import main
-from pspnet.engine.recipe import training_precision
+from pspnet.engine.recipe import Recipe, training_precision
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import config_dict, make_folders_dataset  # noqa: E402
@@ -111,7 +111,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def two_process_run(data_root, tmp_path_factory) -> tuple[Path, Path]:
     """A 2-process training run with validation (the run's folder and its config), with `--fast`: on CPUs the
-    precision auto picks, agreed by both processes (the two-node run below, without it, must equal this one)."""
+    precision auto picks, agreed by both processes, and the pyramid at its bins (the two-node run below, with
+    train.pyramid_at_bins instead, must equal this one)."""
     tmp = tmp_path_factory.mktemp("ddp")
     cfg = ddp_config(data_root, tmp / "run", tmp / "run.yaml")
     finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress", "--fast"))])
@@ -130,7 +131,8 @@ def test_two_processes_validate_three_times_and_end(two_process_run) -> None:
     assert all(r["images"] == VAL_IMAGES for r in records), "every val image counted once over the two shards"
     assert (run / "final.safetensors").is_file() and (run / "best.safetensors").is_file()
     auto = training_precision("auto", torch.device("cpu"))[0]  # both processes agreed on train.precision: auto
-    assert read_metadata(run / "final.safetensors")["provenance"]["train_recipe"] == f"eager {auto}"
+    assert read_metadata(run / "final.safetensors")["provenance"]["train_recipe"] == \
+        Recipe(precision=auto, pyramid_at_bins=True).describe()
     if TENSORBOARD:  # what metrics.jsonl holds, and the samples of each validation
         from tensorboard.backend.event_processing import event_accumulator
 
@@ -336,8 +338,8 @@ def test_two_nodes_train_to_the_weights_of_one_node_with_two_processes(two_proce
     single, _ = two_process_run
     cfg = ddp_config(data_root, tmp_path / "run", tmp_path / "run.yaml")
     port = free_port()
-    finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress", nodes=(rank, 2, port),
-                           nproc=1)) for rank in (0, 1)])
+    finish([start(torchrun("train", "--config", str(cfg), "train.device=cpu", "--no-progress",
+                           "train.pyramid_at_bins=true", nodes=(rank, 2, port), nproc=1)) for rank in (0, 1)])
     a, b = load_file(str(single / "final.safetensors")), load_file(str(tmp_path / "run" / "final.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)

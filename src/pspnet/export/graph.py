@@ -22,26 +22,27 @@ LABELS_NAME = "labels"  # int64 N×H×W, argmax over classes (only with argmax=T
 TRACE_SIZE = (97, 129)  # the example input's H×W; its 1/8 map (13×17) is divisible by none of the bins but 1
 
 
-def as_exported(model: nn.Module) -> nn.Module:
+def as_exported(model: nn.Module, pyramid_at_bins: bool = True) -> nn.Module:
     """`model` in eval mode as every exporter writes it: with the head's convolution taking the pyramid at its bins
     (`pyramid_at_bins`, `pspnet.model.pyramid_conv`: the same function to rounding, 68 of PSPNet-50's 324 GFLOP at
-    473×473 fewer). A shallow copy: the caller's model keeps its setting."""
+    473×473 fewer; False: the concatenation, to compare them). A shallow copy: the caller's model keeps its
+    setting."""
     model = model.eval()
     if not hasattr(model, "pyramid_at_bins"):
         return model
     network = copy.copy(model)
-    network.pyramid_at_bins = True
+    network.pyramid_at_bins = pyramid_at_bins
     return network
 
 
 class ExportGraph(nn.Module):
-    """`model` in eval mode (`as_exported`) returning `logits`, or `(logits, labels)` with `argmax=True`; with
-    `image_input`, taking uint8 N×H×W×3 RGB images and normalising them with the model's mean and std first
-    (`normalize`)."""
+    """`model` (eval mode; as the exporters prepare it, `as_exported`) returning `logits`, or `(logits, labels)` with
+    `argmax=True`; with `image_input`, taking uint8 N×H×W×3 RGB images and normalising them with the model's mean
+    and std first (`normalize`)."""
 
-    def __init__(self, model: PSPNet, argmax: bool, image_input: bool = False) -> None:
+    def __init__(self, model: PSPNet | nn.Module, argmax: bool, image_input: bool = False) -> None:
         super().__init__()
-        self.model = as_exported(model)
+        self.model = model
         self.argmax = argmax
         self.image_input = image_input
 

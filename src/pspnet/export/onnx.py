@@ -13,7 +13,15 @@ from typing import Any
 import torch
 
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import INPUT_NAME, TRACE_SIZE, ExportGraph, example_input, output_names, torchscript_quietly
+from pspnet.export.graph import (
+    INPUT_NAME,
+    TRACE_SIZE,
+    ExportGraph,
+    as_exported,
+    example_input,
+    output_names,
+    torchscript_quietly,
+)
 from pspnet.export.metadata import model_metadata
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
@@ -63,7 +71,7 @@ def export_onnx(
             dynamic_axes[outputs[1]] = {0: "batch", 1: "height", 2: "width"}  # labels N×H×W
     x = example_input(model, static_size or TRACE_SIZE, image_input)
     was_training = model.training
-    graph = ExportGraph(model, argmax, image_input).eval()
+    graph = ExportGraph(as_exported(model), argmax, image_input).eval()
 
     def write(tmp: str) -> None:
         with torchscript_quietly(), torch.no_grad():

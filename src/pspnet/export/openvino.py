@@ -55,12 +55,14 @@ def require_openvino() -> Any:
     return openvino
 
 
-def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool = True) -> Any:
+def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool = True,
+            pyramid_at_bins: bool = True) -> Any:
     """An OpenVINO model of our PSPNet (eval mode) with a dynamic N×3×H×W input (with `image_input`, uint8 N×H×W×3
-    RGB, normalised inside) and its metadata attached. The final upsampling is converted as two matrix products
-    (`for_openvino`), or with `matmul_upsample` False as OpenVINO's Interpolate (to compare them)."""
+    RGB, normalised inside) and its metadata attached, converted as `for_openvino` prepares it; `matmul_upsample`
+    False converts the final upsampling as OpenVINO's Interpolate, `pyramid_at_bins` False the head's convolution
+    over the concatenation (to compare them)."""
     ov = require_openvino()
-    network = for_openvino(model) if matmul_upsample else as_exported(model)
+    network = for_openvino(model, matmul_upsample, pyramid_at_bins)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
         if image_input:
@@ -73,7 +75,7 @@ def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool =
     return graph
 
 
-def for_openvino(model: nn.Module) -> nn.Module:
+def for_openvino(model: nn.Module, matmul_upsample: bool = True, pyramid_at_bins: bool = True) -> nn.Module:
     """`model` in eval mode as it is converted: as every exporter writes it (`as_exported`: the pyramid at its bins),
     and with the final upsampling as two matrix products (`upsample_by_matmul`, the same function to ~1e-7; a
     shallow copy, the caller's model keeps its setting).
@@ -81,10 +83,9 @@ def for_openvino(model: nn.Module) -> nn.Module:
     for PSPNet-50's 150×473×473 logits the two took 68–69 ms of a 0.45–0.52 s int8 call; the matrix products, which
     write NCHW, about 20 ms less. Their cost grows with the logits' width (the crossover near inputs ~1000 px wide,
     beyond the protocols' windows; BENCHMARKS.md, session 33)."""
-    network = as_exported(model)
-    if network is model:  # not a PSPNet: nothing to switch
-        return network
-    network.upsample_by_matmul = True
+    network = as_exported(model, pyramid_at_bins)
+    if network is not model:  # (a PSPNet: a copy whose switches are ours)
+        network.upsample_by_matmul = matmul_upsample
     return network
 
 

@@ -12,7 +12,15 @@ import torch
 
 from pspnet.classes import DatasetInfo
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import TRACE_SIZE, ExportGraph, example_input, graph_input, output_names, torchscript_quietly
+from pspnet.export.graph import (
+    TRACE_SIZE,
+    ExportGraph,
+    as_exported,
+    example_input,
+    graph_input,
+    output_names,
+    torchscript_quietly,
+)
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
@@ -24,7 +32,7 @@ def export_torchscript(model: PSPNet, path: str | Path, *, argmax: bool = False,
     mean/std, settings and the input's kind travel in the archive's extra files."""
     path = Path(path)
     was_training = model.training
-    graph = ExportGraph(model, argmax, image_input).eval()
+    graph = ExportGraph(as_exported(model), argmax, image_input).eval()
     try:
         with torchscript_quietly(), torch.no_grad():
             traced = torch.jit.trace(graph, example_input(model, TRACE_SIZE, image_input))

@@ -73,7 +73,8 @@ class PSPNet(nn.Module):
         size = x.shape[-2:]
         c3, c4 = self.backbone(x)
         if self.pyramid_at_bins and convolvable_at_bins(self.head.conv):
-            features = pyramid_conv(self.head.conv, c4, self.ppm.pooled(c4), self.config.align_corners)
+            features = pyramid_conv(self.head.conv, c4, self.ppm.pooled(c4), self.config.align_corners,
+                                    channels=self.ppm.channels, bins=self.ppm.bins)
             logits = self.upsample(self.head.classify(features), size)
         else:
             logits = self.upsample(self.head(self.ppm(c4)), size)

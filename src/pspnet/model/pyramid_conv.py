@@ -44,35 +44,34 @@ def convolvable_at_bins(conv: nn.Module) -> bool:
             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str))
 
 
-def pyramid_conv(conv: nn.Conv2d, x: torch.Tensor, pooled: Sequence[torch.Tensor], align_corners: bool
-                 ) -> torch.Tensor:
+def pyramid_conv(conv: nn.Conv2d, x: torch.Tensor, pooled: Sequence[torch.Tensor], align_corners: bool, *,
+                 channels: Sequence[int], bins: Sequence[int]) -> torch.Tensor:
     """`conv(torch.cat([x, *(F.interpolate(p, x.shape[-2:], mode="bilinear", align_corners=align_corners) for p in
-    pooled)], 1))` with each p (N×R×b×b) convolved at b×b (see the module's docstring). `conv` must satisfy
-    `convolvable_at_bins`; under autocast the products run in its precision, as the convolution does."""
-    weight = conv.weight
-    out = F.conv2d(x, weight[:, :x.shape[1]], conv.bias, 1, conv.padding, conv.dilation)
+    pooled)], 1))` with each p (N×R×b×b) convolved at b×b (see the module's docstring). `channels`: x's channels and
+    each p's, `bins`: each p's b, as numbers (in an exported graph the weights' split is then a constant, not a
+    slice at every run). `conv` must satisfy `convolvable_at_bins`; under autocast the products run in its
+    precision, as the convolution does."""
+    if len(channels) != len(pooled) + 1 or len(bins) != len(pooled) or sum(channels) != conv.in_channels:
+        raise ValueError(f"pyramid_conv: channels {list(channels)} and bins {list(bins)} for {len(pooled)} pooled maps "
+                         f"and a convolution of {conv.in_channels} input channels")
+    weights = torch.split(conv.weight, list(channels), dim=1)
+    out = F.conv2d(x, weights[0], conv.bias, 1, conv.padding, conv.dilation)
     if not pooled:
         return out
     dtype = out.dtype
-    n, o = out.shape[:2]
+    n, o = out.shape[0], conv.out_channels
     (h, w), (out_h, out_w) = x.shape[-2:], out.shape[-2:]
     (kh, kw), (dh, dw), (ph, pw) = conv.kernel_size, conv.dilation, conv.padding
     rows, spread_cols = [], []
-    start = x.shape[1]
-    for p in pooled:
-        bins_h, bins_w = p.shape[-2:]
-        branch = weight[:, start:start + p.shape[1]].to(dtype)  # O×R×kh×kw
-        start += p.shape[1]
+    for p, branch, b in zip(pooled, weights[1:], bins, strict=True):
         # Every tap's weights applied at each bin, as one matrix product: (O·kh·kw × R) · (R × N·b·b).
-        taps = torch.matmul(branch.permute(0, 2, 3, 1).reshape(o * kh * kw, -1),
-                            p.to(dtype).transpose(0, 1).reshape(p.shape[1], -1))
-        taps = taps.reshape(o, kh, kw, n, bins_h, bins_w).permute(3, 0, 1, 4, 2, 5)  # N×O×kh×bins_h×kw×bins_w
-        cols = shifted_interpolation(bins_w, w, out_w, kw, dw, pw, align_corners, x.device, dtype)
+        taps = torch.matmul(branch.to(dtype).permute(0, 2, 3, 1).reshape(o * kh * kw, branch.shape[1]),
+                            p.to(dtype).transpose(0, 1).reshape(branch.shape[1], -1))
+        taps = taps.reshape(o, kh, kw, -1, b, b).permute(3, 0, 1, 4, 2, 5)  # N×O×kh×b×kw×b
+        cols = shifted_interpolation(b, w, out_w, kw, dw, pw, align_corners, x.device, dtype)
         # The 2-D matrix on the right: one GEMM over all N·O·k·b rows (on the left it would be N·O small ones).
-        spread_cols.append(torch.matmul(taps.reshape(n, o, kh * bins_h, kw * bins_w), cols.t()))
-        rows.append(shifted_interpolation(bins_h, h, out_h, kh, dh, ph, align_corners, x.device, dtype))
-    if start != weight.shape[1] and not torch.jit.is_tracing():  # (a traced graph's shapes are fixed by now)
-        raise ValueError(f"pyramid_conv: {start} input channels given to a convolution of {weight.shape[1]}")
+        spread_cols.append(torch.matmul(taps.reshape(n, o, kh * b, kw * b), cols.t()))
+        rows.append(shifted_interpolation(b, h, out_h, kh, dh, ph, align_corners, x.device, dtype))
     # Every branch's rows at once: (N×O×out_w×Σk·b) · (Σk·b × out_h), transposed back to N×O×out_h×out_w.
     term = torch.matmul(torch.cat(spread_cols, -2).transpose(-1, -2), torch.cat(rows, 1).t()).transpose(-1, -2)
     return out + term

@@ -40,6 +40,8 @@ class PyramidPooling(nn.Module):
         super().__init__()
         reduced = channels or in_channels // len(bins)
         self.align_corners = align_corners
+        self.bins = tuple(bins)
+        self.channels = (in_channels, *[reduced] * len(bins))  # the concatenation's parts: the input, each branch
         self.branches = nn.ModuleList(PoolBranch(in_channels, reduced, b, norm) for b in bins)
         self.out_channels = in_channels + reduced * len(bins)
 
