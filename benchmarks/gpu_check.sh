@@ -14,8 +14,8 @@
 # the official reference's training step timed after different first work, benchmarks/reference_speed.py) and
 # "matmul" and "graphs" (~2 minutes each: batch 16 and the protocol with the upsampling as matmuls, or with CUDA
 # graphs, in the fast column; matmul.txt, graphs.txt) and "tests" (~1.5 minutes: the CUDA tests alone, tests.txt)
-# and "pyramid" (~4 minutes: the head's convolution with the pyramid at its bins in the fast column at batch 16 and
-# in the protocol, at batch 1 against the fast recipe, and in the fast training step against step 7; pyramid.txt)
+# and "pyramid" (~3.5 minutes: the head's convolution with the pyramid at its bins in the fast column at batch 16
+# and in the protocol, and in the fast training step against step 7; pyramid.txt)
 # are extra). The figures go to $OUT
 # (default runs/gpu_check): summary.txt, env.txt, bench.txt/.json, trained.txt, levers.txt, profile.txt,
 # protocol.txt, fused_softmax.txt, reference_speed.txt and, at the end, logs.tar.gz (every run's log and metrics.jsonl, the CUDA tests' output); the training runs themselves go
@@ -53,7 +53,7 @@ if [ "$DRY" = 1 ]; then
   GRAPHS=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --repeats 1 --warmup 1 --workloads inferN eval
           --anchor --compile --compile-mode reduce-overhead)
   PYRAMID=(--backbones resnet18 --sizes 65 --classes 5 --batch-size 4 --train-batch 2 --repeats 1 --warmup 1
-           --workloads inferN eval --pyramid-at-bins --ablation --ablation-steps 2 8 --train-ablation 15)
+           --workloads inferN eval --pyramid-at-bins --train-ablation 15)
   LEVERS=(--backbones resnet18 --sizes 65 --classes 5 --train-batch 2 --repeats 1 --warmup 1 --train-ablation 7 9 11 13 14)
   TRAINED_BENCH=(--sizes 65 --batch-size 4 --repeats 1 --warmup 1)
   EVAL_LIMIT=(--limit 3)
@@ -79,10 +79,11 @@ else
   # PARTS=graphs: batch 16 and the protocol with CUDA graphs in the fast column (at batch 1 they gave 2.09×).
   GRAPHS=(--backbones resnet50 --sizes 473 --batch-size 16 --repeats 5 --warmup 2 --workloads inferN eval
           --compile-mode reduce-overhead)
-  # PARTS=pyramid: the fast column with the pyramid at its bins (batch 16, the protocol); at batch 1 the fast
-  # recipe (step 8) against it with the pyramid (13); the fast training step (7) against it with the pyramid (16).
+  # PARTS=pyramid: the fast column with the pyramid at its bins (batch 16, the protocol; the main bench's fast
+  # column is the fast recipe without it); the fast training step (7) against it with the pyramid (16). At batch 1:
+  # --ablation --ablation-steps 8 13.
   PYRAMID=(--backbones resnet50 --sizes 473 --batch-size 16 --train-batch 16 --repeats 5 --warmup 2
-           --workloads inferN eval --pyramid-at-bins --ablation --ablation-steps 8 13 --train-ablation 7 16)
+           --workloads inferN eval --pyramid-at-bins --train-ablation 7 16)
   # PARTS=levers: step 7 against itself with CUDA graphs (9), and with activation checkpointing, eager bf16 +
   # channels_last (13: its peak memory against the anchor's 18.8 GiB) and compiled (14: against step 7's 21.2 GiB;
   # training refuses compile + checkpointing until this measures it). Not step 10, max-autotune: on an H100 its
@@ -124,7 +125,7 @@ has matmul && variant_bench matmul "bench: batch 16 and the protocol with the up
   "${MATMUL[@]}"
 has graphs && variant_bench graphs "bench: batch 16 and the protocol with CUDA graphs in the fast column" "${GRAPHS[@]}"
 has pyramid && VARIANT_DEADLINE=${PYRAMID_DEADLINE:-300} variant_bench pyramid \
-  "bench: the pyramid at its bins (fast column, ablation, training step)" "${PYRAMID[@]}"
+  "bench: the pyramid at its bins (fast column, training step)" "${PYRAMID[@]}"
 
 tests() {
   "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py > "$WORK/tests.txt" 2>&1; echo "tests: $(tail -1 "$WORK/tests.txt")"

@@ -64,9 +64,10 @@ def pyramid_conv(conv: nn.Conv2d, x: torch.Tensor, pooled: Sequence[torch.Tensor
     (kh, kw), (dh, dw), (ph, pw) = conv.kernel_size, conv.dilation, conv.padding
     rows, spread_cols = [], []
     for p, branch, b in zip(pooled, weights[1:], bins, strict=True):
-        # Every tap's weights applied at each bin, as one matrix product: (O·kh·kw × R) · (R × N·b·b).
-        taps = torch.matmul(branch.to(dtype).permute(0, 2, 3, 1).reshape(o * kh * kw, branch.shape[1]),
-                            p.to(dtype).transpose(0, 1).reshape(branch.shape[1], -1))
+        # Every tap's weights applied at each bin: per output channel (kh·kw × R) · (R × N·b·b), the weights read
+        # in place (transposed, not copied: a copy of them cost the CamVid model's head more than it saved).
+        taps = torch.matmul(branch.to(dtype).reshape(o, branch.shape[1], kh * kw).transpose(1, 2),
+                            p.to(dtype).transpose(0, 1).reshape(branch.shape[1], -1))  # O×kh·kw×N·b·b
         taps = taps.reshape(o, kh, kw, -1, b, b).permute(3, 0, 1, 4, 2, 5)  # N×O×kh×b×kw×b
         cols = shifted_interpolation(b, w, out_w, kw, dw, pw, align_corners, x.device, dtype)
         # The 2-D matrix on the right: one GEMM over all N·O·k·b rows (on the left it would be N·O small ones).
