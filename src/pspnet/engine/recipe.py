@@ -106,8 +106,8 @@ OFFICIAL = Recipe(tf32=True)  # eager fp32 exactly as the official code runs, GP
 def default_recipe(device: torch.device | str, training: bool = False) -> Recipe:
     """What runs unless the user asks for more: fp32 on every device, so that a headline mIoU is the fp32 protocol's.
     Inference folds BatchNorm into the convolutions (the same function to ~1e-7, one pass fewer), and on CPUs the
-    head's convolution takes the pyramid at its bins (the same function to ~1e-7; PSPNet-50 at 473×473 1.22× faster
-    in eager fp32, OpenVINO f32 1.26×: BENCHMARKS.md; on GPUs not yet measured, so off). Training runs the eager
+    head's convolution takes the pyramid at its bins (the same function to ~1e-7; PSPNet-50 at 473×473 1.13–1.22× faster
+    in eager fp32, OpenVINO f32 1.27×: BENCHMARKS.md; on GPUs not yet measured, so off). Training runs the eager
     reference."""
     if training:
         return REFERENCE
