@@ -138,9 +138,10 @@ def fast_recipe(device: torch.device | str, training: bool = False) -> Recipe:
     upsampling as matrix products (on an H100, PSPNet-50 at 473×473: 199 img/s against 89 for eager bf16 +
     channels_last and 69 for the official eager fp32; on CamVid, val mIoU within the spread of fp32 runs).
     CPU: the fp32 default, and in training the pyramid at its bins too (a PSPNet-50 step at 473×473 1.32×, the
-    CamVid model's 1.04×): bf16 is emulated and far slower on CPUs without bf16 units, and compiling (40 s per input
-    shape) and channels_last measured no faster on a 2-core AVX2 CPU; compiled training measured 0.75×. (The trainer
-    turns `train.fast` on a CPU into `train.precision: auto`, which picks bf16 where the CPU's bf16 units outrun fp32.)
+    CamVid model's 1.04–1.05×): bf16 is emulated and far slower on CPUs without bf16 units, and compiling (40 s per
+    input shape) and channels_last measured no faster on a 2-core AVX2 CPU; compiled training measured 0.75×. (The
+    trainer turns `train.fast` on a CPU into `train.precision: auto`, which picks bf16 where the CPU's bf16 units
+    outrun fp32.)
     """
     if torch.device(device).type == "cuda":
         if training:
