@@ -72,7 +72,13 @@ def test_the_exported_graphs_convolve_the_pyramid_at_its_bins(model_and_files) -
     import onnx
 
     model, _, onnx_file, ts_file = model_and_files
-    assert [n.op_type for n in onnx.load(str(onnx_file)).graph.node].count("Resize") == 1
+    graph = onnx.load(str(onnx_file)).graph
+    assert [n.op_type for n in graph.node].count("Resize") == 1
+    # Every convolution's weight is an initializer, the head's split by the exporter (ONNX Runtime's int8 quantiser
+    # quantises only those: with a Split left in the graph its int8 CamVid model ran 70 → 92 ms).
+    initializers = {i.name: tuple(i.dims) for i in graph.initializer}
+    weights = [initializers.get(n.input[1]) for n in graph.node if n.op_type == "Conv"]
+    assert None not in weights and (512, 512, 3, 3) in weights, weights
     with torchscript_quietly():
         traced = torch.jit.load(str(ts_file))
     assert str(traced.inlined_graph).count("aten::upsample_bilinear2d") == 1

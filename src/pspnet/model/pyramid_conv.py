@@ -54,7 +54,10 @@ def pyramid_conv(conv: nn.Conv2d, x: torch.Tensor, pooled: Sequence[torch.Tensor
     if len(channels) != len(pooled) + 1 or len(bins) != len(pooled) or sum(channels) != conv.in_channels:
         raise ValueError(f"pyramid_conv: channels {list(channels)} and bins {list(bins)} for {len(pooled)} pooled maps "
                          f"and a convolution of {conv.in_channels} input channels")
-    weights = torch.split(conv.weight, list(channels), dim=1)
+    # Slices at fixed offsets: the ONNX exporter folds them into initializers (a Split it leaves in the graph, and
+    # ONNX Runtime's int8 quantiser then cannot quantise a convolution whose weight is no initializer).
+    starts = [sum(channels[:i]) for i in range(len(channels))]
+    weights = [conv.weight[:, start:start + size] for start, size in zip(starts, channels, strict=True)]
     out = F.conv2d(x, weights[0], conv.bias, 1, conv.padding, conv.dilation)
     if not pooled:
         return out
