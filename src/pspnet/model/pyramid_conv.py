@@ -23,19 +23,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pspnet.model.upsample import bilinear_matrix
 
-
-def shifted_interpolation(bins: int, size: int, out_size: int, kernel: int, dilation: int, padding: int,
+def shifted_interpolation(bins: Sequence[int], size: int, out_size: int, kernel: int, dilation: int, padding: int,
                           align_corners: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The out_size × (kernel·bins) matrix whose row o, column (t, j) is the weight of bin j in the bilinear
-    upsampling (bins → size) at position o + t·dilation − padding: what tap t of a stride-1 convolution reads at
-    output position o, zero where that falls outside the map (the convolution's zero padding)."""
-    a = bilinear_matrix(bins, size, align_corners, device, dtype)  # size × bins
+    """For each b in `bins`, in order, the out_size × (kernel·b) block whose row o, column (t, j) is the weight of bin
+    j in the bilinear upsampling (b → size) at position o + t·dilation − padding: what tap t of a stride-1
+    convolution reads at output position o, zero where that falls outside the map (the convolution's zero padding).
+    The weights are `pspnet.model.upsample.bilinear_matrix`'s (PyTorch's source-index rule), computed for every bin
+    of every branch at once: an exported graph builds them from the runtime size in a few nodes, not a chain per
+    branch (ONNX Runtime pays a fixed cost per node)."""
+    exact = torch.float64 if dtype == torch.float64 else torch.float32
+    counts = torch.tensor([b for b in bins for _ in range(b)], device=device, dtype=exact)  # each column's b
+    index = torch.tensor([j for b in bins for j in range(b)], device=device, dtype=exact)  # each column's j
     at = (torch.arange(out_size, device=device)[:, None]
           + torch.arange(kernel, device=device)[None, :] * dilation - padding)  # out_size × kernel
-    inside = ((at >= 0) & (at < size)).to(dtype)
-    return (a[at.clamp(0, size - 1)] * inside[..., None]).reshape(out_size, kernel * bins)
+    inside = ((at >= 0) & (at < size)).to(exact)
+    position = at.clamp(0, size - 1).to(exact)[..., None]  # where each tap reads the upsampled map
+    if align_corners:
+        src = position * ((counts - 1) / (size - 1)) if size > 1 else torch.zeros_like(position * counts)
+    else:
+        src = (position + 0.5) * (counts / size) - 0.5
+    src = torch.minimum(src.clamp_min(0), counts - 1)
+    weights = (1 - (src - index).abs()).clamp_min(0) * inside[..., None]  # out_size × kernel × Σb
+    # Columns tap-major over all bins → branch by branch, each (tap, j).
+    total, starts = sum(bins), [sum(bins[:i]) for i in range(len(bins))]
+    order = [t * total + start + j for start, b in zip(starts, bins, strict=True) for t in range(kernel)
+             for j in range(b)]
+    return weights.reshape(out_size, kernel * total)[:, torch.tensor(order, device=device)].to(dtype)
 
 
 def convolvable_at_bins(conv: nn.Module) -> bool:
@@ -65,17 +79,18 @@ def pyramid_conv(conv: nn.Conv2d, x: torch.Tensor, pooled: Sequence[torch.Tensor
     n, o = out.shape[0], conv.out_channels
     (h, w), (out_h, out_w) = x.shape[-2:], out.shape[-2:]
     (kh, kw), (dh, dw), (ph, pw) = conv.kernel_size, conv.dilation, conv.padding
-    rows, spread_cols = [], []
+    rows = shifted_interpolation(bins, h, out_h, kh, dh, ph, align_corners, x.device, dtype)  # out_h × Σkh·b
+    cols = shifted_interpolation(bins, w, out_w, kw, dw, pw, align_corners, x.device, dtype)  # out_w × Σkw·b
+    spread_cols, start = [], 0
     for p, branch, b in zip(pooled, weights[1:], bins, strict=True):
         # Every tap's weights applied at each bin: per output channel (kh·kw × R) · (R × N·b·b), the weights read
         # in place (transposed, not copied: a copy of them cost the CamVid model's head more than it saved).
         taps = torch.matmul(branch.to(dtype).reshape(o, branch.shape[1], kh * kw).transpose(1, 2),
                             p.to(dtype).transpose(0, 1).reshape(branch.shape[1], -1))  # O×kh·kw×N·b·b
         taps = taps.reshape(o, kh, kw, -1, b, b).permute(3, 0, 1, 4, 2, 5)  # N×O×kh×b×kw×b
-        cols = shifted_interpolation(b, w, out_w, kw, dw, pw, align_corners, x.device, dtype)
         # The 2-D matrix on the right: one GEMM over all N·O·k·b rows (on the left it would be N·O small ones).
-        spread_cols.append(torch.matmul(taps.reshape(n, o, kh * b, kw * b), cols.t()))
-        rows.append(shifted_interpolation(b, h, out_h, kh, dh, ph, align_corners, x.device, dtype))
+        spread_cols.append(torch.matmul(taps.reshape(n, o, kh * b, kw * b), cols[:, start:start + kw * b].t()))
+        start += kw * b
     # Every branch's rows at once: (N×O×out_w×Σk·b) · (Σk·b × out_h), transposed back to N×O×out_h×out_w.
-    term = torch.matmul(torch.cat(spread_cols, -2).transpose(-1, -2), torch.cat(rows, 1).t()).transpose(-1, -2)
+    term = torch.matmul(torch.cat(spread_cols, -2).transpose(-1, -2), rows.t()).transpose(-1, -2)
     return out + term
