@@ -23,33 +23,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pspnet.model.upsample import bilinear_matrix
+
 
 def shifted_interpolation(bins: Sequence[int], size: int, out_size: int, kernel: int, dilation: int, padding: int,
                           align_corners: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """For each b in `bins`, in order, the out_size × (kernel·b) block whose row o, column (t, j) is the weight of bin
-    j in the bilinear upsampling (b → size) at position o + t·dilation − padding: what tap t of a stride-1
-    convolution reads at output position o, zero where that falls outside the map (the convolution's zero padding).
-    The weights are `pspnet.model.upsample.bilinear_matrix`'s (PyTorch's source-index rule), computed for every bin
-    of every branch at once: an exported graph builds them from the runtime size in a few nodes, not a chain per
-    branch (ONNX Runtime pays a fixed cost per node)."""
-    exact = torch.float64 if dtype == torch.float64 else torch.float32
-    counts = torch.tensor([b for b in bins for _ in range(b)], device=device, dtype=exact)  # each column's b
-    index = torch.tensor([j for b in bins for j in range(b)], device=device, dtype=exact)  # each column's j
+    j in the bilinear upsampling (b → size, `bilinear_matrix`) at position o + t·dilation − padding: what tap t of a
+    stride-1 convolution reads at output position o, zero where that falls outside the map (the convolution's zero
+    padding). Every branch's matrix at once: an exported graph builds them from the runtime size in a few nodes, not
+    a chain per branch (ONNX Runtime pays a fixed cost per node)."""
+    a = bilinear_matrix(list(bins), size, align_corners, device, dtype)  # size × Σb, the branches side by side
     at = (torch.arange(out_size, device=device)[:, None]
           + torch.arange(kernel, device=device)[None, :] * dilation - padding)  # out_size × kernel
-    inside = ((at >= 0) & (at < size)).to(exact)
-    position = at.clamp(0, size - 1).to(exact)[..., None]  # where each tap reads the upsampled map
-    if align_corners:
-        src = position * ((counts - 1) / (size - 1)) if size > 1 else torch.zeros_like(position * counts)
-    else:
-        src = (position + 0.5) * (counts / size) - 0.5
-    src = torch.minimum(src.clamp_min(0), counts - 1)
-    weights = (1 - (src - index).abs()).clamp_min(0) * inside[..., None]  # out_size × kernel × Σb
+    inside = ((at >= 0) & (at < size)).to(dtype)
+    shifted = a[at.clamp(0, size - 1)] * inside[..., None]  # out_size × kernel × Σb
     # Columns tap-major over all bins → branch by branch, each (tap, j).
     total, starts = sum(bins), [sum(bins[:i]) for i in range(len(bins))]
     order = [t * total + start + j for start, b in zip(starts, bins, strict=True) for t in range(kernel)
              for j in range(b)]
-    return weights.reshape(out_size, kernel * total)[:, torch.tensor(order, device=device)].to(dtype)
+    return shifted.reshape(out_size, kernel * total)[:, torch.tensor(order, device=device)]
 
 
 def convolvable_at_bins(conv: nn.Module) -> bool:

@@ -11,23 +11,33 @@ whatever precision autocast gives them. An execution choice (`Recipe.matmul_upsa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
 
-def bilinear_matrix(in_size: int, out_size: int, align_corners: bool, device: torch.device | None = None,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def bilinear_matrix(in_size: int | Sequence[int], out_size: int, align_corners: bool,
+                    device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The out_size × in_size matrix of 1-D linear interpolation with PyTorch's source-index rule: row o holds the
     hat function 1 − |src(o) − i| around the source position, clamped to [0, in_size − 1] (so the edge rows weigh
-    the edge pixel alone). Built with plain tensor ops on `device`: traceable by torch.compile, no host round trip."""
+    the edge pixel alone). Built with plain tensor ops on `device`: traceable by torch.compile, no host round trip.
+    With several input sizes (a list of numbers), their matrices side by side, out_size × Σ in_size, computed at once
+    (`pspnet.model.pyramid_conv`: a few graph nodes for all the pyramid's bins)."""
     exact = torch.float64 if dtype == torch.float64 else torch.float32
-    dst = torch.arange(out_size, device=device, dtype=exact)
-    if align_corners:
-        src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else torch.zeros_like(dst)
+    dst = torch.arange(out_size, device=device, dtype=exact)[:, None]
+    if isinstance(in_size, (list, tuple)):  # each column's input size, and its position in that input
+        sizes: Any = torch.cat([torch.full((n,), n, device=device, dtype=exact) for n in in_size])
+        taps = torch.cat([torch.arange(n, device=device, dtype=exact) for n in in_size])
     else:
-        src = (dst + 0.5) * (in_size / out_size) - 0.5
-    src = src.clamp(0, in_size - 1)
-    taps = torch.arange(in_size, device=device, dtype=exact)
-    return (1 - (src[:, None] - taps[None, :]).abs()).clamp_min(0).to(dtype)
+        sizes, taps = in_size, torch.arange(in_size, device=device, dtype=exact)
+    if align_corners:
+        src = dst * ((sizes - 1) / (out_size - 1)) if out_size > 1 else torch.zeros_like(dst)
+    else:
+        src = (dst + 0.5) * (sizes / out_size) - 0.5
+    src = src.clamp_min(0)
+    src = torch.minimum(src, sizes - 1) if isinstance(sizes, torch.Tensor) else src.clamp_max(sizes - 1)
+    return (1 - (src - taps).abs()).clamp_min(0).to(dtype)
 
 
 def resize_by_matmul(x: torch.Tensor, size: tuple[int, int] | torch.Size, align_corners: bool) -> torch.Tensor:

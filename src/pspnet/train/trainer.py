@@ -190,10 +190,10 @@ class Trainer:
             precision, why = training_precision(requested, d.device)
             if requested == "auto" and set(gather_lists([precision], d)) != {precision}:
                 precision, why = "fp32", "auto → fp32: not every process's CPU has fast bf16 units"
-            self.recipe = s.recipe(precision)
-            if s.fast:  # what else the fast recipe holds for CPUs (the pyramid at its bins)
-                self.recipe = replace(fast_recipe(d.device, training=True), precision=precision,
-                                      activation_checkpointing=s.activation_checkpointing)
+            # train.fast: the CPUs' fast recipe (the pyramid at its bins) in the precision auto picked
+            self.recipe = (replace(fast_recipe(d.device, training=True), precision=precision,
+                                   activation_checkpointing=s.activation_checkpointing) if s.fast
+                           else s.recipe(precision))
             if requested == "auto":
                 self.note(f"train.{'fast' if s.fast else 'precision'} {why}")
         if (warning := bf16_warning(d.device, self.recipe.precision)) is not None:
