@@ -229,8 +229,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what the other engines follow (`engine_threads`)
     from torch import _dynamo  # 1 s to import: only when the bench runs
 
-    # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.
-    _dynamo.config.recompile_limit = 64
+    # Every recipe and workload shape compiles its own graph of the same forward code: allow them all (the setting's
+    # name before torch 2.6 was cache_size_limit).
+    setattr(_dynamo.config, "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit", 64)
     if args.checkpoint is not None:
         use_model_folder(args)
     config = config_from_args(args)
