@@ -229,8 +229,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what the other engines follow (`engine_threads`)
     from torch import _dynamo  # 1 s to import: only when the bench runs
 
-    # Every recipe and workload shape compiles its own graph of the same forward code: allow them all (the setting's
-    # name before torch 2.6 was cache_size_limit).
+    # Every recipe and workload shape compiles its own graph of the same forward code: allow them all (older torch,
+    # 2.4.1 among them, names the setting cache_size_limit only).
     setattr(_dynamo.config, "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit", 64)
     if args.checkpoint is not None:
         use_model_folder(args)
