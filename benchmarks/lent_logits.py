@@ -2,12 +2,14 @@
 CPU engines, in turns in one run:
 
     python benchmarks/lent_logits.py runs/cpu_engines_s33/pspnet50_random.safetensors --size 512 683
-    python benchmarks/lent_logits.py runs/camvid/best.safetensors --size 360 480 --rounds 9
+    python benchmarks/lent_logits.py runs/camvid/best.safetensors --size 360 480 --images 4 --rounds 9
 
-The protocol is the model's own (`InferenceSettings.for_model`: ADE20K's 473×473 windows with flip for a 150-class
-model), `--batch-size` windows per call, on `--images` random images of `--size`. ONNX Runtime runs an ONNX export of
-the checkpoint written to a temporary folder; OpenVINO converts it in memory. Each row: the median seconds per image
-of both, their ratio, and whether the label maps are identical. Needs `pip install "pspnet[export,openvino]"`.
+The protocol is the model's own (`InferenceSettings.for_model`: its recorded or its dataset's official settings,
+else each image's own size in 473×473 windows, with flip), `--batch-size` windows per call, on `--images` random
+images of `--size`. ONNX Runtime runs an ONNX export of the checkpoint written to a temporary folder; OpenVINO
+converts it in memory. Each row: the median seconds per image of both, their ratio, and whether the label maps are
+identical. An engine without `lend` gets a row saying so: ONNX Runtime, whose IOBinding into a kept buffer (commit
+39e5249: run this script in a worktree of it) gained nothing. Needs `pip install "pspnet[export,openvino]"`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import pspnet
 from pspnet.bench.report import cpu_line
 from pspnet.bench.timing import measure_interleaved
-from pspnet.engine.inference import Forward, InferenceSettings, segment
+from pspnet.engine.inference import Forward, InferenceSettings, LendingForward, segment
 from pspnet.export.onnx import export_onnx
 from pspnet.export.onnx_runtime import OnnxRuntimeModel
 from pspnet.export.openvino import OpenVinoModel
@@ -60,6 +62,9 @@ def main() -> None:
                     export_onnx(model, Path(folder) / "model.onnx"))
             else:
                 runner = OpenVinoModel(model, cache=False)
+            if not isinstance(runner, LendingForward):
+                print(f"| {engine} | – | – | – | no `lend`: the protocol takes a copy per call |", flush=True)
+                continue
             works = [lambda f=f: segment(f, images, settings, model.info.mean, model.info.std)
                      for f in (copied(runner), runner)]
             (a, b), (first, second) = measure_interleaved(works, torch.device("cpu"), args.rounds, 1,

@@ -174,32 +174,11 @@ class EngineRequest:
         self._fail(next(iter(feeds.values())))
         return self.real.run(names, feeds, options)
 
-    def io_binding(self):  # ONNX Runtime, as the protocol runs it (`lend`)
-        return Binding(self.real.io_binding())
-
-    def run_with_iobinding(self, binding, options=None):
-        self._fail(binding.input)
-        return self.real.run_with_iobinding(binding.real, options)
-
     def compile_model(self, *args):  # OpenVINO's core
         return EngineRequest(self.engine, self.real.compile_model(*args), self.fits, self.text, self.sizes)
 
     def create_infer_request(self):  # OpenVINO's compiled model
         return EngineRequest(self.engine, self.real.create_infer_request(), self.fits, self.text, self.sizes)
-
-
-class Binding:
-    """ONNX Runtime's IOBinding, keeping its input for `EngineRequest`."""
-
-    def __init__(self, real) -> None:
-        self.real, self.input = real, None
-
-    def bind_cpu_input(self, name: str, array: np.ndarray) -> None:
-        self.input = array
-        self.real.bind_cpu_input(name, array)
-
-    def bind_output(self, *args) -> None:
-        self.real.bind_output(*args)
 
 
 EMPTY = "an empty output"

@@ -14,7 +14,6 @@ import pspnet
 from pspnet import PSPNetError
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
-from pspnet.engine.inference import InferenceSettings, infer_probabilities
 from pspnet.export import OnnxRuntimeModel, TorchScriptModel, read_onnx_metadata
 from pspnet.export.graph import torchscript_quietly
 
@@ -213,36 +212,6 @@ def test_files_that_are_not_exports_are_refused_by_name(model_and_files, tmp_pat
                           output_names=["logits"], dynamo=False)
     with pytest.raises(PSPNetError, match="no pspnet metadata"):
         OnnxRuntimeModel(plain)
-
-
-def test_the_protocol_takes_onnx_runtimes_logits_in_a_buffer_and_a_call_hands_out_its_own(model_and_files) -> None:
-    """`lend` has ONNX Runtime write the logits into a buffer the model keeps (an IOBinding) instead of copying them
-    out of its own; the protocol, which adds each batch into its sums at once, takes them so and gets the answer of
-    copies, bit for bit. A plain call's logits stay the caller's; a larger batch grows the buffer."""
-    _, _, onnx_file, _ = model_and_files
-    model = OnnxRuntimeModel(onnx_file)
-    x1, x2 = torch.randn(2, 3, 33, 41), torch.randn(3, 3, 41, 33)
-    first = model(x1)
-    kept = first.clone()
-    model(x2)
-    assert torch.equal(first, kept)
-    lent = model.lend(x1)
-    assert torch.equal(lent, kept)
-    model.lend(x1.flip(-1))
-    assert not torch.equal(lent, kept)  # the buffer was written over: lent logits live until the next call
-    assert torch.equal(model.lend(x2), model(x2))  # a larger output: the buffer grows
-
-    calls: list[int] = []
-    lend = model.lend
-    model.lend = lambda x: calls.append(len(x)) or lend(x)  # type: ignore[method-assign]
-    rng = np.random.default_rng(1)
-    images = [torch.from_numpy(rng.integers(0, 256, (3, 40, 52), dtype=np.uint8)) for _ in range(3)]
-    settings = InferenceSettings(base_size=None, crop_size=(33, 33), batch_size=4)
-    by_lending = infer_probabilities(model, images, settings, INFO.mean, INFO.std)
-    assert sum(calls) == 3 * 4 * 2  # every window (2×2 over each 40×52 image) and its mirror
-    by_copies = infer_probabilities(lambda x: model(x), images, settings, INFO.mean, INFO.std)
-    for a, b in zip(by_lending, by_copies, strict=True):
-        assert torch.equal(a, b)
 
 
 def test_predict_with_onnxruntime_writes_the_same_pngs_as_pytorch(model_and_files, tmp_path) -> None:

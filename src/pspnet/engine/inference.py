@@ -50,9 +50,8 @@ class SoftmaxForward(Protocol):
 @runtime_checkable
 class LendingForward(Protocol):
     """A `Forward` that can also lend its output: `lend(x)` returns the logits in the engine's own buffer, valid
-    until its next call (`pspnet.export.openvino.OpenVinoModel`, `pspnet.export.onnx_runtime.OnnxRuntimeModel`),
-    which saves copying them into fresh memory. The protocol takes them so: it adds each batch's logits into its sums
-    before the next call."""
+    until its next call (`pspnet.export.openvino.OpenVinoModel`), which saves copying them into fresh memory. The
+    protocol takes them so: it adds each batch's logits into its sums before the next call."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 

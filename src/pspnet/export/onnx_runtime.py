@@ -77,9 +77,6 @@ class OnnxRuntimeModel:
         # Fixed dimensions are ints (an export with --static-size), dynamic ones names; as N, H, W.
         shape = [d if isinstance(d, int) else None for d in self.session.get_inputs()[0].shape]
         self.input_shape = shape[:3] if self.takes_images else [shape[0], *shape[2:]]
-        declared = self.session.get_outputs()[0].shape  # N×C×H×W, C fixed in every export of ours
-        self.classes = declared[1] if len(declared) == 4 and isinstance(declared[1], int) else self.info.num_classes
-        self._buffer = np.empty(0, dtype=np.float32)  # `lend`'s output, grown to the largest
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a normalised N×3×H×W batch (given as images to a graph that takes them: `as_images`), in the
@@ -87,22 +84,10 @@ class OnnxRuntimeModel:
         logits = [self._run(part) for part in fixed_input_parts(str(self.path), self.input_shape, x)]
         return logits[0] if len(logits) == 1 else torch.cat(logits)
 
-    def lend(self, x: torch.Tensor) -> torch.Tensor:
-        """`self(x)` written by ONNX Runtime straight into a buffer this model keeps (an IOBinding), where `session.run`
-        copies its own output into a fresh array: valid until this model's next call (the test protocol adds each
-        batch's logits into its sums at once: `pspnet.engine.inference.LendingForward`)."""
-        parts = fixed_input_parts(str(self.path), self.input_shape, x)
-        if len(parts) > 1:  # a --static-size graph, run piece by piece: each piece would overwrite the last
-            return self(x)
-        return self._run(parts[0], lend=True)
-
-    def _run(self, x: torch.Tensor, lend: bool = False) -> torch.Tensor:
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(graph_input(x, self.info, self.takes_images).detach().cpu().numpy())
         try:
-            if lend:
-                logits = self._run_into_buffer(array)
-            else:
-                (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array}, self.run_options)
+            (logits,) = self.session.run([LOGITS_NAME], {INPUT_NAME: array}, self.run_options)
         except Exception as e:  # onnxruntime's errors derive from Exception only
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if isinstance(e, MemoryError) or any(t in str(e) for t in ALLOCATION_FAILURES):
@@ -111,18 +96,3 @@ class OnnxRuntimeModel:
             raise PSPNetError(f"{self.path}: ONNX Runtime failed on an input of shape {tuple(array.shape)} "
                               f"({first})") from None
         return torch.from_numpy(logits).to(x.device)
-
-    def _run_into_buffer(self, array: np.ndarray) -> np.ndarray:
-        """The logits of `array`, written by ONNX Runtime into `self._buffer` (one for every call, grown to the
-        largest output: fresh memory costs its page faults on every call)."""
-        height, width = array.shape[1:3] if self.takes_images else array.shape[2:]
-        shape = (array.shape[0], self.classes, height, width)
-        size = int(np.prod(shape))
-        if self._buffer.size < size:
-            self._buffer = np.empty(size, dtype=np.float32)
-        logits = self._buffer[:size].reshape(shape)
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(INPUT_NAME, array)
-        binding.bind_output(LOGITS_NAME, "cpu", 0, np.float32, list(shape), logits.ctypes.data)
-        self.session.run_with_iobinding(binding, self.run_options)
-        return logits
