@@ -196,3 +196,24 @@ def test_no_timed_call_runs_while_an_earlier_result_is_held_and_the_results_come
     assert [len(m.seconds) for m in measurements] == [3, 3] and [len(m.warmup_seconds) for m in measurements] == [2, 2]
     assert held_at_call == [0] * 10 + [0, 1]  # then the untimed round: the first result is held for the second call
     assert [r() for r in made[-2:]] == results
+
+
+def test_the_recompile_limit_is_set_under_the_name_this_torch_has(monkeypatch) -> None:
+    """torch 2.4.1's dynamo has only `cache_size_limit`; setting `recompile_limit` there raised AttributeError and
+    every `pspnet bench` ended in a traceback (seen in a suite run with torch 2.4.1, the oldest torch pspnet takes)."""
+    from types import SimpleNamespace
+
+    from torch import _dynamo
+
+    from pspnet.cli.bench import allow_recompiles
+
+    older = SimpleNamespace(cache_size_limit=8)
+    allow_recompiles(older, 64)
+    assert vars(older) == {"cache_size_limit": 64}
+    newer = SimpleNamespace(recompile_limit=8, cache_size_limit=8)
+    allow_recompiles(newer, 64)
+    assert vars(newer) == {"recompile_limit": 64, "cache_size_limit": 8}
+    name = "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit"
+    monkeypatch.setattr(_dynamo.config, name, getattr(_dynamo.config, name))  # restored after the test
+    allow_recompiles(_dynamo.config, 33)
+    assert getattr(_dynamo.config, name) == 33

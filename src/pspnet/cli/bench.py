@@ -9,7 +9,7 @@ import shlex
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -221,6 +221,13 @@ def disagreements(result: BenchResult, trained: bool) -> tuple[list[str], list[s
     return failures, notes
 
 
+def allow_recompiles(dynamo_config: Any, limit: int) -> None:
+    """Let dynamo compile a function `limit` times: `recompile_limit`, or `cache_size_limit` in older torch (2.4.1
+    has only that name, and setting the new one raised AttributeError)."""
+    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo_config, name, limit)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if args.threads < 1:
@@ -229,9 +236,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # what the other engines follow (`engine_threads`)
     from torch import _dynamo  # 1 s to import: only when the bench runs
 
-    # Every recipe and workload shape compiles its own graph of the same forward code: allow them all (older torch,
-    # 2.4.1 among them, names the setting cache_size_limit only).
-    setattr(_dynamo.config, "recompile_limit" if hasattr(_dynamo.config, "recompile_limit") else "cache_size_limit", 64)
+    # Every recipe and workload shape compiles its own graph of the same forward code: allow them all.
+    allow_recompiles(_dynamo.config, 64)
     if args.checkpoint is not None:
         use_model_folder(args)
     config = config_from_args(args)
