@@ -20,7 +20,7 @@ import torch
 import pspnet
 from pspnet.bench.report import cpu_line
 from pspnet.bench.timing import measure_interleaved
-from pspnet.export.openvino import OpenVinoModel, compile_settings
+from pspnet.export.openvino import cached_convert, compile_settings, require_openvino
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -59,9 +59,9 @@ def main() -> None:
     x = torch.randn(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         reference = model(x)
-    graph = OpenVinoModel(model)  # converted (through the cache) once; compiled here at each precision
-    core = graph._core
-    compiled = {precision: core.compile_model(graph.graph, "CPU", compile_settings(precision))
+    core = require_openvino().Core()
+    graph, _ = cached_convert(model, core)  # converted (through the cache) once, compiled at each precision
+    compiled = {precision: core.compile_model(graph, "CPU", compile_settings(precision))
                 for precision in ("f32", "f16", "bf16")}
     array = x.numpy()
     measured, outputs = measure_interleaved([lambda c=c: torch.from_numpy(c(array)[0]) for c in compiled.values()],
