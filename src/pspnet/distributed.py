@@ -56,6 +56,9 @@ def launched_processes() -> int:
 
 
 _started = itertools.count()  # the process groups started here in this process, the same count in every process
+# The store rank 0 hosts for its peers, kept for the process's life (see `join`); the latest one (a later
+# rendezvous on the same port shares its server).
+_hosted_store: list[dist.Store] = []
 # A process that waits this long for the others to join says which it waits for, and gives up after the second
 # (torch's own default process-group timeout), in a line naming them, instead of waiting without a word.
 JOIN_NOTE_AFTER_S = 60.0
@@ -67,9 +70,15 @@ def join(device: torch.device, caller: str = "run this command") -> Distributed:
     or not), else, launched by torchrun, in one started here (NCCL for a GPU, gloo for the CPU); else one process.
     Each group started here meets under keys of its own in torchrun's store: a second group under the default keys
     read the first one's addresses, closed by then (gloo: "Connection refused"; every time in 6 starts in a row).
+    Where rank 0 hosts the store itself (torchrun of torch 2.4, TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, a launcher
+    that sets MASTER_ADDR and the others itself) it keeps it for the process's life, as torchrun's agent keeps its
+    own: a group the script starts after this one's end meets in it too. Closed with the group, a peer quicker than
+    rank 0 met in the closing store and failed ("Connection reset by peer": every time when rank 0 left last).
     `caller` names what every process must run (in the note and the error of `wait_for_everyone`)."""
     if launched_processes() > 1 and not dist.is_initialized():
         store, rank, world_size = next(dist.rendezvous("env://"))
+        if rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":  # torch's own test of it
+            _hosted_store[:] = [store]  # the next rendezvous of this process reuses its server (multi-tenant)
         keys = dist.PrefixStore(f"pspnet/{next(_started)}", store)
         wait_for_everyone(dist.PrefixStore("arrived", keys), rank, world_size, caller)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,

@@ -66,10 +66,11 @@ def torchrun(*args: str, nodes: tuple[int, int, int] | None = None, nproc: int =
             "-m", "pspnet.cli.main", *args]
 
 
-def start(command: list[str]) -> subprocess.Popen:
-    """torchrun in a session of its own, so that a hang can be ended with everything it started."""
-    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """torchrun in a session of its own, so that a hang can be ended with everything it started (`env`: variables
+    besides the tests' own)."""
+    return subprocess.Popen(command, env={**ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
 
 
 def finish(procs: list[subprocess.Popen], returncode: int = 0) -> list[str]:
@@ -385,7 +386,11 @@ import json, os, sys
 from pathlib import Path
 import torch.distributed as dist
 import pspnet
+import pspnet.distributed
 import pspnet.engine.evaluate
+
+if os.environ["RANK"] == "0":  # the process that hosts the store where torchrun's agent does not: the last to leave
+    pspnet.distributed.TEARDOWN_PAUSE_S = 1.5
 
 scored = []  # the images this process ran the network on
 run_network = pspnet.engine.evaluate.segment_and_confidence
@@ -408,17 +413,21 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.parametrize("store", ["torchrun's", "rank 0's"])
 def test_python_evaluate_with_shard_shares_the_images_between_the_processes_of_a_script(two_process_run, data_root,
-                                                                                          tmp_path) -> None:
+                                                                                          tmp_path, store) -> None:
     """`pspnet.evaluate(..., shard=True)` in a user's script under torchrun: each process runs the network on its
     share of the images and returns the whole folder's confusion matrix, that of one process; a process group it
-    started is left at its end, the script's own is used and kept."""
+    started is left at its end, the script's own is used and kept. Also where rank 0 hosts the store (torch 2.4's
+    torchrun did; other launchers do) and leaves last: the script's group met in its closing store ("Connection reset
+    by peer")."""
     run, _ = two_process_run
     model, images, labels = run / "final.safetensors", data_root / "images" / "val", data_root / "labels" / "val"
     script = tmp_path / "evaluate.py"
     script.write_text(EVALUATE_SHARDED)
     finish([start([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                   str(script), str(model), str(images), str(labels), str(tmp_path)])])
+                   str(script), str(model), str(images), str(labels), str(tmp_path)],
+                  env={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"} if store == "rank 0's" else {})])
     import pspnet
 
     one = pspnet.evaluate(pspnet.load(model), images, labels)
