@@ -116,6 +116,25 @@ def test_whole_mode_runs_the_resized_image_in_one_piece() -> None:
     assert labels[0].shape == (10, 20)
 
 
+@pytest.mark.parametrize("size, settings", [
+    ((4, 2000), InferenceSettings(base_size=240, mode="whole")),  # a banner: its short side rounds to 0 at 240
+    ((4, 2000), InferenceSettings(base_size=240, crop_size=(33, 33))),
+    ((30, 30), InferenceSettings(base_size=None, crop_size=(33, 33), scales=(0.01,))),
+    ((1, 1500), InferenceSettings(base_size=512, crop_size=(33, 33), short_side=10, flip=False)),
+])
+def test_a_side_that_scales_below_one_pixel_is_one_pixel(model, size, settings) -> None:
+    calls = []
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape[2:]))
+        return model(x)
+
+    image = torch.randint(0, 256, (3, *size), dtype=torch.uint8)
+    labels = segment(net, [image], settings, MEAN, STD)[0]
+    assert labels.shape == size
+    assert calls and all(min(shape) >= 1 for shape in calls)
+
+
 def test_flip_averages_the_mirrored_prediction() -> None:
     def net(x: torch.Tensor) -> torch.Tensor:  # class 1 where the input's left half is, class 0 elsewhere
         w = x.shape[3]
@@ -156,6 +175,9 @@ def test_bad_settings_are_errors() -> None:
         InferenceSettings(mode="tiles")
     with pytest.raises(PSPNetError, match="scales"):
         InferenceSettings(scales=())
+    for scale in (float("nan"), float("inf"), 0.0):  # NaN passed a `min(scales) <= 0` check, then crashed
+        with pytest.raises(PSPNetError, match="expected one or more positive numbers"):
+            InferenceSettings(scales=(1.0, scale))
 
 
 def test_dataset_presets_follow_the_official_settings() -> None:

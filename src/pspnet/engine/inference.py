@@ -115,7 +115,7 @@ class InferenceSettings:
             raise PSPNetError(f"crop size {self.crop_size}: expected positive height and width")
         if self.base_size is not None and self.base_size < 1:
             raise PSPNetError(f"base size {self.base_size}: expected a positive number of pixels")
-        if not self.scales or min(self.scales) <= 0:
+        if not self.scales or not all(0 < s < math.inf for s in self.scales):  # NaN fails both comparisons
             raise PSPNetError(f"scales {list(self.scales)}: expected one or more positive numbers")
         if self.batch_size < 1:
             raise PSPNetError(f"batch size {self.batch_size}: expected at least 1")
@@ -168,17 +168,19 @@ class InferenceSettings:
 
 
 def scaled_size(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(h, w) with the long side `long_side` and the aspect kept, rounded as the official code does."""
+    """(h, w) with the long side `long_side` and the aspect kept, rounded as the official code does; no side below
+    one pixel (a thin strip, a small scale: the official code fails there)."""
+    long_side = max(1, long_side)
     if height > width:
-        return long_side, round(long_side / height * width)
-    return round(long_side / width * height), long_side
+        return long_side, max(1, round(long_side / height * width))
+    return max(1, round(long_side / width * height)), long_side
 
 
 def keep_ratio_size(height: int, width: int, max_long: float, max_short: float) -> tuple[int, int]:
     """mmcv's keep-ratio rescale: the largest size with long side ≤ max_long and short side ≤ max_short, each side
     scaled by the same factor and rounded half up."""
     factor = min(max_long / max(height, width), max_short / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    return max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
 
 
 def window_starts(length: int, crop: int, stride: int) -> list[int]:
