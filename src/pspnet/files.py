@@ -172,15 +172,20 @@ def check_output_file(path: Path, option: str, overwrite: bool) -> None:
     _check_creatable(path.parent, option, path)
 
 
+def check_not_inputs(paths: list[Path], inputs: list[Path], option: str,
+                     remedy: str = "choose another file") -> None:
+    """None of `paths` is one of the `inputs` of this run, whatever the options (--overwrite too)."""
+    inputs_resolved = {p.resolve() for p in inputs}
+    clashes = [p for p in paths if p.resolve() in inputs_resolved]
+    if clashes:
+        raise PSPNetError(f"{option}: the output {clashes[0]} would replace an input of this run; {remedy}")
+
+
 def check_new_outputs(paths: list[Path], inputs: list[Path], overwrite: bool, option: str,
                       skippable: bool = False) -> None:
     """Before any compute: none of `paths` is one of the `inputs` (never, whatever the options), and none exists
     unless `overwrite` (outputs of an earlier run); `skippable`: the command takes --skip-existing, named too."""
-    inputs_resolved = {p.resolve() for p in inputs}
-    clashes = [p for p in paths if p.resolve() in inputs_resolved]
-    if clashes:
-        raise PSPNetError(f"{option}: the output {clashes[0]} would replace an input of this run; choose an output "
-                          "folder that holds no inputs")
+    check_not_inputs(paths, inputs, option, "choose an output folder that holds no inputs")
     for folder in dict.fromkeys(p.parent for p in paths):  # e.g. a file where OUT/color/ must go
         _check_creatable(folder, option)
     existing = [p for p in paths if p.exists()]

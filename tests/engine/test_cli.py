@@ -478,6 +478,31 @@ def test_score_names_a_file_whose_size_differs(tmp_path, capsys) -> None:
     assert code != 0 and f"{tmp_path / 'pred' / 'x.png'}: prediction is 10×10" in err
 
 
+@pytest.mark.parametrize("option", ["--json", "--per-image"])
+@pytest.mark.parametrize("victim", ["gt", "pred"])
+def test_score_never_writes_its_report_over_an_input_even_with_overwrite(tmp_path, capsys, option, victim) -> None:
+    write_label(tmp_path / "gt" / "x.png")
+    write_label(tmp_path / "pred" / "x.png", seed=1)
+    target = tmp_path / victim / "x.png"
+    before = target.read_bytes()
+    code = main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--num-classes", "3",
+                 option, str(target), "--overwrite"])
+    assert code == 2 and target.read_bytes() == before
+    assert f"{option}: the output {target} would replace an input of this run; choose another file" in (
+        capsys.readouterr().err)
+
+
+def test_eval_never_writes_its_json_over_an_input_even_with_overwrite(checkpoint, tmp_path, capsys) -> None:
+    image = write_image(tmp_path / "img" / "s0.png")
+    label = write_label(tmp_path / "lab" / "s0.png")
+    for target in (image, label):
+        before = target.read_bytes()
+        code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                     "--json", str(target), "--overwrite", "--workers", "0", *TINY])
+        assert code == 2 and target.read_bytes() == before
+        assert f"--json: the output {target} would replace an input of this run" in capsys.readouterr().err
+
+
 def test_score_names_a_missing_counterpart(tmp_path, capsys) -> None:
     write_label(tmp_path / "gt" / "x.png")
     write_label(tmp_path / "gt" / "y.png")

@@ -39,7 +39,7 @@ from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSe
 from pspnet.engine.metrics import UnscoredValues, per_image_csv
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
-from pspnet.files import check_new_outputs, check_output_file, check_output_folder, write_atomically
+from pspnet.files import check_new_outputs, check_not_inputs, check_output_file, check_output_folder, write_atomically
 from pspnet.run_folder import is_run_folder
 from pspnet.weights import find
 
@@ -293,6 +293,8 @@ def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayo
     """Every output path, before any compute (their places checked by `check_output_places` already): no file of an
     earlier run replaced without --overwrite, and no input."""
     inputs = [path for pair in dataset.pairs for path in (pair.image, pair.label)]
+    if args.json is not None:
+        check_not_inputs([args.json], inputs, "--json")
     if args.out is not None:
         planned = [args.out / name for name in OUT_FILES]
         if layout is not None:

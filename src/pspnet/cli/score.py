@@ -26,7 +26,7 @@ from pspnet.engine.label_formats import label_values
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, UnscoredValues, image_score, per_image_csv
 from pspnet.engine.predict import OUTPUT_KINDS
 from pspnet.errors import PSPNetError
-from pspnet.files import check_output_file, near_miss
+from pspnet.files import check_not_inputs, check_output_file, near_miss, write_atomically
 
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 
@@ -196,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
               "trees)", file=sys.stderr)
     if not gts.keys() & preds.keys():
         raise no_pairs_error(args, preds, gts)
+    for option, path in (("--json", args.json), ("--per-image", args.per_image)):
+        if path is not None:
+            check_not_inputs([path], [*gts.values(), *preds.values()], option)
     expected = args.pred_suffix or ".png"
     missing = [f"{gts[s]}: no prediction {args.pred / (s + expected)}" for s in sorted(gts.keys() - preds.keys())]
     unmatched = [f"{preds[s]}: no ground truth {s}{args.gt_suffix or '.png'} in {args.gt}"
@@ -243,12 +246,12 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(scores, names))
     print(f"{scored} of {len(gts)} ground-truth files scored")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = scores.to_dict() | {"images": scored, "failures": failures, "confusion_matrix": cm.matrix.tolist()}
-        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        text = json.dumps(doc, indent=1) + "\n"
+        write_atomically(args.json, lambda tmp: Path(tmp).write_text(text))
     if args.per_image is not None:
-        args.per_image.parent.mkdir(parents=True, exist_ok=True)
-        args.per_image.write_text(per_image_csv(per_image, names))
+        table = per_image_csv(per_image, names)
+        write_atomically(args.per_image, lambda tmp: Path(tmp).write_text(table))
     if failures:
         print(f"pspnet score: {len(failures)} problem(s) (see above); the scores cover the {scored} good pairs",
               file=sys.stderr)
