@@ -44,10 +44,35 @@ def test_predict_into_the_input_folder_refuses_and_leaves_the_inputs_untouched(c
     write_image(photos / "b.png", seed=1)
     before = digests(photos)
     code = main(["predict", str(checkpoint), str(photos), "--out", str(photos), *TINY])
-    one_line_error(capsys, code, "--out", "holds the input")
+    # The folder it suggests is beside the inputs, not in them (where `eval --images` would take its outputs for
+    # images); and it works.
+    one_line_error(capsys, code, "--out", "holds the input", f"(e.g. {tmp_path / 'photos_pspnet'})")
+    assert main(["predict", str(checkpoint), str(photos), "--out", str(tmp_path / "photos_pspnet"), *TINY]) == 0
     code = main(["predict", str(checkpoint), str(photos), "--out", str(photos), "--overwrite", *TINY])
     one_line_error(capsys, code, "holds the input")
     assert digests(photos) == before
+
+
+def test_eval_saves_no_predictions_among_its_inputs_nor_two_images_predictions_in_one_file(checkpoint, tmp_path,
+                                                                                            capsys):
+    for suffix in (".png", ".jpg"):  # a.png and a.jpg: both would write OUT/a.png
+        write_image(tmp_path / "data" / "img" / f"a{suffix}")
+    write_label(tmp_path / "data" / "lab" / "a.png")
+    before = digests(tmp_path / "data")
+    run = ["eval", str(checkpoint), "--images", str(tmp_path / "data" / "img"), "--labels",
+           str(tmp_path / "data" / "lab"), "--save-predictions", "--workers", "0", *TINY]
+    one_line_error(capsys, main([*run, "--out", str(tmp_path / "data" / "img")]), "--out", "holds the input")
+    one_line_error(capsys, main([*run, "--out", str(tmp_path / "ev")]), "--save-predictions:", "a.jpg and ",
+                   f"a.png both write {tmp_path / 'ev' / 'a.png'}; rename one of them")
+    assert digests(tmp_path / "data") == before and not (tmp_path / "ev").exists()
+
+
+def test_predict_given_one_image_twice_predicts_it_once(checkpoint, tmp_path, capsys):
+    image = write_image(tmp_path / "in" / "a.png")
+    code = main(["predict", str(checkpoint), str(image), str(tmp_path / "in"), "--out", str(tmp_path / "out"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 0 and f"{image}: given twice; predicted once" in err and "rename" not in err
+    assert (tmp_path / "out" / "a.png").is_file()
 
 
 def test_predict_never_replaces_an_input_even_with_overwrite(checkpoint, tmp_path, capsys):

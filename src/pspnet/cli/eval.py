@@ -28,7 +28,13 @@ from pspnet.cli.inference_options import (
 )
 from pspnet.cli.listing import print_first
 from pspnet.cli.model_folder import use_model_folder
-from pspnet.cli.output_options import add_output_arguments, check_outputs_shaped, chosen_label_values, legend_names
+from pspnet.cli.output_options import (
+    add_output_arguments,
+    check_inputs_outside,
+    check_outputs_shaped,
+    chosen_label_values,
+    legend_names,
+)
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import ColourCodedLabel
 from pspnet.data.label_values import ignoring_option, no_class_note
@@ -297,8 +303,16 @@ def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayo
         check_not_inputs([args.json], inputs, "--json")
     if args.out is not None:
         planned = [args.out / name for name in OUT_FILES]
-        if layout is not None:
-            planned += [f for pair in dataset.pairs for f in layout.image_files(pair.name)]
+        if layout is not None:  # predictions in the images' folder would be taken for images by the next run
+            check_inputs_outside(args.out, inputs)
+            writers: dict[Path, Path] = {}
+            for pair in dataset.pairs:  # one image's predictions must not replace another's (a.jpg and a.png)
+                for f in layout.image_files(pair.name):
+                    if f in writers:
+                        raise PSPNetError(f"--save-predictions: {writers[f]} and {pair.image} both write {f}; rename "
+                                          "one of them, or evaluate them in separate runs")
+                    writers[f] = pair.image
+            planned += list(writers)
         check_new_outputs(planned, inputs, args.overwrite, "--out")
     if args.report is not None:
         from pspnet.engine.report import REPORT_FILES

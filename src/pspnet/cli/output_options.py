@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pspnet.classes import DatasetInfo
 from pspnet.engine.label_formats import label_values, trained_label_values
@@ -61,3 +62,14 @@ def chosen_label_values(args: argparse.Namespace, info: DatasetInfo, kinds: tupl
               "the label PNGs hold the class indices 0.. (what `pspnet score` reads), --label-values data writes "
               "those values instead", file=sys.stderr)
     return None
+
+
+def check_inputs_outside(out: Path, inputs: list[Path]) -> None:
+    """--out must not be a folder that holds inputs (in it or in its subfolders): outputs would mix with them, or
+    replace them (and a later run over the folder would take them for inputs, as `eval --images` would)."""
+    for path in inputs:
+        if path.resolve().is_relative_to(out.resolve()):
+            beside = (out.with_name(f"{out.name}_pspnet") if out.name not in ("", "..")
+                      else out.resolve().parent / f"{out.resolve().name}_pspnet")  # not inside: outside the inputs
+            raise PSPNetError(f"--out {out}: holds the input {path}; choose another folder for the outputs "
+                              f"(e.g. {beside})")

@@ -27,7 +27,13 @@ from pspnet.cli.inference_options import (
     unused_crop_note,
 )
 from pspnet.cli.model_folder import use_model_folder
-from pspnet.cli.output_options import add_output_arguments, check_outputs_shaped, chosen_label_values, legend_names
+from pspnet.cli.output_options import (
+    add_output_arguments,
+    check_inputs_outside,
+    check_outputs_shaped,
+    chosen_label_values,
+    legend_names,
+)
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.distributed import Distributed, all_reduce_sum, barrier, run_in_processes, shard_indices
@@ -97,6 +103,10 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         name = found.name(path)
         outputs = video_layout.video_outputs(name) if is_video(path) else layout.image_files(name)
         if clash := next((f for f in outputs if f in writers), None):
+            if writers[clash].resolve() == path.resolve():  # the same file twice (a glob and its folder): once
+                if main:
+                    print(f"pspnet predict: note: {path}: given twice; predicted once", file=sys.stderr)
+                continue
             if main:
                 failures.append(f"{path}: {writers[clash]} already writes {clash}; rename one of them")
                 print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
@@ -207,13 +217,3 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         if failed:
             print(f"pspnet predict: {failed} input(s) failed (see above)", file=sys.stderr)
     return 1 if failed else 0
-
-
-
-def check_inputs_outside(out: Path, inputs: list[Path]) -> None:
-    """--out must not be a folder that holds inputs (in it or in its subfolders): outputs would mix with them, or
-    replace them (and a later run over the folder would take them for inputs)."""
-    for path in inputs:
-        if path.resolve().is_relative_to(out.resolve()):
-            raise PSPNetError(f"--out {out}: holds the input {path}; choose another folder for the outputs "
-                              f"(e.g. {out / 'pspnet'})")
