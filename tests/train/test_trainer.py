@@ -98,6 +98,9 @@ def test_a_resume_with_changed_settings_says_which_and_records_them(data_root, t
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["iteration"], r["changed"]) for r in records if r["kind"] == "resume"] == [
         (2, ["train.iterations 2 → 3"]), (3, ["train.iterations 2 → 4", "train.lr 0.01 → 0.02"])]
+    # ... and the run goes on with them: the new lr on the poly schedule (the optimiser's saved lr is not restored).
+    lr = [r["lr"] for r in records if r["kind"] == "train" and r["iteration"] == 4][-1]
+    assert lr == pytest.approx(0.02 * (1 - 3 / 4) ** 0.9)
 
 
 def test_a_resume_with_other_model_settings_names_them(data_root, tmp_path):

@@ -332,7 +332,12 @@ class Trainer:
         path, ckpt = self.resumed
         self.resumed = None  # the checkpoint's tensors are not held for the whole run
         unwrap(self.model).load_state_dict(ckpt["model"])
+        # The optimiser's state (momentum) is the checkpoint's; its settings (lr, momentum, weight decay, the head's
+        # lr multiplier) are the config's, changed or not: load_state_dict would bring back the old ones.
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        for group, own in zip(self.optimizer.param_groups, settings, strict=True):
+            group.update(own)
         self.note(f"resumed from {path} at iteration {ckpt['iteration']}")
         return int(ckpt["iteration"]), ckpt["progress"]
 
