@@ -421,6 +421,27 @@ def test_a_missing_resume_file_is_named_before_the_data_is_read(tmp_path, capsys
     assert capsys.readouterr().err == f"pspnet train: error: {tmp_path / 'iter_0000100.pt'}: no such checkpoint file\n"
 
 
+def test_a_checkpoint_of_another_run_is_refused_before_anything_is_written(data_root, tmp_path, capsys):
+    """Continued into another folder, the two runs' checkpoints and logs would mix (or a new folder got no
+    config.yaml and the run crashed at its end); train.init is the way to start from its weights."""
+    other = tmp_path / "other"
+    run(config_dict(data_root, other, iterations=2, checkpoint_every=2), tmp_path)
+    ckpt = other / "checkpoints" / "iter_0000002.pt"
+    third = tmp_path / "third"
+    run(config_dict(data_root, third, iterations=1, checkpoint_every=1), tmp_path)
+    before = sorted(p.name for p in third.rglob("*"))
+    for out in (tmp_path / "new", third):
+        path = write_config(tmp_path / "c.yaml", config_dict(data_root, out, iterations=4))
+        assert main(["train", "--config", str(path), "--no-progress", "--resume", str(ckpt)]) == 2
+        assert capsys.readouterr().err == (
+            f"pspnet train: error: {ckpt}: not one of the checkpoints of the run in train.out_dir "
+            f"({out / 'checkpoints'}); --resume continues a run in its own folder (set train.out_dir to the run the "
+            f"checkpoint belongs to), and train.init={ckpt} starts a new run from its weights\n")
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in third.rglob("*")) == before
+    path = write_config(tmp_path / "c.yaml", config_dict(data_root, other, iterations=3))  # its own run: continued
+    assert main(["train", "--config", str(path), "--no-progress", "--resume", str(ckpt)]) == 0
+
+
 def test_the_validation_protocol_travels_with_the_model_to_predict_eval_and_exports(data_root, tmp_path, capsys):
     """`pspnet train` records its val: protocol with the classes; predict, the Python API and exported graphs take
     it as their default (a CamVid model trained by scripts/camvid.sh scored 49.88 mIoU through `pspnet predict`'s

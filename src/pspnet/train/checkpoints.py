@@ -44,13 +44,19 @@ def save_training_checkpoint(
     return path
 
 
-def check_resume_file(path: Path, names: RunOptions = COMMAND) -> None:
+def check_resume_file(path: Path, names: RunOptions = COMMAND, out_dir: Path | None = None) -> None:
     """What can be told of a --resume file before the run spends anything (the data check, the model): that it
-    exists and is not a weights-only .safetensors file."""
+    exists, is not a weights-only .safetensors file and (given the run's `out_dir`) is one of the run's checkpoints."""
     if file_kind(path) == "safetensors":
         raise PSPNetError(f"{path}: holds the weights only (no optimiser state, no iteration), so a run cannot resume "
                           f"from it; {names.resume} takes a run's checkpoints/iter_N.pt. To start a new run from these "
                           f"weights, set train.init={path}")
+    own = out_dir / "checkpoints" if out_dir is not None else None
+    if own is not None and path.resolve().parent != own.resolve():  # another run's: continued into this folder, the
+        # two runs' checkpoints and logs would mix (or, in a new folder, a run would have no config.yaml)
+        raise PSPNetError(f"{path}: not one of the checkpoints of the run in train.out_dir ({own}); {names.resume} "
+                          "continues a run in its own folder (set train.out_dir to the run the checkpoint belongs "
+                          f"to), and train.init={path} starts a new run from its weights")
 
 
 def load_training_checkpoint(path: Path, names: RunOptions = COMMAND) -> dict[str, Any]:

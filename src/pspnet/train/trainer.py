@@ -116,7 +116,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     `names`: how the messages name those two (the command's flags, or `pspnet.fit`'s arguments)."""
     check_out_dir(cfg.train.out_dir, resume, overwrite, names, init=cfg.train.init)
     if isinstance(resume, (str, Path)):
-        check_resume_file(Path(resume), names)
+        check_resume_file(Path(resume), names, cfg.train.out_dir)
     place = partial(setup, cfg.train.device, "train.device=cpu", "run the training")
     with processes_of(place) as d:  # a caller's group stays
         failure = None
