@@ -51,6 +51,25 @@ def test_a_bad_override_of_one_of_two_related_settings_names_that_one_where_it_w
         load_train_config(path, ["train.iterations=-5"])
 
 
+@pytest.mark.parametrize("override, expected", [
+    ("train.weight_decay=-1", "train.weight_decay = -1.0; expected 0 or more"),  # torch's SGD: a traceback
+    ("train.momentum=-1", "train.momentum = -1.0; expected 0 ≤ momentum < 1"),
+    ("train.momentum=2", "train.momentum = 2.0; expected 0 ≤ momentum < 1"),  # diverged silently
+    ("train.power=-1", "train.power = -1.0; expected 0 or more (0: a constant lr)"),  # the lr grew
+    ("train.head_lr_mult=-10", "train.head_lr_mult = -10.0; expected a positive multiplier of the lr"),
+    ("train.aux_weight=-0.4", "train.aux_weight = -0.4; expected 0 or more"),
+    ("train.lr=nan", "train.lr = nan; expected a positive learning rate"),
+    ("train.val_every=-5", "train.val_every = -5; expected iterations between validations, 0 (only at the end) or "
+                           "-1 (never)"),
+    ("train.val_images=-3", "train.val_images = -3; expected 0 (all) or a number of val images"),  # NaN scores
+])
+def test_a_training_setting_out_of_its_range_names_the_override(tmp_path, override, expected) -> None:
+    path = write(tmp_path)
+    with pytest.raises(PSPNetError) as e:
+        load_train_config(path, [override])
+    assert str(e.value) == f"command line {override}: {expected}"
+
+
 def test_a_class_count_other_than_the_datas_is_named_before_training(tmp_path) -> None:
     path = write(tmp_path)  # folders data of 3 classes
     with pytest.raises(PSPNetError, match=r"^command line model.num_classes=5: model.num_classes = 5, but the data "
@@ -90,6 +109,8 @@ def test_a_mistyped_key_or_config_name_says_what_was_meant(tmp_path) -> None:
         load_train_config(path, ["data.crop_szie=9"])  # a typo
     with pytest.raises(PSPNetError, match=r"unknown key train.learning_rate; expected one of"):
         load_train_config(path, ["train.learning_rate=0.1"])  # nothing close: no guess
+    with pytest.raises(PSPNetError, match=r"^command line trian.lr=0.1: unknown key trian \(did you mean train\?\)"):
+        load_train_config(path, ["trian.lr=0.1"])  # a mistyped group: the override, not the file, is named
     with pytest.raises(PSPNetError, match=rf"^{path.with_suffix('.yml')}: cannot read config \(No such file or "
                                           rf"directory\); {path} exists$"):
         load_train_config(path.with_suffix(".yml"))

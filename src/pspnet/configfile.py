@@ -51,20 +51,24 @@ def from_dict(cls: type[T], data: Any, source: str, prefix: str = "", origins: O
         raise PSPNetError(f"{origin_of(prefix.rstrip('.'), origins, source)}: {prefix.rstrip('.') or 'config'}: "
                           f"{e}") from None
     except PSPNetError as e:  # a setting's own check (e.g. train.lr must be positive): say where it was set
-        named = [name for name in data if f"{prefix}{name}" in str(e) or str(e).startswith(f"{name} ")
-                 or f" {name} " in f" {e} "]
+        text = str(e)  # the setting named first in the message (train.head_lr_mult's names the lr too)
+        full = sorted((text.find(f"{prefix}{name}"), -len(name), name) for name in data if f"{prefix}{name}" in text)
+        named = [full[0][2]] if full else [name for name in data if text.startswith(f"{name} ")
+                                           or f" {name} " in f" {text} "]
         key = f"{prefix}{named[0]}" if named else prefix.rstrip(".")
         where = origin_of(key, origins, source)
         raise PSPNetError(f"{where}: {e}" if not key or key in str(e) else f"{where}: {key}: {e}") from None
 
 
 def origin_of(key: str, origins: Origins, source: str) -> str:
-    """Where `key`'s value came from: its own origin, else its nearest group's, else `source`."""
+    """Where `key`'s value came from: its own origin, else its nearest group's, else that of a setting under it (a
+    mistyped group set only by `trian.lr=0.1`), else `source`."""
+    under = next((origins[k] for k in origins if k.startswith(f"{key}.")), None)
     while key:
         if key in origins:
             return origins[key]
         key = key.rpartition(".")[0]
-    return source
+    return under or source
 
 
 def comma_numbers(value: str) -> str | list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +83,20 @@ class TrainSettings:
         for name in ("epochs", "iterations"):
             if getattr(self, name) < 0:
                 raise PSPNetError(f"train.{name} = {getattr(self, name)}; expected 0 or more")
-        if self.lr <= 0:
+        if not 0 < self.lr < math.inf:
             raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
+        for name, low, high, expected in (  # NaN fails every comparison: refused too
+                ("head_lr_mult", 0, math.inf, "a positive multiplier of the lr"),
+                ("momentum", 0, 1, "0 ≤ momentum < 1"), ("weight_decay", 0, math.inf, "0 or more"),
+                ("power", 0, math.inf, "0 or more (0: a constant lr)"), ("aux_weight", 0, math.inf, "0 or more")):
+            value = getattr(self, name)
+            if not (low <= value < high and (name != "head_lr_mult" or value > 0)):
+                raise PSPNetError(f"train.{name} = {value}; expected {expected}")
+        if self.val_every < -1:
+            raise PSPNetError(f"train.val_every = {self.val_every}; expected iterations between validations, 0 (only "
+                              "at the end) or -1 (never)")
+        if self.val_images < 0:
+            raise PSPNetError(f"train.val_images = {self.val_images}; expected 0 (all) or a number of val images")
         if self.init and self.imagenet:
             raise PSPNetError(f"train.init = {self.init} replaces every weight train.imagenet = {self.imagenet} would "
                               "set; set one of them")
