@@ -148,10 +148,19 @@ def test_predict_takes_a_list_file_such_as_a_datasets_val_txt(checkpoint, tmp_pa
     assert main(["predict", str(checkpoint), str(tmp_path / "val.txt"), "--out", str(tmp_path / "o"), *TINY]) == 0
     assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["a.png", "b.png"]
     assert "2 of 2 inputs written" in capsys.readouterr().err
-    (tmp_path / "val.txt").write_text("images/b.png\nimages/c.png\n")
+    # Each line naming no file is said, and the others are predicted (the whole list was dropped); exit status 1.
+    (tmp_path / "val.txt").write_text("images/c.png\r\nimages/b.png\r\nimages/d.png\r\n")
     assert main(["predict", str(checkpoint), str(tmp_path / "val.txt"), "--out", str(tmp_path / "o2"), *TINY]) == 1
-    assert (f"{tmp_path / 'val.txt'}:2: {tmp_path / 'images/c.png'}: no such image (a relative path is read from the "
-            f"list's folder, {tmp_path})") in capsys.readouterr().err
+    err = capsys.readouterr().err
+    for number, name in ((1, "c"), (3, "d")):
+        assert (f"{tmp_path / 'val.txt'}:{number}: {tmp_path / 'images' / name}.png: no such image (a relative path "
+                f"is read from the list's folder, {tmp_path})") in err
+    assert [p.name for p in (tmp_path / "o2").glob("*.png")] == ["b.png"] and "1 of 3 inputs written" in err
+    # A list none of whose lines names a file (read from the wrong folder): one line.
+    (tmp_path / "val.txt").write_text("images/c.png\nimages/d.png\n")
+    assert main(["predict", str(checkpoint), str(tmp_path / "val.txt"), "--out", str(tmp_path / "o3"), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'val.txt'}:1: " in err and "(and 1 more line(s) naming no file)" in err and ":2:" not in err
 
 
 def test_predict_reports_a_missing_input(checkpoint, tmp_path, capsys) -> None:

@@ -96,12 +96,14 @@ def read_list_lines(path: str | Path, malformed: list[str] | None = None) -> lis
 LIST_SUFFIXES = (".txt", ".lst")  # list files among inputs (`pspnet predict`, `pspnet quantize --calib`)
 
 
-def read_image_list(path: Path) -> list[Path]:
+def read_image_list(path: Path, missing: list[str] | None = None) -> list[Path]:
     """The images a list file names: the first path of each line (an `IMAGE LABEL` list such as `val.txt`, or one
     image per line), relative paths taken from the list's folder; blank lines and `#` comments skipped. A path that
-    is no file is an error naming the line."""
+    is no file is an error naming the line; with `missing`, its message is added there and the list read on (one
+    error still when no line names a file: a wrong folder)."""
     lines = list_lines(path)
     files = []
+    problems: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -114,10 +116,18 @@ def read_image_list(path: Path) -> list[Path]:
         if not image.is_file():
             where = "" if given.is_absolute() else f" (a relative path is read from the list's folder, {path.parent})"
             spaces = SPACES_HINT if len(line.split()) > 2 else ""
-            raise PSPNetError(f"{path}:{number}: {image}: no such image{where}{spaces}{windows_separators(image)}")
+            problems.append(f"{path}:{number}: {image}: no such image{where}{spaces}{windows_separators(image)}")
+            if missing is None:
+                break
+            continue
         files.append(image)
+    if problems and (missing is None or not files):
+        more = f" (and {len(problems) - 1} more line(s) naming no file)" if len(problems) > 1 else ""
+        raise PSPNetError(problems[0] + more)
     if not files:
         raise PSPNetError(f"{path}: the list names no images")
+    if missing is not None:
+        missing.extend(problems)
     return files
 
 

@@ -207,7 +207,7 @@ def expand_inputs(specs: Sequence[str], recursive: bool = False, exclude: Path |
             found.names.update({p: tree_name(p, path) for p in files if p.parent != path})
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             try:
-                found.files.extend(read_image_list(path))
+                found.files.extend(read_image_list(path, found.problems))  # each missing image named
             except PSPNetError as e:
                 found.problems.append(str(e))
         elif path.is_file():
