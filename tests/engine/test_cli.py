@@ -706,6 +706,23 @@ def test_eval_with_a_label_folder_of_none_of_the_images_says_so_before_evaluatin
     assert main([*base, "--labels", str(tmp_path / "lab"), "--label-suffix", "_mask.png"]) == 0
 
 
+def test_eval_whose_first_images_are_unreadable_scores_the_rest(checkpoint, tmp_path, capsys) -> None:
+    """The early check that none of the first labels reads (labels in colours: nothing would score) reads labels
+    alone: three unreadable images first in the folder skip those three, named, and the rest is scored."""
+    for i in range(3):
+        (tmp_path / "img").mkdir(exist_ok=True)
+        (tmp_path / "img" / f"a{i}.jpg").write_bytes(b"not a jpeg")
+        write_label(tmp_path / "lab" / f"a{i}.png", seed=i)
+    write_image(tmp_path / "img" / "b.png")
+    write_label(tmp_path / "lab" / "b.png")
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--workers", "0", "--backend", "torch", *TINY])
+    captured = capsys.readouterr()
+    assert code == 1 and "nothing was evaluated" not in captured.err and "1 of 4 images scored" in captured.out
+    for i in range(3):
+        assert f"{tmp_path / 'img' / f'a{i}.jpg'}: cannot read it as an image" in captured.err
+
+
 def test_eval_names_the_labels_it_leaves_out_for_want_of_their_image(checkpoint, tmp_path, capsys) -> None:
     """A copy of the images that stopped short, or files written into the label folder: the labels without an image
     are named in a note before the model loads (never skipped silently), with --images/--labels as with a config."""

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
+from pspnet.data.imageops import read_label
 from pspnet.data.lists import spread_evenly
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, join, processes_of, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment_and_confidence
@@ -204,8 +205,8 @@ def first_label_failures(dataset: Any, num_classes: int, ignore_index: int) -> l
     evaluation would otherwise run the network on each image and then skip it, to score nothing."""
     failures: list[PSPNetError] = []
     for i in range(min(FIRST_LABELS, len(dataset))):
-        try:
-            label = dataset[i]["label"]
+        try:  # the label alone: a corrupt image is that image's problem, said when the evaluation reaches it
+            label = torch.from_numpy(read_label(dataset.pairs[i].label, dataset.label_coding))
             ConfusionMatrix(num_classes, ignore_index).update(torch.zeros_like(label), label,
                                                               str(dataset.pairs[i].label))
         except PSPNetError as e:
