@@ -49,7 +49,7 @@ def predict_both(tmp_path: Path, model: Path, *values: str) -> tuple[np.ndarray,
 
 
 def test_a_mask_model_writes_its_own_values(tmp_path) -> None:
-    indices, written = predict_both(tmp_path, tiny_model(tmp_path, 3), "0", "255", "77")
+    indices, written = predict_both(tmp_path, tiny_model(tmp_path, 3), "0,255", "77")  # commas, as other options
     assert len(np.unique(indices)) >= 2
     assert written.dtype == np.uint8
     assert np.array_equal(written, np.array([0, 255, 77], dtype=np.uint8)[indices])
@@ -246,8 +246,9 @@ def test_score_reads_predictions_written_with_label_values_back_as_the_classes(t
     assert score(tmp_path, tmp_path / "idx", gt) == 0
     expected = yaml.safe_load((tmp_path / "s.json").read_text())
     assert 0.3 < expected["mIoU"] < 0.9
-    assert score(tmp_path, tmp_path / "val", gt, "--pred-values", "0", "1000", "65535") == 0
-    assert yaml.safe_load((tmp_path / "s.json").read_text())["mIoU"] == expected["mIoU"]
+    for values in (["0", "1000", "65535"], ["0,1000,65535"]):
+        assert score(tmp_path, tmp_path / "val", gt, "--pred-values", *values) == 0
+        assert yaml.safe_load((tmp_path / "s.json").read_text())["mIoU"] == expected["mIoU"]
     capsys.readouterr()
     assert score(tmp_path, tmp_path / "val", gt) == 1  # 16-bit values read as indices
     err = capsys.readouterr().err

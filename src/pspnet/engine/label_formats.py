@@ -29,7 +29,8 @@ def label_values(spec: Sequence[str], num_classes: int, trained: Sequence[int] |
                  option: str = "--label-values") -> tuple[int, ...]:
     """The value written for each class, from `spec`: one of FORMATS' names, `data` (the values of the labels the
     model was trained on, `trained`, as its training run recorded them) or one integer per class (distinct,
-    0..65535)."""
+    0..65535), with spaces or commas between them (`0 255`, `0,255`)."""
+    spec = [part.strip() for word in spec for part in word.split(",") if part.strip()]
     if list(spec) == ["data"]:
         if trained is None:
             raise PSPNetError(f"{option} data: the model records no label values (it was not trained with "
