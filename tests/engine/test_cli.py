@@ -64,7 +64,7 @@ def test_predict_writes_labels_colours_and_overlays_at_input_size(checkpoint, tm
     drawn = pspnet.colorize(torch.from_numpy(labels), model, tmp_path / "in" / "two.jpg")
     assert (drawn == np.asarray(Image.open(tmp_path / "out" / "overlay" / "two.png"))).all()
     for bad, words in (((labels[None], model), "labels of shape (1, 20, 31) and type uint8; expected an H×W map"),
-                       ((labels, torch.nn.Conv2d(3, 3, 1)), "a Conv2d without class colours"),
+                       ((labels, torch.nn.Conv2d(3, 3, 1)), "a Conv2d without its classes and normalisation"),
                        ((labels, model, tmp_path / "in" / "one.png"), "image of 45×33 for labels of 31×20; expected")):
         with pytest.raises(PSPNetError, match=re.escape(words)):
             pspnet.colorize(*bad)

@@ -16,6 +16,7 @@ import pspnet
 from pspnet.classes import DatasetInfo
 from pspnet.cli.main import main
 from pspnet.data.labels import ade20k_to_train_ids, cityscapes_to_train_ids
+from pspnet.errors import PSPNetError
 from pspnet.train.config import load_train_config
 from pspnet.train.trainer import train
 
@@ -289,3 +290,39 @@ def test_score_pred_values_data_takes_the_configs_label_values(tmp_path, capsys)
                    "data.ignore_values, data.label_colors, data.ignore_colors")
     code = main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3", "--pred-values", "0", "1"])
     one_line_error(capsys, code, "--pred-values", "2 value(s) for 3 classes")
+
+
+def test_a_model_of_more_than_256_classes_predicts_colours_and_writes_its_indices(tmp_path, capsys) -> None:
+    """Class 280 came back as 24 (uint8) from the API, the colour maps raised a traceback and the label PNGs failed
+    after the network ran; now int32 maps, every class its colour, 16-bit label PNGs (said), scored back."""
+    path = tiny_model(tmp_path, 300)
+    model = pspnet.load(path)
+    with torch.no_grad():
+        model.head.classifier.bias[280] = 1e4  # every pixel class 280
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    labels = pspnet.predict(model, image)
+    assert labels.dtype == np.int32 and np.unique(labels).tolist() == [280]
+    assert (pspnet.colorize(labels, model) == model.info.palette[280]).all()
+    pspnet.save(model, tmp_path / "300b.safetensors")
+    write_image(tmp_path / "in" / "x.png", h=24, w=32)
+    assert main(["predict", str(tmp_path / "300b.safetensors"), str(tmp_path / "in"), "--out", str(tmp_path / "o"),
+                 *TINY, "--backend", "torch"]) == 0
+    assert "has 300 classes: the label PNGs are 16-bit, holding the class indices" in capsys.readouterr().err
+    written = np.asarray(Image.open(tmp_path / "o" / "x.png"))
+    assert written.dtype == np.uint16 and np.unique(written).tolist() == [280]
+    assert (np.asarray(Image.open(tmp_path / "o" / "color" / "x.png")) == model.info.palette[280]).all()
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    Image.fromarray(np.full((24, 32), 7, np.uint8)).save(gt / "x.png")
+    every = ",".join(map(str, range(300)))
+    assert main(["score", "--pred", str(tmp_path / "o"), "--gt", str(gt), "--num-classes", "300",
+                 "--pred-values", every]) == 0  # an IndexError for any count above 256
+    assert "1 of 1 ground-truth files scored" in capsys.readouterr().out
+
+
+def test_colorize_paints_indices_outside_the_palette_black() -> None:
+    model = pspnet.PSPNet(3, backbone="resnet18")
+    rgb = pspnet.colorize(np.array([[1, 257, -1, 255]]), model)  # 257 was painted as class 1 (uint8 wrap)
+    assert rgb[0, 0].tolist() == list(model.info.palette[1]) and not rgb[0, 1:].any()
+    with pytest.raises(PSPNetError, match=r"^a Conv2d without its classes and normalisation \(.info\); expected"):
+        pspnet.predict(torch.nn.Conv2d(3, 3, 1), np.zeros((8, 8, 3), np.uint8))  # an AttributeError from the API

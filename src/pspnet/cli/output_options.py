@@ -57,6 +57,11 @@ def chosen_label_values(args: argparse.Namespace, info: DatasetInfo, kinds: tupl
     trained = trained_label_values(info)
     if args.label_values:
         return label_values(args.label_values, info.num_classes, trained)
+    if info.num_classes > 256:  # class indices above 255: the label PNGs are 16-bit (pspnet score --pred-values)
+        if "labels" in kinds and say:
+            print(f"note: {args.checkpoint} has {info.num_classes} classes: the label PNGs are 16-bit, holding the "
+                  "class indices", file=sys.stderr)
+        return tuple(range(info.num_classes))
     if trained is not None and "labels" in kinds and say:
         print(f"note: {args.checkpoint} was trained on labels holding the values {' '.join(map(str, trained))}; "
               "the label PNGs hold the class indices 0.. (what `pspnet score` reads), --label-values data writes "

@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     num_classes, ignore, coding, names = ground_truth_settings(args)
     pred_coding = prediction_coding(args.pred_values, num_classes, coding, args.config)
     cm = ConfusionMatrix(num_classes, ignore)
-    counts = np.zeros(256, dtype=np.int64)  # ground-truth pixels per value, for the note on absent classes
+    counts = np.zeros(max(256, num_classes), dtype=np.int64)  # ground-truth pixels per value: the absent classes
     scored = 0
     per_image: list[ImageScore] = []
     unscored: set[int] = set()  # ground-truth values that are neither a class nor ignored
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
                                   f"truth {gts[stem]} is {gt.shape[1]}×{gt.shape[0]}; expected the same size")
             added = cm.update(torch.from_numpy(pred), torch.from_numpy(gt), source=f"{preds[stem]} / {gts[stem]}")
             per_image.append(image_score(stem, added))
-            counts += np.bincount(gt.ravel(), minlength=256)
+            counts += np.bincount(gt.ravel(), minlength=len(counts))[: len(counts)]
         except PSPNetError as e:
             failures.append(str(e))
             if isinstance(e, UnscoredValues):

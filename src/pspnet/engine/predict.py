@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pspnet.classes import Color
+from pspnet.classes import Color, DatasetInfo
 from pspnet.data.imageops import read_image, to_rgb, to_tensor
 from pspnet.data.lists import LIST_SUFFIXES, read_image_list, tree_files, tree_name
 from pspnet.distributed import Distributed, all_gather_tensor, raise_together
@@ -84,8 +84,23 @@ def predict(model: torch.nn.Module, image: Images, settings: InferenceSettings |
     (`InferenceSettings.for_model(model.info)`), unless `settings` says otherwise; fp32 with BatchNorm folded, on
     `device` (default: where the model's weights are).
     """
-    out = [labels.cpu().numpy().astype(np.uint8) for labels in _run(segment, model, image, settings, device)]
+    dtype = label_dtype(_info(model).num_classes)
+    out = [labels.cpu().numpy().astype(dtype) for labels in _run(segment, model, image, settings, device)]
     return out if _is_many(image) else out[0]
+
+
+def label_dtype(classes: int) -> type[np.integer]:
+    """The integer type of a label map of `classes` classes: uint8 up to 256 classes, else int32."""
+    return np.uint8 if classes <= 256 else np.int32
+
+
+def _info(model: object) -> DatasetInfo:
+    """The classes, colours and normalisation of an API model; a module without them is a PSPNetError."""
+    info = getattr(model, "info", None)
+    if not isinstance(info, DatasetInfo):
+        raise PSPNetError(f"a {type(model).__name__} without its classes and normalisation (.info); expected a model "
+                          "of pspnet.load or pspnet.PSPNet")
+    return info
 
 
 def probabilities(model: torch.nn.Module, image: Images, settings: InferenceSettings | None = None,
@@ -114,8 +129,8 @@ def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, im
         raise PSPNetError("no images given (an empty list); expected an image or a list of images")
     from pspnet.engine.recipe import api_forward
 
+    info = _info(model)
     forward, device = api_forward(model, device)
-    info = model.info  # type: ignore[attr-defined]
     settings = settings or InferenceSettings.for_model(info)
 
     tensors = (to_tensor(rgb_of(image)) for image in images)
@@ -143,10 +158,7 @@ def colorize_api(labels: np.ndarray | torch.Tensor, model: torch.nn.Module, imag
         labels = pspnet.predict(model, "street.jpg")
         PIL.Image.fromarray(pspnet.colorize(labels, model, "street.jpg")).save("overlay.png")
     """
-    info = getattr(model, "info", None)
-    if info is None:
-        raise PSPNetError(f"a {type(model).__name__} without class colours; expected a model of pspnet.load or "
-                          "pspnet.PSPNet (its .info.palette)")
+    info = _info(model)
     labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise PSPNetError(f"labels of shape {labels.shape} and type {labels.dtype}; expected an H×W map of class "
@@ -223,10 +235,11 @@ def expand_inputs(specs: Sequence[str], recursive: bool = False, exclude: Path |
 
 
 def colorize(labels: np.ndarray, palette: Sequence[Color]) -> np.ndarray:
-    """H×W class indices → H×W×3 uint8 colours; indices without a colour (e.g. ignore) are black."""
-    lut = np.zeros((256, 3), dtype=np.uint8)
+    """H×W class indices → H×W×3 uint8 colours; indices without a colour (e.g. ignore, or out of range) are black."""
+    size = max(256, len(palette))
+    lut = np.zeros((size + 1, 3), dtype=np.uint8)  # the last row: black, for any index outside the table
     lut[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    return lut[labels.astype(np.uint8)]
+    return lut[np.where((labels >= 0) & (labels < size), labels, size)]
 
 
 def overlay(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
