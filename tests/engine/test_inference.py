@@ -1,5 +1,7 @@
 """The test protocol: window positions, padding, flip, scales, and batching that does not change the result."""
 
+import copy
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -299,3 +301,39 @@ def test_a_compiled_recipe_fuses_the_softmax_into_the_graph_and_keeps_the_protoc
     settings = InferenceSettings(base_size=None, crop_size=(33, 33), batch_size=4)
     torch.testing.assert_close(infer_probabilities(compiled, images, settings, MEAN, STD)[0],
                                infer_probabilities(model, images, settings, MEAN, STD)[0], atol=1e-5, rtol=0)
+
+
+def test_settings_given_as_users_write_them_are_read_or_one_line_errors(model) -> None:
+    """A number for the crop or the scales is read as the command line reads it; a mapping changes the model's own
+    protocol; anything else is a PSPNetError naming the setting (TypeError, AttributeError, or flip='no' taken for
+    True before)."""
+    assert InferenceSettings(crop_size=64).crop_size == (64, 64) and InferenceSettings(scales=0.5).scales == (0.5,)
+    for bad, words in (({"crop_size": (1, 2, 3)}, "crop size (1, 2, 3): expected (height, width) or one number"),
+                       ({"scales": "x"}, "scales 'x': expected one or more positive numbers"),
+                       ({"flip": "no"}, "flip 'no': expected True or False"),
+                       ({"base_size": 1.5}, "base size 1.5: expected a whole number")):
+        with pytest.raises(PSPNetError, match=f"^{re.escape(words)}$"):
+            InferenceSettings(**bad)
+    image = torch.randint(0, 256, (3, 20, 24), dtype=torch.uint8)
+    mapping = pspnet.predict(model, image, settings={"base_size": None, "crop_size": 33, "flip": False})
+    given = pspnet.predict(model, image, settings=InferenceSettings(base_size=None, crop_size=(33, 33), flip=False))
+    assert (mapping == given).all()
+    for settings, words in (({"scale": [1]}, "settings: unknown 'scale'; expected some of base_size, crop_size"),
+                            (5, "settings: got int; expected pspnet.InferenceSettings or a mapping")):
+        with pytest.raises(PSPNetError, match=f"^{re.escape(words)}"):
+            pspnet.predict(model, image, settings=settings)
+
+
+def test_the_api_names_a_device_it_cannot_use_and_runs_a_half_precision_model_in_fp32(model) -> None:
+    image = torch.randint(0, 256, (3, 20, 24), dtype=torch.uint8)
+    with pytest.raises(PSPNetError, match="^unknown device 'foo'; expected auto, cpu, cuda or cuda:N$"):
+        pspnet.predict(model, image, device="foo")
+    if not torch.cuda.is_available():  # an AssertionError from torch before
+        with pytest.raises(PSPNetError, match="^device 'cuda' asked for, but this machine has no usable CUDA GPU; "
+                                              "use device='cpu'$"):
+            pspnet.predict(model, image, device="cuda")
+    settings = InferenceSettings(base_size=None, crop_size=(33, 33), flip=False)
+    half = copy.deepcopy(model).half()  # a RuntimeError (input and bias types differ) before
+    labels = pspnet.predict(half, image, settings=settings)
+    assert next(half.parameters()).dtype == torch.float16  # the caller's model is left as it was
+    assert (labels == pspnet.predict(copy.deepcopy(half).float(), image, settings=settings)).all()

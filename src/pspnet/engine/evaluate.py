@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -217,7 +217,8 @@ def first_label_failures(dataset: Any, num_classes: int, ignore_index: int) -> l
 
 
 def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | Path,
-                     settings: InferenceSettings | None = None, device: torch.device | str | None = None,
+                     settings: InferenceSettings | Mapping[str, Any] | None = None,
+                     device: torch.device | str | None = None,
                      ignore_index: int = IGNORE_INDEX, label_suffix: str = ".png",
                      label_values: Sequence[int | Sequence[int]] | None = None,
                      ignore_values: Sequence[int] = (), shard: bool = False) -> Evaluation:
@@ -247,7 +248,7 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
 
     forward, device = api_forward(model, device)
     info: DatasetInfo = model.info  # type: ignore[assignment]
-    settings = settings or InferenceSettings.for_model(info)
+    settings = InferenceSettings.of(settings, info)
     ignored = tuple(v for (v,) in parse_values(list(ignore_values), "ignore_values", merged=False))
     if label_values is None and not ignored:  # as the model's training read its labels (a 0/255 mask model: those)
         coding = trained_label_coding(info, ignore_index)

@@ -18,9 +18,10 @@ ONNX Runtime session wrapped in a function — so every backend is scored by the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+import numbers
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -107,8 +108,27 @@ class InferenceSettings:
     average: str = "probs"
 
     def __post_init__(self) -> None:
-        self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
-        self.scales = tuple(float(s) for s in self.scales)
+        if isinstance(self.crop_size, (int, float)):  # one number: a square, as `--crop-size 473` gives
+            self.crop_size = (self.crop_size, self.crop_size)
+        if isinstance(self.scales, (int, float)):
+            self.scales = (self.scales,)
+        try:
+            if len(self.crop_size) != 2:
+                raise ValueError
+            self.crop_size = (int(self.crop_size[0]), int(self.crop_size[1]))
+        except (TypeError, ValueError):
+            raise PSPNetError(f"crop size {self.crop_size!r}: expected (height, width) or one number") from None
+        try:
+            self.scales = tuple(float(s) for s in self.scales)
+        except (TypeError, ValueError):
+            raise PSPNetError(f"scales {self.scales!r}: expected one or more positive numbers") from None
+        for name in ("flip",):
+            if not isinstance(getattr(self, name), bool):  # 'no' was taken for True
+                raise PSPNetError(f"{name} {getattr(self, name)!r}: expected True or False")
+        for name in ("base_size", "batch_size", "short_side"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise PSPNetError(f"{name.replace('_', ' ')} {value!r}: expected a whole number")
         if self.mode not in ("slide", "whole"):
             raise PSPNetError(f"mode {self.mode!r}: expected 'slide' or 'whole'")
         if min(self.crop_size) < 1:
@@ -135,6 +155,23 @@ class InferenceSettings:
         average = ", logits averaged" if self.average == "logits" else ""
         return (f"{size}, {how}, scales {scales}, {'flip' if self.flip else 'no flip'}{average}, "
                 f"batch {self.batch_size}")
+
+    @classmethod
+    def of(cls, settings: InferenceSettings | Mapping[str, Any] | None, info: DatasetInfo) -> InferenceSettings:
+        """The settings an API call runs with: `settings` as given, or the model's own protocol (`for_model`) with a
+        mapping's changes (`{"scales": [0.75, 1, 1.25], "flip": False}`)."""
+        if isinstance(settings, InferenceSettings):
+            return settings
+        base = cls.for_model(info)
+        if settings is None:
+            return base
+        if not isinstance(settings, Mapping):
+            raise PSPNetError(f"settings: got {type(settings).__name__}; expected pspnet.InferenceSettings or a "
+                              "mapping of its fields")
+        if unknown := sorted(set(settings) - {f.name for f in fields(cls)}):
+            raise PSPNetError(f"settings: unknown {', '.join(map(repr, unknown))}; expected some of "
+                              f"{', '.join(f.name for f in fields(cls) if f.repr)}")
+        return replace(base, **settings)
 
     @classmethod
     def for_model(cls, info: DatasetInfo) -> InferenceSettings:

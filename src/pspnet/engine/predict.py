@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import glob
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -70,7 +70,7 @@ ImageInput = Image.Image | np.ndarray | torch.Tensor | str | Path
 Images = ImageInput | Sequence[ImageInput]
 
 
-def predict(model: torch.nn.Module, image: Images, settings: InferenceSettings | None = None,
+def predict(model: torch.nn.Module, image: Images, settings: InferenceSettings | Mapping[str, Any] | None = None,
             device: torch.device | str | None = None) -> np.ndarray | list[np.ndarray]:
     """The label map (uint8 H×W class indices, at the image's size) of one image, in one call; for a list of
     images (or an N×C×H×W tensor) the list of their label maps, their windows batched together.
@@ -103,7 +103,8 @@ def _info(model: object) -> DatasetInfo:
     return info
 
 
-def probabilities(model: torch.nn.Module, image: Images, settings: InferenceSettings | None = None,
+def probabilities(model: torch.nn.Module, image: Images,
+                  settings: InferenceSettings | Mapping[str, Any] | None = None,
                   device: torch.device | str | None = None) -> np.ndarray | list[np.ndarray]:
     """The class probabilities (float32 C×H×W, at the image's size) of one image, or the list of them for a list
     of images: the protocol's average of the windows' softmax, of which `predict` gives the argmax (for the mmseg
@@ -121,7 +122,8 @@ def _is_many(image: Images) -> bool:
 
 
 def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, image: Images,
-         settings: InferenceSettings | None, device: torch.device | str | None) -> Iterator[torch.Tensor]:
+         settings: InferenceSettings | Mapping[str, Any] | None, device: torch.device | str | None
+         ) -> Iterator[torch.Tensor]:
     """`protocol` (`segment` or `infer_probabilities`) for each image, with the model's fp32 forward on `device`;
     the images are read as their batches fill, so a long list is never all in memory at once."""
     images = list(image) if _is_many(image) else [image]  # type: ignore[arg-type]
@@ -131,7 +133,7 @@ def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, im
 
     info = _info(model)
     forward, device = api_forward(model, device)
-    settings = settings or InferenceSettings.for_model(info)
+    settings = InferenceSettings.of(settings, info)
 
     tensors = (to_tensor(rgb_of(image)) for image in images)
     for group in fill_batches(tensors, settings, lambda t: (t.shape[1], t.shape[2])):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pspnet.device import OPTIONS, SETTINGS_FIELDS, MemoryFit, MemorySettings, bf16_units
+from pspnet.device import OPTIONS, SETTINGS_FIELDS, MemoryFit, MemorySettings, bf16_units, resolve_device
 from pspnet.engine.inference import Forward
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
@@ -263,7 +263,9 @@ def api_forward(model: Any, device: torch.device | str | None) -> tuple[Forward,
     BatchNorm folded, on `device` (default: where its weights are); an exported graph's runner (`pspnet.load` of an
     .onnx or .xml: callable, with `info`) as it is, the protocol around it on the CPU."""
     if isinstance(model, nn.Module):
-        device = torch.device(device) if device is not None else next(model.parameters()).device
+        device = resolve_device(str(device), "device='cpu'") if device is not None else next(model.parameters()).device
+        if any(p.dtype != torch.float32 for p in model.parameters() if p.is_floating_point()):
+            model = copy.deepcopy(model).float()  # a model.half() or bf16 one: the API runs fp32, on a copy
         return inference_forward(model, default_recipe(device), device, fit_memory=warnings.warn,
                                  memory_names=SETTINGS_FIELDS), device
     if isinstance(model, (str, Path)):  # a file or folder the commands take: loaded once, not on every call
