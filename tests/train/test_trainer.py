@@ -86,6 +86,26 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(data_roo
     assert all(torch.equal(a[k], b[k]) for k in a), "resume must continue bit for bit"
 
 
+def test_a_run_killed_after_its_last_checkpoint_records_each_iteration_once_when_resumed(data_root, tmp_path):
+    """Killed after iteration 4's records but before its checkpoint: the resume from iteration 2 does 3 and 4 again
+    and metrics.jsonl (what `pspnet info` lists) and TensorBoard show them once, not twice."""
+    part = tmp_path / "part"
+    settings = config_dict(data_root, part, val_every=1, tensorboard=True)
+    run(settings, tmp_path)
+    whole = [(r["kind"], r["iteration"]) for r in map(json.loads, (part / "metrics.jsonl").read_text().splitlines())]
+    (part / "checkpoints" / "iter_0000004.pt").unlink()  # as a kill before it was written leaves the run
+    (part / "final.safetensors").unlink()
+    run(settings, tmp_path, resume=True)
+    records = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["iteration"]) for r in records] == whole
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(part / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("val/val_mIoU")] == [1, 2, 3, 4]
+
+
 def test_a_resume_with_changed_settings_says_which_and_records_them(data_root, tmp_path, capsys):
     out = tmp_path / "run"
     run(config_dict(data_root, out, iterations=2), tmp_path)

@@ -14,6 +14,7 @@ from typing import Any
 from pspnet.classes import Color
 from pspnet.engine.evaluate import Sample
 from pspnet.engine.report import sample_grid
+from pspnet.files import write_atomically
 
 
 class RunLog:
@@ -26,11 +27,16 @@ class RunLog:
         self._threads: set[threading.Thread] = set()
         self._hook: Any = None
 
-    def open(self) -> None:
-        """Make the run's folder and start TensorBoard's writer (when asked for and installed: else a warning)."""
+    def open(self, resumed_at: int = 0, validation_owed: bool = False) -> None:
+        """Make the run's folder and start TensorBoard's writer (when asked for and installed: else a warning).
+        `resumed_at`: the iteration a resumed run continues from; what was recorded after it (a run killed or out
+        of disk space after its last checkpoint) is done again, so it is dropped from metrics.jsonl (with the
+        validation at that iteration when it is `validation_owed`) and purged from TensorBoard's view."""
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resumed_at and self.path.is_file():
+            self._drop_records_after(resumed_at, validation_owed)
         if not self.wants_tensorboard:
             return
         try:
@@ -40,10 +46,27 @@ class RunLog:
                   "'pspnet[tensorboard]'); the metrics still go to metrics.jsonl", file=sys.stderr)
             return
         before = set(threading.enumerate())
-        self.writer = self._tensorboard(lambda: SummaryWriter(str(self.tensorboard_dir)))
+        purge = {"purge_step": resumed_at + (0 if validation_owed else 1)} if resumed_at else {}
+        self.writer = self._tensorboard(lambda: SummaryWriter(str(self.tensorboard_dir), **purge))
         self._threads = set(threading.enumerate()) - before  # its writer's thread
         self._hook = threading.excepthook
         threading.excepthook = self._quiet_writer_failure
+
+    def _drop_records_after(self, iteration: int, validation_owed: bool) -> None:
+        """metrics.jsonl without the records after `iteration` (and its validation's, when owed), rewritten whole."""
+        def kept(line: str) -> bool:
+            try:
+                record = json.loads(line)
+                at = int(record["iteration"])
+            except (ValueError, KeyError, TypeError):
+                return True  # not ours to judge: kept as it is
+            return at < iteration or at == iteration and not (validation_owed and record.get("kind") == "val")
+
+        lines = self.path.read_text().splitlines(keepends=True)
+        if all(kept(line) for line in lines):
+            return
+        text = "".join(line if line.endswith("\n") else line + "\n" for line in lines if kept(line))
+        write_atomically(self.path, lambda tmp: Path(tmp).write_text(text))
 
     def _quiet_writer_failure(self, args: Any) -> None:
         """TensorBoard writes from a thread of its own; a write that fails there (a full disk) would print that

@@ -405,7 +405,7 @@ class Trainer:
         last_miou: float | None = None
         self.written(self.out, lambda: self.out.mkdir(parents=True, exist_ok=True))
         log = RunLog(self.out, enabled=d.is_main, tensorboard=s.tensorboard)
-        self.written(log.tensorboard_dir, log.open)
+        self.written(log.tensorboard_dir, lambda: log.open(start, owed))
         if start == 0:
             self.written(self.out / "config.yaml", lambda: (self.out / "config.yaml").write_text(config_yaml(cfg)))
         else:
