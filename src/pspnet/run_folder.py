@@ -18,6 +18,14 @@ def checkpoint_path(directory: Path, iteration: int) -> Path:
     return directory / f"iter_{iteration:07d}.pt"
 
 
+def checkpoint_iteration(path: Path) -> int:
+    """The iteration of a training checkpoint by its name (iter_0000450.pt: 450)."""
+    match = NAME.fullmatch(path.name)
+    if match is None:
+        raise ValueError(f"{path}: not named as a training checkpoint (iter_N.pt)")
+    return int(match[1])
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """Training checkpoints in `directory`, oldest first."""
     if not directory.is_dir():

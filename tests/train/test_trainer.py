@@ -106,6 +106,28 @@ def test_a_run_killed_after_its_last_checkpoint_records_each_iteration_once_when
     assert [e.step for e in events.Scalars("val/val_mIoU")] == [1, 2, 3, 4]
 
 
+def test_a_resume_from_an_earlier_checkpoint_moves_the_later_iterations_files_aside(data_root, tmp_path, capsys):
+    """Left in place, the abandoned run's iter_4.pt was what a later plain --resume continued ('finished, iteration
+    4 of 3'), and its final model stood for this run's."""
+    out = tmp_path / "run"
+    run(config_dict(data_root, out, iterations=4, val_every=4), tmp_path)
+    first_final = (out / "final.safetensors").read_bytes()
+    capsys.readouterr()
+    run(config_dict(data_root, out, iterations=3, val_every=4), tmp_path,
+        resume=out / "checkpoints" / "iter_0000002.pt")
+    asides = list(out.glob("replaced-*"))
+    assert len(asides) == 1 and sorted(p.name for p in asides[0].iterdir()) == [
+        "best.safetensors", "final.safetensors", "iter_0000004.pt"]
+    assert (asides[0] / "final.safetensors").read_bytes() == first_final
+    said = capsys.readouterr().out
+    assert (f"resuming at iteration 2: the files of later iterations, of the run that went on from it before "
+            f"(iter_0000004.pt, final.safetensors, best.safetensors), were moved to {asides[0]}") in said
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["iter_0000002.pt", "iter_0000003.pt"]
+    assert read_metadata(out / "final.safetensors")["provenance"]["iteration"] == 3
+    run(config_dict(data_root, out, iterations=3, val_every=4), tmp_path, resume=True)
+    assert "is finished (iteration 3 of 3)" in capsys.readouterr().out
+
+
 def test_a_resume_with_changed_settings_says_which_and_records_them(data_root, tmp_path, capsys):
     out = tmp_path / "run"
     run(config_dict(data_root, out, iterations=2), tmp_path)

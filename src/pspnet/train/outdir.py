@@ -64,11 +64,11 @@ def _within(path: Path, run_file: Path) -> bool:
         return False
 
 
-def move_aside(out_dir: Path) -> Path | None:
-    """--overwrite: the earlier run's files into a new folder `out_dir/replaced-<time>[-N]/` (a run replaced twice in
-    one second keeps both); returns that folder (None: nothing to move). A move that fails is one PSPNetError
-    naming the folders and where the files are."""
-    found = run_files(out_dir)
+def move_aside(out_dir: Path, found: list[Path] | None = None) -> Path | None:
+    """--overwrite: the earlier run's files (or the files `found` of the run) into a new folder
+    `out_dir/replaced-<time>[-N]/` (a run replaced twice in one second keeps both); returns that folder (None:
+    nothing to move). A move that fails is one PSPNetError naming the folders and where the files are."""
+    found = run_files(out_dir) if found is None else found
     if not found:
         return None
     stamp = time.strftime("replaced-%Y%m%d-%H%M%S")

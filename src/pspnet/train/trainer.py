@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from pspnet.checkpoint import load, save, unwrap
+from pspnet.checkpoint import load, read_metadata, save, unwrap
 from pspnet.classes import DatasetInfo
 from pspnet.configfile import changed_settings, to_dict
 from pspnet.convert.imagenet import backbone_state, imagenet_state
@@ -50,7 +50,7 @@ from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
 from pspnet.progress import progress_bar
-from pspnet.run_folder import checkpoint_path, list_checkpoints
+from pspnet.run_folder import checkpoint_iteration, checkpoint_path, list_checkpoints
 from pspnet.train.checkpoints import check_resume_file, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig, load_train_config
@@ -376,6 +376,27 @@ class Trainer:
                 **({"label_values": [v[0] for v in parse_values(cfg.data.label_values, "data.label_values")]}
                    if cfg.data.label_values is not None else {})}  # each class's (first) value in the labels
 
+    def set_aside_later_files(self, start: int) -> None:
+        """A run resumed from an earlier checkpoint than its last (`--resume checkpoints/iter_N.pt`): the checkpoints
+        and models of the iterations after it are of a run that no longer goes on; left in place, a later plain
+        --resume would continue from them, and they would be taken for this run's. They are moved aside, said."""
+        if start == 0:
+            return
+        failure = None
+        try:
+            if self.d.is_main:
+                later = [p for p in list_checkpoints(self.ckpt_dir) if checkpoint_iteration(p) > start]
+                for name in ("final.safetensors", "best.safetensors"):
+                    path = self.out / name
+                    if path.is_file() and (read_metadata(path)["provenance"].get("iteration") or 0) > start:
+                        later.append(path)
+                if later and (aside := move_aside(self.out, later)) is not None:
+                    self.note(f"resuming at iteration {start}: the files of later iterations, of the run that went "
+                              f"on from it before ({', '.join(p.name for p in later)}), were moved to {aside}")
+        except PSPNetError as e:
+            failure = e
+        raise_together(failure, self.d, "stopped: the first process could not move the later iterations' files aside")
+
     def check_same_start(self, start: int) -> None:
         """Every process must continue from the same iteration (a node that cannot see the checkpoint would start
         from 0 and wait forever in the first all_reduce)."""
@@ -395,6 +416,7 @@ class Trainer:
         # when the run ended before its final model was written (killed after its last checkpoint).
         owed = self.val_set is not None and start > 0 and (
             progress.get("val_due") == start or (start >= self.max_iter and not final.exists()))
+        self.set_aside_later_files(start)
         if start >= self.max_iter and final.exists() and not owed:
             self.note(f"the run in {self.out} is finished (iteration {start} of {self.max_iter}): nothing to train. "
                       f"To train longer, raise train.iterations (or train.epochs) and {self.names.resume}; to start "
