@@ -935,3 +935,24 @@ def test_eval_says_an_output_it_cannot_write_before_the_network_loads(checkpoint
     assert main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
                  option, str(target), *TINY]) == 2
     assert expected.format(p=target) in capsys.readouterr().err
+
+
+def test_score_given_predicts_colour_maps_names_the_label_maps_beside_them(checkpoint, tmp_path, capsys) -> None:
+    write_image(tmp_path / "img" / "s0.png")
+    write_label(tmp_path / "lab" / "s0.png")
+    assert main(["predict", str(checkpoint), str(tmp_path / "img"), "--out", str(tmp_path / "o"), *TINY]) == 0
+    capsys.readouterr()
+    # Said at once: a colour map of grey colours (black: class 0 here) was scored as labels, without a word.
+    code = main(["score", "--pred", str(tmp_path / "o" / "color"), "--gt", str(tmp_path / "lab"), "--num-classes",
+                 "3"])
+    assert code == 2 and capsys.readouterr().err == (
+        f"pspnet score: error: --pred {tmp_path / 'o' / 'color'}: `pspnet predict`'s color images, not label maps; "
+        f"score the label maps beside them: --pred {tmp_path / 'o'}\n")
+    assert main(["score", "--pred", str(tmp_path / "o"), "--gt", str(tmp_path / "lab"), "--num-classes", "3"]) == 0
+    # Colour images anywhere else: each named with what --pred takes (not data.label_colors, which reads ground truth).
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    Image.fromarray(np.array([[[255, 0, 0]] * 45] * 33, dtype=np.uint8)).save(rgb / "s0.png")
+    assert main(["score", "--pred", str(rgb), "--gt", str(tmp_path / "lab"), "--num-classes", "3"]) == 1
+    assert (f"{rgb / 's0.png'}: a colour image, not a map of class indices: --pred takes label PNGs of class indices, "
+            "as `pspnet predict` writes them (OUT/NAME.png)") in capsys.readouterr().err

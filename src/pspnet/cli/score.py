@@ -17,7 +17,7 @@ from pspnet.cli.listing import print_first
 from pspnet.data.check import absent_classes
 from pspnet.data.config import check_overrides_without_config, data_config_from_options, load_data_config
 from pspnet.data.datasets import dataset_info
-from pspnet.data.imageops import LOSSY_LABELS, LOSSY_SUFFIXES, LabelOutOfRange, read_label
+from pspnet.data.imageops import LOSSY_LABELS, LOSSY_SUFFIXES, ColourCodedLabel, LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
 from pspnet.data.label_values import LabelValues, ignoring_option, no_class_note
 from pspnet.data.lists import tree_files, tree_name
@@ -169,6 +169,11 @@ def read_prediction(path: Path, coding: LabelValues | None, num_classes: int, sc
         if coding is None:  # a 16-bit PNG of values
             raise PSPNetError(f"{e}; {VALUES_HINT}") from None
         raise
+    except ColourCodedLabel:  # data.label_colors reads ground truth, not predictions: that hint would not work
+        where = (f"`pspnet predict`'s {path.parent.name} images; score the label maps beside them (--pred "
+                 f"{path.parent.parent})" if path.parent.name in ("color", "overlay") else
+                 "--pred takes label PNGs of class indices, as `pspnet predict` writes them (OUT/NAME.png)")
+        raise PSPNetError(f"{path}: a colour image, not a map of class indices: {where}") from None
     if coding is None and pred.shape == scored.shape and (bad := pred[scored & (pred >= num_classes)]).size:
         raise PSPNetError(f"{path}: predicted value {int(bad.max())} is not a class index 0..{num_classes - 1}; "
                           f"{VALUES_HINT}")
@@ -179,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
     for option, path in (("--json", args.json), ("--per-image", args.per_image)):
         if path is not None:
             check_output_file(path, option, args.overwrite)
+    if args.pred.name in OUTPUT_KINDS[1:] and args.pred.is_dir() and any(
+            (args.pred.parent / f.name).is_file() for f in args.pred.glob("*.png")):  # grey colours read as labels
+        raise PSPNetError(f"--pred {args.pred}: `pspnet predict`'s {args.pred.name} images, not label maps; score the "
+                          f"label maps beside them: --pred {args.pred.parent}")
     gts = label_files(args.gt, "ground-truth", args.recursive, suffix=args.gt_suffix)
     # `pspnet predict` writes colour maps, overlays and confidences beside the labels: not predictions to score.
     kinds = tuple(k for k in OUTPUT_KINDS if k != "labels" and not (args.gt / k).is_dir())
