@@ -94,6 +94,28 @@ def test_file_missing_in_the_source_fails_the_check_and_names_it(tmp_path, capsy
     assert not (root / "pspnet-prepared.json").exists()
 
 
+def test_a_bad_source_file_once_fixed_is_converted_again_by_the_next_run(tmp_path, capsys):
+    """The converted copy of a bad label was kept, and the rerun after fixing the source failed the same way
+    forever; now it is made again from the source, and the other files are kept."""
+    source = make_segnet_camvid(tmp_path / "src", splits=("train", "val"))
+    bad = source / "trainannot" / "0001TP_train00.png"
+    good = bad.read_bytes()
+    label = np.asarray(read_label(bad)).copy()
+    label[:2, :2] = 40  # no CamVid class
+    save_label(bad, label)
+    root = tmp_path / "r"
+    run = ["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]
+    assert main(run) == 1
+    out = capsys.readouterr().out
+    assert f"{root / 'labels/train/0001TP_train00.png'}: label values 40 out of range" in out
+    assert "fix the source and run again (the files named are made again from it, the others are kept)" in out
+    kept = (root / "images" / "train" / "0001TP_train00.png").stat().st_mtime_ns
+    bad.write_bytes(good)
+    assert main(run) == 0
+    assert "prepared and checked (train 2, val 2 pairs)" in capsys.readouterr().out
+    assert (root / "images" / "train" / "0001TP_train00.png").stat().st_mtime_ns == kept
+
+
 def test_prepare_ade20k_from_its_archive_shifts_labels(tmp_path):
     data = tmp_path / "build" / "ADEChallengeData2016"
     for upstream in ("training", "validation"):

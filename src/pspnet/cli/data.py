@@ -58,7 +58,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(problem)
     if result.problems:
         print(f"{args.dataset}: {len(result.problems)} problem(s) in {args.root}; fix the source and run again "
-              "(finished files are kept)")
+              "(the files named are made again from it, the others are kept)")
         return 1
     lists = ", ".join(str(args.root / f"{split}.txt") for split in result.splits)
     print(f"{args.root}: {args.dataset} prepared and checked ({counts} pairs); lists {lists}")

@@ -196,6 +196,11 @@ def finish(result: Prepared, pairs: dict[str, list[Pair]], num_classes: int, pro
     if not result.problems:
         (root / STAMP).write_text(json.dumps({"dataset": result.dataset, "splits": result.splits}, indent=1) + "\n")
         (root / STARTED).unlink(missing_ok=True)
+    made = [(root / kind).resolve() for kind in ("images", "labels")]
+    for problem in result.problems:  # a converted file with a problem is made again from the source by the next run
+        path = Path(problem.path)  # (kept, the run failed forever once the source was fixed)
+        if path.is_file() and any(path.resolve().is_relative_to(folder) for folder in made):
+            path.unlink()
     return result
 
 
