@@ -70,6 +70,17 @@ def test_a_training_setting_out_of_its_range_names_the_override(tmp_path, overri
     assert str(e.value) == f"command line {override}: {expected}"
 
 
+def test_an_image_given_as_train_init_says_what_train_init_takes(tmp_path) -> None:
+    """Not predict's hint about the order of its arguments."""
+    path = write(tmp_path)
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(PSPNetError) as e:
+        load_train_config(path, [f"train.init={image}"])
+    assert str(e.value) == (f"command line train.init={image}: train.init: {image}: an image, not a model's weights (a "
+                            ".safetensors or .pth file, a training run's folder or a published model's name)")
+
+
 def test_a_class_count_other_than_the_datas_is_named_before_training(tmp_path) -> None:
     path = write(tmp_path)  # folders data of 3 classes
     with pytest.raises(PSPNetError, match=r"^command line model.num_classes=5: model.num_classes = 5, but the data "

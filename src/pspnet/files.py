@@ -7,6 +7,7 @@ import difflib
 import itertools
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import zipfile
@@ -112,6 +113,14 @@ def near_miss(path: Path) -> str:
     return ""
 
 
+class ImageNotModel(PSPNetError):
+    """An image where a model file goes: on the command line of predict or eval, the arguments' order mistaken."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: an image, not a checkpoint; the model is named first, then the images")
+        self.path = path
+
+
 def file_kind(path: Path) -> str:
     """"safetensors", "torch-zip" or "torch-pickle"; anything else is an error naming the file."""
     if path.is_dir():
@@ -121,7 +130,7 @@ def file_kind(path: Path) -> str:
     if not path.is_file():
         raise PSPNetError(f"{path}: no such checkpoint file{near_miss(path)}")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise PSPNetError(f"{path}: an image, not a checkpoint; the model is named first, then the images")
+        raise ImageNotModel(path)
     if path.suffix.lower() in (".yaml", ".yml"):
         raise PSPNetError(f"{path}: a config file, not a checkpoint (a .safetensors or .pth model, or a published "
                           "model's name)")
@@ -144,7 +153,12 @@ def read_torch_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(e).splitlines() if line.strip()]
+        # torch's line that names the object refused ("Unsupported global: GLOBAL x.Y ...", "Trying to load
+        # unsupported GLOBAL posix.system ..."), not its advice around it
+        named = ([line.partition("WeightsUnpickler error: ")[2] for line in lines if "WeightsUnpickler error: " in line]
+                 or [line for line in lines if "global" in line.lower()] or lines or ["unsupported content"])
+        first = named[0].partition(". Please")[0].rstrip(".")
         raise PSPNetError(
             f"{path}: refused to load: it holds Python objects other than tensors, which could run code "
             f"({first}). Only weight files are accepted."

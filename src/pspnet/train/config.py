@@ -16,6 +16,7 @@ from pspnet.data.datasets import dataset_info
 from pspnet.engine.inference import DATASET_SETTINGS, InferenceSettings
 from pspnet.engine.recipe import Recipe
 from pspnet.errors import PSPNetError
+from pspnet.files import ImageNotModel
 from pspnet.model.config import ModelConfig
 from pspnet.run_folder import run_model
 from pspnet.train.class_weights import check_class_weights
@@ -174,7 +175,9 @@ def load_train_config(path: str | Path | Mapping[str, Any] | None, overrides: li
         except PSPNetError as e:
             recorded = recorded_model(cfg.train.out_dir) if resuming else None
             if recorded is None:
-                raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {e}") from None
+                why = (f"{e.path}: an image, not a model's weights (a .safetensors or .pth file, a training run's "
+                       "folder or a published model's name)" if isinstance(e, ImageNotModel) else e)
+                raise PSPNetError(f"{origin_of('train.init', origins, source)}: train.init: {why}") from None
             weights = recorded
         cfg.model = follow_init(cfg.model, explicit, weights, cfg.train.init)
     info = dataset_info(cfg.data)
