@@ -255,6 +255,14 @@ def test_val_fraction_holds_out_at_least_one_pair_and_leaves_one(fraction, count
     assert len(held_out([str(i) for i in range(count)], fraction, "x")) == expected
 
 
+def test_a_train_split_too_small_to_hold_some_out_is_one_problem_not_one_per_split(tmp_path):
+    save_image(tmp_path / "images" / "train" / "a.png", 4, 4)
+    save_label(tmp_path / "labels" / "train" / "a.png", np.zeros((4, 4)))
+    cfg = DataConfig(dataset="folders", root=tmp_path, num_classes=2, val_fraction=0.5)
+    problems = check_dataset(cfg, ("train", "val"))
+    assert len(problems) == 1 and "has 1 pair(s); expected at least 2 to hold some out" in str(problems[0])
+
+
 def test_bad_val_fractions_are_one_line_errors():
     with pytest.raises(PSPNetError, match=r"data.val_fraction = 1.0; expected 0 \(use the val split\) or a share"):
         DataConfig(dataset="folders", num_classes=2, val_fraction=1.0)

@@ -164,7 +164,9 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
         except PSPNetError as e:
             text = str(e)
             path, _, reason = text.partition(": ")
-            problems.append(Problem(path, reason) if reason else Problem(f"{split} split", text))
+            problem = Problem(path, reason) if reason else Problem(f"{split} split", text)
+            if problem not in problems:  # both splits of data.val_fraction fail alike: said once
+                problems.append(problem)
             continue
         for message in malformed:
             where, _, reason = message.partition(": ")
