@@ -342,3 +342,8 @@ def test_a_split_of_no_readable_label_has_no_class_shares_to_print(tmp_path, cap
     out = capsys.readouterr().out
     assert "a colour-coded label (colours [200, 0, 0])" in out
     assert "train pixels: none read (see the problems above)\n" in out
+
+
+def test_a_class_name_given_twice_is_an_error():
+    with pytest.raises(PSPNetError, match=r"^data.class_names: 'road' names two classes; expected a different name"):
+        DataConfig(dataset="folders", root="d", class_names=["road", "car", "road"])

@@ -92,6 +92,10 @@ class DataConfig:
                               "ignored); leave it out (it is for dataset: lists or folders)")
         if self.dataset not in KNOWN and self.num_classes is None and self.class_names is None:
             raise PSPNetError(f"data.dataset = {self.dataset}: set data.num_classes (or data.class_names)")
+        if self.class_names is not None and len(set(self.class_names)) < len(self.class_names):
+            twice = next(n for n in self.class_names if self.class_names.count(n) > 1)
+            raise PSPNetError(f"data.class_names: {twice!r} names two classes; expected a different name for each "
+                              "(the tables and reports name classes by them)")
         if self.class_names is not None and self.num_classes not in (None, len(self.class_names)):
             raise PSPNetError(f"data.num_classes = {self.num_classes} but data.class_names has "
                               f"{len(self.class_names)} names")
