@@ -215,8 +215,9 @@ def test_val_fraction_validates_on_train_pairs_held_out_of_training(data_root, t
     cfg = config_dict(data_root, tmp_path / "run", val_every=4)
     cfg["data"]["val_fraction"] = 0.25
     run(cfg, tmp_path)
-    assert "validation on 2 of the 8 train pairs, held out of training (data.val_fraction 0.25)" in \
-        capsys.readouterr().out
+    assert (f"validation on 2 of the 8 train pairs, held out of training (data.val_fraction 0.25); "
+            f"{data_root / 'images' / 'val'}, which holds images, is not used (data.val_fraction=0 validates on it)"
+            ) in capsys.readouterr().out  # the val folder this dataset has: said, not silently passed over
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["images"] for r in records if r["kind"] == "val"] == [2]
 

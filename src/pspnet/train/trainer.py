@@ -23,7 +23,7 @@ from pspnet.configfile import changed_settings, to_dict
 from pspnet.convert.imagenet import backbone_state, imagenet_state
 from pspnet.data.augment import TrainAugment
 from pspnet.data.check import check_dataset
-from pspnet.data.datasets import build_dataset
+from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.label_values import parse_values
 from pspnet.data.loader import build_loader
 from pspnet.device import VAL_SECTION, bf16_warning, is_out_of_memory, memory_state, release_cached_memory
@@ -200,8 +200,11 @@ class Trainer:
             self.note(f"warning: {warning}")
         self.val_recipe = default_recipe(d.device)  # fp32: the headline metric's recipe, whatever the training's
         if self.val_set is not None and cfg.data.val_fraction > 0:
+            unused = folder_pair(cfg.data, "val")[0] if cfg.data.dataset == "folders" else None
+            unused_note = (f"; {unused}, which holds images, is not used (data.val_fraction=0 validates on it)"
+                           if unused is not None and unused.is_dir() and any(unused.iterdir()) else "")
             self.note(f"validation on {len(self.val_set)} of the {len(self.train_set) + len(self.val_set)} train "
-                      f"pairs, held out of training (data.val_fraction {cfg.data.val_fraction:g})")
+                      f"pairs, held out of training (data.val_fraction {cfg.data.val_fraction:g}){unused_note}")
         self.note(f"{self.max_iter} iterations on {d.device} ({d.world_size} process(es)); training recipe "
                   f"{self.recipe.describe()}{', loss compiled' if self.recipe.compile else ''}; validation "
                   f"{self.val_recipe.describe()}: {cfg.val.describe()}")
