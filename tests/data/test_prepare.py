@@ -182,3 +182,16 @@ def test_a_source_with_the_wrong_layout_fails_marks_nothing_and_a_correct_rerun_
     source = make_segnet_camvid(tmp_path / "src")
     assert main(["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]) == 0
     assert "prepared and checked (train 2, val 2, test 2 pairs)" in capsys.readouterr().out
+
+
+def test_a_source_that_is_missing_or_a_file_is_one_line_and_leaves_no_root_behind(tmp_path, capsys):
+    root = tmp_path / "r"
+    run = ["data", "prepare", "camvid", "--root", str(root), "--no-progress", "--source"]
+    assert main([*run, str(tmp_path / "nope")]) == 2
+    assert f"--source {tmp_path / 'nope'}: no such folder or file" in capsys.readouterr().err
+    assert not root.exists()  # an empty --root was left behind
+    config = tmp_path / "base.yaml"
+    config.write_text("data: {}\n")
+    assert main([*run, str(config)]) == 2  # was "base.yaml/train.txt not found"
+    assert f"--source {config}: a file; expected the folder of a local copy" in capsys.readouterr().err
+    assert main([*run, str(make_segnet_camvid(tmp_path / "src", splits=("train", "val")))]) == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from pspnet.data.prepare.ade20k import prepare_ade20k
 from pspnet.data.prepare.camvid import prepare_camvid
 from pspnet.data.prepare.cityscapes import prepare_cityscapes
-from pspnet.data.prepare.common import Prepared, already_prepared, claim_root
+from pspnet.data.prepare.common import Prepared, already_prepared, check_source_exists, claim_root
 from pspnet.data.prepare.voc2012 import prepare_voc2012
 from pspnet.errors import PSPNetError
 
@@ -24,6 +24,7 @@ def prepare_dataset(name: str, root: Path, source: str | None = None, progress: 
     done = already_prepared(root, name)
     if done is not None:
         return done
+    check_source_exists(source)  # before --root is made: a mistyped source leaves nothing behind
     claim_root(root, name)
     return PREPARERS[name](root, source, progress)
 

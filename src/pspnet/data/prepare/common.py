@@ -39,6 +39,13 @@ class Prepared:
     already: bool = False
 
 
+def check_source_exists(spec: str | Path | None) -> None:
+    """A local --source (not a URL) must exist."""
+    if spec is not None and not str(spec).startswith(("http://", "https://")) and not Path(spec).exists():
+        raise PSPNetError(f"--source {spec}: no such folder or file; expected a local copy of the dataset or an "
+                          "http(s):// URL")
+
+
 class Source:
     """A local folder or a base URL laid out like the upstream source; `fetch` returns a local path."""
 
@@ -48,9 +55,10 @@ class Source:
         self.base = (spec if spec.endswith("/") else spec + "/") if self.is_url else spec
         self.cache = cache
         self.progress = progress
-        if not self.is_url and not Path(spec).exists():
-            raise PSPNetError(f"--source {spec}: no such folder or file; expected a local copy of the dataset or an "
-                              "http(s):// URL")
+        check_source_exists(spec)
+        if not self.is_url and not Path(spec).is_dir():
+            raise PSPNetError(f"--source {spec}: a file; expected the folder of a local copy laid out as the upstream "
+                              "source (docs/data.md), or an http(s):// URL")
 
     def describe(self, rel: str) -> str:
         return self.base + rel if self.is_url else str(Path(self.base) / rel)
