@@ -269,6 +269,8 @@ def check_counts(args: argparse.Namespace) -> None:
                                  ("--limit", args.limit, 1)):
         if value is not None and value < least:
             raise PSPNetError(f"{option} {value}: expected {least} or more")
+    if args.ignore_index is not None and not 0 <= args.ignore_index <= 255:  # as score and data.ignore_index
+        raise PSPNetError(f"--ignore-index {args.ignore_index}: expected 0..255 (labels are 8-bit)")
 
 
 def prediction_layout(args: argparse.Namespace, info: DatasetInfo, say: bool) -> PredictionLayout | None:
