@@ -310,12 +310,15 @@ def test_a_bad_protocol_option_is_said_before_the_network_loads(tiny, capsys, co
     assert err.startswith(f"pspnet {command}: error: {expected}") and len(err.splitlines()) == 1, err  # no network:
 
 
-def test_an_ignore_index_no_label_can_hold_is_refused_by_eval_as_by_score(tiny, capsys) -> None:
+def test_eval_options_that_would_change_nothing_are_refused(tiny, capsys) -> None:
     from pspnet.cli.main import main
 
     assert main(["eval", f"{tiny}/m.safetensors", "--images", f"{tiny}/img", "--labels", f"{tiny}/lab",
                  "--ignore-index", "300"]) == 2  # scored with nothing ignored, without a word
     assert capsys.readouterr().err == "pspnet eval: error: --ignore-index 300: expected 0..255 (labels are 8-bit)\n"
+    assert main(["eval", f"{tiny}/m.safetensors", "--list", f"{tiny}/val.txt", "--label-suffix", ".jpg"]) == 2
+    assert capsys.readouterr().err == ("pspnet eval: error: --label-suffix .jpg: pairs --images with --labels; a --list "
+                                       "names each label itself, and a --config's folders take data.label_suffix\n")
 
 
 def test_converting_a_training_checkpoint_says_it_needs_no_conversion(tmp_path, capsys) -> None:

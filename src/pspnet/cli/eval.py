@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--split", default="val", help="split of --config to evaluate (default val)")
     src.add_argument("--images", type=Path, help="a folder of images NAME.*, with --labels")
     src.add_argument("--labels", type=Path, help="a folder of label PNGs NAME.png (class indices)")
-    src.add_argument("--label-suffix", default=".png", metavar="S",
+    src.add_argument("--label-suffix", metavar="S",
                      help="with --labels: the label of NAME.jpg is NAME<S> (default .png; e.g. _mask.png)")
     src.add_argument("--list", type=Path, help="a list file of 'IMAGE LABEL' lines")
     src.add_argument("--root", type=Path, help="what --list paths are relative to (default: the list's folder, as "
@@ -264,6 +264,14 @@ def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
     return entry.test_preset
 
 
+def check_label_suffix(args: argparse.Namespace) -> None:
+    """--label-suffix pairs --images with --labels; given with --list or --config it would change nothing."""
+    if args.label_suffix is not None and args.images is None:
+        raise PSPNetError(f"--label-suffix {args.label_suffix}: pairs --images with --labels; a --list names each "
+                          "label itself, and a --config's folders take data.label_suffix")
+    args.label_suffix = args.label_suffix or ".png"
+
+
 def check_counts(args: argparse.Namespace) -> None:
     for option, value, least in (("--samples", args.samples, 0), ("--workers", args.workers, 0),
                                  ("--limit", args.limit, 1)):
@@ -328,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     check_counts(args)
+    check_label_suffix(args)
     check_protocol_options(args)
     device, main = processes.device, processes.is_main
     check_not_a_config(args)
