@@ -51,10 +51,9 @@ def from_dict(cls: type[T], data: Any, source: str, prefix: str = "", origins: O
         raise PSPNetError(f"{origin_of(prefix.rstrip('.'), origins, source)}: {prefix.rstrip('.') or 'config'}: "
                           f"{e}") from None
     except PSPNetError as e:  # a setting's own check (e.g. train.lr must be positive): say where it was set
-        text = str(e)  # the setting named first in the message (train.head_lr_mult's names the lr too)
-        full = sorted((text.find(f"{prefix}{name}"), -len(name), name) for name in data if f"{prefix}{name}" in text)
-        named = [full[0][2]] if full else [name for name in data if text.startswith(f"{name} ")
-                                           or f" {name} " in f" {text} "]
+        text = str(e)  # a setting named by its key first ("train.head_lr_mult = -1; ... of the lr": not the lr's)
+        named = [name for name in data if f"{prefix}{name}" in text] or [
+            name for name in data if text.startswith(f"{name} ") or f" {name} " in f" {text} "]
         key = f"{prefix}{named[0]}" if named else prefix.rstrip(".")
         where = origin_of(key, origins, source)
         raise PSPNetError(f"{where}: {e}" if not key or key in str(e) else f"{where}: {key}: {e}") from None
