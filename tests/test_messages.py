@@ -317,8 +317,9 @@ def test_eval_options_that_would_change_nothing_are_refused(tiny, capsys) -> Non
                  "--ignore-index", "300"]) == 2  # scored with nothing ignored, without a word
     assert capsys.readouterr().err == "pspnet eval: error: --ignore-index 300: expected 0..255 (labels are 8-bit)\n"
     assert main(["eval", f"{tiny}/m.safetensors", "--list", f"{tiny}/val.txt", "--label-suffix", ".jpg"]) == 2
-    assert capsys.readouterr().err == ("pspnet eval: error: --label-suffix .jpg: pairs --images with --labels; a --list "
-                                       "names each label itself, and a --config's folders take data.label_suffix\n")
+    assert capsys.readouterr().err == ("pspnet eval: error: --label-suffix .jpg: pairs --images with --labels; a "
+                                       "--list names each label itself, and a --config's folders take "
+                                       "data.label_suffix\n")
 
 
 def test_converting_a_training_checkpoint_says_it_needs_no_conversion(tmp_path, capsys) -> None:
