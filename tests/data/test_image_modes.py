@@ -61,3 +61,5 @@ def test_arrays_of_other_types_are_scaled_or_refused():
         to_rgb(np.zeros((2, 2, 2), np.uint8))
     with pytest.raises(PSPNetError, match="^an image of type int; expected a file path, a PIL image"):
         to_rgb(5)  # type: ignore[arg-type]
+    with pytest.raises(PSPNetError, match="^image of 5×0: has no pixels$"):  # the API returned a 0×5 label map
+        to_rgb(np.zeros((0, 5, 3), np.uint8))

@@ -94,6 +94,8 @@ def _array_to_rgb(array: np.ndarray, top: int | None = None) -> np.ndarray:
         a = a[:, :, :3]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
         raise PSPNetError(f"image array of shape {a.shape}; expected H×W or H×W×3 (or ×4)")
+    if not a.shape[0] or not a.shape[1]:
+        raise PSPNetError(f"image of {a.shape[1]}×{a.shape[0]}: has no pixels")
     if a.dtype == np.uint8:
         out = a
     elif np.issubdtype(a.dtype, np.floating):
