@@ -956,3 +956,16 @@ def test_score_given_predicts_colour_maps_names_the_label_maps_beside_them(check
     assert main(["score", "--pred", str(rgb), "--gt", str(tmp_path / "lab"), "--num-classes", "3"]) == 1
     assert (f"{rgb / 's0.png'}: a colour image, not a map of class indices: --pred takes label PNGs of class indices, "
             "as `pspnet predict` writes them (OUT/NAME.png)") in capsys.readouterr().err
+
+
+def test_eval_names_the_label_file_whose_value_is_no_class(checkpoint, tmp_path, capsys) -> None:
+    for i in range(2):
+        write_image(tmp_path / "img" / f"s{i}.png", seed=i)
+        write_label(tmp_path / "lab" / f"s{i}.png", seed=i)
+    bad = tmp_path / "lab" / "s1.png"
+    values = np.asarray(Image.open(bad)).copy()
+    values[5, 5] = 9
+    Image.fromarray(values).save(bad)
+    code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--workers", "0", "--backend", "torch", *TINY])
+    assert code == 1 and f"skipped {bad}: ground-truth value 9 is not a class index" in capsys.readouterr().err

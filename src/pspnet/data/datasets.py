@@ -25,7 +25,8 @@ PREPARED_STAMP = "pspnet-prepared.json"  # written by `pspnet data prepare` once
 
 
 class SegmentationDataset(Dataset):
-    """`dataset[i]` → {"image": uint8 3×H×W, "label": uint8 H×W (255 = ignore), "name": stem, "image_path": str}."""
+    """`dataset[i]` → {"image": uint8 3×H×W, "label": uint8 H×W (255 = ignore), "name": stem, "image_path": str,
+    "label_path": str}."""
 
     def __init__(self, pairs: list[Pair], info: DatasetInfo, split: str = "train", source: str = "",
                  label_coding: LabelColors | LabelValues | None = None) -> None:
@@ -45,7 +46,7 @@ class SegmentationDataset(Dataset):
         if problem := label_size_problem(pair.image, image.shape, label.shape):
             raise PSPNetError(f"{pair.label}: {problem}")
         return {"image": to_tensor(image), "label": torch.from_numpy(label), "name": pair.name,
-                "image_path": str(pair.image)}
+                "image_path": str(pair.image), "label_path": str(pair.label)}
 
     def __repr__(self) -> str:
         return f"SegmentationDataset({self.info.name} {self.split}: {len(self)} pairs from {self.source})"

@@ -146,7 +146,7 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
             pred, certainty = pair
             label = item["label"]
             try:
-                counts = cm.update(pred, label, source=item.get("image_path", item["name"]))
+                counts = cm.update(pred, label, source=item.get("label_path", item["name"]))  # ground truth named
             except PSPNetError as e:
                 result.failures.append(str(e))
                 if isinstance(e, UnscoredValues):
