@@ -969,3 +969,10 @@ def test_eval_names_the_label_file_whose_value_is_no_class(checkpoint, tmp_path,
     code = main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
                  "--workers", "0", "--backend", "torch", *TINY])
     assert code == 1 and f"skipped {bad}: ground-truth value 9 is not a class index" in capsys.readouterr().err
+
+
+def test_score_given_files_instead_of_folders_says_so(tmp_path, capsys) -> None:
+    pred, gt = write_label(tmp_path / "pred" / "x.png"), write_label(tmp_path / "gt" / "x.png")
+    assert main(["score", "--pred", str(pred), "--gt", str(gt), "--num-classes", "3"]) == 2
+    assert capsys.readouterr().err == (f"pspnet score: error: {gt}: a file; expected the folder of the ground-truth "
+                                       "label PNGs (score pairs files by name)\n")  # 'no such folder' before

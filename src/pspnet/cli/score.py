@@ -65,6 +65,8 @@ def label_files(folder: Path, what: str, recursive: bool = False, leave_out: tup
     """The label files in `folder` by name: their stem, or with `recursive` their path in its tree without the
     suffix (`CITY/NAME`), leaving out hidden files and folders and the top-level folders `leave_out`. With `suffix`,
     only the files whose names end in it, named without it (`NAME_gtFine_labelTrainIds.png` → `NAME`)."""
+    if folder.is_file():
+        raise PSPNetError(f"{folder}: a file; expected the folder of the {what} label PNGs (score pairs files by name)")
     if not folder.is_dir():
         raise PSPNetError(f"{folder}: no such {what} folder{near_miss(folder)}")
     files = tree_files(folder, LABEL_SUFFIXES) if recursive else sorted(
