@@ -210,3 +210,12 @@ def test_a_write_that_fails_names_the_file_and_leaves_nothing_beside_it(tmp_path
     assert main(["export", str(tmp_path / "m.safetensors"), "--format", "torchscript", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"pspnet export: error: {out}: No space left on device\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_a_pth_of_a_pspnet_state_dict_says_how_to_save_a_model_that_loads(tmp_path):
+    """It was taken for a broken official checkpoint ('no cls.4.weight keys')."""
+    path = tmp_path / "mine.pth"
+    torch.save(PSPNet(3, backbone="resnet18").state_dict(), path)
+    with pytest.raises(PSPNetError, match=r"^.*mine.pth: the state_dict\(\) of a pspnet model, which does not record "
+                                          r"its settings and classes; save models with pspnet.save"):
+        pspnet.load(path)

@@ -34,6 +34,10 @@ def convert_semseg_state(obj: Any, source: str, info: DatasetInfo | None = None)
     """Build our PSPNet from an official checkpoint's content; depth, classes and aux head are inferred, strictly."""
     state = tensor_state(obj, source, "a PSPNet checkpoint")
     if "cls.4.weight" not in state or "layer0.0.weight" not in state:
+        if any(k.removeprefix("module.").startswith("backbone.stem.") for k in state):  # pspnet's own state_dict()
+            raise PSPNetError(f"{source}: the state_dict() of a pspnet model, which does not record its settings and "
+                              "classes; save models with pspnet.save(model, 'model.safetensors'), or build "
+                              "pspnet.PSPNet(...) with the settings it was made with and load_state_dict() it")
         raise PSPNetError(
             f"{source}: not an official semseg PSPNet checkpoint (no 'cls.4.weight' / 'layer0.0.weight' keys); "
             "expected a hszhao/semseg train_epoch_N.pth or a pspnet .safetensors file"
