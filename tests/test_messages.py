@@ -298,6 +298,19 @@ def test_argparses_own_errors_are_one_line_without_the_usage(capsys, argv, expec
     assert capsys.readouterr().err == f"{expected}; `{prog} --help` lists what it takes\n"
 
 
+def test_an_input_taken_as_a_value_of_the_option_before_it_says_where_the_option_goes(tmp_path, capsys) -> None:
+    from pspnet.cli.main import main
+
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main(["predict", "m.safetensors", "--outputs", "labels", str(image), "--out", "o"])
+    assert capsys.readouterr().err == (
+        f"pspnet predict: error: argument --outputs: invalid choice: '{image}' (choose from 'labels', 'color', "
+        f"'overlay', 'confidence'); {image} is an input, taken as one more value of --outputs: put --outputs and its "
+        "values after the inputs\n")
+
+
 @pytest.mark.parametrize(("option", "expected"), [(["--crop-size", "0"], "crop size (0, 0): expected positive"),
                                                  (["--scales", "-1"], "scales [-1.0]: expected one or more positive")])
 @pytest.mark.parametrize("command", ["predict", "eval"])

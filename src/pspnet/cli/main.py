@@ -6,8 +6,10 @@ import argparse
 import difflib
 import importlib
 import os
+import re
 import sys
 import typing
+from pathlib import Path
 
 from pspnet.errors import PSPNetError
 
@@ -31,6 +33,10 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse's errors in one line, with where to look, rather than the command's whole usage above them."""
 
     def error(self, message: str) -> typing.NoReturn:
+        taken = re.match(r"argument (--[\w-]+): invalid choice: '(.+?)'", message)
+        if taken and Path(taken[2]).exists():  # `--outputs labels img.png`: the input taken as one more value
+            self.exit(2, f"{self.prog}: error: {message}; {taken[2]} is an input, taken as one more value of "
+                         f"{taken[1]}: put {taken[1]} and its values after the inputs\n")
         self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists what it takes\n")
 
 
