@@ -84,8 +84,9 @@ def predict(model: torch.nn.Module, image: Images, settings: InferenceSettings |
     (`InferenceSettings.for_model(model.info)`), unless `settings` says otherwise; fp32 with BatchNorm folded, on
     `device` (default: where the model's weights are).
     """
-    dtype = label_dtype(_info(model).num_classes)
-    out = [labels.cpu().numpy().astype(dtype) for labels in _run(segment, model, image, settings, device)]
+    out = []
+    for labels in _run(segment, model, image, settings, device):  # each map made small as it comes
+        out.append(labels.cpu().numpy().astype(label_dtype(_info(model).num_classes)))
     return out if _is_many(image) else out[0]
 
 
@@ -131,8 +132,8 @@ def _run(protocol: Callable[..., list[torch.Tensor]], model: torch.nn.Module, im
         raise PSPNetError("no images given (an empty list); expected an image or a list of images")
     from pspnet.engine.recipe import api_forward
 
-    info = _info(model)
     forward, device = api_forward(model, device)
+    info = _info(model)
     settings = InferenceSettings.of(settings, info)
 
     tensors = (to_tensor(rgb_of(image)) for image in images)
