@@ -266,9 +266,10 @@ def test_a_kill_during_checkpoint_writing_leaves_loadable_checkpoints(tmp_path):
 
 
 
-@pytest.mark.parametrize("failing", ["iter_0000004.pt", "final.safetensors", "metrics.jsonl"])
+@pytest.mark.parametrize(("failing", "code"), [("iter_0000004.pt", "ENOSPC"), ("final.safetensors", "ENOSPC"),
+                                               ("metrics.jsonl", "ENOSPC"), ("final.safetensors", "EROFS")])
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_to_the_same_weights(
-        data_root, tmp_path, monkeypatch, capsys, failing):
+        data_root, tmp_path, monkeypatch, capsys, failing, code):
     """A write that fails (the disk full at the second checkpoint, at the final model, or at a log line) is one line
     naming the file, why, and the checkpoint --resume continues from; nothing half-written is left, and the resumed
     run ends with the weights of a run that never stopped."""
@@ -280,7 +281,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_to_the_same_
                         tmp_path).final_checkpoint)
     out = tmp_path / "run"
     cfg = write_config(tmp_path / "run.yaml", config_dict(data_root, out, iterations=4, checkpoint_every=2))
-    full = OSError(errno.ENOSPC, "No space left on device")  # as a write() says it: no file named
+    full = OSError(getattr(errno, code), os.strerror(getattr(errno, code)))  # as a write() says it: no file named
     real_write, real_open = Path.write_bytes, open
 
     def write_bytes(self, data):  # the checkpoints and models are written to a temporary file beside them
@@ -303,8 +304,9 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues_to_the_same_
     err = capsys.readouterr().err
     path = out / failing if failing != "iter_0000004.pt" else out / "checkpoints" / failing
     last = out / "checkpoints" / ("iter_0000004.pt" if failing == "final.safetensors" else "iter_0000002.pt")
-    assert err == (f"pspnet train: error: {path}: cannot write it (No space left on device); the last checkpoint, "
-                   f"{last}, is intact: make room and --resume continues from it\n")
+    fix = "make room" if code == "ENOSPC" else "make it writable"  # a read-only disk: not "make room"
+    assert err == (f"pspnet train: error: {path}: cannot write it ({full.strerror}); the last checkpoint, "
+                   f"{last}, is intact: {fix} and --resume continues from it\n")
     assert not (out / "final.safetensors").exists()
     monkeypatch.undo()
     assert main(["train", "--config", str(cfg), "--resume", "--no-progress"]) == 0

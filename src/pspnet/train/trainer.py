@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import time
@@ -553,7 +554,8 @@ class Trainer:
                 write()
         except OSError as e:
             found = [p for p in list_checkpoints(self.ckpt_dir) if p != path]
-            where = (f"; the last checkpoint, {found[-1]}, is intact: make room and {self.names.resume} continues "
+            fix = "make it writable" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "make room"
+            where = (f"; the last checkpoint, {found[-1]}, is intact: {fix} and {self.names.resume} continues "
                      "from it" if found else "; no checkpoint was written yet")
             failure = PSPNetError(f"{path}: cannot write {'into it' if path.is_dir() else 'it'} "
                                   f"({e.strerror or e}){where}")
