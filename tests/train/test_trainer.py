@@ -573,3 +573,9 @@ def test_fit_names_its_own_arguments_where_the_command_names_flags(data_root, tm
     with pytest.raises(PSPNetError, match=r"^resume=True continues the run in train.out_dir and overwrite=True starts "
                                           r"it afresh: choose one$"):
         pspnet.fit(settings, resume=True, overwrite=True, progress=False)
+
+
+def test_epochs_set_beside_iterations_is_said_to_be_unused(data_root, tmp_path, capsys):
+    run(config_dict(data_root, tmp_path / "run", iterations=1, epochs=3), tmp_path)  # e.g. train.epochs=3 overriding
+    assert ("note: train.iterations 1 sets the run's length; train.epochs 3 (12 iterations) is not used "
+            "(train.iterations=0 uses it)") in capsys.readouterr().out

@@ -179,6 +179,9 @@ class Trainer:
         self.max_iter = s.iterations or s.epochs * steps_per_epoch
         if self.max_iter < 1:
             raise PSPNetError("set train.iterations or train.epochs: the run has no steps")
+        if s.iterations and s.epochs:  # both set (one in the file, one on the command line, say): one is not used
+            self.note(f"note: train.iterations {s.iterations} sets the run's length; train.epochs {s.epochs} "
+                      f"({s.epochs * steps_per_epoch} iterations) is not used (train.iterations=0 uses it)")
         if s.fast and d.device.type == "cuda":
             self.recipe = replace(fast_recipe(d.device, training=True),
                                   activation_checkpointing=s.activation_checkpointing)
