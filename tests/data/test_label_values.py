@@ -87,6 +87,12 @@ def test_binary_masks_saved_as_0_255_get_a_note_and_train_once_their_values_are_
     assert ("class 1 (class_1) appears in no train label; 50% of their pixels are 255, the ignore index: if 255 marks "
             "a class in your labels (a mask saved as 0/255), give each class's value, e.g. data.label_values: "
             "[0, 255]") in out
+    # With a void value of their own ignored (data.ignore_values), the labels still hold the indices: the same note.
+    config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  num_classes: 2\n  crop_size: 4\n"
+                      "  ignore_values: [128]\n")
+    assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 0
+    assert "a mask saved as 0/255), give each class's value, e.g. data.label_values: [0, 255]" in (
+        capsys.readouterr().out)
     config.write_text(f"data:\n  dataset: folders\n  root: {tmp_path}\n  label_values: [0, 255]\n  crop_size: 4\n")
     assert main(["data", "check", "--config", str(config), "--splits", "train", "--no-progress"]) == 0
     assert "train pixels: class_0 50.0%, class_1 50.0%; ignored 0.0% of all pixels\n" in capsys.readouterr().out

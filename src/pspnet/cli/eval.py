@@ -37,7 +37,7 @@ from pspnet.cli.output_options import (
 )
 from pspnet.cli.recipe_options import add_recipe_arguments
 from pspnet.data.imageops import ColourCodedLabel
-from pspnet.data.label_values import ignoring_option, no_class_note
+from pspnet.data.label_values import holds_indices, ignoring_option, no_class_note
 from pspnet.data.lists import LIST_SUFFIXES
 from pspnet.distributed import Distributed, barrier, run_in_processes
 from pspnet.engine.evaluate import evaluate, first_label_failures, format_table
@@ -392,7 +392,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
         note = no_class_note(result.unscored, info.num_classes, ignore, what="ground-truth", ignoring=ignoring_option(
             result.unscored, args.config, result.unscored_beside_ignored))
         print(f"pspnet eval: note: {note}", file=sys.stderr)
-    recodable = dataset.label_coding is None and dataset.info.name not in KNOWN  # index labels of the user's own
+    recodable = holds_indices(dataset.label_coding) and dataset.info.name not in KNOWN  # index labels of the user's
     if result.images and (note := result.absent_classes_note(info.classes, ignore, recodable, args.config is None)):
         print(f"pspnet eval: note: {dataset.source}: {note}", file=sys.stderr)
     if result.images:  # else a table of n/a: the skipped images above say why

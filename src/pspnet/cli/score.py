@@ -19,7 +19,7 @@ from pspnet.data.config import check_overrides_without_config, data_config_from_
 from pspnet.data.datasets import dataset_info
 from pspnet.data.imageops import LOSSY_LABELS, LOSSY_SUFFIXES, ColourCodedLabel, LabelOutOfRange, read_label
 from pspnet.data.label_colors import LabelColors
-from pspnet.data.label_values import LabelValues, ignoring_option, no_class_note
+from pspnet.data.label_values import LabelValues, holds_indices, ignoring_option, no_class_note
 from pspnet.data.lists import tree_files, tree_name
 from pspnet.engine.evaluate import format_table
 from pspnet.engine.label_formats import label_values
@@ -250,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
             values, args.config, beside_ignored),
             classes="data.num_classes" if args.config else "--num-classes")
         print(f"pspnet score: note: {note}", file=sys.stderr)
-    if scored and (note := absent_classes(counts, names, ignore, "ground-truth", coding is None, args.config is None)):
+    if scored and (note := absent_classes(counts, names, ignore, "ground-truth", holds_indices(coding),
+                                          args.config is None)):
         print(f"pspnet score: note: {args.gt}: {note}", file=sys.stderr)
     scores = cm.compute()
     if scored:  # else a table of n/a: the problems above say why

@@ -15,7 +15,7 @@ from pspnet.data.config import DataConfig
 from pspnet.data.datasets import build_dataset, folder_pair
 from pspnet.data.imageops import label_size_problem, other_format, read_image, read_label
 from pspnet.data.label_colors import LabelColors
-from pspnet.data.label_values import LabelValues, no_class_note
+from pspnet.data.label_values import LabelValues, holds_indices, no_class_note
 from pspnet.data.lists import Pair, unpaired_note, windows_separators
 from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
@@ -184,7 +184,7 @@ def check_dataset(cfg: DataConfig, splits: Sequence[str] = ("train", "val"), *, 
             notes.append(f"{dataset.source}: {note}")
         if pixels is not None:
             pixels[split] = counts
-        recodable = dataset.label_coding is None and cfg.dataset not in KNOWN
+        recodable = holds_indices(dataset.label_coding) and cfg.dataset not in KNOWN
         classes = dataset.info.num_classes
         extra = [int(v) for v in np.flatnonzero(counts) if v >= classes and v != cfg.ignore_index]
         if recodable and notes is not None and extra and (note := no_class_note(

@@ -123,3 +123,9 @@ def ignoring_option(values: Sequence[int], config: object | None, ignored: bool)
     if len(values) == 1 and not ignored:
         return f"--ignore-index {values[0]}"
     return f"data.ignore_values=[{','.join(str(v) for v in values)}]"
+
+
+def holds_indices(coding: object) -> bool:
+    """Whether labels read with `coding` hold the class indices themselves (None, or only void values ignored by
+    data.ignore_values): labels that data.label_values could recode, as masks saved 0/255."""
+    return coding is None or (isinstance(coding, LabelValues) and coding.indices)
