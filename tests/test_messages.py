@@ -329,6 +329,9 @@ def test_eval_options_that_would_change_nothing_are_refused(tiny, capsys) -> Non
     assert main(["eval", f"{tiny}/m.safetensors", "--images", f"{tiny}/img", "--labels", f"{tiny}/lab",
                  "--ignore-index", "300"]) == 2  # scored with nothing ignored, without a word
     assert capsys.readouterr().err == "pspnet eval: error: --ignore-index 300: expected 0..255 (labels are 8-bit)\n"
+    assert main(["eval", f"{tiny}/m.safetensors", "--images", f"{tiny}/lab", "--labels", f"{tiny}/lab"]) == 2
+    assert ("--labels " + f"{tiny}/lab: {tiny}/lab/") in (err := capsys.readouterr().err) and (
+        "would be scored as its own label" in err)  # label PNGs were scored as photos, without a word
     assert main(["eval", f"{tiny}/m.safetensors", "--list", f"{tiny}/val.txt", "--label-suffix", ".jpg"]) == 2
     assert capsys.readouterr().err == ("pspnet eval: error: --label-suffix .jpg: pairs --images with --labels; a "
                                        "--list names each label itself, and a --config's folders take "

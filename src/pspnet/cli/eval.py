@@ -158,6 +158,10 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
         if args.images is None or args.labels is None:
             raise PSPNetError("--images and --labels go together: the image folder and the label folder")
         pairs, source = pair_folders(args.images, args.labels, args.label_suffix), f"{args.images} + {args.labels}"
+        if itself := next((pair.image for pair in pairs if pair.image.resolve() == pair.label.resolve()), None):
+            raise PSPNetError(f"--images {args.images}, --labels {args.labels}: {itself} would be scored as its own "
+                              "label; expected the images' folder and the labels' (or, in one folder, labels named "
+                              "by a --label-suffix such as _mask.png)")
         if pairs and not any(pair.label.is_file() for pair in pairs):
             _, suffix = unpaired_labels(args.images, args.labels, args.label_suffix)
             hint = (f"; its labels are named NAME{suffix}: --label-suffix {suffix}" if suffix else
