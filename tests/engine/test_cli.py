@@ -305,6 +305,31 @@ def test_a_video_that_stops_half_way_leaves_no_partial_file_and_keeps_the_earlie
     assert (out / "clip.mp4").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
 
 
+def test_sigterm_stops_predict_as_ctrl_c_does_leaving_no_temporary_file(checkpoint, tmp_path, capsys,
+                                                                          monkeypatch) -> None:
+    """A scheduler's stop (or torchrun stopping its workers) killed the process on the spot, leaving the video's
+    temporary files and staged frame folders in --out for good; it is now an interruption: cleaned up, exit 143."""
+    import os
+    import signal
+
+    src = write_video(tmp_path / "clip.mp4", 16)
+    calls = []
+
+    def terminated(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return segment_and_confidence(*args, **kwargs)
+
+    monkeypatch.setattr(engine_predict, "segment_and_confidence", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code = main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "o"), "--outputs", "labels", "color",
+                 "overlay", "confidence", "--no-flip", *TINY])
+    assert code == 143 and capsys.readouterr().err.rstrip().endswith("pspnet predict: interrupted (SIGTERM)")
+    assert [p for p in (tmp_path / "o").rglob("*") if p.is_file() or p.name.startswith(".")] == []
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_a_video_that_stops_half_way_keeps_the_earlier_runs_frames_as_they_were(checkpoint, tmp_path, capsys,
                                                                                  monkeypatch) -> None:
     """The label and confidence frames go to a temporary folder moved into place at the end: a run that fails at its

@@ -7,7 +7,9 @@ import difflib
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 import typing
 from pathlib import Path
 
@@ -122,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     # `train --print-config` stops before training: a command of one process, whose YAML goes out once.
     if other_process_of_torchrun("train --print-config" if getattr(args, "print_config", False) else args.command):
         return 0
+    terminated = Terminated()
     try:
-        return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
+        with terminated:
+            return int(importlib.import_module(f"pspnet.cli.{args.module}").run(args) or 0)
     except PSPNetError as e:
         return error(args.command, str(e))
     except KeyboardInterrupt:
-        print(f"pspnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"pspnet {args.command}: interrupted{' (SIGTERM)' if terminated.received else ''}", file=sys.stderr)
+        return 143 if terminated.received else 130
     except RuntimeError as e:  # out of memory where the command had no better answer (e.g. `pspnet bench`'s batch)
         from pspnet.device import is_out_of_memory
 
@@ -142,6 +146,30 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # what the machine said to a read or write (a full disk, a quota, a read-only folder)
         where = f"{e.filename}: " if e.filename else ""
         return error(args.command, f"{where}{e.strerror or e}")
+
+
+class Terminated:
+    """While a command runs: SIGTERM (a job scheduler's stop, torchrun stopping its workers) stops it as Ctrl-C does,
+    so that what it was writing is cleaned up (temporary files, staged folders) rather than left by a sudden death.
+    The trainer installs its own handler over it (a checkpoint first). The earlier handler comes back at the end."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.previous: typing.Any = None
+
+    def __enter__(self) -> Terminated:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+                signal.SIG_DFL, None):  # a caller's own handler stays
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    def _raise(self, signum: int, frame: typing.Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def error(command: str, message: str) -> int:
