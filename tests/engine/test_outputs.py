@@ -65,6 +65,11 @@ def test_eval_saves_no_predictions_among_its_inputs_nor_two_images_predictions_i
     one_line_error(capsys, main([*run, "--out", str(tmp_path / "ev")]), "--save-predictions:", "a.jpg and ",
                    f"a.png both write {tmp_path / 'ev' / 'a.png'}; rename one of them")
     assert digests(tmp_path / "data") == before and not (tmp_path / "ev").exists()
+    # The report in the same folder: its charts would replace predictions named as they are (iou.png).
+    (tmp_path / "data" / "img" / "a.jpg").rename(tmp_path / "data" / "img" / "iou.jpg")
+    (tmp_path / "data" / "lab" / "a.png").rename(tmp_path / "data" / "lab" / "iou.png")
+    one_line_error(capsys, main([*run, "--out", str(tmp_path / "ev"), "--report", str(tmp_path / "ev")]), "--report",
+                   "its iou.png would replace a file --out writes there")
 
 
 def test_predict_given_one_image_twice_predicts_it_once(checkpoint, tmp_path, capsys):

@@ -331,7 +331,12 @@ def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayo
     if args.report is not None:
         from pspnet.engine.report import REPORT_FILES
 
-        check_new_outputs([args.report / name for name in REPORT_FILES], inputs, args.overwrite, "--report")
+        report = [args.report / name for name in REPORT_FILES]
+        saved = {f.resolve() for f in planned} if args.out is not None else set()
+        if clash := next((f for f in report if f.resolve() in saved), None):  # an image named iou.png, say
+            raise PSPNetError(f"--report {args.report}: its {clash.name} would replace a file --out writes there "
+                              "(a prediction of the same name); give --report a folder of its own")
+        check_new_outputs(report, inputs, args.overwrite, "--report")
 
 
 def run(args: argparse.Namespace) -> int:
