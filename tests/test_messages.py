@@ -355,6 +355,7 @@ def test_converting_a_training_checkpoint_says_it_needs_no_conversion(tmp_path, 
     (["--sizes", "0"], "--sizes 0: expected positive sizes"),
     (["--warmup", "-1"], "--warmup -1: expected 0 or more"),
     (["--threads", "0"], "--threads 0: expected at least 1"),  # was torch's RuntimeError, a traceback
+    (["--whole", "0", "0"], "--whole 0 0: expected a positive height and width"),  # a traceback too
 ])
 def test_a_bad_bench_option_is_one_line_before_anything_is_measured(capsys, option, expected) -> None:
     from pspnet.cli.main import main

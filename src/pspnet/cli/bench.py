@@ -151,6 +151,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise PSPNetError(f"--warmup {args.warmup}: expected 0 or more")
     if min(args.sizes) < 1:
         raise PSPNetError(f"--sizes {' '.join(map(str, args.sizes))}: expected positive sizes")
+    if args.whole is not None and min(args.whole) < 1:
+        raise PSPNetError(f"--whole {args.whole[0]} {args.whole[1]}: expected a positive height and width")
     if unknown := [b for b in args.backbones if b not in DEPTHS]:  # said before the machine is measured
         raise PSPNetError(f"--backbones {unknown[0]}: unknown; expected some of {', '.join(DEPTHS)}")
     if args.smoke:
