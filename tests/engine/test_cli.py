@@ -226,6 +226,15 @@ def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path, capsys) -
                     last), last
 
 
+def test_a_phones_3gp_video_in_a_folder_is_predicted_as_a_video(checkpoint, tmp_path, capsys) -> None:
+    """.3gp, .ts, .wmv, ... are what FFmpeg reads; they were left out of folders, and named alone read as images."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(write_video(tmp_path / "clip.mp4", 2), tmp_path / "in" / "phone.3gp")  # an MP4 inside, as phones do
+    assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "o"), *TINY]) == 0
+    assert len(video_frames(tmp_path / "o" / "overlay" / "phone.mp4")) == 2
+    assert f"{tmp_path / 'in' / 'phone.3gp'}: 2 frames → " in capsys.readouterr().err
+
+
 def test_predict_video_writes_its_colour_video_and_label_and_confidence_frames_when_asked(checkpoint, tmp_path):
     """Each frame's label PNG is the prediction of that frame as an image; an --overwrite run of a shorter video
     leaves none of the earlier run's frames; without --overwrite the frame folder is refused."""

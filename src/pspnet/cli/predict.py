@@ -198,7 +198,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
             written += 1
             frame_count += frames
             targets = ", ".join(str(p) for p in video_layout.video_outputs(found.name(path)))
-            print(f"{path}: {frames} frames → {targets}", file=sys.stderr)
+            print(f"{path}: {frames} frame{'s' if frames != 1 else ''} → {targets}", file=sys.stderr)
 
     # The whole run's counts on every process (one process: its own), so that every process exits alike.
     counts = all_reduce_sum(torch.tensor([written, len(failures), len(images), frame_count], device=device),

@@ -42,7 +42,8 @@ from pspnet.engine.legend import key_entries, video_key, with_key
 from pspnet.errors import PSPNetError
 from pspnet.files import IMAGE_SUFFIXES, atomic_target, near_miss, staged_folder, write_atomically
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp",
+                  ".wmv", ".flv", ".ogv")  # what FFmpeg (PyAV) reads
 MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
 OVERLAY_ALPHA = 0.5
 # Overlays are photographs, which zlib barely compresses: level 1 writes a CamVid overlay in 15 ms instead of 63 ms
@@ -216,8 +217,8 @@ def expand_inputs(specs: Sequence[str], recursive: bool = False, exclude: Path |
                                    f"({_shown([d.name for d in skipped])}; --recursive takes a folder's whole tree)")
             if others := [str(p.relative_to(path)) for p in every if p.suffix.lower() not in MEDIA_SUFFIXES]:
                 found.notes.append(f"{spec}: left out {len(others)} file(s) without an image or video suffix "
-                                   f"({_shown(others)}; images: {' '.join(IMAGE_SUFFIXES)}; name a file to try it "
-                                   "anyway)")
+                                   f"({_shown(others)}; images: {' '.join(IMAGE_SUFFIXES)}; videos: "
+                                   f"{' '.join(VIDEO_SUFFIXES)}; name an image file to try it anyway)")
             found.files.extend(files)
             found.names.update({p: tree_name(p, path) for p in files if p.parent != path})
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
