@@ -4,7 +4,11 @@ and the model a command given the folder uses."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +16,60 @@ from pspnet.checkpoint import read_metadata
 from pspnet.errors import PSPNetError
 
 NAME = re.compile(r"iter_(\d+)\.pt")  # a training checkpoint, checkpoints/iter_0000450.pt
+
+
+LOCK = ".pspnet-training.lock"  # held (flock) by the process that trains into the folder, for the run's life
+
+
+@contextmanager
+def training_lock(folder: Path) -> Iterator[None]:
+    """Held while a run trains into `folder`: a second `pspnet train` into it (a --resume while it still runs) is a
+    PSPNetError naming the process that holds it, not two runs interleaving their checkpoints. A folder made for the
+    lock alone is removed again. Where the OS has no flock (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise PSPNetError(f"train.out_dir = {folder}: another `pspnet train` is training into it now "
+                              f"({f.read().strip() or 'a process'}); wait for it to end or stop it, or choose another "
+                              "train.out_dir") from None
+        f.truncate(0)
+        f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            if made and [p.name for p in folder.iterdir()] == [LOCK]:  # the run wrote nothing (a config mistake)
+                path.unlink()
+                folder.rmdir()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def training_now(folder: Path) -> str | None:
+    """Who is training into `folder` now ("process N on HOST"), else None."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        with open(folder / LOCK) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read().strip() or "a process"
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
 
 
 def checkpoint_path(directory: Path, iteration: int) -> Path:
@@ -127,7 +185,10 @@ def describe_run(status: RunStatus) -> list[str]:
     """A run's state in a few lines, ending with what to do next when it is unfinished."""
     folder = status.folder
     of = f" of {status.total}" if status.total else ""
-    if status.finished:
+    if (holder := training_now(folder)) is not None:  # first: a finished run may be resumed to train longer
+        last = f" (at iteration {status.iteration}{of} by its last checkpoint)" if status.latest is not None else ""
+        state = f"training now, by {holder}{last}"
+    elif status.finished:
         state = f"finished, {status.iteration or status.total} iterations ({status.final})"
     elif status.latest is not None:
         state = (f"stopped at iteration {status.iteration}{of} (its last checkpoint, {status.latest}); `pspnet train "

@@ -128,6 +128,36 @@ def test_a_resume_from_an_earlier_checkpoint_moves_the_later_iterations_files_as
     assert "is finished (iteration 3 of 3)" in capsys.readouterr().out
 
 
+def test_a_second_training_into_a_folder_being_trained_into_is_refused_and_info_says_it_runs(data_root, tmp_path,
+                                                                                               capsys):
+    """`pspnet info` said 'stopped ... --resume continues it' of a run still training, and the --resume it suggested
+    trained beside the first run, their checkpoints and log lines interleaved."""
+    import os
+    import socket
+
+    from pspnet.run_folder import LOCK, training_lock
+
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", config_dict(data_root, out, iterations=2))
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    capsys.readouterr()
+    holder = f"process {os.getpid()} on {socket.gethostname()}"
+    with training_lock(out):  # as the first run holds it while it trains
+        assert main(["info", str(out)]) == 0
+        assert f"run: {out}: training now, by {holder}" in capsys.readouterr().out
+        assert main(["train", "--config", str(cfg), "--no-progress", "--resume", "train.iterations=4"]) == 2
+        assert capsys.readouterr().err == (f"pspnet train: error: train.out_dir = {out}: another `pspnet train` is "
+                                           f"training into it now ({holder}); wait for it to end or stop it, or "
+                                           "choose another train.out_dir\n")
+    assert sorted(p.name for p in out.rglob("*")) == before  # the lock file stays, hidden: nothing else written
+    assert main(["train", "--config", str(cfg), "--no-progress", "--resume", "train.iterations=4"]) == 0
+    # A run that fails before writing anything leaves no folder made for its lock.
+    bad = write_config(tmp_path / "b.yaml", config_dict(tmp_path / "no-data", tmp_path / "fresh"))
+    assert main(["train", "--config", str(bad), "--no-progress"]) == 2 and not (tmp_path / "fresh").exists()
+    assert (out / LOCK).is_file()
+
+
 def test_a_resume_with_changed_settings_says_which_and_records_them(data_root, tmp_path, capsys):
     out = tmp_path / "run"
     run(config_dict(data_root, out, iterations=2), tmp_path)

@@ -51,7 +51,7 @@ from pspnet.model.config import ModelConfig
 from pspnet.model.pspnet import PSPNet
 from pspnet.model.state import load_state_strict
 from pspnet.progress import progress_bar
-from pspnet.run_folder import checkpoint_iteration, checkpoint_path, list_checkpoints
+from pspnet.run_folder import checkpoint_iteration, checkpoint_path, list_checkpoints, training_lock
 from pspnet.train.checkpoints import check_resume_file, load_training_checkpoint, save_training_checkpoint
 from pspnet.train.class_weights import resolve_class_weights
 from pspnet.train.config import TrainConfig, load_train_config
@@ -119,8 +119,14 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     if isinstance(resume, (str, Path)):
         check_resume_file(Path(resume), names, cfg.train.out_dir)
     place = partial(setup, cfg.train.device, "train.device=cpu", "run the training")
-    with processes_of(place) as d:  # a caller's group stays
+    with processes_of(place) as d, contextlib.ExitStack() as held:  # a caller's group stays
         failure = None
+        try:
+            if d.is_main:  # one run at a time in a folder: a --resume while it still trains is refused
+                held.enter_context(training_lock(cfg.train.out_dir))
+        except PSPNetError as e:
+            failure = e
+        raise_together(failure, d, "stopped: another run is training into train.out_dir")
         try:
             if overwrite and d.is_main and (aside := move_aside(cfg.train.out_dir)) is not None:
                 tqdm.write(f"the earlier run in {cfg.train.out_dir} was moved to {aside}")
