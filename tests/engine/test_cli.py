@@ -235,6 +235,21 @@ def test_a_phones_3gp_video_in_a_folder_is_predicted_as_a_video(checkpoint, tmp_
     assert f"{tmp_path / 'in' / 'phone.3gp'}: 2 frames → " in capsys.readouterr().err
 
 
+def test_a_video_cut_short_is_said_and_fails_the_run(checkpoint, tmp_path, capsys) -> None:
+    """A truncated AVI whose header declares 6 frames decoded 2, and the run said '2 frames' and exited 0."""
+    rng = np.random.default_rng(0)
+    whole = videos.write_video(tmp_path / "six.avi", [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+                                                       for _ in range(6)], container="avi")
+    cut = tmp_path / "in" / "cut.avi"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) * 6 // 10])
+    assert main(["predict", str(checkpoint), str(cut), "--out", str(tmp_path / "o"), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert re.search(rf"{re.escape(str(cut))}: decoded [1-5] of the 6 frames its container declares \(a truncated or "
+                     r"damaged file\?\); its outputs hold those", err), err
+    assert main(["predict", str(checkpoint), str(whole), "--out", str(tmp_path / "o2"), *TINY]) == 0
+
+
 def test_predict_video_writes_its_colour_video_and_label_and_confidence_frames_when_asked(checkpoint, tmp_path):
     """Each frame's label PNG is the prediction of that frame as an image; an --overwrite run of a shorter video
     leaves none of the earlier run's frames; without --overwrite the frame folder is refused."""

@@ -44,6 +44,7 @@ from pspnet.engine.predict import (
     BackgroundWriter,
     ImagePrediction,
     PredictionLayout,
+    declared_frames,
     expand_inputs,
     is_video,
     predict_video,
@@ -199,6 +200,10 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
             frame_count += frames
             targets = ", ".join(str(p) for p in video_layout.video_outputs(found.name(path)))
             print(f"{path}: {frames} frame{'s' if frames != 1 else ''} → {targets}", file=sys.stderr)
+            if (declared := declared_frames(path)) is not None and frames < declared:  # cut short or damaged
+                failures.append(f"{path}: decoded {frames} of the {declared} frames its container declares (a "
+                                "truncated or damaged file?); its outputs hold those")
+                tqdm.write(f"pspnet predict: {failures[-1]}", file=sys.stderr)
 
     # The whole run's counts on every process (one process: its own), so that every process exits alike.
     counts = all_reduce_sum(torch.tensor([written, len(failures), len(images), frame_count], device=device),

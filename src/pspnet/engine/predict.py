@@ -442,6 +442,18 @@ def read_video_frames(path: Path) -> Iterator[np.ndarray]:
         raise PSPNetError(f"{path}: cannot read it as a video ({e})") from None
 
 
+def declared_frames(path: Path) -> int | None:
+    """The frame count a video's container declares (MP4, AVI, MOV: exact), None where it declares none (MKV, WebM,
+    streams): a file cut short decodes fewer."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            frames = container.streams.video[0].frames if container.streams.video else 0
+    except av.FFmpegError:
+        return None
+    return int(frames) if frames and frames > 0 else None
+
+
 def video_rate(path: Path) -> float:
     av = _av()
     try:
