@@ -250,6 +250,27 @@ def test_a_video_cut_short_is_said_and_fails_the_run(checkpoint, tmp_path, capsy
     assert main(["predict", str(checkpoint), str(whole), "--out", str(tmp_path / "o2"), *TINY]) == 0
 
 
+def test_a_videos_frame_folder_meets_no_other_inputs_file_and_skip_existing_counts_its_frames(checkpoint, tmp_path,
+                                                                                                capsys) -> None:
+    """tree/a.mp4 writes its label frames to OUT/a/000000.png, where the image tree/a/000000.png's label map went:
+    one replaced the other without a word. And --skip-existing took any OUT/a/ folder for a finished video."""
+    write_image(tmp_path / "tree" / "a" / "000000.png")
+    write_video(tmp_path / "tree" / "a.mp4", 2)
+    out = tmp_path / "o"
+    run = ["predict", str(checkpoint), str(tmp_path / "tree"), "--recursive", "--out", str(out), "--outputs",
+           "labels", *TINY]
+    assert main(run) == 1
+    assert (f"{tmp_path / 'tree' / 'a' / '000000.png'}: {tmp_path / 'tree' / 'a.mp4'} already writes {out / 'a'}; "
+            "rename one of them") in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "a").iterdir()) == ["000000.png", "000001.png"]  # the video's two frames
+    (out / "a" / "000001.png").unlink()  # a frame lost: the video is not finished
+    (tmp_path / "tree" / "a" / "000000.png").unlink()
+    (tmp_path / "tree" / "a").rmdir()
+    assert main([*run, "--skip-existing"]) == 0
+    assert "nothing left to predict" not in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "a").iterdir()) == ["000000.png", "000001.png"]
+
+
 def test_predict_video_writes_its_colour_video_and_label_and_confidence_frames_when_asked(checkpoint, tmp_path):
     """Each frame's label PNG is the prediction of that frame as an image; an --overwrite run of a shorter video
     leaves none of the earlier run's frames; without --overwrite the frame folder is refused."""

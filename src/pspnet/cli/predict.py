@@ -41,6 +41,8 @@ from pspnet.engine.inference import fill_batches, segment_and_confidence
 from pspnet.engine.predict import (
     DEFAULT_OUTPUTS,
     DEFAULT_VIDEO_OUTPUTS,
+    FRAME_KINDS,
+    FRAME_PATTERN,
     BackgroundWriter,
     ImagePrediction,
     PredictionLayout,
@@ -84,6 +86,30 @@ def run(args: argparse.Namespace) -> int:
     return run_in_processes(args.device, lambda processes: predict_command(args, processes), "run pspnet predict")
 
 
+def clash_with(outputs: list[Path], frame_folders: list[Path], writers: dict[Path, Path], folders: dict[Path, Path]
+               ) -> tuple[Path, Path] | None:
+    """(an output, the earlier input that writes it) where an input's outputs meet an earlier input's: the same file,
+    a file inside an earlier video's frame folder (OUT/NAME/), or a frame folder holding an earlier input's file
+    (the image NAME/000000.png of a --recursive tree beside the video NAME.mp4); None where they do not."""
+    for f in outputs:
+        if f in writers:
+            return f, writers[f]
+        for folder, video in folders.items():
+            if f.is_relative_to(folder):
+                return folder, video
+    for folder in frame_folders:
+        for f, other in writers.items():
+            if f.is_relative_to(folder):
+                return f, other
+    return None
+
+
+def frames_complete(folder: Path, video: Path) -> bool:
+    """Whether a video's frame folder holds a PNG for each frame its container declares (at least one where it
+    declares none): --skip-existing does the video again otherwise."""
+    return folder.is_dir() and len(list(folder.glob(FRAME_PATTERN))) >= (declared_frames(video) or 1)
+
+
 def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     main = processes.is_main
     check_protocol_options(args)
@@ -100,20 +126,26 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
         raise PSPNetError("--skip-existing and --overwrite: choose one (keep the outputs already written, or replace "
                           "them all)")
     files, planned, writers, written_before = [], [], {}, 0
+    folders: dict[Path, Path] = {}  # a video's frame folders (OUT/NAME/): no other input's file may go inside
     for path in found.files:  # every output must be unique, else one input would overwrite another's
         name = found.name(path)
         outputs = video_layout.video_outputs(name) if is_video(path) else layout.image_files(name)
-        if clash := next((f for f in outputs if f in writers), None):
-            if writers[clash].resolve() == path.resolve():  # the same file twice (a glob and its folder): once
+        frame_folders = [video_layout.frames(name, k) for k in FRAME_KINDS if k in video_layout.kinds] if is_video(
+            path) else []
+        if (clash := clash_with(outputs, frame_folders, writers, folders)) is not None:
+            written_by, other = clash
+            if other.resolve() == path.resolve():  # the same file twice (a glob and its folder): once
                 if main:
                     print(f"pspnet predict: note: {path}: given twice; predicted once", file=sys.stderr)
                 continue
             if main:
-                failures.append(f"{path}: {writers[clash]} already writes {clash}; rename one of them")
+                failures.append(f"{path}: {other} already writes {written_by}; rename one of them")
                 print(f"pspnet predict: {failures[-1]}", file=sys.stderr)
             continue
         writers.update({f: path for f in outputs})
-        if args.skip_existing and all(f.exists() for f in outputs):
+        folders.update({folder: path for folder in frame_folders})
+        if args.skip_existing and all(f.exists() for f in outputs) and all(
+                frames_complete(folder, path) for folder in frame_folders):
             written_before += 1
             continue
         files.append(path)
