@@ -390,6 +390,27 @@ def test_out_of_memory_anywhere_else_is_one_line_with_what_holds_less(monkeypatc
         main(["bench"])
 
 
+def test_a_process_of_the_job_that_died_is_one_line_in_the_others(monkeypatch, capsys):
+    """A rank killed under torchrun left the other printing 30 lines of gloo's traceback ('GLHF')."""
+    import pspnet.cli.train as train
+    from pspnet.cli.main import main
+
+    def lost(args) -> int:
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:29840: "
+                           "Connection reset by peer\nException raised from ...")
+
+    monkeypatch.setattr(train, "run", lost)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--config", "x.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        "pspnet train: error: another process of the job has stopped ([../third_party/gloo/gloo/transport/tcp/pair.cc"
+        ":537] Read error [127.0.0.1]:29840: Connection reset by peer); this one stops too; `--resume` continues from "
+        "the last checkpoint\n")
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: no peer to lose, a bug's traceback
+    with pytest.raises(RuntimeError, match="Connection reset by peer"):
+        main(["train", "--config", "x.yaml"])
+
+
 def test_a_path_one_letter_off_names_the_one_that_exists(tmp_path, capsys, monkeypatch) -> None:
     from pspnet.cli.main import main
     from pspnet.files import near_miss

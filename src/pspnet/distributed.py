@@ -55,6 +55,17 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+# What gloo and NCCL say in the processes left when one of the job's processes dies (killed, out of memory).
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "communicator was aborted",
+             "Socket Timeout", "Connection refused")
+
+
+def is_peer_lost(error: BaseException) -> bool:
+    """Whether `error`, in a process of a job of several, is a collective failing for a process that has gone."""
+    return launched_processes() > 1 and isinstance(error, RuntimeError) and any(
+        text in str(error) for text in PEER_LOST)
+
+
 _started = itertools.count()  # the process groups started here in this process, the same count in every process
 # The store rank 0 hosts for its peers, kept for the process's life (see `join`); the latest one (a later
 # rendezvous on the same port shares its server).

@@ -135,7 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if terminated.received else 130
     except RuntimeError as e:  # out of memory where the command had no better answer (e.g. `pspnet bench`'s batch)
         from pspnet.device import is_out_of_memory
+        from pspnet.distributed import is_peer_lost
 
+        if is_peer_lost(e):  # under torchrun, another process died (killed, out of memory): not 30 lines of gloo's
+            first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+            again = "; `--resume` continues from the last checkpoint" if args.command == "train" else ""
+            return error(args.command, f"another process of the job has stopped ({first[:200]}); this one stops "
+                                       f"too{again}")
         if not is_out_of_memory(e):
             raise
         hint = OUT_OF_MEMORY_HINTS.get(args.command, "")
