@@ -63,7 +63,18 @@ def check_protocol_options(args: argparse.Namespace) -> None:
     (a conversion or a large checkpoint can take seconds); what depends on the model's dataset (an mmseg preset) is
     checked when the settings are made."""
     given = argparse.Namespace(**{**vars(args), "preset": None if args.preset in MMSEG_PRESETS else args.preset})
-    settings_from_args(given, DatasetInfo.generic(1))
+    try:
+        settings_from_args(given, DatasetInfo.generic(1))
+    except PSPNetError as e:  # "batch size 0: ..." from InferenceSettings: named as the option that set it
+        text = str(e)
+        for setting, option in OPTION_OF.items():
+            if text.startswith(f"{setting} ") and getattr(args, option[2:].replace("-", "_"), None) is not None:
+                raise PSPNetError(f"{option}: {text}") from None
+        raise
+
+
+# The InferenceSettings fields as their errors name them, and the options that set them.
+OPTION_OF = {"crop size": "--crop-size", "base size": "--base-size", "scales": "--scales", "batch size": "--batch-size"}
 
 
 def uses_recorded_protocol(args: argparse.Namespace, info: DatasetInfo, config_protocol: bool) -> bool:
