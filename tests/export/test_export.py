@@ -19,6 +19,9 @@ from pspnet.export.graph import torchscript_quietly
 
 # Each size's 1/8 feature map (13×17, 15×20, 10×13) is not divisible by the 6-bin pooling.
 SIZES = [(97, 129), (120, 160), (75, 101)]
+# A side of at most the output stride: a 1-pixel feature map, where a size branch frozen in the traced graph gave
+# all-NaN logits (align_corners's (in − 1) / (out − 1) at out = 1).
+SMALL = [(7, 5), (8, 8), (16, 1), (1, 300)]
 INFO = DatasetInfo("toy", ["sky", "road", "car", "tree", "person"], [(1, 2, 3), (4, 5, 6), (7, 8, 9), (9, 9, 9),
                                                                      (0, 0, 0)], mean=(0.4, 0.5, 0.6),
                    std=(0.2, 0.3, 0.25))
@@ -48,7 +51,7 @@ def assert_close_to_pytorch(logits: torch.Tensor, expected: torch.Tensor) -> Non
     assert (logits.argmax(1) == expected.argmax(1)).float().mean().item() >= 0.999
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SIZES + SMALL)
 def test_onnx_runtime_matches_pytorch_at_sizes_not_divisible_by_the_bins(model_and_files, size) -> None:
     model, _, onnx_file, _ = model_and_files
     x = torch.randn(2, 3, *size)
@@ -57,7 +60,7 @@ def test_onnx_runtime_matches_pytorch_at_sizes_not_divisible_by_the_bins(model_a
     assert_close_to_pytorch(OnnxRuntimeModel(onnx_file)(x), expected)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SIZES + SMALL)
 def test_torchscript_matches_pytorch_at_sizes_not_divisible_by_the_bins(model_and_files, size) -> None:
     model, _, _, ts_file = model_and_files
     x = torch.randn(2, 3, *size)

@@ -32,7 +32,9 @@ def bilinear_matrix(in_size: int | Sequence[int], out_size: int, align_corners: 
     else:
         sizes, taps = in_size, torch.arange(in_size, device=device, dtype=exact)
     if align_corners:
-        src = dst * ((sizes - 1) / (out_size - 1)) if out_size > 1 else torch.zeros_like(dst)
+        # out_size 1: every output at source 0. Written without a Python branch on the size, which a traced graph
+        # (ONNX, TorchScript) would freeze at its example's size: 0/0 = NaN for a side of one pixel at run time.
+        src = dst * ((sizes - 1) / (out_size - 1 + (out_size == 1)))
     else:
         src = (dst + 0.5) * (sizes / out_size) - 0.5
     src = src.clamp_min(0)
