@@ -26,7 +26,9 @@ from pspnet.export.metadata import model_metadata
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
-MIN_OPSET = 11  # Resize with align_corners and Range (the pooling matrices) arrive in opset 11
+# 11 has Resize with align_corners and Range (the pooling matrices), but its Clip takes no int64: ONNX Runtime and
+# OpenVINO refuse the graph it gives
+MIN_OPSET = 12
 MAX_OPSET = 20  # the highest the TorchScript-based exporter writes
 DEFAULT_OPSET = 17
 
