@@ -256,3 +256,14 @@ def test_the_deployment_code_in_the_docs_predicts_what_pspnet_predict_writes(mod
     if importlib.util.find_spec("openvino") is not None:
         exec(blocks[1], scope)  # noqa: S102
         assert np.mean(scope["labels_ov"] == expected) >= 0.999
+
+
+def test_an_openvino_export_never_replaces_a_bin_file_it_did_not_write(model_and_files, tmp_path, capsys) -> None:
+    pytest.importorskip("openvino")
+    _, checkpoint, _, _ = model_and_files
+    (tmp_path / "w.bin").write_text("precious")
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "w.xml")]) == 2
+    assert capsys.readouterr().err == (f"pspnet export: error: --out {tmp_path / 'w.xml'}: its weights file "
+                                       f"{tmp_path / 'w.bin'}: exists; pass --overwrite to replace it, or choose "
+                                       "another name\n")
+    assert (tmp_path / "w.bin").read_text() == "precious" and not (tmp_path / "w.xml").exists()

@@ -62,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
                           f"a file runs on by its suffix); name it e.g. {args.out.with_suffix(own).name}")
     if args.format == "openvino" and args.argmax:
         raise PSPNetError("--argmax is ONNX/TorchScript only; an OpenVINO IR outputs the logits")
+    if args.format == "openvino":  # the IR's weights go beside it: a file of that name is replaced too
+        weights = args.out.with_suffix(".bin")
+        check_output_file(weights, f"--out {args.out}: its weights file", args.overwrite)
+        if weights.resolve() == args.checkpoint.resolve():
+            raise PSPNetError(f"--out {args.out}: its weights file {weights} is the checkpoint being exported; "
+                              "choose another name")
     if args.static_size and args.format != "onnx":
         what = "an OpenVINO IR" if args.format == "openvino" else "a TorchScript export"
         raise PSPNetError(f"--static-size applies to ONNX only; {what} takes any batch, height and width")
