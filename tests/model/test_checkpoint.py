@@ -171,7 +171,7 @@ def test_saved_checkpoints_get_the_usual_file_permissions(tmp_path):
     "command",
     [
         ["convert", "--from", "semseg", "{evil}", "{tmp}/out.safetensors"],
-        ["eval", "{evil}", "--images", "{tmp}", "--labels", "{tmp}"],
+        ["eval", "{evil}", "--images", "{tmp}/img", "--labels", "{tmp}/lab"],
         ["predict", "{evil}", "{tmp}/image.png", "--out", "{tmp}/out"],
         ["export", "{evil}", "--format", "onnx", "--out", "{tmp}/m.onnx"],
     ],
@@ -184,6 +184,9 @@ def test_every_command_refuses_a_pickle_that_would_run_code(tmp_path, capsys, co
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": RunsCode()}, evil)
     Image.new("RGB", (9, 9)).save(tmp_path / "image.png")  # predict reads the checkpoint only when it has an input
+    for folder, mode in (("img", "RGB"), ("lab", "L")):  # and eval when it has a pair
+        (tmp_path / folder).mkdir()
+        Image.new(mode, (9, 9)).save(tmp_path / folder / "image.png")
     code = main([part.format(evil=evil, tmp=tmp_path) for part in command])
     err = capsys.readouterr().err
     assert code != 0 and "refused to load" in err and "Traceback" not in err

@@ -121,3 +121,29 @@ def test_align_corners_is_an_mmseg_option_of_convert(tmp_path, capsys) -> None:
     torch.save({"state_dict": {}}, src)
     assert main(["convert", "--from", "semseg", str(src), str(tmp_path / "y.safetensors"), "--align-corners"]) == 2
     assert "--align-corners is for --from mmseg" in capsys.readouterr().err
+
+
+def test_convert_mistakes_with_a_zoo_file_are_one_line_each(mmseg_fixture, tmp_path, capsys) -> None:
+    src = tmp_path / "zoo.pth"
+    torch.save({"meta": {}, "state_dict": mmseg_fixture["state"]}, src)
+    binary = tmp_path / "deploy.prototxt"
+    binary.write_bytes(bytes(range(128, 256)))
+    for argv, expected in (
+            (["--from", "semseg", str(src), str(tmp_path / "a.safetensors")],
+             f"{src}: an mmsegmentation checkpoint; convert it with --from mmseg"),  # was a pspnet state_dict
+            (["--from", "mmseg", str(src), str(tmp_path / "a.onnx")],  # weights in an .onnx: a bad graph later
+             f"DST {tmp_path / 'a.onnx'}: convert writes a pspnet .safetensors file; name it e.g. a.safetensors"),
+            (["--from", "mmseg", str(src), str(tmp_path / "a.safetensors"), "--prototxt", str(binary)],
+             "--prototxt is for --from caffe; mmseg files need none"),  # ignored before
+            (["--from", "caffe", str(src), str(tmp_path / "a.safetensors"), "--prototxt", str(binary)],
+             "not a"),  # the .pth as a .caffemodel, or the binary prototxt: one line either way
+            (["--from", "mmseg", str(src), str(tmp_path / "a.safetensors"), "--dataset", "voc2012"],
+             f"--dataset voc2012 has 21 classes; {src} has 19")):  # "PSPNet: 21 class names given for 19 classes"
+        assert main(["convert", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("pspnet convert: error: ") and expected in err and err.count("\n") == 1, err
+    assert not list(tmp_path.glob("a.*"))
+    from pspnet.cli.convert import deploy_input
+
+    with pytest.raises(PSPNetError, match="deploy.prototxt: not a text file; expected the deploy .prototxt"):
+        deploy_input(binary)  # a UnicodeDecodeError's traceback before

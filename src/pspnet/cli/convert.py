@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from pspnet.checkpoint import TRAINING_FORMAT, save
@@ -13,6 +14,7 @@ from pspnet.convert.mmseg import convert_mmseg_state
 from pspnet.convert.semseg import convert_semseg_state
 from pspnet.errors import PSPNetError
 from pspnet.files import check_output_file, file_kind, read_torch_file
+from pspnet.model.pspnet import PSPNet
 
 # --from NAME → (the weights' origin recorded in the checkpoint, the converter of a torch file's content)
 CONVERTERS = {"semseg": ("hszhao/semseg", convert_semseg_state), "mmseg": ("mmsegmentation", convert_mmseg_state),
@@ -37,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dst.suffix.lower() != ".safetensors":  # read back by its suffix: an .onnx of weights reads as a bad graph
+        raise PSPNetError(f"DST {args.dst}: convert writes a pspnet .safetensors file; name it e.g. "
+                          f"{args.dst.with_suffix('.safetensors').name}")
+    if args.prototxt is not None and args.source_format != "caffe":
+        raise PSPNetError(f"--prototxt is for --from caffe; {args.source_format} files need none")
     check_output_file(args.dst, "DST", args.overwrite)
     if args.dst.resolve() == args.src.resolve():
         raise PSPNetError(f"DST {args.dst}: is SRC; write the converted checkpoint to another file")
@@ -46,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if convert is None:  # Caffe: a protobuf file, not a torch one
         if not args.src.is_file():
             raise PSPNetError(f"{args.src}: no such .caffemodel file")
-        model = convert_caffe(args.src, info)
+        model = dataset_named(lambda: convert_caffe(args.src, info), args)
         if args.prototxt is not None:
             extra["deploy_input"] = deploy_input(args.prototxt)
     else:
@@ -60,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             raise PSPNetError(f"{args.src}: a checkpoint of `pspnet train` (iteration {loaded.get('iteration')}), "
                               f"which needs no conversion: every command and pspnet.load read it as it is (`pspnet "
                               f"info {args.src}`)")
-        model = convert(loaded, source=str(args.src), info=info, **options)
+        model = dataset_named(lambda: convert(loaded, source=str(args.src), info=info, **options), args)
     if info is not None and info.num_classes != model.config.num_classes:
         raise PSPNetError(f"--dataset {args.dataset} has {info.num_classes} classes; {args.src} has "
                           f"{model.config.num_classes}")
@@ -72,12 +79,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def dataset_named(convert: Callable[[], PSPNet], args: argparse.Namespace) -> PSPNet:
+    """`convert()`, whose class-count mismatch with --dataset is said as the option's."""
+    try:
+        return convert()
+    except PSPNetError as e:
+        found = re.fullmatch(r"PSPNet: (\d+) class names given for (\d+) classes", str(e))
+        if found is None:
+            raise
+        raise PSPNetError(f"--dataset {args.dataset} has {found[1]} classes; {args.src} has {found[2]}") from None
+
+
 def deploy_input(prototxt: Path) -> list[int]:
     """The `input_dim`s of a deploy prototxt (e.g. [1, 3, 473, 473]): what size the fixed pooling kernels were for."""
     try:
         text = prototxt.read_text()
     except OSError as e:
         raise PSPNetError(f"--prototxt {prototxt}: cannot read it ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise PSPNetError(f"--prototxt {prototxt}: not a text file; expected the deploy .prototxt") from None
     dims = [int(d) for d in re.findall(r"input_dim:\s*(\d+)", text)]
     if len(dims) != 4:
         raise PSPNetError(f"--prototxt {prototxt}: expected four input_dim lines (N, C, H, W), found {len(dims)}")

@@ -34,7 +34,9 @@ def convert_semseg_state(obj: Any, source: str, info: DatasetInfo | None = None)
     """Build our PSPNet from an official checkpoint's content; depth, classes and aux head are inferred, strictly."""
     state = tensor_state(obj, source, "a PSPNet checkpoint")
     if "cls.4.weight" not in state or "layer0.0.weight" not in state:
-        if any(k.removeprefix("module.").startswith("backbone.stem.") for k in state):  # pspnet's own state_dict()
+        if any(k.startswith("decode_head.") for k in state):
+            raise PSPNetError(f"{source}: an mmsegmentation checkpoint; convert it with --from mmseg")
+        if any(k.removeprefix("module.").startswith("head.classifier.") for k in state):  # pspnet's own state_dict()
             raise PSPNetError(f"{source}: the state_dict() of a pspnet model, which does not record its settings and "
                               "classes; save models with pspnet.save(model, 'model.safetensors'), or build "
                               "pspnet.PSPNet(...) with the settings it was made with and load_state_dict() it")
