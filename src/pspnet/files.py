@@ -150,6 +150,12 @@ def file_kind(path: Path) -> str:
 
 def read_torch_file(path: Path) -> Any:
     """torch.load with weights_only=True: tensors and plain containers only; anything else is refused, unrun."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:  # a TorchScript archive holds code: torch.load refuses it, in 5 lines
+            if any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist()):
+                raise PSPNetError(f"{path}: a TorchScript archive (as `pspnet export --format torchscript` writes), "
+                                  "which the commands and pspnet.load do not run; give its checkpoint, or an .onnx or "
+                                  ".xml export (in Python, pspnet.export.TorchScriptModel runs it)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -267,3 +267,13 @@ def test_an_openvino_export_never_replaces_a_bin_file_it_did_not_write(model_and
                                        f"{tmp_path / 'w.bin'}: exists; pass --overwrite to replace it, or choose "
                                        "another name\n")
     assert (tmp_path / "w.bin").read_text() == "precious" and not (tmp_path / "w.xml").exists()
+
+
+def test_a_torchscript_export_given_as_a_model_says_what_runs_it(model_and_files, tmp_path, capsys) -> None:
+    """torch.load's warning and its advice to load with weights_only=False before; one line now."""
+    _, _, _, ts_file = model_and_files
+    with pytest.raises(PSPNetError, match=r"a TorchScript archive .*TorchScriptModel runs it\)$"):
+        pspnet.load(ts_file)
+    assert main(["predict", str(ts_file), str(ts_file), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a TorchScript archive" in err and "weights_only" not in err
