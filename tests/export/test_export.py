@@ -277,3 +277,12 @@ def test_a_torchscript_export_given_as_a_model_says_what_runs_it(model_and_files
     assert main(["predict", str(ts_file), str(ts_file), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a TorchScript archive" in err and "weights_only" not in err
+
+
+def test_a_precision_onnx_runtime_does_not_run_is_refused(model_and_files, tmp_path, capsys) -> None:
+    _, _, onnx_file, _ = model_and_files
+    image = tmp_path / "x.png"
+    Image.new("RGB", (9, 9)).save(image)
+    assert main(["predict", str(onnx_file), str(image), "--out", str(tmp_path / "o"), "--backend", "onnxruntime",
+                 "--precision", "bf16"]) == 2  # run in fp32 without a word before
+    assert "--precision bf16: ONNX Runtime runs the graph's own types (fp32)" in capsys.readouterr().err

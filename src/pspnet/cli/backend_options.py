@@ -140,6 +140,10 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
     if backend == "onnxruntime":
         from pspnet.export.onnx_runtime import OnnxRuntimeModel
 
+        if requested not in (None, "auto", "fp32", "f32"):  # it was run in fp32 without a word
+            raise PSPNetError(f"--precision {requested}: ONNX Runtime runs the graph's own types (fp32); drop it, or "
+                              "run --backend openvino (bf16, int8) or --backend torch")
+
         onnx = OnnxRuntimeModel(args.checkpoint, device)
         onnx.memory_fit = MemoryFit(device, note)
         return _chosen(onnx, onnx.info, "ONNX Runtime", recipe_from_args(args, device), why, say)
