@@ -65,12 +65,17 @@ def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool =
     network = for_openvino(model, matmul_upsample, pyramid_at_bins)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input check, traced as a constant
-        if image_input:
-            wrapped = ExportGraph(network, argmax=False, image_input=True)  # type: ignore[arg-type]
-            example = example_input(model, TRACE_SIZE[2:], image_input=True)  # type: ignore[arg-type]
-            graph = ov.convert_model(wrapped, example_input=example, input=[((-1, -1, -1, 3), ov.Type.u8)])
-        else:
-            graph = ov.convert_model(network, example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
+        try:
+            if image_input:
+                wrapped = ExportGraph(network, argmax=False, image_input=True)  # type: ignore[arg-type]
+                example = example_input(model, TRACE_SIZE[2:], image_input=True)  # type: ignore[arg-type]
+                graph = ov.convert_model(wrapped, example_input=example, input=[((-1, -1, -1, 3), ov.Type.u8)])
+            else:
+                graph = ov.convert_model(network, example_input=torch.zeros(TRACE_SIZE), input=[(-1, 3, -1, -1)])
+        except Exception as e:  # Ctrl-C inside the conversion comes back wrapped in OpenVINO's error: an interruption
+            if "KeyboardInterrupt" in str(e):
+                raise KeyboardInterrupt from None
+            raise
     attach_metadata(graph, model_metadata(model, ["logits"], image_input))  # type: ignore[arg-type]
     return graph
 
