@@ -286,3 +286,16 @@ def test_a_precision_onnx_runtime_does_not_run_is_refused(model_and_files, tmp_p
     assert main(["predict", str(onnx_file), str(image), "--out", str(tmp_path / "o"), "--backend", "onnxruntime",
                  "--precision", "bf16"]) == 2  # run in fp32 without a word before
     assert "--precision bf16: ONNX Runtime runs the graph's own types (fp32)" in capsys.readouterr().err
+
+
+def test_ctrl_c_inside_openvinos_conversion_is_an_interruption(model_and_files, tmp_path, capsys, monkeypatch):
+    ov = pytest.importorskip("openvino")
+    _, checkpoint, _, _ = model_and_files
+
+    def interrupted(*args, **kwargs):  # as OpenVINO wraps a Ctrl-C inside its conversion
+        raise RuntimeError("Check 'is_conversion_successful' failed\nKeyboardInterrupt: <EMPTY MESSAGE>")
+
+    monkeypatch.setattr(ov, "convert_model", interrupted)
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.xml")]) == 130
+    assert capsys.readouterr().err.rstrip().endswith("pspnet export: interrupted")
+    assert list(tmp_path.iterdir()) == []
