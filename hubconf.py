@@ -22,15 +22,32 @@ def pspnet(weights: str | None = None, **settings: object) -> "_pspnet.PSPNet":
     if weights is not None:
         from pspnet.checkpoint import load  # a PSPNet (pspnet.load also opens exported graphs, not modules)
 
-        return load(weights)
+        model = load(weights)
+        written = model.config.to_dict()
+        if other := {k: v for k, v in settings.items() if k in written and written[k] != v}:  # not silently dropped
+            raise _pspnet.PSPNetError(
+                f"weights {weights}: " + ", ".join(f"{k} {written[k]!r}" for k in other) + "; the settings ask for "
+                + ", ".join(f"{k}={v!r}" for k, v in other.items()) + " (the weights set the architecture: leave "
+                "them out, or fine-tune on other classes with `pspnet train` and train.init)")
+        return model
     return _pspnet.PSPNet(**settings)  # type: ignore[arg-type]
+
+
+def _published(backbone: str, weights: str | None, num_classes: int, settings: dict[str, object]
+               ) -> "_pspnet.PSPNet":
+    if settings.get("backbone", backbone) != backbone:
+        raise _pspnet.PSPNetError(f"backbone={settings['backbone']!r}: this entry point is PSPNet with {backbone}; "
+                                  "the `pspnet` entry point takes any backbone")
+    settings.pop("backbone", None)
+    explicit = {"num_classes": num_classes} if weights is None or num_classes != 150 else {}  # 150: the default
+    return pspnet(weights, backbone=backbone, **explicit, **settings)
 
 
 def pspnet50(weights: str | None = None, num_classes: int = 150, **settings: object) -> "_pspnet.PSPNet":
     """PSPNet-50 as published (random init unless `weights`)."""
-    return pspnet(weights, num_classes=num_classes, backbone="resnet50", **settings)
+    return _published("resnet50", weights, num_classes, settings)
 
 
 def pspnet101(weights: str | None = None, num_classes: int = 150, **settings: object) -> "_pspnet.PSPNet":
     """PSPNet-101 as published (random init unless `weights`)."""
-    return pspnet(weights, num_classes=num_classes, backbone="resnet101", **settings)
+    return _published("resnet101", weights, num_classes, settings)

@@ -144,6 +144,15 @@ def test_torch_hub_loads_from_a_clone(tmp_path) -> None:
     saved = pspnet.save(PSPNet(4, backbone="resnet18"), tmp_path / "m.safetensors")
     loaded = torch.hub.load(str(root), "pspnet", source="local", weights=str(saved))
     assert loaded.config.num_classes == 4 and not loaded.training
+    # Settings the weights contradict are an error, not dropped without a word (a resnet18 of 4 classes came back).
+    for entry, settings, words in (("pspnet101", {"num_classes": 19}, "backbone 'resnet18', num_classes 4; the "
+                                    "settings ask for backbone='resnet101', num_classes=19"),
+                                   ("pspnet", {"num_classes": 19},
+                                    "num_classes 4; the settings ask for num_classes=19")):
+        with pytest.raises(pspnet.PSPNetError, match=re.escape(f"weights {saved}: {words}")):
+            torch.hub.load(str(root), entry, source="local", weights=str(saved), **settings)
+    with pytest.raises(pspnet.PSPNetError, match="backbone='resnet18': this entry point is PSPNet with resnet50"):
+        torch.hub.load(str(root), "pspnet50", source="local", num_classes=19, backbone="resnet18")  # a TypeError
 
 
 def test_train_imagenet_takes_a_backbone_name_and_the_stem_follows_the_weights(tmp_path, monkeypatch, serve) -> None:
