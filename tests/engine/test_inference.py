@@ -308,6 +308,7 @@ def test_settings_given_as_users_write_them_are_read_or_one_line_errors(model) -
     protocol; anything else is a PSPNetError naming the setting (TypeError, AttributeError, or flip='no' taken for
     True before)."""
     assert InferenceSettings(crop_size=64).crop_size == (64, 64) and InferenceSettings(scales=0.5).scales == (0.5,)
+    assert InferenceSettings(base_size=0).base_size is None  # as --base-size 0 (refused before)
     for bad, words in (({"crop_size": (1, 2, 3)}, "crop size (1, 2, 3): expected (height, width) or one number"),
                        ({"scales": "x"}, "scales 'x': expected one or more positive numbers"),
                        ({"flip": "no"}, "flip 'no': expected True or False"),

@@ -133,8 +133,11 @@ class InferenceSettings:
             raise PSPNetError(f"mode {self.mode!r}: expected 'slide' or 'whole'")
         if min(self.crop_size) < 1:
             raise PSPNetError(f"crop size {self.crop_size}: expected positive height and width")
+        if self.base_size == 0:  # as `--base-size 0`: each image's own size
+            self.base_size = None
         if self.base_size is not None and self.base_size < 1:
-            raise PSPNetError(f"base size {self.base_size}: expected a positive number of pixels")
+            raise PSPNetError(f"base size {self.base_size}: expected a positive number of pixels (0 or None: each "
+                              "image's own size)")
         if not self.scales or not all(0 < s < math.inf for s in self.scales):  # NaN fails both comparisons
             raise PSPNetError(f"scales {list(self.scales)}: expected one or more positive numbers")
         if self.batch_size < 1:
