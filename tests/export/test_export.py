@@ -299,3 +299,16 @@ def test_ctrl_c_inside_openvinos_conversion_is_an_interruption(model_and_files, 
     assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.xml")]) == 130
     assert capsys.readouterr().err.rstrip().endswith("pspnet export: interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_parts_of_an_ir_given_alone_name_the_whole(model_and_files, tmp_path, capsys) -> None:
+    pytest.importorskip("openvino")
+    _, checkpoint, _, _ = model_and_files
+    xml = tmp_path / "m.xml"
+    assert main(["export", str(checkpoint), "--out", str(xml)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(xml.with_suffix(".bin"))]) == 2
+    assert f"{xml.with_suffix('.bin')}: the weights of the OpenVINO IR {xml}; give the .xml" in capsys.readouterr().err
+    xml.with_suffix(".bin").rename(tmp_path / "elsewhere.bin")
+    assert main(["info", str(xml)]) == 2  # OpenVINO's own words named no file
+    assert f"{xml}: its weights file {xml.with_suffix('.bin')} is missing" in capsys.readouterr().err

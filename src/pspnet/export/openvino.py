@@ -192,6 +192,9 @@ def read_graph(path: Path, core: Any) -> Any:
     if not onnx and not (head.startswith(b"<?xml") or head.startswith(b"<net")):
         raise PSPNetError(f"{path}: not an OpenVINO IR (an XML file starting with <?xml or <net, with its .bin "
                           "beside it)")
+    if not onnx and not path.with_suffix(".bin").is_file():  # OpenVINO's own words name no file
+        raise PSPNetError(f"{path}: its weights file {path.with_suffix('.bin')} is missing (an IR is the .xml and the "
+                          ".bin beside it, of the same name)")
     try:
         return core.read_model(str(path))
     except Exception as e:  # OpenVINO's errors derive from Exception only
