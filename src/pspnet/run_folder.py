@@ -42,6 +42,9 @@ def training_lock(folder: Path) -> Iterator[None]:
             raise PSPNetError(f"train.out_dir = {folder}: another `pspnet train` is training into it now "
                               f"({f.read().strip() or 'a process'}); wait for it to end or stop it, or choose another "
                               "train.out_dir") from None
+        except OSError:  # a filesystem without locks (some network ones): the run goes on unguarded, as before
+            yield
+            return
         f.truncate(0)
         f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         f.flush()
