@@ -311,8 +311,10 @@ def test_an_input_taken_as_a_value_of_the_option_before_it_says_where_the_option
         "values after the inputs\n")
 
 
-@pytest.mark.parametrize(("option", "expected"), [(["--crop-size", "0"], "crop size (0, 0): expected positive"),
-                                                 (["--scales", "-1"], "scales [-1.0]: expected one or more positive")])
+@pytest.mark.parametrize(("option", "expected"), [
+    (["--crop-size", "0"], "--crop-size: crop size (0, 0): expected positive"),
+    (["--scales", "-1"], "--scales: scales [-1.0]: expected one or more positive"),
+    (["--batch-size", "0"], "--batch-size: batch size 0: expected at least 1")])
 @pytest.mark.parametrize("command", ["predict", "eval"])
 def test_a_bad_protocol_option_is_said_before_the_network_loads(tiny, capsys, command, option, expected) -> None:
     from pspnet.cli.main import main

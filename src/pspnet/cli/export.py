@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise PSPNetError(f"--static-size applies to ONNX only; {what} takes any batch, height and width")
     if args.format == "onnx":
         require_onnx()  # fail before loading a large checkpoint
-        check_opset(args.opset)
+        check_opset(args.opset, static=bool(args.static_size))
     model = load(args.checkpoint, map_location=resolve_device(args.device))
     if args.format == "onnx":
         static = tuple(args.static_size) if args.static_size else None

@@ -26,9 +26,9 @@ from pspnet.export.metadata import model_metadata
 from pspnet.files import write_atomically
 from pspnet.model.pspnet import PSPNet
 
-# 11 has Resize with align_corners and Range (the pooling matrices), but its Clip takes no int64: ONNX Runtime and
-# OpenVINO refuse the graph it gives
-MIN_OPSET = 12
+MIN_OPSET = 11  # Resize with align_corners and Range (the pooling matrices) arrive in opset 11
+# ... but opset 11's Clip takes no int64: with dynamic sizes, ONNX Runtime and OpenVINO refuse the graph it gives
+MIN_DYNAMIC_OPSET = 12
 MAX_OPSET = 20  # the highest the TorchScript-based exporter writes
 DEFAULT_OPSET = 17
 
@@ -41,10 +41,14 @@ def require_onnx() -> Any:
     return onnx
 
 
-def check_opset(opset: int) -> None:
+def check_opset(opset: int, static: bool = False) -> None:
+    """`static`: the graph takes a fixed size (--static-size)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise PSPNetError(f"ONNX opset {opset} is not supported; expected {MIN_OPSET} to {MAX_OPSET} "
-                          f"(default {DEFAULT_OPSET})")
+        raise PSPNetError(f"ONNX opset {opset} is not supported; expected {MIN_DYNAMIC_OPSET} to {MAX_OPSET} "
+                          f"(default {DEFAULT_OPSET}; {MIN_OPSET} with --static-size)")
+    if opset < MIN_DYNAMIC_OPSET and not static:
+        raise PSPNetError(f"ONNX opset {opset} writes a graph of any input size that ONNX Runtime and OpenVINO cannot "
+                          f"load; expected {MIN_DYNAMIC_OPSET} to {MAX_OPSET}, or {opset} with --static-size H W")
 
 
 def export_onnx(
@@ -61,7 +65,7 @@ def export_onnx(
     and width are dynamic unless `static_size` = (H, W) fixes them (batch 1). The file carries class names,
     palette, mean/std, the model settings and the input's kind as metadata."""
     onnx = require_onnx()
-    check_opset(opset)
+    check_opset(opset, static=static_size is not None)
     path = Path(path)
     outputs = output_names(argmax)
     dynamic_axes = None
