@@ -137,11 +137,6 @@ def file_kind(path: Path) -> str:
     if path.suffix.lower() in (".onnx", ".xml"):
         raise PSPNetError(f"{path}: an exported graph, not a checkpoint; this takes the checkpoint it was exported "
                           "from (or a published model's name)")
-    if path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file():
-        raise PSPNetError(f"{path}: the weights of the OpenVINO IR {path.with_suffix('.xml')}; give the .xml")
-    if path.name == "quantization.json" and (path.parent / "model.xml").is_file():
-        raise PSPNetError(f"{path}: the record `pspnet quantize` keeps beside its model; give "
-                          f"{path.parent / 'model.xml'} (or the folder)")
     with open(path, "rb") as f:
         head = f.read(16)
     if len(head) >= 9 and head[8:9] == b"{":
@@ -150,6 +145,12 @@ def file_kind(path: Path) -> str:
         return "torch-zip"
     if head[:1] == b"\x80":
         return "torch-pickle"
+    # No checkpoint by its content: a part of a model that is given whole?
+    if path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file():
+        raise PSPNetError(f"{path}: the weights of the OpenVINO IR {path.with_suffix('.xml')}; give the .xml")
+    if path.name == "quantization.json" and (path.parent / "model.xml").is_file():
+        raise PSPNetError(f"{path}: the record `pspnet quantize` keeps beside its model; give "
+                          f"{path.parent / 'model.xml'} (or the folder)")
     raise PSPNetError(f"{path}: not a checkpoint (expected a pspnet .safetensors file or a PyTorch .pth file)")
 
 
