@@ -91,8 +91,7 @@ def list_checkpoints(directory: Path) -> list[Path]:
     """Training checkpoints in `directory`, oldest first."""
     if not directory.is_dir():
         return []
-    found = [(int(m[1]), p) for p in directory.iterdir() if (m := NAME.fullmatch(p.name))]
-    return [p for _, p in sorted(found)]
+    return sorted((p for p in directory.iterdir() if NAME.fullmatch(p.name)), key=checkpoint_iteration)
 
 
 @dataclass
@@ -148,8 +147,8 @@ def read_run(folder: Path) -> RunStatus:
         status.total = status.total or provenance.get("iterations")
         if model == status.final:
             status.iteration = provenance.get("iteration")
-    if status.iteration is None and latest is not None and (match := NAME.fullmatch(latest.name)):
-        status.iteration = int(match.group(1))
+    if status.iteration is None and latest is not None:
+        status.iteration = checkpoint_iteration(latest)
     log = folder / "metrics.jsonl"
     if log.is_file():
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():

@@ -122,9 +122,8 @@ class InferenceSettings:
             self.scales = tuple(float(s) for s in self.scales)
         except (TypeError, ValueError):
             raise PSPNetError(f"scales {self.scales!r}: expected one or more positive numbers") from None
-        for name in ("flip",):
-            if not isinstance(getattr(self, name), bool):  # 'no' was taken for True
-                raise PSPNetError(f"{name} {getattr(self, name)!r}: expected True or False")
+        if not isinstance(self.flip, bool):  # 'no' was taken for True
+            raise PSPNetError(f"flip {self.flip!r}: expected True or False")
         for name in ("base_size", "batch_size", "short_side"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):

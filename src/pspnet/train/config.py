@@ -86,13 +86,14 @@ class TrainSettings:
                 raise PSPNetError(f"train.{name} = {getattr(self, name)}; expected 0 or more")
         if not 0 < self.lr < math.inf:
             raise PSPNetError(f"train.lr = {self.lr}; expected a positive learning rate")
-        for name, low, high, expected in (  # NaN fails every comparison: refused too
-                ("head_lr_mult", 0, math.inf, "a positive multiplier of the lr"),
-                ("momentum", 0, 1, "0 ≤ momentum < 1"), ("weight_decay", 0, math.inf, "0 or more"),
-                ("power", 0, math.inf, "0 or more (0: a constant lr)"), ("aux_weight", 0, math.inf, "0 or more")):
-            value = getattr(self, name)
-            if not (low <= value < high and (name != "head_lr_mult" or value > 0)):
-                raise PSPNetError(f"train.{name} = {value}; expected {expected}")
+        for name, fits, expected in (  # NaN fails every comparison: refused too
+                ("head_lr_mult", 0 < self.head_lr_mult < math.inf, "a positive multiplier of the lr"),
+                ("momentum", 0 <= self.momentum < 1, "0 ≤ momentum < 1"),
+                ("weight_decay", 0 <= self.weight_decay < math.inf, "0 or more"),
+                ("power", 0 <= self.power < math.inf, "0 or more (0: a constant lr)"),
+                ("aux_weight", 0 <= self.aux_weight < math.inf, "0 or more")):
+            if not fits:
+                raise PSPNetError(f"train.{name} = {getattr(self, name)}; expected {expected}")
         if self.val_every < -1:
             raise PSPNetError(f"train.val_every = {self.val_every}; expected iterations between validations, 0 (only "
                               "at the end) or -1 (never)")
