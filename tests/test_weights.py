@@ -128,13 +128,14 @@ def test_pspnet_models_lists_the_names(capsys) -> None:
 
 
 def test_pspnet_models_says_when_no_name_matches(capsys) -> None:
-    """Like grep: exit 1, and what was meant where a name is close; --json stays machine-readable."""
+    """Like grep: exit 1, and what was meant where a name is close; --json stays machine-readable (exit 1 too)."""
     assert main(["models", "pspnet_r50_ade20k"]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith(
         "pspnet models: no published model's name contains 'pspnet_r50_ade20k' (`pspnet models` lists all ")
     assert "; did you mean pspnet50_ade20k, pspnet_r50-d8_4xb4-80k_ade20k-512x512, " in captured.err
-    assert main(["models", "--json", "nothing-like-it"]) == 0 and capsys.readouterr().out.strip() == "[]"
+    assert main(["models", "--json", "nothing-like-it"]) == 1 and capsys.readouterr().out.strip() == "[]"
+    assert main(["models", "--json", "ade20k"]) == 0 and "pspnet50_ade20k" in capsys.readouterr().out
 
 
 def test_torch_hub_loads_from_a_clone(tmp_path) -> None:

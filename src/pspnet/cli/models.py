@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = [w for w in weights.list_models() if args.filter.lower() in w.name.lower()]
     if args.json:
         print(json.dumps([asdict(w) for w in chosen], indent=1, ensure_ascii=False))
-        return 0
+        return 0 if chosen else 1  # like grep: a script tells "no match" by the exit status, the output stays JSON
     if not chosen:
         close = weights.similar_names(args.filter)[0]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
