@@ -96,6 +96,32 @@ def test_onnx_graph_has_dynamic_batch_height_and_width(model_and_files) -> None:
     assert all(isinstance(d, str) for d in (inp.shape[0], inp.shape[2], inp.shape[3]))
 
 
+def test_every_graph_names_its_tensors_as_the_docs_do_and_states_the_class_count(model_and_files, tmp_path,
+                                                                                  capsys) -> None:
+    """docs/export.md's table: `input` and `logits` (N×C×H×W, C the class count, readable from the graph), in an
+    ONNX file and in an IR converted from the checkpoint (whose converter named them `x` and nothing); a
+    --static-size graph's metadata and `pspnet info` give its one size (they said N×3×H×W)."""
+    _, checkpoint, onnx_file, _ = model_and_files
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].name == "logits" and session.get_outputs()[0].shape[1] == 5
+    static = tmp_path / "static.onnx"
+    assert main(["export", str(checkpoint), "--out", str(static), "--static-size", "60", "80"]) == 0
+    assert json.loads(read_onnx_metadata(static)["input"]) == "float 1×3×60×80, (rgb / 255 - mean) / std"
+    capsys.readouterr()
+    assert main(["info", str(static)]) == 0
+    assert "graph input: float 1×3×60×80, (rgb / 255 - mean) / std; outputs: logits" in capsys.readouterr().out
+    if importlib.util.find_spec("openvino") is None:
+        return
+    import openvino as ov
+
+    for extra in ([], ["--image-input"]):
+        ir = tmp_path / f"m{len(extra)}.xml"
+        assert main(["export", str(checkpoint), "--out", str(ir), *extra]) == 0
+        graph = ov.Core().read_model(str(ir))
+        assert [i.get_names() for i in graph.inputs] == [{"input"}]
+        assert [o.get_names() for o in graph.outputs] == [{"logits"}]
+
+
 def test_argmax_adds_a_label_output_equal_to_the_argmax_of_the_logits(model_and_files) -> None:
     _, _, onnx_file, _ = model_and_files
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
@@ -236,7 +262,8 @@ def test_predict_with_onnxruntime_writes_the_same_pngs_as_pytorch(model_and_file
 def test_the_deployment_code_in_the_docs_predicts_what_pspnet_predict_writes(model_and_files, tmp_path,
                                                                               monkeypatch, capsys) -> None:
     """docs/export.md "Deploying without pspnet": its blocks, run as written on an exported file and an image,
-    give the labels of `pspnet predict --mode whole --base-size 0 --no-flip` (ONNX Runtime, then OpenVINO)."""
+    give the labels of `pspnet predict --mode whole --base-size 0 --no-flip` (ONNX Runtime, then OpenVINO), for a
+    photo stored sideways with an EXIF orientation too."""
     _, checkpoint, onnx_file, _ = model_and_files
     docs = (Path(__file__).parents[2] / "docs" / "export.md").read_text()
     section = docs.split("## Deploying without pspnet\n")[1].split("\n## ")[0]
@@ -245,10 +272,13 @@ def test_the_deployment_code_in_the_docs_predicts_what_pspnet_predict_writes(mod
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model.onnx").write_bytes(onnx_file.read_bytes())
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (75, 101, 3), dtype=np.uint8)).save(tmp_path / "street.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, turned upright by viewers (a phone photo)
+    Image.fromarray(rng.integers(0, 256, (75, 101, 3), dtype=np.uint8)).save(tmp_path / "street.jpg", exif=exif)
     assert main(["predict", str(checkpoint), "street.jpg", "--out", "o", "--mode", "whole", "--base-size", "0",
                  "--no-flip", "--outputs", "labels", "--backend", "torch", "--quiet"]) == 0
     expected = np.asarray(Image.open(tmp_path / "o" / "street.png"))
+    assert expected.shape == (101, 75)
     scope: dict = {}
     exec(blocks[0], scope)  # noqa: S102  (the documentation's own code)
     assert scope["labels"].shape == expected.shape and np.mean(scope["labels"] == expected) >= 0.999

@@ -19,17 +19,23 @@ NORMALISED_INPUT = "float N×3×H×W, (rgb / 255 - mean) / std"  # "input": what
 IMAGE_INPUT = "uint8 N×H×W×3 RGB"  # `pspnet export --image-input`: normalised inside the graph
 
 
-def model_metadata(model: PSPNet, outputs: list[str], image_input: bool = False) -> dict[str, str]:
+def model_metadata(model: PSPNet, outputs: list[str], image_input: bool = False,
+                   static_size: tuple[int, int] | None = None) -> dict[str, str]:
     """The metadata of an export of `model` whose graph has the named outputs and takes normalised input, or
-    images with `image_input` (its "input": NORMALISED_INPUT or IMAGE_INPUT)."""
+    images with `image_input` (its "input": NORMALISED_INPUT or IMAGE_INPUT, with the fixed 1×H×W in place of N×H×W
+    where `static_size` fixes them)."""
     info = model.info
+    given = IMAGE_INPUT if image_input else NORMALISED_INPUT
+    if static_size is not None:
+        h, w = static_size
+        given = given.replace("N×H×W×3", f"1×{h}×{w}×3").replace("N×3×H×W", f"1×3×{h}×{w}")
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "info": json.dumps(info.to_dict()),
         "model": json.dumps(model.config.to_dict()),
         "outputs": json.dumps(outputs),
-        "input": json.dumps(IMAGE_INPUT if image_input else NORMALISED_INPUT),
+        "input": json.dumps(given),
     }
 
 
@@ -52,4 +58,4 @@ def input_kind(metadata: Mapping[str, str]) -> str:
 
 def takes_images(metadata: Mapping[str, str]) -> bool:
     """Whether an exported graph takes uint8 images (`pspnet export --image-input`) rather than normalised input."""
-    return input_kind(metadata) == IMAGE_INPUT
+    return input_kind(metadata).startswith("uint8")

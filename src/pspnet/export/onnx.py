@@ -84,7 +84,10 @@ def export_onnx(
             torch.onnx.export(graph, (x,), tmp, input_names=[INPUT_NAME], output_names=outputs,
                               opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
         proto = onnx.load(tmp)
-        for key, value in model_metadata(model, outputs, image_input).items():
+        # The exporter names the logits' class axis symbolically ("Resizelogits_dim_1"): the class count, so that
+        # the output's shape can be read from the graph
+        proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = model.config.num_classes
+        for key, value in model_metadata(model, outputs, image_input, static_size).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)

@@ -35,7 +35,15 @@ from torch import nn
 from pspnet.classes import DatasetInfo
 from pspnet.device import MemoryFit, OutOfMemory, cores_shared, engine_threads
 from pspnet.errors import PSPNetError
-from pspnet.export.graph import ExportGraph, as_exported, example_input, fixed_input_parts, graph_input
+from pspnet.export.graph import (
+    INPUT_NAME,
+    LOGITS_NAME,
+    ExportGraph,
+    as_exported,
+    example_input,
+    fixed_input_parts,
+    graph_input,
+)
 from pspnet.export.metadata import KEYS, info_from_metadata, model_metadata, takes_images
 
 PRECISIONS = ("f32", "bf16")
@@ -44,7 +52,7 @@ CACHE_ENV = "PSPNET_CACHE"
 CACHE_OFF = ("none", "off", "0")
 CACHED_GRAPHS = 4  # the graphs used last that the cache keeps
 # How `convert` writes the graph (`for_openvino`): part of the cache's key, so that a change converts afresh.
-CONVERSION = "final upsampling as matmuls, pyramid at its bins"
+CONVERSION = "final upsampling as matmuls, pyramid at its bins, tensors named input and logits"
 
 
 def require_openvino() -> Any:
@@ -76,7 +84,10 @@ def convert(model: nn.Module, image_input: bool = False, matmul_upsample: bool =
             if "KeyboardInterrupt" in str(e):
                 raise KeyboardInterrupt from None
             raise
-    attach_metadata(graph, model_metadata(model, ["logits"], image_input))  # type: ignore[arg-type]
+    # The names of the ONNX export's graph (the converter names the input after forward's argument, the output not)
+    graph.inputs[0].get_tensor().set_names({INPUT_NAME})
+    graph.outputs[0].get_tensor().set_names({LOGITS_NAME})
+    attach_metadata(graph, model_metadata(model, [LOGITS_NAME], image_input))  # type: ignore[arg-type]
     return graph
 
 
@@ -112,7 +123,7 @@ def graph_key(model: nn.Module) -> str:
     h = hashlib.sha256(f"pspnet {pspnet.__version__}, openvino {ov.get_version()}, {CONVERSION}".encode())
     for source in sorted((Path(pspnet.__file__).parent / "model").glob("*.py")):  # the forward code
         h.update(source.read_bytes())
-    h.update(json.dumps(model_metadata(model, ["logits"]), sort_keys=True).encode())  # type: ignore[arg-type]
+    h.update(json.dumps(model_metadata(model, [LOGITS_NAME]), sort_keys=True).encode())  # type: ignore[arg-type]
     for name, tensor in model.state_dict().items():
         h.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
         h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
@@ -129,7 +140,7 @@ def cached_convert(model: nn.Module, core: Any) -> tuple[Any, str]:
     if path.is_file() and path.with_suffix(".bin").is_file():
         try:
             graph = core.read_model(str(path))
-            if graph_metadata(graph) == model_metadata(model, ["logits"]):  # type: ignore[arg-type]
+            if graph_metadata(graph) == model_metadata(model, [LOGITS_NAME]):  # type: ignore[arg-type]
                 os.utime(path)  # used last: kept longest
                 return graph, f"the model, converted earlier ({path})"
         except Exception:  # noqa: BLE001, S110  (a damaged entry: converted again below)
