@@ -192,7 +192,10 @@ def test_a_onednn_isa_cap_hides_the_features_above_it(monkeypatch, tmp_path) -> 
 @pytest.mark.parametrize(("given", "backend", "expected"), [
     ("m.onnx", "torch", "m.onnx: an ONNX graph, which --backend torch does not run; --backend onnxruntime or "
                         "--backend openvino (or auto) runs it"),
-    ("m.xml", "onnxruntime", "m.xml: an OpenVINO IR, which --backend onnxruntime does not run; --backend openvino"),
+    ("m.xml", "onnxruntime", "m.xml: an OpenVINO IR, which --backend onnxruntime does not run; --backend openvino "
+                             "(or auto) runs it, or export an ONNX graph of the checkpoint it was made from (`pspnet "
+                             "export CKPT --format onnx`)"),  # not "give it the checkpoint", which it refuses
+
     ("m.safetensors", "onnxruntime", "m.safetensors: a checkpoint, and --backend onnxruntime runs an ONNX graph "
                                      "(.onnx); export one with `pspnet export"),
     ("m.bin", "onnxruntime", "m.bin: a checkpoint, and --backend onnxruntime"),  # told by its content

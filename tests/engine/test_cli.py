@@ -111,6 +111,20 @@ def test_a_window_size_for_the_whole_image_protocol_is_said_to_change_nothing(ch
     assert "unused" not in capsys.readouterr().err  # windows of 33×33: used
 
 
+def test_predict_says_its_protocol_for_a_model_that_records_none(checkpoint, tmp_path, capsys) -> None:
+    """A model saved without a validated protocol (made in Python, converted): predict said nothing of the windows
+    and flip it ran, which a deployer reproducing its answer has to know."""
+    write_image(tmp_path / "a.png")
+    out = [str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--quiet", "--outputs", "labels"]
+    assert main(["predict", str(checkpoint), *out]) == 0
+    expected = InferenceSettings.for_dataset("toy").describe()
+    assert (f"protocol: the default ({checkpoint} records none; --base-size, --crop-size, --mode, --scales and "
+            f"--flip change it): {expected}") in capsys.readouterr().err
+    assert main(["predict", str(checkpoint), *out, "--overwrite", "--preset", "ms", "--base-size", "40"]) == 0
+    expected = InferenceSettings.for_dataset("toy", "ms", base_size=40).describe()
+    assert f"protocol: --preset ms: {expected}" in capsys.readouterr().err
+
+
 def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
     write_image(tmp_path / "a1.png")
     write_image(tmp_path / "a2.png")

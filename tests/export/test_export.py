@@ -187,7 +187,8 @@ def test_exporting_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path,
 
 
 @pytest.mark.parametrize(("fmt", "name", "suffix"), [("onnx", "m.xml", ".onnx"), ("openvino", "m.onnx", ".xml"),
-                                                   ("torchscript", "m.onnx", ".pt")])
+                                                   ("torchscript", "m.onnx", ".pt"),
+                                                   ("torchscript", "m.txt", ".pt")])  # predict reads .txt as a list
 def test_an_output_named_as_another_format_is_a_one_line_error(model_and_files, tmp_path, capsys, fmt, name,
                                                                suffix) -> None:
     """`--backend auto` picks the engine by the suffix: an ONNX file named .xml would be handed to OpenVINO."""
@@ -316,6 +317,10 @@ def test_a_precision_onnx_runtime_does_not_run_is_refused(model_and_files, tmp_p
     assert main(["predict", str(onnx_file), str(image), "--out", str(tmp_path / "o"), "--backend", "onnxruntime",
                  "--precision", "bf16"]) == 2  # run in fp32 without a word before
     assert "--precision bf16: ONNX Runtime runs the graph's own types (fp32)" in capsys.readouterr().err
+    assert main(["predict", str(onnx_file), str(image), "--out", str(tmp_path / "o"), "--backend", "onnxruntime",
+                 "--precision", "int8"]) == 2  # named the openvino backend, which refuses an f32 graph in int8
+    assert (f"int8 runs on --backend openvino from an IR that `pspnet quantize {onnx_file} --calib IMAGES --out DIR` "
+            "makes") in capsys.readouterr().err
 
 
 def test_ctrl_c_inside_openvinos_conversion_is_an_interruption(model_and_files, tmp_path, capsys, monkeypatch):

@@ -125,6 +125,10 @@ def test_an_exported_onnx_file_runs_on_openvino_with_the_scores_of_onnx_runtime(
         a, b = np.array(ov["confusion_matrix"]), np.array(reference["confusion_matrix"])
         assert np.abs(a - b).sum() / 2 <= 1e-3 * a.sum()
     for extra, expected in ((["--crop-size", "31"], "exported for 33×33 inputs (--static-size)"),
+                            # the advice works whatever the protocol (--crop-size alone does nothing in whole mode)
+                            (["--mode", "whole"], "gives it 40×52; run it in windows of that size (--mode slide "
+                                                  "--crop-size 33 33; in Python settings={'mode': 'slide', "
+                                                  "'crop_size': (33, 33)}), or export without --static-size"),
                             (["--precision", "int8"], "is an f32 ONNX graph; make an int8 IR with `pspnet quantize")):
         assert main(["eval", str(static), "--images", str(root / "img"), "--labels", str(root / "lab"),
                      "--backend", "openvino", *TINY, *extra]) == 2

@@ -6,6 +6,7 @@ with nncf 3.4). The command is a process of its own for users too.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_quantize_writes_an_int8_ir_that_agrees_with_f32(trained, tmp_path, caps
     assert f"int8: calibrated on 7 images (56 network inputs) from {listing}; against f32 on 3" in printed
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "one image", "bad line", "too few"])
+@pytest.mark.parametrize("case", ["missing", "empty", "one image", "bad line", "too few", "out among them"])
 def test_bad_calibration_sets_are_one_line_errors(trained, tmp_path, capsys, case) -> None:
     root, ckpt = trained
     (tmp_path / "empty").mkdir()
@@ -136,7 +137,11 @@ def test_bad_calibration_sets_are_one_line_errors(trained, tmp_path, capsys, cas
         "one image": (root / "img" / "0.png", "one image", []),
         "bad line": (tmp_path / "bad.txt", "bad.txt:2", []),
         "too few": (root / "img", "--images 1", ["--images", "1"]),
+        "out among them": (tmp_path / "o", "--out", []),  # the model was written into the image folder
     }[case]
+    if case == "out among them":
+        shutil.copytree(root / "img", tmp_path / "o")
+        expected = f"--out {tmp_path / 'o'}: holds the input {tmp_path / 'o' / '0.png'}; choose another folder"
     if case == "bad line":
         (tmp_path / "img").symlink_to(root / "img")
     # In this process: these stop before NNCF quantises anything (importing it installs no hooks).

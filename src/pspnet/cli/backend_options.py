@@ -84,8 +84,10 @@ def check_backend_takes(backend: str, path: Path) -> None:
     graph = GRAPHS.get(path.suffix.lower())
     if graph is not None and backend not in graph[1]:
         engines = " or ".join(f"--backend {b}" for b in graph[1])
+        other = (f"give --backend {backend} the checkpoint it was exported from" if backend != "onnxruntime" else
+                 "export an ONNX graph of the checkpoint it was made from (`pspnet export CKPT --format onnx`)")
         raise PSPNetError(f"{path}: {graph[0]}, which --backend {backend} does not run; {engines} (or auto) runs it, "
-                          f"or give --backend {backend} the checkpoint it was exported from")
+                          f"or {other}")
     if backend != "onnxruntime" or graph is not None:
         return
     if path.is_file():
@@ -140,9 +142,13 @@ def backend_forward(args: argparse.Namespace, device: torch.device, purpose: str
     if backend == "onnxruntime":
         from pspnet.export.onnx_runtime import OnnxRuntimeModel
 
+        if requested == "int8":
+            raise PSPNetError(f"--precision int8: ONNX Runtime runs the graph's own types (fp32); int8 runs on "
+                              f"--backend openvino from an IR that `pspnet quantize {args.checkpoint} --calib IMAGES "
+                              "--out DIR` makes")
         if requested not in (None, "auto", "fp32", "f32"):  # it was run in fp32 without a word
             raise PSPNetError(f"--precision {requested}: ONNX Runtime runs the graph's own types (fp32); drop it, or "
-                              "run --backend openvino (bf16, int8) or --backend torch")
+                              "run --backend openvino (bf16) or --backend torch")
 
         onnx = OnnxRuntimeModel(args.checkpoint, device)
         onnx.memory_fit = MemoryFit(device, note)

@@ -15,7 +15,9 @@ from pspnet.export.torchscript import export_torchscript
 from pspnet.files import check_output_file
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "openvino": ".xml"}  # what each writes (and suggests)
-NOT_TORCHSCRIPT = (".onnx", ".xml", ".safetensors", ".caffemodel")  # a TorchScript file may have any other name
+# The names TorchScript files go by (read by their content, whatever the name); another (.txt, .bin) would be taken
+# for something else: a list of images, an IR's weights
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".jit", ".torchscript")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
                               "model.xml (OpenVINO), or give --format onnx|torchscript|openvino")
         args.format = named[suffix]
     own = SUFFIXES[args.format]
-    misnamed = suffix in NOT_TORCHSCRIPT if args.format == "torchscript" else suffix != own
+    misnamed = suffix not in TORCHSCRIPT_SUFFIXES if args.format == "torchscript" else suffix != own
     if misnamed:
-        raise PSPNetError(f"--out {args.out}: --format {args.format} writes {own} files (`--backend auto` tells what "
-                          f"a file runs on by its suffix); name it e.g. {args.out.with_suffix(own).name}")
+        also = f" ({', '.join(TORCHSCRIPT_SUFFIXES[1:])} too)" if args.format == "torchscript" else ""
+        raise PSPNetError(f"--out {args.out}: --format {args.format} writes {own} files{also} (`--backend auto` tells "
+                          f"what a file runs on by its suffix); name it e.g. {args.out.with_suffix(own).name}")
     if args.format == "openvino" and args.argmax:
         raise PSPNetError("--argmax is ONNX/TorchScript only; an OpenVINO IR outputs the logits")
     if args.format == "openvino":  # the IR's weights go beside it: a file of that name is replaced too

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 
 from pspnet.classes import DatasetInfo
-from pspnet.engine.inference import MMSEG_PRESETS, PRESETS, InferenceSettings
+from pspnet.engine.inference import DATASET_SETTINGS, MMSEG_PRESETS, PRESETS, InferenceSettings
 from pspnet.errors import PSPNetError
 
 
@@ -89,6 +89,18 @@ def recorded_protocol_note(args: argparse.Namespace, info: DatasetInfo, config_p
         return None
     return (f"protocol: the one {args.checkpoint} was validated with in training (--base-size, --crop-size, --mode, "
             "--scales and --flip change it)")
+
+
+def protocol_note(args: argparse.Namespace, info: DatasetInfo) -> str:
+    """Where predict's protocol came from: the one recorded with the model, a preset, or, for a model with none
+    recorded, its dataset's official test or the default (so that a deployer sees what to reproduce)."""
+    if (note := recorded_protocol_note(args, info)) is not None:
+        return note
+    if args.preset is not None:
+        return f"protocol: --preset {args.preset}"
+    official = f"the official test of {info.name}" if info.name in DATASET_SETTINGS else "the default"
+    return (f"protocol: {official} ({args.checkpoint} records none; --base-size, --crop-size, --mode, --scales and "
+            "--flip change it)")
 
 
 def unused_crop_note(args: argparse.Namespace, settings: InferenceSettings) -> str | None:

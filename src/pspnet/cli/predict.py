@@ -22,7 +22,7 @@ from pspnet.cli.backend_options import add_backend_argument, backend_forward
 from pspnet.cli.inference_options import (
     add_inference_arguments,
     check_protocol_options,
-    recorded_protocol_note,
+    protocol_note,
     settings_from_args,
     unused_crop_note,
 )
@@ -171,8 +171,8 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
     # The same protocol and outputs, whichever engine runs the network.
     forward, info, how, _ = backend_forward(args, device, purpose="predict", say=main)
     settings = settings_from_args(args, info)
-    if main and (note := recorded_protocol_note(args, info)):
-        print(f"{note}: {settings.describe()}", file=sys.stderr)
+    if main:
+        print(f"{protocol_note(args, info)}: {settings.describe()}", file=sys.stderr)
     if main and (note := unused_crop_note(args, settings)):
         print(note, file=sys.stderr)
     values = chosen_label_values(args, info, layout.kinds + video_layout.kinds, say=main)

@@ -18,6 +18,7 @@ from typing import Any
 from pspnet.checkpoint import load, resolve
 from pspnet.cli.inference_options import add_inference_arguments, settings_from_args
 from pspnet.cli.model_folder import use_model_folder
+from pspnet.cli.output_options import check_inputs_outside
 from pspnet.data.imageops import read_image, to_tensor
 from pspnet.data.lists import read_image_list, spread_evenly, tree_files
 from pspnet.download import file_digest
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= held < len(files):
         raise PSPNetError(f"--held-back {held}: expected 1 to {len(files) - 1} of the {len(files)} images")
     check_output_folder(args.out, "--out")
+    check_inputs_outside(args.out, found)  # a folder of images is no place for a model (nor --calib's next run)
     xml, record_path = args.out / QUANTIZED_IR, args.out / QUANTIZATION_RECORD
     exported = args.checkpoint.suffix.lower() in (".onnx", ".xml")
     model_files = [args.checkpoint] if exported else [resolve(args.checkpoint)]
@@ -108,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
     kept = set(spread_evenly(len(images), held))  # held back from all over the set too
     calibration = [im for i, im in enumerate(images) if i not in kept]
     held_back = [im for i, im in enumerate(images) if i in kept]
-    print(f"calibrating on {len(calibration)} images from {args.calib} (the protocol's inputs: crop "
-          f"{settings.crop_size[0]}×{settings.crop_size[1]}, base size {settings.base_size or 'as is'}, flip "
-          f"{'on' if settings.flip else 'off'}); {held} held back", file=sys.stderr)
+    print(f"calibrating on {len(calibration)} images from {args.calib} (the protocol's inputs: "
+          f"{settings.describe()}); {held} held back", file=sys.stderr)
     source |= {"calibration": str(args.calib),
               "calibration_files": [str(p) for i, p in enumerate(files) if i not in kept],
               "held_back_files": [str(p) for i, p in enumerate(files) if i in kept]}

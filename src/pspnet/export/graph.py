@@ -82,8 +82,9 @@ def fixed_input_parts(source: str, shape: Sequence[int | None], x: torch.Tensor)
     fixed_n, fixed_h, fixed_w = shape
     if (fixed_h, fixed_w) != (None, None) and (fixed_h, fixed_w) != tuple(x.shape[2:]):
         raise PSPNetError(f"{source}: exported for {fixed_h}×{fixed_w} inputs (--static-size), but the test protocol "
-                          f"gives it {x.shape[2]}×{x.shape[3]}; choose settings that give {fixed_h}×{fixed_w} windows "
-                          f"(e.g. --crop-size {fixed_h} {fixed_w}) or export without --static-size")
+                          f"gives it {x.shape[2]}×{x.shape[3]}; run it in windows of that size (--mode slide "
+                          f"--crop-size {fixed_h} {fixed_w}; in Python settings={{'mode': 'slide', 'crop_size': "
+                          f"({fixed_h}, {fixed_w})}}), or export without --static-size")
     if fixed_n == 1 and x.shape[0] > 1:
         return list(x.split(1))
     return [x]
