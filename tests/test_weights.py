@@ -125,6 +125,7 @@ def test_pspnet_models_lists_the_names(capsys) -> None:
     out = capsys.readouterr().out
     assert "pspnet_r50-d8_4xb4-80k_ade20k-512x512" in out and "ADE20K" in out
     assert main(["models", "pspnet50_ade"]) == 0 and "pspnet50_ade20k" in capsys.readouterr().out
+    assert main(["models", "pspnet101_voc2012"]) == 0 and "(scores on the test set)" in capsys.readouterr().out
 
 
 def test_pspnet_models_says_when_no_name_matches(capsys) -> None:
@@ -200,7 +201,7 @@ def test_train_imagenet_takes_a_backbone_name_and_the_stem_follows_the_weights(t
         Trainer(load_train_config(tmp_path / "cfg50.yaml"), single_process(torch.device("cpu")), progress=False)
 
 
-def test_eval_of_an_mmseg_zoo_name_uses_mmsegs_test_unless_told_otherwise(tmp_path) -> None:
+def test_eval_of_a_published_name_uses_the_test_of_its_published_score_unless_told_otherwise(tmp_path) -> None:
     import argparse
     from pathlib import Path
 
@@ -216,6 +217,13 @@ def test_eval_of_an_mmseg_zoo_name_uses_mmsegs_test_unless_told_otherwise(tmp_pa
     assert published_preset(args(zoo, preset="ss"), "ade20k") is None  # the user's choice wins
     assert published_preset(args(zoo, crop_size=[473]), "ade20k") is None
     assert published_preset(args("pspnet50_ade20k"), "ade20k") is None  # the authors' own: the paper's protocol
+    # ... multi-scale where they published only that (`pspnet models` shows ms; eval ran single scale)
+    assert published_preset(args("pspnet101_voc2012"), "voc2012") == "ms"
+    from pspnet.cli.eval import published_preset_note
+
+    assert published_preset_note(args("pspnet101_voc2012"), "ms") == (
+        "protocol: --preset ms, the test of pspnet101_voc2012's published mIoU (--preset ss for single scale); its "
+        "published 85.41 is on the test set, scored by the benchmark's server, not on the labels given here")
     local = tmp_path / zoo
     local.write_bytes(b"")
     assert published_preset(args(str(local)), "ade20k") is None  # a file of that name is not the catalogue entry

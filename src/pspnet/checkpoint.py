@@ -91,14 +91,29 @@ def resolve(path: str | Path) -> Path:
     return path
 
 
+# The class count of the catalogue's datasets, to check a file that comes without a hash (the authors' Caffe files,
+# put into the cache by hand) against its entry
+CATALOGUE_CLASSES = {"ADE20K": 150, "Cityscapes": 19, "Pascal VOC 2012": 21, "Pascal VOC 2012 + Aug": 21}
+
+
 def named_checkpoint(named: Weights) -> Path:
     """A catalogue model as a checkpoint of ours: downloaded once, converted once (cached beside the download, with
-    the catalogue entry as its provenance)."""
+    the catalogue entry as its provenance). A file put into the cache by hand (no hash to check it by) must have the
+    entry's backbone and class count, and is converted again when it is replaced."""
     converted = cache_dir() / f"{named.name}.pspnet.safetensors"
-    if not converted.is_file():  # else the download is neither needed nor re-read (and re-hashed)
+    by_hand = cache_dir() / named.filename if named.download == "page" else None
+    replaced = (by_hand is not None and converted.is_file() and by_hand.is_file()
+                and by_hand.stat().st_mtime > converted.stat().st_mtime)
+    if not converted.is_file() or replaced:  # else the download is neither needed nor re-read (and re-hashed)
         original = fetch(named)
         model = (convert_caffe(original) if original.suffix == ".caffemodel"
                  else convert_foreign(read_torch_file(original), original, named.align_corners)[0])
+        classes = CATALOGUE_CLASSES.get(named.dataset)
+        if model.config.backbone != named.backbone or classes not in (None, model.config.num_classes):
+            expected = f"{named.backbone}{f', {classes} classes' if classes else ''}"
+            raise PSPNetError(f"{original}: a PSPNet of {model.config.backbone}, {model.config.num_classes} classes; "
+                              f"{named.name} is {expected} ({named.dataset}): is this the file {named.filename} "
+                              f"of {named.url}?")
         save(model, converted, {"catalogue_name": named.name, "source": named.source, "url": named.url,
                                 "dataset": named.dataset, "published_mIoU": named.mIoU,
                                 "published_mIoU_ms_flip": named.mIoU_ms_flip, "license": named.license})

@@ -364,6 +364,40 @@ def test_a_video_that_stops_half_way_leaves_no_partial_file_and_keeps_the_earlie
     assert (out / "clip.mp4").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
 
 
+def test_sigterm_to_the_process_group_stops_eval_and_its_loader_workers_in_one_line(checkpoint, tmp_path) -> None:
+    """As `timeout` and Slurm stop a job: SIGTERM to the whole process group, the data loader's workers too. They
+    died of it, and torch's loader said so after the command's own "interrupted": 100 lines of traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for i in range(1000):
+        write_image(tmp_path / "img" / f"{i}.png", 24, 24, seed=i)
+        write_label(tmp_path / "lab" / f"{i}.png", 24, 24, seed=i)
+    proc = subprocess.Popen([sys.executable, "-m", "pspnet", "eval", str(checkpoint), "--images", str(tmp_path / "img"),
+                             "--labels", str(tmp_path / "lab"), "--workers", "2", "--quiet", "--crop-size", "24",
+                             "--base-size", "0", "--device", "cpu", "--backend", "torch"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        said = []
+        for line in proc.stderr:  # the line before the evaluation starts
+            said.append(line)
+            if "images; protocol:" in line:
+                break
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        err = "".join(said) + proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "pspnet eval: interrupted (SIGTERM)", err
+
+
 def test_sigterm_stops_predict_as_ctrl_c_does_leaving_no_temporary_file(checkpoint, tmp_path, capsys,
                                                                           monkeypatch) -> None:
     """A scheduler's stop (or torchrun stopping its workers) killed the process on the spot, leaving the video's

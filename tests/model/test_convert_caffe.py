@@ -1,5 +1,6 @@
 """The authors' Caffe models → ours, without Caffe, proven against Caffe's outputs (../shared/fixtures/caffe)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,27 @@ def test_the_authors_release_by_name_reads_the_hand_downloaded_file_from_the_cac
     converted = convert_caffe(caffe["path"]).state_dict()  # the model the test above checks against Caffe's logits
     assert all(torch.equal(v, converted[k]) for k, v in model.state_dict().items()) and len(converted) == len(
         model.state_dict())
+
+
+def test_a_hand_placed_file_of_another_model_or_replaced_later_is_not_taken_for_the_named_one(caffe, tmp_path,
+                                                                                             monkeypatch) -> None:
+    """No hash checks the authors' files: the ADE20K PSPNet-50 put in place of the VOC PSPNet-101 was loaded as it
+    (with the VOC provenance), and once converted, the converted copy was used whatever became of the file."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / "pspnet101_VOC2012.caffemodel").symlink_to(caffe["path"])
+    with pytest.raises(PSPNetError, match=r"pspnet101_VOC2012.caffemodel: a PSPNet of resnet50, 150 classes; "
+                                          r"pspnet101_voc2012 is resnet101, 21 classes \(Pascal VOC 2012\): is this "
+                                          r"the file pspnet101_VOC2012.caffemodel of https://drive"):
+        pspnet.load("pspnet101_voc2012")
+    assert not (cache / "pspnet101_voc2012.pspnet.safetensors").exists()
+    (cache / "pspnet50_ADE20K.caffemodel").symlink_to(caffe["path"])
+    pspnet.load("pspnet50_ade20k")  # converted and kept
+    converted = cache / "pspnet50_ade20k.pspnet.safetensors"
+    (cache / "pspnet50_ADE20K.caffemodel").unlink()
+    (cache / "pspnet50_ADE20K.caffemodel").write_bytes(b"not the model")  # replaced after the conversion
+    stamp = converted.stat().st_mtime + 10
+    os.utime(cache / "pspnet50_ADE20K.caffemodel", (stamp, stamp))
+    with pytest.raises(PSPNetError, match="pspnet50_ADE20K.caffemodel"):
+        pspnet.load("pspnet50_ade20k")  # read again, not the copy of the file it replaced

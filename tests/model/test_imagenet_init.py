@@ -23,6 +23,16 @@ def test_torchvision_weights_initialise_a_classic_stem_backbone(tmp_path):
     assert all(torch.equal(v, expected[k]) for k, v in model.backbone.state_dict().items())
 
 
+def test_the_model_itself_is_taken_as_readme_writes_it(tmp_path):
+    """README: `load_imagenet_backbone(model, source)`; the model was an AttributeError traceback ('depth')."""
+    expected, path = imagenet_file(tmp_path, deep_stem=True, name="resnet18_v2.pth")
+    model = PSPNet(3, backbone="resnet18")
+    load_imagenet_backbone(model, path)
+    assert all(torch.equal(v, expected[k]) for k, v in model.backbone.state_dict().items())
+    with pytest.raises(PSPNetError, match=r"^load_imagenet_backbone: got Linear; expected a PSPNet or its \.backbone$"):
+        load_imagenet_backbone(torch.nn.Linear(2, 2), path)
+
+
 def test_deep_stem_v2_weights_initialise_the_official_backbone(tmp_path):
     expected, path = imagenet_file(tmp_path, deep_stem=True, name="resnet18_v2.pth")
     model = PSPNet(3, backbone="resnet18")

@@ -87,6 +87,30 @@ def test_overwrite_moves_the_earlier_run_aside_and_starts_afresh(finished, tmp_p
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # the new run's lines only
 
 
+def test_resuming_a_run_that_stopped_before_its_first_checkpoint_starts_it_afresh(finished, tmp_path,
+                                                                                   capsys) -> None:
+    """Killed before its first checkpoint (SIGKILL, the out-of-memory killer, a power cut), a run leaves its config,
+    metrics and TensorBoard files and no weights: `--resume` (what a rerun of scripts/camvid.sh passes) was refused
+    and the folder had to be cleared by hand. It starts afresh now, the earlier files moved aside; a run with
+    weights but no checkpoints (its final model) is still not continued."""
+    cfg, run = copy_of(finished, tmp_path)
+    shutil.rmtree(run / "checkpoints")
+    for name in ("final.safetensors", "best.safetensors"):
+        (run / name).unlink(missing_ok=True)
+    earlier = (run / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["train", "--config", str(cfg), "--no-progress", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    aside = [p for p in run.iterdir() if p.name.startswith("replaced-")]
+    assert len(aside) == 1 and (aside[0] / "metrics.jsonl").read_text() == earlier
+    assert (f"the earlier run in {run} was moved to {aside[0]} (it stopped before its first checkpoint: --resume "
+            "starts afresh)") in printed
+    assert (run / "final.safetensors").is_file() and len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    shutil.rmtree(run / "checkpoints")  # now a final model and no checkpoints
+    assert main(["train", "--config", str(cfg), "--no-progress", "--resume"]) == 2
+    assert "holds an earlier run" in capsys.readouterr().err
+
+
 def test_a_run_replaced_twice_in_one_second_keeps_both_earlier_runs(finished, tmp_path) -> None:
     """The folder for the moved files is named by the second; one of that name already there (a run replaced a
     moment before) is neither reused nor merged into: the files go to a folder of their own."""

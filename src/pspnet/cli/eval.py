@@ -258,14 +258,28 @@ def check_not_a_config(args: argparse.Namespace) -> None:
 
 
 def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
-    """For a catalogue name from mmsegmentation's zoo evaluated without protocol options: its own test ("mmseg")."""
+    """For a catalogue name evaluated without protocol options, the test behind its published mIoU: mmseg's for its
+    zoo, the paper's multi-scale one where the authors published only that (their VOC model); None for the paper's
+    single-scale test, the default anyway."""
     given = (args.preset, args.base_size, args.crop_size, args.scales, args.flip, args.mode)
     if any(v is not None for v in given) or Path(args.checkpoint).exists():
         return None
     entry = find(str(args.checkpoint))
-    if entry is None or entry.test_preset not in MMSEG_PRESETS or dataset not in MMSEG_SHORT_SIDE:
+    if entry is None or entry.test_preset in (None, "ss"):
+        return None
+    if entry.test_preset in MMSEG_PRESETS and dataset not in MMSEG_SHORT_SIDE:
         return None
     return entry.test_preset
+
+
+def published_preset_note(args: argparse.Namespace, preset: str) -> str:
+    entry = find(str(args.checkpoint))
+    assert entry is not None
+    other = "--preset ss for the paper's" if preset in MMSEG_PRESETS else "--preset ss for single scale"
+    where = entry.train.get("evaluated_on")
+    test_set = (f"; its published {entry.mIoU_ms_flip if preset == 'ms' else entry.mIoU} is on the test set, scored "
+                "by the benchmark's server, not on the labels given here" if where == "testset" else "")
+    return f"protocol: --preset {preset}, the test of {args.checkpoint}'s published mIoU ({other}){test_set}"
 
 
 def check_label_suffix(args: argparse.Namespace) -> None:
@@ -364,8 +378,7 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
     if (preset := published_preset(args, info.name)) is not None:
         args.preset = preset
         if main:
-            print(f"protocol: --preset {preset}, the test of {args.checkpoint}'s published mIoU (--preset ss for the "
-                  "paper's)", file=sys.stderr)
+            print(published_preset_note(args, preset), file=sys.stderr)
     settings = settings_from_args(args, info, protocol)
     if main and (note := recorded_protocol_note(args, info, protocol is not None)):
         print(note, file=sys.stderr)

@@ -137,6 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         from pspnet.device import is_out_of_memory
         from pspnet.distributed import is_peer_lost
 
+        text = str(e)
+        if isinstance(e.__context__, KeyboardInterrupt) or any(f"{WORKER_KILLED}{s}" in text for s in STOPS):
+            # a stop, as torch's loader says it when the stop reached its workers too (a signal to the process group)
+            stopped = terminated.received or f"{WORKER_KILLED}Terminated" in text
+            print(f"pspnet {args.command}: interrupted{' (SIGTERM)' if stopped else ''}", file=sys.stderr)
+            return 143 if stopped else 130
+        if WORKER_KILLED in text:  # SIGKILL: most often the kernel's out-of-memory killer
+            return error(args.command, f"{text.splitlines()[0].strip()} (by the system when memory runs out, most "
+                                       "often); fewer data-loading workers (--workers; data.workers in training) "
+                                       "hold less")
+
         if is_peer_lost(e):  # under torchrun, another process died (killed, out of memory): not 30 lines of gloo's
             first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
             again = "; `--resume` continues from the last checkpoint" if args.command == "train" else ""
@@ -152,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # what the machine said to a read or write (a full disk, a quota, a read-only folder)
         where = f"{e.filename}: " if e.filename else ""
         return error(args.command, f"{where}{e.strerror or e}")
+
+
+# torch's DataLoader, when a worker process died of a signal: "DataLoader worker (pid 123) is killed by signal:
+# Terminated." (strsignal's name of it)
+WORKER_KILLED = ") is killed by signal: "
+STOPS = ("Terminated", "Interrupt")  # SIGTERM, SIGINT
 
 
 class Terminated:

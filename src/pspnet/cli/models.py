@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         ss = f"{w.mIoU:6.2f}" if w.mIoU is not None else f"{'-':>6}"
         ms = f"{w.mIoU_ms_flip:6.2f}" if w.mIoU_ms_flip is not None else f"{'-':>6}"
         how = "" if w.download == "direct" else "  (download page: see `pspnet models --json`)"
+        if w.train.get("evaluated_on") == "testset":  # not comparable with a score on val
+            how += "  (scores on the test set)"
         print(f"{w.name:<{width}}  {w.dataset:<22}  {ss}  {ms}  {w.test_preset or '-':<8}  {w.backbone} ({w.stem} stem)"
               f"{how}")
     print(f"{len(chosen)} models; source and licence: `pspnet models --json`; use a name wherever a checkpoint goes; "

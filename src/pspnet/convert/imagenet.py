@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from pspnet.convert.mmseg import DEEP_STEM as MMSEG_STEM
 from pspnet.download import download
@@ -92,8 +93,15 @@ def imagenet_state(source: str, depth: str) -> tuple[dict[str, torch.Tensor], di
     return state, stem_of(stripped), path
 
 
-def load_imagenet_backbone(backbone: DilatedResNet, source: str) -> Path:
-    """Initialise `backbone` from ImageNet weights; every key must match (the error lists those that do not)."""
+def load_imagenet_backbone(backbone: DilatedResNet | nn.Module, source: str) -> Path:
+    """Initialise `backbone` (a DilatedResNet, or a PSPNet: its backbone) from ImageNet weights; every key must
+    match (the error lists those that do not)."""
+    if not isinstance(backbone, DilatedResNet):
+        inner = getattr(backbone, "backbone", None)
+        if not isinstance(inner, DilatedResNet):
+            raise PSPNetError(f"load_imagenet_backbone: got {type(backbone).__name__}; expected a PSPNet or its "
+                              ".backbone")
+        backbone = inner
     state, _, path = imagenet_state(source, backbone.depth)
     load_state_strict(backbone, backbone_state(state, backbone.deep_stem, str(path)), str(path))
     return path

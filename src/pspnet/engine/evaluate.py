@@ -25,6 +25,7 @@ from pspnet.classes import IGNORE_INDEX, DatasetInfo
 from pspnet.data.check import absent_classes
 from pspnet.data.imageops import read_label
 from pspnet.data.lists import spread_evenly
+from pspnet.data.loader import leave_stop_signals_to_the_main_process
 from pspnet.distributed import Distributed, all_reduce_sum, gather_lists, join, processes_of, shard_indices
 from pspnet.engine.inference import Forward, InferenceSettings, fill_batches, segment_and_confidence
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, Scores, UnscoredValues, image_score
@@ -125,7 +126,10 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
         # the process that writes the report asked for.
         num_samples = max(gather_lists([num_samples], processes))
     per_image: list[tuple[int, ImageScore]] = []
-    loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers)
+    # A scheduler's SIGTERM to the process group killed the workers, and the loader's complaint about that came
+    # after the command's own "interrupted" (a traceback of 100 lines): the main process decides, as in training.
+    loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers,
+                        worker_init_fn=leave_stop_signals_to_the_main_process)
     picks = set(spread_evenly(whole, num_samples))  # places in the whole split
     kept: list[tuple[int, Sample]] = []
     worst: list[tuple[float, int, Sample]] = []  # a max-heap on (mIoU, place) (negated), the num_samples lowest

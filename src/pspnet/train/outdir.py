@@ -32,9 +32,11 @@ def run_files(out_dir: Path) -> list[Path]:
 
 
 def check_out_dir(out_dir: Path, resume: object, overwrite: bool, names: RunOptions = COMMAND,
-                  init: str | None = None) -> None:
+                  init: str | None = None) -> bool:
     """Before anything is computed: refuse to mix a new run into an old one (every process calls it), and to move
-    aside the weights the new run starts from (`init`, train.init)."""
+    aside the weights the new run starts from (`init`, train.init). True where the run starts afresh with the
+    earlier files moved aside: `overwrite`, or a resume of a run that saved no weights (stopped before its first
+    checkpoint: nothing to continue from, and a rerun of `scripts/camvid.sh` resumes)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PSPNetError(f"train.out_dir = {out_dir}: exists and is not a folder; expected a folder for the run")
     existing = next((p for p in (out_dir, *out_dir.absolute().parents) if p.exists()), None)
@@ -50,11 +52,15 @@ def check_out_dir(out_dir: Path, resume: object, overwrite: bool, names: RunOpti
                           f"which {names.overwrite} moves aside; train into another train.out_dir (e.g. "
                           f"{out_dir.with_name(out_dir.name + '-finetuned')})")
     has_checkpoints = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").glob("iter_*.pt"))
+    weights = has_checkpoints or any(p.suffix == ".safetensors" for p in found)
+    if found and resume is True and not overwrite and not weights:
+        return True
     if found and not overwrite and not (resume and (has_checkpoints or resume is not True)):
         what = f"continue it with {names.resume}, or " if has_checkpoints else ""
         raise PSPNetError(f"train.out_dir = {out_dir}: holds an earlier run ({', '.join(p.name for p in found)}); "
                           f"{what}start afresh with {names.overwrite} (its files are moved aside), or choose another "
                           "train.out_dir")
+    return overwrite
 
 
 def _within(path: Path, run_file: Path) -> bool:

@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
     """Run (or continue) a training run; rank 0 writes checkpoints, logs and the final model to `train.out_dir`.
     A folder holding an earlier run needs `resume` (continue) or `overwrite` (start afresh; old files moved aside).
     `names`: how the messages name those two (the command's flags, or `pspnet.fit`'s arguments)."""
-    check_out_dir(cfg.train.out_dir, resume, overwrite, names, init=cfg.train.init)
+    afresh = check_out_dir(cfg.train.out_dir, resume, overwrite, names, init=cfg.train.init)
     if isinstance(resume, (str, Path)):
         check_resume_file(Path(resume), names, cfg.train.out_dir)
     place = partial(setup, cfg.train.device, "train.device=cpu", "run the training")
@@ -128,8 +128,9 @@ def train(cfg: TrainConfig, resume: str | Path | bool | None = None, progress: b
             failure = e
         raise_together(failure, d, "stopped: another run is training into train.out_dir")
         try:
-            if overwrite and d.is_main and (aside := move_aside(cfg.train.out_dir)) is not None:
-                tqdm.write(f"the earlier run in {cfg.train.out_dir} was moved to {aside}")
+            if afresh and d.is_main and (aside := move_aside(cfg.train.out_dir)) is not None:
+                why = "" if overwrite else f" (it stopped before its first checkpoint: {names.resume} starts afresh)"
+                tqdm.write(f"the earlier run in {cfg.train.out_dir} was moved to {aside}{why}")
         except PSPNetError as e:
             failure = e
         raise_together(failure, d, "stopped: the first process could not move the earlier run aside")
