@@ -30,12 +30,23 @@ def test_files_pick_their_engine_and_checkpoints_pick_openvino_on_a_cpu() -> Non
     assert backend == expected and why
 
 
-@pytest.mark.parametrize("option", [{"fast": True}, {"compile": True}, {"channels_last": True}, {"fold_bn": False},
+@pytest.mark.parametrize("option", [{"compile": True}, {"channels_last": True}, {"fold_bn": False},
                                     {"matmul_upsample": True}, {"pyramid_at_bins": False}, {"precision": "fp16"},
-                                    {"backend": "torch"}])
+                                    {"backend": "torch"}, {"backend": "torch", "fast": True}])
 def test_pytorch_execution_options_keep_pytorch(option) -> None:
     backend, why = choose_backend(args(**option), CPU)
     assert backend == "torch", why
+
+
+def test_fast_on_a_cpu_keeps_openvino_the_fastest_engine_there(monkeypatch) -> None:
+    """--fast asks for the fastest execution measured: on CPUs OpenVINO's (it moved eval and predict to PyTorch,
+    slower: BENCHMARKS.md); on a GPU PyTorch's fast recipe."""
+    monkeypatch.setattr(backend_options.importlib.util, "find_spec", lambda name: object())
+    backend, why = choose_backend(args(fast=True), CPU)
+    assert backend == "openvino" and why.endswith("; --fast: the fastest engine measured on CPUs")
+    assert backend_options.torch_options(args(fast=True, backend="openvino")) == []
+    assert backend_options.torch_options(args(fast=True, backend="onnxruntime")) == ["--fast"]
+    assert choose_backend(args(fast=True), torch.device("cuda"))[0] == "torch"
 
 
 @pytest.fixture(scope="module")

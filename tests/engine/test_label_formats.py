@@ -204,8 +204,8 @@ def test_the_api_names_a_void_value_and_ignore_values_ignores_it(tmp_path, capsy
     with monkeypatch.context() as patched, pytest.raises(pspnet.PSPNetError) as e:
         patched.setattr("pspnet.engine.evaluate.evaluate", None)  # said from the first labels: the network never runs
         pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", small)
-    assert str(e.value).endswith("(and 1 more); ground-truth value 11 is no class (0..2) and not the ignore index 255: "
-                                 "if it marks unlabelled pixels, ignore_values=[11]")
+    assert str(e.value) == (f"{tmp_path / 'labels' / '0.png'} (and 1 more): ground-truth value 11 is no class (0..2) "
+                            "and not the ignore index 255: if it marks unlabelled pixels, ignore_values=[11]")  # once
     result = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", small, ignore_values=[11])
     assert result.images == 2 and result.ignored == 2 * 4 * 45
     both = pspnet.evaluate(model, tmp_path / "images", tmp_path / "labels", small, label_values=[0, 1, 2],

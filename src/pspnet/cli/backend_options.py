@@ -37,11 +37,14 @@ TORCH_ONLY = ("fast", "compile", "channels_last", "fold_bn", "compile_mode", "ma
 
 
 def torch_options(args: argparse.Namespace) -> list[str]:
-    """The PyTorch-only execution options given on the command line, as written (`--no-fold-bn` is one too)."""
+    """The PyTorch-only execution options given on the command line, as written (`--no-fold-bn` is one too).
+    `--fast` is not one where OpenVINO may run (`auto`, `openvino`): the fastest execution on a CPU is OpenVINO's
+    (BENCHMARKS.md: f32 1.5–1.7× on the protocol, PyTorch's fastest recipe 1.05×)."""
     written = []
     for name in TORCH_ONLY:
         value = getattr(args, name, None)
-        if value is None or (name == "fast" and not value):
+        openvino_may_run = getattr(args, "backend", "auto") in ("auto", "openvino")
+        if value is None or (name == "fast" and (not value or openvino_may_run)):
             continue
         written.append(f"--{'no-' if value is False else ''}{name.replace('_', '-')}")
     return written
@@ -71,7 +74,8 @@ def choose_backend(args: argparse.Namespace, device: torch.device) -> tuple[str,
         return "torch", f"{(torch_only or ['--precision fp16'])[0]} is a PyTorch execution option"
     if importlib.util.find_spec("openvino") is None:
         return "torch", "OpenVINO is not installed (pip install 'pspnet[openvino]' runs CPUs faster)"
-    return "openvino", "a CPU with OpenVINO installed (--backend torch for PyTorch)"
+    fast = "; --fast: the fastest engine measured on CPUs" if getattr(args, "fast", False) else ""
+    return "openvino", f"a CPU with OpenVINO installed (--backend torch for PyTorch){fast}"
 
 
 GRAPHS = {".onnx": ("an ONNX graph", ("onnxruntime", "openvino")), ".xml": ("an OpenVINO IR", ("openvino",))}

@@ -122,7 +122,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a third column: bf16 + channels_last eager, timed in the same turns (default: on for CUDA)")
     m.add_argument("--smoke", action="store_true",
                    help="a few seconds: tiny model and sizes, no compilation; checks that both recipes run and agree")
-    add_recipe_arguments(p)
+    add_recipe_arguments(p, engines=False)
     o = p.add_argument_group("output")
     o.add_argument("--markdown", type=Path, metavar="FILE", help="write the command, machine and tables as Markdown")
     o.add_argument("--json", type=Path, metavar="FILE", help="write every measurement as JSON")

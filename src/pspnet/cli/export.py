@@ -10,7 +10,15 @@ from pspnet.checkpoint import load
 from pspnet.cli.model_folder import use_model_folder
 from pspnet.device import resolve_device
 from pspnet.errors import PSPNetError
-from pspnet.export.onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_opset, export_onnx, require_onnx
+from pspnet.export.onnx import (
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    MIN_DYNAMIC_OPSET,
+    MIN_OPSET,
+    check_opset,
+    export_onnx,
+    require_onnx,
+)
 from pspnet.export.torchscript import export_torchscript
 from pspnet.files import check_output_file
 
@@ -35,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the graph takes images as decoders give them, uint8 N×H×W×3 RGB, and normalises them with "
                         "the model's mean and std itself (default: normalised float N×3×H×W)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                   help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
+                   help=f"ONNX opset, {MIN_DYNAMIC_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET}; {MIN_OPSET} only "
+                        "with --static-size)")
     p.add_argument("--static-size", type=int, nargs=2, metavar=("H", "W"),
                    help="ONNX only: fix the input to 1×3×H×W (default: dynamic batch, height and width)")
     p.add_argument("--device", default="cpu",

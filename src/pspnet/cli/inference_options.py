@@ -11,9 +11,12 @@ from pspnet.errors import PSPNetError
 
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("test protocol (defaults: the official settings of the checkpoint's dataset)")
+    g = p.add_argument_group(
+        "test protocol (defaults: the protocol the model was validated with in training (eval --config: the config's "
+        "val: section), else the official settings of its dataset, shown in brackets; the command prints the one it "
+        "runs)")
     g.add_argument("--preset", choices=sorted(PRESETS),
-                   help="ss: scale 1.0; ms: 0.5 0.75 1.0 1.25 1.5 1.75 (default ss, or the config's val: scales); "
+                   help="ss: scale 1.0; ms: 0.5 0.75 1.0 1.25 1.5 1.75 (the official default: ss); "
                         "mmseg: mmsegmentation's single-scale test of its zoo (ADE20K, VOC: whole image with short "
                         "side 512, Cityscapes: 1024, long side ≤ 2048, no flip, logits resized), for its weights; "
                         "mmseg-769: its 769×769 Cityscapes models' test (769 windows, stride 513, logits averaged)")
@@ -23,11 +26,11 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
                    help="sliding-window size: N or H W (ADE20K/VOC 473, Cityscapes 713, CamVid 361)")
     g.add_argument("--scales", type=float, nargs="+", metavar="S", help="scales to average (overrides --preset)")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="average each window with its mirror image (default: on)")
+                   help="average each window with its mirror image (official default: on)")
     g.add_argument("--mode", choices=["slide", "whole"],
-                   help="slide: crop-sized windows (default); whole: the resized image in one piece")
+                   help="slide: crop-sized windows (official default); whole: the resized image in one piece")
     g.add_argument("--batch-size", type=int, metavar="N",
-                   help="network inputs per forward pass; windows of several images share them (default 8)")
+                   help="network inputs per forward pass; windows of several images share them (official default 8)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 

@@ -13,14 +13,17 @@ from pspnet.engine.recipe import COMPILE_MODES, PRECISIONS, Recipe, default_reci
 from pspnet.errors import PSPNetError
 
 
-def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+def add_recipe_arguments(p: argparse.ArgumentParser, engines: bool = True) -> None:
+    """`engines`: the command runs OpenVINO too (eval, predict), which --fast picks on CPUs."""
     g = p.add_argument_group("execution (default: fp32 with BatchNorm folded on every device, and on CPUs the pyramid "
                              "at its bins: the same answer as the reference, eager fp32 NCHW, which is --no-fold-bn "
                              "--no-pyramid-at-bins)")
     g.add_argument("--fast", action="store_true",
                    help="the fastest recipe measured for the device type: on CUDA bf16 autocast + channels_last + "
-                        "torch.compile; on CPUs the fp32 default (nothing else measured faster there). It may move a "
-                        "few pixels: the printed and saved results name the recipe")
+                        "torch.compile; on CPUs "
+                        + ("OpenVINO where it is installed (the default there), else " if engines else "")
+                        + "PyTorch's fp32 with BatchNorm folded. It may move a few pixels: the printed and saved "
+                        "results name the recipe")
     g.add_argument("--precision", choices=["auto", *PRECISIONS, "f32", "int8"],
                    help="PyTorch: fp32 (no autocast, TF32 off on GPUs; the default), bf16 or fp16 autocast. OpenVINO "
                         "(eval/predict): f32 (= fp32), bf16, int8 (an IR from `pspnet quantize`); auto (default): "

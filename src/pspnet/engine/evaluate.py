@@ -270,10 +270,13 @@ def evaluate_folders(model: torch.nn.Module, images: str | Path, labels: str | P
 
     def failed(messages: Sequence[str], unscored: Sequence[int]) -> PSPNetError:
         more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
-        hint = "" if not unscored else "; " + no_class_note(
-            unscored, info.num_classes, ignore_index, what="ground-truth",
-            ignoring=f"ignore_values=[{shown_values(unscored)}]")
-        return PSPNetError(f"{messages[0]}{more}{hint}")
+        if not unscored:
+            return PSPNetError(f"{messages[0]}{more}")
+        where = messages[0].split("ground-truth value", 1)[0].removesuffix(": ")  # the label's path: the note says
+        # what its own words said, and how to ignore the values
+        note = no_class_note(unscored, info.num_classes, ignore_index, what="ground-truth",
+                             ignoring=f"ignore_values=[{shown_values(unscored)}]")
+        return PSPNetError(f"{where}{more}: {note}")
 
     if first := first_label_failures(dataset, info.num_classes, ignore_index):  # before the network runs
         raise failed([str(e) for e in first], sorted({v for e in first if isinstance(e, UnscoredValues)
