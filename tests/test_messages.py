@@ -51,6 +51,15 @@ def test_a_bad_override_of_one_of_two_related_settings_names_that_one_where_it_w
         load_train_config(path, ["train.iterations=-5"])
 
 
+def test_a_bad_protocol_override_names_the_override_not_the_files_val_section(tmp_path) -> None:
+    """InferenceSettings says "crop size (0, 0)", not the key: the error was put on the file's `val:` line."""
+    path = write(tmp_path)
+    with pytest.raises(PSPNetError, match=r"^command line val.crop_size=0: val.crop_size: crop size \(0, 0\): "):
+        load_train_config(path, ["val.crop_size=0"])
+    with pytest.raises(PSPNetError, match=r"^command line val.base_size=-3: val.base_size: base size -3: "):
+        load_train_config(path, ["val.base_size=-3"])
+
+
 @pytest.mark.parametrize("override, expected", [
     ("train.weight_decay=-1", "train.weight_decay = -1.0; expected 0 or more"),  # torch's SGD: a traceback
     ("train.momentum=-1", "train.momentum = -1.0; expected 0 ≤ momentum < 1"),

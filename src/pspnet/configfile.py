@@ -53,7 +53,8 @@ def from_dict(cls: type[T], data: Any, source: str, prefix: str = "", origins: O
     except PSPNetError as e:  # a setting's own check (e.g. train.lr must be positive): say where it was set
         text = str(e)  # a setting named by its key first ("train.head_lr_mult = -1; ... of the lr": not the lr's)
         named = [name for name in data if f"{prefix}{name}" in text] or [
-            name for name in data if text.startswith(f"{name} ") or f" {name} " in f" {text} "]
+            name for name in data for said in (name, name.replace("_", " "))  # "crop size (0, 0): ..."
+            if text.startswith(f"{said} ") or f" {said} " in f" {text} "]
         key = f"{prefix}{named[0]}" if named else prefix.rstrip(".")
         where = origin_of(key, origins, source)
         raise PSPNetError(f"{where}: {e}" if not key or key in str(e) else f"{where}: {key}: {e}") from None

@@ -347,3 +347,17 @@ def test_a_split_of_no_readable_label_has_no_class_shares_to_print(tmp_path, cap
 def test_a_class_name_given_twice_is_an_error():
     with pytest.raises(PSPNetError, match=r"^data.class_names: 'road' names two classes; expected a different name"):
         DataConfig(dataset="folders", root="d", class_names=["road", "car", "road"])
+
+
+def test_a_known_dataset_read_from_its_raw_download_says_how_to_prepare_from_it(tmp_path, capsys):
+    """`data check --root` of the unpacked ADE20K download suggested `data prepare ade20k --root THAT`, which refuses
+    a folder of files it did not write; the source goes to --source."""
+    from pspnet.cli.main import main
+
+    raw = tmp_path / "ADEChallengeData2016"
+    (raw / "images" / "training").mkdir(parents=True)
+    assert main(["data", "check", "--dataset", "ade20k", "--root", str(raw)]) != 0
+    assert (f"if {raw} is the ade20k download, run `pspnet data prepare ade20k --source {raw} --root data/ade20k` "
+            "and set data.root to data/ade20k") in capsys.readouterr().out
+    assert main(["data", "check", "--dataset", "ade20k", "--root", str(tmp_path / "empty")]) != 0
+    assert f"run `pspnet data prepare ade20k --root {tmp_path / 'empty'}` first" in capsys.readouterr().out

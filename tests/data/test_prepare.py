@@ -195,3 +195,32 @@ def test_a_source_that_is_missing_or_a_file_is_one_line_and_leaves_no_root_behin
     assert main([*run, str(config)]) == 2  # was "base.yaml/train.txt not found"
     assert f"--source {config}: a file; expected the folder of a local copy" in capsys.readouterr().err
     assert main([*run, str(make_segnet_camvid(tmp_path / "src", splits=("train", "val")))]) == 0
+
+
+def test_a_prepare_that_wrote_nothing_leaves_the_root_free_for_the_corrected_command(tmp_path, capsys):
+    """A wrong dataset name (or Cityscapes without --source) stopped before writing a file, yet the root was
+    claimed for it and the corrected command refused ("a `pspnet data prepare cityscapes` started there")."""
+    source = make_segnet_camvid(tmp_path / "src", splits=("train", "val"))
+    root = tmp_path / "r"
+    assert main(["data", "prepare", "cityscapes", "--root", str(root), "--source", str(source), "--no-progress"]) == 2
+    capsys.readouterr()
+    assert main(["data", "prepare", "camvid", "--root", str(root), "--source", str(source), "--no-progress"]) == 0
+    stopped = tmp_path / "stopped"  # a prepare of camvid stopped after writing files: its root stays its own
+    (stopped / "images").mkdir(parents=True)
+    (stopped / "images" / "a.png").write_bytes(b"")
+    (stopped / ".pspnet-preparing").write_text("camvid\n")
+    assert main(["data", "prepare", "ade20k", "--root", str(stopped), "--source", str(source), "--no-progress"]) == 2
+    assert "a `pspnet data prepare camvid` started there; use another --root for ade20k" in capsys.readouterr().err
+
+
+def test_a_damaged_source_archive_is_to_be_fetched_again_not_deleted_and_rerun(tmp_path, capsys):
+    """The user's own archive (Cityscapes has no download to fall back on): "delete it and run again" then failed
+    with "holds neither …"."""
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "ADEChallengeData2016.zip").write_bytes(b"PK\x03\x04 cut short")
+    assert main(["data", "prepare", "ade20k", "--root", str(tmp_path / "ade"), "--source", str(up),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert (f"{up / 'ADEChallengeData2016.zip'}: cannot unpack it (File is not a zip file): truncated or damaged; "
+            "download it again and give that to --source") in err and "delete it" not in err

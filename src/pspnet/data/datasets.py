@@ -22,6 +22,7 @@ from pspnet.errors import PSPNetError
 
 SPLITS = ("train", "val", "test")
 PREPARED_STAMP = "pspnet-prepared.json"  # written by `pspnet data prepare` once every pair checked out
+PREPARING = ".pspnet-preparing"  # written when a prepare starts: what it leaves, if stopped, is its own to continue
 
 
 class SegmentationDataset(Dataset):
@@ -117,6 +118,11 @@ def _read_split(cfg: DataConfig, split: str, malformed: list[str] | None) -> Seg
         raise PSPNetError(f"{path}: no such list file; the {split} split of {cfg.dataset} was not prepared here "
                           "(its source had none)")
     if not path.exists() and cfg.dataset in KNOWN:
+        if cfg.root.is_dir() and any(cfg.root.iterdir()) and not (cfg.root / PREPARING).exists():
+            # files of another making (the download itself, unpacked): prepare reads it, into a folder of its own
+            raise PSPNetError(f"{path}: no such list file; if {cfg.root} is the {cfg.dataset} download, run `pspnet "
+                              f"data prepare {cfg.dataset} --source {cfg.root} --root data/{cfg.dataset}` and set "
+                              f"data.root to data/{cfg.dataset}")
         raise PSPNetError(f"{path}: no such list file; run `pspnet data prepare {cfg.dataset} --root {cfg.root}` "
                           "first, or set data.root to where you prepared it")
     return SegmentationDataset(read_list(path, cfg.root, malformed), info, split, str(path), cfg.label_coding())

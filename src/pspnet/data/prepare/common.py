@@ -17,14 +17,14 @@ import numpy as np
 from PIL import Image
 
 from pspnet.data.check import Problem, check_pairs
-from pspnet.data.datasets import PREPARED_STAMP
+from pspnet.data.datasets import PREPARED_STAMP, PREPARING
 from pspnet.data.imageops import read_label
 from pspnet.data.lists import Pair, read_list, write_list
 from pspnet.download import NotFoundError, download, file_digest
 from pspnet.errors import PSPNetError
 
 STAMP = PREPARED_STAMP
-STARTED = ".pspnet-preparing"  # written when a prepare starts: what it leaves, if stopped, is its own to continue
+STARTED = PREPARING
 
 
 @dataclass
@@ -112,16 +112,19 @@ def convert_label(src: Path, dst: Path, convert: Callable[[np.ndarray], np.ndarr
     write_label(convert(read_label(src)), dst)
 
 
-def extract(archive: Path, dest: Path, md5: str | None = None) -> Path:
-    """Unpack a .zip/.tar(.gz) once into `dest` (a marker file records that it finished). Checks `md5` first."""
+def extract(archive: Path, dest: Path, md5: str | None = None, downloaded: bool = False) -> Path:
+    """Unpack a .zip/.tar(.gz) once into `dest` (a marker file records that it finished). Checks `md5` first.
+    `downloaded`: the archive is this command's download (a bad one is deleted by the user and fetched again), not
+    the user's --source (which they must fetch again themselves)."""
     marker = dest / f".{archive.name}.extracted"
     if marker.exists():
         return dest
+    again = "delete it and run again" if downloaded else "download it again and give that to --source"
     if md5 is not None:
         got = file_digest(archive, "md5")
         if got != md5:
             raise PSPNetError(f"{archive}: md5 {got}, expected {md5}; the file is damaged or not the published one — "
-                              "delete it and run again")
+                              f"{again}")
     print(f"extracting {archive.name} ...", flush=True)
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -135,7 +138,7 @@ def extract(archive: Path, dest: Path, md5: str | None = None) -> Path:
                 else:
                     t.extractall(dest)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
-        raise PSPNetError(f"{archive}: cannot unpack it ({e}); delete it and run again") from None
+        raise PSPNetError(f"{archive}: cannot unpack it ({e}): truncated or damaged; {again}") from None
     marker.touch()
     return dest
 
@@ -148,9 +151,11 @@ def claim_root(root: Path, dataset: str) -> None:
     started = root / STARTED
     if started.exists():
         other = started.read_text().strip()
-        if other != dataset:
+        # A prepare that stopped before writing anything (a wrong dataset name, no --source) holds no claim
+        if other != dataset and any(p.name != STARTED for p in root.iterdir()):
             raise PSPNetError(f"{root}: a `pspnet data prepare {other}` started there; use another --root for "
                               f"{dataset}")
+        started.write_text(dataset + "\n")
         return
     if (root / STAMP).exists():  # prepared before (already_prepared refused another dataset's), files since changed
         return
@@ -233,7 +238,7 @@ def find_or_fetch(source: str | None, root: Path, folder: str, archive: str, url
             if optional:
                 return None
             raise
-        return extract(path, raw, md5)
+        return extract(path, raw, md5, downloaded=True)
     src = Path(source)
     if src.is_file() and src.name == archive:
         return extract(src, raw, md5)
