@@ -145,6 +145,9 @@ def file_kind(path: Path) -> str:
         return "torch-zip"
     if head[:1] == b"\x80":
         return "torch-pickle"
+    if head[:4] == b"PK\x03\x04":  # a zip archive (as PyTorch saves) whose end is missing
+        raise PSPNetError(f"{path}: a zip archive cut short or damaged (a PyTorch .pth file is one); download or copy "
+                          "it again")
     # No checkpoint by its content: a part of a model that is given whole?
     if path.suffix.lower() == ".bin" and path.with_suffix(".xml").is_file():
         raise PSPNetError(f"{path}: the weights of the OpenVINO IR {path.with_suffix('.xml')}; give the .xml")

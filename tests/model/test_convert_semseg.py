@@ -88,3 +88,27 @@ def test_convert_command_reports_a_foreign_file_in_one_line(tmp_path, capsys):
     assert main(["convert", "--from", "semseg", str(src), str(tmp_path / "y.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a checkpoint" in err and "Traceback" not in err
+
+
+def test_a_cut_short_file_or_the_wrong_from_says_so_and_names_the_right_one(tmp_path, capsys):
+    """A truncated .pth was "not a checkpoint"; --from caffe on a .pth was "not a readable .caffemodel (wire type
+    3)", --from semseg on a .caffemodel "not a checkpoint", --from mmseg on the authors' .pth named no --from."""
+    state = official_layout(PSPNet(3, backbone="resnet18", aux=False))
+    src = tmp_path / "train_epoch_100.pth"
+    torch.save({"epoch": 100, "state_dict": state}, src)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(data[: len(data) // 2])
+    caffemodel = tmp_path / "m.caffemodel"
+    caffemodel.write_bytes(b"\x0a\x05hello")
+    for from_, given, expected in [
+        ("semseg", cut, f"{cut}: a zip archive cut short or damaged (a PyTorch .pth file is one); download or copy "
+                        "it again"),
+        ("caffe", src, f"{src}: a PyTorch or safetensors checkpoint, not a .caffemodel; convert it with --from semseg "
+                       "(the authors' PyTorch code) or --from mmseg"),
+        ("semseg", caffemodel, f"{caffemodel}: a Caffe model; convert it with --from caffe"),
+        ("mmseg", src, f"{src}: a checkpoint of the authors' hszhao/semseg code; convert it with --from semseg"),
+    ]:
+        assert main(["convert", "--from", from_, str(given), str(tmp_path / "out.safetensors")]) == 2
+        assert capsys.readouterr().err == f"pspnet convert: error: {expected}\n"
+    assert not (tmp_path / "out.safetensors").exists()

@@ -53,10 +53,19 @@ def run(args: argparse.Namespace) -> int:
     if convert is None:  # Caffe: a protobuf file, not a torch one
         if not args.src.is_file():
             raise PSPNetError(f"{args.src}: no such .caffemodel file")
+        try:
+            kind = file_kind(args.src)
+        except PSPNetError:
+            kind = None  # no torch file: read as Caffe's
+        if kind is not None:  # (Caffe's decoder would say "wire type 3")
+            raise PSPNetError(f"{args.src}: a PyTorch or safetensors checkpoint, not a .caffemodel; convert it with "
+                              "--from semseg (the authors' PyTorch code) or --from mmseg")
         model = dataset_named(lambda: convert_caffe(args.src, info), args)
         if args.prototxt is not None:
             extra["deploy_input"] = deploy_input(args.prototxt)
     else:
+        if args.src.suffix.lower() == ".caffemodel" and args.src.is_file():
+            raise PSPNetError(f"{args.src}: a Caffe model; convert it with --from caffe")
         if file_kind(args.src) == "safetensors":
             raise PSPNetError(f"{args.src}: already a safetensors file; expected an official .pth checkpoint")
         options = {"align_corners": args.align_corners} if args.source_format == "mmseg" else {}

@@ -57,6 +57,9 @@ def architecture(state: dict[str, torch.Tensor], source: str) -> dict[str, Any]:
             "decode_head.psp_modules.0.1.conv.weight")
     missing = [k for k in need if k not in state]
     if missing:
+        if "cls.4.weight" in {k.removeprefix("module.") for k in state}:  # the authors' hszhao/semseg layout
+            raise PSPNetError(f"{source}: a checkpoint of the authors' hszhao/semseg code; convert it with "
+                              "--from semseg")
         raise PSPNetError(f"{source}: not an mmsegmentation PSPNet checkpoint (no {missing[0]}); expected a zoo "
                           "pspnet_*.pth with PSPHead")
     block = "bottleneck" if any(k.endswith(".conv3.weight") for k in state if k.startswith("backbone.layer")) \
