@@ -223,3 +223,17 @@ def test_the_recompile_limit_is_set_under_the_name_this_torch_has() -> None:
     finally:
         setattr(_dynamo.config, name, before)
     assert getattr(_dynamo.config, name) == before
+
+
+def test_int8_without_torchao_is_said_before_any_timing(capsys, monkeypatch) -> None:
+    """The int8 step comes last: without torchao (which no extra installs) every workload was timed first and the
+    results thrown away with the error."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real(name, *a))
+    monkeypatch.setattr("pspnet.cli.bench.run_bench", None)  # nothing is timed
+    assert main(["bench", "--int8", "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pspnet bench: error: int8 quantisation in PyTorch (bench --int8) needs torchao") and (
+        err.count("\n") == 1)

@@ -224,3 +224,16 @@ def test_a_damaged_source_archive_is_to_be_fetched_again_not_deleted_and_rerun(t
     err = capsys.readouterr().err
     assert (f"{up / 'ADEChallengeData2016.zip'}: cannot unpack it (File is not a zip file): truncated or damaged; "
             "download it again and give that to --source") in err and "delete it" not in err
+
+
+def test_voc2012_without_scipy_is_said_before_anything_is_fetched(tmp_path, monkeypatch):
+    """Said after the 3.4 GB of VOC and SBD were fetched and unpacked, and naming `pip install scipy` rather than
+    the extra that holds it."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
+    monkeypatch.setattr("pspnet.data.prepare.voc2012.find_or_fetch", None)  # nothing fetched or read
+    with pytest.raises(PSPNetError, match=r"^voc2012: its train_aug split reads SBD's \.mat labels, which needs "
+                                          r"scipy: pip install 'pspnet\[voc\]'$"):
+        prepare_dataset("voc2012", tmp_path / "voc", None, progress=False)

@@ -240,6 +240,23 @@ def test_predict_video_writes_an_annotated_video(checkpoint, tmp_path, capsys) -
                     last), last
 
 
+def test_a_video_without_pyav_is_said_before_the_images_run(checkpoint, tmp_path, capsys, monkeypatch) -> None:
+    """A core install: every image was predicted first, then "video needs PyAV" naming no video, exit 1."""
+    import importlib.util
+
+    from pspnet.cli import predict as predict_cli
+
+    write_image(tmp_path / "a.png")
+    clip = write_video(tmp_path / "clip.mp4", 4)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a))
+    monkeypatch.setattr(predict_cli, "backend_forward", None)  # the network is never loaded
+    assert main(["predict", str(checkpoint), str(tmp_path / "a.png"), str(clip), "--out", str(tmp_path / "o"),
+                 *TINY]) == 2
+    assert capsys.readouterr().err.endswith(f"pspnet predict: error: {clip}: a video, which needs PyAV: pip install "
+                                            "'pspnet[video]'\n")
+
+
 def test_a_phones_3gp_video_in_a_folder_is_predicted_as_a_video(checkpoint, tmp_path, capsys) -> None:
     """.3gp, .ts, .wmv, ... are what FFmpeg reads; they were left out of folders, and named alone read as images."""
     (tmp_path / "in").mkdir()
@@ -487,6 +504,25 @@ def test_eval_then_score_give_the_same_numbers(checkpoint, tmp_path) -> None:
         own = scores_from_matrix(torch.from_numpy(matrix))
         assert float(row["mIoU"]) == pytest.approx(own.miou, abs=1e-4)
         assert float(row["allAcc"]) == pytest.approx(own.allacc, abs=1e-4) and int(row["labelled_pixels"]) == keep.sum()
+
+
+def test_eval_report_without_matplotlib_is_said_before_the_network_runs(checkpoint, tmp_path, capsys,
+                                                                         monkeypatch) -> None:
+    """A core install: the evaluation ran to its end (the JSON written), then exit 2 for want of matplotlib."""
+    import importlib.util
+
+    from pspnet.cli import eval as eval_cli
+
+    write_image(tmp_path / "img" / "a.png")
+    write_label(tmp_path / "lab" / "a.png")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    monkeypatch.setattr(eval_cli, "backend_forward", None)  # the network is never loaded
+    assert main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--report", str(tmp_path / "rep"), "--json", str(tmp_path / "e.json"), *TINY]) == 2
+    assert capsys.readouterr().err.endswith("pspnet eval: error: --report needs matplotlib: pip install "
+                                            "'pspnet[report]'\n")
+    assert not (tmp_path / "e.json").exists()
 
 
 def test_eval_pairs_images_with_labels_named_by_a_suffix(checkpoint, tmp_path, capsys) -> None:
@@ -992,6 +1028,9 @@ def test_eval_score_and_data_check_take_key_value_overrides_of_their_config(chec
                                                                             "unknown key data.rot"]),
         (["eval", str(checkpoint), "--images", "x", "--labels", "y", "data.root=z"], ["give --config"]),
         (["data", "check", "--config", str(flat), "val.flip=false"], ["val.flip=false", "under data:"]),
+        # the override's own words, not the file's (its val: line was blamed)
+        (["eval", str(checkpoint), "--config", str(nested), "val.flip=maybe"], ["command line val.flip=maybe: "]),
+        (["eval", str(checkpoint), "--config", str(nested), "val.imagez=3"], ["command line val.imagez=3: "]),
     ):
         code = main(argv)
         err = capsys.readouterr().err

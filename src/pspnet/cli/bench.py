@@ -242,6 +242,10 @@ def run(args: argparse.Namespace) -> int:
     allow_recompiles(_dynamo.config, 64)
     if args.checkpoint is not None:
         use_model_folder(args)
+    if args.int8:
+        from pspnet.export.quantize import require_torchao
+
+        require_torchao()
     config = config_from_args(args)
     for option, path in (("--markdown", args.markdown), ("--json", args.json)):
         if path is not None:

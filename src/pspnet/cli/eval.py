@@ -133,10 +133,11 @@ def read_eval_data(args: argparse.Namespace) -> NamedData:
                           f"{', '.join(given) or 'none'}){hint}")
     check_overrides_without_config(args.overrides, args.config)
     if args.config is not None:
-        cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"))
+        origins: dict[str, str] = {}
+        cfg, raw = load_data_config(args.config, args.overrides, sections=("data", "val"), origins=origins)
         protocol = None
         if isinstance(raw, dict) and raw.get("val") is not None:
-            protocol = from_dict(InferenceSettings, raw["val"], str(args.config), "val.")
+            protocol = from_dict(InferenceSettings, raw["val"], str(args.config), "val.", origins)
         dataset = build_dataset(cfg, args.split)
         notes = []
         if cfg.dataset == "folders":  # with data.val_fraction the val split is drawn from the train folders
@@ -321,6 +322,10 @@ def check_output_places(args: argparse.Namespace) -> None:
     for folder, option in ((args.out, "--out"), (args.report, "--report")):
         if folder is not None:
             check_output_folder(folder, option)
+    if args.report is not None:  # said after the evaluation, it cost the whole run
+        from pspnet.engine.report import require_matplotlib
+
+        require_matplotlib()
 
 
 def check_outputs(args: argparse.Namespace, dataset: Any, layout: PredictionLayout | None) -> None:

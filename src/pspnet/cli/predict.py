@@ -50,6 +50,7 @@ from pspnet.engine.predict import (
     expand_inputs,
     is_video,
     predict_video,
+    require_av,
 )
 from pspnet.errors import PSPNetError
 from pspnet.files import check_new_outputs, check_output_folder
@@ -163,6 +164,7 @@ def predict_command(args: argparse.Namespace, processes: Distributed) -> int:
             print(f"pspnet predict: no input to predict ({len(failures)} problem(s) above)", file=sys.stderr)
         return 1
     check_inputs_outside(args.out, found.files)
+    require_av([p for p in files if is_video(p)])
     # Before any compute. With --skip-existing, what exists of the inputs left to do is an interrupted run's.
     check_new_outputs(planned, found.files, args.overwrite or args.skip_existing, "--out", skippable=True)
     barrier(processes)  # every process has checked --out before any writes into it

@@ -182,20 +182,23 @@ def check_overrides_without_config(overrides: Sequence[str], config: Path | None
                           "--config's settings: give --config F")
 
 
-def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequence[str] = ("data",)
-                     ) -> tuple[DataConfig, dict[str, Any]]:
+def load_data_config(path: Path, overrides: Sequence[str] = (), sections: Sequence[str] = ("data",),
+                     origins: dict[str, str] | None = None) -> tuple[DataConfig, dict[str, Any]]:
     """The data settings of a YAML file (a training config's `data:` section, or the settings at the top level), and
     the whole file's mapping (for its other sections), after `key=value` overrides of the settings under `sections`
-    (`data.root=DIR`, and e.g. `val.flip=false` where the caller reads `val:`)."""
+    (`data.root=DIR`, and e.g. `val.flip=false` where the caller reads `val:`). `origins`, given: filled with where
+    each setting came from (a line of the file or the command line), for the caller's errors of other sections."""
     from pspnet.configfile import from_dict, load_yaml
 
-    origins: dict[str, str] = {}  # where each setting came from: a line of the file or the command line
+    origins = {} if origins is None else origins
     raw = load_yaml(path, origins)
     nested = isinstance(raw, dict) and isinstance(raw.get("data"), dict)
     if overrides:
         if not nested:  # the settings alone: they are the data section
             raw, nested = {"data": raw}, True
-            origins = {f"data.{key}": line for key, line in origins.items()}
+            moved = {f"data.{key}": line for key, line in origins.items()}
+            origins.clear()
+            origins.update(moved)
         raw = _overridden(raw, overrides, sections, origins)
     section = raw["data"] if nested else raw
     cfg = from_dict(DataConfig, section, str(path), "data." if nested else "", origins)

@@ -46,6 +46,6 @@ def sbd_to_train_ids(mat_path: str) -> np.ndarray:
     try:
         from scipy.io import loadmat
     except ImportError:
-        raise PSPNetError(f"{mat_path}: reading SBD .mat labels needs scipy; run `pip install scipy`") from None
+        raise PSPNetError(f"{mat_path}: reading SBD .mat labels needs scipy: pip install 'pspnet[voc]'") from None
     seg = loadmat(mat_path, squeeze_me=True, struct_as_record=False)["GTcls"].Segmentation
     return np.asarray(seg, dtype=np.uint8)

@@ -11,6 +11,7 @@ they show named under them (`engine/legend.py`; a video's frames a key of one he
 from __future__ import annotations
 
 import glob
+import importlib.util
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -414,6 +415,14 @@ class BackgroundWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown()  # after a failure elsewhere: the queued writes finish, nothing is left half-written
+
+
+def require_av(videos: list[Path]) -> None:
+    """Before anything runs: the videos among the inputs need PyAV (said at the first video's turn, it came after
+    every image, naming none)."""
+    if videos and importlib.util.find_spec("av") is None:
+        more = f" (and {len(videos) - 1} more)" if len(videos) > 1 else ""
+        raise PSPNetError(f"{videos[0]}{more}: a video, which needs PyAV: pip install 'pspnet[video]'")
 
 
 def _av() -> ModuleType:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,11 +20,16 @@ from pspnet.errors import PSPNetError
 from pspnet.files import write_atomically
 
 
+def require_matplotlib() -> None:
+    """Before an evaluation whose report needs it: its absence said first, not after the network ran."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PSPNetError("--report needs matplotlib: pip install 'pspnet[report]'")
+
+
 def _pyplot():  # noqa: ANN202 - matplotlib is optional
-    try:
-        import matplotlib
-    except ImportError:
-        raise PSPNetError("--report needs matplotlib: pip install 'pspnet[report]'") from None
+    require_matplotlib()
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -37,7 +37,7 @@ def require_onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise PSPNetError("ONNX export needs the onnx package: pip install 'pspnet[export]'") from None
+        raise PSPNetError("ONNX files (export, info) need the onnx package: pip install 'pspnet[export]'") from None
     return onnx
 
 

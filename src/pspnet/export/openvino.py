@@ -59,7 +59,7 @@ def require_openvino() -> Any:
     try:
         import openvino
     except ImportError:
-        raise PSPNetError("the openvino backend needs OpenVINO: pip install 'pspnet[openvino]'") from None
+        raise PSPNetError("this needs OpenVINO: pip install 'pspnet[openvino]'") from None
     return openvino
 
 

@@ -8,6 +8,7 @@ the test protocol, or a fixed-size camera stream). Whether it keeps the answer i
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 
 import torch
@@ -15,6 +16,13 @@ from torch import nn
 
 from pspnet.errors import PSPNetError
 from pspnet.model.fold import fold_batchnorm
+
+
+def require_torchao() -> None:
+    """Before a benchmark that ends with the int8 step: its absence said before the timings, not after them."""
+    if importlib.util.find_spec("torchao") is None:
+        raise PSPNetError("int8 quantisation in PyTorch (bench --int8) needs torchao, which no extra of pspnet "
+                          "installs: pip install torchao (CPU int8 for use: `pspnet quantize`, OpenVINO)")
 
 
 def quantize_int8(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:

@@ -5,12 +5,14 @@ train_aug = (SBD train ∪ SBD val ∪ VOC train) − VOC val. Labels: VOC's pal
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from pspnet.classes import VOC2012
 from pspnet.data.labels import sbd_to_train_ids
 from pspnet.data.lists import Pair
 from pspnet.data.prepare.common import Prepared, convert_label, find_or_fetch, finish, place, write_label
+from pspnet.errors import PSPNetError
 from pspnet.progress import progress_bar
 
 VOC = ("VOCdevkit/VOC2012", "VOCtrainval_11-May-2012.tar",
@@ -27,6 +29,9 @@ def _names(path: Path) -> list[str]:
 
 def prepare_voc2012(root: Path, source: str | None, progress: bool = True) -> Prepared:
     result = Prepared("voc2012", root)
+    if importlib.util.find_spec("scipy") is None:  # said before 3.4 GB are fetched and unpacked, not after
+        raise PSPNetError("voc2012: its train_aug split reads SBD's .mat labels, which needs scipy: pip install "
+                          "'pspnet[voc]'")
     voc_base = find_or_fetch(source, root, *VOC, progress)
     sbd_base = find_or_fetch(source, root, *SBD, progress, optional=True)
     assert voc_base is not None
