@@ -81,10 +81,22 @@ class _Guarded(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        """Tensors as numpy arrays: a worker's arrays come through the loader's pipe, where its tensors came as file
+        descriptors from a thread of the main process, which printed a traceback when a SIGTERM to the process group
+        stopped a worker in the middle of a transfer (`as_tensors` turns them back)."""
         try:
-            return self.dataset[i]
+            item = self.dataset[i]
         except PSPNetError as e:
             return {"error": str(e)}
+        return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in item.items()}
+
+
+def as_tensors(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
+
+
+def _unchanged(item: T) -> T:  # the loader's collate: the item as the worker made it
+    return item
 
 
 T = TypeVar("T")
@@ -129,13 +141,14 @@ def evaluate(forward: Forward, dataset: Any, settings: InferenceSettings, info: 
     # A scheduler's SIGTERM to the process group killed the workers, and the loader's complaint about that came
     # after the command's own "interrupted" (a traceback of 100 lines): the main process decides, as in training.
     loader = DataLoader(_Guarded(dataset), batch_size=None, shuffle=False, num_workers=workers,
-                        worker_init_fn=leave_stop_signals_to_the_main_process)
+                        collate_fn=_unchanged, worker_init_fn=leave_stop_signals_to_the_main_process)
     picks = set(spread_evenly(whole, num_samples))  # places in the whole split
     kept: list[tuple[int, Sample]] = []
     worst: list[tuple[float, int, Sample]] = []  # a max-heap on (mIoU, place) (negated), the num_samples lowest
     position = -1
     bar = progress_bar(total=len(dataset), desc="eval", unit="img", disable=not progress, leave=False)
-    for group in fill_batches(loader, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
+    items = (as_tensors(item) for item in loader)
+    for group in fill_batches(items, settings, lambda item: None if "error" in item else item["image"].shape[1:]):
         if stop is not None and stop():
             result.interrupted = True
             break
