@@ -449,3 +449,12 @@ def test_a_path_one_letter_off_names_the_one_that_exists(tmp_path, capsys, monke
         "runs/camvid/best.safetensor: no such checkpoint file; did you mean runs/camvid/best.safetensors?")
     assert main(["score", "--pred", "imagse", "--gt", "images", "--num-classes", "2"]) == 2
     assert capsys.readouterr().err.strip().endswith("imagse: no such prediction folder; did you mean images?")
+
+
+def test_a_home_relative_path_in_a_config_is_the_home_folders(tmp_path, monkeypatch) -> None:
+    """`data.root: ~/ds` and `train.out_dir: ~/runs/x` were taken literally: a folder named `~` was made in the
+    working folder (which `rm -rf ~` then meant the home folder)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = write(tmp_path)
+    cfg = load_train_config(path, ["data.root=~/ds", "train.out_dir=~/runs/x"])
+    assert cfg.data.root == tmp_path / "home" / "ds" and cfg.train.out_dir == tmp_path / "home" / "runs" / "x"

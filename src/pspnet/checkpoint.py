@@ -74,7 +74,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> PSPNet:
 def resolve(path: str | Path) -> Path:
     """The file behind `path`: itself, or for the name of a published model (not a file here) its converted
     checkpoint, downloaded and converted on first use."""
-    path = Path(path)
+    path = Path(path).expanduser()  # `train.init: ~/runs/x/best.safetensors` in a config
     if path.exists():
         return path
     if (named := find(str(path))) is not None:

@@ -150,7 +150,7 @@ def coerce(tp: Any, value: Any, source: str, key: str, origins: Origins | None =
     if tp is Path:
         if not isinstance(value, (str, Path)):
             raise PSPNetError(f"{source}: {key} = {value!r}; expected a path")
-        return Path(value)
+        return Path(value).expanduser()  # `~/data` as a shell reads it (else a folder named ~ was made here)
     if tp is Any:
         return value
     raise PSPNetError(f"{source}: {key}: unsupported setting type {tp}")

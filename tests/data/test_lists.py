@@ -100,3 +100,20 @@ def test_a_label_whose_suffix_is_upper_case_pairs_with_its_image(tmp_path: Path)
     assert [(p.image.name, p.label.name, p.label.is_file()) for p in pairs] == [("A.JPG", "A.PNG", True),
                                                                                 ("B.jpg", "B.png", False)]
     assert unpaired_labels(tmp_path / "images", tmp_path / "labels") == ([tmp_path / "labels" / "b.png"], None)
+
+
+def test_a_folder_tree_follows_symlinked_subfolders_once(tmp_path):
+    """A sequence linked in from elsewhere (`images/train/seqA -> /store/seqA`) was left out of every folder tree
+    without a word (Path.rglob does not enter symlinked folders); a link back up the tree is walked once."""
+    from pspnet.data.lists import tree_files
+
+    store = tmp_path / "store" / "seqA"
+    store.mkdir(parents=True)
+    (store / "1.png").write_bytes(b"")
+    tree = tmp_path / "images"
+    tree.mkdir()
+    (tree / "local.png").write_bytes(b"")
+    (tree / "seqA").symlink_to(store)
+    (tree / "loop").symlink_to(tree)
+    found = [p.relative_to(tree).as_posix() for p in tree_files(tree, (".png",))]
+    assert found == ["local.png", "seqA/1.png"]

@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 import zipfile
 
 import numpy as np
@@ -237,3 +239,24 @@ def test_voc2012_without_scipy_is_said_before_anything_is_fetched(tmp_path, monk
     with pytest.raises(PSPNetError, match=r"^voc2012: its train_aug split reads SBD's \.mat labels, which needs "
                                           r"scipy: pip install 'pspnet\[voc\]'$"):
         prepare_dataset("voc2012", tmp_path / "voc", None, progress=False)
+
+
+def test_a_source_of_relative_symlinks_is_placed_as_its_files(tmp_path, capsys):
+    """A git-annex or DVC checkout holds relative symbolic links: os.link linked the links themselves, whose targets
+    then pointed nowhere from the root ("image file is missing" for a source that was fine)."""
+    real = make_segnet_camvid(tmp_path / "store" / "CamVid", splits=("train", "val"))
+    linked = tmp_path / "checkout" / "CamVid"
+    for path in sorted(real.rglob("*")):
+        mirror = linked / path.relative_to(real)
+        if path.is_dir():
+            mirror.mkdir(parents=True, exist_ok=True)
+        elif path.suffix == ".png":
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            mirror.symlink_to(os.path.relpath(path, mirror.parent))
+        else:
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, mirror)
+    root = tmp_path / "deep" / "a" / "b"
+    assert main(["data", "prepare", "camvid", "--root", str(root), "--source", str(linked), "--no-progress"]) == 0
+    assert "prepared and checked (train 2, val 2 pairs)" in capsys.readouterr().out
+    assert all(p.is_file() for p in (root / "images" / "train").iterdir())

@@ -125,6 +125,23 @@ def test_predict_says_its_protocol_for_a_model_that_records_none(checkpoint, tmp
     assert f"protocol: --preset ms: {expected}" in capsys.readouterr().err
 
 
+def test_commands_run_with_stderr_closed_and_an_ascii_stdout(checkpoint, tmp_path) -> None:
+    """`2>&-` (some daemons and cron jobs): predict crashed on its progress bar before writing anything, silently;
+    PYTHONIOENCODING=ascii: `pspnet models` ended in a UnicodeEncodeError (the × of "7×7 stem")."""
+    import os
+    import subprocess
+    import sys
+
+    write_image(tmp_path / "a.png")
+    done = subprocess.run([sys.executable, "-m", "pspnet", "predict", str(checkpoint), str(tmp_path / "a.png"),
+                           "--out", str(tmp_path / "o"), "--outputs", "labels", *TINY],
+                          preexec_fn=lambda: os.close(2), capture_output=False, timeout=300)  # noqa: PLW1509
+    assert done.returncode == 0 and (tmp_path / "o" / "a.png").is_file()
+    listed = subprocess.run([sys.executable, "-m", "pspnet", "models", "r18"], capture_output=True, timeout=300,
+                            env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert listed.returncode == 0 and b"7\\xd77 stem" in listed.stdout, listed.stderr[-500:]
+
+
 def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
     write_image(tmp_path / "a1.png")
     write_image(tmp_path / "a2.png")

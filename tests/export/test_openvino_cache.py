@@ -107,6 +107,24 @@ def test_a_damaged_entry_is_converted_again(cache, quick_conversions) -> None:
     assert torch.equal(OpenVinoModel(tiny())(x), expected)
 
 
+def test_a_read_only_cache_is_read(cache, quick_conversions, monkeypatch, capsys) -> None:
+    """A cache filled beforehand (a container image, another user's): marking the entry as used failed, and the entry
+    was taken for a damaged one, converted again on every run with a warning that it cannot be kept."""
+    import errno
+    import os
+
+    OpenVinoModel(tiny())
+
+    def read_only(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "utime", read_only)
+    capsys.readouterr()
+    again = OpenVinoModel(tiny())
+    assert "converted earlier" in again.source and len(quick_conversions) == 1
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_an_unwritable_cache_warns_once_and_runs(tmp_path, monkeypatch, capsys, quick_conversions) -> None:
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("PSPNET_CACHE", str(tmp_path / "file"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import io
 import os
 import re
 import signal
@@ -109,6 +110,7 @@ def unrecognized(parser: argparse.ArgumentParser, argv: list[str], extra: list[s
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    usable_streams()
     command = next((a for a in argv if not a.startswith("-")), "")  # the top-level parser has no valued options
     parser = build_parser(command)
     from pspnet.cli.comma_lists import split_comma_lists
@@ -193,6 +195,18 @@ class Terminated:
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+
+
+def usable_streams() -> None:
+    """Streams a command can always write to: a closed stderr or stdout (`2>&-`, some daemons and cron jobs; Python
+    makes it None) goes to the null device, where every write crashed the command; an ASCII one (`PYTHONIOENCODING=
+    ascii`) escapes what it cannot encode (the × of a size, a class's name) as stderr does, not raise."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's own stream, open to its end)
+        elif isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
 
 
 def error(command: str, message: str) -> int:

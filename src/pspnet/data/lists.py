@@ -144,12 +144,20 @@ def tree_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path
     """The files in `folder`'s tree (subfolders at any depth, as mmsegmentation's datasets read theirs), hidden files
     and folders left out, with one of `suffixes` (any case) if given; sorted by their path in the tree."""
     found = []
-    for p in folder.rglob("*"):
-        relative = p.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or not p.is_file():
+    seen: set[str] = set()  # the real folders walked: a symlinked folder is followed (Path.rglob left it out), once
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
             continue
-        if suffixes is None or p.suffix.lower() in suffixes:
-            found.append((relative.as_posix(), p))
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            p = Path(top) / name
+            if name.startswith(".") or not p.is_file():
+                continue
+            if suffixes is None or p.suffix.lower() in suffixes:
+                found.append((p.relative_to(folder).as_posix(), p))
     return [p for _, p in sorted(found)]
 
 

@@ -18,6 +18,7 @@ graphs used last are kept; a damaged or unreadable entry is converted again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -141,7 +142,8 @@ def cached_convert(model: nn.Module, core: Any) -> tuple[Any, str]:
         try:
             graph = core.read_model(str(path))
             if graph_metadata(graph) == model_metadata(model, [LOGITS_NAME]):  # type: ignore[arg-type]
-                os.utime(path)  # used last: kept longest
+                with contextlib.suppress(OSError):  # a read-only cache (filled in a container image) is read still
+                    os.utime(path)  # used last: kept longest
                 return graph, f"the model, converted earlier ({path})"
         except Exception:  # noqa: BLE001, S110  (a damaged entry: converted again below)
             pass

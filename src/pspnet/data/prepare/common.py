@@ -88,7 +88,9 @@ def place(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     try:
-        os.link(src, tmp)
+        # the file itself: os.link of a symbolic link (a git-annex or DVC source) links the link, whose relative
+        # target then points nowhere from the root
+        os.link(os.path.realpath(src), tmp)
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
