@@ -20,6 +20,7 @@ import torch
 
 from pspnet.errors import PSPNetError
 
+LONG_NAME = 200  # bytes: a file name longer than this gets a temporary twin of a short name
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # files read as images
 
 
@@ -33,6 +34,18 @@ def write_atomically(path: Path, write: Callable[[str], Any]) -> None:
             raise _named(e, tmp, path) from None
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """`text` into `path` (UTF-8) as `write_atomically` writes. A file name that is no UTF-8 (Latin-1 bytes from an
+    old archive or a Samba share) reaches Python as surrogates: they are written back as the name's own bytes (a
+    traceback before, the file and those after it not written)."""
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", errors="surrogateescape"))
+
+
+def shown(name: str) -> str:
+    """A file name fit for display where surrogates are refused (a chart's title): its undecodable bytes as �."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _named(error: OSError, tmp: str, path: Path) -> OSError:
     """`error` as the failure of writing `path` where it came from writing `tmp` (or named no file); else as is."""
     return OSError(error.errno, error.strerror, str(path)) if error.filename in (None, tmp) else error
@@ -43,7 +56,10 @@ def atomic_target(path: Path) -> Iterator[str]:
     """A temporary file beside `path` to write, renamed over `path` when the block ends normally and removed when it
     fails: `path` is written whole or not at all (several targets nest, e.g. in a `contextlib.ExitStack`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Named after the file, unless that would pass the 255 bytes a name may have (a long name of CJK characters
+    # fitted, its temporary twin with 14 bytes more did not)
+    prefix = f".{path.name}." if len(os.fsencode(path.name)) <= LONG_NAME else ".pspnet-write."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield tmp

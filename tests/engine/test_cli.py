@@ -142,6 +142,15 @@ def test_commands_run_with_stderr_closed_and_an_ascii_stdout(checkpoint, tmp_pat
     assert listed.returncode == 0 and b"7\\xd77 stem" in listed.stdout, listed.stderr[-500:]
 
 
+def test_predict_writes_outputs_of_the_longest_names_a_file_may_have(checkpoint, tmp_path) -> None:
+    """81 CJK characters (247 bytes) make a valid name; its temporary twin, 14 bytes longer, did not, and the whole
+    run stopped there ("File name too long")."""
+    name = "写" * 81
+    write_image(tmp_path / "in" / f"{name}.png")
+    assert main(["predict", str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "o"), *TINY]) == 0
+    assert (tmp_path / "o" / f"{name}.png").is_file() and (tmp_path / "o" / "color" / f"{name}.png").is_file()
+
+
 def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
     write_image(tmp_path / "a1.png")
     write_image(tmp_path / "a2.png")
@@ -540,6 +549,23 @@ def test_eval_report_without_matplotlib_is_said_before_the_network_runs(checkpoi
     assert capsys.readouterr().err.endswith("pspnet eval: error: --report needs matplotlib: pip install "
                                             "'pspnet[report]'\n")
     assert not (tmp_path / "e.json").exists()
+
+
+def test_a_file_name_that_is_no_utf8_is_written_back_as_its_bytes(checkpoint, tmp_path) -> None:
+    """Latin-1 names (an old archive, a Samba share) reach Python as surrogates: eval --out stopped with a
+    UnicodeEncodeError before scores.json, score --per-image too, the report's chart refused the title."""
+    import os
+
+    name = os.fsdecode(b"caf\xe9")
+    write_image(tmp_path / "img" / f"{name}.png")
+    write_label(tmp_path / "lab" / f"{name}.png")
+    assert main(["eval", str(checkpoint), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                 "--out", str(tmp_path / "o"), "--save-predictions", "--report", str(tmp_path / "rep"), *TINY]) == 0
+    assert (tmp_path / "o" / "scores.json").is_file() and (tmp_path / "rep" / "index.html").is_file()
+    assert b"caf\xe9," in (tmp_path / "o" / "per_image.csv").read_bytes()
+    assert main(["score", "--pred", str(tmp_path / "o"), "--gt", str(tmp_path / "lab"), "--num-classes", "3",
+                 "--per-image", str(tmp_path / "pi.csv")]) == 0
+    assert b"caf\xe9," in (tmp_path / "pi.csv").read_bytes()
 
 
 def test_eval_pairs_images_with_labels_named_by_a_suffix(checkpoint, tmp_path, capsys) -> None:

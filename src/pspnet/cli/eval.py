@@ -45,7 +45,14 @@ from pspnet.engine.inference import MMSEG_PRESETS, MMSEG_SHORT_SIDE, InferenceSe
 from pspnet.engine.metrics import UnscoredValues, per_image_csv
 from pspnet.engine.predict import DEFAULT_OUTPUTS, BackgroundWriter, ImagePrediction, PredictionLayout
 from pspnet.errors import PSPNetError
-from pspnet.files import check_new_outputs, check_not_inputs, check_output_file, check_output_folder, write_atomically
+from pspnet.files import (
+    check_new_outputs,
+    check_not_inputs,
+    check_output_file,
+    check_output_folder,
+    write_atomically,
+    write_text_atomically,
+)
 from pspnet.run_folder import is_run_folder
 from pspnet.weights import find
 
@@ -440,10 +447,10 @@ def evaluate_command(args: argparse.Namespace, processes: Distributed) -> int:
             tmp, result.matrix.numpy(), fmt="%d", delimiter=",",
             header=",".join(info.classes) + "  (rows: ground truth, columns: prediction)"))
         table = per_image_csv(result.per_image, info.classes)
-        write_atomically(args.out / "per_image.csv", lambda tmp: Path(tmp).write_text(table))
+        write_text_atomically(args.out / "per_image.csv", table)
     text = json.dumps(doc, indent=1) + "\n"
     for path in targets:
-        write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+        write_text_atomically(path, text)
     if args.report is not None:
         from pspnet.engine.report import write_report
 

@@ -24,7 +24,7 @@ from pspnet.data.lists import read_image_list, spread_evenly, tree_files
 from pspnet.download import file_digest
 from pspnet.engine.loading import QUANTIZATION_RECORD, QUANTIZED_IR
 from pspnet.errors import PSPNetError
-from pspnet.files import IMAGE_SUFFIXES, check_new_outputs, check_output_folder, write_atomically
+from pspnet.files import IMAGE_SUFFIXES, check_new_outputs, check_output_folder, write_text_atomically
 
 DEFAULT_IMAGES = 64
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from pspnet.export.openvino import save_ir
 
     save_ir(result.graph, xml)
-    write_atomically(record_path, lambda tmp: Path(tmp).write_text(json.dumps(result.record, indent=1) + "\n"))
+    write_text_atomically(record_path, json.dumps(result.record, indent=1) + "\n")
     print(f"int8 against f32 on the {a.images} held-back images: {100 * a.same:.2f}% of {a.pixels} pixels agree "
           f"(worst image {100 * a.worst_image:.2f}%)", file=sys.stderr)
     print(f"wrote {xml} (+ model.bin, quantization.json); run it with: pspnet predict {xml} IMAGES --out DIR",

@@ -26,7 +26,7 @@ from pspnet.engine.label_formats import label_values
 from pspnet.engine.metrics import ConfusionMatrix, ImageScore, UnscoredValues, image_score, per_image_csv
 from pspnet.engine.predict import OUTPUT_KINDS
 from pspnet.errors import PSPNetError
-from pspnet.files import check_not_inputs, check_output_file, near_miss, write_atomically
+from pspnet.files import check_not_inputs, check_output_file, near_miss, write_text_atomically
 
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 
@@ -260,10 +260,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         doc = scores.to_dict() | {"images": scored, "failures": failures, "confusion_matrix": cm.matrix.tolist()}
         text = json.dumps(doc, indent=1) + "\n"
-        write_atomically(args.json, lambda tmp: Path(tmp).write_text(text))
+        write_text_atomically(args.json, text)
     if args.per_image is not None:
         table = per_image_csv(per_image, names)
-        write_atomically(args.per_image, lambda tmp: Path(tmp).write_text(table))
+        write_text_atomically(args.per_image, table)
     if failures:
         print(f"pspnet score: {len(failures)} problem(s) (see above); the scores cover the {scored} good pairs",
               file=sys.stderr)

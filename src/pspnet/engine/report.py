@@ -17,7 +17,7 @@ from pspnet.engine.legend import key_entries
 from pspnet.engine.metrics import Scores
 from pspnet.engine.predict import colorize
 from pspnet.errors import PSPNetError
-from pspnet.files import write_atomically
+from pspnet.files import shown, write_atomically, write_text_atomically
 
 
 def require_matplotlib() -> None:
@@ -66,7 +66,7 @@ def write_report(out_dir: Path, scores: Scores, matrix: torch.Tensor, class_name
         f"allAcc {_pct(scores.allacc)}</p>{body}<h2>Per-class scores</h2>"
         f"<table border='1' cellpadding='3'><tr><th>class</th><th>IoU %</th><th>Acc %</th></tr>{rows}</table>"
         "</body></html>\n")
-    write_atomically(index, lambda tmp: Path(tmp).write_text(page))
+    write_text_atomically(index, page)
     return index
 
 
@@ -145,7 +145,7 @@ def _samples(plt, path: Path, samples: Sequence[Sample], palette: Sequence[Color
     for s, h in zip(samples, rows, strict=True):
         top -= TITLE + h
         for col, (img, title) in enumerate(zip((s.image, colorize(s.label, palette), colorize(s.pred, palette)),
-                                               (f"{s.name} · mIoU {_pct(s.miou)}", "ground truth", "prediction"),
+                                               (f"{shown(s.name)} · mIoU {_pct(s.miou)}", "ground truth", "prediction"),
                                                strict=True)):
             ax = fig.add_axes(((MARGIN + col * (PANEL + MARGIN)) / width, top / height, PANEL / width, h / height))
             ax.imshow(img, interpolation="nearest", aspect="auto")

@@ -14,7 +14,7 @@ from typing import Any
 from pspnet.classes import Color
 from pspnet.engine.evaluate import Sample
 from pspnet.engine.report import sample_grid
-from pspnet.files import write_atomically
+from pspnet.files import write_text_atomically
 
 
 class RunLog:
@@ -66,7 +66,7 @@ class RunLog:
         if all(kept(line) for line in lines):
             return
         text = "".join(line if line.endswith("\n") else line + "\n" for line in lines if kept(line))
-        write_atomically(self.path, lambda tmp: Path(tmp).write_text(text))
+        write_text_atomically(self.path, text)
 
     def _quiet_writer_failure(self, args: Any) -> None:
         """TensorBoard writes from a thread of its own; a write that fails there (a full disk) would print that
