@@ -9,7 +9,7 @@ ROOT = Path(pspnet.__file__).parent
 
 # Bottom up. A module may import its own floor's modules and those below.
 FLOORS: list[tuple[str, ...]] = [
-    ("errors", "classes", "files", "progress"),
+    ("errors", "classes", "files", "progress", "environment"),
     ("configfile", "device", "download", "distributed", "model"),
     ("data", "convert", "export", "weights"),
     ("checkpoint", "engine", "run_folder"),

@@ -458,3 +458,25 @@ def test_a_home_relative_path_in_a_config_is_the_home_folders(tmp_path, monkeypa
     path = write(tmp_path)
     cfg = load_train_config(path, ["data.root=~/ds", "train.out_dir=~/runs/x"])
     assert cfg.data.root == tmp_path / "home" / "ds" and cfg.train.out_dir == tmp_path / "home" / "runs" / "x"
+
+
+@pytest.mark.parametrize("variable", ["WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"])
+def test_a_torchrun_variable_with_no_number_is_one_line(variable, monkeypatch) -> None:
+    """Left over in a shell or a pod's spec: int()'s ValueError traceback."""
+    from pspnet.device import cores_shared
+    from pspnet.distributed import launched_processes, setup
+
+    monkeypatch.setenv(variable, "abc")
+    message = rf"^{variable}=abc: expected a whole number \(torchrun sets it"
+    with pytest.raises(PSPNetError, match=message):
+        if variable == "LOCAL_WORLD_SIZE":
+            cores_shared()
+        elif variable == "LOCAL_RANK":
+            setup("cpu")
+        elif variable == "WORLD_SIZE":
+            launched_processes()
+        else:
+            from pspnet.cli.main import other_process_of_torchrun
+
+            monkeypatch.setenv("WORLD_SIZE", "2")
+            other_process_of_torchrun("export")

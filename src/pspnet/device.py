@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pspnet.environment import environment_int
 from pspnet.errors import PSPNetError
 
 
@@ -50,7 +51,7 @@ def engine_threads() -> int | None:
 def cores_shared() -> bool:
     """Several processes of one torchrun on this machine (LOCAL_WORLD_SIZE > 1): an engine must not pin its threads
     to cores, or every process pins to the same ones."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1
+    return environment_int("LOCAL_WORLD_SIZE", 1) > 1
 
 
 def isa_cap() -> str | None:

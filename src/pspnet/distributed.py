@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from pspnet.device import resolve_device
+from pspnet.environment import environment_int
 from pspnet.errors import PSPNetError
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ class Distributed:
 def setup(device_name: str, use_cpu: str = "--device cpu", caller: str = "run this command") -> Distributed:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); a single process otherwise. `use_cpu`:
     how the caller asks for the CPU (for the error on a machine without a GPU); `caller`: as for `join`."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = environment_int("LOCAL_RANK", 0)
     device = resolve_device(device_name, use_cpu)
     if launched_processes() > 1 and device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
@@ -52,7 +53,7 @@ def setup(device_name: str, use_cpu: str = "--device cpu", caller: str = "run th
 
 def launched_processes() -> int:
     """How many processes torchrun started (WORLD_SIZE; 1 outside torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return environment_int("WORLD_SIZE", 1)
 
 
 # What gloo and NCCL say in the processes left when one of the job's processes dies (killed, out of memory).
@@ -96,7 +97,7 @@ def join(device: torch.device, caller: str = "run this command") -> Distributed:
                                 store=keys)
     if not dist.is_initialized():
         return single_process(device)
-    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), device)
+    return Distributed(dist.get_rank(), dist.get_world_size(), environment_int("LOCAL_RANK", 0), device)
 
 
 def wait_for_everyone(store: dist.Store, rank: int, world_size: int, caller: str) -> None:

@@ -117,3 +117,14 @@ def test_a_folder_tree_follows_symlinked_subfolders_once(tmp_path):
     (tree / "loop").symlink_to(tree)
     found = [p.relative_to(tree).as_posix() for p in tree_files(tree, (".png",))]
     assert found == ["local.png", "seqA/1.png"]
+
+
+def test_two_images_of_one_name_beside_one_label_are_refused(tmp_path):
+    """a.png and a.jpg with labels/a.png: both were paired with it, the label scored twice without a word."""
+    from pspnet.data.lists import pair_folders
+
+    for name in ("images/a.png", "images/a.jpg", "images/b.png", "labels/a.png", "labels/b.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(PSPNetError, match=r"a\.jpg and .*a\.png both pair with the label .*labels/a\.png; keep one"):
+        pair_folders(tmp_path / "images", tmp_path / "labels")

@@ -61,9 +61,16 @@ def test_eval_saves_no_predictions_among_its_inputs_nor_two_images_predictions_i
     before = digests(tmp_path / "data")
     run = ["eval", str(checkpoint), "--images", str(tmp_path / "data" / "img"), "--labels",
            str(tmp_path / "data" / "lab"), "--save-predictions", "--workers", "0", *TINY]
-    one_line_error(capsys, main([*run, "--out", str(tmp_path / "data" / "img")]), "--out", "holds the input")
-    one_line_error(capsys, main([*run, "--out", str(tmp_path / "ev")]), "--save-predictions:", "a.jpg and ",
-                   f"a.png both write {tmp_path / 'ev' / 'a.png'}; rename one of them")
+    # (both paired with the one label: refused as data before the outputs are looked at)
+    one_line_error(capsys, main([*run, "--out", str(tmp_path / "ev")]), "a.jpg and ",
+                   f"a.png both pair with the label {tmp_path / 'data' / 'lab' / 'a.png'}")
+    (tmp_path / "data" / "pairs.txt").write_text("img/a.png lab/a.png\nimg/a.jpg lab/a.png\n")  # a list may
+    listed = ["eval", str(checkpoint), "--list", str(tmp_path / "data" / "pairs.txt"), "--save-predictions",
+              "--workers", "0", *TINY]
+    one_line_error(capsys, main([*listed, "--out", str(tmp_path / "data" / "img")]), "--out", "holds the input")
+    one_line_error(capsys, main([*listed, "--out", str(tmp_path / "ev")]), "--save-predictions:", "a.png and ",
+                   f"a.jpg both write {tmp_path / 'ev' / 'a.png'}; rename one of them")
+    (tmp_path / "data" / "pairs.txt").unlink()
     assert digests(tmp_path / "data") == before and not (tmp_path / "ev").exists()
     # The report in the same folder: its charts would replace predictions named as they are (iou.png).
     (tmp_path / "data" / "img" / "a.jpg").rename(tmp_path / "data" / "img" / "iou.jpg")

@@ -14,6 +14,7 @@ import threading
 import typing
 from pathlib import Path
 
+from pspnet.environment import environment_int
 from pspnet.errors import PSPNetError
 
 # (command, module under pspnet.cli, one-line help). Modules are imported only when their command runs.
@@ -67,10 +68,10 @@ def other_process_of_torchrun(command: str) -> bool:
     """Under torchrun (WORLD_SIZE > 1) a command that does not share its work out runs in the first process only:
     the others stop at once (exit 0), rather than all doing the same work at the same time (writing the same
     files, downloading the same dataset, timing against each other). The first says so, once."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = environment_int("WORLD_SIZE", 1)
     if command in SHARED_WORK or world_size <= 1:
         return False
-    if int(os.environ.get("RANK", "0")) != 0:
+    if environment_int("RANK", 0) != 0:
         return True
     print(f"pspnet {command}: note: under torchrun ({world_size} processes) the first process runs it and the others "
           "stop at once; only train, eval and predict share their work out", file=sys.stderr)
@@ -124,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         print(unrecognized(parser, argv, extra), file=sys.stderr)
         return 2
     # `train --print-config` stops before training: a command of one process, whose YAML goes out once.
-    if other_process_of_torchrun("train --print-config" if getattr(args, "print_config", False) else args.command):
-        return 0
+    try:
+        if other_process_of_torchrun("train --print-config" if getattr(args, "print_config", False) else args.command):
+            return 0
+    except PSPNetError as e:  # a torchrun variable left over with no number in it
+        return error(args.command, str(e))
     terminated = Terminated()
     try:
         with terminated:

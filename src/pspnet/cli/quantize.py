@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     write_text_atomically(record_path, json.dumps(result.record, indent=1) + "\n")
     print(f"int8 against f32 on the {a.images} held-back images: {100 * a.same:.2f}% of {a.pixels} pixels agree "
           f"(worst image {100 * a.worst_image:.2f}%)", file=sys.stderr)
-    print(f"wrote {xml} (+ model.bin, quantization.json); run it with: pspnet predict {xml} IMAGES --out DIR",
+    print(f"wrote {xml} (+ model.bin, quantization.json); run it with: pspnet predict {shlex.quote(str(xml))} IMAGES "
+          "--out DIR",
           file=sys.stderr)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,7 @@ def check_root_here(cfg: DataConfig, config: Path, out_dir: object = None, train
     for place, how in places:
         if (place / cfg.root).is_dir():
             other = (f" (train.out_dir {out_dir} is read from there too)" if training and how.startswith("where")
-                     else f", or give data.root={(place / cfg.root).resolve()}")
+                     else f", or give {shlex.quote(f'data.root={(place / cfg.root).resolve()}')}")
             raise PSPNetError(f"{config}: data.root = {cfg.root}: no such folder in the current folder "
                               f"({Path.cwd()}), which relative paths start from; {place / cfg.root} is {how}: run "
                               f"from {place}{other}")

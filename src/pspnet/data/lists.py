@@ -193,6 +193,7 @@ def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -
         raise PSPNetError(f"{label_dir}: no such label folder{near_miss(label_dir)}")
     pairs = []
     listed: dict[Path, dict[str, Path]] = {}  # a label folder's files by name, suffix case folded; read if needed
+    paired: dict[Path, Path] = {}  # label → its image: a.png and a.jpg beside one a.png label counted it twice
     for p in tree_files(image_dir, IMAGE_SUFFIXES):
         relative = p.relative_to(image_dir)
         nested = tree_name(p, image_dir) if len(relative.parts) > 1 else None
@@ -201,6 +202,9 @@ def pair_folders(image_dir: Path, label_dir: Path, label_suffix: str = ".png") -
             if label.parent not in listed:
                 listed[label.parent] = {fold_suffix(q.name, label_suffix): q for q in label.parent.iterdir()}
             label = listed[label.parent].get(fold_suffix(label.name, label_suffix), label)
+        if (other := paired.setdefault(label, p)) != p:
+            raise PSPNetError(f"{other} and {p} both pair with the label {label}; keep one image of each name (the "
+                              "other one a copy in another format?)")
         pairs.append(Pair(p, label, nested))
     return pairs
 
