@@ -41,9 +41,9 @@ def torch_options(args: argparse.Namespace) -> list[str]:
     `--fast` is not one where OpenVINO may run (`auto`, `openvino`): the fastest execution on a CPU is OpenVINO's
     (BENCHMARKS.md: f32 1.5–1.7× on the protocol, PyTorch's fastest recipe 1.05×)."""
     written = []
+    openvino_may_run = getattr(args, "backend", "auto") in ("auto", "openvino")
     for name in TORCH_ONLY:
         value = getattr(args, name, None)
-        openvino_may_run = getattr(args, "backend", "auto") in ("auto", "openvino")
         if value is None or (name == "fast" and (not value or openvino_may_run)):
             continue
         written.append(f"--{'no-' if value is False else ''}{name.replace('_', '-')}")

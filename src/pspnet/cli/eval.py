@@ -281,6 +281,7 @@ def published_preset(args: argparse.Namespace, dataset: str) -> str | None:
 
 
 def published_preset_note(args: argparse.Namespace, preset: str) -> str:
+    """The line that says `published_preset`'s choice, and where the published score was measured on the test set."""
     entry = find(str(args.checkpoint))
     assert entry is not None
     other = "--preset ss for the paper's" if preset in MMSEG_PRESETS else "--preset ss for single scale"
