@@ -480,3 +480,16 @@ def test_a_torchrun_variable_with_no_number_is_one_line(variable, monkeypatch) -
 
             monkeypatch.setenv("WORLD_SIZE", "2")
             other_process_of_torchrun("export")
+
+
+def test_a_symbolic_link_to_nowhere_as_an_output_is_said_and_not_replaced(tmp_path) -> None:
+    """A folder option given a dangling link said "File exists"; a file option replaced the link without --overwrite."""
+    from pspnet.files import check_output_file, check_output_folder
+
+    (tmp_path / "dang").symlink_to(tmp_path / "nowhere" / "deeper")
+    with pytest.raises(PSPNetError, match=r"^--out .*dang: a symbolic link to .*nowhere/deeper, which does not exist"):
+        check_output_folder(tmp_path / "dang", "--out")
+    (tmp_path / "m.onnx").symlink_to(tmp_path / "gone.onnx")
+    with pytest.raises(PSPNetError, match=r"^--out .*m\.onnx: exists; pass --overwrite"):
+        check_output_file(tmp_path / "m.onnx", "--out", overwrite=False)
+    check_output_file(tmp_path / "m.onnx", "--out", overwrite=True)

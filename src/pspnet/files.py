@@ -203,6 +203,9 @@ def check_output_folder(path: Path, option: str) -> None:
     PSPNetError naming the option, the path and what is wrong."""
     if path.exists() and not path.is_dir():
         raise PSPNetError(f"{option} {path}: exists and is not a folder; expected a folder for the outputs")
+    if path.is_symlink() and not path.exists():  # (mkdir said "File exists")
+        raise PSPNetError(f"{option} {path}: a symbolic link to {os.readlink(path)}, which does not exist; make that "
+                          "folder, or choose another")
     _check_creatable(path, option)
 
 
@@ -210,7 +213,7 @@ def check_output_file(path: Path, option: str, overwrite: bool) -> None:
     """Before any compute: `path` can be written, and is not an existing file unless `overwrite`."""
     if path.is_dir():
         raise PSPNetError(f"{option} {path}: is a folder; expected a file name")
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a link to nowhere is replaced by the file too
         raise PSPNetError(f"{option} {path}: exists; pass --overwrite to replace it, or choose another name")
     if path.exists() and not os.access(path, os.W_OK):
         raise PSPNetError(f"{option} {path}: exists and is not writable")
