@@ -8,6 +8,7 @@
 # 1 of 2 runs (the first process's own error line missing, the other's there, then a warning of torchrun's; not
 # seen with torch 2.13). Session 36: 1 of 863, the rank-0-only call (torch 2.4's rendezvous waits for every
 # process), after pspnet's teardown pauses for gloo's worker on torch before 2.8 and rank 0 keeps the store it hosts.
+# Session 38: the same one of 931.
 # Arguments go to pytest (e.g. tests/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
