@@ -37,7 +37,8 @@ def test_a_test_whose_process_dies_runs_once_more_and_the_run_still_ends(tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-n", "2", "--dist", "loadfile", "-p",
-                               "xdist_scheduler", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
+                               "xdist_scheduler", "-p", "no:cacheprovider", "-p", "no:randomly",  # order as written
+                               "--rootdir", str(tmp_path), str(tmp_path)],
                               cwd=tmp_path,
                               capture_output=True, text=True, timeout=90,
                               env={**env, "PYTHONPATH": str(Path(__file__).parent)})
