@@ -160,7 +160,8 @@ def test_predict_accepts_globs(checkpoint, tmp_path) -> None:
 
 @pytest.mark.parametrize("name, content, reason", [
     ("corrupt.png", b"\x89PNG\r\n\x1a\nnot really", "cannot read it as an image"),
-    ("empty.jpg", b"", "cannot read it as an image"),
+    ("empty.jpg", b"", "cannot read it as an image (an empty file (0 bytes): a copy or download that did not "
+                       "finish?)"),  # said no more than PIL's "cannot identify image file"
     ("notes.md", b"hello", "cannot read it as an image"),
     ("notes.txt", b"hello", "notes.txt:1: "),  # a list file whose first line names no image
     ("binary.lst", b"\xff\xfe\x00", "not a text list file"),

@@ -29,7 +29,9 @@ def read_image(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise PSPNetError(f"{path}: no such image file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise PSPNetError(f"{path}: cannot read it as an image ({e})") from None
+        empty = isinstance(path, (str, Path)) and Path(path).is_file() and Path(path).stat().st_size == 0
+        why = "an empty file (0 bytes): a copy or download that did not finish?" if empty else e
+        raise PSPNetError(f"{path}: cannot read it as an image ({why})") from None
 
 
 EXIF_ORIENTATION = 0x0112
