@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except PSPNetError as e:
         return error(args.command, str(e))
     except KeyboardInterrupt:
-        print(f"pspnet {args.command}: interrupted{' (SIGTERM)' if terminated.received else ''}", file=sys.stderr)
-        return 143 if terminated.received else 130
+        return interrupted(args.command, terminated.received)
     except RuntimeError as e:  # out of memory where the command had no better answer (e.g. `pspnet bench`'s batch)
         from pspnet.device import is_out_of_memory
         from pspnet.distributed import is_peer_lost
@@ -146,16 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         text = str(e)
         if isinstance(e.__context__, KeyboardInterrupt) or any(f"{WORKER_KILLED}{s}" in text for s in STOPS):
             # a stop, as torch's loader says it when the stop reached its workers too (a signal to the process group)
-            stopped = terminated.received or f"{WORKER_KILLED}Terminated" in text
-            print(f"pspnet {args.command}: interrupted{' (SIGTERM)' if stopped else ''}", file=sys.stderr)
-            return 143 if stopped else 130
+            return interrupted(args.command, terminated.received or f"{WORKER_KILLED}Terminated" in text)
         if WORKER_KILLED in text:  # SIGKILL: most often the kernel's out-of-memory killer
             return error(args.command, f"{text.splitlines()[0].strip()} (by the system when memory runs out, most "
                                        "often); fewer data-loading workers (--workers; data.workers in training) "
                                        "hold less")
 
         if is_peer_lost(e):  # under torchrun, another process died (killed, out of memory): not 30 lines of gloo's
-            first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
             again = "; `--resume` continues from the last checkpoint" if args.command == "train" else ""
             return error(args.command, f"another process of the job has stopped ({first[:200]}); this one stops "
                                        f"too{again}")
@@ -199,6 +196,12 @@ class Terminated:
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+
+
+def interrupted(command: str, by_sigterm: bool) -> int:
+    """The line of a command stopped by Ctrl-C or SIGTERM, and its exit status (128 + the signal's number)."""
+    print(f"pspnet {command}: interrupted{' (SIGTERM)' if by_sigterm else ''}", file=sys.stderr)
+    return 143 if by_sigterm else 130
 
 
 def usable_streams() -> None:

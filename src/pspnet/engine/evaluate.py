@@ -71,6 +71,9 @@ class Evaluation:
         return absent_classes(counts, names, ignore_index, "ground-truth", hint, override)
 
 
+T = TypeVar("T")
+
+
 class _Guarded(Dataset):
     """Items of `dataset`, with a PSPNetError turned into {"error": message} so one bad file stops nothing."""
 
@@ -97,9 +100,6 @@ def as_tensors(item: dict[str, Any]) -> dict[str, Any]:
 
 def _unchanged(item: T) -> T:  # the loader's collate: the item as the worker made it
     return item
-
-
-T = TypeVar("T")
 
 
 def _with_gaps(group: list[dict[str, Any]], preds: Sequence[T]) -> list[T | None]:
